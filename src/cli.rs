@@ -1,0 +1,128 @@
+//! Command-line interface: parse arguments, set up logging, dispatch, map errors to exit codes.
+
+use crate::commands;
+use crate::exit;
+use clap::{CommandFactory, Parser, Subcommand};
+
+const EXAMPLES: &str = "\
+Examples:
+  factorybench validate recipes/comprehensive.yml
+  factorybench explain recipes/comprehensive.yml
+  factorybench run recipes/quickstart.yml
+  factorybench compile recipes/comprehensive.yml --out build/
+  factorybench submit recipes/comprehensive.yml
+  factorybench status campaigns/ai-factory-comprehensive-benchmark
+  factorybench report metrics.db --format html --out report.html
+  factorybench compare baseline.db candidate.db --threshold p99_ms=10%
+
+Exit codes: 0 ok, 1 failure, 2 invalid input, 3 partial run, 4 regression, 5 invalid run.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "factorybench",
+    version = crate::version_string(),
+    about = "Benchmark the services of an HPC AI factory on SLURM + Apptainer",
+    long_about = "factorybench validates a campaign recipe, compiles it into SLURM batch scripts with \
+Apptainer launch commands, submits and tracks the jobs, drives open-loop load against each \
+service while recording every request in SQLite, and reports and compares the results.",
+    after_help = EXAMPLES,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace). Overrides global.log_level.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a recipe and list every problem with its location.
+    Validate(commands::validate::ValidateArgs),
+    /// Summarise what a recipe will do: services, load, node-hours.
+    Explain(commands::validate::ExplainArgs),
+    /// Render SLURM batch scripts (one per service) into a directory.
+    Compile(commands::compile::CompileArgs),
+    /// Run the benchmark here, without SLURM (also what batch jobs run on the node).
+    Run(commands::run::RunArgs),
+    /// Compile and submit a campaign with sbatch.
+    Submit(commands::slurm::SubmitArgs),
+    /// Show the SLURM state and progress of a campaign's jobs.
+    Status(commands::slurm::StatusArgs),
+    /// Show (or follow) the logs of a campaign's jobs.
+    Logs(commands::slurm::LogsArgs),
+    /// Cancel every job of a campaign (and nothing else).
+    Cancel(commands::slurm::CancelArgs),
+    /// Turn a campaign file into a JSON, HTML, CSV or Prometheus report.
+    Report(commands::report::ReportArgs),
+    /// Compare two campaigns or reports; exit 4 on a regression beyond a threshold.
+    Compare(commands::report::CompareArgs),
+    /// Check a report's content hash (detects edited reports).
+    Verify(commands::report::VerifyArgs),
+    /// The monitoring stack job: Prometheus + Pushgateway + Grafana.
+    #[command(subcommand)]
+    Monitor(commands::monitor::MonitorCommand),
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = if quiet {
+        "error"
+    } else {
+        match verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("FACTORYBENCH_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("factorybench={level},warn"))
+        });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Entry point: returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let result = match &cli.command {
+        Command::Validate(a) => commands::validate::validate(a),
+        Command::Explain(a) => commands::validate::explain(a),
+        Command::Compile(a) => commands::compile::exec(a),
+        Command::Run(a) => commands::run::exec(a),
+        Command::Submit(a) => commands::slurm::submit(a),
+        Command::Status(a) => commands::slurm::status(a),
+        Command::Logs(a) => commands::slurm::logs(a),
+        Command::Cancel(a) => commands::slurm::cancel(a),
+        Command::Report(a) => commands::report::report(a),
+        Command::Compare(a) => commands::report::compare(a),
+        Command::Verify(a) => commands::report::verify(a),
+        Command::Monitor(c) => commands::monitor::exec(c),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "factorybench",
+                &mut std::io::stdout(),
+            );
+            Ok(exit::OK)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => commands::report_error(&e),
+    }
+}

@@ -1,0 +1,42 @@
+//! One module per command group. Each exposes its clap `Args` and functions returning an exit
+//! code; errors are mapped to exit codes by [`report_error`].
+
+pub mod compile;
+pub mod monitor;
+pub mod report;
+pub mod run;
+pub mod slurm;
+pub mod validate;
+
+use crate::exit;
+use crate::recipe::{LoadError, Loaded};
+use std::path::Path;
+
+/// Print an error for a person and choose the exit code: invalid input → 2, else 1.
+pub fn report_error(e: &anyhow::Error) -> i32 {
+    if let Some(LoadError::Invalid(r)) = e.downcast_ref::<LoadError>() {
+        eprint!("{r}\n");
+        return exit::INVALID_INPUT;
+    }
+    if e.downcast_ref::<InvalidInput>().is_some() {
+        eprintln!("error: {e:#}");
+        return exit::INVALID_INPUT;
+    }
+    eprintln!("error: {e:#}");
+    exit::FAILURE
+}
+
+/// An error caused by what the user asked for (unknown service, bad flag combination).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(pub String);
+
+/// Load a recipe, print its warnings to stderr, and return it.
+pub fn load_recipe(path: &Path) -> anyhow::Result<Loaded> {
+    let loaded = crate::recipe::load(path)?;
+    let w = loaded.render_warnings();
+    if !w.is_empty() {
+        eprint!("{w}");
+    }
+    Ok(loaded)
+}

@@ -1,0 +1,187 @@
+//! `validate` and `explain`.
+
+use crate::exit;
+use crate::recipe::{self, LoadError, Plan, Runtime, Service};
+use clap::Args;
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  factorybench validate recipes/comprehensive.yml\n  factorybench validate --json my.yml | jq '.diagnostics[].message'"
+)]
+pub struct ValidateArgs {
+    /// The recipe file.
+    pub recipe: PathBuf,
+    /// Print the result (valid, diagnostics) as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  factorybench explain recipes/comprehensive.yml")]
+pub struct ExplainArgs {
+    /// The recipe file.
+    pub recipe: PathBuf,
+    /// Print the plan summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct ValidateJson<'a> {
+    file: String,
+    valid: bool,
+    services: usize,
+    diagnostics: &'a [recipe::Diagnostic],
+}
+
+pub fn validate(a: &ValidateArgs) -> anyhow::Result<i32> {
+    match recipe::load(&a.recipe) {
+        Ok(l) => {
+            if a.json {
+                let j = ValidateJson {
+                    file: a.recipe.display().to_string(),
+                    valid: true,
+                    services: l.plan.services.len(),
+                    diagnostics: &l.warnings,
+                };
+                println!("{}", serde_json::to_string_pretty(&j)?);
+            } else {
+                eprint!("{}", l.render_warnings());
+                println!(
+                    "{}: valid ({} service{}, {} warning{})",
+                    a.recipe.display(),
+                    l.plan.services.len(),
+                    if l.plan.services.len() == 1 { "" } else { "s" },
+                    l.warnings.len(),
+                    if l.warnings.len() == 1 { "" } else { "s" }
+                );
+            }
+            Ok(exit::OK)
+        }
+        Err(LoadError::Invalid(e)) if a.json => {
+            let j = ValidateJson {
+                file: a.recipe.display().to_string(),
+                valid: false,
+                services: 0,
+                diagnostics: &e.diagnostics,
+            };
+            println!("{}", serde_json::to_string_pretty(&j)?);
+            Ok(exit::INVALID_INPUT)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Node-hours a service's job may hold: nodes × (array tasks) × SLURM time limit (or the
+/// service's warmup + duration plus readiness budget when no limit is set).
+pub fn node_hours(s: &Service) -> f64 {
+    let tasks = s.sweep.as_ref().map_or(1, |w| w.values.len()) as f64;
+    let secs = s
+        .slurm
+        .time_limit_s
+        .map(|t| t as f64)
+        .unwrap_or(s.load.warmup_s + s.load.duration_s + f64::from(s.readiness.timeout_s));
+    f64::from(s.slurm.nodes) * tasks * secs / 3600.0
+}
+
+#[derive(Serialize)]
+struct ExplainService {
+    name: String,
+    kind: String,
+    runtime: Runtime,
+    arrival: String,
+    clients: u32,
+    target_rate_per_s: Option<f64>,
+    duration_s: f64,
+    warmup_s: f64,
+    array_tasks: usize,
+    node_hours: f64,
+    gpu: bool,
+}
+
+fn explain_rows(plan: &Plan) -> Vec<ExplainService> {
+    plan.services
+        .iter()
+        .map(|s| ExplainService {
+            name: s.name.clone(),
+            kind: s.kind.to_string(),
+            runtime: s.runtime,
+            arrival: format!("{:?}", s.load.arrival).to_lowercase(),
+            clients: s.load.clients,
+            target_rate_per_s: (s.load.rate_per_client > 0.0).then(|| s.load.total_rate()),
+            duration_s: s.load.duration_s,
+            warmup_s: s.load.warmup_s,
+            array_tasks: s.sweep.as_ref().map_or(1, |w| w.values.len()),
+            node_hours: node_hours(s),
+            gpu: s.wants_gpu(),
+        })
+        .collect()
+}
+
+pub fn explain(a: &ExplainArgs) -> anyhow::Result<i32> {
+    let l = super::load_recipe(&a.recipe)?;
+    let plan = &l.plan;
+    let rows = explain_rows(plan);
+    let total: f64 = rows.iter().map(|r| r.node_hours).sum();
+    if a.json {
+        let j = serde_json::json!({
+            "benchmark": plan.benchmark,
+            "metrics_db": plan.global.metrics_db,
+            "services": rows,
+            "total_node_hours": total,
+        });
+        println!("{}", serde_json::to_string_pretty(&j)?);
+        return Ok(exit::OK);
+    }
+    println!("{}", plan.benchmark.name);
+    if !plan.benchmark.description.is_empty() {
+        println!("  {}", plan.benchmark.description);
+    }
+    println!(
+        "  campaign file: {}   reports: {}   logs: {}",
+        plan.global.metrics_db.display(),
+        plan.global.reports_dir.display(),
+        plan.global.logs_dir.display()
+    );
+    println!();
+    println!(
+        "{:<24} {:<12} {:<10} {:<8} {:>7} {:>12} {:>9} {:>6} {:>10}",
+        "SERVICE",
+        "TYPE",
+        "RUNTIME",
+        "ARRIVAL",
+        "CLIENTS",
+        "TARGET/s",
+        "DURATION",
+        "TASKS",
+        "NODE-H"
+    );
+    for r in &rows {
+        let rate = r
+            .target_rate_per_s
+            .map(|v| format!("{v:.1}"))
+            .unwrap_or_else(|| "unthrottled".into());
+        println!(
+            "{:<24} {:<12} {:<10} {:<8} {:>7} {:>12} {:>8.0}s {:>6} {:>10.2}{}",
+            r.name,
+            r.kind,
+            format!("{:?}", r.runtime).to_lowercase(),
+            r.arrival,
+            r.clients,
+            rate,
+            r.duration_s,
+            r.array_tasks,
+            r.node_hours,
+            if r.gpu { "  (GPU)" } else { "" }
+        );
+    }
+    println!();
+    println!(
+        "{} service{}; at most {total:.2} node-hours if every job runs to its time limit.",
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" }
+    );
+    Ok(exit::OK)
+}

@@ -1,0 +1,1 @@
+//! `monitor` module (see lib.rs for the pipeline).

@@ -1,0 +1,117 @@
+//! Recipe problems with their location, rendered like a compiler error.
+
+use super::yaml::Pos;
+use serde::Serialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    /// Dotted path of the offending value, e.g. `services[2].slurm.time`.
+    pub path: String,
+    pub pos: Pos,
+    pub message: String,
+    /// A hint such as "did you mean `requests_per_second`?".
+    pub help: Option<String>,
+}
+
+/// Every problem found in one recipe file.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct RecipeError {
+    pub file: PathBuf,
+    pub source_text: String,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl RecipeError {
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+    }
+
+    pub fn error_count(&self) -> usize {
+        self.errors().count()
+    }
+}
+
+impl fmt::Display for RecipeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.diagnostics {
+            write!(f, "{}", render(d, &self.file, &self.source_text))?;
+        }
+        let n = self.error_count();
+        write!(
+            f,
+            "{} is invalid: {} error{}",
+            self.file.display(),
+            n,
+            if n == 1 { "" } else { "s" }
+        )
+    }
+}
+
+/// Render one diagnostic with the source line and a caret under the column.
+pub fn render(d: &Diagnostic, file: &Path, src: &str) -> String {
+    let label = match d.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    let mut out = format!(
+        "{label}: {}\n  --> {}:{}:{}\n",
+        d.message,
+        file.display(),
+        d.pos.line,
+        d.pos.col
+    );
+    if let Some(line) = src.lines().nth(d.pos.line.saturating_sub(1)) {
+        let num = d.pos.line.to_string();
+        let pad = " ".repeat(num.len());
+        out.push_str(&format!("{pad} |\n{num} | {line}\n{pad} | "));
+        out.push_str(&" ".repeat(d.pos.col.saturating_sub(1)));
+        out.push_str("^\n");
+    }
+    if !d.path.is_empty() {
+        out.push_str(&format!("  = at: {}\n", d.path));
+    }
+    if let Some(h) = &d.help {
+        out.push_str(&format!("  = help: {h}\n"));
+    }
+    out.push('\n');
+    out
+}
+
+/// The closest candidate by Jaro-Winkler similarity, if it is close enough to be a typo.
+pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let lower = word.to_ascii_lowercase();
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(&lower, c), *c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_keys() {
+        let keys = ["requests_per_second", "client_count", "duration"];
+        assert_eq!(
+            did_you_mean("request_per_second", &keys),
+            Some("requests_per_second")
+        );
+        assert_eq!(did_you_mean("clients_count", &keys), Some("client_count"));
+        assert_eq!(did_you_mean("zzz", &keys), None);
+    }
+}

@@ -1,0 +1,667 @@
+//! The validated plan: what a recipe means, with enums for kinds and modes and units in names.
+//!
+//! Everything downstream (render, runner, report) consumes a [`Plan`], never raw YAML.
+
+use serde::Serialize;
+use std::fmt;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Path of the recipe file as given.
+    pub source_path: PathBuf,
+    /// SHA-256 of the recipe file bytes (hex).
+    pub source_sha256: String,
+    pub benchmark: Benchmark,
+    pub global: Global,
+    pub services: Vec<Service>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Benchmark {
+    pub name: String,
+    pub description: String,
+    /// Whole-suite duration budget in seconds (`benchmark.duration`), if given.
+    pub duration_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warning,
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Global {
+    pub log_level: LogLevel,
+    /// SQLite campaign file (relative paths are relative to the working directory).
+    pub metrics_db: PathBuf,
+    pub reports_dir: PathBuf,
+    pub logs_dir: PathBuf,
+    pub pushgateway_url: Option<String>,
+    /// Seconds between live pushes to the Pushgateway.
+    pub push_interval_s: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceKind {
+    Ollama,
+    Vllm,
+    Triton,
+    Vectordb,
+    Database,
+    S3,
+    FileStorage,
+    Http,
+}
+
+impl ServiceKind {
+    pub const ALL: [ServiceKind; 8] = [
+        ServiceKind::Ollama,
+        ServiceKind::Vllm,
+        ServiceKind::Triton,
+        ServiceKind::Vectordb,
+        ServiceKind::Database,
+        ServiceKind::S3,
+        ServiceKind::FileStorage,
+        ServiceKind::Http,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceKind::Ollama => "ollama",
+            ServiceKind::Vllm => "vllm",
+            ServiceKind::Triton => "triton",
+            ServiceKind::Vectordb => "vectordb",
+            ServiceKind::Database => "database",
+            ServiceKind::S3 => "s3",
+            ServiceKind::FileStorage => "file_storage",
+            ServiceKind::Http => "http",
+        }
+    }
+
+    pub fn is_llm(self) -> bool {
+        matches!(
+            self,
+            ServiceKind::Ollama | ServiceKind::Vllm | ServiceKind::Triton
+        )
+    }
+}
+
+impl fmt::Display for ServiceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the batch script starts the service on the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Runtime {
+    /// `apptainer instance start` of `container_image`.
+    Apptainer,
+    /// `podman run -d` of `container_image` (sites without Apptainer).
+    Podman,
+    /// The service's native binary, `start_command`, run on the node.
+    Host,
+    /// Nothing is started: the service already runs elsewhere (or needs no server).
+    External,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Service {
+    /// Unique, `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`: it names files and jobs.
+    pub name: String,
+    pub kind: ServiceKind,
+    pub runtime: Runtime,
+    pub container_image: Option<String>,
+    /// For `runtime: host`: argv of the native server.
+    pub start_command: Vec<String>,
+    pub port: Option<u16>,
+    /// Base URL the clients talk to (for `database` this may be a `postgresql://` URL).
+    pub service_url: Option<String>,
+    pub load: Load,
+    pub workload: Workload,
+    pub slurm: SlurmSpec,
+    pub container: ContainerSpec,
+    pub readiness: Readiness,
+    pub sweep: Option<Sweep>,
+    /// Names of services whose jobs must succeed before this one starts.
+    pub depends_on: Vec<String>,
+}
+
+impl Service {
+    /// The URL clients use: `service_url`, else `http://127.0.0.1:{port}`.
+    pub fn base_url(&self) -> Option<String> {
+        self.service_url
+            .clone()
+            .or_else(|| self.port.map(|p| format!("http://127.0.0.1:{p}")))
+    }
+
+    /// Whether the service needs a GPU (`gres` asks for one): `--nv` for Apptainer.
+    pub fn wants_gpu(&self) -> bool {
+        self.slurm
+            .gres
+            .as_deref()
+            .is_some_and(|g| g.split(',').any(|g| g.trim_start().starts_with("gpu")))
+    }
+
+    /// Every secret this service carries (for redaction and secret files).
+    pub fn secrets(&self) -> Vec<(&str, &Secret)> {
+        let mut out: Vec<(&str, &Secret)> = Vec::new();
+        for e in &self.container.env {
+            if let EnvValue::Secret(s) = &e.value {
+                out.push((e.name.as_str(), s));
+            }
+        }
+        match &self.workload {
+            Workload::Database(d) => {
+                if let Some(p) = &d.password {
+                    out.push(("FB_DB_PASSWORD", p));
+                }
+            }
+            Workload::S3(s) => {
+                out.push(("FB_S3_ACCESS_KEY", &s.access_key));
+                out.push(("FB_S3_SECRET_KEY", &s.secret_key));
+            }
+            Workload::Llm(l) => {
+                if let Some(k) = &l.api_key {
+                    out.push(("FB_API_KEY", k));
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arrival {
+    /// Open loop, requests evenly spaced at the target rate.
+    Constant,
+    /// Open loop, exponential inter-arrival times (a Poisson process) at the target rate.
+    Poisson,
+    /// Closed loop: each client sends its next request when the previous one returns.
+    Closed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Load {
+    /// Concurrent clients (`client_count`).
+    pub clients: u32,
+    pub arrival: Arrival,
+    /// Target rate PER CLIENT (`requests_per_second`); total = clients × rate.
+    /// 0 with `closed` arrival means unthrottled (as fast as possible).
+    pub rate_per_client: f64,
+    /// Measured phase length, seconds (`duration`), after the warmup.
+    pub duration_s: f64,
+    /// Stop after this many measured requests instead of (or before) the duration.
+    pub requests: Option<u64>,
+    /// Warmup seconds: requests are recorded but excluded from results.
+    pub warmup_s: f64,
+    /// RNG seed: the same seed repeats the same schedule and payload choices.
+    pub seed: u64,
+    /// Stop the run (status failed) when the error rate exceeds this share (0..1).
+    pub max_error_rate: Option<f64>,
+    /// Per-request timeout, seconds.
+    pub timeout_s: f64,
+    /// Upper bound on requests in flight for open-loop runs (per service).
+    pub max_in_flight: u32,
+}
+
+impl Load {
+    pub fn total_rate(&self) -> f64 {
+        self.rate_per_client * self.clients as f64
+    }
+}
+
+/// Operation weights; they sum to 1.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mix<Op> {
+    pub weights: Vec<(Op, f64)>,
+}
+
+impl<Op: Copy> Mix<Op> {
+    /// Pick an operation from a uniform draw `u` in [0, 1).
+    pub fn pick(&self, u: f64) -> Op {
+        let mut acc = 0.0;
+        for (op, w) in &self.weights {
+            acc += w;
+            if u < acc {
+                return *op;
+            }
+        }
+        self.weights.last().expect("validated mix is non-empty").0
+    }
+}
+
+/// Payload sizes with weights; sizes in bytes (KB = KiB = 1024 bytes, as fio does).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SizeMix {
+    pub weights: Vec<(u64, f64)>,
+}
+
+impl SizeMix {
+    pub fn pick(&self, u: f64) -> u64 {
+        let mut acc = 0.0;
+        for (size, w) in &self.weights {
+            acc += w;
+            if u < acc {
+                return *size;
+            }
+        }
+        self.weights.last().expect("validated mix is non-empty").0
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.weights.iter().map(|(s, _)| *s).max().unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Workload {
+    Llm(LlmWorkload),
+    Vectordb(VectorDbWorkload),
+    Database(DatabaseWorkload),
+    S3(S3Workload),
+    FileStorage(FileStorageWorkload),
+    Http(HttpWorkload),
+}
+
+// ---------- LLM ----------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LlmApi {
+    /// Ollama `/api/generate`, NDJSON stream.
+    OllamaGenerate,
+    /// Ollama `/api/chat`, NDJSON stream.
+    OllamaChat,
+    /// OpenAI `/v1/completions`, SSE stream.
+    Completions,
+    /// OpenAI `/v1/chat/completions`, SSE stream.
+    ChatCompletions,
+    /// Triton generate extension `/v2/models/{m}/generate_stream` (SSE).
+    TritonGenerate,
+    /// KServe v2 `/v2/models/{m}/infer`.
+    TritonInfer,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "dist", rename_all = "snake_case")]
+pub enum TokenDist {
+    Fixed { tokens: u32 },
+    Uniform { min: u32, max: u32 },
+    Normal { mean: f64, stddev: f64 },
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum PromptSource {
+    Synthetic {
+        input_tokens: TokenDist,
+    },
+    /// JSONL: `{"prompt": "...", "output_tokens": 128}` per line.
+    File {
+        path: PathBuf,
+    },
+}
+
+/// Service-level objectives for goodput (a request is "good" if it meets all of them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Slo {
+    pub ttft_ms: Option<f64>,
+    pub tpot_ms: Option<f64>,
+    pub e2el_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LlmWorkload {
+    pub api: LlmApi,
+    pub model: String,
+    pub prompts: PromptSource,
+    pub output_tokens: TokenDist,
+    pub ignore_eos: bool,
+    pub temperature: f64,
+    pub slo: Slo,
+    /// Ollama: pull the model before the timed phase when it is missing.
+    pub pull_model: bool,
+    pub api_key: Option<Secret>,
+}
+
+// ---------- vector DB ----------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VectorBackend {
+    Chromadb,
+    Faiss,
+    Weaviate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VectorOp {
+    Insert,
+    Search,
+    Update,
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum VectorSource {
+    /// Seeded random unit vectors.
+    Random,
+    /// `.npy` (float32, 2-D) or JSONL (one array per line) of real embeddings.
+    File { path: PathBuf },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FaissIndex {
+    Flat,
+    Hnsw { m: u32 },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VectorDbWorkload {
+    pub backend: VectorBackend,
+    pub host: String,
+    pub port: Option<u16>,
+    pub collection_name: String,
+    pub dimension: u32,
+    pub mix: Mix<VectorOp>,
+    pub batch_size: u32,
+    pub search_k: u32,
+    pub vectors: VectorSource,
+    /// Vectors loaded before the timed phase, so searches hit real data.
+    pub dataset_size: u64,
+    /// Searches sampled (outside the timed region) for recall@k against brute force.
+    pub recall_queries: u32,
+    pub index: FaissIndex,
+}
+
+// ---------- database ----------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatabaseBackend {
+    Postgresql,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DbOp {
+    Select,
+    Insert,
+    Update,
+    Delete,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseWorkload {
+    pub backend: DatabaseBackend,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: Option<Secret>,
+    pub mix: Mix<DbOp>,
+    pub batch_size: u32,
+    pub table_name: String,
+    /// Rows inserted before the timed phase.
+    pub seed_rows: u64,
+    /// Keep the table after the run (default: drop it).
+    pub keep_table: bool,
+}
+
+// ---------- S3 ----------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum S3Op {
+    Put,
+    Get,
+    List,
+    Delete,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum S3Addressing {
+    Path,
+    VirtualHost,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct S3Workload {
+    pub endpoint_url: String,
+    pub access_key: Secret,
+    pub secret_key: Secret,
+    pub bucket_name: String,
+    pub region: String,
+    pub mix: Mix<S3Op>,
+    pub object_sizes: SizeMix,
+    pub addressing: S3Addressing,
+    /// Delete the objects this run created when it ends.
+    pub cleanup: bool,
+}
+
+// ---------- file storage ----------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileOp {
+    Write,
+    Read,
+    Stat,
+    Delete,
+}
+
+/// Durability of writes. `sync_mode: true` in older recipes means `fsync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// Page cache only.
+    None,
+    /// `fsync(2)` after each file write.
+    Fsync,
+    /// `fdatasync(2)` after each file write.
+    Fdatasync,
+    /// Open with `O_DSYNC`: every write(2) is synchronous.
+    Dsync,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileStorageWorkload {
+    pub base_path: PathBuf,
+    pub mix: Mix<FileOp>,
+    pub file_sizes: SizeMix,
+    pub use_direct_io: bool,
+    pub sync_mode: SyncMode,
+    /// Files per size class created before the timed phase so reads hit existing files.
+    pub working_set_files: u32,
+    /// When set, reads and writes move `io_size_bytes` at a random aligned offset inside a
+    /// working-set file (fio-style random I/O) instead of whole files.
+    pub io_size_bytes: Option<u64>,
+}
+
+// ---------- generic HTTP ----------
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpWorkload {
+    pub method: String,
+    /// Absolute URL, or a path joined to the service's base URL.
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    /// Expected status; any other status is an error. Default: any 2xx.
+    pub expect_status: Option<u16>,
+}
+
+// ---------- SLURM, containers, secrets ----------
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SlurmSpec {
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    /// SLURM time limit as given (`[D-]HH:MM:SS`, `MM:SS`, minutes).
+    pub time: Option<String>,
+    /// The same limit in seconds.
+    pub time_limit_s: Option<u64>,
+    pub nodes: u32,
+    pub ntasks: u32,
+    pub cpus_per_task: Option<u32>,
+    pub mem: Option<String>,
+    pub qos: Option<String>,
+    pub gres: Option<String>,
+    pub constraint: Option<String>,
+    /// Extra `#SBATCH` options, each like `--mail-type=END`.
+    pub extra: Vec<String>,
+    /// `module load` lines run before anything else.
+    pub modules: Vec<String>,
+    /// Seconds before the time limit at which SLURM sends USR1 (`--signal=B:USR1@N`).
+    pub signal_grace_s: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bind {
+    pub src: String,
+    pub dst: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub enum EnvValue {
+    Plain(String),
+    Secret(Secret),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: EnvValue,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ContainerSpec {
+    pub binds: Vec<Bind>,
+    /// `environment` of the recipe; names that look secret are secrets.
+    pub env: Vec<EnvVar>,
+    /// Extra arguments to the container runtime.
+    pub extra_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Readiness {
+    /// Give up waiting for the service after this many seconds.
+    pub timeout_s: u32,
+    pub interval_s: f64,
+}
+
+/// A secret value: where it comes from, never the value itself in output.
+#[derive(Clone, PartialEq)]
+pub enum Secret {
+    /// Written in the recipe (warned about). Rendered scripts get it via a 0600 file.
+    Plain(String),
+    /// Read from this environment variable at run time.
+    Env(String),
+    /// Read from this file at run time (first line, trailing newline stripped).
+    File(PathBuf),
+    /// Generated at compile time (random), stored in a 0600 file.
+    Generated,
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Plain(_) => f.write_str("Secret::Plain(<redacted>)"),
+            Secret::Env(v) => write!(f, "Secret::Env({v})"),
+            Secret::File(p) => write!(f, "Secret::File({})", p.display()),
+            Secret::Generated => f.write_str("Secret::Generated"),
+        }
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Secret::Plain(_) => s.serialize_str("<redacted>"),
+            Secret::Env(v) => s.serialize_str(&format!("${{{v}}}")),
+            Secret::File(p) => s.serialize_str(&format!("file:{}", p.display())),
+            Secret::Generated => s.serialize_str("<generated>"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable {0} is not set")]
+    MissingEnv(String),
+    #[error("cannot read secret file {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("secret is generated at compile time; read it from the campaign's secrets file")]
+    Generated,
+}
+
+impl Secret {
+    /// Resolve the value now (on the node, at run time).
+    pub fn resolve(&self) -> Result<String, SecretError> {
+        match self {
+            Secret::Plain(v) => Ok(v.clone()),
+            Secret::Env(var) => {
+                std::env::var(var).map_err(|_| SecretError::MissingEnv(var.clone()))
+            }
+            Secret::File(path) => std::fs::read_to_string(path)
+                .map(|s| s.lines().next().unwrap_or_default().to_string())
+                .map_err(|source| SecretError::File {
+                    path: path.clone(),
+                    source,
+                }),
+            Secret::Generated => Err(SecretError::Generated),
+        }
+    }
+}
+
+/// A sweep expands one service into a SLURM job array, one task per value.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sweep {
+    pub param: SweepParam,
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SweepParam {
+    ClientCount,
+    RequestsPerSecond,
+    Model,
+    BatchSize,
+}
+
+impl SweepParam {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SweepParam::ClientCount => "client_count",
+            SweepParam::RequestsPerSecond => "requests_per_second",
+            SweepParam::Model => "model",
+            SweepParam::BatchSize => "batch_size",
+        }
+    }
+}
+
+impl Plan {
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}

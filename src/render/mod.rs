@@ -1,0 +1,1 @@
+//! `render` module (see lib.rs for the pipeline).

@@ -1,0 +1,1 @@
+//! `report` module (see lib.rs for the pipeline).

@@ -1,0 +1,6 @@
+//! `runner`: the node-side load engine, one client module per service kind, and the recorder.
+
+pub mod client;
+pub mod clients;
+pub mod clock;
+pub mod rng;

@@ -1,0 +1,1 @@
+//! `slurm` module (see lib.rs for the pipeline).

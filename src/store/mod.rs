@@ -1,0 +1,1 @@
+//! `store` module (see lib.rs for the pipeline).
