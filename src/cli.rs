@@ -66,6 +66,9 @@ pub enum Command {
     /// The monitoring stack job: Prometheus + Pushgateway + Grafana.
     #[command(subcommand)]
     Monitor(commands::monitor::MonitorCommand),
+    /// Wait until a service answers its real health endpoint (used inside batch scripts).
+    #[command(hide = true)]
+    Ready(commands::compile::ReadyArgs),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -111,6 +114,7 @@ pub fn main() -> i32 {
         Command::Compare(a) => commands::report::compare(a),
         Command::Verify(a) => commands::report::verify(a),
         Command::Monitor(c) => commands::monitor::exec(c),
+        Command::Ready(a) => commands::compile::ready(a),
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,

@@ -19,3 +19,20 @@ pub struct CompileArgs {
 pub fn exec(_a: &CompileArgs) -> anyhow::Result<i32> {
     anyhow::bail!("compile is not implemented yet")
 }
+
+#[derive(Debug, Args)]
+pub struct ReadyArgs {
+    /// The recipe file.
+    pub recipe: PathBuf,
+    /// The service to probe.
+    #[arg(long)]
+    pub service: String,
+    /// Give up after this many seconds (default: the service's readiness_timeout).
+    #[arg(long)]
+    pub timeout: Option<f64>,
+}
+
+/// Wait until the service really answers its health endpoint (used by batch scripts).
+pub fn ready(_a: &ReadyArgs) -> anyhow::Result<i32> {
+    anyhow::bail!("ready is not implemented yet")
+}

@@ -20,6 +20,16 @@ pub struct RunArgs {
     /// Campaign file (default: global.metrics_db of the recipe).
     #[arg(long)]
     pub db: Option<PathBuf>,
+    /// Run array task N of the service's sweep (batch scripts pass $SLURM_ARRAY_TASK_ID).
+    #[arg(long)]
+    pub sweep_index: Option<usize>,
+    /// No progress bars, plain log lines (default when stderr is not a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Record a failed run (failure_stage setup) with this message and exit 1; used by batch
+    /// scripts when the service never became ready.
+    #[arg(long, hide = true, requires = "service")]
+    pub fail_setup: Option<String>,
 }
 
 pub fn exec(_a: &RunArgs) -> anyhow::Result<i32> {
