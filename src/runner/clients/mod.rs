@@ -1,6 +1,8 @@
 //! One client module per service kind, and the factory that picks one for a service.
 //! Each engineer adds their module and its match arm in [`make_client`].
 
+pub mod llm;
+
 use super::client::{Client, ClientError, ErrorClass};
 use crate::recipe::{Service, Workload};
 use std::sync::Arc;
@@ -13,7 +15,7 @@ pub fn make_client(svc: &Service) -> Result<Arc<dyn Client>, ClientError> {
         Workload::Database(_) => Err(not_yet("database")),
         Workload::S3(_) => Err(not_yet("s3")),
         Workload::Vectordb(_) => Err(not_yet("vectordb")),
-        Workload::Llm(_) => Err(not_yet("llm")),
+        Workload::Llm(_) => llm::make(svc),
     }
 }
 
