@@ -3,4 +3,8 @@
 pub mod client;
 pub mod clients;
 pub mod clock;
+pub mod cpu;
+pub mod engine;
+pub mod live;
 pub mod rng;
+pub mod schedule;
