@@ -147,7 +147,11 @@ pub fn submit(a: &SubmitArgs) -> anyhow::Result<i32> {
         std::fs::create_dir_all(dir.join(sub))
             .with_context(|| format!("creating {}", dir.join(sub).display()))?;
     }
-    compile_into(a, &dir)?;
+    if let Err(e) = compile_into(a, &dir) {
+        // Leave no half-made campaign behind: nothing was submitted yet.
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
     let camp = Campaign::init(&dir)?;
 
     let mut submitted: Vec<Submitted> = Vec::new();
