@@ -143,14 +143,15 @@ pub fn submit(a: &SubmitArgs) -> anyhow::Result<i32> {
         .unwrap_or(0);
     let dir = campaign::create_dir(&a.campaigns_dir, &plan.benchmark.name, unix_s)?;
     let dir = std::path::absolute(&dir).unwrap_or(dir);
+    // compile fills the (empty) directory; nothing was submitted yet if it fails, so leave no
+    // half-made campaign behind.
+    if let Err(e) = compile_into(a, &dir) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
     for sub in ["logs", "runs", "endpoints"] {
         std::fs::create_dir_all(dir.join(sub))
             .with_context(|| format!("creating {}", dir.join(sub).display()))?;
-    }
-    if let Err(e) = compile_into(a, &dir) {
-        // Leave no half-made campaign behind: nothing was submitted yet.
-        let _ = std::fs::remove_dir_all(&dir);
-        return Err(e);
     }
     let camp = Campaign::init(&dir)?;
 
