@@ -583,3 +583,54 @@ fn bad_arguments_are_exit_2() {
                 .is_none()
     );
 }
+
+/// SLURM refusing one job (an unknown partition) fails `submit` with sbatch's own message and
+/// cancels the jobs already submitted, so no half campaign keeps running.
+#[test]
+fn refused_submission_cancels_the_jobs_already_submitted() {
+    let Some(_env) = common::server("slurm") else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let text = recipe(
+        "refused",
+        &[
+            file_service("ok", "").replace("duration: 3", "duration: 120"),
+            file_service("bad", "").replace(
+                "slurm: {time: \"00:05:00\"}",
+                "slurm: {partition: no-such-partition}",
+            ),
+        ],
+    )
+    .replace("@ROOT@", &root.path().display().to_string());
+    std::fs::write(root.path().join("recipe.yml"), text).unwrap();
+    let out = fb(root.path())
+        .args(["submit", "recipe.yml", "--no-report"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("invalid partition"), "{stderr}");
+    assert!(
+        stderr.contains("cancelling the 1 job(s) already submitted"),
+        "{stderr}"
+    );
+    let dir = std::fs::read_dir(root.path().join("campaigns"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let c = Camp {
+        _root: tempfile::tempdir().unwrap(),
+        root: root.path().to_path_buf(),
+        dir,
+        submit_stdout: String::new(),
+    };
+    let v = wait_done(&c, Duration::from_secs(60));
+    assert_eq!(
+        states(&v),
+        vec![("ok".to_string(), "CANCELLED".to_string())],
+        "{v:#}"
+    );
+}
