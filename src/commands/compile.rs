@@ -99,7 +99,10 @@ pub fn ready(a: &ReadyArgs) -> anyhow::Result<i32> {
     };
     let budget_s = a.timeout.unwrap_or(f64::from(svc.readiness.timeout_s));
     if !(budget_s.is_finite() && budget_s >= 0.0) {
-        return Err(InvalidInput(format!("--timeout {budget_s}: must be a number of seconds >= 0")).into());
+        return Err(InvalidInput(format!(
+            "--timeout {budget_s}: must be a number of seconds >= 0"
+        ))
+        .into());
     }
     let probe = crate::runner::ready::Probe::for_service(svc);
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -5,8 +5,8 @@
 //! Atomic: everything is rendered in memory, written to a temporary directory beside the target
 //! and renamed into place, so an error leaves no half-written campaign.
 
-use super::{render_all, secret_file_entries, shell_quote, RenderError, RenderOptions, Renderer};
 use super::{campaign_dir_ok, SecretFileValue};
+use super::{render_all, secret_file_entries, shell_quote, RenderError, RenderOptions, Renderer};
 use crate::recipe::{Loaded, Secret};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -41,11 +41,7 @@ impl CampaignError {
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CampaignError {
     let path = path.to_path_buf();
-    move |source| CampaignError::Io {
-        what,
-        path,
-        source,
-    }
+    move |source| CampaignError::Io { what, path, source }
 }
 
 /// What [`write_campaign`] should do.
@@ -212,9 +208,8 @@ pub fn write_campaign(
         for (name, v) in entries {
             let value = match v {
                 SecretFileValue::Plain(v) => v,
-                SecretFileValue::Generated => {
-                    random_secret(GENERATED_SECRET_LEN).map_err(io("cannot read", Path::new("/dev/urandom")))?
-                }
+                SecretFileValue::Generated => random_secret(GENERATED_SECRET_LEN)
+                    .map_err(io("cannot read", Path::new("/dev/urandom")))?,
             };
             text.push_str(&format!("{name}={}\n", shell_quote(&value)));
             secret_values.push(value);

@@ -97,7 +97,8 @@ pub fn launch(svc: &Service, model_var: Option<&str>) -> Launch {
         Workload::Llm(llm) => match svc.kind {
             ServiceKind::Ollama => {
                 if port.is_some() {
-                    l.env.push(("OLLAMA_HOST".into(), format!("{BIND_HOST}:{p}")));
+                    l.env
+                        .push(("OLLAMA_HOST".into(), format!("{BIND_HOST}:{p}")));
                 }
                 l.args.push(Word::lit("serve"));
             }
@@ -106,7 +107,8 @@ pub fn launch(svc: &Service, model_var: Option<&str>) -> Launch {
                 if port.is_some() {
                     l.args.extend([Word::lit("--port"), Word::lit(&p)]);
                 }
-                l.args.extend([Word::lit("--model"), model_word(&llm.model)]);
+                l.args
+                    .extend([Word::lit("--model"), model_word(&llm.model)]);
                 if llm.api_key.is_some() {
                     l.secret_env
                         .push(("VLLM_API_KEY".into(), "FB_API_KEY".into()));
@@ -161,10 +163,8 @@ pub fn launch(svc: &Service, model_var: Option<&str>) -> Launch {
         Workload::Database(d) => {
             l.env.push(("POSTGRES_USER".into(), d.user.clone()));
             l.env.push(("POSTGRES_DB".into(), d.database.clone()));
-            l.env.push((
-                "PGDATA".into(),
-                "/var/lib/postgresql/data/pgdata".into(),
-            ));
+            l.env
+                .push(("PGDATA".into(), "/var/lib/postgresql/data/pgdata".into()));
             if d.password.is_some() {
                 l.secret_env
                     .push(("POSTGRES_PASSWORD".into(), "FB_DB_PASSWORD".into()));
@@ -179,7 +179,8 @@ pub fn launch(svc: &Service, model_var: Option<&str>) -> Launch {
             }
             l.scratch
                 .push(("pgdata".into(), "/var/lib/postgresql/data".into()));
-            l.scratch.push(("pgrun".into(), "/var/run/postgresql".into()));
+            l.scratch
+                .push(("pgrun".into(), "/var/run/postgresql".into()));
         }
         Workload::S3(_) => {
             l.secret_env

@@ -63,7 +63,11 @@ pub enum RenderError {
 pub fn shell_quote(s: &str) -> String {
     let safe = !s.is_empty()
         && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/' | b':' | b',' | b'@' | b'+' | b'%')
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'_' | b'-' | b'.' | b'/' | b':' | b',' | b'@' | b'+' | b'%'
+                )
         });
     if safe {
         return s.to_string();
@@ -85,7 +89,8 @@ pub fn shell_quote(s: &str) -> String {
 pub fn campaign_dir_ok(dir: &str) -> bool {
     dir.starts_with('/')
         && dir.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/' | b'+' | b'@' | b',' | b':')
+            b.is_ascii_alphanumeric()
+                || matches!(b, b'_' | b'-' | b'.' | b'/' | b'+' | b'@' | b',' | b':')
         })
 }
 
@@ -171,10 +176,11 @@ fn collect_templates(
         if path.is_dir() {
             collect_templates(root, &path, out)?;
         } else if path.extension().is_some_and(|e| e == "j2") {
-            let text = std::fs::read_to_string(&path).map_err(|source| RenderError::TemplateIo {
-                path: path.clone(),
-                source,
-            })?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| RenderError::TemplateIo {
+                    path: path.clone(),
+                    source,
+                })?;
             let rel = path.strip_prefix(root).unwrap_or(&path);
             out.insert(rel.to_string_lossy().replace('\\', "/"), text);
         }
@@ -318,9 +324,7 @@ impl ScriptCtx {
         let model_var = model_sweep.then_some("FB_MODEL");
         let started = svc.runtime != Runtime::External;
         let l: Launch = match svc.runtime {
-            Runtime::Apptainer | Runtime::Podman | Runtime::Host => {
-                launch::launch(svc, model_var)
-            }
+            Runtime::Apptainer | Runtime::Podman | Runtime::Host => launch::launch(svc, model_var),
             Runtime::External => Launch::default(),
         };
         let port = launch::listen_port(svc);
@@ -365,10 +369,9 @@ impl ScriptCtx {
         }
 
         let url = match (&svc.workload, &svc.service_url) {
-            (Workload::Database(d), None) => Some(format!(
-                "postgresql://{}:{}/{}",
-                d.host, d.port, d.database
-            )),
+            (Workload::Database(d), None) => {
+                Some(format!("postgresql://{}:{}/{}", d.host, d.port, d.database))
+            }
             _ => svc.base_url(),
         };
         let endpoint = serde_json::json!({

@@ -234,7 +234,11 @@ pub async fn wait_ready(
     let start = Instant::now();
     let mut last_report = start;
     let mut attempts = 0u64;
-    progress(format!("ready: waiting up to {:.0} s for {}", budget.as_secs_f64(), probe.describe()));
+    progress(format!(
+        "ready: waiting up to {:.0} s for {}",
+        budget.as_secs_f64(),
+        probe.describe()
+    ));
     loop {
         attempts += 1;
         let remaining = budget.saturating_sub(start.elapsed());
