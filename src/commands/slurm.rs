@@ -235,6 +235,7 @@ fn compile_into(a: &SubmitArgs, dir: &Path) -> anyhow::Result<()> {
         out: dir.to_path_buf(),
         service: a.service.clone(),
         templates: None,
+        force: false,
     })?;
     if code != exit::OK {
         anyhow::bail!("compiling {} failed (exit {code})", a.recipe.display());
