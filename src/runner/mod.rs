@@ -6,5 +6,6 @@ pub mod clock;
 pub mod cpu;
 pub mod engine;
 pub mod live;
+pub mod ready;
 pub mod rng;
 pub mod schedule;
