@@ -31,7 +31,9 @@ with a sweep runs each value in turn (or only --sweep-index N). Ctrl-C, SIGTERM 
 stop load generation, let requests in flight finish (at most min(timeout, 10 s)), commit and
 exit 3 (partial); a second Ctrl-C exits at once, keeping every row committed so far.
 
-Exit codes: 0 ok, 1 a run failed (setup, max_error_rate), 2 invalid input, 3 partial run.")]
+Exit codes: 0 ok, 1 a run failed (setup, max_error_rate), 2 invalid input, 3 partial run,
+5 a run finished but failed its validity gates (too few requests, target rate not reached,
+error rate, generator saturated: see the summary).")]
 pub struct RunArgs {
     /// The recipe file.
     pub recipe: PathBuf,
@@ -254,6 +256,8 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
         exit::FAILURE
     } else if finished.iter().any(|f| f.status == RunStatus::Partial) || stop.get().is_some() {
         exit::PARTIAL
+    } else if summaries.iter().any(|s| !s.valid) {
+        exit::INVALID_RUN
     } else {
         exit::OK
     };
@@ -391,7 +395,8 @@ async fn run_job(
                   stage: Option<FailureStage>,
                   message: Option<String>,
                   stop_reason: Option<String>,
-                  measure_start_ns: Option<i64>| {
+                  measure_start_ns: Option<i64>,
+                  ended_ns: Option<i64>| {
         let cpu = process_cpu_s();
         let r = store.finish_run_sync(FinishRun {
             run_id: run_id.clone(),
@@ -400,7 +405,7 @@ async fn run_job(
             failure_message: message,
             stop_reason,
             measure_start_ns,
-            ended_ns: clock.now_ns(),
+            ended_ns: ended_ns.unwrap_or_else(|| clock.now_ns()),
             cpu_user_s: Some(cpu.0 - cpu0.0),
             cpu_system_s: Some(cpu.1 - cpu0.1),
         });
@@ -418,6 +423,7 @@ async fn run_job(
             RunStatus::Failed,
             Some(FailureStage::Setup),
             Some(e),
+            None,
             None,
             None,
         )
@@ -483,5 +489,7 @@ async fn run_job(
         message,
         Some(out.stop_reason.as_string()),
         Some(out.measure_start_ns),
+        // The measured window ends when the load phase ended (teardown is not in it).
+        Some(out.ended_ns),
     )
 }

@@ -1,26 +1,12 @@
-//! The end-of-run summary, computed from the request rows in the campaign file.
-//!
-//! Definitions (measured requests only: `warmup = 0`):
-//! - `requests`: rows; `errors`: rows with `ok = 0`;
-//! - `window_s`: last `done_ns` − first `scheduled_ns`;
-//! - `achieved_rps` = requests / window_s; `ops_per_s` = successful requests / window_s;
-//! - `mb_per_s` = (bytes_sent + bytes_received of successful requests) / 10^6 / window_s;
-//! - latency quantiles (nearest rank) of successful requests, corrected = done − scheduled,
-//!   service = done − sent, in milliseconds.
+//! The end-of-run summary: a projection of [`crate::report::analysis::analyze_run`], which
+//! computes every figure from the request rows in the campaign file (one implementation for
+//! `run` and `report`). See that module for the definitions (measured window, nearest-rank
+//! percentiles over HDR histograms, throughput of successful requests).
 
-use rusqlite::{params, Connection};
+use crate::report::analysis::{self, RunAnalysis, Summary};
+use rusqlite::Connection;
 use serde::Serialize;
 use std::collections::BTreeMap;
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct LatencySummary {
-    pub p50_ms: f64,
-    pub p90_ms: f64,
-    pub p99_ms: f64,
-    pub p999_ms: f64,
-    pub max_ms: f64,
-    pub mean_ms: f64,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
@@ -32,6 +18,10 @@ pub struct RunSummary {
     pub failure_stage: Option<String>,
     pub failure_message: Option<String>,
     pub sweep: Option<String>,
+    /// Validity gates of the report (too few requests, rate not reached, ...).
+    pub valid: bool,
+    pub invalid_reasons: Vec<String>,
+    /// Measured requests (warmup excluded).
     pub requests: u64,
     pub errors: u64,
     pub errors_by_class: BTreeMap<String, u64>,
@@ -40,126 +30,64 @@ pub struct RunSummary {
     pub achieved_rps: f64,
     pub ops_per_s: f64,
     pub mb_per_s: f64,
+    /// Measured window (end of warmup to end of the run), seconds.
     pub window_s: f64,
-    /// Corrected for coordinated omission (from the scheduled start).
-    pub latency: Option<LatencySummary>,
+    /// From the scheduled start (corrected for coordinated omission), successful requests.
+    pub latency_corrected_ms: Option<Summary>,
     /// From the send time.
-    pub service_latency: Option<LatencySummary>,
+    pub latency_uncorrected_ms: Option<Summary>,
+    pub schedule_lag_p99_ms: Option<f64>,
     pub generator_saturated: bool,
 }
 
-fn quantiles(mut v: Vec<i64>) -> Option<LatencySummary> {
-    if v.is_empty() {
-        return None;
+impl RunSummary {
+    pub fn from_analysis(a: &RunAnalysis) -> RunSummary {
+        let metric = |name: &str| {
+            a.run_metrics
+                .iter()
+                .find(|m| m.name == name)
+                .map(|m| m.value)
+        };
+        RunSummary {
+            run_id: a.run_id.clone(),
+            service: a.service.clone(),
+            service_kind: a.service_kind.clone(),
+            status: a.status.clone(),
+            stop_reason: a.stop_reason.clone(),
+            failure_stage: a.failure_stage.clone(),
+            failure_message: a.failure_message.clone(),
+            sweep: a
+                .sweep_param
+                .as_ref()
+                .zip(a.sweep_value.as_ref())
+                .map(|(p, v)| format!("{p}={v}")),
+            valid: a.valid,
+            invalid_reasons: a
+                .invalid_reasons
+                .iter()
+                .map(|r| r.message.clone())
+                .collect(),
+            requests: a.total.requests,
+            errors: a.total.errors,
+            errors_by_class: a.total.errors_by_class.clone(),
+            warmup_requests: a.warmup_requests,
+            target_rps: a.rate.target_rate_rps,
+            achieved_rps: a.rate.achieved_rate_rps,
+            ops_per_s: a.total.throughput_ops_per_s,
+            mb_per_s: a.total.throughput_mb_per_s,
+            window_s: a.measured_duration_s,
+            latency_corrected_ms: a.total.latency_corrected_ms.clone(),
+            latency_uncorrected_ms: a.total.latency_uncorrected_ms.clone(),
+            schedule_lag_p99_ms: a.schedule_lag_ms.as_ref().map(|s| s.p99),
+            generator_saturated: metric("generator_saturated").unwrap_or(0.0) > 0.0,
+        }
     }
-    v.sort_unstable();
-    let n = v.len();
-    let at = |p: f64| {
-        let rank = ((p * n as f64).ceil() as usize).clamp(1, n);
-        v[rank - 1] as f64 / 1e6
-    };
-    let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n as f64 / 1e6;
-    Some(LatencySummary {
-        p50_ms: at(0.50),
-        p90_ms: at(0.90),
-        p99_ms: at(0.99),
-        p999_ms: at(0.999),
-        max_ms: v[n - 1] as f64 / 1e6,
-        mean_ms: mean,
-    })
 }
 
 /// Summarize one run from its rows.
-pub fn summarize_run(conn: &Connection, run_id: &str) -> rusqlite::Result<RunSummary> {
-    let (service, kind, status, stop_reason, stage, message, target, sp, sv) = conn.query_row(
-        "SELECT service, service_kind, status, stop_reason, failure_stage, failure_message,
-         target_rate, sweep_param, sweep_value FROM runs WHERE run_id = ?1",
-        [run_id],
-        |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, Option<f64>>(6)?,
-                r.get::<_, Option<String>>(7)?,
-                r.get::<_, Option<String>>(8)?,
-            ))
-        },
-    )?;
-    let mut st = conn.prepare(
-        "SELECT scheduled_ns, sent_ns, done_ns, ok, error_class, bytes_sent + bytes_received
-         FROM requests WHERE run_id = ?1 AND warmup = 0",
-    )?;
-    let mut rows = st.query(params![run_id])?;
-    let (mut requests, mut errors, mut bytes) = (0u64, 0u64, 0i64);
-    let mut by_class = BTreeMap::new();
-    let (mut first, mut last) = (i64::MAX, i64::MIN);
-    let mut corrected = Vec::new();
-    let mut service_lat = Vec::new();
-    while let Some(r) = rows.next()? {
-        let sched: i64 = r.get(0)?;
-        let sent: i64 = r.get(1)?;
-        let done: i64 = r.get(2)?;
-        let ok: bool = r.get(3)?;
-        requests += 1;
-        first = first.min(sched);
-        last = last.max(done);
-        if ok {
-            corrected.push(done - sched);
-            service_lat.push(done - sent);
-            bytes += r.get::<_, i64>(5)?;
-        } else {
-            errors += 1;
-            let c: Option<String> = r.get(4)?;
-            *by_class
-                .entry(c.unwrap_or_else(|| "other".into()))
-                .or_insert(0) += 1;
-        }
-    }
-    let warmup_requests: u64 = conn.query_row(
-        "SELECT count(*) FROM requests WHERE run_id = ?1 AND warmup = 1",
-        [run_id],
-        |r| r.get::<_, i64>(0),
-    )? as u64;
-    let saturated: Option<f64> = conn
-        .query_row(
-            "SELECT max(value) FROM run_metrics WHERE run_id = ?1 AND name = 'generator_saturated'",
-            [run_id],
-            |r| r.get(0),
-        )
-        .unwrap_or(None);
-    let window_s = if requests > 0 {
-        ((last - first) as f64 / 1e9).max(1e-9)
-    } else {
-        0.0
-    };
-    let per_s = |x: f64| if window_s > 0.0 { x / window_s } else { 0.0 };
-    let ok = requests - errors;
-    Ok(RunSummary {
-        run_id: run_id.to_string(),
-        service,
-        service_kind: kind,
-        status,
-        stop_reason,
-        failure_stage: stage,
-        failure_message: message,
-        sweep: sp.zip(sv).map(|(p, v)| format!("{p}={v}")),
-        requests,
-        errors,
-        errors_by_class: by_class,
-        warmup_requests,
-        target_rps: target,
-        achieved_rps: per_s(requests as f64),
-        ops_per_s: per_s(ok as f64),
-        mb_per_s: per_s(bytes as f64 / 1e6),
-        window_s,
-        latency: quantiles(corrected),
-        service_latency: quantiles(service_lat),
-        generator_saturated: saturated.unwrap_or(0.0) > 0.0,
-    })
+pub fn summarize_run(conn: &Connection, run_id: &str) -> anyhow::Result<RunSummary> {
+    let a = analysis::analyze_run(conn, run_id)?;
+    Ok(RunSummary::from_analysis(&a))
 }
 
 /// The human table.
@@ -187,26 +115,31 @@ pub fn render_table(runs: &[RunSummary]) -> String {
             Some(s) => format!("{} [{s}]", r.service),
             None => r.service.clone(),
         };
-        let lat = |g: fn(&LatencySummary) -> f64| {
-            r.latency
+        let lat = |g: fn(&Summary) -> f64| {
+            r.latency_corrected_ms
                 .as_ref()
                 .map(|l| f(g(l)))
                 .unwrap_or_else(|| "-".into())
         };
+        let status = if r.valid || r.status != "success" {
+            r.status.clone()
+        } else {
+            "INVALID".into()
+        };
         rows.push(vec![
             name,
-            r.status.clone(),
+            status,
             r.requests.to_string(),
             r.errors.to_string(),
             r.target_rps
                 .map(|t| format!("{t:.1}"))
                 .unwrap_or_else(|| "max".into()),
             format!("{:.1}", r.achieved_rps),
-            lat(|l| l.p50_ms),
-            lat(|l| l.p90_ms),
-            lat(|l| l.p99_ms),
-            lat(|l| l.p999_ms),
-            lat(|l| l.max_ms),
+            lat(|l| l.p50),
+            lat(|l| l.p90),
+            lat(|l| l.p99),
+            lat(|l| l.p999),
+            lat(|l| l.max),
             format!("{:.1}", r.ops_per_s),
             format!("{:.3}", r.mb_per_s),
         ]);
@@ -258,8 +191,15 @@ pub fn render_table(runs: &[RunSummary]) -> String {
         }
         if r.generator_saturated {
             out.push_str(&format!(
-                "{}: WARNING generator saturated: the runner could not keep the schedule; the rate and latency reflect the load generator, not the service\n",
+                "{}: generator saturated: the runner could not keep its schedule; rate and latency reflect the load generator, not the service\n",
                 r.service
+            ));
+        }
+        if !r.valid && r.status == "success" {
+            out.push_str(&format!(
+                "{}: INVALID: {}\n",
+                r.service,
+                r.invalid_reasons.join("; ")
             ));
         }
     }
