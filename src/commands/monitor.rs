@@ -6,6 +6,7 @@ use crate::exit;
 use crate::monitor::stack::{
     self, component, BindMode, Endpoint, StackRuntime, StackSpec, GRAFANA_USER, PASSWORD_FILE,
 };
+use crate::slurm::{self, JobState, SubmitOptions};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
@@ -49,6 +50,9 @@ pub struct UpArgs {
     /// SLURM memory request (e.g. 4G).
     #[arg(long)]
     pub mem: Option<String>,
+    /// CPUs for the job (--cpus-per-task).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub cpus: u32,
     /// How the servers are started: Apptainer images, or binaries installed on the node.
     #[arg(long, value_enum, default_value_t = StackRuntime::Apptainer)]
     pub runtime: StackRuntime,
@@ -168,7 +172,7 @@ fn known_job(dir: &Path) -> Option<String> {
 fn up(a: &UpArgs) -> anyhow::Result<i32> {
     let dir = absolute(&a.state.state_dir)?;
     if let Some(ep) = Endpoint::read(&dir) {
-        if stack::job_state(&ep.job_id).as_deref() == Some("RUNNING") {
+        if stack::job_state(&ep.job_id) == Some(JobState::Running) {
             println!(
                 "the monitoring stack already runs (job {} on {})",
                 ep.job_id, ep.node
@@ -185,6 +189,7 @@ fn up(a: &UpArgs) -> anyhow::Result<i32> {
     spec.account = a.account.clone();
     spec.time = a.time.clone();
     spec.mem = a.mem.clone();
+    spec.cpus = a.cpus;
     spec.prometheus_port = a.prometheus_port;
     spec.pushgateway_port = a.pushgateway_port;
     spec.grafana_port = a.grafana_port;
@@ -205,26 +210,8 @@ fn up(a: &UpArgs) -> anyhow::Result<i32> {
     spec.render()
         .map_err(|e| InvalidInput(format!("monitor up: {e}")))?;
     let script = spec.install()?;
-    let out = std::process::Command::new("sbatch")
-        .arg("--parsable")
-        .arg(&script)
-        .output()
-        .context("cannot run sbatch (monitor up submits a SLURM job)")?;
-    if !out.status.success() {
-        bail!(
-            "sbatch refused the monitoring job: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let job_id = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    if job_id.is_empty() {
-        bail!("sbatch printed no job id");
-    }
+    let job_id = slurm::sbatch(Some(&script), &SubmitOptions::default(), Some(&dir))
+        .context("monitor up submits a SLURM job")?;
     std::fs::write(dir.join("job_id"), format!("{job_id}\n"))?;
     eprintln!(
         "submitted monitoring job {job_id} ({} runtime); waiting until Prometheus, the Pushgateway{} answer",
@@ -249,9 +236,9 @@ fn up(a: &UpArgs) -> anyhow::Result<i32> {
             next_check = Instant::now() + Duration::from_secs(2);
             match stack::job_state(&job_id) {
                 Some(s) => {
-                    if s != last_state {
+                    if s.as_str() != last_state {
                         eprintln!("job {job_id}: {s}");
-                        last_state = s;
+                        last_state = s.as_str().to_string();
                     }
                 }
                 None => {
@@ -364,10 +351,10 @@ fn status(a: &StatusArgs) -> anyhow::Result<i32> {
         }
         return Ok(exit::FAILURE);
     };
-    let state = stack::job_state(&job);
+    let state = stack::job_state(&job).map(|s| s.as_str());
     let ep = Endpoint::read(&dir).filter(|e| e.job_id == job);
     let mut answers = Vec::new();
-    if let (Some(ep), Some("RUNNING")) = (&ep, state.as_deref()) {
+    if let (Some(ep), Some("RUNNING")) = (&ep, state) {
         let rt = runtime()?;
         let client = http()?;
         for (name, url) in stack::ready_urls(ep) {
@@ -375,8 +362,7 @@ fn status(a: &StatusArgs) -> anyhow::Result<i32> {
             answers.push((name, url, ok));
         }
     }
-    let ready =
-        state.as_deref() == Some("RUNNING") && ep.is_some() && answers.iter().all(|(_, _, ok)| *ok);
+    let ready = state == Some("RUNNING") && ep.is_some() && answers.iter().all(|(_, _, ok)| *ok);
     if a.json {
         let comps: serde_json::Map<String, serde_json::Value> = answers
             .iter()
@@ -390,7 +376,7 @@ fn status(a: &StatusArgs) -> anyhow::Result<i32> {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
-                "running": state.as_deref() == Some("RUNNING"),
+                "running": state == Some("RUNNING"),
                 "ready": ready,
                 "job_id": job,
                 "job_state": state,
@@ -401,7 +387,7 @@ fn status(a: &StatusArgs) -> anyhow::Result<i32> {
     } else {
         println!(
             "monitoring job {job}: {}",
-            state.as_deref().unwrap_or("not in the queue (ended)")
+            state.unwrap_or("not in the queue (ended)")
         );
         if let Some(ep) = &ep {
             println!("  node         {} (listening on {})", ep.node, ep.address);
@@ -426,18 +412,10 @@ fn down(a: &StateArgs) -> anyhow::Result<i32> {
         return Ok(exit::OK);
     };
     if stack::job_state(&job).is_some() {
-        let out = std::process::Command::new("scancel")
-            .arg(&job)
-            .output()
-            .context("cannot run scancel")?;
-        if !out.status.success() {
-            bail!(
-                "scancel {job} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+        slurm::scancel(std::slice::from_ref(&job))?;
         let deadline = Instant::now() + Duration::from_secs(60);
-        while stack::job_state(&job).is_some_and(|s| s != "COMPLETING") && Instant::now() < deadline
+        while stack::job_state(&job).is_some_and(|s| s != JobState::Completing)
+            && Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(250));
         }

@@ -16,6 +16,7 @@
 //! prometheus-data/, grafana-data/
 //! ```
 
+use crate::slurm::JobState;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::Write as _;
@@ -385,19 +386,14 @@ impl Endpoint {
     }
 }
 
-/// The SLURM state of a job (`RUNNING`, `PENDING`, ...), `None` when squeue does not list it
-/// (finished, unknown) or squeue is not available.
-pub fn job_state(job_id: &str) -> Option<String> {
-    let out = std::process::Command::new("squeue")
-        .args(["-h", "-j", job_id, "-o", "%T"])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (!s.is_empty()).then_some(s)
+/// The SLURM state of a job while it is queued or running; `None` once it has finished or
+/// left slurmctld's memory, or when SLURM is not available here.
+pub fn job_state(job_id: &str) -> Option<JobState> {
+    let rows = crate::slurm::squeue().ok()?;
+    rows.into_iter()
+        .find(|r| r.job_id == job_id || r.array_job_id == job_id)
+        .map(|r| r.state)
+        .filter(|s| s.is_active())
 }
 
 /// The Pushgateway a run pushes to: the recipe's `global.pushgateway_url`, else the one in the
@@ -407,14 +403,14 @@ pub fn discover_pushgateway(recipe_url: Option<&str>, state_dir: &Path) -> Optio
         return Some(u.to_string());
     }
     let ep = Endpoint::read(state_dir)?;
-    match job_state(&ep.job_id).as_deref() {
-        Some("RUNNING") => Some(ep.pushgateway.url),
+    match job_state(&ep.job_id) {
+        Some(JobState::Running) => Some(ep.pushgateway.url),
         state => {
             tracing::debug!(
                 "ignoring stale monitoring endpoint {} (job {} is {})",
                 state_dir.join(ENDPOINT_FILE).display(),
                 ep.job_id,
-                state.unwrap_or("not running")
+                state.map(|s| s.as_str()).unwrap_or("not running")
             );
             None
         }
