@@ -10,11 +10,7 @@ use std::time::Duration;
 use tokio_postgres::NoTls;
 
 /// Tests that count or kill this role's sessions must not overlap.
-static SESSIONS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SESSIONS.lock().unwrap_or_else(|e| e.into_inner())
-}
+static SESSIONS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn recipe(env: &HashMap<String, String>, pw_file: &std::path::Path, extra: &str) -> String {
     format!(
@@ -112,7 +108,7 @@ async fn mix_seed_drop_and_commit_count() {
     let Some(env) = common::server("postgres") else {
         return;
     };
-    let _serial = serial();
+    let _serial = SESSIONS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let pw = pw_file(&dir, &env["FB_TEST_PG_PASSWORD"]);
     let table = format!("fb_test_mix_{}", std::process::id());
@@ -190,7 +186,7 @@ async fn keep_table_and_foreign_table_refused() {
     let Some(env) = common::server("postgres") else {
         return;
     };
-    let _serial = serial();
+    let _serial = SESSIONS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let pw = pw_file(&dir, &env["FB_TEST_PG_PASSWORD"]);
     let table = format!("fb_test_keep_{}", std::process::id());
@@ -232,7 +228,7 @@ async fn wrong_password_is_an_auth_error() {
     let Some(env) = common::server("postgres") else {
         return;
     };
-    let _serial = serial();
+    let _serial = SESSIONS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let pw = pw_file(&dir, "not-the-password");
     let e = client(&recipe(&env, &pw, "")).setup().await.unwrap_err();
@@ -249,7 +245,7 @@ async fn missing_database_and_server_down() {
     let Some(env) = common::server("postgres") else {
         return;
     };
-    let _serial = serial();
+    let _serial = SESSIONS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let pw = pw_file(&dir, &env["FB_TEST_PG_PASSWORD"]);
     let mut env2 = env.clone();
@@ -274,7 +270,7 @@ async fn sessions_killed_mid_run() {
     let Some(env) = common::server("postgres") else {
         return;
     };
-    let _serial = serial();
+    let _serial = SESSIONS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let pw = pw_file(&dir, &env["FB_TEST_PG_PASSWORD"]);
     let table = format!("fb_test_kill_{}", std::process::id());

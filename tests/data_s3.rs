@@ -139,6 +139,22 @@ async fn server_down_at_start() {
     assert!(e.message.contains("is the S3 server running?"), "{e}");
 }
 
+/// A child process killed (and reaped) on demand or when dropped.
+struct Killed(std::process::Child);
+
+impl Killed {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A moto of our own, killed mid-run: later requests fail as connect/io, earlier ones stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_killed_mid_run() {
@@ -147,12 +163,14 @@ async fn server_killed_mid_run() {
     };
     let moto = "/opt/factorybench/moto/bin/moto_server";
     let port = dead_port();
-    let mut child = std::process::Command::new(moto)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("moto_server (scripts/install-s3.sh)");
+    let mut child = Killed(
+        std::process::Command::new(moto)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto_server (scripts/install-s3.sh)"),
+    );
     let endpoint = format!("http://127.0.0.1:{port}");
     for _ in 0..200 {
         if reqwest::get(&endpoint).await.is_ok() {
@@ -173,8 +191,7 @@ async fn server_killed_mid_run() {
     let mut out = Vec::new();
     for i in 0..30u64 {
         if i == 15 {
-            child.kill().unwrap();
-            child.wait().unwrap();
+            child.kill();
         }
         let mut ctx = factorybench::runner::client::RequestCtx {
             worker: 0,
