@@ -5,8 +5,13 @@ pub mod file_storage;
 pub mod http;
 
 use super::client::{Client, ClientError, ErrorClass};
-use crate::recipe::{Service, Workload};
+use crate::recipe::{Service, VectorBackend, Workload};
 use std::sync::Arc;
+
+pub mod postgres;
+pub mod s3;
+pub mod util;
+pub mod vector;
 
 /// Build the client for a service (no network I/O here; `Client::setup` does that).
 pub fn make_client(svc: &Service) -> Result<Arc<dyn Client>, ClientError> {
@@ -16,9 +21,25 @@ pub fn make_client(svc: &Service) -> Result<Arc<dyn Client>, ClientError> {
             svc.load.seed,
         ))),
         Workload::Http(w) => Ok(Arc::new(http::HttpClient::new(svc, w)?)),
-        Workload::Database(_) => Err(not_yet("database")),
-        Workload::S3(_) => Err(not_yet("s3")),
-        Workload::Vectordb(_) => Err(not_yet("vectordb")),
+        Workload::Database(wl) => Ok(Arc::new(postgres::PostgresClient::new(svc, wl)?)),
+        Workload::S3(wl) => Ok(Arc::new(s3::S3Client::new(svc, wl)?)),
+        Workload::Vectordb(wl) => match wl.backend {
+            VectorBackend::Chromadb => Ok(Arc::new(vector::VectorClient::new(
+                svc,
+                wl,
+                vector::chroma::Chroma::new(svc, wl)?,
+            )?)),
+            VectorBackend::Weaviate => Ok(Arc::new(vector::VectorClient::new(
+                svc,
+                wl,
+                vector::weaviate::Weaviate::new(svc, wl)?,
+            )?)),
+            VectorBackend::Faiss => Ok(Arc::new(vector::VectorClient::new(
+                svc,
+                wl,
+                vector::faiss::Faiss::new(svc, wl)?,
+            )?)),
+        },
         Workload::Llm(_) => Err(not_yet("llm")),
     }
 }
