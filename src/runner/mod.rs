@@ -3,4 +3,5 @@
 pub mod client;
 pub mod clients;
 pub mod clock;
+pub mod ready;
 pub mod rng;
