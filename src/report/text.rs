@@ -98,7 +98,7 @@ pub fn to_csv(d: &ReportDocument) -> String {
         .iter()
         .map(|l| l.to_string())
         .chain(names.iter().cloned())
-        .chain(std::iter::once("invalid_reasons".to_string()))
+        .chain(["run_metrics".to_string(), "invalid_reasons".to_string()])
         .collect();
     s.push_str(&header.join(","));
     s.push('\n');
@@ -109,6 +109,12 @@ pub fn to_csv(d: &ReportDocument) -> String {
                 .iter()
                 .map(|(_, v)| v.map(num).unwrap_or_default()),
         );
+        let metrics: Vec<String> = row
+            .run_metrics
+            .iter()
+            .map(|(n, v, u)| format!("{n}={} {u}", num(*v)))
+            .collect();
+        cells.push(csv_field(&metrics.join("; ")));
         cells.push(csv_field(&row.invalid_reasons));
         s.push_str(&cells.join(","));
         s.push('\n');
@@ -159,6 +165,23 @@ pub fn to_prom(d: &ReportDocument) -> String {
             prom_labels(row),
             if row.label("valid") == "true" { 1 } else { 0 }
         );
+    }
+    let with_metrics: Vec<&Row> = rows.iter().filter(|r| !r.run_metrics.is_empty()).collect();
+    if !with_metrics.is_empty() {
+        s.push_str("# HELP factorybench_run_metric Figures measured outside the timed region (recall_at_k, server counters).\n");
+        s.push_str("# TYPE factorybench_run_metric gauge\n");
+        for row in with_metrics {
+            for (n, v, u) in &row.run_metrics {
+                let _ = writeln!(
+                    s,
+                    "factorybench_run_metric{{{},name=\"{}\",unit=\"{}\"}} {}",
+                    prom_labels(row),
+                    prom_escape(n),
+                    prom_escape(u),
+                    num(*v)
+                );
+            }
+        }
     }
     for (i, name) in value_names().iter().enumerate() {
         let mut body = String::new();
