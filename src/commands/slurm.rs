@@ -143,14 +143,15 @@ pub fn submit(a: &SubmitArgs) -> anyhow::Result<i32> {
         .unwrap_or(0);
     let dir = campaign::create_dir(&a.campaigns_dir, &plan.benchmark.name, unix_s)?;
     let dir = std::path::absolute(&dir).unwrap_or(dir);
+    // compile fills the (empty) directory; nothing was submitted yet if it fails, so leave no
+    // half-made campaign behind.
+    if let Err(e) = compile_into(a, &loaded, &dir) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
     for sub in ["logs", "runs", "endpoints"] {
         std::fs::create_dir_all(dir.join(sub))
             .with_context(|| format!("creating {}", dir.join(sub).display()))?;
-    }
-    if let Err(e) = compile_into(a, &dir) {
-        // Leave no half-made campaign behind: nothing was submitted yet.
-        let _ = std::fs::remove_dir_all(&dir);
-        return Err(e);
     }
     let camp = Campaign::init(&dir)?;
 
@@ -228,19 +229,20 @@ fn display_path(p: &Path) -> String {
         .unwrap_or_else(|| p.display().to_string())
 }
 
-/// Compile the recipe into the campaign directory (the same layout `compile --out` writes).
-fn compile_into(a: &SubmitArgs, dir: &Path) -> anyhow::Result<()> {
-    let code = super::compile::exec(&super::compile::CompileArgs {
-        recipe: a.recipe.clone(),
+/// Compile the recipe into the (empty) campaign directory: the same layout `compile --out`
+/// writes (render's campaign writer).
+fn compile_into(a: &SubmitArgs, loaded: &crate::recipe::Loaded, dir: &Path) -> anyhow::Result<()> {
+    use crate::render::campaign::{write_campaign, CampaignSpec};
+    let spec = CampaignSpec {
         out: dir.to_path_buf(),
         service: a.service.clone(),
-        templates: None,
         force: false,
-    })?;
-    if code != exit::OK {
-        anyhow::bail!("compiling {} failed (exit {code})", a.recipe.display());
+    };
+    match write_campaign(loaded, &crate::render::Renderer::new(), &spec) {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_invalid_input() => Err(InvalidInput(e.to_string()).into()),
+        Err(e) => Err(e.into()),
     }
-    Ok(())
 }
 
 fn submit_jobs(

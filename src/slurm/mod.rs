@@ -8,13 +8,16 @@
 //! [`SlurmError::AccountingUnavailable`] when neither exists, which callers treat as "no
 //! history", not as a failure.
 //!
-//! Placement: each service is its own batch job, and the batch script runs the runner as the
-//! job's single task in the batch step (`factorybench run ... & wait $!`), so the runner
-//! receives the batch shell's signals directly. Where one allocation holds several nodes
-//! (`slurm.nodes > 1`), the script places client processes with `srun --nodes=1 --ntasks=1
-//! --exclusive` so that SLURM, not ssh, starts them, tracks them, and kills them at the time
-//! limit; the service itself stays on the first node of the allocation (its endpoint file names
-//! that node).
+//! Placement (the decision, for the README): one batch job per service, so services never
+//! compete inside one allocation and each has its own time limit, log, run file and state. In
+//! a single-node job the runner is the batch step's only payload (`factorybench run ... & wait
+//! $!`), so it receives the batch shell's forwarded USR1/TERM directly; it talks to the service
+//! on 127.0.0.1. In a job with `nodes > 1` the service stays on the first node (its endpoint
+//! file names that node) and the clients belong on the other nodes: the script should start the
+//! runner with `srun --nodes=1 --ntasks=1 --exclusive --relative=1 factorybench run ...` so
+//! SLURM, not ssh, places, tracks and kills it at the time limit; `srun` forwards the USR1/TERM
+//! the batch shell traps to its task, so the partial-run path is the same. Today's templates
+//! run the clients in the batch step on the first node for every job (see the report).
 
 pub mod campaign;
 
