@@ -2,17 +2,38 @@
 //! Each engineer adds their module and its match arm in [`make_client`].
 
 use super::client::{Client, ClientError, ErrorClass};
-use crate::recipe::{Service, Workload};
+use crate::recipe::{Service, VectorBackend, Workload};
 use std::sync::Arc;
+
+pub mod postgres;
+pub mod s3;
+pub mod util;
+pub mod vector;
 
 /// Build the client for a service (no network I/O here; `Client::setup` does that).
 pub fn make_client(svc: &Service) -> Result<Arc<dyn Client>, ClientError> {
     match &svc.workload {
         Workload::FileStorage(_) => Err(not_yet("file_storage")),
         Workload::Http(_) => Err(not_yet("http")),
-        Workload::Database(_) => Err(not_yet("database")),
-        Workload::S3(_) => Err(not_yet("s3")),
-        Workload::Vectordb(_) => Err(not_yet("vectordb")),
+        Workload::Database(wl) => Ok(Arc::new(postgres::PostgresClient::new(svc, wl)?)),
+        Workload::S3(wl) => Ok(Arc::new(s3::S3Client::new(svc, wl)?)),
+        Workload::Vectordb(wl) => match wl.backend {
+            VectorBackend::Chromadb => Ok(Arc::new(vector::VectorClient::new(
+                svc,
+                wl,
+                vector::chroma::Chroma::new(svc, wl)?,
+            )?)),
+            VectorBackend::Weaviate => Ok(Arc::new(vector::VectorClient::new(
+                svc,
+                wl,
+                vector::weaviate::Weaviate::new(svc, wl)?,
+            )?)),
+            VectorBackend::Faiss => Ok(Arc::new(vector::VectorClient::new(
+                svc,
+                wl,
+                vector::faiss::Faiss::new(svc, wl)?,
+            )?)),
+        },
         Workload::Llm(_) => Err(not_yet("llm")),
     }
 }
