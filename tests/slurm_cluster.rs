@@ -267,6 +267,17 @@ fn file_storage_campaign_with_simultaneous_jobs() {
         .map(|i| file_service(&format!("files{i}"), ""))
         .collect();
     let c = submit(&recipe("fs campaign", &services), &[]);
+    // `logs --follow` streams the jobs' output and returns once every job has ended.
+    let follow = fb(&c.root)
+        .args(["logs", "--follow", "--service", "files2"])
+        .arg(&c.dir)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert!(follow.status.success());
+    let followed = String::from_utf8_lossy(&follow.stdout);
+    assert!(followed.contains("service files2"), "{followed}");
+    assert!(!followed.contains("service files1"), "{followed}");
     assert!(
         c.submit_stdout.contains("factorybench status"),
         "{}",
