@@ -66,8 +66,8 @@ fn standard_run_exact_figures() {
     // Time series: 10 one-second buckets of 100 successes each.
     assert_eq!(r.timeseries.len(), 10);
     assert!(r.timeseries.iter().all(|p| p.ok == 100));
-    assert_eq!(r.latency_cdf.last().unwrap().value_ms, 1.1);
-    let hist_total: u64 = r.latency_histogram.iter().map(|b| b.count).sum();
+    assert_eq!(r.latency_cdf_ms.last().unwrap().value, 1.1);
+    let hist_total: u64 = r.latency_histogram_ms.iter().map(|b| b.count).sum();
     assert_eq!(hist_total, 1000);
     assert!(r.llm.is_none());
     assert_eq!(r.provenance.host, "node001");

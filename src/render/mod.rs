@@ -50,8 +50,8 @@ pub enum RenderError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("template error: {0:#}")]
-    Template(#[from] minijinja::Error),
+    #[error("template error: {0}")]
+    Template(String),
     #[error("service `{service}`: `{var}` is not a valid environment variable name (letters, digits, _)")]
     InvalidEnvName { service: String, var: String },
     #[error("campaign directory `{0}` must be an absolute path of the characters A-Z a-z 0-9 . _ - / + @ , : (it is written into #SBATCH lines)")]
@@ -152,6 +152,21 @@ impl Renderer {
         let ctx = ScriptCtx::new(plan, svc, opts)?;
         let tmpl = self.env.get_template(SERVICE_TEMPLATE)?;
         Ok(tmpl.render(&ctx)?)
+    }
+}
+
+impl From<minijinja::Error> for RenderError {
+    fn from(e: minijinja::Error) -> Self {
+        // The error, its causes (an error inside an included template is a cause), and the
+        // template excerpt minijinja keeps for debugging.
+        use std::error::Error;
+        let mut msg = e.to_string();
+        let mut src = e.source();
+        while let Some(s) = src {
+            msg.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        RenderError::Template(format!("{msg}\n{}", e.display_debug_info()))
     }
 }
 

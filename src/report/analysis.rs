@@ -97,13 +97,15 @@ pub struct Summary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CdfPoint {
     pub quantile: f64,
-    pub value_ms: f64,
+    /// In the unit named by the field holding the CDF.
+    pub value: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HistogramBucket {
-    /// Upper edge of the bucket (values ≤ this and > the previous edge), ms.
-    pub upper_ms: f64,
+    /// Upper edge of the bucket (values ≤ this and > the previous edge), in the unit named by
+    /// the field holding the histogram.
+    pub upper: f64,
     pub count: u64,
 }
 
@@ -181,6 +183,10 @@ pub struct LlmStats {
     pub total_tokens_per_s: f64,
     /// Present when the recipe sets at least one SLO.
     pub goodput: Option<Goodput>,
+    /// TTFT (from sent) histogram, log-spaced buckets.
+    pub ttft_histogram_ms: Vec<HistogramBucket>,
+    /// Per-request output tokens/s histogram, log-spaced buckets.
+    pub request_output_tokens_per_s_histogram: Vec<HistogramBucket>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -349,9 +355,9 @@ pub struct RunAnalysis {
     pub cpu_system_s: Option<f64>,
     pub timeseries: Vec<TimePoint>,
     /// Corrected latency CDF of successful requests.
-    pub latency_cdf: Vec<CdfPoint>,
+    pub latency_cdf_ms: Vec<CdfPoint>,
     /// Corrected latency histogram (log-spaced buckets).
-    pub latency_histogram: Vec<HistogramBucket>,
+    pub latency_histogram_ms: Vec<HistogramBucket>,
     /// The resolved recipe of this service as recorded (secrets redacted).
     pub recipe: serde_json::Value,
 }
@@ -535,7 +541,7 @@ impl Acc {
         QS.iter()
             .map(|&q| CdfPoint {
                 quantile: q,
-                value_ms: if q == 0.0 {
+                value: if q == 0.0 {
                     self.min
                 } else if q == 1.0 {
                     self.max
@@ -554,7 +560,7 @@ impl Acc {
             .hist
             .iter_log(1, 1.5)
             .map(|v| HistogramBucket {
-                upper_ms: v.value_iterated_to() as f64 / HIST_PER_UNIT,
+                upper: v.value_iterated_to() as f64 / HIST_PER_UNIT,
                 count: v.count_since_last_iteration(),
             })
             .collect();
@@ -700,6 +706,8 @@ impl LlmAcc {
                 goodput_ratio: ratio(self.good as f64, requests as f64),
                 goodput_rps: ratio(self.good as f64, window_s),
             }),
+            ttft_histogram_ms: self.ttft.log_histogram(),
+            request_output_tokens_per_s_histogram: self.tok_rate.log_histogram(),
         }
     }
 }
@@ -1453,8 +1461,8 @@ fn analyze_run_inner(
         measured_duration_s: window_s,
         warmup_requests,
         rate,
-        latency_cdf: total.corrected.cdf(),
-        latency_histogram: total.corrected.log_histogram(),
+        latency_cdf_ms: total.corrected.cdf(),
+        latency_histogram_ms: total.corrected.log_histogram(),
         total: total_stats,
         operations,
         schedule_lag_ms,
