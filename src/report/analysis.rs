@@ -1191,23 +1191,21 @@ fn analyze_run_inner(
             } else {
                 None
             };
-            for acc in [&mut total, &mut ops[idx].1] {
-                acc.requests += 1;
-                if ok {
-                    acc.ok += 1;
-                    acc.bytes_sent += bytes_sent;
-                    acc.bytes_received += bytes_received;
-                    acc.corrected.record_ns(done - scheduled);
-                    acc.uncorrected.record_ns(done - sent);
-                }
-            }
-            if !ok {
+            // Per operation only; the totals are the merge of the operations (below).
+            let acc = &mut ops[idx].1;
+            acc.requests += 1;
+            if ok {
+                acc.ok += 1;
+                acc.bytes_sent += bytes_sent;
+                acc.bytes_received += bytes_received;
+                acc.corrected.record_ns(done - scheduled);
+                acc.uncorrected.record_ns(done - sent);
+            } else {
                 let class = match r.get_ref(6).map_err(sq)? {
                     ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
                     _ => "unknown".to_string(),
                 };
-                *total.errors.entry(class.clone()).or_default() += 1;
-                *ops[idx].1.errors.entry(class).or_default() += 1;
+                *acc.errors.entry(class).or_default() += 1;
             }
             if let Some(b) = bucket {
                 let b = &mut buckets[b];
@@ -1283,6 +1281,9 @@ fn analyze_run_inner(
         .into_iter()
         .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
         .collect();
+    for acc in ops_map.values() {
+        total.merge(acc);
+    }
 
     let total_stats = total.finish("all", window_s);
     let operations: Vec<OpStats> = ops_map.iter().map(|(k, v)| v.finish(k, window_s)).collect();
