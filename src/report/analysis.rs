@@ -1135,6 +1135,14 @@ fn analyze_run_inner(
         })
         .collect();
 
+    // LLM columns are only decoded for LLM services (SQLite decodes each column it is asked
+    // for; skipping them makes a non-LLM report about 20 % faster).
+    let llm_cols = if is_llm {
+        "first_byte_ns, done_ns, ok, error_class, bytes_sent, bytes_received, input_tokens, \
+         output_tokens, tokens_from_server, itl_us"
+    } else {
+        "NULL, done_ns, ok, error_class, bytes_sent, bytes_received, NULL, NULL, NULL, NULL"
+    };
     let mut warmup_requests: u64 = 0;
     // One file per run is the common case (one per SLURM job): a sequential scan is then much
     // faster than walking the (run_id, scheduled_ns) index and fetching every row by rowid.
@@ -1155,9 +1163,7 @@ fn analyze_run_inner(
     {
         let mut st = conn
             .prepare(&format!(
-                "SELECT op, scheduled_ns, sent_ns, first_byte_ns, done_ns, ok, error_class, \
-                 bytes_sent, bytes_received, input_tokens, output_tokens, tokens_from_server, \
-                 itl_us, warmup FROM {from} WHERE run_id = ?1"
+                "SELECT op, scheduled_ns, sent_ns, {llm_cols}, warmup FROM {from} WHERE run_id = ?1"
             ))
             .map_err(sq)?;
         let mut rows = st.query([run_id]).map_err(sq)?;
