@@ -448,7 +448,10 @@ fn report_exit_codes_and_bad_input() {
         let out = dir.path().join(format!("failed.{fmt}"));
         assert_eq!(report(&f, fmt, &out), 5, "{fmt}");
         let text = std::fs::read_to_string(&out).unwrap();
-        assert!(text.contains("run failed at setup: service never became ready within 60 s"), "{fmt}");
+        assert!(
+            text.contains("run failed at setup: service never became ready within 60 s"),
+            "{fmt}"
+        );
         assert!(!text.contains("NaN"), "{fmt}");
     }
     // Bad input → 2 with a clear message.

@@ -410,7 +410,12 @@ mod tests {
         }];
         sane(&line_chart("t", Axis::lin("x"), Axis::lin("y"), &nan));
         sane(&line_chart("t", Axis::lin("x"), Axis::lin("y"), &[]));
-        sane(&bar_chart("t", Axis::lin("y"), &["a".into()], &[("s".into(), vec![0.0])]));
+        sane(&bar_chart(
+            "t",
+            Axis::lin("y"),
+            &["a".into()],
+            &[("s".into(), vec![0.0])],
+        ));
         sane(&bar_chart("t", Axis::lin("y"), &[], &[]));
         sane(&histogram_chart("t", "x", &[(0.001, 5)]));
         sane(&histogram_chart("t", "x", &[]));
