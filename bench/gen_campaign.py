@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate a synthetic campaign directory (runs/*.db, schema.sql) for report benchmarks/demos.
 
-usage: gen_campaign.py OUT_DIR TOTAL_REQUESTS [--slow FACTOR] [--seed N]
+usage: gen_campaign.py OUT_DIR TOTAL_REQUESTS [--slow FACTOR] [--seed N] [--llm-share 0.1]
 
 Three services: `api` (http, GET/POST), `store` (s3, get/put, 2 array tasks = 2 files) and
 `chat` (vllm, streamed tokens with ITL blobs and GPU samples). Deterministic for a seed.
@@ -31,6 +31,13 @@ def run_row(db, run_id, service, kind, rate, dur, recipe, job, task):
          rj, hashlib.sha256(rj.encode()).hexdigest(), "node%03d" % (1 + (task or 0)), "0.1.0",
          "synthetic", job, task, 1.0, 0.2))
 
+# A pool of inter-token gap sequences (µs), reused across requests to keep generation fast.
+GAPS = []
+for _ in range(256):
+    g = [max(1, int(rng.lognormvariate(0, 0.3) * 12_000 * slow)) for _ in range(127)]
+    GAPS.append((struct.pack("<127I", *g), sum(g)))
+
+
 def gen(path, run_id, service, kind, n, ops, mean_ms, llm=False, job="1000", task=None):
     if os.path.exists(path):
         os.remove(path)
@@ -56,10 +63,12 @@ def gen(path, run_id, service, kind, n, ops, mean_ms, llm=False, job="1000", tas
         if llm:
             out_tok = rng.randint(32, 128)
             ttft = int(svc * 0.3)
-            gaps = [max(1, int(rng.lognormvariate(0, 0.3) * 12_000 * slow)) for _ in range(out_tok - 1)]
-            done = sent + ttft + sum(gaps) * 1000
+            blob, gap_sum = GAPS[(i * 7919 + out_tok) % len(GAPS)]
+            blob = blob[: 4 * (out_tok - 1)]
+            gap_sum = sum(struct.unpack("<%dI" % (out_tok - 1), blob))
+            done = sent + ttft + gap_sum * 1000
             rows.append((run_id, i % 8, i, op, sched, sent, sent + ttft, done, ok, None if ok else "timeout",
-                         None, 0, 200, 2000, 0, 64, out_tok, 1, struct.pack("<%dI" % len(gaps), *gaps)))
+                         None, 0, 200, 2000, 0, 64, out_tok, 1, blob))
         else:
             done = sent + svc
             size = 4096 if op in ("put", "POST") else 0
@@ -81,8 +90,9 @@ def gen(path, run_id, service, kind, n, ops, mean_ms, llm=False, job="1000", tas
     db.commit()
     db.close()
 
-n_api = int(total * 0.5)
-n_store = int(total * 0.4)
+llm_share = float(args[args.index("--llm-share") + 1]) if "--llm-share" in args else 0.1
+n_api = int(total * (1 - llm_share) * 5 / 9)
+n_store = int(total * (1 - llm_share) * 4 / 9)
 n_chat = total - n_api - n_store
 gen(os.path.join(out, "runs", "api-1000.db"), "api-1000", "api", "http", n_api, ["GET", "GET", "GET", "POST"], 2.0)
 gen(os.path.join(out, "runs", "store-1001_0.db"), "store-1001-0", "store", "s3", n_store // 2, ["get", "put"], 5.0, job="1001", task=0)

@@ -176,3 +176,36 @@ fn json_reports_compare_like_campaigns_and_invalid_candidate_fails() {
         .code(4)
         .stdout(predicates::str::contains("valid"));
 }
+
+/// `compare_thresholds` in the candidate's recipe loosen or tighten the defaults; the command
+/// line still wins.
+#[test]
+fn thresholds_from_the_recipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = standard_http(dir.path());
+    let cand = dir.path().join("cand.db");
+    {
+        let mut db = TestDb::create(&cand);
+        let mut spec = RunSpec::new("run-slow", "api", "http");
+        spec.recipe_json = r#"{"name":"api","kind":"http","compare_thresholds":{"latency_p50_ms":"+1ms","latency_p99_ms":"+1.5ms"}}"#.into();
+        db.add_run(&spec);
+        let reqs: Vec<Req> = (0..1000i64)
+            .map(|i| {
+                let mut r = Req::ok("GET", T0 + S + i * 10 * MS, 100 * US, (i + 1) * US * 2);
+                r.bytes_sent = 1000;
+                r.bytes_received = 3000;
+                r
+            })
+            .collect();
+        db.add_requests("run-slow", &reqs);
+    }
+    common::bin()
+        .args(["compare", s(&base), s(&cand)])
+        .assert()
+        .code(0)
+        .stdout(predicates::str::contains("1.5ms"));
+    common::bin()
+        .args(["compare", s(&base), s(&cand), "--threshold", "p99_ms=10%"])
+        .assert()
+        .code(4);
+}

@@ -332,8 +332,9 @@ fn numbers_agree_across_formats_and_with_the_rows() {
         ];
         for (col, jv) in pairs {
             let cell = &row[col];
+            let (pname, divisor) = factorybench::report::text::prom_name(col);
             let prom_v = prom.iter().find(|(n, l, _)| {
-                n == &format!("factorybench_{col}")
+                n == &format!("factorybench_{pname}")
                     && l["scope"] == row["scope"]
                     && l["run_id"] == row["run_id"]
                     && &l["op"] == op
@@ -341,7 +342,8 @@ fn numbers_agree_across_formats_and_with_the_rows() {
             match jv.as_f64() {
                 Some(x) => {
                     assert_eq!(cell.parse::<f64>().unwrap(), x, "csv {col} {row:?}");
-                    assert_eq!(prom_v.unwrap().2, x, "prom {col}");
+                    // Prometheus carries base units (seconds, bytes/s): same value / divisor.
+                    assert_eq!(prom_v.unwrap().2, x / divisor, "prom {col}");
                     checked += 1;
                 }
                 None => {
@@ -374,8 +376,9 @@ fn verify_detects_tampering_in_every_format() {
         assert_eq!(report(&c, f, &p), 0);
         common::bin().arg("verify").arg(&p).assert().code(0);
         let text = std::fs::read_to_string(&p).unwrap();
-        let tampered = text.replacen("1.09", "1.08", 1);
-        assert_ne!(tampered, text, "{f} contains 1.09");
+        // 1010 measured requests of the api run appear in every format.
+        let tampered = text.replacen("1010", "1011", 1);
+        assert!(tampered != text, "{f} contains 1010");
         std::fs::write(&p, tampered).unwrap();
         common::bin()
             .arg("verify")
@@ -500,4 +503,112 @@ fn json_and_csv_snapshots() {
         })
         .collect();
     insta::assert_snapshot!("report_csv", text);
+}
+
+/// One run of every service kind, each with its own operations, renders in every format.
+#[test]
+fn every_service_kind_renders_in_every_format() {
+    use factorybench::recipe::ServiceKind;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("all.db");
+    let mut db = TestDb::create(&path);
+    for (k, kind) in ServiceKind::ALL.iter().enumerate() {
+        let ops: &[&str] = match kind {
+            ServiceKind::Vectordb => &["insert", "search"],
+            ServiceKind::Database => &["select", "insert", "update"],
+            ServiceKind::S3 => &["get", "put"],
+            ServiceKind::FileStorage => &["read", "write"],
+            ServiceKind::Http => &["GET"],
+            _ => &["generate"],
+        };
+        let id = format!("run-{}", kind.as_str());
+        db.add_run(&RunSpec::new(&id, kind.as_str(), kind.as_str()));
+        let reqs: Vec<Req> = (0..1000i64)
+            .map(|i| {
+                let mut r = Req::ok(
+                    ops[i as usize % ops.len()],
+                    T0 + S + i * 10 * MS,
+                    0,
+                    (k as i64 + 1) * 100 * US,
+                );
+                if kind.is_llm() {
+                    r.first_byte_ns = Some(r.sent_ns + 50 * US);
+                    r.output_tokens = Some(4);
+                    r.input_tokens = Some(8);
+                    r.itl_us = Some(vec![10, 20, 30]);
+                }
+                r
+            })
+            .collect();
+        db.add_requests(&id, &reqs);
+        if *kind == ServiceKind::Vectordb {
+            db.add_metric(&id, "recall_at_10", 0.9, "ratio");
+        }
+    }
+    for f in ["json", "html", "csv", "prom"] {
+        let out = dir.path().join(format!("all.{f}"));
+        assert_eq!(report(&path, f, &out), 0, "{f}");
+        let text = std::fs::read_to_string(&out).unwrap();
+        for kind in ServiceKind::ALL {
+            assert!(
+                text.contains(&format!("run-{}", kind.as_str())),
+                "{f} lacks {kind}"
+            );
+        }
+        common::bin().arg("verify").arg(&out).assert().code(0);
+    }
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("all.json")).unwrap())
+            .unwrap();
+    let runs = doc["analysis"]["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 8);
+    for r in runs {
+        assert_eq!(r["valid"], true, "{}", r["run_id"]);
+        let llm = matches!(
+            r["service_kind"].as_str().unwrap(),
+            "ollama" | "vllm" | "triton"
+        );
+        assert_eq!(r["llm"].is_object(), llm, "{}", r["run_id"]);
+    }
+    let vdb = runs
+        .iter()
+        .find(|r| r["service_kind"] == "vectordb")
+        .unwrap();
+    assert_eq!(vdb["run_metrics"][0]["name"], "recall_at_10");
+    assert_eq!(vdb["operations"].as_array().unwrap().len(), 2);
+    let prom = std::fs::read_to_string(dir.path().join("all.prom")).unwrap();
+    assert!(
+        prom.contains("name=\"recall_at_10\",unit=\"ratio\"} 0.9"),
+        "recall in prom"
+    );
+    let csv = std::fs::read_to_string(dir.path().join("all.csv")).unwrap();
+    assert!(csv.contains(",recall_at_10=0.9 ratio,"), "recall in csv");
+}
+
+/// The Prometheus exposition passes promtool's parser and linter (base units, naming).
+#[test]
+fn prom_report_passes_promtool() {
+    let Some(_env) = common::server("prometheus") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let c = standard_campaign(dir.path());
+    let p = dir.path().join("r.prom");
+    assert_eq!(report(&c, "prom", &p), 0);
+    let o = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&p).unwrap())
+        .output()
+        .expect("promtool (scripts/install-prometheus.sh)");
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        o.status.success() && out.trim().is_empty(),
+        "promtool: {out}"
+    );
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains("factorybench_latency_corrected_p99_seconds{scope=\"run\",campaign=\"test-campaign\",service=\"api\",service_kind=\"http\",run_id=\"run-std\",sweep_value=\"\",op=\"all\"} 0.00109"));
 }

@@ -337,6 +337,23 @@ fn key(s: &ServiceAggregate) -> String {
     }
 }
 
+/// `compare_thresholds` of the candidate service's recipe (first run of the group that has
+/// them); invalid entries are ignored (the recipe was validated when it ran).
+fn recipe_thresholds(cand: &CampaignAnalysis, s: &ServiceAggregate) -> Vec<(&'static str, Limit)> {
+    cand.runs
+        .iter()
+        .filter(|r| s.run_ids.contains(&r.run_id))
+        .find_map(|r| r.recipe.get("compare_thresholds")?.as_object().cloned())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| parse_threshold(&format!("{k}={}", v.as_str()?)).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Compare per service (matched by name and sweep point). Limits: `overrides` (command line,
+/// last wins), then the candidate recipe's `compare_thresholds`, then the defaults.
 pub fn compare(
     baseline_name: &str,
     base: &CampaignAnalysis,
@@ -382,6 +399,7 @@ pub fn compare(
                 Status::Ok
             },
         });
+        let from_recipe = recipe_thresholds(cand, c);
         for m in &defs {
             let (bv, cv) = ((m.get)(b), (m.get)(c));
             if bv.is_none() && cv.is_none() {
@@ -390,6 +408,7 @@ pub fn compare(
             let limit = overrides
                 .iter()
                 .rev()
+                .chain(from_recipe.iter())
                 .find(|(n, _)| *n == m.name)
                 .map(|(_, l)| *l)
                 .unwrap_or(m.default);

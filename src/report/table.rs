@@ -38,6 +38,8 @@ pub struct Row {
     /// Figures in a fixed order (see [`value_names`]); `None` = not applicable.
     pub values: Vec<(String, Option<f64>)>,
     pub invalid_reasons: String,
+    /// `run_metrics` of the run (on its `all` row): name, value, unit.
+    pub run_metrics: Vec<(String, f64, String)>,
 }
 
 impl Row {
@@ -228,6 +230,14 @@ pub fn rows(a: &CampaignAnalysis) -> Vec<Row> {
                 ],
                 values: values(op, &x),
                 invalid_reasons: reasons.clone(),
+                run_metrics: if first {
+                    r.run_metrics
+                        .iter()
+                        .map(|m| (m.name.clone(), m.value, m.unit.clone()))
+                        .collect()
+                } else {
+                    Vec::new()
+                },
             });
         }
     }
@@ -261,6 +271,7 @@ pub fn rows(a: &CampaignAnalysis) -> Vec<Row> {
                 ],
                 values: values(op, &x),
                 invalid_reasons: String::new(),
+                run_metrics: Vec::new(),
             });
         }
     }

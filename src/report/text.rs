@@ -98,7 +98,7 @@ pub fn to_csv(d: &ReportDocument) -> String {
         .iter()
         .map(|l| l.to_string())
         .chain(names.iter().cloned())
-        .chain(std::iter::once("invalid_reasons".to_string()))
+        .chain(["run_metrics".to_string(), "invalid_reasons".to_string()])
         .collect();
     s.push_str(&header.join(","));
     s.push('\n');
@@ -109,6 +109,12 @@ pub fn to_csv(d: &ReportDocument) -> String {
                 .iter()
                 .map(|(_, v)| v.map(num).unwrap_or_default()),
         );
+        let metrics: Vec<String> = row
+            .run_metrics
+            .iter()
+            .map(|(n, v, u)| format!("{n}={} {u}", num(*v)))
+            .collect();
+        cells.push(csv_field(&metrics.join("; ")));
         cells.push(csv_field(&row.invalid_reasons));
         s.push_str(&cells.join(","));
         s.push('\n');
@@ -130,7 +136,8 @@ fn prom_labels(row: &Row) -> String {
         .join(",")
 }
 
-/// Prometheus text exposition format 0.0.4: one gauge family per figure.
+/// Prometheus text exposition format 0.0.4: one gauge family per figure, in base units
+/// (see [`prom_name`]).
 pub fn to_prom(d: &ReportDocument) -> String {
     let mut s = provenance_comments(d, "prometheus");
     let p = &d.provenance;
@@ -160,7 +167,25 @@ pub fn to_prom(d: &ReportDocument) -> String {
             if row.label("valid") == "true" { 1 } else { 0 }
         );
     }
-    for (i, name) in value_names().iter().enumerate() {
+    let with_metrics: Vec<&Row> = rows.iter().filter(|r| !r.run_metrics.is_empty()).collect();
+    if !with_metrics.is_empty() {
+        s.push_str("# HELP factorybench_run_metric Figures measured outside the timed region (recall_at_k, server counters).\n");
+        s.push_str("# TYPE factorybench_run_metric gauge\n");
+        for row in with_metrics {
+            for (n, v, u) in &row.run_metrics {
+                let _ = writeln!(
+                    s,
+                    "factorybench_run_metric{{{},name=\"{}\",unit=\"{}\"}} {}",
+                    prom_labels(row),
+                    prom_escape(n),
+                    prom_escape(u),
+                    num(*v)
+                );
+            }
+        }
+    }
+    for (i, col) in value_names().iter().enumerate() {
+        let (name, divisor) = prom_name(col);
         let mut body = String::new();
         for row in &rows {
             if let Some(v) = row.values[i].1 {
@@ -168,18 +193,45 @@ pub fn to_prom(d: &ReportDocument) -> String {
                     body,
                     "factorybench_{name}{{{}}} {}",
                     prom_labels(row),
-                    num(v)
+                    num(v / divisor)
                 );
             }
         }
         if body.is_empty() {
             continue;
         }
-        let _ = writeln!(s, "# HELP factorybench_{name} {}", help(name));
+        let _ = writeln!(s, "# HELP factorybench_{name} {}", help(col));
         let _ = writeln!(s, "# TYPE factorybench_{name} gauge");
         s.push_str(&body);
     }
     integrity::seal(s)
+}
+
+/// Prometheus name of a table column, in base units (seconds, bytes), and the divisor that
+/// converts the column's value: `latency_corrected_p99_ms` → `latency_corrected_p99_seconds`, /1000.
+pub fn prom_name(col: &str) -> (String, f64) {
+    if let Some(stem) = col.strip_suffix("_mb_per_s") {
+        return (format!("{stem}_bytes_per_second"), 1e-6);
+    }
+    if let Some(stem) = col.strip_suffix("_per_s") {
+        return (format!("{stem}_per_second"), 1.0);
+    }
+    if let Some(stem) = col.strip_suffix("_rps") {
+        return (format!("{stem}_requests_per_second"), 1.0);
+    }
+    if let Some(stem) = col.strip_suffix("_ms") {
+        return (format!("{stem}_seconds"), 1000.0);
+    }
+    if let Some(stem) = col.strip_suffix("_s") {
+        return (format!("{stem}_seconds"), 1.0);
+    }
+    if let Some(stem) = col.strip_suffix("_j") {
+        return (format!("{stem}_joules"), 1.0);
+    }
+    if col == "error_rate" {
+        return ("error_ratio".into(), 1.0);
+    }
+    (col.to_string(), 1.0)
 }
 
 fn help(name: &str) -> String {
@@ -200,5 +252,5 @@ fn help(name: &str) -> String {
     } else {
         "factorybench figure"
     };
-    format!("{what} ({name}), computed from the recorded requests.")
+    format!("{what} (report column {name}, in base units), computed from the recorded requests.")
 }
