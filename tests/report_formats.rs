@@ -429,6 +429,31 @@ fn report_exit_codes_and_bad_input() {
         doc["analysis"]["runs"][0]["invalid_reasons"][0]["code"],
         "partial_run"
     );
+    // A run that failed at setup has no requests: invalid, with its failure message.
+    let f = dir.path().join("failed.db");
+    {
+        let db = TestDb::create(&f);
+        let mut spec = RunSpec::new("f", "pg", "database");
+        spec.status = "failed".into();
+        spec.ended_ns = None;
+        db.add_run(&spec);
+        db.conn
+            .execute(
+                "UPDATE runs SET failure_stage = 'setup', failure_message = 'service never became ready within 60 s'",
+                [],
+            )
+            .unwrap();
+    }
+    for fmt in ["json", "html", "csv", "prom"] {
+        let out = dir.path().join(format!("failed.{fmt}"));
+        assert_eq!(report(&f, fmt, &out), 5, "{fmt}");
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(
+            text.contains("run failed at setup: service never became ready within 60 s"),
+            "{fmt}"
+        );
+        assert!(!text.contains("NaN"), "{fmt}");
+    }
     // Bad input → 2 with a clear message.
     common::bin()
         .args(["report", "/nonexistent/campaign"])
