@@ -596,8 +596,14 @@ mod tests {
 
     #[test]
     fn url_host_parts() {
-        assert_eq!(url_host("http://10.0.0.5:8080/x").as_deref(), Some("10.0.0.5"));
-        assert_eq!(url_host("postgresql://u:p@db.local/x").as_deref(), Some("db.local"));
+        assert_eq!(
+            url_host("http://10.0.0.5:8080/x").as_deref(),
+            Some("10.0.0.5")
+        );
+        assert_eq!(
+            url_host("postgresql://u:p@db.local/x").as_deref(),
+            Some("db.local")
+        );
         assert_eq!(url_host("http://[::1]:80").as_deref(), Some("::1"));
         assert_eq!(url_host("nonsense"), None);
     }
