@@ -332,8 +332,9 @@ fn numbers_agree_across_formats_and_with_the_rows() {
         ];
         for (col, jv) in pairs {
             let cell = &row[col];
+            let (pname, divisor) = factorybench::report::text::prom_name(col);
             let prom_v = prom.iter().find(|(n, l, _)| {
-                n == &format!("factorybench_{col}")
+                n == &format!("factorybench_{pname}")
                     && l["scope"] == row["scope"]
                     && l["run_id"] == row["run_id"]
                     && &l["op"] == op
@@ -341,7 +342,8 @@ fn numbers_agree_across_formats_and_with_the_rows() {
             match jv.as_f64() {
                 Some(x) => {
                     assert_eq!(cell.parse::<f64>().unwrap(), x, "csv {col} {row:?}");
-                    assert_eq!(prom_v.unwrap().2, x, "prom {col}");
+                    // Prometheus carries base units (seconds, bytes/s): same value / divisor.
+                    assert_eq!(prom_v.unwrap().2, x / divisor, "prom {col}");
                     checked += 1;
                 }
                 None => {
@@ -374,8 +376,9 @@ fn verify_detects_tampering_in_every_format() {
         assert_eq!(report(&c, f, &p), 0);
         common::bin().arg("verify").arg(&p).assert().code(0);
         let text = std::fs::read_to_string(&p).unwrap();
-        let tampered = text.replacen("1.09", "1.08", 1);
-        assert_ne!(tampered, text, "{f} contains 1.09");
+        // 1010 measured requests of the api run appear in every format.
+        let tampered = text.replacen("1010", "1011", 1);
+        assert!(tampered != text, "{f} contains 1010");
         std::fs::write(&p, tampered).unwrap();
         common::bin()
             .arg("verify")
@@ -426,6 +429,31 @@ fn report_exit_codes_and_bad_input() {
         doc["analysis"]["runs"][0]["invalid_reasons"][0]["code"],
         "partial_run"
     );
+    // A run that failed at setup has no requests: invalid, with its failure message.
+    let f = dir.path().join("failed.db");
+    {
+        let db = TestDb::create(&f);
+        let mut spec = RunSpec::new("f", "pg", "database");
+        spec.status = "failed".into();
+        spec.ended_ns = None;
+        db.add_run(&spec);
+        db.conn
+            .execute(
+                "UPDATE runs SET failure_stage = 'setup', failure_message = 'service never became ready within 60 s'",
+                [],
+            )
+            .unwrap();
+    }
+    for fmt in ["json", "html", "csv", "prom"] {
+        let out = dir.path().join(format!("failed.{fmt}"));
+        assert_eq!(report(&f, fmt, &out), 5, "{fmt}");
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(
+            text.contains("run failed at setup: service never became ready within 60 s"),
+            "{fmt}"
+        );
+        assert!(!text.contains("NaN"), "{fmt}");
+    }
     // Bad input → 2 with a clear message.
     common::bin()
         .args(["report", "/nonexistent/campaign"])
@@ -580,4 +608,32 @@ fn every_service_kind_renders_in_every_format() {
     );
     let csv = std::fs::read_to_string(dir.path().join("all.csv")).unwrap();
     assert!(csv.contains(",recall_at_10=0.9 ratio,"), "recall in csv");
+}
+
+/// The Prometheus exposition passes promtool's parser and linter (base units, naming).
+#[test]
+fn prom_report_passes_promtool() {
+    let Some(_env) = common::server("prometheus") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let c = standard_campaign(dir.path());
+    let p = dir.path().join("r.prom");
+    assert_eq!(report(&c, "prom", &p), 0);
+    let o = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&p).unwrap())
+        .output()
+        .expect("promtool (scripts/install-prometheus.sh)");
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        o.status.success() && out.trim().is_empty(),
+        "promtool: {out}"
+    );
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains("factorybench_latency_corrected_p99_seconds{scope=\"run\",campaign=\"test-campaign\",service=\"api\",service_kind=\"http\",run_id=\"run-std\",sweep_value=\"\",op=\"all\"} 0.00109"));
 }

@@ -15,6 +15,7 @@ case "$1" in
     if [[ -n "${STUB_READY_HANGS:-}" ]]; then touch "$STUB_CALLS/in-ready"; exec sleep 600; fi
     exit 0 ;;
   run)
+    if [[ "$*" == *--fail-setup* ]]; then exit 1; fi
     trap 'echo USR1 >> "$STUB_CALLS/signals"; exit 3' USR1
     trap 'echo TERM >> "$STUB_CALLS/signals"; exit 3' TERM
     touch "$STUB_CALLS/running"
@@ -119,4 +120,40 @@ fn term_during_readiness_stops_the_instance() {
     assert!(app.contains("instance stop"), "{app}");
     // The runner never started.
     assert!(!t.path().join("calls/running").exists());
+}
+
+#[test]
+fn a_port_already_in_use_fails_setup_instead_of_measuring_another_service() {
+    let (t, _) = setup();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let recipe = t.path().join("busy.yml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "benchmark: {{name: busy}}\nservices:\n  - {{service_name: busy, service_type: ollama, container_image: docker://ollama/ollama, model: m, port: {port}}}\n"
+        ),
+    )
+    .unwrap();
+    let camp = t.path().join("camp-busy");
+    let o = common::bin()
+        .arg("compile")
+        .arg(&recipe)
+        .arg("--out")
+        .arg(&camp)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let status = spawn(t.path(), &camp.join("scripts/busy.sbatch"), false)
+        .wait()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let fb = std::fs::read_to_string(t.path().join("calls/factorybench.log")).unwrap();
+    assert!(
+        fb.contains(&format!("--fail-setup port {port} is already in use")),
+        "{fb}"
+    );
+    assert!(!fb.lines().any(|l| l.starts_with("ready ")), "{fb}");
+    assert!(!t.path().join("calls/apptainer.log").exists());
+    drop(busy);
 }

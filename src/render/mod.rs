@@ -264,8 +264,6 @@ struct SlurmCtx {
     extra: Vec<String>,
     modules: Vec<String>,
     signal_grace_s: u32,
-    /// Ask for whole nodes: a started service listens on a fixed port and is being measured.
-    exclusive: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -435,7 +433,6 @@ impl ScriptCtx {
                 extra: svc.slurm.extra.clone(),
                 modules: svc.slurm.modules.clone(),
                 signal_grace_s: svc.slurm.signal_grace_s,
-                exclusive: started && port.is_some(),
             },
             sweep: svc.sweep.as_ref().map(|s| SweepCtx {
                 param: s.param.as_str(),

@@ -494,11 +494,10 @@ fn v(x: Option<f64>) -> String {
 fn change_text(r: &Row) -> String {
     match (r.change, r.change_ratio) {
         (Some(c), Some(p)) if r.unit != "bool" => format!(
-            "{}{} ({}{}%)",
+            "{}{} ({:+.1}%)",
             if c >= 0.0 { "+" } else { "" },
             fmt_num(c),
-            if p >= 0.0 { "+" } else { "" },
-            fmt_num(p * 100.0)
+            p * 100.0
         ),
         (Some(c), _) if r.unit != "bool" => {
             format!("{}{}", if c >= 0.0 { "+" } else { "" }, fmt_num(c))

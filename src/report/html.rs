@@ -154,12 +154,25 @@ pub fn to_html(d: &ReportDocument) -> String {
                     .unwrap_or(0.0)
             })
             .collect();
+        h.push_str("<div class=\"charts\">");
         h.push_str(&bar_chart(
             "Corrected latency by service",
             Axis::lin("latency (ms)"),
             &cats,
             &[("p50".into(), p50), ("p99".into(), p99)],
         ));
+        let tput: Vec<f64> = a
+            .services
+            .iter()
+            .map(|s| s.total.throughput_ops_per_s)
+            .collect();
+        h.push_str(&bar_chart(
+            "Throughput by service",
+            Axis::lin("successful requests/s"),
+            &cats,
+            &[("ops/s".into(), tput)],
+        ));
+        h.push_str("</div>");
     }
 
     for r in &a.runs {

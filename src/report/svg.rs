@@ -386,3 +386,57 @@ pub fn histogram_chart(title: &str, x_label: &str, buckets: &[(f64, u64)]) -> St
     svg.push_str("</svg>");
     svg
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sane(svg: &str) {
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"), "{svg}");
+        assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+    }
+
+    #[test]
+    fn degenerate_data_renders_without_nan() {
+        let one = [Series {
+            name: "x".into(),
+            points: vec![(0.0, 0.0)],
+        }];
+        sane(&line_chart("t", Axis::lin("x"), Axis::lin("y"), &one));
+        sane(&line_chart("t", Axis::log("x"), Axis::log("y"), &one));
+        let nan = [Series {
+            name: "x".into(),
+            points: vec![(f64::NAN, 1.0), (1.0, f64::INFINITY)],
+        }];
+        sane(&line_chart("t", Axis::lin("x"), Axis::lin("y"), &nan));
+        sane(&line_chart("t", Axis::lin("x"), Axis::lin("y"), &[]));
+        sane(&bar_chart(
+            "t",
+            Axis::lin("y"),
+            &["a".into()],
+            &[("s".into(), vec![0.0])],
+        ));
+        sane(&bar_chart("t", Axis::lin("y"), &[], &[]));
+        sane(&histogram_chart("t", "x", &[(0.001, 5)]));
+        sane(&histogram_chart("t", "x", &[]));
+    }
+
+    #[test]
+    fn labels_are_escaped_and_numbers_readable() {
+        let s = line_chart(
+            "<b>&",
+            Axis::lin("x"),
+            Axis::lin("y"),
+            &[Series {
+                name: "\"q\"".into(),
+                points: vec![(0.0, 1.0), (1.0, 2.0)],
+            }],
+        );
+        assert!(s.contains("&lt;b&gt;&amp;") && s.contains("&quot;q&quot;"));
+        assert_eq!(fmt_num(1.0899), "1.09");
+        assert_eq!(fmt_num(2.081), "2.081");
+        assert_eq!(fmt_num(0.0099009), "0.009901");
+        assert_eq!(fmt_num(12345.6), "12346");
+        assert_eq!(fmt_num(0.0), "0");
+    }
+}

@@ -136,7 +136,8 @@ fn prom_labels(row: &Row) -> String {
         .join(",")
 }
 
-/// Prometheus text exposition format 0.0.4: one gauge family per figure.
+/// Prometheus text exposition format 0.0.4: one gauge family per figure, in base units
+/// (see [`prom_name`]).
 pub fn to_prom(d: &ReportDocument) -> String {
     let mut s = provenance_comments(d, "prometheus");
     let p = &d.provenance;
@@ -183,7 +184,8 @@ pub fn to_prom(d: &ReportDocument) -> String {
             }
         }
     }
-    for (i, name) in value_names().iter().enumerate() {
+    for (i, col) in value_names().iter().enumerate() {
+        let (name, divisor) = prom_name(col);
         let mut body = String::new();
         for row in &rows {
             if let Some(v) = row.values[i].1 {
@@ -191,18 +193,45 @@ pub fn to_prom(d: &ReportDocument) -> String {
                     body,
                     "factorybench_{name}{{{}}} {}",
                     prom_labels(row),
-                    num(v)
+                    num(v / divisor)
                 );
             }
         }
         if body.is_empty() {
             continue;
         }
-        let _ = writeln!(s, "# HELP factorybench_{name} {}", help(name));
+        let _ = writeln!(s, "# HELP factorybench_{name} {}", help(col));
         let _ = writeln!(s, "# TYPE factorybench_{name} gauge");
         s.push_str(&body);
     }
     integrity::seal(s)
+}
+
+/// Prometheus name of a table column, in base units (seconds, bytes), and the divisor that
+/// converts the column's value: `latency_corrected_p99_ms` → `latency_corrected_p99_seconds`, /1000.
+pub fn prom_name(col: &str) -> (String, f64) {
+    if let Some(stem) = col.strip_suffix("_mb_per_s") {
+        return (format!("{stem}_bytes_per_second"), 1e-6);
+    }
+    if let Some(stem) = col.strip_suffix("_per_s") {
+        return (format!("{stem}_per_second"), 1.0);
+    }
+    if let Some(stem) = col.strip_suffix("_rps") {
+        return (format!("{stem}_requests_per_second"), 1.0);
+    }
+    if let Some(stem) = col.strip_suffix("_ms") {
+        return (format!("{stem}_seconds"), 1000.0);
+    }
+    if let Some(stem) = col.strip_suffix("_s") {
+        return (format!("{stem}_seconds"), 1.0);
+    }
+    if let Some(stem) = col.strip_suffix("_j") {
+        return (format!("{stem}_joules"), 1.0);
+    }
+    if col == "error_rate" {
+        return ("error_ratio".into(), 1.0);
+    }
+    (col.to_string(), 1.0)
 }
 
 fn help(name: &str) -> String {
@@ -223,5 +252,5 @@ fn help(name: &str) -> String {
     } else {
         "factorybench figure"
     };
-    format!("{what} ({name}), computed from the recorded requests.")
+    format!("{what} (report column {name}, in base units), computed from the recorded requests.")
 }
