@@ -31,8 +31,13 @@ fn fb(root: &Path) -> assert_cmd::Command {
     c
 }
 
-/// Write `recipe` (with `@ROOT@` replaced by a fresh temporary directory) and submit it.
+/// Write `recipe` (with `@ROOT@` replaced by a fresh temporary directory) and submit it
+/// without the report job.
 fn submit(recipe: &str, args: &[&str]) -> Camp {
+    submit_with(recipe, args, false)
+}
+
+fn submit_with(recipe: &str, args: &[&str], report_job: bool) -> Camp {
     let root_t = tempfile::Builder::new()
         .prefix("fb-slurm-")
         .tempdir()
@@ -41,7 +46,12 @@ fn submit(recipe: &str, args: &[&str]) -> Camp {
     let text = recipe.replace("@ROOT@", &root.display().to_string());
     std::fs::write(root.join("recipe.yml"), text).unwrap();
     let out = fb(&root)
-        .args(["submit", "recipe.yml", "--no-report"])
+        .args(["submit", "recipe.yml"])
+        .args(if report_job {
+            None
+        } else {
+            Some("--no-report")
+        })
         .args(args)
         .output()
         .unwrap();
@@ -308,8 +318,8 @@ fn file_storage_campaign_with_simultaneous_jobs() {
 }
 
 /// An HTTP service started by the batch script (python3 -m http.server), probed for
-/// readiness, benchmarked, and stopped on exit; a dependent client-side service starts after
-/// it succeeded (afterok).
+/// readiness, benchmarked, and stopped on exit; a dependent service starts after it succeeded
+/// (afterok), and the report job runs after both (afterany) and writes report.html.
 #[test]
 #[ignore = "TEMP: needs `factorybench run` (issue 4), not on main yet"]
 fn http_campaign_with_dependency() {
@@ -317,7 +327,7 @@ fn http_campaign_with_dependency() {
         return;
     };
     let (p1, p2) = (free_port(), free_port());
-    let c = submit(
+    let c = submit_with(
         &recipe(
             "http campaign",
             &[
@@ -326,13 +336,15 @@ fn http_campaign_with_dependency() {
             ],
         ),
         &[],
+        true,
     );
     let v = wait_done(&c, Duration::from_secs(120));
     assert_eq!(
         states(&v),
         vec![
             ("web".to_string(), "COMPLETED".to_string()),
-            ("web2".to_string(), "COMPLETED".to_string())
+            ("web2".to_string(), "COMPLETED".to_string()),
+            ("report".to_string(), "COMPLETED".to_string())
         ],
         "{v:#}\n{}",
         logs(&c)
@@ -362,6 +374,8 @@ fn http_campaign_with_dependency() {
     assert_eq!(ep["job_id"].as_str(), Some(web_id));
     let log = logs(&c);
     assert!(log.contains("==> "), "{log}");
+    let html = std::fs::read_to_string(c.dir.join("report.html")).expect("the report job ran");
+    assert!(html.contains("web2"));
 }
 
 /// A service that never becomes ready: its run is recorded as failed at setup with a clear
