@@ -84,7 +84,7 @@ def gen(path, run_id, service, kind, n, ops, mean_ms, llm=False, job="1000", tas
         for s in range(dur + 1):
             ts = T0 + (2 + s) * S
             db.execute("INSERT INTO samples VALUES (?,?,?,?)", (run_id, ts, "gpu0_util_percent", 60 + 30 * rng.random()))
-            db.execute("INSERT INTO samples VALUES (?,?,?,?)", (run_id, ts, "gpu0_power_w", 250 + 50 * rng.random()))
+            db.execute("INSERT INTO samples VALUES (?,?,?,?)", (run_id, ts, "gpu0_power_watts", 250 + 50 * rng.random()))
     else:
         db.execute("INSERT INTO run_metrics VALUES (?,?,?,?)", (run_id, "server_connections_max", 8, "count"))
     db.commit()

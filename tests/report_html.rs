@@ -120,7 +120,7 @@ fn html_report_renders_in_headless_chromium() {
     // http run: 4 + 2 per-op charts; LLM run: 4 + 3 LLM + 2 telemetry; 1 service comparison.
     assert!(charts >= 15, "{charts} charts rendered");
     assert!(dom.contains("Corrected latency CDF") && dom.contains("TTFT distribution"));
-    assert!(dom.contains("Telemetry: util_percent") && dom.contains("Telemetry: power_w"));
+    assert!(dom.contains("Telemetry: util_percent") && dom.contains("Telemetry: power_watts"));
     assert!(dom.contains("polyline"));
 
     // A rate sweep: one latency/throughput curve.

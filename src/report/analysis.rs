@@ -18,6 +18,8 @@
 //!   output tokens/s = output_tokens / E2EL; goodput = successful requests meeting every SLO of
 //!   the recipe (`workload.slo`), as a share of measured requests and per second.
 //! - Schedule lag = sent − scheduled over all measured requests.
+//! - Energy: per device, the increase of its `*_energy_joules` counter over the window, else
+//!   the trapezoidal integral of its `*_power_watts` samples.
 
 use hdrhistogram::serialization::{Deserializer as HdrDeserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
@@ -231,7 +233,9 @@ pub struct SampleSeries {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EnergyStats {
-    /// Per `*_power_w` sample series: trapezoidal integral over the measured window, joules.
+    /// Per device series, joules over the measured window: the increase of a cumulative
+    /// `*_energy_joules` counter when sampled, else the trapezoidal integral of `*_power_watts`
+    /// (or `*_power_w`) samples.
     pub series_energy_j: BTreeMap<String, f64>,
     pub total_energy_j: f64,
     /// total_energy_j / successful requests.
@@ -1532,6 +1536,8 @@ fn read_samples(
     let mut summaries = Vec::new();
     let mut out_series = Vec::new();
     let mut energy: BTreeMap<String, f64> = BTreeMap::new();
+    let mut counters: Vec<String> = Vec::new();
+    let mut integrated: Vec<(String, String, f64)> = Vec::new();
     for (name, pts) in &series {
         let n = pts.len() as u64;
         let sum: f64 = pts.iter().map(|p| p.1).sum();
@@ -1555,16 +1561,32 @@ fn read_samples(
                 })
                 .collect(),
         });
-        if name.ends_with("_power_w") {
-            let inwin: Vec<&(i64, f64)> = pts
-                .iter()
-                .filter(|(t, _)| *t >= start_ns && *t <= end_ns)
-                .collect();
+        let inwin: Vec<&(i64, f64)> = pts
+            .iter()
+            .filter(|(t, _)| *t >= start_ns && *t <= end_ns)
+            .collect();
+        if let Some(prefix) = name.strip_suffix("_energy_joules") {
+            // A cumulative energy counter (NVML): the increase over the window.
+            if let (Some(first), Some(last)) = (inwin.first(), inwin.last()) {
+                energy.insert(name.clone(), (last.1 - first.1).max(0.0));
+                counters.push(prefix.to_string());
+            }
+        } else if let Some(prefix) = name
+            .strip_suffix("_power_watts")
+            .or_else(|| name.strip_suffix("_power_w"))
+        {
+            // Power samples: trapezoidal integral over the window.
             let j: f64 = inwin
                 .windows(2)
                 .map(|w| (w[1].0 - w[0].0) as f64 / 1e9 * (w[0].1 + w[1].1) / 2.0)
                 .sum();
-            energy.insert(name.clone(), j);
+            integrated.push((prefix.to_string(), name.clone(), j));
+        }
+    }
+    // Prefer a device's energy counter over integrating its power samples.
+    for (prefix, name, j) in integrated {
+        if !counters.contains(&prefix) {
+            energy.insert(name, j);
         }
     }
     let energy = (!energy.is_empty()).then(|| {

@@ -622,7 +622,7 @@ fn run_section(h: &mut String, r: &RunAnalysis) {
 
     if !r.sample_series.is_empty() {
         h.push_str("<h3>Telemetry</h3><div class=\"charts\">");
-        // One chart per unit family (gpu*_util_percent together, *_power_w together, ...).
+        // One chart per unit family (gpu*_util_percent together, *_power_watts together, ...).
         let mut families: Vec<(String, Vec<&svg_series::S>)> = Vec::new();
         let all: Vec<svg_series::S> = r
             .sample_series

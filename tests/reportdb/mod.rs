@@ -300,7 +300,7 @@ pub fn standard_llm(path: &Path, min_requests_ok: bool) -> PathBuf {
             "gpu0_util_percent",
             50.0 + s as f64,
         );
-        db.add_sample("run-llm", T0 + S + s * S, "gpu0_power_w", 100.0);
+        db.add_sample("run-llm", T0 + S + s * S, "gpu0_power_watts", 100.0);
     }
     path.to_path_buf()
 }
