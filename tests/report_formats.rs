@@ -637,3 +637,50 @@ fn prom_report_passes_promtool() {
     let text = std::fs::read_to_string(&p).unwrap();
     assert!(text.contains("factorybench_latency_corrected_p99_seconds{scope=\"run\",campaign=\"test-campaign\",service=\"api\",service_kind=\"http\",run_id=\"run-std\",sweep_value=\"\",op=\"all\"} 0.00109"));
 }
+
+/// A rate sweep (array tasks with sweep values) gets one aggregate per point and a
+/// latency-vs-throughput chart.
+#[test]
+fn sweep_points_are_separate_services_with_a_curve() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("c/runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    for (task, rate) in [100i64, 200, 400].into_iter().enumerate() {
+        let mut db = TestDb::create(&runs.join(format!("api-7_{task}.db")));
+        let mut spec = RunSpec::new(&format!("sweep{task}"), "api", "http");
+        spec.sweep_param = Some("requests_per_second".into());
+        spec.sweep_value = Some(rate.to_string());
+        spec.target_rate = Some(rate as f64);
+        spec.slurm_job_id = Some("7".into());
+        spec.slurm_array_task = Some(task as i64);
+        db.add_run(&spec);
+        let n = rate * 10;
+        let reqs: Vec<Req> = (0..n)
+            .map(|i| {
+                Req::ok(
+                    "GET",
+                    T0 + S + i * (10 * S / n),
+                    0,
+                    (task as i64 + 1) * 100 * US,
+                )
+            })
+            .collect();
+        db.add_requests(&spec.run_id, &reqs);
+    }
+    let c = dir.path().join("c");
+    let out = dir.path().join("s.html");
+    assert_eq!(report(&c, "html", &out), 0);
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        html.contains("api: corrected latency vs throughput over the requests_per_second sweep")
+    );
+    let j = dir.path().join("s.json");
+    assert_eq!(report(&c, "json", &j), 0);
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&j).unwrap()).unwrap();
+    let svcs = doc["analysis"]["services"].as_array().unwrap();
+    assert_eq!(svcs.len(), 3);
+    assert_eq!(svcs[2]["sweep_value"], "400");
+    assert_eq!(svcs[2]["total"]["throughput_ops_per_s"], 400.0);
+    assert_eq!(svcs[2]["total"]["latency_corrected_ms"]["p99"], 0.3);
+    assert_eq!(doc["provenance"]["slurm_job_ids"], serde_json::json!(["7"]));
+}

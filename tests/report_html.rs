@@ -123,6 +123,32 @@ fn html_report_renders_in_headless_chromium() {
     assert!(dom.contains("Telemetry: util_percent") && dom.contains("Telemetry: power_w"));
     assert!(dom.contains("polyline"));
 
+    // A rate sweep: one latency/throughput curve.
+    let runs = dir.path().join("sweep/runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    for (task, rate) in [100i64, 200, 400, 800].into_iter().enumerate() {
+        let mut db = TestDb::create(&runs.join(format!("api-7_{task}.db")));
+        let mut spec = RunSpec::new(&format!("sweep{task}"), "api", "http");
+        spec.sweep_param = Some("requests_per_second".into());
+        spec.sweep_value = Some(rate.to_string());
+        spec.target_rate = Some(rate as f64);
+        db.add_run(&spec);
+        let n = rate * 10;
+        let reqs: Vec<Req> = (0..n)
+            .map(|i| {
+                Req::ok(
+                    "GET",
+                    T0 + S + i * (10 * S / n),
+                    0,
+                    (task as i64 + 1).pow(2) * 100 * US + (i % 50) * 10 * US,
+                )
+            })
+            .collect();
+        db.add_requests(&spec.run_id, &reqs);
+    }
+    let dom = render_and_check(bin, &dir.path().join("sweep"), "report-sweep", 0);
+    assert!(dom.contains("corrected latency vs throughput over the requests_per_second sweep"));
+
     // An invalid campaign says INVALID at the top.
     let bad = standard_llm(&dir.path().join("bad.db"), false);
     let dom = render_and_check(bin, &bad, "report-invalid", 5);

@@ -174,6 +174,7 @@ pub fn to_html(d: &ReportDocument) -> String {
         ));
         h.push_str("</div>");
     }
+    sweep_charts(&mut h, &a.services);
 
     for r in &a.runs {
         run_section(&mut h, r);
@@ -182,18 +183,63 @@ pub fn to_html(d: &ReportDocument) -> String {
     integrity::seal(h)
 }
 
-fn service_label(s: &ServiceAggregate) -> String {
-    match &s.sweep_value {
-        Some(v) => format!(
-            "{} [{}={}]",
-            s.service,
-            s.sweep_param.as_deref().unwrap_or("sweep"),
-            v
-        ),
-        None => s.service.clone(),
+/// For a service measured at two or more sweep points: the latency/throughput curve.
+fn sweep_charts(h: &mut String, services: &[ServiceAggregate]) {
+    let mut names: Vec<&str> = services
+        .iter()
+        .filter(|s| s.sweep_value.is_some())
+        .map(|s| s.service.as_str())
+        .collect();
+    names.dedup();
+    let mut any = false;
+    for name in names {
+        let mut pts: Vec<&ServiceAggregate> = services
+            .iter()
+            .filter(|s| s.service == name && s.total.latency_corrected_ms.is_some())
+            .collect();
+        if pts.len() < 2 {
+            continue;
+        }
+        pts.sort_by(|a, b| {
+            a.total
+                .throughput_ops_per_s
+                .total_cmp(&b.total.throughput_ops_per_s)
+        });
+        if !any {
+            h.push_str("<h3>Sweeps</h3><div class=\"charts\">");
+            any = true;
+        }
+        let series = |label: &str, q: fn(&Summary) -> f64| Series {
+            name: label.into(),
+            points: pts
+                .iter()
+                .filter_map(|s| {
+                    let l = s.total.latency_corrected_ms.as_ref()?;
+                    Some((s.total.throughput_ops_per_s, q(l)))
+                })
+                .collect(),
+        };
+        h.push_str(&line_chart(
+            &format!(
+                "{name}: corrected latency vs throughput over the {} sweep",
+                pts[0].sweep_param.as_deref().unwrap_or("sweep")
+            ),
+            Axis::lin("throughput (successful requests/s)"),
+            Axis::lin("latency (ms)"),
+            &[series("p50", |l| l.p50), series("p99", |l| l.p99)],
+        ));
+    }
+    if any {
+        h.push_str("</div>");
     }
 }
 
+fn service_label(s: &ServiceAggregate) -> String {
+    match &s.sweep_value {
+        Some(v) => format!("{} @{v}", s.service),
+        None => s.service.clone(),
+    }
+}
 fn service_row(h: &mut String, s: &ServiceAggregate) {
     let l = s.llm.as_ref();
     let _ = write!(

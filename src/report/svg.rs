@@ -340,12 +340,23 @@ pub fn bar_chart(
                 v = fmt_num(v)
             );
         }
+        // Category labels are cut to the group width (about 6 px per character).
+        let max_chars = ((gw / 6.0) as usize).max(3);
+        let label: String = if cat.chars().count() > max_chars {
+            cat.chars()
+                .take(max_chars - 1)
+                .chain(std::iter::once('…'))
+                .collect()
+        } else {
+            cat.clone()
+        };
         let _ = write!(
             svg,
-            r##"<text x="{x:.1}" y="{y}" class="tk" text-anchor="middle">{l}</text>"##,
+            r##"<text x="{x:.1}" y="{y}" class="tk" text-anchor="middle">{l}<title>{full}</title></text>"##,
             x = gx + gw * 0.4,
             y = H - MB + 16.0,
-            l = esc(cat)
+            l = esc(&label),
+            full = esc(cat)
         );
     }
     let names: Vec<&str> = series.iter().map(|s| s.0.as_str()).collect();
