@@ -262,3 +262,45 @@ fn real_chroma_llm_and_s3_servers_answer() {
         );
     }
 }
+
+#[test]
+fn watched_service_process_exit_stops_waiting() {
+    // A closed port and a service process that has already exited: `ready` gives up at once
+    // instead of spending its whole budget (batch scripts pass the host service's pid).
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let r = write_recipe(
+        dir.path(),
+        &format!(
+            "  - {{service_name: w, service_type: vllm, model: m, runtime: external, service_url: \"http://127.0.0.1:{port}\"}}\n"
+        ),
+    );
+    let started = std::time::Instant::now();
+    let out = common::bin()
+        .arg("ready")
+        .arg(&r)
+        .args([
+            "--service",
+            "w",
+            "--timeout",
+            "600",
+            "--watch-pid",
+            &pid.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("service process {pid} has exited")),
+        "{err}"
+    );
+    // Far below the 600 s budget (a generous bound, not a timing measurement).
+    assert!(started.elapsed() < std::time::Duration::from_secs(300));
+}
