@@ -1,23 +1,70 @@
+//! `compile` (recipe → campaign directory of batch scripts) and the hidden `ready` probe.
+
+use super::InvalidInput;
+use crate::exit;
+use crate::render::campaign::{write_campaign, CampaignSpec};
+use crate::render::Renderer;
 use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  factorybench compile recipes/comprehensive.yml --out build/campaign\n  factorybench compile recipes/comprehensive.yml --out build/pg --service postgres-test\n  factorybench compile my.yml --out build/c --templates site-templates/ --force"
+)]
 pub struct CompileArgs {
     /// The recipe file.
     pub recipe: PathBuf,
-    /// Directory to write the scripts into.
+    /// Campaign directory to create (recipe.yml, plan.json, scripts/, secrets/, logs/, runs/,
+    /// endpoints/). It must not exist or be empty, unless --force.
     #[arg(long)]
     pub out: PathBuf,
     /// Only this service.
     #[arg(long)]
     pub service: Option<String>,
-    /// Site templates that override the built-in ones (same file names).
+    /// Site templates that override the built-in ones (same file names, e.g.
+    /// service.sbatch.j2, runtime/apptainer.sh.j2).
     #[arg(long)]
     pub templates: Option<PathBuf>,
+    /// Replace --out when it exists and is not empty.
+    #[arg(long)]
+    pub force: bool,
 }
 
-pub fn exec(_a: &CompileArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("compile is not implemented yet")
+pub fn exec(a: &CompileArgs) -> anyhow::Result<i32> {
+    let loaded = super::load_recipe(&a.recipe)?;
+    let renderer = match &a.templates {
+        Some(dir) => {
+            if !dir.is_dir() {
+                return Err(InvalidInput(format!(
+                    "--templates {}: not a directory",
+                    dir.display()
+                ))
+                .into());
+            }
+            Renderer::with_site_templates(dir)?
+        }
+        None => Renderer::new(),
+    };
+    let spec = CampaignSpec {
+        out: a.out.clone(),
+        service: a.service.clone(),
+        force: a.force,
+    };
+    let out = match write_campaign(&loaded, &renderer, &spec) {
+        Ok(o) => o,
+        Err(e) if e.is_invalid_input() => return Err(InvalidInput(e.to_string()).into()),
+        Err(e) => return Err(e.into()),
+    };
+    println!(
+        "compiled {} service{} into {}",
+        out.services.len(),
+        if out.services.len() == 1 { "" } else { "s" },
+        out.dir.display()
+    );
+    for f in &out.files {
+        println!("  {}", f.display());
+    }
+    Ok(exit::OK)
 }
 
 #[derive(Debug, Args)]
@@ -30,9 +77,64 @@ pub struct ReadyArgs {
     /// Give up after this many seconds (default: the service's readiness_timeout).
     #[arg(long)]
     pub timeout: Option<f64>,
+    /// Give up at once when this process (the service started by the batch script) has exited.
+    #[arg(long)]
+    pub watch_pid: Option<u32>,
 }
 
 /// Wait until the service really answers its health endpoint (used by batch scripts).
-pub fn ready(_a: &ReadyArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("ready is not implemented yet")
+/// Exit 0 when ready, 1 when the budget ran out.
+pub fn ready(a: &ReadyArgs) -> anyhow::Result<i32> {
+    let loaded = super::load_recipe(&a.recipe)?;
+    let Some(svc) = loaded.plan.service(&a.service) else {
+        let names: Vec<&str> = loaded
+            .plan
+            .services
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        return Err(InvalidInput(format!(
+            "unknown service `{}` (the recipe has: {})",
+            a.service,
+            names.join(", ")
+        ))
+        .into());
+    };
+    let budget_s = a.timeout.unwrap_or(f64::from(svc.readiness.timeout_s));
+    if !(budget_s.is_finite() && budget_s >= 0.0) {
+        return Err(InvalidInput(format!(
+            "--timeout {budget_s}: must be a number of seconds >= 0"
+        ))
+        .into());
+    }
+    let probe = crate::runner::ready::Probe::for_service(svc);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcome = rt.block_on(crate::runner::ready::wait_ready(
+        &probe,
+        std::time::Duration::from_secs_f64(budget_s),
+        std::time::Duration::from_secs_f64(svc.readiness.interval_s.max(0.05)),
+        a.watch_pid,
+        &mut |line| eprintln!("{line}"),
+    ));
+    match outcome {
+        Ok(elapsed) => {
+            eprintln!(
+                "ready: {} answered {} after {:.1} s",
+                svc.name,
+                probe.describe(),
+                elapsed.as_secs_f64()
+            );
+            Ok(exit::OK)
+        }
+        Err(last) => {
+            eprintln!(
+                "ready: {} did not answer {} (budget {budget_s} s): {last}",
+                svc.name,
+                probe.describe()
+            );
+            Ok(exit::FAILURE)
+        }
+    }
 }

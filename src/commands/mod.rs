@@ -15,7 +15,7 @@ use std::path::Path;
 /// Print an error for a person and choose the exit code: invalid input → 2, else 1.
 pub fn report_error(e: &anyhow::Error) -> i32 {
     if let Some(LoadError::Invalid(r)) = e.downcast_ref::<LoadError>() {
-        eprint!("{r}\n");
+        eprintln!("{r}");
         return exit::INVALID_INPUT;
     }
     if e.downcast_ref::<InvalidInput>().is_some() {

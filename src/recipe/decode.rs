@@ -60,6 +60,7 @@ pub const COMMON_SERVICE_KEYS: &[&str] = &[
     "readiness_timeout",
     "depends_on",
     "sweep",
+    "compare_thresholds",
 ];
 pub const LLM_KEYS: &[&str] = &[
     "model",
@@ -157,6 +158,13 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    pub fn error_count(&self) -> usize {
+        self.diags
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+
     pub fn error(&mut self, pos: Pos, path: &str, message: impl Into<String>) {
         self.push(Severity::Error, pos, path, message.into(), None);
     }
@@ -205,6 +213,10 @@ impl Ctx {
                 continue;
             }
             if allowed.contains(&key) {
+                continue;
+            }
+            // `x-...` keys at the top level hold YAML anchors (as in docker-compose files).
+            if path.is_empty() && key.starts_with("x-") {
                 continue;
             }
             let mut msg = format!("unknown key `{key}` in {context}");
@@ -708,6 +720,26 @@ pub fn decode(
             Some(items) => {
                 let mut names: Vec<(String, Pos)> = Vec::new();
                 for (i, item) in items.iter().enumerate() {
+                    let Some(name_node) = item.get("service_name") else {
+                        continue;
+                    };
+                    let Some(name) = name_node.as_scalar() else {
+                        continue;
+                    };
+                    if let Some((_, first)) = names.iter().find(|(n, _)| n == name) {
+                        cx.error(
+                            name_node.pos,
+                            &format!("services[{i}].service_name"),
+                            format!(
+                                "duplicate service_name `{name}` (first defined at line {})",
+                                first.line
+                            ),
+                        );
+                    } else {
+                        names.push((name.to_string(), name_node.pos));
+                    }
+                }
+                for (i, item) in items.iter().enumerate() {
                     let path = format!("services[{i}]");
                     if let Some(svc) = decode_service(
                         cx,
@@ -718,22 +750,6 @@ pub fn decode(
                         default_slurm,
                         i,
                     ) {
-                        if let Some((_, first)) = names.iter().find(|(n, _)| *n == svc.name) {
-                            let at = item.get("service_name").map(|n| n.pos).unwrap_or(item.pos);
-                            cx.error(
-                                at,
-                                &format!("{path}.service_name"),
-                                format!(
-                                    "duplicate service_name `{}` (first defined at line {})",
-                                    svc.name, first.line
-                                ),
-                            );
-                        } else {
-                            names.push((
-                                svc.name.clone(),
-                                item.get("service_name").map(|n| n.pos).unwrap_or(item.pos),
-                            ));
-                        }
                         services.push((svc, item.pos, path));
                     }
                 }
@@ -1086,6 +1102,10 @@ fn decode_service(
     if errors_after > errors_before {
         return None;
     }
+    let compare_thresholds = decode_compare_thresholds(cx, &f);
+    let mut container = container;
+    let workload = workload?;
+    promote_secret_lookalikes(&mut container, &workload);
     Some(Service {
         name: name?,
         kind: kind?,
@@ -1095,13 +1115,45 @@ fn decode_service(
         port,
         service_url,
         load,
-        workload: workload?,
+        workload,
         slurm,
         container,
         readiness,
         sweep,
         depends_on,
+        compare_thresholds,
     })
+}
+
+/// `compare_thresholds: {METRIC: LIMIT}` (limits as on `compare --threshold`).
+fn decode_compare_thresholds(
+    cx: &mut Ctx,
+    f: &Fields,
+) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let Some(n) = f.get("compare_thresholds") else {
+        return out;
+    };
+    let path = f.p("compare_thresholds");
+    let Some(m) = n.as_map() else {
+        cx.error(
+            n.pos,
+            &path,
+            "`compare_thresholds` must be a mapping of METRIC: LIMIT, e.g. `latency_p99_ms: 10%`",
+        );
+        return out;
+    };
+    for (k, v) in m {
+        let metric = k.as_scalar().unwrap_or_default();
+        let limit = v.as_scalar().unwrap_or_default();
+        match crate::report::compare::parse_threshold(&format!("{metric}={limit}")) {
+            Ok((name, _)) => {
+                out.insert(name.to_string(), limit.to_string());
+            }
+            Err(e) => cx.error(v.pos, &format!("{path}.{metric}"), e.to_string()),
+        }
+    }
+    out
 }
 
 fn decode_slurm(
@@ -1394,10 +1446,12 @@ fn decode_mix<Op: Copy>(
         };
     }
     let names: Vec<&str> = ops.iter().map(|(n, _)| *n).collect();
+    let errors_before = cx.error_count();
     cx.check_keys(n, &p, &names, &format!("`{key}`"));
+    // With an unknown operation the sum is meaningless: report the key, not the sum.
+    let mut ok = cx.error_count() == errors_before;
     let mf = Fields::new(Some(n), p.clone());
     let mut weights = Vec::new();
-    let mut ok = true;
     for (name, op) in ops {
         if mf.get(name).is_none() {
             continue;
@@ -2146,4 +2200,36 @@ fn decode_sweep(cx: &mut Ctx, n: &Node, path: &str, kind: Option<ServiceKind>) -
         values.push(s);
     }
     Some(Sweep { param, values })
+}
+
+/// An environment value equal to one of the service's plain secrets is a secret too
+/// (e.g. `MINIO_ROOT_USER: minioadmin` when `secret_key: minioadmin`): nothing leaks by
+/// coincidence into scripts, logs or reports.
+fn promote_secret_lookalikes(container: &mut ContainerSpec, workload: &Workload) {
+    let mut values: Vec<String> = Vec::new();
+    let plain = |s: Option<&Secret>| match s {
+        Some(Secret::Plain(v)) => Some(v.clone()),
+        _ => None,
+    };
+    match workload {
+        Workload::Database(d) => values.extend(plain(d.password.as_ref())),
+        Workload::S3(s) => {
+            values.extend(plain(Some(&s.access_key)));
+            values.extend(plain(Some(&s.secret_key)));
+        }
+        Workload::Llm(l) => values.extend(plain(l.api_key.as_ref())),
+        _ => {}
+    }
+    for e in &container.env {
+        if let EnvValue::Secret(Secret::Plain(v)) = &e.value {
+            values.push(v.clone());
+        }
+    }
+    for e in &mut container.env {
+        if let EnvValue::Plain(v) = &e.value {
+            if !v.is_empty() && values.contains(v) {
+                e.value = EnvValue::Secret(Secret::Plain(v.clone()));
+            }
+        }
+    }
 }

@@ -1,1 +1,619 @@
-//! `render` module (see lib.rs for the pipeline).
+//! `render`: validated [`Plan`] → one SLURM batch script per service. Pure: no I/O, no clock,
+//! no randomness; the same plan and options give the same bytes.
+//!
+//! Templates live in `templates/slurm/` and are embedded in the binary; a site can override any
+//! of them (same file name) with `--templates DIR`. The environment is strict (an undefined
+//! variable is an error) and has a `shell_quote` filter: every recipe value that reaches the shell
+//! goes through it. [`campaign`] writes the campaign directory (the one impure part).
+
+pub mod campaign;
+pub mod launch;
+
+use crate::recipe::{EnvValue, Plan, Runtime, Secret, Service, SweepParam, Workload};
+use launch::{Launch, Word, BIND_HOST};
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The built-in templates (file name under `templates/slurm/`, source).
+pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
+    (
+        "service.sbatch.j2",
+        include_str!("../../templates/slurm/service.sbatch.j2"),
+    ),
+    (
+        "runtime/apptainer.sh.j2",
+        include_str!("../../templates/slurm/runtime/apptainer.sh.j2"),
+    ),
+    (
+        "runtime/podman.sh.j2",
+        include_str!("../../templates/slurm/runtime/podman.sh.j2"),
+    ),
+    (
+        "runtime/host.sh.j2",
+        include_str!("../../templates/slurm/runtime/host.sh.j2"),
+    ),
+    (
+        "runtime/external.sh.j2",
+        include_str!("../../templates/slurm/runtime/external.sh.j2"),
+    ),
+];
+
+/// The entry template for a service's batch script.
+pub const SERVICE_TEMPLATE: &str = "service.sbatch.j2";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("cannot read site template {path}: {source}")]
+    TemplateIo {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("template error: {0}")]
+    Template(String),
+    #[error("service `{service}`: `{var}` is not a valid environment variable name (letters, digits, _)")]
+    InvalidEnvName { service: String, var: String },
+    #[error("campaign directory `{0}` must be an absolute path of the characters A-Z a-z 0-9 . _ - / + @ , : (it is written into #SBATCH lines)")]
+    UnsafeCampaignDir(String),
+}
+
+/// Quote a string as one POSIX shell word. Plain words of safe characters stay as they are;
+/// anything else is put in single quotes, with `'` written as `'\''`.
+pub fn shell_quote(s: &str) -> String {
+    let safe = !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'_' | b'-' | b'.' | b'/' | b':' | b',' | b'@' | b'+' | b'%'
+                )
+        });
+    if safe {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// Whether `dir` can be written into `#SBATCH --output=` lines and quoted safely.
+pub fn campaign_dir_ok(dir: &str) -> bool {
+    dir.starts_with('/')
+        && dir.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(b, b'_' | b'-' | b'.' | b'/' | b'+' | b'@' | b',' | b':')
+        })
+}
+
+/// Everything outside the plan that a script depends on.
+#[derive(Debug, Clone, Serialize)]
+pub struct RenderOptions {
+    /// Absolute path of the campaign directory on the cluster's shared filesystem.
+    pub campaign_dir: String,
+}
+
+/// The template engine with the built-in templates, optionally overridden by a site directory.
+pub struct Renderer {
+    env: Environment<'static>,
+}
+
+impl Renderer {
+    /// Built-in templates only.
+    pub fn new() -> Renderer {
+        Self::with_overrides(BTreeMap::new())
+    }
+
+    /// Built-in templates, with every `*.j2` file under `dir` (relative name, e.g.
+    /// `runtime/apptainer.sh.j2`) replacing or adding to them.
+    pub fn with_site_templates(dir: &Path) -> Result<Renderer, RenderError> {
+        let mut files = BTreeMap::new();
+        collect_templates(dir, dir, &mut files)?;
+        Ok(Self::with_overrides(files))
+    }
+
+    fn with_overrides(overrides: BTreeMap<String, String>) -> Renderer {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.add_filter("shell_quote", |s: String| shell_quote(&s));
+        env.set_loader(move |name| {
+            if let Some(src) = overrides.get(name) {
+                return Ok(Some(src.clone()));
+            }
+            Ok(BUILTIN_TEMPLATES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, s)| s.to_string()))
+        });
+        Renderer { env }
+    }
+
+    /// The batch script of one service.
+    pub fn render_service(
+        &self,
+        plan: &Plan,
+        svc: &Service,
+        opts: &RenderOptions,
+    ) -> Result<String, RenderError> {
+        if !campaign_dir_ok(&opts.campaign_dir) {
+            return Err(RenderError::UnsafeCampaignDir(opts.campaign_dir.clone()));
+        }
+        let ctx = ScriptCtx::new(plan, svc, opts)?;
+        let tmpl = self.env.get_template(SERVICE_TEMPLATE)?;
+        Ok(tmpl.render(&ctx)?)
+    }
+}
+
+impl From<minijinja::Error> for RenderError {
+    fn from(e: minijinja::Error) -> Self {
+        // The error, its causes (an error inside an included template is a cause), and the
+        // template excerpt minijinja keeps for debugging.
+        use std::error::Error;
+        let mut msg = e.to_string();
+        let mut src = e.source();
+        while let Some(s) = src {
+            msg.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        RenderError::Template(format!("{msg}\n{}", e.display_debug_info()))
+    }
+}
+
+impl Default for Renderer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn collect_templates(
+    root: &Path,
+    dir: &Path,
+    out: &mut BTreeMap<String, String>,
+) -> Result<(), RenderError> {
+    let io = |source| RenderError::TemplateIo {
+        path: dir.to_path_buf(),
+        source,
+    };
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let path = entry.path();
+        if path.is_dir() {
+            collect_templates(root, &path, out)?;
+        } else if path.extension().is_some_and(|e| e == "j2") {
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| RenderError::TemplateIo {
+                    path: path.clone(),
+                    source,
+                })?;
+            let rel = path.strip_prefix(root).unwrap_or(&path);
+            out.insert(rel.to_string_lossy().replace('\\', "/"), text);
+        }
+    }
+    Ok(())
+}
+
+/// Render every service of the plan (name, script), in recipe order.
+pub fn render_all(
+    r: &Renderer,
+    plan: &Plan,
+    opts: &RenderOptions,
+) -> Result<Vec<(String, String)>, RenderError> {
+    plan.services
+        .iter()
+        .map(|s| Ok((s.name.clone(), r.render_service(plan, s, opts)?)))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The template context.
+
+#[derive(Debug, Serialize)]
+struct ScriptCtx {
+    factorybench_version: &'static str,
+    benchmark_name: String,
+    recipe_sha256: String,
+    campaign_dir: String,
+    service: SvcCtx,
+    slurm: SlurmCtx,
+    sweep: Option<SweepCtx>,
+    readiness_timeout_s: u32,
+    secrets: SecretsCtx,
+    container: ContainerCtx,
+    /// `{"host":...,"port":...,"url":...}` members of the endpoint file (JSON text).
+    endpoint_json: String,
+}
+
+#[derive(Debug, Serialize)]
+struct SvcCtx {
+    name: String,
+    kind: String,
+    runtime: String,
+    image: Option<String>,
+    port: Option<u16>,
+    url: Option<String>,
+    gpu: bool,
+    bind_host: &'static str,
+    start_command: Vec<String>,
+    /// The service started by this job (not `external`).
+    started: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct SlurmCtx {
+    partition: Option<String>,
+    account: Option<String>,
+    time: Option<String>,
+    nodes: u32,
+    ntasks: u32,
+    cpus_per_task: Option<u32>,
+    mem: Option<String>,
+    qos: Option<String>,
+    gres: Option<String>,
+    constraint: Option<String>,
+    extra: Vec<String>,
+    modules: Vec<String>,
+    signal_grace_s: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct SweepCtx {
+    param: &'static str,
+    last_index: usize,
+    values: Vec<String>,
+    /// Shell variable holding the swept model (model sweeps only).
+    model_var: Option<&'static str>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct SecretsCtx {
+    /// Names stored in `secrets/<service>.env` (values never rendered).
+    file_names: Vec<String>,
+    /// `NAME` takes the value of environment variable `var` (checked, never printed).
+    from_env: Vec<FromEnv>,
+    /// `NAME` takes the first line of file `path` on the node.
+    from_file: Vec<FromFile>,
+    /// `NAME` takes the value of another secret variable `from` of the script.
+    aliases: Vec<Alias>,
+}
+
+#[derive(Debug, Serialize)]
+struct FromEnv {
+    name: String,
+    var: String,
+}
+
+#[derive(Debug, Serialize)]
+struct FromFile {
+    name: String,
+    path: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Alias {
+    name: String,
+    from: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ContainerCtx {
+    /// Non-secret environment: [name, value].
+    env: Vec<(String, String)>,
+    /// Names of secret variables passed into the container (values come from the script's
+    /// environment, never from its text).
+    secret_names: Vec<String>,
+    binds: Vec<BindCtx>,
+    extra_args: Vec<String>,
+    args: Vec<Word>,
+    scratch: Vec<(String, String)>,
+    writable_tmpfs: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct BindCtx {
+    src: String,
+    dst: String,
+    ro: bool,
+    /// `src:dst[:ro]` as Apptainer and Podman write it.
+    spec: String,
+}
+
+impl ScriptCtx {
+    fn new(plan: &Plan, svc: &Service, opts: &RenderOptions) -> Result<ScriptCtx, RenderError> {
+        let model_sweep = svc
+            .sweep
+            .as_ref()
+            .is_some_and(|s| s.param == SweepParam::Model);
+        let model_var = model_sweep.then_some("FB_MODEL");
+        let started = svc.runtime != Runtime::External;
+        let l: Launch = match svc.runtime {
+            Runtime::Apptainer | Runtime::Podman | Runtime::Host => launch::launch(svc, model_var),
+            Runtime::External => Launch::default(),
+        };
+        let port = launch::listen_port(svc);
+
+        let mut secrets = SecretsCtx::default();
+        for (name, s) in svc.secrets() {
+            match s {
+                Secret::Plain(_) | Secret::Generated => {}
+                Secret::Env(var) => secrets.from_env.push(FromEnv {
+                    name: name.to_string(),
+                    var: var.clone(),
+                }),
+                Secret::File(p) => secrets.from_file.push(FromFile {
+                    name: name.to_string(),
+                    path: p.display().to_string(),
+                }),
+            }
+        }
+        secrets.file_names = secret_file_entries(svc)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let mut container_secret_names = Vec::new();
+        let mut plain_env = Vec::new();
+        for e in &svc.container.env {
+            match &e.value {
+                EnvValue::Secret(_) => container_secret_names.push(e.name.clone()),
+                EnvValue::Plain(_) if secrets.file_names.contains(&e.name) => {
+                    container_secret_names.push(e.name.clone())
+                }
+                EnvValue::Plain(v) => plain_env.push((e.name.clone(), v.clone())),
+            }
+        }
+        let mut env = l.env.clone();
+        env.extend(plain_env);
+        for (name, from) in &l.secret_env {
+            secrets.aliases.push(Alias {
+                name: name.clone(),
+                from: from.clone(),
+            });
+            container_secret_names.push(name.clone());
+        }
+
+        let url = match (&svc.workload, &svc.service_url) {
+            (Workload::Database(d), None) => {
+                Some(format!("postgresql://{}:{}/{}", d.host, d.port, d.database))
+            }
+            _ => svc.base_url(),
+        };
+        // A started service listens on the node's loopback; an external one where its URL says.
+        let host = if started {
+            BIND_HOST.to_string()
+        } else {
+            url.as_deref()
+                .and_then(url_host)
+                .unwrap_or_else(|| BIND_HOST.to_string())
+        };
+        let endpoint = serde_json::json!({
+            "host": host,
+            "port": port,
+            "url": url,
+        });
+        let endpoint_json = endpoint.to_string();
+        // Strip the braces: the script adds job_id/node/written_ns around these members.
+        let endpoint_json = endpoint_json[1..endpoint_json.len() - 1].to_string();
+
+        if let Some(bad) = secrets.from_env.iter().find(|s| !is_env_name(&s.var)) {
+            return Err(RenderError::InvalidEnvName {
+                service: svc.name.clone(),
+                var: bad.var.clone(),
+            });
+        }
+        Ok(ScriptCtx {
+            factorybench_version: env!("CARGO_PKG_VERSION"),
+            benchmark_name: plan.benchmark.name.clone(),
+            recipe_sha256: plan.source_sha256.clone(),
+            campaign_dir: opts.campaign_dir.clone(),
+            service: SvcCtx {
+                name: svc.name.clone(),
+                kind: svc.kind.to_string(),
+                runtime: runtime_name(svc.runtime).into(),
+                image: svc.container_image.clone(),
+                port,
+                url,
+                gpu: svc.wants_gpu(),
+                bind_host: BIND_HOST,
+                start_command: svc.start_command.clone(),
+                started,
+            },
+            slurm: SlurmCtx {
+                partition: svc.slurm.partition.clone(),
+                account: svc.slurm.account.clone(),
+                time: svc.slurm.time.clone(),
+                nodes: svc.slurm.nodes,
+                ntasks: svc.slurm.ntasks,
+                cpus_per_task: svc.slurm.cpus_per_task,
+                mem: svc.slurm.mem.clone(),
+                qos: svc.slurm.qos.clone(),
+                gres: svc.slurm.gres.clone(),
+                constraint: svc.slurm.constraint.clone(),
+                extra: svc.slurm.extra.clone(),
+                modules: svc.slurm.modules.clone(),
+                signal_grace_s: svc.slurm.signal_grace_s,
+            },
+            sweep: svc.sweep.as_ref().map(|s| SweepCtx {
+                param: s.param.as_str(),
+                last_index: s.values.len().saturating_sub(1),
+                values: s.values.clone(),
+                model_var,
+            }),
+            readiness_timeout_s: svc.readiness.timeout_s,
+            secrets,
+            container: ContainerCtx {
+                env,
+                secret_names: container_secret_names,
+                binds: svc
+                    .container
+                    .binds
+                    .iter()
+                    .map(|b| BindCtx {
+                        src: b.src.clone(),
+                        dst: b.dst.clone(),
+                        ro: b.read_only,
+                        spec: format!(
+                            "{}:{}{}",
+                            b.src,
+                            b.dst,
+                            if b.read_only { ":ro" } else { "" }
+                        ),
+                    })
+                    .collect(),
+                extra_args: svc.container.extra_args.clone(),
+                args: l.args,
+                scratch: l.scratch,
+                writable_tmpfs: l.writable_tmpfs,
+            },
+            endpoint_json,
+        })
+    }
+}
+
+/// The host part of `scheme://[user@]host[:port]/...` (brackets kept off IPv6 literals).
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        hostport.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_string())
+}
+
+/// A portable environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn is_env_name(s: &str) -> bool {
+    s.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// What `secrets/<service>.env` holds for a service.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretFileValue {
+    /// Written in the recipe.
+    Plain(String),
+    /// Generated at compile time.
+    Generated,
+}
+
+/// The entries of a service's secrets file, in order: its `Plain` and `Generated` secrets, plus
+/// plain `environment` values equal to one of its secrets (e.g. `MINIO_ROOT_USER` repeating the
+/// access key), which are then treated as secrets too.
+pub fn secret_file_entries(svc: &Service) -> Vec<(String, SecretFileValue)> {
+    let own = svc.secrets();
+    let mut out: Vec<(String, SecretFileValue)> = Vec::new();
+    for (name, s) in &own {
+        let v = match s {
+            Secret::Plain(v) => SecretFileValue::Plain(v.clone()),
+            Secret::Generated => SecretFileValue::Generated,
+            _ => continue,
+        };
+        if !out.iter().any(|(n, _)| n == name) {
+            out.push((name.to_string(), v));
+        }
+    }
+    let plain_values: Vec<&str> = own
+        .iter()
+        .filter_map(|(_, s)| match s {
+            Secret::Plain(v) => Some(v.as_str()),
+            _ => None,
+        })
+        .collect();
+    for e in &svc.container.env {
+        if let EnvValue::Plain(v) = &e.value {
+            if plain_values.contains(&v.as_str()) && !out.iter().any(|(n, _)| *n == e.name) {
+                out.push((e.name.clone(), SecretFileValue::Plain(v.clone())));
+            }
+        }
+    }
+    out
+}
+
+fn runtime_name(r: Runtime) -> &'static str {
+    match r {
+        Runtime::Apptainer => "apptainer",
+        Runtime::Podman => "podman",
+        Runtime::Host => "host",
+        Runtime::External => "external",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quote_leaves_safe_words_and_quotes_the_rest() {
+        assert_eq!(shell_quote("gpu:1"), "gpu:1");
+        assert_eq!(shell_quote("/a/b-c_d.e"), "/a/b-c_d.e");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("A=b"), "'A=b'");
+        assert_eq!(shell_quote("~root"), "'~root'");
+        assert_eq!(shell_quote("$(x)"), "'$(x)'");
+    }
+
+    #[test]
+    fn shell_quote_round_trips_through_bash() {
+        let tricky = [
+            "plain",
+            "it's",
+            "$(touch /nonexistent/x)",
+            "`id`",
+            "a;b|c&d",
+            "\"double\" and 'single'",
+            "line1\nline2",
+            "back\\slash",
+            "*?[glob]{a,b}",
+            "",
+            "-n",
+            "tab\there",
+            "ünïcödé",
+        ];
+        for t in tricky {
+            let out = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(format!("printf %s {}", shell_quote(t)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), t, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn url_host_parts() {
+        assert_eq!(
+            url_host("http://10.0.0.5:8080/x").as_deref(),
+            Some("10.0.0.5")
+        );
+        assert_eq!(
+            url_host("postgresql://u:p@db.local/x").as_deref(),
+            Some("db.local")
+        );
+        assert_eq!(url_host("http://[::1]:80").as_deref(), Some("::1"));
+        assert_eq!(url_host("nonsense"), None);
+    }
+
+    #[test]
+    fn campaign_dir_must_be_absolute_and_plain() {
+        assert!(campaign_dir_ok("/shared/campaigns/x-20260101-000000"));
+        assert!(!campaign_dir_ok("relative/dir"));
+        assert!(!campaign_dir_ok("/with space"));
+        assert!(!campaign_dir_ok("/percent%j"));
+        assert!(!campaign_dir_ok("/quote'"));
+    }
+}

@@ -1,0 +1,141 @@
+//! Helpers shared by the data clients: error classification and small HTTP conveniences.
+
+use crate::recipe::{Secret, Service};
+use crate::runner::client::{ClientError, ErrorClass, Outcome};
+use std::time::Duration;
+
+/// A failed request, before it becomes an [`Outcome`] or a [`ClientError`].
+#[derive(Debug, Clone)]
+pub struct ReqError {
+    pub class: ErrorClass,
+    pub http_status: Option<u16>,
+    pub message: String,
+}
+
+impl ReqError {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        ReqError {
+            class,
+            http_status: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn status(status: u16, body: &str) -> Self {
+        ReqError {
+            class: class_of_status(status),
+            http_status: Some(status),
+            message: format!("HTTP {status}: {}", snippet(body)),
+        }
+    }
+
+    pub fn into_outcome(self, op: &'static str) -> Outcome {
+        Outcome {
+            op,
+            error: Some(self.class),
+            error_message: Some(self.message),
+            http_status: self.http_status,
+            ..Default::default()
+        }
+    }
+
+    pub fn into_client_error(self, stage: &'static str, what: &str) -> ClientError {
+        ClientError::new(self.class, stage, format!("{what}: {}", self.message))
+    }
+}
+
+impl From<reqwest::Error> for ReqError {
+    fn from(e: reqwest::Error) -> Self {
+        ReqError::new(class_of_reqwest(&e), error_chain(&e))
+    }
+}
+
+/// 401/403 are authentication failures; every other non-success status is `http_status`.
+pub fn class_of_status(status: u16) -> ErrorClass {
+    match status {
+        401 | 403 => ErrorClass::Auth,
+        _ => ErrorClass::HttpStatus,
+    }
+}
+
+pub fn class_of_reqwest(e: &reqwest::Error) -> ErrorClass {
+    if e.is_timeout() {
+        ErrorClass::Timeout
+    } else if e.is_connect() {
+        ErrorClass::Connect
+    } else if e.is_decode() {
+        ErrorClass::Protocol
+    } else if e.is_body() || e.is_request() {
+        // The connection broke while sending or reading (server killed, reset).
+        ErrorClass::Io
+    } else {
+        ErrorClass::Other
+    }
+}
+
+/// `e: cause: cause` — reqwest's top-level message alone ("error sending request") says little.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// At most 300 characters of a response body, on one line.
+pub fn snippet(body: &str) -> String {
+    let one: String = body
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect();
+    one.trim().to_string()
+}
+
+/// An HTTP client for one worker (its own connection pool), with the run's timeout.
+pub fn http_client(timeout_s: f64) -> Result<reqwest::Client, ClientError> {
+    let timeout = Duration::from_secs_f64(timeout_s.max(0.001));
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .pool_max_idle_per_host(4)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| ClientError::new(ErrorClass::Other, "setup", error_chain(&e)))
+}
+
+/// Resolve a secret of `svc`; a `Generated` secret is read from the environment variable that
+/// the campaign's secrets file defines for it (`FB_DB_PASSWORD`, `FB_S3_ACCESS_KEY`, ...).
+pub fn resolve_secret(svc: &Service, secret: &Secret, what: &str) -> Result<String, ClientError> {
+    if matches!(secret, Secret::Generated) {
+        if let Some((var, _)) = svc
+            .secrets()
+            .into_iter()
+            .find(|(_, s)| std::ptr::eq(*s, secret))
+        {
+            return std::env::var(var).map_err(|_| {
+                ClientError::new(
+                    ErrorClass::Auth,
+                    "setup",
+                    format!(
+                        "{what} of service `{}` is generated: set {var} (batch scripts read it from the campaign's secrets/{}.env)",
+                        svc.name, svc.name
+                    ),
+                )
+            });
+        }
+    }
+    secret.resolve().map_err(|e| {
+        ClientError::new(
+            ErrorClass::Auth,
+            "setup",
+            format!("{what} of service `{}`: {e}", svc.name),
+        )
+    })
+}

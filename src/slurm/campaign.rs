@@ -1,0 +1,440 @@
+//! A campaign directory (layout in the README): its name, its `campaign.db` jobs table, and
+//! the per-job run files and logs the batch jobs write into it.
+//!
+//! `campaign.db` is written only by `submit` on the login node (one writer); each job writes
+//! its own `runs/<service>-<jobid>[_<task>].db`, so concurrent jobs never share a SQLite file
+//! (WAL is unsafe on Lustre/NFS) and no row can be lost to lock contention.
+
+use rusqlite::{params, Connection, OpenFlags};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CampaignError {
+    #[error(
+        "{0} is not a campaign directory (no campaign.db; create one with `factorybench submit`)"
+    )]
+    NotACampaign(PathBuf),
+    #[error("no campaign under {0} (submit one with `factorybench submit RECIPE`)")]
+    NoCampaigns(PathBuf),
+    #[error("cannot create campaign directory {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("campaign file {path}: {source}")]
+    Db {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+/// What a job does in the campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobRole {
+    Service,
+    Monitor,
+    Report,
+}
+
+impl JobRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobRole::Service => "service",
+            JobRole::Monitor => "monitor",
+            JobRole::Report => "report",
+        }
+    }
+
+    pub fn parse(s: &str) -> JobRole {
+        match s {
+            "monitor" => JobRole::Monitor,
+            "report" => JobRole::Report,
+            _ => JobRole::Service,
+        }
+    }
+}
+
+/// One row of the `jobs` table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRecord {
+    pub job_id: String,
+    pub service: String,
+    pub role: JobRole,
+    /// Number of array tasks (sweeps), `None` for a plain job.
+    pub array_size: Option<u32>,
+    pub script_path: String,
+    pub submitted_ns: i64,
+    /// Job ids this one waits for.
+    pub depends_on: Vec<String>,
+}
+
+/// `benchmark.name` → a directory-name slug (`AI Factory: v2` → `ai-factory-v2`).
+pub fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let out = out.trim_end_matches('-');
+    let out: String = out.chars().take(60).collect();
+    if out.is_empty() {
+        "campaign".into()
+    } else {
+        out
+    }
+}
+
+/// `YYYYmmdd-HHMMSS` (UTC) of a Unix time.
+pub fn timestamp(unix_s: u64) -> String {
+    let rfc =
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(unix_s))
+            .to_string(); // 2026-11-23T09:14:06Z
+    let d: String = rfc[..10].chars().filter(|c| *c != '-').collect();
+    let t: String = rfc[11..19].chars().filter(|c| *c != ':').collect();
+    format!("{d}-{t}")
+}
+
+/// Create a fresh `<root>/<slug>-<timestamp>[-N]` directory (never reuses one).
+pub fn create_dir(root: &Path, name: &str, unix_s: u64) -> Result<PathBuf, CampaignError> {
+    std::fs::create_dir_all(root).map_err(|source| CampaignError::Create {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let base = format!("{}-{}", slug(name), timestamp(unix_s));
+    for n in 1..1000 {
+        let dir = if n == 1 {
+            root.join(&base)
+        } else {
+            root.join(format!("{base}-{n}"))
+        };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(source) => return Err(CampaignError::Create { path: dir, source }),
+        }
+    }
+    Err(CampaignError::Create {
+        path: root.join(base),
+        source: std::io::Error::other("too many campaigns with the same name and second"),
+    })
+}
+
+/// The newest campaign under `root` (by the modification time of its campaign.db).
+pub fn newest(root: &Path) -> Result<PathBuf, CampaignError> {
+    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
+    if let Ok(rd) = std::fs::read_dir(root) {
+        for e in rd.flatten() {
+            let db = e.path().join("campaign.db");
+            if let Ok(m) = std::fs::metadata(&db).and_then(|m| m.modified()) {
+                if best.as_ref().map_or(true, |(t, _)| m > *t) {
+                    best = Some((m, e.path()));
+                }
+            }
+        }
+    }
+    best.map(|(_, p)| p)
+        .ok_or_else(|| CampaignError::NoCampaigns(root.to_path_buf()))
+}
+
+const SCHEMA: &str = include_str!("../store/schema.sql");
+
+/// A campaign directory.
+#[derive(Debug, Clone)]
+pub struct Campaign {
+    pub dir: PathBuf,
+}
+
+impl Campaign {
+    /// An existing campaign (must have campaign.db).
+    pub fn open(dir: &Path) -> Result<Campaign, CampaignError> {
+        if !dir.join("campaign.db").is_file() {
+            return Err(CampaignError::NotACampaign(dir.to_path_buf()));
+        }
+        Ok(Campaign {
+            dir: std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()),
+        })
+    }
+
+    /// Create campaign.db (the full schema, jobs table included) in a compiled directory.
+    pub fn init(dir: &Path) -> Result<Campaign, CampaignError> {
+        let c = Campaign {
+            dir: std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()),
+        };
+        let conn = c.connect(false)?;
+        conn.execute_batch(SCHEMA).map_err(|e| c.db_err(e))?;
+        Ok(c)
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join("campaign.db")
+    }
+
+    pub fn name(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    fn db_err(&self, source: rusqlite::Error) -> CampaignError {
+        CampaignError::Db {
+            path: self.db_path(),
+            source,
+        }
+    }
+
+    fn connect(&self, read_only: bool) -> Result<Connection, CampaignError> {
+        let flags = if read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+        };
+        let conn =
+            Connection::open_with_flags(self.db_path(), flags).map_err(|e| self.db_err(e))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(|e| self.db_err(e))?;
+        Ok(conn)
+    }
+
+    pub fn record_job(&self, j: &JobRecord) -> Result<(), CampaignError> {
+        let conn = self.connect(false)?;
+        conn.execute(
+            "INSERT INTO jobs (job_id, service, role, array_size, script_path, submitted_ns, depends_on)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                j.job_id,
+                j.service,
+                j.role.as_str(),
+                j.array_size,
+                j.script_path,
+                j.submitted_ns,
+                if j.depends_on.is_empty() {
+                    None
+                } else {
+                    Some(j.depends_on.join(","))
+                }
+            ],
+        )
+        .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// Jobs in submission order.
+    pub fn jobs(&self) -> Result<Vec<JobRecord>, CampaignError> {
+        let conn = self.connect(true)?;
+        let mut st = conn
+            .prepare(
+                "SELECT job_id, service, role, array_size, script_path, submitted_ns, depends_on
+                 FROM jobs ORDER BY submitted_ns, rowid",
+            )
+            .map_err(|e| self.db_err(e))?;
+        let rows = st
+            .query_map([], |r| {
+                let deps: Option<String> = r.get(6)?;
+                let role: String = r.get(2)?;
+                Ok(JobRecord {
+                    job_id: r.get(0)?,
+                    service: r.get(1)?,
+                    role: JobRole::parse(&role),
+                    array_size: r.get(3)?,
+                    script_path: r.get(4)?,
+                    submitted_ns: r.get(5)?,
+                    depends_on: deps
+                        .map(|d| {
+                            d.split(',')
+                                .filter(|s| !s.is_empty())
+                                .map(String::from)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                })
+            })
+            .map_err(|e| self.db_err(e))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.db_err(e))
+    }
+
+    /// Run files of one service: `runs/<service>-<id>[_<task>].db`, with the parsed id/task.
+    pub fn run_files(&self, service: &str) -> Vec<RunFile> {
+        let mut out = Vec::new();
+        let prefix = format!("{service}-");
+        if let Ok(rd) = std::fs::read_dir(self.dir.join("runs")) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(stem) = name
+                    .strip_prefix(&prefix)
+                    .and_then(|r| r.strip_suffix(".db"))
+                else {
+                    continue;
+                };
+                let (id, task) = match stem.split_once('_') {
+                    Some((i, t)) => (i, t.parse::<u32>().ok()),
+                    None => (stem, None),
+                };
+                if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+                    continue; // another service whose name starts with ours
+                }
+                out.push(RunFile {
+                    path: e.path(),
+                    job_id: id.to_string(),
+                    array_task: task,
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.job_id, a.array_task).cmp(&(&b.job_id, b.array_task)));
+        out
+    }
+
+    /// Log files of one service (`logs/<service>-*.out`), sorted by name.
+    pub fn log_files(&self, service: Option<&str>) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(self.dir.join("logs")) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let ok = match service {
+                    Some(s) => name
+                        .strip_prefix(&format!("{s}-"))
+                        .is_some_and(|r| r.chars().next().is_some_and(|c| c.is_ascii_digit())),
+                    None => true,
+                };
+                if ok && (name.ends_with(".out") || name.ends_with(".err")) {
+                    out.push(e.path());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// One job's run file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunFile {
+    pub path: PathBuf,
+    /// The id in the file name: the job id, or for array tasks the array job id or task job id.
+    pub job_id: String,
+    pub array_task: Option<u32>,
+}
+
+/// What the runner recorded in a run file (read-only; the job may still be writing it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub status: String,
+    pub stop_reason: Option<String>,
+    pub failure_stage: Option<String>,
+    pub failure_message: Option<String>,
+    pub started_ns: i64,
+    pub ended_ns: Option<i64>,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    /// `SLURM_JOB_ID` of the job that wrote the run (an array task's own id).
+    pub slurm_job_id: Option<String>,
+    pub slurm_array_task: Option<i64>,
+    pub requests: i64,
+    pub errors: i64,
+    pub first_sent_ns: Option<i64>,
+}
+
+/// The runs recorded in one run file (usually one). Errors (file being created, locked) yield
+/// an empty list: status is best effort while a job runs.
+pub fn read_runs(path: &Path) -> Result<Vec<RunSummary>, rusqlite::Error> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.busy_timeout(Duration::from_secs(2))?;
+    let mut st = conn.prepare(
+        "SELECT r.run_id, r.status, r.stop_reason, r.failure_stage, r.failure_message,
+                r.started_ns, r.ended_ns, r.duration_s, r.warmup_s, r.slurm_job_id, r.slurm_array_task,
+                (SELECT COUNT(*) FROM requests q WHERE q.run_id = r.run_id),
+                (SELECT COUNT(*) FROM requests q WHERE q.run_id = r.run_id AND q.ok = 0),
+                (SELECT MIN(sent_ns) FROM requests q WHERE q.run_id = r.run_id)
+         FROM runs r ORDER BY r.started_ns",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(RunSummary {
+            run_id: r.get(0)?,
+            status: r.get(1)?,
+            stop_reason: r.get(2)?,
+            failure_stage: r.get(3)?,
+            failure_message: r.get(4)?,
+            started_ns: r.get(5)?,
+            ended_ns: r.get(6)?,
+            duration_s: r.get(7)?,
+            warmup_s: r.get(8)?,
+            slurm_job_id: r.get(9)?,
+            slurm_array_task: r.get(10)?,
+            requests: r.get(11)?,
+            errors: r.get(12)?,
+            first_sent_ns: r.get(13)?,
+        })
+    })?;
+    rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        assert_eq!(slug("Multi-Service Benchmark"), "multi-service-benchmark");
+        assert_eq!(slug("  AI Factory: v2!! "), "ai-factory-v2");
+        assert_eq!(slug("###"), "campaign");
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(timestamp(0), "19700101-000000");
+        assert_eq!(timestamp(1_795_425_246), "20261123-091406");
+    }
+
+    #[test]
+    fn create_never_reuses() {
+        let t = tempfile::tempdir().unwrap();
+        let a = create_dir(t.path(), "x", 0).unwrap();
+        let b = create_dir(t.path(), "x", 0).unwrap();
+        assert_ne!(a, b);
+        assert!(b.to_string_lossy().ends_with("x-19700101-000000-2"));
+    }
+
+    #[test]
+    fn jobs_roundtrip_and_files() {
+        let t = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Campaign::open(t.path()),
+            Err(CampaignError::NotACampaign(_))
+        ));
+        let c = Campaign::init(t.path()).unwrap();
+        let j = JobRecord {
+            job_id: "12".into(),
+            service: "web".into(),
+            role: JobRole::Service,
+            array_size: Some(3),
+            script_path: "scripts/web.sbatch".into(),
+            submitted_ns: 5,
+            depends_on: vec!["10".into(), "11".into()],
+        };
+        c.record_job(&j).unwrap();
+        let c = Campaign::open(t.path()).unwrap();
+        assert_eq!(c.jobs().unwrap(), vec![j]);
+        std::fs::create_dir(t.path().join("runs")).unwrap();
+        for f in ["web-12_0.db", "web-12_1.db", "web-api-13.db", "web-x.db"] {
+            std::fs::write(t.path().join("runs").join(f), b"").unwrap();
+        }
+        let files = c.run_files("web");
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[1].array_task, Some(1));
+        assert_eq!(c.run_files("web-api")[0].job_id, "13");
+        let root = t
+            .path()
+            .parent()
+            .unwrap()
+            .join(format!("{}-root", c.name()));
+        assert!(matches!(newest(&root), Err(CampaignError::NoCampaigns(_))));
+    }
+}
