@@ -1,6 +1,7 @@
 //! A once-a-second sampler thread for node (/proc) and GPU (NVML) telemetry. The latest
-//! readings go into every push; every reading goes into the run's SQLite `samples`; the GPU
-//! energy over the measured window becomes run_metrics (energy per request / per token).
+//! readings go into every push; every reading goes to a sink (the run's SQLite `samples`
+//! through the store writer); the GPU energy over the measured window becomes run_metrics
+//! (energy per request / per output token).
 
 use super::expo::Exposition;
 use super::live::LiveSource;
@@ -48,10 +49,13 @@ impl LiveSource for TelemetryView {
     }
 }
 
-/// What the sampler collected, returned by [`Telemetry::stop`].
+/// Where every reading goes (called on the sampler thread).
+pub type SampleSink = Box<dyn FnMut(Sample) + Send>;
+
+/// What the sampler kept, returned by [`Telemetry::stop`].
 #[derive(Debug, Default)]
 pub struct TelemetryData {
-    pub samples: Vec<Sample>,
+    pub samples_taken: u64,
     pub energy: Vec<EnergyPoint>,
     pub gpu_count: u32,
 }
@@ -118,13 +122,18 @@ pub struct Telemetry {
 
 impl Telemetry {
     /// Start sampling every `interval` (1 s in runs). NVML is loaded inside the thread.
-    pub fn start(clock: Clock, interval: Duration, gpus: bool) -> std::io::Result<Telemetry> {
+    pub fn start(
+        clock: Clock,
+        interval: Duration,
+        gpus: bool,
+        sink: SampleSink,
+    ) -> std::io::Result<Telemetry> {
         let view = Arc::new(TelemetryView::default());
         let (stop, rx) = mpsc::channel::<()>();
         let v = view.clone();
         let thread = std::thread::Builder::new()
             .name("fb-telemetry".into())
-            .spawn(move || sample_loop(clock, interval, gpus, &v, rx))?;
+            .spawn(move || sample_loop(clock, interval, gpus, &v, rx, sink))?;
         Ok(Telemetry { view, stop, thread })
     }
 
@@ -146,6 +155,7 @@ fn sample_loop(
     gpus: bool,
     view: &TelemetryView,
     rx: mpsc::Receiver<()>,
+    mut sink: SampleSink,
 ) -> TelemetryData {
     let gpu = if gpus { GpuSampler::open() } else { None };
     let mut procs = ProcSampler::new();
@@ -161,7 +171,8 @@ fn sample_loop(
             .into_iter()
             .chain(readings.iter().flat_map(|g| g.sample_values()))
         {
-            data.samples.push(Sample { t_ns, name, value });
+            data.samples_taken += 1;
+            sink(Sample { t_ns, name, value });
         }
         if !readings.is_empty() {
             data.energy.push(EnergyPoint {
@@ -181,31 +192,6 @@ fn sample_loop(
         }
     }
     data
-}
-
-/// Write samples into the run's campaign file (`samples` table of schema.sql).
-pub fn store_samples(
-    conn: &rusqlite::Connection,
-    run_id: &str,
-    samples: &[Sample],
-) -> rusqlite::Result<()> {
-    let tx = if conn.is_autocommit() {
-        Some(conn.unchecked_transaction()?)
-    } else {
-        None
-    };
-    {
-        let mut st = conn.prepare_cached(
-            "INSERT INTO samples (run_id, t_ns, name, value) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for s in samples {
-            st.execute(rusqlite::params![run_id, s.t_ns, s.name, s.value])?;
-        }
-    }
-    if let Some(tx) = tx {
-        tx.commit()?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -259,7 +245,10 @@ mod tests {
 
     #[test]
     fn sampler_thread_collects_node_samples() {
-        let t = Telemetry::start(Clock::new(), Duration::from_millis(20), true).unwrap();
+        let got = Arc::new(Mutex::new(Vec::<Sample>::new()));
+        let g = got.clone();
+        let sink: SampleSink = Box::new(move |s| g.lock().unwrap().push(s));
+        let t = Telemetry::start(Clock::new(), Duration::from_millis(20), true, sink).unwrap();
         // Wait (bounded) for at least two readings so rates exist; no timing assertion.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
@@ -273,18 +262,9 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         let data = t.stop();
-        assert!(data.samples.iter().any(|s| s.name == "node_mem_used_bytes"));
-        assert!(data.samples.iter().any(|s| s.name == "node_cpu_percent"));
-        let conn = rusqlite::Connection::open_in_memory().unwrap();
-        conn.execute_batch(include_str!("../store/schema.sql"))
-            .unwrap();
-        conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
-        store_samples(&conn, "r1", &data.samples).unwrap();
-        let n: i64 = conn
-            .query_row("SELECT count(*) FROM samples WHERE run_id='r1'", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(n as usize, data.samples.len());
+        let samples = got.lock().unwrap();
+        assert!(samples.iter().any(|s| s.name == "node_mem_used_bytes"));
+        assert!(samples.iter().any(|s| s.name == "node_cpu_percent"));
+        assert_eq!(data.samples_taken as usize, samples.len());
     }
 }
