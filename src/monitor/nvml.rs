@@ -209,23 +209,6 @@ impl GpuSampler {
     }
 }
 
-/// GPU energy of one reading over all GPUs: the energy counters when every GPU has one, else
-/// `None` (the caller integrates power instead).
-pub fn total_energy_j(gpus: &[GpuSample]) -> Option<f64> {
-    if gpus.is_empty() {
-        return None;
-    }
-    gpus.iter().map(|g| g.energy_joules).sum()
-}
-
-/// Total power over all GPUs, watts.
-pub fn total_power_w(gpus: &[GpuSample]) -> Option<f64> {
-    if gpus.is_empty() {
-        return None;
-    }
-    gpus.iter().map(|g| g.power_watts).sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,7 +246,6 @@ mod tests {
             .map(|(n, _)| n)
             .collect();
         assert!(names.contains(&"gpu0_util_percent".to_string()));
-        assert_eq!(total_energy_j(&[fixture(), fixture()]), Some(246_913.578));
     }
 
     #[test]

@@ -1,13 +1,12 @@
 //! A once-a-second sampler thread for node (/proc) and GPU (NVML) telemetry. The latest
 //! readings go into every push; every reading goes to a sink (the run's SQLite `samples`
-//! through the store writer); the GPU energy over the measured window becomes run_metrics
-//! (energy per request / per output token).
+//! through the store writer). The report derives GPU energy per request / per output token
+//! from the `gpuN_energy_joules` (or `gpuN_power_watts`) samples over the measured window.
 
 use super::expo::Exposition;
 use super::live::LiveSource;
 use super::nvml::{self, GpuSample, GpuSampler};
 use super::procfs::{NodeSnapshot, ProcSampler};
-use crate::runner::client::RunMetric;
 use crate::runner::clock::Clock;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -27,14 +26,6 @@ struct Latest {
     gpus: Vec<GpuSample>,
 }
 
-/// GPU energy reading at one instant: counter (J, summed over GPUs) and power (W).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EnergyPoint {
-    pub t_ns: i64,
-    pub counter_j: Option<f64>,
-    pub power_w: Option<f64>,
-}
-
 /// The shared latest readings; rendered into pushes.
 #[derive(Debug, Default)]
 pub struct TelemetryView {
@@ -52,65 +43,11 @@ impl LiveSource for TelemetryView {
 /// Where every reading goes (called on the sampler thread).
 pub type SampleSink = Box<dyn FnMut(Sample) + Send>;
 
-/// What the sampler kept, returned by [`Telemetry::stop`].
+/// What the sampler did, returned by [`Telemetry::stop`].
 #[derive(Debug, Default)]
 pub struct TelemetryData {
     pub samples_taken: u64,
-    pub energy: Vec<EnergyPoint>,
     pub gpu_count: u32,
-}
-
-impl TelemetryData {
-    /// GPU energy (J) between two instants: the energy counters when present, else the
-    /// integral of sampled power. `None` without GPU readings covering the window.
-    pub fn energy_between(&self, t0_ns: i64, t1_ns: i64) -> Option<f64> {
-        let pts: Vec<&EnergyPoint> = self
-            .energy
-            .iter()
-            .filter(|p| p.t_ns >= t0_ns && p.t_ns <= t1_ns)
-            .collect();
-        if pts.len() < 2 {
-            return None;
-        }
-        let (first, last) = (pts[0], pts[pts.len() - 1]);
-        if let (Some(a), Some(b)) = (first.counter_j, last.counter_j) {
-            return Some((b - a).max(0.0));
-        }
-        let mut j = 0.0;
-        for w in pts.windows(2) {
-            let (Some(p0), Some(p1)) = (w[0].power_w, w[1].power_w) else {
-                return None;
-            };
-            j += (p0 + p1) / 2.0 * (w[1].t_ns - w[0].t_ns) as f64 / 1e9;
-        }
-        Some(j)
-    }
-
-    /// run_metrics for the measured window: GPU energy, per request and per output token.
-    pub fn energy_metrics(
-        &self,
-        t0_ns: i64,
-        t1_ns: i64,
-        requests: u64,
-        output_tokens: Option<u64>,
-    ) -> Vec<RunMetric> {
-        let Some(j) = self.energy_between(t0_ns, t1_ns) else {
-            return Vec::new();
-        };
-        let m = |name: &str, value: f64| RunMetric {
-            name: name.to_string(),
-            value,
-            unit: "J".to_string(),
-        };
-        let mut out = vec![m("gpu_energy_joules", j)];
-        if requests > 0 {
-            out.push(m("energy_per_request_joules", j / requests as f64));
-        }
-        if let Some(t) = output_tokens.filter(|t| *t > 0) {
-            out.push(m("energy_per_output_token_joules", j / t as f64));
-        }
-        out
-    }
 }
 
 /// The running sampler thread.
@@ -174,13 +111,6 @@ fn sample_loop(
             data.samples_taken += 1;
             sink(Sample { t_ns, name, value });
         }
-        if !readings.is_empty() {
-            data.energy.push(EnergyPoint {
-                t_ns,
-                counter_j: nvml::total_energy_j(&readings),
-                power_w: nvml::total_power_w(&readings),
-            });
-        }
         {
             let mut l = view.latest.lock().unwrap_or_else(|e| e.into_inner());
             l.node = node;
@@ -197,51 +127,6 @@ fn sample_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn energy_from_counters_or_power() {
-        let d = TelemetryData {
-            energy: vec![
-                EnergyPoint {
-                    t_ns: 0,
-                    counter_j: Some(100.0),
-                    power_w: Some(100.0),
-                },
-                EnergyPoint {
-                    t_ns: 1_000_000_000,
-                    counter_j: Some(250.0),
-                    power_w: Some(200.0),
-                },
-                EnergyPoint {
-                    t_ns: 2_000_000_000,
-                    counter_j: Some(400.0),
-                    power_w: Some(100.0),
-                },
-            ],
-            ..Default::default()
-        };
-        assert_eq!(d.energy_between(0, 2_000_000_000), Some(300.0));
-        let m = d.energy_metrics(0, 2_000_000_000, 30, Some(600));
-        assert_eq!(m[1].name, "energy_per_request_joules");
-        assert_eq!(m[1].value, 10.0);
-        assert_eq!(m[2].value, 0.5);
-        let p = TelemetryData {
-            energy: d
-                .energy
-                .iter()
-                .map(|e| EnergyPoint {
-                    counter_j: None,
-                    ..*e
-                })
-                .collect(),
-            ..Default::default()
-        };
-        assert_eq!(p.energy_between(0, 2_000_000_000), Some(300.0));
-        assert_eq!(p.energy_between(0, 0), None);
-        assert!(TelemetryData::default()
-            .energy_metrics(0, 1, 1, None)
-            .is_empty());
-    }
 
     #[test]
     fn sampler_thread_collects_node_samples() {
