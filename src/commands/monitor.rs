@@ -1,17 +1,503 @@
-use clap::Subcommand;
+//! `factorybench monitor up|status|down|tunnel`: the monitoring-stack job (Prometheus +
+//! Pushgateway + Grafana) and how to reach it. See `monitor::stack` for the state directory.
+
+use crate::commands::InvalidInput;
+use crate::exit;
+use crate::monitor::stack::{
+    self, component, BindMode, Endpoint, StackRuntime, StackSpec, GRAFANA_USER, PASSWORD_FILE,
+};
+use crate::slurm::{self, JobState, SubmitOptions};
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Subcommand)]
 pub enum MonitorCommand {
-    /// Submit the monitoring job (Prometheus + Pushgateway + Grafana).
-    Up,
-    /// Show where the monitoring stack runs.
-    Status,
+    /// Submit the monitoring job (Prometheus + Pushgateway + Grafana) and wait until it answers.
+    Up(UpArgs),
+    /// Show where the monitoring stack runs and whether each server answers.
+    Status(StatusArgs),
     /// Cancel the monitoring job.
-    Down,
-    /// Print the SSH tunnel command to reach Grafana from a laptop.
-    Tunnel,
+    Down(StateArgs),
+    /// Print (or run with --exec) the SSH tunnel command to reach Grafana from a laptop.
+    Tunnel(TunnelArgs),
+    /// Wait until the stack's servers answer, then write the endpoint file (run by the job).
+    #[command(hide = true)]
+    Register(RegisterArgs),
 }
 
-pub fn exec(_c: &MonitorCommand) -> anyhow::Result<i32> {
-    anyhow::bail!("monitor is not implemented yet")
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// Monitoring state directory (on a filesystem the compute nodes share).
+    #[arg(long, env = "FACTORYBENCH_MONITOR_DIR", default_value_os_t = stack::default_state_dir())]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// SLURM partition of the monitoring job.
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// SLURM account.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// SLURM time limit (e.g. 1-00:00:00); default: the partition's.
+    #[arg(long)]
+    pub time: Option<String>,
+    /// SLURM memory request (e.g. 4G).
+    #[arg(long)]
+    pub mem: Option<String>,
+    /// CPUs for the job (--cpus-per-task).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub cpus: u32,
+    /// How the servers are started: Apptainer images, or binaries installed on the node.
+    #[arg(long, value_enum, default_value_t = StackRuntime::Apptainer)]
+    pub runtime: StackRuntime,
+    /// Listen on the node's address (runner jobs on other nodes can push) or on 127.0.0.1.
+    #[arg(long, value_enum, default_value_t = BindMode::Node)]
+    pub bind: BindMode,
+    #[arg(long, default_value_t = 9090)]
+    pub prometheus_port: u16,
+    #[arg(long, default_value_t = 9091)]
+    pub pushgateway_port: u16,
+    #[arg(long, default_value_t = 3000)]
+    pub grafana_port: u16,
+    /// Prometheus retention (--storage.tsdb.retention.time).
+    #[arg(long, default_value = "15d")]
+    pub retention: String,
+    /// Prometheus scrape interval of the Pushgateway.
+    #[arg(long, default_value = "5s")]
+    pub scrape_interval: String,
+    #[arg(long)]
+    pub prometheus_image: Option<String>,
+    #[arg(long)]
+    pub pushgateway_image: Option<String>,
+    #[arg(long)]
+    pub grafana_image: Option<String>,
+    /// Give up waiting for the stack after this many seconds (the job keeps its place in the
+    /// queue; `monitor status` shows it).
+    #[arg(long, default_value_t = 600.0)]
+    pub timeout: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Print the endpoint and states as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TunnelArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// The login node your laptop reaches (default: $SLURM_SUBMIT_HOST, else this host).
+    #[arg(long)]
+    pub login_host: Option<String>,
+    /// Your cluster user name (default: $USER).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Run the ssh command instead of printing it.
+    #[arg(long)]
+    pub exec: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[arg(long)]
+    pub job_id: String,
+    #[arg(long)]
+    pub node: String,
+    #[arg(long)]
+    pub address: String,
+    #[arg(long, value_enum)]
+    pub runtime: StackRuntime,
+    #[arg(long, value_enum)]
+    pub bind: BindMode,
+    #[arg(long)]
+    pub prometheus_port: u16,
+    #[arg(long)]
+    pub pushgateway_port: u16,
+    #[arg(long)]
+    pub grafana_port: Option<u16>,
+    #[arg(long, default_value_t = 180.0)]
+    pub timeout: f64,
+}
+
+pub fn exec(c: &MonitorCommand) -> anyhow::Result<i32> {
+    match c {
+        MonitorCommand::Up(a) => up(a),
+        MonitorCommand::Status(a) => status(a),
+        MonitorCommand::Down(a) => down(a),
+        MonitorCommand::Tunnel(a) => tunnel(a),
+        MonitorCommand::Register(a) => register(a),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn http() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder().no_proxy().build()?)
+}
+
+fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
+    if p.is_absolute() {
+        Ok(p.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()?.join(p))
+    }
+}
+
+/// The job the state directory knows about: from the endpoint file, else the last submitted.
+fn known_job(dir: &Path) -> Option<String> {
+    Endpoint::read(dir).map(|e| e.job_id).or_else(|| {
+        std::fs::read_to_string(dir.join("job_id"))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    })
+}
+
+fn up(a: &UpArgs) -> anyhow::Result<i32> {
+    let dir = absolute(&a.state.state_dir)?;
+    if let Some(ep) = Endpoint::read(&dir) {
+        if stack::job_state(&ep.job_id) == Some(JobState::Running) {
+            println!(
+                "the monitoring stack already runs (job {} on {})",
+                ep.job_id, ep.node
+            );
+            print_endpoint(&ep);
+            return Ok(exit::OK);
+        }
+    }
+    let fb_bin = std::env::current_exe().context("cannot find the factorybench binary")?;
+    let mut spec = StackSpec::new(dir.clone(), fb_bin);
+    spec.runtime = a.runtime;
+    spec.bind = a.bind;
+    spec.partition = a.partition.clone();
+    spec.account = a.account.clone();
+    spec.time = a.time.clone();
+    spec.mem = a.mem.clone();
+    spec.cpus = a.cpus;
+    spec.prometheus_port = a.prometheus_port;
+    spec.pushgateway_port = a.pushgateway_port;
+    spec.grafana_port = a.grafana_port;
+    spec.retention = a.retention.clone();
+    spec.scrape_interval = a.scrape_interval.clone();
+    if let Some(i) = &a.prometheus_image {
+        spec.prometheus_image = i.clone();
+    }
+    if let Some(i) = &a.pushgateway_image {
+        spec.pushgateway_image = i.clone();
+    }
+    if let Some(i) = &a.grafana_image {
+        spec.grafana_image = i.clone();
+    }
+    if a.timeout.is_nan() || a.timeout <= 0.0 {
+        return Err(InvalidInput("--timeout must be a positive number of seconds".into()).into());
+    }
+    spec.render()
+        .map_err(|e| InvalidInput(format!("monitor up: {e}")))?;
+    let script = spec.install()?;
+    let job_id = slurm::sbatch(Some(&script), &SubmitOptions::default(), Some(&dir))
+        .context("monitor up submits a SLURM job")?;
+    std::fs::write(dir.join("job_id"), format!("{job_id}\n"))?;
+    eprintln!(
+        "submitted monitoring job {job_id} ({} runtime); waiting until Prometheus, the Pushgateway{} answer",
+        a.runtime.as_str(),
+        if a.runtime == StackRuntime::Apptainer { " and Grafana" } else { " (and Grafana when installed)" }
+    );
+    let deadline = Instant::now() + Duration::from_secs_f64(a.timeout);
+    let log = dir.join("logs").join(format!("monitor-{job_id}.out"));
+    let mut last_state = String::new();
+    let mut next_check = Instant::now();
+    loop {
+        if let Some(ep) = Endpoint::read(&dir).filter(|e| e.job_id == job_id) {
+            println!("monitoring stack ready: job {job_id} on {}", ep.node);
+            print_endpoint(&ep);
+            if ep.grafana.is_none() {
+                println!("note: Grafana is not installed on {}: this host-runtime stack has no Grafana (use --runtime apptainer for the dashboard)", ep.node);
+            }
+            println!("reach it from your laptop: factorybench monitor tunnel");
+            return Ok(exit::OK);
+        }
+        if Instant::now() >= next_check {
+            next_check = Instant::now() + Duration::from_secs(2);
+            match stack::job_state(&job_id) {
+                Some(s) => {
+                    if s.as_str() != last_state {
+                        eprintln!("job {job_id}: {s}");
+                        last_state = s.as_str().to_string();
+                    }
+                }
+                None => {
+                    // One more look: the file may have landed just before the job ended.
+                    if Endpoint::read(&dir).is_some_and(|e| e.job_id == job_id) {
+                        continue;
+                    }
+                    let tail = tail_file(&log, 20);
+                    bail!(
+                        "the monitoring job {job_id} ended before it was ready; its log {}:\n{tail}",
+                        log.display()
+                    );
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "job {job_id} is not ready after {} s (state {}); it stays queued: `factorybench monitor status`, `factorybench monitor down`",
+                a.timeout,
+                if last_state.is_empty() { "unknown" } else { &last_state }
+            );
+            return Ok(exit::FAILURE);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn tail_file(p: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(p).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn print_endpoint(ep: &Endpoint) {
+    println!("  node         {} (listening on {})", ep.node, ep.address);
+    println!("  Prometheus   {}", ep.prometheus.url);
+    println!("  Pushgateway  {}", ep.pushgateway.url);
+    match &ep.grafana {
+        Some(g) => println!(
+            "  Grafana      {}  (user {}, password in {})",
+            g.url,
+            ep.grafana_user,
+            ep.grafana_password_file.display()
+        ),
+        None => println!("  Grafana      not part of this stack"),
+    }
+}
+
+fn register(a: &RegisterArgs) -> anyhow::Result<i32> {
+    let dir = absolute(&a.state.state_dir)?;
+    let ep = Endpoint {
+        job_id: a.job_id.clone(),
+        node: a.node.clone(),
+        address: a.address.clone(),
+        bind: a.bind,
+        runtime: a.runtime,
+        prometheus: component(&a.address, a.prometheus_port),
+        pushgateway: component(&a.address, a.pushgateway_port),
+        grafana: a.grafana_port.map(|p| component(&a.address, p)),
+        grafana_user: GRAFANA_USER.into(),
+        grafana_password_file: dir.join(PASSWORD_FILE),
+        written_ns: crate::runner::clock::Clock::new().now_ns(),
+    };
+    let budget = Duration::from_secs_f64(a.timeout.max(1.0));
+    let rt = runtime()?;
+    let client = http()?;
+    let mut missing = Vec::new();
+    rt.block_on(async {
+        let checks = stack::ready_urls(&ep);
+        let results = futures_util::future::join_all(
+            checks
+                .iter()
+                .map(|(_, url)| stack::wait_http_ok(&client, url, budget)),
+        )
+        .await;
+        for ((name, url), ok) in checks.iter().zip(results) {
+            if ok {
+                eprintln!("factorybench-monitor: {name} answers at {url}");
+            } else {
+                missing.push(format!("{name} ({url})"));
+            }
+        }
+    });
+    if !missing.is_empty() {
+        eprintln!(
+            "factorybench-monitor: no answer within {} s from {}",
+            a.timeout,
+            missing.join(", ")
+        );
+        return Ok(exit::FAILURE);
+    }
+    ep.write(&dir)?;
+    eprintln!(
+        "factorybench-monitor: ready; endpoint file {}",
+        dir.join(stack::ENDPOINT_FILE).display()
+    );
+    Ok(exit::OK)
+}
+
+fn status(a: &StatusArgs) -> anyhow::Result<i32> {
+    let dir = absolute(&a.state.state_dir)?;
+    let Some(job) = known_job(&dir) else {
+        if a.json {
+            println!("{}", serde_json::json!({"running": false}));
+        } else {
+            println!(
+                "the monitoring stack is not running (nothing in {})",
+                dir.display()
+            );
+        }
+        return Ok(exit::FAILURE);
+    };
+    let state = stack::job_state(&job).map(|s| s.as_str());
+    let ep = Endpoint::read(&dir).filter(|e| e.job_id == job);
+    let mut answers = Vec::new();
+    if let (Some(ep), Some("RUNNING")) = (&ep, state) {
+        let rt = runtime()?;
+        let client = http()?;
+        for (name, url) in stack::ready_urls(ep) {
+            let ok = rt.block_on(stack::wait_http_ok(&client, &url, Duration::from_millis(1)));
+            answers.push((name, url, ok));
+        }
+    }
+    let ready = state == Some("RUNNING") && ep.is_some() && answers.iter().all(|(_, _, ok)| *ok);
+    if a.json {
+        let comps: serde_json::Map<String, serde_json::Value> = answers
+            .iter()
+            .map(|(n, u, ok)| {
+                (
+                    n.to_lowercase(),
+                    serde_json::json!({"url": u, "answers": ok}),
+                )
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "running": state == Some("RUNNING"),
+                "ready": ready,
+                "job_id": job,
+                "job_state": state,
+                "endpoint": ep,
+                "components": comps,
+            }))?
+        );
+    } else {
+        println!(
+            "monitoring job {job}: {}",
+            state.unwrap_or("not in the queue (ended)")
+        );
+        if let Some(ep) = &ep {
+            println!("  node         {} (listening on {})", ep.node, ep.address);
+        }
+        for (name, url, ok) in &answers {
+            println!(
+                "  {name:<12} {url}  {}",
+                if *ok { "answers" } else { "NOT answering" }
+            );
+        }
+        if ep.as_ref().is_some_and(|e| e.grafana.is_none()) {
+            println!("  Grafana      not part of this stack (host runtime without Grafana)");
+        }
+    }
+    Ok(if ready { exit::OK } else { exit::FAILURE })
+}
+
+fn down(a: &StateArgs) -> anyhow::Result<i32> {
+    let dir = absolute(&a.state_dir)?;
+    let Some(job) = known_job(&dir) else {
+        println!("the monitoring stack is not running");
+        return Ok(exit::OK);
+    };
+    if stack::job_state(&job).is_some() {
+        slurm::scancel(std::slice::from_ref(&job))?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while stack::job_state(&job).is_some_and(|s| s != JobState::Completing)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        println!("cancelled monitoring job {job}");
+    } else {
+        println!("monitoring job {job} had already ended");
+    }
+    if Endpoint::read(&dir).is_some_and(|e| e.job_id == job) {
+        let _ = std::fs::remove_file(dir.join(stack::ENDPOINT_FILE));
+    }
+    let _ = std::fs::remove_file(dir.join("job_id"));
+    Ok(exit::OK)
+}
+
+fn tunnel(a: &TunnelArgs) -> anyhow::Result<i32> {
+    let dir = absolute(&a.state.state_dir)?;
+    let Some(ep) = Endpoint::read(&dir) else {
+        eprintln!(
+            "the monitoring stack is not running (no endpoint file in {}): start it with `factorybench monitor up`",
+            dir.display()
+        );
+        return Ok(exit::FAILURE);
+    };
+    let login = a
+        .login_host
+        .clone()
+        .or_else(|| {
+            std::env::var("SLURM_SUBMIT_HOST")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(full_hostname);
+    let user = a
+        .user
+        .clone()
+        .or_else(|| std::env::var("USER").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "USER".into());
+    for (what, v) in [("--login-host", &login), ("--user", &user)] {
+        if v.is_empty()
+            || !v
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(InvalidInput(format!("{what} {v:?} is not a valid host/user name")).into());
+        }
+    }
+    let cmd = stack::tunnel_command(&ep, &user, &login);
+    if a.exec {
+        eprintln!("running: {}", cmd.join(" "));
+        let st = std::process::Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .status()
+            .context("cannot run ssh")?;
+        return Ok(st.code().unwrap_or(exit::FAILURE));
+    }
+    println!("# Run this on your laptop (keeps running; Ctrl-C closes the tunnel):");
+    println!("{}", cmd.join(" "));
+    println!("# Then open:");
+    match &ep.grafana {
+        Some(g) => println!(
+            "Grafana:    http://localhost:{}  (user {}; password: `cat {}` on the cluster)",
+            g.port,
+            ep.grafana_user,
+            ep.grafana_password_file.display()
+        ),
+        None => println!(
+            "Grafana:    not part of this stack ({} runtime without Grafana on {})",
+            ep.runtime.as_str(),
+            ep.node
+        ),
+    }
+    println!("Prometheus: http://localhost:{}", ep.prometheus.port);
+    Ok(exit::OK)
+}
+
+fn full_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).to_string()
 }

@@ -1,1 +1,11 @@
-//! `monitor` module (see lib.rs for the pipeline).
+//! Live monitoring: Pushgateway pushes while a run is in progress ([`push`], fed by [`live`]
+//! statistics and [`telemetry`] from /proc and NVML), and the monitoring-stack job
+//! (Prometheus + Pushgateway + Grafana) with its endpoint file and SSH tunnel ([`stack`]).
+
+pub mod expo;
+pub mod live;
+pub mod nvml;
+pub mod procfs;
+pub mod push;
+pub mod stack;
+pub mod telemetry;

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Start a throwaway Prometheus (127.0.0.1:19090) scraping a Pushgateway (127.0.0.1:19091) every
+# second, each with its own storage under $FB_TEST_STATE/prometheus, then write prometheus.env.
+# Uses the project's own monitoring/prometheus.yml with the Pushgateway target substituted.
+. "$(dirname "$0")/lib.sh"
+cd "$(dirname "$0")/.." || exit 1
+PROM_PORT="${FB_PROM_PORT:-19090}"
+PGW_PORT="${FB_PGW_PORT:-19091}"
+dir="$FB_TEST_STATE/prometheus"
+mkdir -p "$dir/data"
+
+up() { curl -fsS "http://127.0.0.1:$1$2" >/dev/null 2>&1; }
+
+if ! up "$PGW_PORT" /-/ready; then
+  log "starting Pushgateway on 127.0.0.1:$PGW_PORT"
+  nohup prometheus-pushgateway --web.listen-address="127.0.0.1:$PGW_PORT" >"$dir/pushgateway.log" 2>&1 &
+  echo $! >"$dir/pushgateway.pid"
+fi
+if ! up "$PROM_PORT" /-/ready; then
+  # The same file the monitoring job uses, with a 1 s scrape interval for tests.
+  sed -e "s/__PUSHGATEWAY__/127.0.0.1:$PGW_PORT/" -e "s/__SCRAPE_INTERVAL__/1s/" \
+    monitoring/prometheus.yml >"$dir/prometheus.yml"
+  log "starting Prometheus on 127.0.0.1:$PROM_PORT"
+  nohup prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
+    --storage.tsdb.retention.time=1d --web.listen-address="127.0.0.1:$PROM_PORT" \
+    --web.enable-lifecycle >"$dir/prometheus.log" 2>&1 &
+  echo $! >"$dir/prometheus.pid"
+fi
+wait_for "Pushgateway" 30 up "$PGW_PORT" /-/ready
+wait_for "Prometheus" 60 up "$PROM_PORT" /-/ready
+write_env prometheus \
+  "FB_TEST_PROMETHEUS_URL=http://127.0.0.1:$PROM_PORT" \
+  "FB_TEST_PUSHGATEWAY_URL=http://127.0.0.1:$PGW_PORT"
+log "Prometheus http://127.0.0.1:$PROM_PORT, Pushgateway http://127.0.0.1:$PGW_PORT"

@@ -1,0 +1,357 @@
+//! Live pushes to a Prometheus Pushgateway while a run is in progress.
+//!
+//! Every `global.push_interval` the pusher renders its sources into the text exposition format
+//! and `PUT`s them to `/metrics/job/<job>/instance/<node>/campaign/<c>/service/<s>/run_id/<id>`
+//! (a PUT replaces the whole group: each push is a complete snapshot). At the end it pushes a
+//! final state (`factorybench_run_finished 1`, `factorybench_run_status{status=...} 1`) and then
+//! DELETEs the group, so finished runs do not look alive forever.
+//!
+//! The benchmark never waits on the Pushgateway: pushes run in their own task, each bounded by
+//! a timeout; failures are counted and logged once (not per push).
+
+use super::expo::{Exposition, MetricType};
+use super::live::LiveSource;
+use base64::Engine as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// The Pushgateway `job` label of every factorybench push.
+pub const JOB: &str = "factorybench";
+
+/// The labels that identify one run's group on the Pushgateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupingKey {
+    pub job: String,
+    /// The node the runner runs on.
+    pub instance: String,
+    pub campaign: String,
+    pub service: String,
+    pub run_id: String,
+}
+
+impl GroupingKey {
+    pub fn new(campaign: &str, service: &str, run_id: &str) -> Self {
+        GroupingKey {
+            job: JOB.to_string(),
+            instance: node_name(),
+            campaign: campaign.to_string(),
+            service: service.to_string(),
+            run_id: run_id.to_string(),
+        }
+    }
+
+    /// `/metrics/job/<job>/instance/<node>/...`, each value base64url-encoded (`name@base64`)
+    /// when it is empty or holds anything but `[A-Za-z0-9._~-]` (a '/' would split the path).
+    pub fn path(&self) -> String {
+        let mut p = String::from("/metrics");
+        for (k, v) in [
+            ("job", &self.job),
+            ("instance", &self.instance),
+            ("campaign", &self.campaign),
+            ("service", &self.service),
+            ("run_id", &self.run_id),
+        ] {
+            let plain = !v.is_empty()
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b));
+            if plain {
+                p.push_str(&format!("/{k}/{v}"));
+            } else if v.is_empty() {
+                p.push_str(&format!("/{k}@base64/="));
+            } else {
+                let enc = base64::engine::general_purpose::URL_SAFE.encode(v.as_bytes());
+                p.push_str(&format!("/{k}@base64/{enc}"));
+            }
+        }
+        p
+    }
+}
+
+/// The short name of this node: `$SLURMD_NODENAME` inside a job, else the host name.
+pub fn node_name() -> String {
+    if let Ok(n) = std::env::var("SLURMD_NODENAME") {
+        if !n.is_empty() {
+            return n;
+        }
+    }
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc == 0 {
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        let name = String::from_utf8_lossy(&buf[..end]).to_string();
+        let short = name.split('.').next().unwrap_or_default().to_string();
+        if !short.is_empty() {
+            return short;
+        }
+    }
+    "localhost".to_string()
+}
+
+#[derive(Debug, Clone)]
+pub struct PushConfig {
+    /// Base URL of the Pushgateway (`http://node:9091`).
+    pub url: String,
+    pub key: GroupingKey,
+    pub interval: Duration,
+    /// Bound on each HTTP request (push or delete).
+    pub timeout: Duration,
+}
+
+impl PushConfig {
+    /// Timeout derived from the interval: at most the interval, between 0.2 s and 3 s.
+    pub fn new(url: &str, key: GroupingKey, interval_s: f64) -> Self {
+        let interval = Duration::from_secs_f64(interval_s.max(0.1));
+        let timeout = interval.clamp(Duration::from_millis(200), Duration::from_secs(3));
+        PushConfig {
+            url: url.trim_end_matches('/').to_string(),
+            key,
+            interval,
+            timeout,
+        }
+    }
+
+    pub fn group_url(&self) -> String {
+        format!("{}{}", self.url, self.key.path())
+    }
+}
+
+/// How the run ended, pushed once as `factorybench_run_status{status=...} 1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalState {
+    /// `success`, `partial`, `failed` (the runs.status value).
+    pub status: String,
+}
+
+/// What the pusher did, for the run's log and run_metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushSummary {
+    pub pushes_ok: u64,
+    pub pushes_failed: u64,
+    pub final_pushed: bool,
+    pub deleted: bool,
+}
+
+/// A running pusher task. Call [`Pusher::finish`] at the end of the run.
+pub struct Pusher {
+    stop: watch::Sender<Option<FinalState>>,
+    task: tokio::task::JoinHandle<PushSummary>,
+    timeout: Duration,
+}
+
+impl Pusher {
+    /// Start pushing `sources` every `cfg.interval` (the first push is immediate). Must be
+    /// called inside a tokio runtime.
+    pub fn start(cfg: PushConfig, sources: Vec<Arc<dyn LiveSource>>) -> Pusher {
+        let (stop, rx) = watch::channel(None);
+        let timeout = cfg.timeout;
+        let task = tokio::spawn(run(cfg, sources, rx));
+        Pusher {
+            stop,
+            task,
+            timeout,
+        }
+    }
+
+    /// Push the final state, delete the group and return what happened. Bounded: at most
+    /// about two request timeouts plus one in-flight push.
+    pub async fn finish(self, state: FinalState) -> PushSummary {
+        let _ = self.stop.send(Some(state));
+        let bound = self.timeout * 4 + Duration::from_secs(1);
+        match tokio::time::timeout(bound, self.task).await {
+            Ok(Ok(s)) => s,
+            _ => PushSummary::default(),
+        }
+    }
+}
+
+struct Shipper {
+    http: reqwest::Client,
+    cfg: PushConfig,
+    summary: PushSummary,
+    logged_failure: bool,
+    started: Instant,
+}
+
+impl Shipper {
+    fn body(&self, sources: &[Arc<dyn LiveSource>], fin: Option<&FinalState>) -> String {
+        let mut e = Exposition::new();
+        for s in sources {
+            s.render(&mut e);
+        }
+        e.gauge(
+            "run_finished",
+            "1 once the run has ended (final push before the group is deleted).",
+            if fin.is_some() { 1.0 } else { 0.0 },
+        );
+        if let Some(f) = fin {
+            e.family(
+                "run_status",
+                MetricType::Gauge,
+                "The final status of the run (1 for its status label).",
+            )
+            .sample("run_status", &[("status", &f.status)], 1.0);
+        }
+        e.gauge(
+            "run_elapsed_seconds",
+            "Seconds since the pusher started.",
+            self.started.elapsed().as_secs_f64(),
+        );
+        e.counter(
+            "push_failures_total",
+            "Pushes to this Pushgateway that failed or timed out (seen once one succeeds).",
+            self.summary.pushes_failed as f64,
+        );
+        e.gauge(
+            "last_push_time_seconds",
+            "Unix time of this push.",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+        );
+        e.into_string()
+    }
+
+    async fn send(&mut self, method: reqwest::Method, body: Option<String>) -> bool {
+        let mut req = self
+            .http
+            .request(method.clone(), self.cfg.group_url())
+            .timeout(self.cfg.timeout);
+        if let Some(b) = body {
+            req = req
+                .header("Content-Type", "text/plain; version=0.0.4")
+                .body(b);
+        }
+        let result = match req.send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => {
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                Err(format!("HTTP {status}: {}", text.trim()))
+            }
+            Err(e) if e.is_timeout() => Err(format!("timed out after {:?}", self.cfg.timeout)),
+            Err(e) => Err(error_chain(&e)),
+        };
+        match result {
+            Ok(()) => true,
+            Err(msg) => {
+                if !self.logged_failure {
+                    self.logged_failure = true;
+                    tracing::warn!(
+                        "live metrics: {method} {} failed: {msg} (the run goes on; further \
+                         failures are counted, not logged)",
+                        self.cfg.group_url()
+                    );
+                }
+                false
+            }
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+async fn run(
+    cfg: PushConfig,
+    sources: Vec<Arc<dyn LiveSource>>,
+    mut stop: watch::Receiver<Option<FinalState>>,
+) -> PushSummary {
+    let http = match reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(cfg.timeout)
+        .pool_max_idle_per_host(1)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("live metrics disabled: cannot build an HTTP client: {e}");
+            return PushSummary::default();
+        }
+    };
+    let mut sh = Shipper {
+        http,
+        cfg,
+        summary: PushSummary::default(),
+        logged_failure: false,
+        started: Instant::now(),
+    };
+    let mut tick = tokio::time::interval(sh.cfg.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let fin = loop {
+        tokio::select! {
+            changed = stop.changed() => {
+                let fin = if changed.is_ok() { stop.borrow().clone() } else { None };
+                break fin.unwrap_or(FinalState { status: "failed".into() });
+            }
+            _ = tick.tick() => {
+                let body = sh.body(&sources, None);
+                if sh.send(reqwest::Method::PUT, Some(body)).await {
+                    sh.summary.pushes_ok += 1;
+                } else {
+                    sh.summary.pushes_failed += 1;
+                }
+            }
+        }
+    };
+    let body = sh.body(&sources, Some(&fin));
+    sh.summary.final_pushed = sh.send(reqwest::Method::PUT, Some(body)).await;
+    if sh.summary.final_pushed {
+        sh.summary.pushes_ok += 1;
+        sh.summary.deleted = sh.send(reqwest::Method::DELETE, None).await;
+    } else {
+        sh.summary.pushes_failed += 1;
+    }
+    if sh.summary.pushes_failed > 0 {
+        tracing::info!(
+            "live metrics: {} of {} pushes to {} failed",
+            sh.summary.pushes_failed,
+            sh.summary.pushes_failed + sh.summary.pushes_ok,
+            sh.cfg.url
+        );
+    }
+    sh.summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grouping_path_encodes_awkward_values() {
+        let k = GroupingKey {
+            job: "factorybench".into(),
+            instance: "node-01".into(),
+            campaign: "my campaign/2026".into(),
+            service: "llm.a_b".into(),
+            run_id: String::new(),
+        };
+        assert_eq!(
+            k.path(),
+            "/metrics/job/factorybench/instance/node-01/campaign@base64/bXkgY2FtcGFpZ24vMjAyNg==/service/llm.a_b/run_id@base64/="
+        );
+    }
+
+    #[test]
+    fn timeout_is_bounded_by_interval() {
+        let k = GroupingKey::new("c", "s", "r");
+        assert_eq!(
+            PushConfig::new("http://x:1/", k.clone(), 0.5).timeout,
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            PushConfig::new("http://x:1", k, 30.0).timeout,
+            Duration::from_secs(3)
+        );
+    }
+}

@@ -1,0 +1,128 @@
+//! `monitor up` submits the monitoring job to the real single-node SLURM (scripts/start-slurm.sh)
+//! with the host runtime (Debian Prometheus + Pushgateway; Grafana is not installable here),
+//! waits until it is ready; `monitor status`, endpoint discovery for runs, `monitor down`.
+
+mod common;
+
+use factorybench::monitor::stack::{discover_pushgateway, Endpoint};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn monitor_up_status_down_on_slurm() {
+    let Some(slurm) = common::server("slurm") else {
+        return;
+    };
+    if common::server("prometheus").is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("monitor");
+    let (prom, pgw, graf) = (free_port(), free_port(), free_port());
+    let out = common::bin()
+        .args([
+            "monitor",
+            "up",
+            "--runtime",
+            "host",
+            "--bind",
+            "loopback",
+            "--cpus",
+            "1",
+        ])
+        .args(["--partition", &slurm["FB_TEST_SLURM_PARTITION"]])
+        .args([
+            "--scrape-interval",
+            "1s",
+            "--retention",
+            "1h",
+            "--timeout",
+            "180",
+        ])
+        .args(["--prometheus-port", &prom.to_string()])
+        .args(["--pushgateway-port", &pgw.to_string()])
+        .args(["--grafana-port", &graf.to_string()])
+        .arg("--state-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let ep = Endpoint::read(&dir);
+    // Always cancel what we submitted, even when an assertion below fails.
+    struct Down(std::path::PathBuf);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = common::bin()
+                .args(["monitor", "down", "--state-dir"])
+                .arg(&self.0)
+                .output();
+        }
+    }
+    let _down = Down(dir.clone());
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("monitoring stack ready"), "{stdout}");
+    assert!(
+        stdout.contains("note: Grafana is not installed"),
+        "{stdout}"
+    );
+    let ep = ep.expect("endpoint file");
+    assert_eq!(ep.prometheus.url, format!("http://127.0.0.1:{prom}"));
+    assert!(ep.job_id.chars().all(|c| c.is_ascii_digit()));
+
+    // status: running and every component answers.
+    let st = common::bin()
+        .args(["monitor", "status", "--json", "--state-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(st.status.code(), Some(0), "{v}");
+    assert_eq!(v["ready"], true);
+    assert_eq!(v["components"]["pushgateway"]["answers"], true);
+
+    // A run without pushgateway_url finds this live stack's Pushgateway.
+    assert_eq!(
+        discover_pushgateway(None, &dir).as_deref(),
+        Some(ep.pushgateway.url.as_str())
+    );
+
+    // down: the job leaves the queue, the servers stop, the endpoint file goes.
+    common::bin()
+        .args(["monitor", "down", "--state-dir"])
+        .arg(&dir)
+        .assert()
+        .success();
+    assert!(Endpoint::read(&dir).is_none());
+    assert_eq!(discover_pushgateway(None, &dir), None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let up = Command::new("curl")
+            .args(["-fs", "-o", "/dev/null", "--max-time", "1"])
+            .arg(format!("{}/-/ready", ep.prometheus.url))
+            .status()
+            .is_ok_and(|s| s.success());
+        if !up {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus still answers after monitor down"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let st = common::bin()
+        .args(["monitor", "status", "--state-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(st.status.code(), Some(1));
+}
