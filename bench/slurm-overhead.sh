@@ -46,8 +46,10 @@ PY
 fb_first=(); fb_over=(); peer=()
 for i in $(seq 1 "$REPEATS"); do
   cd "$work"
+  sleep 2  # start each measurement from an idle node
   t0=$(now_ns)
   out=$("$FB_BIN" submit recipe.yml --no-report)
+  t_sub=$(now_ns)
   camp=$(sed -n 's/^campaign: //p' <<<"$out")
   job=$(awk '$1 == "files" {print $2}' <<<"$out")
   run_start=""; gone=""
@@ -63,8 +65,9 @@ for i in $(seq 1 "$REPEATS"); do
   wall_ms=$(( (gone - run_start) / 1000000 ))
   runner_ms=$(( (ended - started) / 1000000 ))
   fb_first+=("$first_ms"); fb_over+=("$(( wall_ms - runner_ms ))")
-  echo "factorybench run $i: submit→first request ${first_ms} ms; job wall ${wall_ms} ms, runner ${runner_ms} ms, wrapper overhead $(( wall_ms - runner_ms )) ms (state $s)"
+  echo "factorybench run $i: submit→first request ${first_ms} ms (submit command $(( (t_sub - t0) / 1000000 )) ms, queue until RUNNING seen $(( (run_start - t_sub) / 1000000 )) ms, script setup until runner start $(( (started - run_start) / 1000000 )) ms, runner start→first request $(( (first - started) / 1000000 )) ms); job wall ${wall_ms} ms, runner ${runner_ms} ms, wrapper overhead $(( wall_ms - runner_ms )) ms"
   # Peer: bare sbatch, the job records when it started.
+  sleep 2
   t0=$(now_ns)
   pj=$(sbatch --parsable --output=/dev/null --wrap "date +%s%N > $work/peer-$i")
   until [ -s "$work/peer-$i" ]; do sleep 0.02; done

@@ -172,3 +172,22 @@ fn yaml_anchors_and_merge_keys_work() {
     let s = &l.plan.services[0];
     assert_eq!((s.load.clients, s.load.duration_s), (3, 30.0));
 }
+
+#[test]
+fn compare_thresholds_key() {
+    let yaml = "benchmark: {name: t}\nservices:\n  - service_name: api\n    service_type: http\n    service_url: http://127.0.0.1:1\n    compare_thresholds: {p99_ms: 10%, error_rate: 0.02, ttft_p99_ms: +50ms}\n";
+    let s = one(yaml);
+    assert_eq!(s.compare_thresholds["latency_p99_ms"], "10%");
+    assert_eq!(s.compare_thresholds["error_rate"], "0.02");
+    assert_eq!(s.compare_thresholds["ttft_p99_ms"], "+50ms");
+    let json = serde_json::to_value(&s).unwrap();
+    assert_eq!(json["compare_thresholds"]["latency_p99_ms"], "10%");
+    let bad = yaml.replace("p99_ms: 10%", "p99_ms: fast");
+    let e = recipe::parse_str(&bad, Path::new("t.yml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("compare_thresholds.p99_ms") && e.contains("METRIC=LIMIT"),
+        "{e}"
+    );
+}

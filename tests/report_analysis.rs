@@ -66,8 +66,8 @@ fn standard_run_exact_figures() {
     // Time series: 10 one-second buckets of 100 successes each.
     assert_eq!(r.timeseries.len(), 10);
     assert!(r.timeseries.iter().all(|p| p.ok == 100));
-    assert_eq!(r.latency_cdf.last().unwrap().value_ms, 1.1);
-    let hist_total: u64 = r.latency_histogram.iter().map(|b| b.count).sum();
+    assert_eq!(r.latency_cdf_ms.last().unwrap().value, 1.1);
+    let hist_total: u64 = r.latency_histogram_ms.iter().map(|b| b.count).sum();
     assert_eq!(hist_total, 1000);
     assert!(r.llm.is_none());
     assert_eq!(r.provenance.host, "node001");
@@ -290,21 +290,31 @@ fn samples_energy_and_run_metrics() {
         path: path.clone(),
         conn: rusqlite::Connection::open(&path).unwrap(),
     };
+    // The monitor's names: gpu0 has power only (integrated: 200 W × 10 s), gpu1 has power and
+    // a cumulative energy counter (the counter wins: 5000 → 6500 J over the window; samples
+    // outside the window are ignored).
     for s in 0..=10 {
-        db.add_sample("run-std", T0 + S + s * S, "gpu0_power_w", 200.0);
+        let t = T0 + S + s * S;
+        db.add_sample("run-std", t, "gpu0_power_watts", 200.0);
+        db.add_sample("run-std", t, "gpu0_util_percent", s as f64 * 10.0);
+        db.add_sample("run-std", t, "gpu1_power_watts", 999.0);
         db.add_sample(
             "run-std",
-            T0 + S + s * S,
-            "gpu0_util_percent",
-            s as f64 * 10.0,
+            t,
+            "gpu1_energy_joules",
+            5000.0 + 150.0 * s as f64,
         );
     }
+    db.add_sample("run-std", T0 + 20 * S, "gpu1_energy_joules", 99_999.0);
     db.add_metric("run-std", "recall_at_10", 0.95, "ratio");
     let c = analyze_path(&path).unwrap();
     let r = &c.runs[0];
     let e = r.energy.as_ref().unwrap();
-    assert!(close(e.total_energy_j, 2000.0));
-    assert!(close(e.energy_per_request_j.unwrap(), 2.0));
+    assert!(close(e.series_energy_j["gpu0_power_watts"], 2000.0));
+    assert!(close(e.series_energy_j["gpu1_energy_joules"], 1500.0));
+    assert!(!e.series_energy_j.contains_key("gpu1_power_watts"));
+    assert!(close(e.total_energy_j, 3500.0));
+    assert!(close(e.energy_per_request_j.unwrap(), 3.5));
     let util = r
         .samples
         .iter()
@@ -316,7 +326,7 @@ fn samples_energy_and_run_metrics() {
     );
     assert!(close(util.mean, 50.0));
     assert_eq!(r.run_metrics[0].name, "recall_at_10");
-    assert_eq!(r.sample_series.len(), 2);
+    assert_eq!(r.sample_series.len(), 4);
 }
 
 #[test]

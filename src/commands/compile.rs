@@ -77,6 +77,9 @@ pub struct ReadyArgs {
     /// Give up after this many seconds (default: the service's readiness_timeout).
     #[arg(long)]
     pub timeout: Option<f64>,
+    /// Give up at once when this process (the service started by the batch script) has exited.
+    #[arg(long)]
+    pub watch_pid: Option<u32>,
 }
 
 /// Wait until the service really answers its health endpoint (used by batch scripts).
@@ -112,6 +115,7 @@ pub fn ready(a: &ReadyArgs) -> anyhow::Result<i32> {
         &probe,
         std::time::Duration::from_secs_f64(budget_s),
         std::time::Duration::from_secs_f64(svc.readiness.interval_s.max(0.05)),
+        a.watch_pid,
         &mut |line| eprintln!("{line}"),
     ));
     match outcome {
@@ -126,7 +130,7 @@ pub fn ready(a: &ReadyArgs) -> anyhow::Result<i32> {
         }
         Err(last) => {
             eprintln!(
-                "ready: {} did not answer {} within {budget_s} s (last error: {last})",
+                "ready: {} did not answer {} (budget {budget_s} s): {last}",
                 svc.name,
                 probe.describe()
             );

@@ -1,36 +1,208 @@
-use clap::Args;
-use std::path::PathBuf;
+//! `report`, `compare`, `verify`.
+
+use super::InvalidInput;
+use crate::exit;
+use crate::report::analysis::AnalysisError;
+use crate::report::compare::{self, CompareError};
+use crate::report::{document::ReportDocument, html, integrity, text};
+use clap::{Args, ValueEnum};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// Versioned JSON (schemas/report.schema.json).
+    Json,
+    /// One self-contained HTML page with inline SVG charts.
+    Html,
+    /// One row per service/run/operation.
+    Csv,
+    /// Prometheus text exposition format.
+    Prom,
+}
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 every run valid, 3 a run is partial, 5 a run failed its \
+validity gates (the report is written in every case), 2 bad input."
+)]
 pub struct ReportArgs {
-    /// Campaign file (.db) or campaign directory.
+    /// Campaign file (.db) or campaign directory (runs/*.db merged).
     pub campaign: PathBuf,
-    #[arg(long, default_value = "json")]
-    pub format: String,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Json)]
+    pub format: ReportFormat,
+    /// Write here instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompareFormat {
+    Text,
+    Markdown,
+    Html,
+    Json,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Metrics and default limits: throughput_ops_per_s -10%, error_rate +0.01, \
+latency_p50_ms/latency_p99_ms +10% (corrected), ttft_p99_ms/tpot_p99_ms/e2el_p99_ms +10%, \
+output_tokens_per_s -10%, goodput_ratio -0.05; others are shown only (set a limit to gate on \
+them). An invalid or missing candidate service is a regression. Exit 4 on a regression."
+)]
+pub struct CompareArgs {
+    /// Baseline: campaign (.db or directory) or JSON report.
+    pub baseline: PathBuf,
+    /// Candidate: campaign (.db or directory) or JSON report.
+    pub candidate: PathBuf,
+    /// METRIC=LIMIT: relative (`latency_p99_ms=10%`), absolute (`latency_p99_ms=+5ms`,
+    /// `error_rate=0.01`) or `off`. Repeatable; overrides the defaults.
+    #[arg(long)]
+    pub threshold: Vec<String>,
+    #[arg(long, value_enum, default_value_t = CompareFormat::Text)]
+    pub format: CompareFormat,
+    /// Write here instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
-pub struct CompareArgs {
-    pub baseline: PathBuf,
-    pub candidate: PathBuf,
-    /// METRIC=LIMIT, e.g. p99_ms=10% or error_rate=+0.01
-    #[arg(long)]
-    pub threshold: Vec<String>,
-}
-
-#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 the hash matches, 1 the content was modified, 2 no hash \
+or unreadable file."
+)]
 pub struct VerifyArgs {
+    /// A report written by `factorybench report` (any format).
     pub report: PathBuf,
 }
 
-pub fn report(_a: &ReportArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("report is not implemented yet")
+fn input_err(e: AnalysisError) -> anyhow::Error {
+    if e.is_input_error() {
+        InvalidInput(e.to_string()).into()
+    } else {
+        e.into()
+    }
 }
-pub fn compare(_a: &CompareArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("compare is not implemented yet")
+
+fn write_out(out: Option<&Path>, content: &str) -> anyhow::Result<()> {
+    match out {
+        Some(p) => {
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(p, content)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))
+        }
+        None => {
+            use std::io::Write;
+            let mut o = std::io::stdout().lock();
+            o.write_all(content.as_bytes())?;
+            Ok(())
+        }
+    }
 }
-pub fn verify(_a: &VerifyArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("verify is not implemented yet")
+
+/// Render a report document in a format.
+pub fn render(doc: &ReportDocument, format: ReportFormat) -> String {
+    match format {
+        ReportFormat::Json => doc.to_json(),
+        ReportFormat::Html => html::to_html(doc),
+        ReportFormat::Csv => text::to_csv(doc),
+        ReportFormat::Prom => text::to_prom(doc),
+    }
+}
+
+pub fn report(a: &ReportArgs) -> anyhow::Result<i32> {
+    let analysis = crate::report::analyze_path(&a.campaign).map_err(input_err)?;
+    let doc = ReportDocument::new(analysis, &a.campaign);
+    let content = render(&doc, a.format);
+    write_out(a.out.as_deref(), &content)?;
+    let an = &doc.analysis;
+    if let Some(p) = &a.out {
+        eprintln!(
+            "wrote {} ({} runs, sha256 {})",
+            p.display(),
+            an.runs.len(),
+            integrity::recorded_hash(content.as_bytes()).unwrap_or_default()
+        );
+    }
+    for r in an.runs.iter().filter(|r| !r.valid) {
+        let reasons: Vec<&str> = r
+            .invalid_reasons
+            .iter()
+            .map(|x| x.message.as_str())
+            .collect();
+        eprintln!(
+            "INVALID {} ({}): {}",
+            r.service,
+            r.run_id,
+            reasons.join("; ")
+        );
+    }
+    Ok(if an.partial {
+        exit::PARTIAL
+    } else if !an.valid {
+        exit::INVALID_RUN
+    } else {
+        exit::OK
+    })
+}
+
+pub fn compare(a: &CompareArgs) -> anyhow::Result<i32> {
+    let mut overrides = Vec::new();
+    for t in &a.threshold {
+        overrides.push(compare::parse_threshold(t).map_err(|e| InvalidInput(e.to_string()))?);
+    }
+    let load = |p: &Path| -> anyhow::Result<_> {
+        compare::load_side(p).map_err(|e| match e.downcast::<AnalysisError>() {
+            Ok(ae) => input_err(ae),
+            Err(e) => match e.downcast::<CompareError>() {
+                Ok(ce) => InvalidInput(ce.to_string()).into(),
+                Err(e) => e,
+            },
+        })
+    };
+    let base = load(&a.baseline)?;
+    let cand = load(&a.candidate)?;
+    let c = compare::compare(
+        &a.baseline.display().to_string(),
+        &base,
+        &a.candidate.display().to_string(),
+        &cand,
+        &overrides,
+    );
+    let content = match a.format {
+        CompareFormat::Text => compare::to_text(&c),
+        CompareFormat::Markdown => compare::to_markdown(&c),
+        CompareFormat::Html => compare::to_html(&c),
+        CompareFormat::Json => {
+            let mut s = serde_json::to_string_pretty(&c)?;
+            s.push('\n');
+            s
+        }
+    };
+    write_out(a.out.as_deref(), &content)?;
+    Ok(if c.regressions > 0 {
+        exit::REGRESSION
+    } else {
+        exit::OK
+    })
+}
+
+pub fn verify(a: &VerifyArgs) -> anyhow::Result<i32> {
+    let bytes = std::fs::read(&a.report)
+        .map_err(|e| InvalidInput(format!("{}: {e}", a.report.display())))?;
+    match integrity::verify(&bytes) {
+        Ok(h) => {
+            println!("ok: {} sha256 {h}", a.report.display());
+            Ok(exit::OK)
+        }
+        Err(e @ integrity::VerifyError::NoHash) => {
+            Err(InvalidInput(format!("{}: {e}", a.report.display())).into())
+        }
+        Err(e) => {
+            eprintln!("TAMPERED: {}: {e}", a.report.display());
+            Ok(exit::FAILURE)
+        }
+    }
 }

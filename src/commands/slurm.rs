@@ -403,6 +403,19 @@ pub fn collect_status(camp: &Campaign) -> anyhow::Result<(Vec<JobStatus>, Option
     for j in &jobs {
         if !queue.iter().any(|q| q.array_job_id == j.job_id) {
             missing.push(j.job_id.clone());
+            if j.array_size.is_some() {
+                // The job completion log knows array tasks only by their own job ids, which
+                // the tasks' run files record.
+                for f in camp.run_files(&j.service) {
+                    for r in campaign::read_runs(&f.path).unwrap_or_default() {
+                        if let Some(id) = r.slurm_job_id {
+                            if !missing.contains(&id) {
+                                missing.push(id);
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
     let mut accounting_note = None;
@@ -425,6 +438,13 @@ pub fn collect_status(camp: &Campaign) -> anyhow::Result<(Vec<JobStatus>, Option
         out.extend(job_rows(camp, j, &queue, &acct, acct_source));
     }
     Ok((out, accounting_note))
+}
+
+fn acct_state_source(s: AcctSource) -> StateSource {
+    match s {
+        AcctSource::Accounting => StateSource::Sacct,
+        AcctSource::JobComp => StateSource::JobComp,
+    }
 }
 
 fn job_rows(
@@ -458,17 +478,16 @@ fn job_rows(
         rows.push((r, Some(q.job_id.clone())));
     }
     if rows.is_empty() {
-        let source = match acct_source {
-            AcctSource::Accounting => StateSource::Sacct,
-            AcctSource::JobComp => StateSource::JobComp,
-        };
-        for a in acct.iter().filter(|a| a.base_id() == j.job_id) {
+        let source = acct_state_source(acct_source);
+        // Array tasks without a task number (the job completion log) are matched through
+        // their run files below.
+        for a in acct
+            .iter()
+            .filter(|a| a.base_id() == j.job_id)
+            .filter(|a| j.array_size.is_none() || a.array_task.is_some())
+        {
             let mut r = base(a.state, source);
             r.array_task = a.array_task.map_or(ArrayTasks::None, ArrayTasks::Task);
-            if j.array_size.is_some() && a.array_task.is_none() {
-                // The job completion log knows array tasks only by their own job ids.
-                r.array_task = ArrayTasks::Pending("?".into());
-            }
             r.node = a.nodes.clone();
             r.elapsed_s = Some(a.elapsed_s);
             r.time_limit_s = a.time_limit_s;
@@ -500,14 +519,30 @@ fn job_rows(
             match slot {
                 Some((r, _)) => r.runs.extend(runs),
                 None => {
-                    let mut r = base(JobState::Unknown, StateSource::RunFile);
+                    let own_id = runs.iter().find_map(|r| r.slurm_job_id.clone());
+                    let a = own_id
+                        .as_deref()
+                        .and_then(|id| acct.iter().find(|a| a.job_id == id));
+                    let mut r = match a {
+                        Some(a) => {
+                            let mut r = base(a.state, acct_state_source(acct_source));
+                            r.node = a.nodes.clone();
+                            r.elapsed_s = Some(a.elapsed_s);
+                            r.time_limit_s = a.time_limit_s;
+                            r
+                        }
+                        None => {
+                            let mut r = base(JobState::Unknown, StateSource::RunFile);
+                            r.reason = "SLURM no longer reports this job".into();
+                            if let Some(run) = runs.first() {
+                                r.elapsed_s = run
+                                    .ended_ns
+                                    .map(|e| ((e - run.started_ns).max(0) / 1_000_000_000) as u64);
+                            }
+                            r
+                        }
+                    };
                     r.array_task = task.map_or(ArrayTasks::None, ArrayTasks::Task);
-                    r.reason = "SLURM no longer reports this job".into();
-                    if let Some(run) = runs.first() {
-                        r.elapsed_s = run
-                            .ended_ns
-                            .map(|e| ((e - run.started_ns).max(0) / 1_000_000_000) as u64);
-                    }
                     r.runs = runs;
                     rows.push((r, None));
                 }
@@ -519,7 +554,6 @@ fn job_rows(
         r.reason = "not in squeue, no accounting record, no run file".into();
         rows.push((r, None));
     }
-    // A pending range row is pointless once a run file or a task row covers the same tasks.
     let mut rows: Vec<JobStatus> = rows.into_iter().map(|(r, _)| r).collect();
     rows.sort_by_key(|r| match &r.array_task {
         ArrayTasks::None => (0, 0),
@@ -764,6 +798,107 @@ mod tests {
     fn quoting() {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    fn run_file(dir: &Path, name: &str, slurm_job_id: &str, task: Option<i64>, requests: i64) {
+        let conn = rusqlite::Connection::open(dir.join("runs").join(name)).unwrap();
+        conn.execute_batch(include_str!("../store/schema.sql"))
+            .unwrap();
+        conn.execute(
+            "INSERT INTO runs (run_id, campaign, service, service_kind, status, started_ns,
+             ended_ns, arrival, clients, duration_s, warmup_s, seed, recipe_json, recipe_sha256,
+             host, tool_version, slurm_job_id, slurm_array_task)
+             VALUES (?1, 'c', 's', 'file_storage', 'success', 1000000000, 4000000000,
+             'constant', 1, 3, 0, 1, '{}', 'x', 'vm', '0', ?2, ?3)",
+            rusqlite::params![name, slurm_job_id, task],
+        )
+        .unwrap();
+        for i in 0..requests {
+            conn.execute(
+                "INSERT INTO requests (run_id, worker, seq, op, scheduled_ns, sent_ns, done_ns, ok)
+                 VALUES (?1, 0, ?2, 'read', ?2, ?2, ?2, 1)",
+                rusqlite::params![name, 2_000_000_000 + i],
+            )
+            .unwrap();
+        }
+    }
+
+    fn record(id: &str, service: &str, array_size: Option<u32>) -> JobRecord {
+        JobRecord {
+            job_id: id.into(),
+            service: service.into(),
+            role: JobRole::Service,
+            array_size,
+            script_path: format!("scripts/{service}.sbatch"),
+            submitted_ns: 0,
+            depends_on: vec![],
+        }
+    }
+
+    /// Status merges squeue rows, job completion records (array tasks by their own ids, found
+    /// through the run files) and run files, and says when nothing is known.
+    #[test]
+    fn status_rows_from_every_source() {
+        let t = tempfile::tempdir().unwrap();
+        let camp = Campaign::init(t.path()).unwrap();
+        std::fs::create_dir(t.path().join("runs")).unwrap();
+        run_file(t.path(), "web-10.db", "10", None, 5);
+        run_file(t.path(), "sw-20_0.db", "21", Some(0), 7);
+        run_file(t.path(), "sw-20_1.db", "20", Some(1), 9);
+        let queue = slurm::parse_squeue("10|10|N/A|RUNNING|vm|0:07|5:00|None|fb-web\n").unwrap();
+        let acct =
+            slurm::parse_sacct("21|COMPLETED|vm|00:00:04|5|0:0\n20|TIMEOUT|vm|00:05:00|5|0:0\n")
+                .unwrap();
+        let web = job_rows(
+            &camp,
+            &record("10", "web", None),
+            &queue,
+            &acct,
+            AcctSource::JobComp,
+        );
+        assert_eq!(web.len(), 1);
+        assert_eq!(web[0].state, JobState::Running);
+        assert_eq!(web[0].source, StateSource::Squeue);
+        assert_eq!(web[0].runs[0].requests, 5);
+        assert_eq!(run_cell(&web[0].runs, 0), "success 5 req");
+
+        let sw = job_rows(
+            &camp,
+            &record("20", "sw", Some(2)),
+            &queue,
+            &acct,
+            AcctSource::JobComp,
+        );
+        assert_eq!(sw.len(), 2, "{sw:?}");
+        assert_eq!(sw[0].array_task, ArrayTasks::Task(0));
+        assert_eq!(sw[0].state, JobState::Completed);
+        assert_eq!(sw[0].source, StateSource::JobComp);
+        assert_eq!(sw[0].runs[0].requests, 7);
+        assert_eq!(sw[1].array_task, ArrayTasks::Task(1));
+        assert_eq!(sw[1].state, JobState::Timeout);
+        assert_eq!(sw[1].elapsed_s, Some(300));
+
+        // No accounting: the run file is all that is left.
+        let sw = job_rows(
+            &camp,
+            &record("20", "sw", Some(2)),
+            &[],
+            &[],
+            AcctSource::Accounting,
+        );
+        assert_eq!(sw[0].state, JobState::Unknown);
+        assert_eq!(sw[0].source, StateSource::RunFile);
+        assert_eq!(sw[0].elapsed_s, Some(3));
+
+        let none = job_rows(
+            &camp,
+            &record("30", "gone", None),
+            &[],
+            &[],
+            AcctSource::Accounting,
+        );
+        assert_eq!(none.len(), 1);
+        assert_eq!(none[0].source, StateSource::None);
     }
 
     #[test]

@@ -60,6 +60,7 @@ pub const COMMON_SERVICE_KEYS: &[&str] = &[
     "readiness_timeout",
     "depends_on",
     "sweep",
+    "compare_thresholds",
 ];
 pub const LLM_KEYS: &[&str] = &[
     "model",
@@ -1101,6 +1102,7 @@ fn decode_service(
     if errors_after > errors_before {
         return None;
     }
+    let compare_thresholds = decode_compare_thresholds(cx, &f);
     let mut container = container;
     let workload = workload?;
     promote_secret_lookalikes(&mut container, &workload);
@@ -1119,7 +1121,39 @@ fn decode_service(
         readiness,
         sweep,
         depends_on,
+        compare_thresholds,
     })
+}
+
+/// `compare_thresholds: {METRIC: LIMIT}` (limits as on `compare --threshold`).
+fn decode_compare_thresholds(
+    cx: &mut Ctx,
+    f: &Fields,
+) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let Some(n) = f.get("compare_thresholds") else {
+        return out;
+    };
+    let path = f.p("compare_thresholds");
+    let Some(m) = n.as_map() else {
+        cx.error(
+            n.pos,
+            &path,
+            "`compare_thresholds` must be a mapping of METRIC: LIMIT, e.g. `latency_p99_ms: 10%`",
+        );
+        return out;
+    };
+    for (k, v) in m {
+        let metric = k.as_scalar().unwrap_or_default();
+        let limit = v.as_scalar().unwrap_or_default();
+        match crate::report::compare::parse_threshold(&format!("{metric}={limit}")) {
+            Ok((name, _)) => {
+                out.insert(name.to_string(), limit.to_string());
+            }
+            Err(e) => cx.error(v.pos, &format!("{path}.{metric}"), e.to_string()),
+        }
+    }
+    out
 }
 
 fn decode_slurm(

@@ -132,6 +132,9 @@ pub struct Service {
     pub sweep: Option<Sweep>,
     /// Names of services whose jobs must succeed before this one starts.
     pub depends_on: Vec<String>,
+    /// `compare` limits for this service (`compare_thresholds`): metric → limit such as
+    /// `10%` or `+5ms`; the command line overrides them.
+    pub compare_thresholds: std::collections::BTreeMap<String, String>,
 }
 
 impl Service {

@@ -51,7 +51,7 @@ pub struct CampaignSpec {
     pub out: PathBuf,
     /// Only this service's script and secrets.
     pub service: Option<String>,
-    /// Replace `out` when it exists and is not empty.
+    /// Replace `out` when it exists and holds files.
     pub force: bool,
 }
 
@@ -151,14 +151,15 @@ pub fn write_campaign(
             )));
         }
     }
-    let existing = match std::fs::read_dir(&dir) {
-        Ok(mut rd) => Some(rd.next().is_some()),
+    // None: absent; Some(false): only empty directories (replaced silently); Some(true): files.
+    let existing = match has_files(&dir) {
+        Ok(v) => Some(v),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io("cannot read", &dir)(e)),
     };
     if existing == Some(true) && !spec.force {
         return Err(CampaignError::Invalid(format!(
-            "{dir_str} exists and is not empty (use --force to replace it)"
+            "{dir_str} exists and holds files (use --force to replace it)"
         )));
     }
 
@@ -247,7 +248,7 @@ pub fn write_campaign(
     let _ = std::fs::remove_dir_all(&tmp);
     let result = write_tree(&tmp, &files).and_then(|()| {
         match existing {
-            Some(false) => std::fs::remove_dir(&dir).map_err(io("cannot replace", &dir))?,
+            Some(false) => std::fs::remove_dir_all(&dir).map_err(io("cannot replace", &dir))?,
             Some(true) => {
                 let old = parent.join(format!(
                     ".{}.old-{}",
@@ -275,6 +276,17 @@ pub fn write_campaign(
         files: files.into_iter().map(|f| f.rel).collect(),
         services: selected.iter().map(|s| s.name.clone()).collect(),
     })
+}
+
+/// Whether `dir` holds anything but (nested) empty directories.
+fn has_files(dir: &Path) -> std::io::Result<bool> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() || has_files(&entry.path())? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn write_tree(root: &Path, files: &[PendingFile]) -> Result<(), CampaignError> {

@@ -50,8 +50,8 @@ pub enum RenderError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("template error: {0:#}")]
-    Template(#[from] minijinja::Error),
+    #[error("template error: {0}")]
+    Template(String),
     #[error("service `{service}`: `{var}` is not a valid environment variable name (letters, digits, _)")]
     InvalidEnvName { service: String, var: String },
     #[error("campaign directory `{0}` must be an absolute path of the characters A-Z a-z 0-9 . _ - / + @ , : (it is written into #SBATCH lines)")]
@@ -155,6 +155,21 @@ impl Renderer {
     }
 }
 
+impl From<minijinja::Error> for RenderError {
+    fn from(e: minijinja::Error) -> Self {
+        // The error, its causes (an error inside an included template is a cause), and the
+        // template excerpt minijinja keeps for debugging.
+        use std::error::Error;
+        let mut msg = e.to_string();
+        let mut src = e.source();
+        while let Some(s) = src {
+            msg.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        RenderError::Template(format!("{msg}\n{}", e.display_debug_info()))
+    }
+}
+
 impl Default for Renderer {
     fn default() -> Self {
         Self::new()
@@ -249,8 +264,6 @@ struct SlurmCtx {
     extra: Vec<String>,
     modules: Vec<String>,
     signal_grace_s: u32,
-    /// Ask for whole nodes: a started service listens on a fixed port and is being measured.
-    exclusive: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -374,8 +387,16 @@ impl ScriptCtx {
             }
             _ => svc.base_url(),
         };
+        // A started service listens on the node's loopback; an external one where its URL says.
+        let host = if started {
+            BIND_HOST.to_string()
+        } else {
+            url.as_deref()
+                .and_then(url_host)
+                .unwrap_or_else(|| BIND_HOST.to_string())
+        };
         let endpoint = serde_json::json!({
-            "host": BIND_HOST,
+            "host": host,
             "port": port,
             "url": url,
         });
@@ -420,7 +441,6 @@ impl ScriptCtx {
                 extra: svc.slurm.extra.clone(),
                 modules: svc.slurm.modules.clone(),
                 signal_grace_s: svc.slurm.signal_grace_s,
-                exclusive: started && port.is_some(),
             },
             sweep: svc.sweep.as_ref().map(|s| SweepCtx {
                 param: s.param.as_str(),
@@ -457,6 +477,19 @@ impl ScriptCtx {
             endpoint_json,
         })
     }
+}
+
+/// The host part of `scheme://[user@]host[:port]/...` (brackets kept off IPv6 literals).
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        hostport.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_string())
 }
 
 /// A portable environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
@@ -515,5 +548,72 @@ fn runtime_name(r: Runtime) -> &'static str {
         Runtime::Podman => "podman",
         Runtime::Host => "host",
         Runtime::External => "external",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quote_leaves_safe_words_and_quotes_the_rest() {
+        assert_eq!(shell_quote("gpu:1"), "gpu:1");
+        assert_eq!(shell_quote("/a/b-c_d.e"), "/a/b-c_d.e");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("A=b"), "'A=b'");
+        assert_eq!(shell_quote("~root"), "'~root'");
+        assert_eq!(shell_quote("$(x)"), "'$(x)'");
+    }
+
+    #[test]
+    fn shell_quote_round_trips_through_bash() {
+        let tricky = [
+            "plain",
+            "it's",
+            "$(touch /nonexistent/x)",
+            "`id`",
+            "a;b|c&d",
+            "\"double\" and 'single'",
+            "line1\nline2",
+            "back\\slash",
+            "*?[glob]{a,b}",
+            "",
+            "-n",
+            "tab\there",
+            "ünïcödé",
+        ];
+        for t in tricky {
+            let out = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(format!("printf %s {}", shell_quote(t)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), t, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn url_host_parts() {
+        assert_eq!(
+            url_host("http://10.0.0.5:8080/x").as_deref(),
+            Some("10.0.0.5")
+        );
+        assert_eq!(
+            url_host("postgresql://u:p@db.local/x").as_deref(),
+            Some("db.local")
+        );
+        assert_eq!(url_host("http://[::1]:80").as_deref(), Some("::1"));
+        assert_eq!(url_host("nonsense"), None);
+    }
+
+    #[test]
+    fn campaign_dir_must_be_absolute_and_plain() {
+        assert!(campaign_dir_ok("/shared/campaigns/x-20260101-000000"));
+        assert!(!campaign_dir_ok("relative/dir"));
+        assert!(!campaign_dir_ok("/with space"));
+        assert!(!campaign_dir_ok("/percent%j"));
+        assert!(!campaign_dir_ok("/quote'"));
     }
 }

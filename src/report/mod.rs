@@ -1,8 +1,18 @@
 //! Reports and comparisons computed from the recorded requests.
 //!
 //! [`analysis`] turns campaign files into [`analysis::CampaignAnalysis`] (one implementation,
-//! also used by the runner's terminal summary).
+//! also used by the runner's terminal summary); [`document`] wraps it with provenance (JSON);
+//! [`table`] flattens it for [`text`] (CSV, Prometheus); [`html`] renders a self-contained page
+//! with [`svg`] charts; [`compare`] diffs two campaigns; [`integrity`] hashes reports.
 
 pub mod analysis;
+pub mod compare;
+pub mod document;
+pub mod html;
+pub mod integrity;
+pub mod svg;
+pub mod table;
+pub mod text;
 
 pub use analysis::{analyze_path, analyze_run, CampaignAnalysis, RunAnalysis};
+pub use document::ReportDocument;

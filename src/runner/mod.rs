@@ -3,5 +3,9 @@
 pub mod client;
 pub mod clients;
 pub mod clock;
+pub mod cpu;
+pub mod engine;
+pub mod live;
 pub mod ready;
 pub mod rng;
+pub mod schedule;

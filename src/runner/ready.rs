@@ -218,12 +218,33 @@ fn http_error(e: &reqwest::Error) -> String {
     msg
 }
 
+/// Whether process `pid` still runs (a zombie counts as exited).
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(pid_i) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    if unsafe { libc::kill(pid_i, 0) } != 0 {
+        return std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name: "Z" is a zombie.
+        Ok(stat) => match stat.rsplit_once(')') {
+            Some((_, rest)) => !rest.trim_start().starts_with('Z'),
+            None => true,
+        },
+        Err(_) => true,
+    }
+}
+
 /// Poll `probe` until it succeeds or `budget` is spent, sleeping `interval` between attempts.
-/// Returns the time it took, or the last error. `progress` gets a line about every 5 s.
+/// Returns the time it took, or the last error. `progress` gets a line about every 5 s. With
+/// `watch_pid`, gives up as soon as that process (the service) has exited.
 pub async fn wait_ready(
     probe: &Probe,
     budget: Duration,
     interval: Duration,
+    watch_pid: Option<u32>,
     progress: &mut dyn FnMut(String),
 ) -> Result<Duration, String> {
     let client = reqwest::Client::builder()
@@ -248,6 +269,11 @@ pub async fn wait_ready(
             Err(e) => e,
         };
         let elapsed = start.elapsed();
+        if let Some(pid) = watch_pid.filter(|p| !process_alive(*p)) {
+            return Err(format!(
+                "the service process {pid} has exited ({err}); see its log"
+            ));
+        }
         if elapsed >= budget {
             return Err(format!("{err} ({attempts} attempts)"));
         }

@@ -334,6 +334,8 @@ pub struct RunSummary {
     pub ended_ns: Option<i64>,
     pub duration_s: f64,
     pub warmup_s: f64,
+    /// `SLURM_JOB_ID` of the job that wrote the run (an array task's own id).
+    pub slurm_job_id: Option<String>,
     pub slurm_array_task: Option<i64>,
     pub requests: i64,
     pub errors: i64,
@@ -347,7 +349,7 @@ pub fn read_runs(path: &Path) -> Result<Vec<RunSummary>, rusqlite::Error> {
     conn.busy_timeout(Duration::from_secs(2))?;
     let mut st = conn.prepare(
         "SELECT r.run_id, r.status, r.stop_reason, r.failure_stage, r.failure_message,
-                r.started_ns, r.ended_ns, r.duration_s, r.warmup_s, r.slurm_array_task,
+                r.started_ns, r.ended_ns, r.duration_s, r.warmup_s, r.slurm_job_id, r.slurm_array_task,
                 (SELECT COUNT(*) FROM requests q WHERE q.run_id = r.run_id),
                 (SELECT COUNT(*) FROM requests q WHERE q.run_id = r.run_id AND q.ok = 0),
                 (SELECT MIN(sent_ns) FROM requests q WHERE q.run_id = r.run_id)
@@ -364,10 +366,11 @@ pub fn read_runs(path: &Path) -> Result<Vec<RunSummary>, rusqlite::Error> {
             ended_ns: r.get(6)?,
             duration_s: r.get(7)?,
             warmup_s: r.get(8)?,
-            slurm_array_task: r.get(9)?,
-            requests: r.get(10)?,
-            errors: r.get(11)?,
-            first_sent_ns: r.get(12)?,
+            slurm_job_id: r.get(9)?,
+            slurm_array_task: r.get(10)?,
+            requests: r.get(11)?,
+            errors: r.get(12)?,
+            first_sent_ns: r.get(13)?,
         })
     })?;
     rows.collect()

@@ -261,3 +261,74 @@ pub fn standard_http(dir: &Path) -> PathBuf {
     db.add_requests("run-std", &reqs);
     path
 }
+
+/// An LLM run (`chat`, vllm) in its own file: 100 requests at 10 req/s, TTFT from sent
+/// 10·(i%10+1) ms, 10 output tokens with 9 gaps of 5 ms (2 ms every 10th request), SLO
+/// TTFT ≤ 50 ms and TPOT ≤ 4 ms (10 good requests), 32 input tokens each, GPU samples.
+pub fn standard_llm(path: &Path, min_requests_ok: bool) -> PathBuf {
+    let mut db = TestDb::create(path);
+    let mut spec = RunSpec::new("run-llm", "chat", "vllm");
+    spec.target_rate = Some(10.0);
+    spec.recipe_json = r#"{"name":"chat","kind":"vllm","workload":{"kind":"llm","slo":{"ttft_ms":50.0,"tpot_ms":4.0}},"load":{"max_error_rate":0.05}}"#.into();
+    db.add_run(&spec);
+    let n = if min_requests_ok { 100 } else { 50 };
+    let mut reqs = Vec::new();
+    for i in 0..n {
+        let t = T0 + S + i * (10 * S / n);
+        let ttft = 10 * MS * (i % 10 + 1);
+        let gap_us: u32 = if i % 10 == 0 { 2000 } else { 5000 };
+        let done = t + MS + ttft + 9 * gap_us as i64 * US;
+        reqs.push(Req {
+            op: "generate".into(),
+            scheduled_ns: t,
+            sent_ns: t + MS,
+            first_byte_ns: Some(t + MS + ttft),
+            done_ns: done,
+            ok: true,
+            input_tokens: Some(32),
+            output_tokens: Some(10),
+            tokens_from_server: Some(1),
+            itl_us: Some(vec![gap_us; 9]),
+            ..Default::default()
+        });
+    }
+    db.add_requests("run-llm", &reqs);
+    for s in 0..=10 {
+        db.add_sample(
+            "run-llm",
+            T0 + S + s * S,
+            "gpu0_util_percent",
+            50.0 + s as f64,
+        );
+        db.add_sample("run-llm", T0 + S + s * S, "gpu0_power_watts", 100.0);
+    }
+    path.to_path_buf()
+}
+
+/// A campaign directory: runs/api-1.db (standard_http) and runs/chat-2.db (standard_llm).
+pub fn standard_campaign(dir: &Path) -> PathBuf {
+    let c = dir.join("campaign");
+    let runs = c.join("runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    let p = standard_http(dir);
+    std::fs::rename(p, runs.join("api-1.db")).unwrap();
+    standard_llm(&runs.join("chat-2.db"), true);
+    std::fs::write(c.join("recipe.yml"), "benchmark:\n  name: test-campaign\n").unwrap();
+    c
+}
+
+/// The standard http run with every service time multiplied by `factor` (a slowed candidate).
+pub fn slowed_http(path: &Path, factor: i64) -> PathBuf {
+    let mut db = TestDb::create(path);
+    db.add_run(&RunSpec::new("run-slow", "api", "http"));
+    let reqs: Vec<Req> = (0..1000i64)
+        .map(|i| {
+            let mut r = Req::ok("GET", T0 + S + i * 10 * MS, 100 * US, (i + 1) * US * factor);
+            r.bytes_sent = 1000;
+            r.bytes_received = 3000;
+            r
+        })
+        .collect();
+    db.add_requests("run-slow", &reqs);
+    path.to_path_buf()
+}

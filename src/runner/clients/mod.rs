@@ -1,6 +1,9 @@
 //! One client module per service kind, and the factory that picks one for a service.
 //! Each engineer adds their module and its match arm in [`make_client`].
 
+pub mod file_storage;
+pub mod http;
+
 use super::client::{Client, ClientError, ErrorClass};
 use crate::recipe::{Service, VectorBackend, Workload};
 use std::sync::Arc;
@@ -13,8 +16,11 @@ pub mod vector;
 /// Build the client for a service (no network I/O here; `Client::setup` does that).
 pub fn make_client(svc: &Service) -> Result<Arc<dyn Client>, ClientError> {
     match &svc.workload {
-        Workload::FileStorage(_) => Err(not_yet("file_storage")),
-        Workload::Http(_) => Err(not_yet("http")),
+        Workload::FileStorage(w) => Ok(Arc::new(file_storage::FileStorageClient::new(
+            w,
+            svc.load.seed,
+        ))),
+        Workload::Http(w) => Ok(Arc::new(http::HttpClient::new(svc, w)?)),
         Workload::Database(wl) => Ok(Arc::new(postgres::PostgresClient::new(svc, wl)?)),
         Workload::S3(wl) => Ok(Arc::new(s3::S3Client::new(svc, wl)?)),
         Workload::Vectordb(wl) => match wl.backend {

@@ -1,0 +1,208 @@
+//! The end-of-run summary: a projection of [`crate::report::analysis::analyze_run`], which
+//! computes every figure from the request rows in the campaign file (one implementation for
+//! `run` and `report`). See that module for the definitions (measured window, nearest-rank
+//! percentiles over HDR histograms, throughput of successful requests).
+
+use crate::report::analysis::{self, RunAnalysis, Summary};
+use rusqlite::Connection;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub service: String,
+    pub service_kind: String,
+    pub status: String,
+    pub stop_reason: Option<String>,
+    pub failure_stage: Option<String>,
+    pub failure_message: Option<String>,
+    pub sweep: Option<String>,
+    /// Validity gates of the report (too few requests, rate not reached, ...).
+    pub valid: bool,
+    pub invalid_reasons: Vec<String>,
+    /// Measured requests (warmup excluded).
+    pub requests: u64,
+    pub errors: u64,
+    pub errors_by_class: BTreeMap<String, u64>,
+    pub warmup_requests: u64,
+    pub target_rps: Option<f64>,
+    pub achieved_rps: f64,
+    pub ops_per_s: f64,
+    pub mb_per_s: f64,
+    /// Measured window (end of warmup to end of the run), seconds.
+    pub window_s: f64,
+    /// From the scheduled start (corrected for coordinated omission), successful requests.
+    pub latency_corrected_ms: Option<Summary>,
+    /// From the send time.
+    pub latency_uncorrected_ms: Option<Summary>,
+    pub schedule_lag_p99_ms: Option<f64>,
+    pub generator_saturated: bool,
+}
+
+impl RunSummary {
+    pub fn from_analysis(a: &RunAnalysis) -> RunSummary {
+        let metric = |name: &str| {
+            a.run_metrics
+                .iter()
+                .find(|m| m.name == name)
+                .map(|m| m.value)
+        };
+        RunSummary {
+            run_id: a.run_id.clone(),
+            service: a.service.clone(),
+            service_kind: a.service_kind.clone(),
+            status: a.status.clone(),
+            stop_reason: a.stop_reason.clone(),
+            failure_stage: a.failure_stage.clone(),
+            failure_message: a.failure_message.clone(),
+            sweep: a
+                .sweep_param
+                .as_ref()
+                .zip(a.sweep_value.as_ref())
+                .map(|(p, v)| format!("{p}={v}")),
+            valid: a.valid,
+            invalid_reasons: a
+                .invalid_reasons
+                .iter()
+                .map(|r| r.message.clone())
+                .collect(),
+            requests: a.total.requests,
+            errors: a.total.errors,
+            errors_by_class: a.total.errors_by_class.clone(),
+            warmup_requests: a.warmup_requests,
+            target_rps: a.rate.target_rate_rps,
+            achieved_rps: a.rate.achieved_rate_rps,
+            ops_per_s: a.total.throughput_ops_per_s,
+            mb_per_s: a.total.throughput_mb_per_s,
+            window_s: a.measured_duration_s,
+            latency_corrected_ms: a.total.latency_corrected_ms.clone(),
+            latency_uncorrected_ms: a.total.latency_uncorrected_ms.clone(),
+            schedule_lag_p99_ms: a.schedule_lag_ms.as_ref().map(|s| s.p99),
+            generator_saturated: metric("generator_saturated").unwrap_or(0.0) > 0.0,
+        }
+    }
+}
+
+/// Summarize one run from its rows.
+pub fn summarize_run(conn: &Connection, run_id: &str) -> anyhow::Result<RunSummary> {
+    let a = analysis::analyze_run(conn, run_id)?;
+    Ok(RunSummary::from_analysis(&a))
+}
+
+/// The human table.
+pub fn render_table(runs: &[RunSummary]) -> String {
+    let mut out = String::new();
+    let header = [
+        "service",
+        "status",
+        "requests",
+        "errors",
+        "target/s",
+        "achieved/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "max ms",
+        "ops/s",
+        "MB/s",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    let f = |x: f64| format!("{x:.3}");
+    for r in runs {
+        let name = match &r.sweep {
+            Some(s) => format!("{} [{s}]", r.service),
+            None => r.service.clone(),
+        };
+        let lat = |g: fn(&Summary) -> f64| {
+            r.latency_corrected_ms
+                .as_ref()
+                .map(|l| f(g(l)))
+                .unwrap_or_else(|| "-".into())
+        };
+        let status = if r.valid || r.status != "success" {
+            r.status.clone()
+        } else {
+            "INVALID".into()
+        };
+        rows.push(vec![
+            name,
+            status,
+            r.requests.to_string(),
+            r.errors.to_string(),
+            r.target_rps
+                .map(|t| format!("{t:.1}"))
+                .unwrap_or_else(|| "max".into()),
+            format!("{:.1}", r.achieved_rps),
+            lat(|l| l.p50),
+            lat(|l| l.p90),
+            lat(|l| l.p99),
+            lat(|l| l.p999),
+            lat(|l| l.max),
+            format!("{:.1}", r.ops_per_s),
+            format!("{:.3}", r.mb_per_s),
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    for (k, row) in rows.iter().enumerate() {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i < 2 {
+                    format!("{c:<w$}", w = widths[i])
+                } else {
+                    format!("{c:>w$}", w = widths[i])
+                }
+            })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+        if k == 0 {
+            out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
+            out.push('\n');
+        }
+    }
+    for r in runs {
+        if !r.errors_by_class.is_empty() {
+            let e: Vec<String> = r
+                .errors_by_class
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            out.push_str(&format!("{}: errors: {}\n", r.service, e.join(", ")));
+        }
+        if let Some(m) = &r.failure_message {
+            out.push_str(&format!(
+                "{}: FAILED ({}): {m}\n",
+                r.service,
+                r.failure_stage.as_deref().unwrap_or("?")
+            ));
+        }
+        if r.status == "partial" {
+            out.push_str(&format!(
+                "{}: PARTIAL run (stopped by {}); figures cover what ran\n",
+                r.service,
+                r.stop_reason.as_deref().unwrap_or("?")
+            ));
+        }
+        if r.generator_saturated {
+            out.push_str(&format!(
+                "{}: generator saturated: the runner could not keep its schedule; rate and latency reflect the load generator, not the service\n",
+                r.service
+            ));
+        }
+        if !r.valid && r.status == "success" {
+            out.push_str(&format!(
+                "{}: INVALID: {}\n",
+                r.service,
+                r.invalid_reasons.join("; ")
+            ));
+        }
+    }
+    out.push_str("latency: from the scheduled start (corrected for coordinated omission), successful measured requests; warmup excluded\n");
+    out
+}

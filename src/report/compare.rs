@@ -1,0 +1,654 @@
+//! Compare two campaigns (or JSON reports) per service and metric, with thresholds.
+//!
+//! Services are matched by name and sweep point. Each metric has a direction (latency: lower is
+//! better; throughput: higher is better) and a limit: relative (`10%` of the baseline) or
+//! absolute (`+5ms`, `0.01`), always measured in the worse direction. A change beyond the
+//! limit in the worse direction is a regression; so is a candidate service that is invalid or
+//! missing. Percentiles of a service merge its runs' HDR histograms (see `analysis`).
+
+use super::analysis::{CampaignAnalysis, ServiceAggregate};
+use super::document::ReportDocument;
+use super::svg::{esc, fmt_num};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    #[error("bad threshold {0:?}: expected METRIC=LIMIT, e.g. latency_p99_ms=10% or latency_p99_ms=+5ms or error_rate=0.01 or ttft_p99_ms=off")]
+    Syntax(String),
+    #[error("unknown metric {name:?} in threshold; known metrics: {known}")]
+    UnknownMetric { name: String, known: String },
+    #[error("threshold {0:?}: unit does not fit the metric (only ms metrics take ms/s/us)")]
+    Unit(String),
+    #[error("{path}: {message}")]
+    Input { path: String, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Better {
+    Lower,
+    Higher,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Limit {
+    /// Allowed worsening as a fraction of the baseline (0.1 = 10 %).
+    Relative(f64),
+    /// Allowed worsening in the metric's unit.
+    Absolute(f64),
+    /// Shown, never a regression.
+    Off,
+}
+
+impl Limit {
+    pub fn describe(&self, unit: &str) -> String {
+        match self {
+            Limit::Relative(f) => format!("{}%", fmt_num(f * 100.0)),
+            Limit::Absolute(a) => {
+                format!("{}{}", fmt_num(*a), if unit == "ms" { "ms" } else { "" })
+            }
+            Limit::Off => "–".into(),
+        }
+    }
+}
+
+type Getter = fn(&ServiceAggregate) -> Option<f64>;
+
+pub struct MetricDef {
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub better: Better,
+    pub default: Limit,
+    pub get: Getter,
+}
+
+fn lat(s: &ServiceAggregate) -> Option<&super::analysis::Summary> {
+    s.total.latency_corrected_ms.as_ref()
+}
+
+/// The compared metrics and their default limits.
+pub fn metrics() -> Vec<MetricDef> {
+    use Better::*;
+    vec![
+        MetricDef {
+            name: "throughput_ops_per_s",
+            unit: "ops/s",
+            better: Higher,
+            default: Limit::Relative(0.10),
+            get: |s| Some(s.total.throughput_ops_per_s),
+        },
+        MetricDef {
+            name: "throughput_mb_per_s",
+            unit: "MB/s",
+            better: Higher,
+            default: Limit::Off,
+            get: |s| (s.total.throughput_mb_per_s > 0.0).then_some(s.total.throughput_mb_per_s),
+        },
+        MetricDef {
+            name: "error_rate",
+            unit: "ratio",
+            better: Lower,
+            default: Limit::Absolute(0.01),
+            get: |s| Some(s.total.error_rate),
+        },
+        MetricDef {
+            name: "latency_p50_ms",
+            unit: "ms",
+            better: Lower,
+            default: Limit::Relative(0.10),
+            get: |s| lat(s).map(|l| l.p50),
+        },
+        MetricDef {
+            name: "latency_p90_ms",
+            unit: "ms",
+            better: Lower,
+            default: Limit::Off,
+            get: |s| lat(s).map(|l| l.p90),
+        },
+        MetricDef {
+            name: "latency_p99_ms",
+            unit: "ms",
+            better: Lower,
+            default: Limit::Relative(0.10),
+            get: |s| lat(s).map(|l| l.p99),
+        },
+        MetricDef {
+            name: "latency_p999_ms",
+            unit: "ms",
+            better: Lower,
+            default: Limit::Off,
+            get: |s| lat(s).map(|l| l.p999),
+        },
+        MetricDef {
+            name: "latency_mean_ms",
+            unit: "ms",
+            better: Lower,
+            default: Limit::Off,
+            get: |s| lat(s).map(|l| l.mean),
+        },
+        MetricDef {
+            name: "latency_uncorrected_p99_ms",
+            unit: "ms",
+            better: Lower,
+            default: Limit::Off,
+            get: |s| s.total.latency_uncorrected_ms.as_ref().map(|l| l.p99),
+        },
+        MetricDef {
+            name: "ttft_p50_ms",
+            unit: "ms",
+            better: Lower,
+            default: Limit::Off,
+            get: |s| s.llm.as_ref()?.ttft_ms.as_ref().map(|l| l.p50),
+        },
+        MetricDef {
+            name: "ttft_p99_ms",
+            unit: "ms",
+            better: Lower,
+            default: Limit::Relative(0.10),
+            get: |s| s.llm.as_ref()?.ttft_ms.as_ref().map(|l| l.p99),
+        },
+        MetricDef {
+            name: "tpot_p99_ms",
+            unit: "ms",
+            better: Lower,
+            default: Limit::Relative(0.10),
+            get: |s| s.llm.as_ref()?.tpot_ms.as_ref().map(|l| l.p99),
+        },
+        MetricDef {
+            name: "itl_p99_ms",
+            unit: "ms",
+            better: Lower,
+            default: Limit::Off,
+            get: |s| s.llm.as_ref()?.itl_ms.as_ref().map(|l| l.p99),
+        },
+        MetricDef {
+            name: "e2el_p99_ms",
+            unit: "ms",
+            better: Lower,
+            default: Limit::Relative(0.10),
+            get: |s| s.llm.as_ref()?.e2el_ms.as_ref().map(|l| l.p99),
+        },
+        MetricDef {
+            name: "output_tokens_per_s",
+            unit: "tokens/s",
+            better: Higher,
+            default: Limit::Relative(0.10),
+            get: |s| s.llm.as_ref().map(|l| l.output_tokens_per_s),
+        },
+        MetricDef {
+            name: "goodput_ratio",
+            unit: "ratio",
+            better: Higher,
+            default: Limit::Absolute(0.05),
+            get: |s| s.llm.as_ref()?.goodput.as_ref().map(|g| g.goodput_ratio),
+        },
+    ]
+}
+
+const ALIASES: [(&str, &str); 6] = [
+    ("p50_ms", "latency_p50_ms"),
+    ("p90_ms", "latency_p90_ms"),
+    ("p99_ms", "latency_p99_ms"),
+    ("p999_ms", "latency_p999_ms"),
+    ("throughput", "throughput_ops_per_s"),
+    ("ops_per_s", "throughput_ops_per_s"),
+];
+
+/// Parse `METRIC=LIMIT` (`10%`, `+5ms`, `0.5s`, `0.01`, `off`).
+pub fn parse_threshold(spec: &str) -> Result<(&'static str, Limit), CompareError> {
+    let (name, limit) = spec
+        .split_once('=')
+        .ok_or_else(|| CompareError::Syntax(spec.into()))?;
+    let name = name.trim();
+    let name = ALIASES
+        .iter()
+        .find(|(a, _)| *a == name)
+        .map(|(_, n)| *n)
+        .unwrap_or(name);
+    let defs = metrics();
+    let def = defs
+        .iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| CompareError::UnknownMetric {
+            name: name.into(),
+            known: defs.iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
+        })?;
+    let l = limit.trim();
+    if l.eq_ignore_ascii_case("off") || l.eq_ignore_ascii_case("none") {
+        return Ok((def.name, Limit::Off));
+    }
+    let l = l.strip_prefix('+').unwrap_or(l);
+    let bad = || CompareError::Syntax(spec.into());
+    if let Some(p) = l.strip_suffix('%') {
+        let v: f64 = p.trim().parse().map_err(|_| bad())?;
+        if !(v >= 0.0 && v.is_finite()) {
+            return Err(bad());
+        }
+        return Ok((def.name, Limit::Relative(v / 100.0)));
+    }
+    let (num, factor) = if let Some(n) = l.strip_suffix("ms") {
+        (n, Some(1.0))
+    } else if let Some(n) = l.strip_suffix("us") {
+        (n, Some(0.001))
+    } else if let Some(n) = l.strip_suffix('s') {
+        (n, Some(1000.0))
+    } else {
+        (l, None)
+    };
+    if factor.is_some() && def.unit != "ms" {
+        return Err(CompareError::Unit(spec.into()));
+    }
+    let v: f64 = num.trim().parse().map_err(|_| bad())?;
+    if !(v >= 0.0 && v.is_finite()) {
+        return Err(bad());
+    }
+    Ok((def.name, Limit::Absolute(v * factor.unwrap_or(1.0))))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Improved,
+    Regression,
+    /// In the baseline, not in the candidate (a regression).
+    Missing,
+    /// Only in the candidate.
+    New,
+    /// No limit set: shown only.
+    Info,
+}
+
+impl Status {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Improved => "improved",
+            Status::Regression => "REGRESSION",
+            Status::Missing => "MISSING",
+            Status::New => "new",
+            Status::Info => "",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Row {
+    pub service: String,
+    pub metric: String,
+    pub unit: String,
+    pub better: Better,
+    pub baseline: Option<f64>,
+    pub candidate: Option<f64>,
+    /// candidate − baseline.
+    pub change: Option<f64>,
+    /// (candidate − baseline) / baseline.
+    pub change_ratio: Option<f64>,
+    pub limit: Limit,
+    pub status: Status,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Comparison {
+    pub baseline: String,
+    pub candidate: String,
+    pub rows: Vec<Row>,
+    pub regressions: usize,
+    /// Validity of each side (an invalid candidate is a regression row `valid`).
+    pub baseline_valid: bool,
+    pub candidate_valid: bool,
+}
+
+/// Load one side: a JSON report (hash checked) or a campaign (.db / directory).
+pub fn load_side(path: &Path) -> anyhow::Result<CampaignAnalysis> {
+    let is_json = path.is_file()
+        && (path.extension().is_some_and(|e| e == "json")
+            || std::fs::read(path)
+                .ok()
+                .is_some_and(|b| b.first() == Some(&b'{')));
+    if is_json {
+        let bytes = std::fs::read(path)?;
+        if let Err(e) = super::integrity::verify(&bytes) {
+            return Err(CompareError::Input {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            }
+            .into());
+        }
+        let doc: ReportDocument =
+            serde_json::from_slice(&bytes).map_err(|e| CompareError::Input {
+                path: path.display().to_string(),
+                message: format!("not a factorybench JSON report: {e}"),
+            })?;
+        return Ok(doc.analysis);
+    }
+    Ok(super::analysis::analyze_path(path)?)
+}
+
+fn key(s: &ServiceAggregate) -> String {
+    match (&s.sweep_param, &s.sweep_value) {
+        (Some(p), Some(v)) => format!("{}[{p}={v}]", s.service),
+        (None, Some(v)) => format!("{}[{v}]", s.service),
+        _ => s.service.clone(),
+    }
+}
+
+/// `compare_thresholds` of the candidate service's recipe (first run of the group that has
+/// them); invalid entries are ignored (the recipe was validated when it ran).
+fn recipe_thresholds(cand: &CampaignAnalysis, s: &ServiceAggregate) -> Vec<(&'static str, Limit)> {
+    cand.runs
+        .iter()
+        .filter(|r| s.run_ids.contains(&r.run_id))
+        .find_map(|r| r.recipe.get("compare_thresholds")?.as_object().cloned())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| parse_threshold(&format!("{k}={}", v.as_str()?)).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Compare per service (matched by name and sweep point). Limits: `overrides` (command line,
+/// last wins), then the candidate recipe's `compare_thresholds`, then the defaults.
+pub fn compare(
+    baseline_name: &str,
+    base: &CampaignAnalysis,
+    candidate_name: &str,
+    cand: &CampaignAnalysis,
+    overrides: &[(&'static str, Limit)],
+) -> Comparison {
+    let defs = metrics();
+    let mut rows = Vec::new();
+    for b in &base.services {
+        let k = key(b);
+        let c = cand.services.iter().find(|c| key(c) == k);
+        let Some(c) = c else {
+            rows.push(Row {
+                service: k,
+                metric: "service".into(),
+                unit: String::new(),
+                better: Better::Higher,
+                baseline: Some(1.0),
+                candidate: None,
+                change: None,
+                change_ratio: None,
+                limit: Limit::Off,
+                status: Status::Missing,
+            });
+            continue;
+        };
+        rows.push(Row {
+            service: k.clone(),
+            metric: "valid".into(),
+            unit: "bool".into(),
+            better: Better::Higher,
+            baseline: Some(b.valid as u8 as f64),
+            candidate: Some(c.valid as u8 as f64),
+            change: Some(c.valid as u8 as f64 - b.valid as u8 as f64),
+            change_ratio: None,
+            limit: Limit::Absolute(0.0),
+            status: if !c.valid {
+                Status::Regression
+            } else if !b.valid {
+                Status::Improved
+            } else {
+                Status::Ok
+            },
+        });
+        let from_recipe = recipe_thresholds(cand, c);
+        for m in &defs {
+            let (bv, cv) = ((m.get)(b), (m.get)(c));
+            if bv.is_none() && cv.is_none() {
+                continue;
+            }
+            let limit = overrides
+                .iter()
+                .rev()
+                .chain(from_recipe.iter())
+                .find(|(n, _)| *n == m.name)
+                .map(|(_, l)| *l)
+                .unwrap_or(m.default);
+            let change = bv.zip(cv).map(|(b, c)| c - b);
+            let change_ratio = bv
+                .zip(cv)
+                .and_then(|(b, c)| (b != 0.0).then(|| (c - b) / b.abs()));
+            let status = match (bv, cv) {
+                (Some(bv), Some(cv)) => {
+                    let worse = match m.better {
+                        Better::Lower => cv - bv,
+                        Better::Higher => bv - cv,
+                    };
+                    let allowed = match limit {
+                        Limit::Relative(f) => Some(f * bv.abs()),
+                        Limit::Absolute(a) => Some(a),
+                        Limit::Off => None,
+                    };
+                    match allowed {
+                        None => Status::Info,
+                        Some(a) if worse > a + 1e-12 => Status::Regression,
+                        Some(a) if -worse > a + 1e-12 => Status::Improved,
+                        Some(_) => Status::Ok,
+                    }
+                }
+                (Some(_), None) => {
+                    if matches!(limit, Limit::Off) {
+                        Status::Info
+                    } else {
+                        Status::Missing
+                    }
+                }
+                _ => Status::New,
+            };
+            rows.push(Row {
+                service: k.clone(),
+                metric: m.name.into(),
+                unit: m.unit.into(),
+                better: m.better,
+                baseline: bv,
+                candidate: cv,
+                change,
+                change_ratio,
+                limit,
+                status,
+            });
+        }
+    }
+    for c in &cand.services {
+        if !base.services.iter().any(|b| key(b) == key(c)) {
+            rows.push(Row {
+                service: key(c),
+                metric: "service".into(),
+                unit: String::new(),
+                better: Better::Higher,
+                baseline: None,
+                candidate: Some(1.0),
+                change: None,
+                change_ratio: None,
+                limit: Limit::Off,
+                status: Status::New,
+            });
+        }
+    }
+    let regressions = rows
+        .iter()
+        .filter(|r| matches!(r.status, Status::Regression | Status::Missing))
+        .count();
+    Comparison {
+        baseline: baseline_name.into(),
+        candidate: candidate_name.into(),
+        rows,
+        regressions,
+        baseline_valid: base.valid,
+        candidate_valid: cand.valid,
+    }
+}
+
+fn v(x: Option<f64>) -> String {
+    x.map(fmt_num).unwrap_or_else(|| "–".into())
+}
+
+fn change_text(r: &Row) -> String {
+    match (r.change, r.change_ratio) {
+        (Some(c), Some(p)) if r.unit != "bool" => format!(
+            "{}{} ({:+.1}%)",
+            if c >= 0.0 { "+" } else { "" },
+            fmt_num(c),
+            p * 100.0
+        ),
+        (Some(c), _) if r.unit != "bool" => {
+            format!("{}{}", if c >= 0.0 { "+" } else { "" }, fmt_num(c))
+        }
+        _ => String::new(),
+    }
+}
+
+fn cells(r: &Row) -> [String; 7] {
+    let (b, c) = if r.unit == "bool" {
+        let yn = |x: Option<f64>| match x {
+            Some(v) if v > 0.5 => "yes".to_string(),
+            Some(_) => "NO".to_string(),
+            None => "–".into(),
+        };
+        (yn(r.baseline), yn(r.candidate))
+    } else if r.metric == "service" {
+        (
+            if r.baseline.is_some() {
+                "present"
+            } else {
+                "–"
+            }
+            .into(),
+            if r.candidate.is_some() {
+                "present"
+            } else {
+                "absent"
+            }
+            .into(),
+        )
+    } else {
+        (v(r.baseline), v(r.candidate))
+    };
+    [
+        r.service.clone(),
+        r.metric.clone(),
+        b,
+        c,
+        change_text(r),
+        if r.unit == "bool" || r.metric == "service" {
+            "–".into()
+        } else {
+            r.limit.describe(&r.unit)
+        },
+        r.status.label().to_string(),
+    ]
+}
+
+const HEAD: [&str; 7] = [
+    "service",
+    "metric",
+    "baseline",
+    "candidate",
+    "change",
+    "limit",
+    "status",
+];
+
+fn verdict(c: &Comparison) -> String {
+    if c.regressions == 0 {
+        "OK: no regression beyond the thresholds".into()
+    } else {
+        format!(
+            "REGRESSION: {} metric(s) beyond the thresholds",
+            c.regressions
+        )
+    }
+}
+
+pub fn to_text(c: &Comparison) -> String {
+    let mut rows: Vec<[String; 7]> = vec![HEAD.map(String::from)];
+    rows.extend(c.rows.iter().map(cells));
+    let mut w = [0usize; 7];
+    for r in &rows {
+        for (i, s) in r.iter().enumerate() {
+            w[i] = w[i].max(s.chars().count());
+        }
+    }
+    let mut s = format!("baseline:  {}\ncandidate: {}\n\n", c.baseline, c.candidate);
+    for (n, r) in rows.iter().enumerate() {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                if (2..=4).contains(&i) {
+                    format!("{x:>width$}", width = w[i])
+                } else {
+                    format!("{x:<width$}", width = w[i])
+                }
+            })
+            .collect();
+        s.push_str(line.join("  ").trim_end());
+        s.push('\n');
+        if n == 0 {
+            let total: usize = w.iter().sum::<usize>() + 2 * 6;
+            s.push_str(&"-".repeat(total));
+            s.push('\n');
+        }
+    }
+    let _ = write!(s, "\n{}\n", verdict(c));
+    s
+}
+
+pub fn to_markdown(c: &Comparison) -> String {
+    let mut s = format!(
+        "## factorybench compare\n\nbaseline: `{}`  \ncandidate: `{}`\n\n**{}**\n\n",
+        c.baseline,
+        c.candidate,
+        verdict(c)
+    );
+    s.push_str(&format!("| {} |\n", HEAD.join(" | ")));
+    s.push_str("|---|---|---:|---:|---:|---:|---|\n");
+    for r in &c.rows {
+        let mut x = cells(r).map(|x| x.replace('|', "\\|"));
+        if matches!(r.status, Status::Regression | Status::Missing) {
+            x[6] = format!("**{}**", x[6]);
+        }
+        s.push_str(&format!("| {} |\n", x.join(" | ")));
+    }
+    s
+}
+
+pub fn to_html(c: &Comparison) -> String {
+    let mut s = String::from(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>factorybench compare</title><style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:0 auto;padding:16px}table{border-collapse:collapse}th,td{border:1px solid #ddd;padding:3px 8px;text-align:right}td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}tr.reg td{background:#fde8e8;font-weight:600}tr.imp td{background:#e8f5e9}.banner{padding:10px 14px;border-radius:6px;color:#fff}.bad{background:#c62828}.good{background:#2e7d32}</style></head><body>",
+    );
+    let _ = write!(
+        s,
+        "<div class=\"banner {}\">{}</div><p>baseline: <code>{}</code><br>candidate: <code>{}</code></p><table><tr>",
+        if c.regressions > 0 { "bad" } else { "good" },
+        esc(&verdict(c)),
+        esc(&c.baseline),
+        esc(&c.candidate)
+    );
+    for h in HEAD {
+        let _ = write!(s, "<th>{h}</th>");
+    }
+    s.push_str("</tr>");
+    for r in &c.rows {
+        let cls = match r.status {
+            Status::Regression | Status::Missing => " class=\"reg\"",
+            Status::Improved => " class=\"imp\"",
+            _ => "",
+        };
+        let _ = write!(s, "<tr{cls}>");
+        for x in cells(r) {
+            let _ = write!(s, "<td>{}</td>", esc(&x));
+        }
+        s.push_str("</tr>");
+    }
+    s.push_str("</table></body></html>\n");
+    s
+}

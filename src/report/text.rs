@@ -1,0 +1,256 @@
+//! CSV and Prometheus text exposition renderers (from [`super::table`] rows).
+
+use super::document::ReportDocument;
+use super::integrity;
+use super::table::{rows, value_names, Row, LABELS, PROM_LABELS};
+use std::fmt::Write;
+
+/// Provenance as `# key: value` comment lines (CSV and Prometheus).
+fn provenance_comments(d: &ReportDocument, format: &str) -> String {
+    let p = &d.provenance;
+    let a = &d.analysis;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# factorybench report ({format}), schema_version {}",
+        d.schema_version
+    );
+    let _ = writeln!(s, "# {}: {}", integrity::MARKER, integrity::PLACEHOLDER);
+    let _ = writeln!(s, "# tool_version: {}", p.tool_version);
+    let _ = writeln!(
+        s,
+        "# git_commit: {}",
+        p.git_commit.as_deref().unwrap_or("unknown")
+    );
+    let _ = writeln!(s, "# generated_at: {}", p.generated_at);
+    let _ = writeln!(s, "# generated_on_host: {}", p.generated_on_host);
+    let _ = writeln!(s, "# campaign: {}", one_line(&a.campaign));
+    let _ = writeln!(s, "# campaign_path: {}", one_line(&p.campaign_path));
+    if let Some(r) = &p.campaign_recipe {
+        let _ = writeln!(
+            s,
+            "# campaign_recipe: {} sha256 {}",
+            one_line(&r.path),
+            r.sha256
+        );
+    }
+    let _ = writeln!(
+        s,
+        "# started_at: {}  ended_at: {}",
+        p.started_at.as_deref().unwrap_or("-"),
+        p.ended_at.as_deref().unwrap_or("-")
+    );
+    let _ = writeln!(s, "# slurm_job_ids: {}", p.slurm_job_ids.join(" "));
+    let _ = writeln!(s, "# hosts: {}", one_line(&p.hosts.join(" ")));
+    let _ = writeln!(s, "# valid: {}  partial: {}", a.valid, a.partial);
+    for r in &a.runs {
+        let _ = writeln!(
+            s,
+            "# run {} service {} recipe_sha256 {}{}",
+            r.run_id,
+            r.service,
+            r.provenance.recipe_sha256,
+            if r.valid {
+                String::new()
+            } else {
+                format!(
+                    " INVALID: {}",
+                    one_line(
+                        &r.invalid_reasons
+                            .iter()
+                            .map(|x| x.message.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    )
+                )
+            }
+        );
+    }
+    s
+}
+
+fn one_line(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
+}
+
+/// A number as written in CSV and Prometheus: Rust's shortest round-trip decimal.
+pub fn num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        "NaN".into()
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// CSV: provenance comment lines, a header, one row per service/run/operation.
+pub fn to_csv(d: &ReportDocument) -> String {
+    let mut s = provenance_comments(d, "csv");
+    let names = value_names();
+    let header: Vec<String> = LABELS
+        .iter()
+        .map(|l| l.to_string())
+        .chain(names.iter().cloned())
+        .chain(["run_metrics".to_string(), "invalid_reasons".to_string()])
+        .collect();
+    s.push_str(&header.join(","));
+    s.push('\n');
+    for row in rows(&d.analysis) {
+        let mut cells: Vec<String> = row.labels.iter().map(|(_, v)| csv_field(v)).collect();
+        cells.extend(
+            row.values
+                .iter()
+                .map(|(_, v)| v.map(num).unwrap_or_default()),
+        );
+        let metrics: Vec<String> = row
+            .run_metrics
+            .iter()
+            .map(|(n, v, u)| format!("{n}={} {u}", num(*v)))
+            .collect();
+        cells.push(csv_field(&metrics.join("; ")));
+        cells.push(csv_field(&row.invalid_reasons));
+        s.push_str(&cells.join(","));
+        s.push('\n');
+    }
+    integrity::seal(s)
+}
+
+fn prom_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn prom_labels(row: &Row) -> String {
+    PROM_LABELS
+        .iter()
+        .map(|k| format!("{k}=\"{}\"", prom_escape(row.label(k))))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Prometheus text exposition format 0.0.4: one gauge family per figure, in base units
+/// (see [`prom_name`]).
+pub fn to_prom(d: &ReportDocument) -> String {
+    let mut s = provenance_comments(d, "prometheus");
+    let p = &d.provenance;
+    s.push_str("# HELP factorybench_report_info Provenance of this report.\n");
+    s.push_str("# TYPE factorybench_report_info gauge\n");
+    let _ = writeln!(
+        s,
+        "factorybench_report_info{{tool_version=\"{}\",git_commit=\"{}\",campaign=\"{}\",schema_version=\"{}\",valid=\"{}\",partial=\"{}\"}} 1",
+        prom_escape(&p.tool_version),
+        prom_escape(p.git_commit.as_deref().unwrap_or("")),
+        prom_escape(&d.analysis.campaign),
+        d.schema_version,
+        d.analysis.valid,
+        d.analysis.partial
+    );
+    let rows = rows(&d.analysis);
+    let _ = writeln!(
+        s,
+        "# HELP factorybench_valid 1 when the run passed every validity gate."
+    );
+    let _ = writeln!(s, "# TYPE factorybench_valid gauge");
+    for row in &rows {
+        let _ = writeln!(
+            s,
+            "factorybench_valid{{{}}} {}",
+            prom_labels(row),
+            if row.label("valid") == "true" { 1 } else { 0 }
+        );
+    }
+    let with_metrics: Vec<&Row> = rows.iter().filter(|r| !r.run_metrics.is_empty()).collect();
+    if !with_metrics.is_empty() {
+        s.push_str("# HELP factorybench_run_metric Figures measured outside the timed region (recall_at_k, server counters).\n");
+        s.push_str("# TYPE factorybench_run_metric gauge\n");
+        for row in with_metrics {
+            for (n, v, u) in &row.run_metrics {
+                let _ = writeln!(
+                    s,
+                    "factorybench_run_metric{{{},name=\"{}\",unit=\"{}\"}} {}",
+                    prom_labels(row),
+                    prom_escape(n),
+                    prom_escape(u),
+                    num(*v)
+                );
+            }
+        }
+    }
+    for (i, col) in value_names().iter().enumerate() {
+        let (name, divisor) = prom_name(col);
+        let mut body = String::new();
+        for row in &rows {
+            if let Some(v) = row.values[i].1 {
+                let _ = writeln!(
+                    body,
+                    "factorybench_{name}{{{}}} {}",
+                    prom_labels(row),
+                    num(v / divisor)
+                );
+            }
+        }
+        if body.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "# HELP factorybench_{name} {}", help(col));
+        let _ = writeln!(s, "# TYPE factorybench_{name} gauge");
+        s.push_str(&body);
+    }
+    integrity::seal(s)
+}
+
+/// Prometheus name of a table column, in base units (seconds, bytes), and the divisor that
+/// converts the column's value: `latency_corrected_p99_ms` → `latency_corrected_p99_seconds`, /1000.
+pub fn prom_name(col: &str) -> (String, f64) {
+    if let Some(stem) = col.strip_suffix("_mb_per_s") {
+        return (format!("{stem}_bytes_per_second"), 1e-6);
+    }
+    if let Some(stem) = col.strip_suffix("_per_s") {
+        return (format!("{stem}_per_second"), 1.0);
+    }
+    if let Some(stem) = col.strip_suffix("_rps") {
+        return (format!("{stem}_requests_per_second"), 1.0);
+    }
+    if let Some(stem) = col.strip_suffix("_ms") {
+        return (format!("{stem}_seconds"), 1000.0);
+    }
+    if let Some(stem) = col.strip_suffix("_s") {
+        return (format!("{stem}_seconds"), 1.0);
+    }
+    if let Some(stem) = col.strip_suffix("_j") {
+        return (format!("{stem}_joules"), 1.0);
+    }
+    if col == "error_rate" {
+        return ("error_ratio".into(), 1.0);
+    }
+    (col.to_string(), 1.0)
+}
+
+fn help(name: &str) -> String {
+    let what = if name.starts_with("latency_corrected") {
+        "Latency done - scheduled of successful requests (coordinated omission corrected)"
+    } else if name.starts_with("latency_uncorrected") {
+        "Latency done - sent of successful requests"
+    } else if name.starts_with("ttft_from_scheduled") {
+        "Time to first token from the scheduled start"
+    } else if name.starts_with("ttft") {
+        "Time to first token from send (vLLM TTFT)"
+    } else if name.starts_with("itl") {
+        "Inter-token latency (every gap)"
+    } else if name.starts_with("tpot") {
+        "Time per output token = (E2EL - TTFT) / (output tokens - 1)"
+    } else if name.starts_with("e2el") {
+        "End-to-end request latency (done - sent)"
+    } else {
+        "factorybench figure"
+    };
+    format!("{what} (report column {name}, in base units), computed from the recorded requests.")
+}

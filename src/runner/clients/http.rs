@@ -1,0 +1,330 @@
+//! `http`: a generic HTTP endpoint (method, URL, headers, body, expected status).
+//!
+//! Plain `http://`: one hyper HTTP/1.1 connection per worker, kept alive and reopened when the
+//! server closes it (the reopen is inside the timed request). `https://`: one reqwest client
+//! (rustls) per worker with a one-connection pool. The first byte is the arrival of the
+//! response head; the body is read to the end and counted.
+
+use crate::recipe::{HttpWorkload, Service};
+use crate::runner::client::{
+    BoxFuture, Client, ClientError, ErrorClass, Outcome, RequestCtx, RunMetric, Worker,
+};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderName, HeaderValue, HOST};
+use hyper::{Method, Request, Uri};
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+
+struct Target {
+    method: Method,
+    uri: Uri,
+    /// `host:port` to connect to.
+    authority: String,
+    host_header: HeaderValue,
+    path_and_query: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: Bytes,
+    expect_status: Option<u16>,
+    https: bool,
+    op: &'static str,
+}
+
+pub struct HttpClient {
+    t: Arc<Target>,
+}
+
+fn bad(msg: impl Into<String>) -> ClientError {
+    ClientError::new(ErrorClass::Other, "setup", msg)
+}
+
+fn op_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "HTTP",
+    }
+}
+
+impl HttpClient {
+    pub fn new(svc: &Service, w: &HttpWorkload) -> Result<HttpClient, ClientError> {
+        let url = if w.url.contains("://") {
+            w.url.clone()
+        } else {
+            let base = svc.base_url().ok_or_else(|| {
+                bad(format!(
+                    "url `{}` is a path but the service has no service_url or port",
+                    w.url
+                ))
+            })?;
+            format!(
+                "{}/{}",
+                base.trim_end_matches('/'),
+                w.url.trim_start_matches('/')
+            )
+        };
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| bad(format!("invalid url `{url}`: {e}")))?;
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            other => {
+                return Err(bad(format!(
+                    "url `{url}`: scheme {other:?} is not http or https"
+                )))
+            }
+        };
+        let host = uri
+            .host()
+            .ok_or_else(|| bad(format!("url `{url}` has no host")))?;
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let host_for_connect = host.trim_start_matches('[').trim_end_matches(']');
+        let authority = if host_for_connect.contains(':') {
+            format!("[{host_for_connect}]:{port}")
+        } else {
+            format!("{host_for_connect}:{port}")
+        };
+        let host_header = HeaderValue::from_str(
+            uri.authority()
+                .map(|a| a.as_str())
+                .unwrap_or(host_for_connect),
+        )
+        .map_err(|e| bad(format!("bad host in `{url}`: {e}")))?;
+        let method = Method::from_bytes(w.method.as_bytes())
+            .map_err(|e| bad(format!("bad method `{}`: {e}", w.method)))?;
+        let mut headers = Vec::new();
+        for (k, v) in &w.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| bad(format!("bad header name `{k}`: {e}")))?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|e| bad(format!("bad value for header `{k}`: {e}")))?;
+            headers.push((name, value));
+        }
+        Ok(HttpClient {
+            t: Arc::new(Target {
+                op: op_label(&method),
+                method,
+                path_and_query: uri
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_else(|| "/".into()),
+                uri,
+                authority,
+                host_header,
+                headers,
+                body: Bytes::from(w.body.clone().unwrap_or_default()),
+                expect_status: w.expect_status,
+                https,
+            }),
+        })
+    }
+}
+
+fn classify_io(e: &std::io::Error) -> ErrorClass {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected
+        | AddrNotAvailable => ErrorClass::Connect,
+        TimedOut => ErrorClass::Timeout,
+        _ => ErrorClass::Io,
+    }
+}
+
+async fn open_conn(t: &Target) -> Result<SendRequest<Full<Bytes>>, (ErrorClass, String)> {
+    let stream = tokio::net::TcpStream::connect(&t.authority)
+        .await
+        .map_err(|e| (classify_io(&e), format!("connect {}: {e}", t.authority)))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| (ErrorClass::Protocol, format!("HTTP handshake: {e}")))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+fn status_outcome(t: &Target, mut o: Outcome, status: u16) -> Outcome {
+    o.http_status = Some(status);
+    let ok = match t.expect_status {
+        Some(s) => s == status,
+        None => (200..300).contains(&status),
+    };
+    if !ok {
+        o.error = Some(if status == 401 || status == 403 {
+            ErrorClass::Auth
+        } else {
+            ErrorClass::HttpStatus
+        });
+        o.error_message = Some(format!(
+            "HTTP {status} from {} {} (expected {})",
+            t.method,
+            t.uri,
+            t.expect_status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "2xx".into())
+        ));
+    }
+    o
+}
+
+impl Client for HttpClient {
+    fn setup(&self) -> BoxFuture<'_, Result<(), ClientError>> {
+        Box::pin(async move { Ok(()) })
+    }
+
+    fn connect(&self, _worker: u32) -> BoxFuture<'_, Result<Box<dyn Worker>, ClientError>> {
+        Box::pin(async move {
+            let t = self.t.clone();
+            if t.https {
+                let c = reqwest::Client::builder()
+                    .pool_max_idle_per_host(1)
+                    .build()
+                    .map_err(|e| bad(format!("TLS client: {e}")))?;
+                return Ok(Box::new(HttpsWorker { t, c }) as Box<dyn Worker>);
+            }
+            let sender = open_conn(&t)
+                .await
+                .map_err(|(class, m)| ClientError::new(class, "connect", m))?;
+            Ok(Box::new(HttpWorker {
+                t,
+                sender: Some(sender),
+            }) as Box<dyn Worker>)
+        })
+    }
+
+    fn teardown(&self) -> BoxFuture<'_, Result<Vec<RunMetric>, ClientError>> {
+        Box::pin(async move { Ok(Vec::new()) })
+    }
+}
+
+struct HttpWorker {
+    t: Arc<Target>,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Worker for HttpWorker {
+    fn request<'a>(&'a mut self, ctx: &'a mut RequestCtx<'_>) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let t = &self.t;
+            let op = t.op;
+            let mut sender = match self.sender.take() {
+                Some(s) if !s.is_closed() => s,
+                _ => match open_conn(t).await {
+                    Ok(s) => s,
+                    Err((class, m)) => return Outcome::err(op, class, m),
+                },
+            };
+            if sender.ready().await.is_err() {
+                sender = match open_conn(t).await {
+                    Ok(s) => s,
+                    Err((class, m)) => return Outcome::err(op, class, m),
+                };
+            }
+            let mut req = Request::builder()
+                .method(t.method.clone())
+                .uri(t.path_and_query.as_str());
+            if let Some(h) = req.headers_mut() {
+                h.insert(HOST, t.host_header.clone());
+                for (k, v) in &t.headers {
+                    h.append(k.clone(), v.clone());
+                }
+            }
+            let req = match req.body(Full::new(t.body.clone())) {
+                Ok(r) => r,
+                Err(e) => return Outcome::err(op, ErrorClass::Other, e.to_string()),
+            };
+            let mut o = Outcome::ok(op);
+            o.bytes_sent = t.body.len() as u64;
+            o.size_bytes = t.body.len() as u64;
+            let resp = match sender.send_request(req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let class = if e.is_incomplete_message() || e.is_closed() {
+                        ErrorClass::Io
+                    } else {
+                        ErrorClass::Protocol
+                    };
+                    return Outcome::err(op, class, format!("{} {}: {e}", t.method, t.uri));
+                }
+            };
+            ctx.mark_first_byte();
+            let status = resp.status().as_u16();
+            let mut body = resp.into_body();
+            let mut n = 0u64;
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(f) => {
+                        if let Some(d) = f.data_ref() {
+                            n += d.len() as u64;
+                        }
+                    }
+                    Err(e) => {
+                        return Outcome::err(op, ErrorClass::Io, format!("reading body: {e}"));
+                    }
+                }
+            }
+            o.bytes_received = n;
+            self.sender = Some(sender);
+            status_outcome(t, o, status)
+        })
+    }
+}
+
+struct HttpsWorker {
+    t: Arc<Target>,
+    c: reqwest::Client,
+}
+
+impl Worker for HttpsWorker {
+    fn request<'a>(&'a mut self, ctx: &'a mut RequestCtx<'_>) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let t = &self.t;
+            let op = t.op;
+            let mut rb = self
+                .c
+                .request(t.method.clone(), t.uri.to_string())
+                .body(t.body.clone());
+            for (k, v) in &t.headers {
+                rb = rb.header(k.clone(), v.clone());
+            }
+            let mut o = Outcome::ok(op);
+            o.bytes_sent = t.body.len() as u64;
+            o.size_bytes = t.body.len() as u64;
+            let mut resp = match rb.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    let class = if e.is_connect() {
+                        ErrorClass::Connect
+                    } else if e.is_timeout() {
+                        ErrorClass::Timeout
+                    } else {
+                        ErrorClass::Protocol
+                    };
+                    return Outcome::err(op, class, format!("{} {}: {e}", t.method, t.uri));
+                }
+            };
+            ctx.mark_first_byte();
+            let status = resp.status().as_u16();
+            let mut n = 0u64;
+            loop {
+                match resp.chunk().await {
+                    Ok(Some(c)) => n += c.len() as u64,
+                    Ok(None) => break,
+                    Err(e) => {
+                        return Outcome::err(op, ErrorClass::Io, format!("reading body: {e}"));
+                    }
+                }
+            }
+            o.bytes_received = n;
+            status_outcome(t, o, status)
+        })
+    }
+}

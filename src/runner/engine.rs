@@ -1,0 +1,867 @@
+//! The load engine: drives one service's client with an open-loop schedule or a closed loop,
+//! times every request, records it, and stops cleanly.
+//!
+//! Open loop: a dedicated dispatcher thread walks the [`Schedule`] (precise sleeps, not the
+//! 1 ms tokio timer), takes a permit (at most `max_in_flight` in flight) and spawns the
+//! request on the runtime; a request takes an idle connection or opens a new one. When the
+//! service is slow the permit wait shows up as schedule lag, and latency counted from the
+//! scheduled start ("corrected") includes it: no coordinated omission.
+//! Closed loop: `clients` tasks, each sending its next request when the previous returns
+//! (`scheduled = sent`), optionally paced to `rate_per_client`.
+//!
+//! Every request is recorded (warmup included, flagged) with its four timestamps. Successful
+//! measured requests also go into per-client HDR histograms (microseconds) of
+//! `latency_corrected_us` (done − scheduled) and `latency_service_us` (done − sent), stored
+//! serialized per client (`worker` = client index) and merged (`worker` = -1).
+
+use super::client::{Client, ClientError, ErrorClass, Outcome, RequestCtx, RunMetric, Worker};
+use super::clock::Clock;
+use super::cpu::process_cpu_s;
+use super::live::{class_index, LiveObserver, LiveSnapshot, Phase, Quantiles, ALL_CLASSES};
+use super::rng::Rng;
+use super::schedule::Schedule;
+use crate::recipe::{Arrival, Load, ServiceKind};
+use crate::store::{encode_histogram, RequestRow, StopReason, StopSignal, StoreHandle};
+use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Semaphore};
+
+/// Generator lag (schedule lag not explained by waiting for a free slot) above which the
+/// run is flagged `generator_saturated`: the runner, not the service, set the pace.
+pub const GENERATOR_LAG_LIMIT_MS: f64 = 5.0;
+
+/// How long in-flight requests may finish after a stop signal (capped by the timeout).
+pub const DRAIN_AFTER_SIGNAL: Duration = Duration::from_secs(10);
+
+/// The process-wide stop request (signals). The first signal wins.
+#[derive(Debug, Default)]
+pub struct StopFlag(AtomicU8);
+
+impl StopFlag {
+    pub fn new() -> Arc<StopFlag> {
+        Arc::new(StopFlag::default())
+    }
+
+    pub fn set(&self, s: StopSignal) {
+        let v = match s {
+            StopSignal::Int => 1,
+            StopSignal::Term => 2,
+            StopSignal::Usr1 => 3,
+        };
+        let _ = self
+            .0
+            .compare_exchange(0, v, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    pub fn get(&self) -> Option<StopSignal> {
+        match self.0.load(Ordering::SeqCst) {
+            1 => Some(StopSignal::Int),
+            2 => Some(StopSignal::Term),
+            3 => Some(StopSignal::Usr1),
+            _ => None,
+        }
+    }
+}
+
+pub struct EngineConfig {
+    pub run_id: Arc<str>,
+    pub service: String,
+    pub kind: ServiceKind,
+    pub load: Load,
+    pub clock: Clock,
+    pub store: StoreHandle,
+    pub stop: Arc<StopFlag>,
+    pub observers: Vec<Arc<dyn LiveObserver>>,
+}
+
+/// What a finished load phase reports back.
+#[derive(Debug, Clone)]
+pub struct EngineOutcome {
+    pub stop_reason: StopReason,
+    pub started_ns: i64,
+    pub measure_start_ns: i64,
+    pub ended_ns: i64,
+    /// Requests recorded (warmup included).
+    pub requests: u64,
+    pub errors: u64,
+    /// Measured-phase p99 of generator lag, ms (open loop only).
+    pub generator_lag_p99_ms: f64,
+    pub generator_saturated: bool,
+    /// Self-monitoring figures stored as run metrics.
+    pub metrics: Vec<RunMetric>,
+}
+
+struct Agg {
+    corrected: Vec<Histogram<u64>>,
+    service: Vec<Histogram<u64>>,
+    gen_lag: Histogram<u64>,
+    sched_lag: Histogram<u64>,
+    iv_done: u64,
+    iv_errors: u64,
+    iv_latency: Histogram<u64>,
+    iv_lag: Histogram<u64>,
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::new(3).expect("3 significant figures is valid")
+}
+
+struct Shared {
+    run_id: Arc<str>,
+    clock: Clock,
+    store: StoreHandle,
+    client: Arc<dyn Client>,
+    timeout: Duration,
+    seed: u64,
+    measure_start_ns: i64,
+    agg: Mutex<Agg>,
+    idle: Mutex<Vec<Box<dyn Worker>>>,
+    next_conn: AtomicU32,
+    in_flight: AtomicU64,
+    completed: AtomicU64,
+    errors: AtomicU64,
+    measured_completed: AtomicU64,
+    measured_errors: AtomicU64,
+    by_class: [AtomicU64; 9],
+    bytes_sent: AtomicU64,
+    bytes_received: AtomicU64,
+    input_tokens: AtomicU64,
+    output_tokens: AtomicU64,
+    cancel: watch::Sender<bool>,
+    logged: Mutex<[bool; 9]>,
+    service: String,
+    /// Local stop (max_error_rate).
+    error_stop: AtomicBool,
+    global_stop: Arc<StopFlag>,
+}
+
+impl Shared {
+    fn stop_reason(&self) -> Option<StopReason> {
+        if let Some(s) = self.global_stop.get() {
+            return Some(StopReason::Signal(s));
+        }
+        self.error_stop
+            .load(Ordering::SeqCst)
+            .then_some(StopReason::MaxErrorRate)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        client: u32,
+        seq: u64,
+        scheduled_ns: i64,
+        sent_ns: i64,
+        first_byte_ns: Option<i64>,
+        done_ns: i64,
+        gen_ref_ns: i64,
+        o: &Outcome,
+    ) {
+        let warmup = scheduled_ns < self.measure_start_ns;
+        let lag_us = ((sent_ns - scheduled_ns).max(0) / 1000) as u64;
+        let corrected_us = ((done_ns - scheduled_ns).max(0) / 1000) as u64;
+        let service_us = ((done_ns - sent_ns).max(0) / 1000) as u64;
+        {
+            let mut a = self.agg.lock().expect("agg lock");
+            a.iv_done += 1;
+            let _ = a.iv_lag.record(lag_us);
+            if o.error.is_some() {
+                a.iv_errors += 1;
+            } else {
+                let _ = a.iv_latency.record(corrected_us);
+            }
+            if !warmup {
+                let gen_us = ((sent_ns - gen_ref_ns.max(scheduled_ns)).max(0) / 1000) as u64;
+                let _ = a.gen_lag.record(gen_us);
+                let _ = a.sched_lag.record(lag_us);
+                if o.error.is_none() {
+                    let _ = a.corrected[client as usize].record(corrected_us);
+                    let _ = a.service[client as usize].record(service_us);
+                }
+            }
+        }
+        self.completed.fetch_add(1, Ordering::Relaxed);
+        if !warmup {
+            self.measured_completed.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(c) = o.error {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            if !warmup {
+                self.measured_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            let i = class_index(c);
+            self.by_class[i].fetch_add(1, Ordering::Relaxed);
+            let mut logged = self.logged.lock().expect("log lock");
+            if !logged[i] {
+                logged[i] = true;
+                tracing::warn!(
+                    "[{}] first {} error: {}",
+                    self.service,
+                    c.as_str(),
+                    o.error_message.as_deref().unwrap_or("(no message)")
+                );
+            }
+        }
+        self.bytes_sent.fetch_add(o.bytes_sent, Ordering::Relaxed);
+        self.bytes_received
+            .fetch_add(o.bytes_received, Ordering::Relaxed);
+        if let Some(l) = &o.llm {
+            self.input_tokens
+                .fetch_add(l.input_tokens.unwrap_or(0), Ordering::Relaxed);
+            self.output_tokens
+                .fetch_add(l.output_tokens.unwrap_or(0), Ordering::Relaxed);
+        }
+        self.store.request(RequestRow::from_outcome(
+            self.run_id.clone(),
+            client,
+            seq,
+            scheduled_ns,
+            sent_ns,
+            first_byte_ns,
+            done_ns,
+            warmup,
+            o,
+        ));
+    }
+
+    /// Run one request on `worker` (or a new connection). Returns the worker when it is
+    /// still usable (not after a timeout, a cancel or a failed connect).
+    async fn one_request(
+        self: &Arc<Self>,
+        worker: Option<Box<dyn Worker>>,
+        client: u32,
+        seq: u64,
+        scheduled_ns: i64,
+        gen_ref_ns: i64,
+    ) -> Option<Box<dyn Worker>> {
+        let sent_ns = self.clock.now_ns();
+        let mut cancel = self.cancel.subscribe();
+        let mut worker = match worker {
+            Some(w) => w,
+            None => {
+                let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+                let r = tokio::select! {
+                    r = tokio::time::timeout(self.timeout, self.client.connect(id)) => r,
+                    _ = cancel.wait_for(|c| *c) => {
+                        let o = Outcome::err("connect", ErrorClass::Cancelled, "run stopped");
+                        self.record(client, seq, scheduled_ns, sent_ns, None, self.clock.now_ns(), gen_ref_ns, &o);
+                        return None;
+                    }
+                };
+                match r {
+                    Ok(Ok(w)) => w,
+                    Ok(Err(e)) => {
+                        let o = Outcome::err("connect", e.class, e.message);
+                        self.record(
+                            client,
+                            seq,
+                            scheduled_ns,
+                            sent_ns,
+                            None,
+                            self.clock.now_ns(),
+                            gen_ref_ns,
+                            &o,
+                        );
+                        return None;
+                    }
+                    Err(_) => {
+                        let o = Outcome::err("connect", ErrorClass::Timeout, "connect timed out");
+                        self.record(
+                            client,
+                            seq,
+                            scheduled_ns,
+                            sent_ns,
+                            None,
+                            self.clock.now_ns(),
+                            gen_ref_ns,
+                            &o,
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        let mut rng = Rng::for_stream(self.seed, seq);
+        let mut ctx = RequestCtx {
+            worker: client,
+            seq,
+            rng: &mut rng,
+            clock: &self.clock,
+            first_byte_ns: None,
+        };
+        let (outcome, keep) = {
+            let fut = worker.request(&mut ctx);
+            tokio::select! {
+                r = tokio::time::timeout(self.timeout, fut) => match r {
+                    Ok(o) => (o, true),
+                    Err(_) => (
+                        Outcome::err(
+                            "unknown",
+                            ErrorClass::Timeout,
+                            format!("no answer within {:?}", self.timeout),
+                        ),
+                        false,
+                    ),
+                },
+                _ = cancel.wait_for(|c| *c) => (
+                    Outcome::err("unknown", ErrorClass::Cancelled, "run stopped while in flight"),
+                    false,
+                ),
+            }
+        };
+        let first_byte_ns = ctx.first_byte_ns;
+        let done_ns = self.clock.now_ns();
+        self.record(
+            client,
+            seq,
+            scheduled_ns,
+            sent_ns,
+            first_byte_ns,
+            done_ns,
+            gen_ref_ns,
+            &outcome,
+        );
+        keep.then_some(worker)
+    }
+}
+
+/// Run the load phase of one service. `client.setup()` must have succeeded.
+/// Connections for the first `clients` workers are opened before the timed region; a
+/// failure there is returned as an error (nothing was measured).
+pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOutcome, ClientError> {
+    let load = cfg.load.clone();
+    let clients = load.clients.max(1);
+    let open_loop = load.arrival != Arrival::Closed;
+    // Pre-connect.
+    let pre = if open_loop {
+        clients.min(load.max_in_flight.max(1))
+    } else {
+        clients
+    };
+    let mut workers = Vec::with_capacity(pre as usize);
+    for i in 0..pre {
+        let w = tokio::time::timeout(
+            Duration::from_secs_f64(load.timeout_s.max(1.0)),
+            client.connect(i),
+        )
+        .await
+        .map_err(|_| {
+            ClientError::new(
+                ErrorClass::Timeout,
+                "connect",
+                format!("connection {i} did not open within {} s", load.timeout_s),
+            )
+        })??;
+        workers.push(w);
+    }
+
+    let clock = cfg.clock;
+    let started_ns = clock.now_ns() + 1_000_000; // first request 1 ms from now
+    let measure_start_ns = started_ns + (load.warmup_s * 1e9) as i64;
+    let end_ns = measure_start_ns + (load.duration_s * 1e9) as i64;
+    let (cancel, _) = watch::channel(false);
+    let sh = Arc::new(Shared {
+        run_id: cfg.run_id.clone(),
+        clock,
+        store: cfg.store.clone(),
+        client: client.clone(),
+        timeout: Duration::from_secs_f64(load.timeout_s.max(0.001)),
+        seed: load.seed,
+        measure_start_ns,
+        agg: Mutex::new(Agg {
+            corrected: (0..clients).map(|_| hist()).collect(),
+            service: (0..clients).map(|_| hist()).collect(),
+            gen_lag: hist(),
+            sched_lag: hist(),
+            iv_done: 0,
+            iv_errors: 0,
+            iv_latency: hist(),
+            iv_lag: hist(),
+        }),
+        idle: Mutex::new(Vec::new()),
+        next_conn: AtomicU32::new(pre),
+        in_flight: AtomicU64::new(0),
+        completed: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        measured_completed: AtomicU64::new(0),
+        measured_errors: AtomicU64::new(0),
+        by_class: Default::default(),
+        bytes_sent: AtomicU64::new(0),
+        bytes_received: AtomicU64::new(0),
+        input_tokens: AtomicU64::new(0),
+        output_tokens: AtomicU64::new(0),
+        cancel,
+        logged: Mutex::new([false; 9]),
+        service: cfg.service.clone(),
+        error_stop: AtomicBool::new(false),
+        global_stop: cfg.stop.clone(),
+    });
+
+    let phase = Arc::new(AtomicU8::new(0)); // 0 load, 1 drain, 2 done
+    let ticker = tokio::spawn(ticker(
+        sh.clone(),
+        TickerCfg {
+            kind: cfg.kind,
+            target_rps: match load.arrival {
+                Arrival::Closed if load.rate_per_client <= 0.0 => None,
+                _ => Some(load.total_rate()),
+            },
+            planned_s: load.warmup_s + load.duration_s,
+            max_error_rate: load.max_error_rate,
+            started_ns,
+            observers: cfg.observers.clone(),
+        },
+        phase.clone(),
+    ));
+
+    let dispatch_reason = if open_loop {
+        sh.idle.lock().expect("idle lock").extend(workers);
+        let sem = Arc::new(Semaphore::new(load.max_in_flight.max(1) as usize));
+        let rt = tokio::runtime::Handle::current();
+        let sh2 = sh.clone();
+        let load2 = load.clone();
+        tokio::task::spawn_blocking(move || {
+            dispatch_open(sh2, rt, sem, &load2, started_ns, measure_start_ns, end_ns)
+        })
+        .await
+        .unwrap_or(StopReason::Duration)
+    } else {
+        let issued = Arc::new(AtomicU64::new(0));
+        let reason = Arc::new(Mutex::new(None::<StopReason>));
+        let mut tasks = Vec::new();
+        for (i, w) in workers.into_iter().enumerate() {
+            tasks.push(tokio::spawn(closed_client(
+                sh.clone(),
+                i as u32,
+                w,
+                load.clone(),
+                started_ns,
+                measure_start_ns,
+                end_ns,
+                issued.clone(),
+                reason.clone(),
+            )));
+        }
+        // Closed-loop clients end on their own at the end time; on a stop they end after
+        // their current request, which the drain below bounds.
+        let mut set: Vec<_> = tasks;
+        loop {
+            if set.iter().all(|t| t.is_finished()) {
+                break;
+            }
+            if sh.stop_reason().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let r = sh.stop_reason();
+        if r.is_none() {
+            for t in set.drain(..) {
+                let _ = t.await;
+            }
+        }
+        let local = *reason.lock().expect("reason lock");
+        r.or(local).unwrap_or(StopReason::Duration)
+    };
+
+    // Drain: in-flight requests finish (bounded), then whatever remains is cancelled.
+    phase.store(1, Ordering::SeqCst);
+    let drain_start = std::time::Instant::now();
+    let mut signal_seen_at: Option<std::time::Instant> = None;
+    loop {
+        if sh.in_flight.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        let reason = sh.stop_reason();
+        if reason.is_some() && signal_seen_at.is_none() {
+            signal_seen_at = Some(std::time::Instant::now());
+        }
+        let limit_hit = match signal_seen_at {
+            Some(t) => t.elapsed() >= sh.timeout.min(DRAIN_AFTER_SIGNAL),
+            None => drain_start.elapsed() >= sh.timeout + Duration::from_secs(1),
+        };
+        if limit_hit {
+            sh.cancel.send_replace(true);
+            let t = std::time::Instant::now();
+            while sh.in_flight.load(Ordering::SeqCst) > 0 && t.elapsed() < Duration::from_secs(2) {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let ended_ns = clock.now_ns();
+    // A signal that arrives after the schedule ended does not make the run partial.
+    let stop_reason = dispatch_reason;
+    phase.store(2, Ordering::SeqCst);
+    let _ = ticker.await;
+
+    // Histograms: per client and merged.
+    let (gen_p99_ms, sched_p99_ms) = {
+        let a = sh.agg.lock().expect("agg lock");
+        let mut merged_c = hist();
+        let mut merged_s = hist();
+        for (i, (c, s)) in a.corrected.iter().zip(a.service.iter()).enumerate() {
+            sh.store.histogram(
+                &sh.run_id,
+                i as i32,
+                "latency_corrected_us",
+                None,
+                encode_histogram(c),
+            );
+            sh.store.histogram(
+                &sh.run_id,
+                i as i32,
+                "latency_service_us",
+                None,
+                encode_histogram(s),
+            );
+            let _ = merged_c.add(c);
+            let _ = merged_s.add(s);
+        }
+        sh.store.histogram(
+            &sh.run_id,
+            -1,
+            "latency_corrected_us",
+            None,
+            encode_histogram(&merged_c),
+        );
+        sh.store.histogram(
+            &sh.run_id,
+            -1,
+            "latency_service_us",
+            None,
+            encode_histogram(&merged_s),
+        );
+        sh.store.histogram(
+            &sh.run_id,
+            -1,
+            "schedule_lag_us",
+            None,
+            encode_histogram(&a.sched_lag),
+        );
+        (
+            a.gen_lag.value_at_quantile(0.99) as f64 / 1000.0,
+            a.sched_lag.value_at_quantile(0.99) as f64 / 1000.0,
+        )
+    };
+    let generator_saturated = open_loop && gen_p99_ms > GENERATOR_LAG_LIMIT_MS;
+    if generator_saturated {
+        tracing::warn!(
+            "[{}] the load generator could not keep its schedule (generator lag p99 {:.1} ms > {} ms): the runner, not the service, was the bottleneck; results are flagged generator_saturated",
+            cfg.service,
+            gen_p99_ms,
+            GENERATOR_LAG_LIMIT_MS
+        );
+    }
+    let m = |name: &str, value: f64, unit: &str| RunMetric {
+        name: name.into(),
+        value,
+        unit: unit.into(),
+    };
+    let mut metrics = vec![
+        m(
+            "generator_saturated",
+            if generator_saturated { 1.0 } else { 0.0 },
+            "bool",
+        ),
+        m("schedule_lag_p99_ms", sched_p99_ms, "ms"),
+    ];
+    if open_loop {
+        metrics.push(m("generator_lag_p99_ms", gen_p99_ms, "ms"));
+    }
+    Ok(EngineOutcome {
+        stop_reason,
+        started_ns,
+        measure_start_ns,
+        ended_ns,
+        requests: sh.completed.load(Ordering::SeqCst),
+        errors: sh.errors.load(Ordering::SeqCst),
+        generator_lag_p99_ms: gen_p99_ms,
+        generator_saturated,
+        metrics,
+    })
+}
+
+/// Precise wait until `t_ns` (epoch ns) on a plain thread; gives up early on a stop.
+fn wait_until(sh: &Shared, t_ns: i64) -> bool {
+    loop {
+        let now = sh.clock.now_ns();
+        if now >= t_ns {
+            return true;
+        }
+        if sh.stop_reason().is_some() {
+            return false;
+        }
+        let d = t_ns - now;
+        if d > 20_000_000 {
+            std::thread::sleep(Duration::from_millis(10));
+        } else {
+            std::thread::sleep(Duration::from_nanos(d as u64));
+        }
+    }
+}
+
+fn dispatch_open(
+    sh: Arc<Shared>,
+    rt: tokio::runtime::Handle,
+    sem: Arc<Semaphore>,
+    load: &Load,
+    started_ns: i64,
+    measure_start_ns: i64,
+    end_ns: i64,
+) -> StopReason {
+    let clients = load.clients.max(1) as u64;
+    let mut sched = Schedule::new(load.arrival, load.total_rate(), load.seed);
+    let mut seq: u64 = 0;
+    let mut measured: u64 = 0;
+    let mut last_wait_end = i64::MIN;
+    loop {
+        let t = started_ns + sched.next_offset_ns();
+        if t >= end_ns {
+            return StopReason::Duration;
+        }
+        if t >= measure_start_ns {
+            if load.requests.is_some_and(|n| measured >= n) {
+                return StopReason::Requests;
+            }
+            measured += 1;
+        }
+        if !wait_until(&sh, t) {
+            return sh.stop_reason().unwrap_or(StopReason::Duration);
+        }
+        let permit = match sem.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                let sh2 = sh.clone();
+                let sem = sem.clone();
+                let got = rt.block_on(async move {
+                    tokio::select! {
+                        p = sem.clone().acquire_owned() => p.ok(),
+                        _ = async {
+                            while sh2.stop_reason().is_none() {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                        } => None,
+                    }
+                });
+                match got {
+                    Some(p) => {
+                        last_wait_end = sh.clock.now_ns();
+                        p
+                    }
+                    None => return sh.stop_reason().unwrap_or(StopReason::Duration),
+                }
+            }
+        };
+        // Lag caused by waiting for a free slot (the service is slow) is not the
+        // generator's: its lag is counted from the later of schedule and last slot wait.
+        let gen_ref_ns = t.max(last_wait_end);
+        sh.in_flight.fetch_add(1, Ordering::SeqCst);
+        let sh2 = sh.clone();
+        let client = (seq % clients) as u32;
+        let this_seq = seq;
+        rt.spawn(async move {
+            let w = sh2.idle.lock().expect("idle lock").pop();
+            let back = sh2.one_request(w, client, this_seq, t, gen_ref_ns).await;
+            if let Some(w) = back {
+                sh2.idle.lock().expect("idle lock").push(w);
+            }
+            sh2.in_flight.fetch_sub(1, Ordering::SeqCst);
+            drop(permit);
+        });
+        seq += 1;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn closed_client(
+    sh: Arc<Shared>,
+    client: u32,
+    worker: Box<dyn Worker>,
+    load: Load,
+    started_ns: i64,
+    measure_start_ns: i64,
+    end_ns: i64,
+    issued: Arc<AtomicU64>,
+    reason: Arc<Mutex<Option<StopReason>>>,
+) {
+    let clients = load.clients.max(1) as u64;
+    let pace_ns = (load.rate_per_client > 0.0).then(|| (1e9 / load.rate_per_client) as i64);
+    let mut next_ns = started_ns + (client as i64 * pace_ns.unwrap_or(0)) / clients as i64;
+    let mut worker = Some(worker);
+    let mut k: u64 = 0;
+    loop {
+        if sh.stop_reason().is_some() {
+            return;
+        }
+        if pace_ns.is_some() {
+            let now = sh.clock.now_ns();
+            if next_ns > now {
+                tokio::time::sleep_until(sh.clock.instant(next_ns).into()).await;
+            }
+        } else if k == 0 {
+            tokio::time::sleep_until(sh.clock.instant(started_ns).into()).await;
+        }
+        if sh.stop_reason().is_some() {
+            return;
+        }
+        let now = sh.clock.now_ns();
+        if now >= end_ns {
+            *reason.lock().expect("reason lock") = Some(StopReason::Duration);
+            return;
+        }
+        if now >= measure_start_ns {
+            if let Some(n) = load.requests {
+                if issued.fetch_add(1, Ordering::SeqCst) >= n {
+                    *reason.lock().expect("reason lock") = Some(StopReason::Requests);
+                    return;
+                }
+            }
+        }
+        // Sequence numbers: client-interleaved so they are unique across clients.
+        let seq = k * clients + client as u64;
+        k += 1;
+        sh.in_flight.fetch_add(1, Ordering::SeqCst);
+        // Closed loop: the request is scheduled when it is sent.
+        let scheduled = sh.clock.now_ns();
+        worker = sh
+            .one_request(worker.take(), client, seq, scheduled, scheduled)
+            .await;
+        sh.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if let Some(p) = pace_ns {
+            next_ns += p;
+        }
+    }
+}
+
+struct TickerCfg {
+    kind: ServiceKind,
+    target_rps: Option<f64>,
+    planned_s: f64,
+    max_error_rate: Option<f64>,
+    started_ns: i64,
+    observers: Vec<Arc<dyn LiveObserver>>,
+}
+
+fn quantiles(h: &Histogram<u64>) -> Quantiles {
+    let q = |p: f64| h.value_at_quantile(p) as f64 / 1000.0;
+    Quantiles {
+        p50_ms: q(0.5),
+        p90_ms: q(0.9),
+        p99_ms: q(0.99),
+        p999_ms: q(0.999),
+        max_ms: h.max() as f64 / 1000.0,
+    }
+}
+
+/// Once a second: samples into the store, a snapshot to the observers, the error-rate gate.
+async fn ticker(sh: Arc<Shared>, cfg: TickerCfg, phase: Arc<AtomicU8>) {
+    let clock = sh.clock;
+    let mut last_ns = clock.now_ns();
+    let mut last_cpu = process_cpu_s();
+    let mut tick_at = cfg.started_ns + 1_000_000_000;
+    loop {
+        let done = phase.load(Ordering::SeqCst) == 2;
+        if !done {
+            // Sleep to the next whole second of the run, waking early when the run ends.
+            while clock.now_ns() < tick_at && phase.load(Ordering::SeqCst) != 2 {
+                let left = (tick_at - clock.now_ns()).clamp(0, 20_000_000);
+                tokio::time::sleep(Duration::from_nanos(left as u64)).await;
+            }
+        }
+        let done = phase.load(Ordering::SeqCst) == 2;
+        let now = clock.now_ns();
+        tick_at += 1_000_000_000;
+        let dt_s = ((now - last_ns) as f64 / 1e9).max(1e-6);
+        last_ns = now;
+        let (iv_done, iv_errors, lat, lag_p99_ms) = {
+            let mut a = sh.agg.lock().expect("agg lock");
+            let lat = (!a.iv_latency.is_empty()).then(|| quantiles(&a.iv_latency));
+            let lag = a.iv_lag.value_at_quantile(0.99) as f64 / 1000.0;
+            let r = (a.iv_done, a.iv_errors, lat, lag);
+            a.iv_done = 0;
+            a.iv_errors = 0;
+            a.iv_latency.reset();
+            a.iv_lag.reset();
+            r
+        };
+        let cpu = process_cpu_s();
+        let cpu_pct = ((cpu.0 + cpu.1) - (last_cpu.0 + last_cpu.1)) / dt_s * 100.0;
+        last_cpu = cpu;
+        let achieved = iv_done as f64 / dt_s;
+        let in_flight = sh.in_flight.load(Ordering::SeqCst);
+        if now > cfg.started_ns && (iv_done > 0 || !done) {
+            let s = |name: &'static str, v: f64| sh.store.sample(&sh.run_id, now, name, v);
+            s("achieved_rps", achieved);
+            s("in_flight", in_flight as f64);
+            s("errors", iv_errors as f64);
+            s("schedule_lag_p99_ms", lag_p99_ms);
+            s("runner_cpu_percent", cpu_pct);
+            if let Some(l) = &lat {
+                s("latency_p99_ms", l.p99_ms);
+            }
+        }
+        // The error-rate gate, over every completed request so far (at least 10).
+        if let Some(max) = cfg.max_error_rate {
+            let n = sh.completed.load(Ordering::SeqCst);
+            let e = sh.errors.load(Ordering::SeqCst)
+                - sh.by_class[class_index(ErrorClass::Cancelled)].load(Ordering::SeqCst);
+            if n >= 10 && e as f64 / n as f64 > max && !sh.error_stop.load(Ordering::SeqCst) {
+                tracing::error!(
+                    "[{}] error rate {:.1}% exceeds max_error_rate {:.1}%: stopping the run",
+                    sh.service,
+                    e as f64 * 100.0 / n as f64,
+                    max * 100.0
+                );
+                sh.error_stop.store(true, Ordering::SeqCst);
+            }
+        }
+        if !cfg.observers.is_empty() {
+            let mut by_class = BTreeMap::new();
+            for (i, c) in ALL_CLASSES.iter().enumerate() {
+                let v = sh.by_class[i].load(Ordering::Relaxed);
+                if v > 0 {
+                    by_class.insert(c.as_str(), v);
+                }
+            }
+            let p = phase.load(Ordering::SeqCst);
+            let snap = LiveSnapshot {
+                run_id: sh.run_id.to_string(),
+                service: sh.service.clone(),
+                kind: cfg.kind,
+                phase: match p {
+                    2 => Phase::Done,
+                    1 => Phase::Drain,
+                    _ if now < sh.measure_start_ns => Phase::Warmup,
+                    _ => Phase::Measure,
+                },
+                t_ns: now,
+                elapsed_s: ((now - cfg.started_ns) as f64 / 1e9).max(0.0),
+                planned_s: cfg.planned_s,
+                requests_total: sh.completed.load(Ordering::Relaxed),
+                errors_total: sh.errors.load(Ordering::Relaxed),
+                errors_by_class: by_class,
+                in_flight,
+                achieved_rps: achieved,
+                target_rps: cfg.target_rps,
+                latency: lat,
+                schedule_lag_p99_ms: lag_p99_ms,
+                bytes_sent_total: sh.bytes_sent.load(Ordering::Relaxed),
+                bytes_received_total: sh.bytes_received.load(Ordering::Relaxed),
+                input_tokens_total: sh.input_tokens.load(Ordering::Relaxed),
+                output_tokens_total: sh.output_tokens.load(Ordering::Relaxed),
+                runner_cpu_percent: cpu_pct,
+            };
+            for o in &cfg.observers {
+                o.tick(&snap);
+            }
+        }
+        if done {
+            return;
+        }
+    }
+}
