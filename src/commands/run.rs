@@ -272,13 +272,21 @@ fn install_signal_handlers(stop: Arc<StopFlag>) -> anyhow::Result<()> {
     let mut usr1 = signal(SignalKind::user_defined1())?;
     tokio::spawn(async move {
         let mut seen = 0;
+        let mut first_at: Option<std::time::Instant> = None;
         loop {
             let s = tokio::select! {
                 _ = int.recv() => StopSignal::Int,
                 _ = term.recv() => StopSignal::Term,
                 _ = usr1.recv() => StopSignal::Usr1,
             };
+            // SLURM (scancel, the time limit) signals every process of the job and the batch
+            // script forwards the same signal: a repeat within 2 s is that one event, not a
+            // second Ctrl-C, so the run still drains and is kept as partial.
+            if first_at.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(2)) {
+                continue;
+            }
             seen += 1;
+            first_at.get_or_insert_with(std::time::Instant::now);
             if seen == 1 {
                 eprintln!(
                     "received SIG{}: stopping load, draining requests in flight (press Ctrl-C again to exit at once)",
