@@ -178,3 +178,86 @@ fn setup_faults_exit_1_with_a_clear_message() {
     assert!(!text.contains("wrong-password"), "secret in output: {text}");
     assert!(!text.contains("panicked"), "{text}");
 }
+
+/// A moto of our own killed mid-run: the requests after the kill are recorded as `connect`
+/// errors, everything before is kept, and `max_error_rate` stops the run as failed.
+#[test]
+fn s3_server_killed_mid_run_keeps_rows_and_stops_on_error_rate() {
+    let Some(_) = common::server("s3") else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut moto = std::process::Command::new("/opt/factorybench/moto/bin/moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("moto_server (scripts/install-s3.sh)");
+    let up = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up, "moto did not start");
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("r.yml");
+    std::fs::write(
+        &recipe,
+        format!(
+            r#"
+benchmark: {{name: s3-kill}}
+global: {{metrics_db: "{db}"}}
+services:
+  - service_name: s3
+    service_type: s3
+    runtime: external
+    endpoint_url: http://127.0.0.1:{port}
+    access_key: AKIDTEST
+    secret_key: test-secret-not-checked
+    object_sizes: {{"4KB": 1}}
+    operation_mix: {{put: 0.5, get: 0.5}}
+    client_count: 1
+    requests_per_second: 50
+    arrival: constant
+    duration: 8
+    max_error_rate: 0.3
+    timeout: 2
+"#,
+            db = dir.path().join("c.db").display()
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("factorybench"))
+        .args(["run", recipe.to_str().unwrap(), "--no-progress"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    moto.kill().unwrap();
+    moto.wait().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let db = rusqlite::Connection::open(dir.path().join("c.db")).unwrap();
+    let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let ok = count("SELECT count(*) FROM requests WHERE error_class IS NULL");
+    let conn_err = count("SELECT count(*) FROM requests WHERE error_class IN ('connect', 'io')");
+    let other = count(
+        "SELECT count(*) FROM requests WHERE error_class IS NOT NULL AND error_class NOT IN ('connect', 'io')",
+    );
+    assert!(ok >= 50, "rows before the kill kept: {ok}\n{text}");
+    assert!(conn_err > 0, "{text}");
+    assert_eq!(other, 0, "{text}");
+    let status: String = db
+        .query_row("SELECT status FROM runs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(status, "failed", "{text}");
+}
