@@ -3,6 +3,7 @@
 
 use super::InvalidInput;
 use crate::exit;
+use crate::monitor::session::{intern, RunMonitor};
 use crate::recipe::{Plan, Service, SweepParam};
 use crate::runner::clients::make_client;
 use crate::runner::clock::Clock;
@@ -305,8 +306,8 @@ fn install_signal_handlers(stop: Arc<StopFlag>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The live observers of one service's run: progress display, plus any pusher (the
-/// monitoring hook: add a Pushgateway observer here when `global.pushgateway_url` is set).
+/// The live observers of one service's run: the progress display (the Pushgateway pusher is
+/// added by `run_job` through `monitor::session::RunMonitor`).
 fn observers_for(
     _plan: &Plan,
     svc: &Service,
@@ -443,6 +444,18 @@ async fn run_job(
     if let Err(e) = client.setup().await {
         return setup_failed(e.to_string());
     }
+    // Live monitoring: node/GPU samples into the run file, pushes to the Pushgateway.
+    let sink_store = store.clone();
+    let sink_run = run_id.clone();
+    let monitor = RunMonitor::start(
+        plan,
+        &svc,
+        &run_id,
+        clock,
+        Box::new(move |s| sink_store.sample(&sink_run, s.t_ns, intern(&s.name), s.value)),
+    );
+    let mut observers = observers;
+    observers.push(monitor.observer());
     let cfg = EngineConfig {
         run_id: run_id.clone(),
         service: svc.name.clone(),
@@ -456,6 +469,7 @@ async fn run_job(
     let out = match engine::run(client.clone(), cfg).await {
         Ok(o) => o,
         Err(e) => {
+            monitor.finish(RunStatus::Failed.as_str()).await;
             let _ = client.teardown().await;
             return setup_failed(e.to_string());
         }
@@ -490,6 +504,9 @@ async fn run_job(
                 message = Some(e.to_string());
             }
         }
+    }
+    for m in monitor.finish(status.as_str()).await.metrics {
+        store.run_metric(&run_id, m);
     }
     finish(
         status,
