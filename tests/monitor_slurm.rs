@@ -125,14 +125,20 @@ fn monitor_up_status_down_on_slurm() {
     while Instant::now() < deadline && run.try_wait().unwrap().is_none() {
         let out = Command::new("curl").args(["-fs", &q]).output().unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        if v["data"]["result"].as_array().is_some_and(|r| !r.is_empty()) {
+        if v["data"]["result"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+        {
             live = run.try_wait().unwrap().is_none();
             break;
         }
         std::thread::sleep(Duration::from_millis(250));
     }
     assert!(run.wait().unwrap().success());
-    assert!(live, "the run's series never reached the stack's Prometheus while it ran");
+    assert!(
+        live,
+        "the run's series never reached the stack's Prometheus while it ran"
+    );
 
     // down: the job leaves the queue, the servers stop, the endpoint file goes.
     common::bin()
