@@ -166,3 +166,41 @@ fn faiss_without_the_feature_is_a_clear_error() {
         "this binary was built without Faiss (cargo feature `faiss`)"
     );
 }
+
+/// Real Faiss (needs `scripts/build-faiss-c.sh` and `--features faiss`): exact flat index has
+/// recall 1; HNSW32 high recall; HNSW cannot delete.
+#[cfg(feature = "faiss")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faiss_flat_and_hnsw() {
+    let c = client(&recipe(
+        "faiss",
+        "http://127.0.0.1:1",
+        "    dimension: 32\n    dataset_size: 2000\n    recall_queries: 50\n    search_k: 10\n    batch_size: 4\n    index: flat\n    operation_mix: {insert: 0.2, search: 0.6, update: 0.1, delete: 0.1}",
+    ));
+    c.setup().await.unwrap();
+    let recs = drive(&c, 2, 100, 9).await;
+    assert!(errors(&recs).is_empty(), "{:?}", errors(&recs).first());
+    let m = c.teardown().await.unwrap();
+    assert_eq!(metric(&m, "recall_at_k"), Some(1.0));
+
+    let hnsw = |mix: &str| {
+        service(&recipe(
+            "faiss",
+            "http://127.0.0.1:1",
+            &format!("    dimension: 32\n    dataset_size: 2000\n    recall_queries: 50\n    search_k: 10\n    index: {{type: hnsw, m: 32}}\n    operation_mix: {mix}"),
+        ))
+    };
+    let e = factorybench::runner::clients::make_client(&hnsw("{insert: 0.5, delete: 0.5}"))
+        .err()
+        .expect("HNSW cannot delete");
+    assert!(e.message.contains("cannot remove"), "{e}");
+    let c =
+        factorybench::runner::clients::make_client(&hnsw("{insert: 0.3, search: 0.7}")).unwrap();
+    c.setup().await.unwrap();
+    let recs = drive(&c, 2, 50, 9).await;
+    assert!(errors(&recs).is_empty(), "{:?}", errors(&recs).first());
+    let m = c.teardown().await.unwrap();
+    let r = metric(&m, "recall_at_k").unwrap();
+    eprintln!("faiss HNSW32 recall@10 = {r}");
+    assert!(r > 0.9, "{r}");
+}

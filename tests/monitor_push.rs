@@ -3,10 +3,27 @@
 
 mod common;
 
-use factorybench::monitor::live::{LiveSource, LiveStats, RequestTimes};
+use factorybench::monitor::expo::Exposition;
+use factorybench::monitor::live::LiveSource;
 use factorybench::monitor::push::{FinalState, GroupingKey, PushConfig, Pusher};
-use factorybench::runner::client::{ErrorClass, Outcome};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// A synthetic source: a request counter the "benchmark" bumps.
+#[derive(Default)]
+struct Stats(AtomicU64);
+
+impl Stats {
+    fn requests_total(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl LiveSource for Stats {
+    fn render(&self, e: &mut Exposition) {
+        e.counter("requests_total", "Requests.", self.requests_total() as f64);
+    }
+}
 use std::time::{Duration, Instant};
 
 fn get_json(url: &str) -> serde_json::Value {
@@ -69,25 +86,8 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-fn feed(stats: &LiveStats, n: u64) {
-    for i in 0..n {
-        stats.on_sent(1_000_000);
-        let mut o = if i % 10 == 0 {
-            Outcome::err("read", ErrorClass::HttpStatus, "503")
-        } else {
-            Outcome::ok("read")
-        };
-        o.bytes_received = 4096;
-        stats.on_done(
-            RequestTimes {
-                scheduled_ns: 0,
-                sent_ns: 1_000_000,
-                first_byte_ns: None,
-                done_ns: 2_000_000 + (i as i64 % 7) * 1_000_000,
-            },
-            &o,
-        );
-    }
+fn feed(stats: &Stats, n: u64) {
+    stats.0.fetch_add(n, Ordering::Relaxed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +99,7 @@ async fn pushes_live_series_then_deletes_the_group() {
     let pgw = env["FB_TEST_PUSHGATEWAY_URL"].clone();
     let run_id = unique("push-test");
     let key = GroupingKey::new("monitor-test/campaign", "svc-a", &run_id);
-    let stats = Arc::new(LiveStats::new(0, Some(100.0), false));
+    let stats = Arc::new(Stats::default());
     let pusher = Pusher::start(
         PushConfig::new(&pgw, key, 0.5),
         vec![stats.clone() as Arc<dyn LiveSource>],
@@ -123,7 +123,10 @@ async fn pushes_live_series_then_deletes_the_group() {
         !seen.is_empty(),
         "no live series for {run_id} in Prometheus"
     );
-    assert_eq!(seen[0]["metric"]["op"], "read");
+    assert_eq!(
+        seen[0]["metric"]["instance"],
+        factorybench::monitor::push::node_name()
+    );
     let (p2, id2) = (pgw.clone(), run_id.clone());
     assert!(
         tokio::task::spawn_blocking(move || pushgateway_has(&p2, &id2))
@@ -147,7 +150,7 @@ async fn pushes_live_series_then_deletes_the_group() {
 }
 
 async fn assert_run_unaffected(url: String) {
-    let stats = Arc::new(LiveStats::new(0, None, false));
+    let stats = Arc::new(Stats::default());
     let pusher = Pusher::start(
         PushConfig::new(&url, GroupingKey::new("c", "s", &unique("down")), 0.2),
         vec![stats.clone() as Arc<dyn LiveSource>],

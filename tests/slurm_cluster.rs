@@ -268,7 +268,6 @@ fn recipe(name: &str, services: &[String]) -> String {
 /// request the runner reports is in the campaign, status shows every job COMPLETED, and the
 /// measured request count is exactly the `requests` the recipe asks for.
 #[test]
-#[ignore = "TEMP: needs `factorybench run` (issue 4), not on main yet"]
 fn file_storage_campaign_with_simultaneous_jobs() {
     let Some(_env) = common::server("slurm") else {
         return;
@@ -321,7 +320,6 @@ fn file_storage_campaign_with_simultaneous_jobs() {
 /// readiness, benchmarked, and stopped on exit; a dependent service starts after it succeeded
 /// (afterok), and the report job runs after both (afterany) and writes report.html.
 #[test]
-#[ignore = "TEMP: needs `factorybench run` (issue 4), not on main yet"]
 fn http_campaign_with_dependency() {
     let Some(_env) = common::server("slurm") else {
         return;
@@ -382,7 +380,6 @@ fn http_campaign_with_dependency() {
 /// message, the job fails, and a service that depends on it is cancelled by SLURM instead of
 /// pending forever (--kill-on-invalid-dep=yes).
 #[test]
-#[ignore = "TEMP: needs `factorybench run` (issue 4), not on main yet"]
 fn never_ready_service_fails_and_cancels_its_dependent() {
     let Some(_env) = common::server("slurm") else {
         return;
@@ -439,7 +436,6 @@ fn never_ready_service_fails_and_cancels_its_dependent() {
 /// `cancel` mid-run: only this campaign's jobs are cancelled; the run keeps what it recorded
 /// and is marked partial.
 #[test]
-#[ignore = "TEMP: needs `factorybench run` (issue 4), not on main yet"]
 fn cancel_mid_run_keeps_a_partial_run() {
     let Some(_env) = common::server("slurm") else {
         return;
@@ -483,7 +479,6 @@ fn cancel_mid_run_keeps_a_partial_run() {
 
 /// A sweep is one job array: every task writes its own run, status lists the tasks together.
 #[test]
-#[ignore = "TEMP: needs `factorybench run` (issue 4), not on main yet"]
 fn sweep_is_a_job_array() {
     let Some(_env) = common::server("slurm") else {
         return;
@@ -526,7 +521,6 @@ fn sweep_is_a_job_array() {
 /// limit, TERM at it), the script forwards it, and the runner commits what it measured and
 /// marks the run partial before SIGKILL. Takes about 1–1.5 min (SLURM's 1-minute granularity).
 #[test]
-#[ignore = "TEMP: needs `factorybench run` (issue 4), not on main yet"]
 fn time_limit_leaves_a_partial_readable_run() {
     let Some(_env) = common::server("slurm") else {
         return;

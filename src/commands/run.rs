@@ -3,6 +3,7 @@
 
 use super::InvalidInput;
 use crate::exit;
+use crate::monitor::session::{intern, RunMonitor};
 use crate::recipe::{Plan, Service, SweepParam};
 use crate::runner::clients::make_client;
 use crate::runner::clock::Clock;
@@ -272,13 +273,21 @@ fn install_signal_handlers(stop: Arc<StopFlag>) -> anyhow::Result<()> {
     let mut usr1 = signal(SignalKind::user_defined1())?;
     tokio::spawn(async move {
         let mut seen = 0;
+        let mut first_at: Option<std::time::Instant> = None;
         loop {
             let s = tokio::select! {
                 _ = int.recv() => StopSignal::Int,
                 _ = term.recv() => StopSignal::Term,
                 _ = usr1.recv() => StopSignal::Usr1,
             };
+            // SLURM (scancel, the time limit) signals every process of the job and the batch
+            // script forwards the same signal: a repeat within 2 s is that one event, not a
+            // second Ctrl-C, so the run still drains and is kept as partial.
+            if first_at.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(2)) {
+                continue;
+            }
             seen += 1;
+            first_at.get_or_insert_with(std::time::Instant::now);
             if seen == 1 {
                 eprintln!(
                     "received SIG{}: stopping load, draining requests in flight (press Ctrl-C again to exit at once)",
@@ -297,8 +306,8 @@ fn install_signal_handlers(stop: Arc<StopFlag>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The live observers of one service's run: progress display, plus any pusher (the
-/// monitoring hook: add a Pushgateway observer here when `global.pushgateway_url` is set).
+/// The live observers of one service's run: the progress display (the Pushgateway pusher is
+/// added by `run_job` through `monitor::session::RunMonitor`).
 fn observers_for(
     _plan: &Plan,
     svc: &Service,
@@ -435,6 +444,18 @@ async fn run_job(
     if let Err(e) = client.setup().await {
         return setup_failed(e.to_string());
     }
+    // Live monitoring: node/GPU samples into the run file, pushes to the Pushgateway.
+    let sink_store = store.clone();
+    let sink_run = run_id.clone();
+    let monitor = RunMonitor::start(
+        plan,
+        &svc,
+        &run_id,
+        clock,
+        Box::new(move |s| sink_store.sample(&sink_run, s.t_ns, intern(&s.name), s.value)),
+    );
+    let mut observers = observers;
+    observers.push(monitor.observer());
     let cfg = EngineConfig {
         run_id: run_id.clone(),
         service: svc.name.clone(),
@@ -448,6 +469,7 @@ async fn run_job(
     let out = match engine::run(client.clone(), cfg).await {
         Ok(o) => o,
         Err(e) => {
+            monitor.finish(RunStatus::Failed.as_str()).await;
             let _ = client.teardown().await;
             return setup_failed(e.to_string());
         }
@@ -482,6 +504,9 @@ async fn run_job(
                 message = Some(e.to_string());
             }
         }
+    }
+    for m in monitor.finish(status.as_str()).await.metrics {
+        store.run_metric(&run_id, m);
     }
     finish(
         status,

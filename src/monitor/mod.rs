@@ -7,5 +7,7 @@ pub mod live;
 pub mod nvml;
 pub mod procfs;
 pub mod push;
+pub mod session;
+pub mod snapshot;
 pub mod stack;
 pub mod telemetry;

@@ -128,6 +128,18 @@ pub fn render_gpus(gpus: &[GpuSample], e: &mut Exposition) {
     }
 }
 
+/// Say why there is no GPU telemetry once per process (several services may run at once).
+fn info_once(msg: String) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    let mut first = false;
+    ONCE.call_once(|| first = true);
+    if first {
+        tracing::info!("{msg}");
+    } else {
+        tracing::debug!("{msg}");
+    }
+}
+
 /// An open NVML library and its GPUs.
 pub struct GpuSampler {
     nvml: Nvml,
@@ -140,7 +152,7 @@ impl GpuSampler {
         match Nvml::init() {
             Ok(nvml) => match nvml.device_count() {
                 Ok(0) => {
-                    tracing::info!("GPU telemetry: NVML loaded but reports no GPUs");
+                    info_once("GPU telemetry: NVML loaded but reports no GPUs".into());
                     None
                 }
                 Ok(count) => {
@@ -148,15 +160,15 @@ impl GpuSampler {
                     Some(GpuSampler { nvml, count })
                 }
                 Err(e) => {
-                    tracing::info!("GPU telemetry off: NVML cannot count GPUs ({e})");
+                    info_once(format!("GPU telemetry off: NVML cannot count GPUs ({e})"));
                     None
                 }
             },
             Err(e) => {
-                tracing::info!(
+                info_once(format!(
                     "GPU telemetry off: no NVIDIA driver/NVML on this node ({e}); \
                      everything else is measured"
-                );
+                ));
                 None
             }
         }
@@ -197,23 +209,6 @@ impl GpuSampler {
     }
 }
 
-/// GPU energy of one reading over all GPUs: the energy counters when every GPU has one, else
-/// `None` (the caller integrates power instead).
-pub fn total_energy_j(gpus: &[GpuSample]) -> Option<f64> {
-    if gpus.is_empty() {
-        return None;
-    }
-    gpus.iter().map(|g| g.energy_joules).sum()
-}
-
-/// Total power over all GPUs, watts.
-pub fn total_power_w(gpus: &[GpuSample]) -> Option<f64> {
-    if gpus.is_empty() {
-        return None;
-    }
-    gpus.iter().map(|g| g.power_watts).sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,7 +246,6 @@ mod tests {
             .map(|(n, _)| n)
             .collect();
         assert!(names.contains(&"gpu0_util_percent".to_string()));
-        assert_eq!(total_energy_j(&[fixture(), fixture()]), Some(246_913.578));
     }
 
     #[test]

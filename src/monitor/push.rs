@@ -13,7 +13,7 @@ use super::expo::{Exposition, MetricType};
 use super::live::LiveSource;
 use base64::Engine as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// The Pushgateway `job` label of every factorybench push.
@@ -171,7 +171,6 @@ struct Shipper {
     cfg: PushConfig,
     summary: PushSummary,
     logged_failure: bool,
-    started: Instant,
 }
 
 impl Shipper {
@@ -193,11 +192,6 @@ impl Shipper {
             )
             .sample("run_status", &[("status", &f.status)], 1.0);
         }
-        e.gauge(
-            "run_elapsed_seconds",
-            "Seconds since the pusher started.",
-            self.started.elapsed().as_secs_f64(),
-        );
         e.counter(
             "push_failures_total",
             "Pushes to this Pushgateway that failed or timed out (seen once one succeeds).",
@@ -284,7 +278,6 @@ async fn run(
         cfg,
         summary: PushSummary::default(),
         logged_failure: false,
-        started: Instant::now(),
     };
     let mut tick = tokio::time::interval(sh.cfg.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -340,6 +333,87 @@ mod tests {
             k.path(),
             "/metrics/job/factorybench/instance/node-01/campaign@base64/bXkgY2FtcGFpZ24vMjAyNg==/service/llm.a_b/run_id@base64/="
         );
+    }
+
+    /// Every series of a full push body (engine snapshot, telemetry, pusher's own) is unique
+    /// and every family has one header: the Pushgateway rejects the whole push otherwise.
+    #[test]
+    fn push_body_has_unique_series() {
+        use crate::monitor::snapshot::SnapshotSource;
+        use crate::monitor::telemetry::Telemetry;
+        use crate::runner::live::{LiveObserver, LiveSnapshot, Phase, Quantiles};
+        let src = Arc::new(SnapshotSource::new());
+        let q = Quantiles {
+            p50_ms: 1.0,
+            p90_ms: 2.0,
+            p99_ms: 3.0,
+            p999_ms: 4.0,
+            max_ms: 5.0,
+        };
+        src.tick(&LiveSnapshot {
+            run_id: "r".into(),
+            service: "s".into(),
+            kind: crate::recipe::ServiceKind::Vllm,
+            phase: Phase::Measure,
+            t_ns: 2_000_000_000,
+            elapsed_s: 1.0,
+            planned_s: 10.0,
+            requests_total: 10,
+            errors_total: 1,
+            errors_by_class: [("timeout", 1)].into_iter().collect(),
+            in_flight: 2,
+            achieved_rps: 10.0,
+            target_rps: Some(10.0),
+            latency: Some(q),
+            ttft: Some(q),
+            tpot: Some(q),
+            schedule_lag_p99_ms: 0.5,
+            bytes_sent_total: 1,
+            bytes_received_total: 2,
+            input_tokens_total: 3,
+            output_tokens_total: 4,
+            runner_cpu_percent: 5.0,
+        });
+        let t = Telemetry::start(
+            crate::runner::clock::Clock::new(),
+            Duration::from_millis(10),
+            false,
+            Box::new(|_| {}),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let sh = Shipper {
+            http: reqwest::Client::new(),
+            cfg: PushConfig::new("http://x:1", GroupingKey::new("c", "s", "r"), 1.0),
+            summary: PushSummary::default(),
+            logged_failure: false,
+        };
+        let sources: Vec<Arc<dyn LiveSource>> = vec![src, t.view()];
+        let body = sh.body(
+            &sources,
+            Some(&FinalState {
+                status: "success".into(),
+            }),
+        );
+        t.stop();
+        let mut seen = std::collections::HashSet::new();
+        for line in body.lines() {
+            let key = if line.starts_with('#') {
+                line.to_string()
+            } else {
+                line.rsplit_once(' ').unwrap().0.to_string()
+            };
+            assert!(seen.insert(key), "duplicate: {line}\n{body}");
+        }
+        for name in [
+            "factorybench_llm_ttft_seconds{quantile=\"0.99\"} 0.003",
+            "factorybench_request_errors_total{class=\"timeout\"} 1",
+            "factorybench_run_status{status=\"success\"} 1",
+            "factorybench_run_finished 1",
+            "factorybench_node_memory_total_bytes ",
+        ] {
+            assert!(body.contains(name), "{name} missing:\n{body}");
+        }
     }
 
     #[test]

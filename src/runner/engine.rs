@@ -103,6 +103,9 @@ struct Agg {
     iv_errors: u64,
     iv_latency: Histogram<u64>,
     iv_lag: Histogram<u64>,
+    /// LLM time to first token and time per output token of the last interval (live view).
+    iv_ttft: Histogram<u64>,
+    iv_tpot: Histogram<u64>,
 }
 
 fn hist() -> Histogram<u64> {
@@ -172,6 +175,14 @@ impl Shared {
                 a.iv_errors += 1;
             } else {
                 let _ = a.iv_latency.record(corrected_us);
+                if let (Some(fb), Some(l)) = (first_byte_ns, &o.llm) {
+                    let _ = a.iv_ttft.record(((fb - sent_ns).max(0) / 1000) as u64);
+                    if let Some(n) = l.output_tokens.filter(|n| *n > 1) {
+                        let _ = a
+                            .iv_tpot
+                            .record(((done_ns - fb).max(0) / 1000) as u64 / (n - 1));
+                    }
+                }
             }
             if !warmup {
                 let gen_us = ((sent_ns - gen_ref_ns.max(scheduled_ns)).max(0) / 1000) as u64;
@@ -380,6 +391,8 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
             iv_errors: 0,
             iv_latency: hist(),
             iv_lag: hist(),
+            iv_ttft: hist(),
+            iv_tpot: hist(),
         }),
         idle: Mutex::new(Vec::new()),
         next_conn: AtomicU32::new(pre),
@@ -778,15 +791,19 @@ async fn ticker(sh: Arc<Shared>, cfg: TickerCfg, phase: Arc<AtomicU8>) {
         tick_at += 1_000_000_000;
         let dt_s = ((now - last_ns) as f64 / 1e9).max(1e-6);
         last_ns = now;
-        let (iv_done, iv_errors, lat, lag_p99_ms) = {
+        let (iv_done, iv_errors, lat, lag_p99_ms, ttft, tpot) = {
             let mut a = sh.agg.lock().expect("agg lock");
             let lat = (!a.iv_latency.is_empty()).then(|| quantiles(&a.iv_latency));
             let lag = a.iv_lag.value_at_quantile(0.99) as f64 / 1000.0;
-            let r = (a.iv_done, a.iv_errors, lat, lag);
+            let ttft = (!a.iv_ttft.is_empty()).then(|| quantiles(&a.iv_ttft));
+            let tpot = (!a.iv_tpot.is_empty()).then(|| quantiles(&a.iv_tpot));
+            let r = (a.iv_done, a.iv_errors, lat, lag, ttft, tpot);
             a.iv_done = 0;
             a.iv_errors = 0;
             a.iv_latency.reset();
             a.iv_lag.reset();
+            a.iv_ttft.reset();
+            a.iv_tpot.reset();
             r
         };
         let cpu = process_cpu_s();
@@ -849,6 +866,8 @@ async fn ticker(sh: Arc<Shared>, cfg: TickerCfg, phase: Arc<AtomicU8>) {
                 achieved_rps: achieved,
                 target_rps: cfg.target_rps,
                 latency: lat,
+                ttft,
+                tpot,
                 schedule_lag_p99_ms: lag_p99_ms,
                 bytes_sent_total: sh.bytes_sent.load(Ordering::Relaxed),
                 bytes_received_total: sh.bytes_received.load(Ordering::Relaxed),

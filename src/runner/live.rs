@@ -55,6 +55,11 @@ pub struct LiveSnapshot {
     /// Latency from scheduled start (coordinated-omission corrected) over the last interval;
     /// `None` when nothing completed in it.
     pub latency: Option<Quantiles>,
+    /// LLM time to first token (sent → first token) of successful requests over the last
+    /// interval; `None` when none completed in it or the service is not an LLM.
+    pub ttft: Option<Quantiles>,
+    /// LLM time per output token after the first, over the last interval.
+    pub tpot: Option<Quantiles>,
     /// p99 of (sent - scheduled) over the last interval, ms.
     pub schedule_lag_p99_ms: f64,
     pub bytes_sent_total: u64,

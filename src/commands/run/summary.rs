@@ -38,6 +38,9 @@ pub struct RunSummary {
     pub latency_uncorrected_ms: Option<Summary>,
     pub schedule_lag_p99_ms: Option<f64>,
     pub generator_saturated: bool,
+    /// Vector DBs: recall@k of sampled searches against brute force (measured in setup).
+    pub recall_at_k: Option<f64>,
+    pub recall_k: Option<f64>,
 }
 
 impl RunSummary {
@@ -80,6 +83,8 @@ impl RunSummary {
             latency_uncorrected_ms: a.total.latency_uncorrected_ms.clone(),
             schedule_lag_p99_ms: a.schedule_lag_ms.as_ref().map(|s| s.p99),
             generator_saturated: metric("generator_saturated").unwrap_or(0.0) > 0.0,
+            recall_at_k: metric("recall_at_k"),
+            recall_k: metric("recall_k"),
         }
     }
 }
@@ -167,6 +172,13 @@ pub fn render_table(runs: &[RunSummary]) -> String {
         }
     }
     for r in runs {
+        if let Some(recall) = r.recall_at_k {
+            out.push_str(&format!(
+                "{}: recall@{} {recall:.3} (sampled searches vs exact brute force, outside the timed phase)\n",
+                r.service,
+                r.recall_k.unwrap_or(0.0)
+            ));
+        }
         if !r.errors_by_class.is_empty() {
             let e: Vec<String> = r
                 .errors_by_class

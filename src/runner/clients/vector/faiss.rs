@@ -7,7 +7,9 @@
 //! link; without the feature the client reports that clearly.
 //!
 //! Indexes: `IDMap2,Flat` (exact; supports delete and update) and `IDMap2,HNSW{m}` (approximate;
-//! Faiss's HNSW cannot remove vectors, so delete/update are reported as errors).
+//! Faiss's HNSW cannot remove vectors, so a mix with delete/update is refused at setup).
+//! `scripts/build-faiss-c.sh` builds `libfaiss_c.so` from the C API sources against Debian's
+//! libfaiss-dev for this machine.
 
 use super::Backend;
 use crate::recipe::{Service, VectorDbWorkload};
@@ -69,7 +71,7 @@ pub use imp::Faiss;
 #[cfg(feature = "faiss")]
 mod imp {
     use super::*;
-    use crate::recipe::FaissIndex;
+    use crate::recipe::{FaissIndex, VectorOp};
     use std::ffi::{c_char, c_int, CStr, CString};
     use std::sync::Mutex;
 
@@ -154,6 +156,19 @@ mod imp {
 
     impl Faiss {
         pub fn new(_svc: &Service, wl: &VectorDbWorkload) -> Result<Self, ClientError> {
+            if let FaissIndex::Hnsw { .. } = wl.index {
+                let removes =
+                    wl.mix.weights.iter().any(|(op, w)| {
+                        *w > 0.0 && matches!(op, VectorOp::Delete | VectorOp::Update)
+                    });
+                if removes {
+                    return Err(ClientError::new(
+                        ErrorClass::Validation,
+                        "setup",
+                        "Faiss HNSW indexes cannot remove vectors: use an operation_mix of insert/search only, or index: flat",
+                    ));
+                }
+            }
             Ok(Faiss {
                 dim: wl.dimension,
                 kind: wl.index,

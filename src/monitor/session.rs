@@ -1,0 +1,138 @@
+//! Monitoring of one service's run: node/GPU telemetry into the run's `samples`, live pushes
+//! of the engine's snapshots and the telemetry to the Pushgateway, and at the end a final
+//! push and the deletion of the group.
+
+use super::live::LiveSource;
+use super::push::{FinalState, GroupingKey, PushConfig, PushSummary, Pusher};
+use super::snapshot::SnapshotSource;
+use super::stack;
+use super::telemetry::{SampleSink, Telemetry, TelemetryData};
+use crate::recipe::{Plan, Service};
+use crate::runner::client::RunMetric;
+use crate::runner::clock::Clock;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// Sample names as `&'static str` (the store takes static names; the set is small and bounded:
+/// node figures plus eight per GPU).
+pub fn intern(name: &str) -> &'static str {
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut set = NAMES
+        .get_or_init(|| Mutex::new(HashSet::new()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = set.get(name) {
+        return n;
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    set.insert(leaked);
+    leaked
+}
+
+/// The campaign label: the campaign directory's name inside a batch job (`FB_CAMPAIGN_DIR`),
+/// else the benchmark name.
+pub fn campaign_label(plan: &Plan) -> String {
+    std::env::var_os("FB_CAMPAIGN_DIR")
+        .map(std::path::PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| plan.benchmark.name.clone())
+}
+
+/// What the end of monitoring produced.
+#[derive(Debug, Default)]
+pub struct MonitorOutcome {
+    /// Push failures (when a Pushgateway was used) for run_metrics.
+    pub metrics: Vec<RunMetric>,
+    pub push: Option<PushSummary>,
+    pub telemetry: TelemetryData,
+}
+
+/// Monitoring of one run. Start it before the load, pass [`RunMonitor::observer`] to the
+/// engine, and [`RunMonitor::finish`] it once the run's status is known.
+pub struct RunMonitor {
+    source: Arc<SnapshotSource>,
+    telemetry: Option<Telemetry>,
+    pusher: Option<Pusher>,
+}
+
+impl RunMonitor {
+    /// Must be called inside a tokio runtime. `sink` receives every telemetry sample.
+    pub fn start(
+        plan: &Plan,
+        svc: &Service,
+        run_id: &str,
+        clock: Clock,
+        sink: SampleSink,
+    ) -> RunMonitor {
+        let source = Arc::new(SnapshotSource::new());
+        let telemetry = match Telemetry::start(clock, Duration::from_secs(1), true, sink) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!("[{}] node telemetry off: {e}", svc.name);
+                None
+            }
+        };
+        let url = stack::discover_pushgateway(
+            plan.global.pushgateway_url.as_deref(),
+            &stack::default_state_dir(),
+        );
+        let pusher = url.map(|url| {
+            let key = GroupingKey::new(&campaign_label(plan), &svc.name, run_id);
+            let cfg = PushConfig::new(&url, key, plan.global.push_interval_s);
+            tracing::info!(
+                "[{}] live metrics to {} every {} s",
+                svc.name,
+                cfg.group_url(),
+                plan.global.push_interval_s
+            );
+            let mut sources: Vec<Arc<dyn LiveSource>> = vec![source.clone()];
+            if let Some(t) = &telemetry {
+                sources.push(t.view());
+            }
+            Pusher::start(cfg, sources)
+        });
+        RunMonitor {
+            source,
+            telemetry,
+            pusher,
+        }
+    }
+
+    /// The engine observer that feeds the pushes.
+    pub fn observer(&self) -> Arc<SnapshotSource> {
+        self.source.clone()
+    }
+
+    pub fn pushing(&self) -> bool {
+        self.pusher.is_some()
+    }
+
+    /// Stop telemetry, push the final state (`status`: success | partial | failed) and delete
+    /// the group.
+    pub async fn finish(self, status: &str) -> MonitorOutcome {
+        let telemetry = match self.telemetry {
+            Some(t) => tokio::task::spawn_blocking(move || t.stop())
+                .await
+                .unwrap_or_default(),
+            None => TelemetryData::default(),
+        };
+        let mut out = MonitorOutcome::default();
+        if let Some(p) = self.pusher {
+            let s = p
+                .finish(FinalState {
+                    status: status.to_string(),
+                })
+                .await;
+            out.metrics.push(RunMetric {
+                name: "pushgateway_push_failures".into(),
+                value: s.pushes_failed as f64,
+                unit: "count".into(),
+            });
+            out.push = Some(s);
+        }
+        out.telemetry = telemetry;
+        out
+    }
+}
