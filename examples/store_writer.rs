@@ -11,7 +11,10 @@ use std::time::Instant;
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let path = std::path::PathBuf::from(args.get(1).map(String::as_str).unwrap_or("writer.db"));
-    let rows: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let rows: u64 = args
+        .get(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let store = Store::open(&path)?;
     let h = store.handle();
     let run_id = factorybench::store::new_run_id();

@@ -264,7 +264,9 @@ impl Worker for HttpWorker {
             o.bytes_sent = t.body.len() as u64;
             o.size_bytes = t.body.len() as u64;
             let resp = match drive(&mut conn, sender.send_request(req)).await {
-                Err(m) => return Outcome::err(op, ErrorClass::Io, format!("{} {}: {m}", t.method, t.uri)),
+                Err(m) => {
+                    return Outcome::err(op, ErrorClass::Io, format!("{} {}: {m}", t.method, t.uri))
+                }
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {
                     let class = if e.is_incomplete_message() || e.is_closed() {
