@@ -95,6 +95,51 @@ fn monitor_up_status_down_on_slurm() {
         Some(ep.pushgateway.url.as_str())
     );
 
+    // `monitor up` → `run` → live series: a run without pushgateway_url finds the stack through
+    // FACTORYBENCH_MONITOR_DIR and its series reach the stack's own Prometheus while it runs.
+    let campaign = format!("mon-slurm-{}", std::process::id());
+    let recipe = tmp.path().join("recipe.yml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "benchmark: {{name: \"{campaign}\"}}\nglobal: {{metrics_db: \"{db}\", push_interval: 0.5}}\nservices:\n  - service_name: files\n    service_type: file_storage\n    base_path: \"{files}\"\n    client_count: 1\n    requests_per_second: 50\n    warmup: 0\n    duration: 6\n    operation_mix: {{write: 0.5, read: 0.5}}\n    file_sizes: {{\"4KB\": 1.0}}\n",
+            db = tmp.path().join("run.db").display(),
+            files = tmp.path().join("files").display(),
+        ),
+    )
+    .unwrap();
+    let mut run = std::process::Command::new(assert_cmd::cargo::cargo_bin("factorybench"))
+        .args(["run", "--no-progress"])
+        .arg(&recipe)
+        .env("FACTORYBENCH_MONITOR_DIR", &dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let q = format!(
+        "{}/api/v1/query?query=factorybench_requests_total%7Bcampaign%3D%22{campaign}%22%7D",
+        ep.prometheus.url
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut live = false;
+    while Instant::now() < deadline && run.try_wait().unwrap().is_none() {
+        let out = Command::new("curl").args(["-fs", &q]).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if v["data"]["result"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+        {
+            live = run.try_wait().unwrap().is_none();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(run.wait().unwrap().success());
+    assert!(
+        live,
+        "the run's series never reached the stack's Prometheus while it ran"
+    );
+
     // down: the job leaves the queue, the servers stop, the endpoint file goes.
     common::bin()
         .args(["monitor", "down", "--state-dir"])
