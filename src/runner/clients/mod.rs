@@ -3,8 +3,9 @@
 
 pub mod file_storage;
 pub mod http;
+pub mod llm;
 
-use super::client::{Client, ClientError, ErrorClass};
+use super::client::{Client, ClientError};
 use crate::recipe::{Service, VectorBackend, Workload};
 use std::sync::Arc;
 
@@ -40,14 +41,6 @@ pub fn make_client(svc: &Service) -> Result<Arc<dyn Client>, ClientError> {
                 vector::faiss::Faiss::new(svc, wl)?,
             )?)),
         },
-        Workload::Llm(_) => Err(not_yet("llm")),
+        Workload::Llm(_) => llm::make(svc),
     }
-}
-
-fn not_yet(kind: &str) -> ClientError {
-    ClientError::new(
-        ErrorClass::Other,
-        "setup",
-        format!("the {kind} client is not built yet"),
-    )
 }
