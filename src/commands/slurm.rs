@@ -358,6 +358,8 @@ pub struct JobStatus {
     pub job_id: String,
     pub array_task: ArrayTasks,
     pub state: JobState,
+    /// The state word SLURM printed (shown when `state` is UNKNOWN to this version).
+    pub state_raw: String,
     /// Where `state` came from.
     pub source: StateSource,
     pub node: String,
@@ -460,6 +462,7 @@ fn job_rows(
         job_id: j.job_id.clone(),
         array_task: ArrayTasks::None,
         state,
+        state_raw: state.as_str().to_string(),
         source,
         node: String::new(),
         elapsed_s: None,
@@ -471,6 +474,7 @@ fn job_rows(
     for q in queue.iter().filter(|q| q.array_job_id == j.job_id) {
         let mut r = base(q.state, StateSource::Squeue);
         r.array_task = q.array_tasks.clone();
+        r.state_raw = q.state_raw.clone();
         r.node = q.nodes.clone();
         r.elapsed_s = Some(q.elapsed_s);
         r.time_limit_s = q.time_limit_s;
@@ -624,7 +628,11 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<i32> {
             r.service.clone(),
             r.job_id.clone(),
             r.array_task.to_string(),
-            r.state.to_string(),
+            if r.state == JobState::Unknown && !r.state_raw.is_empty() {
+                r.state_raw.clone()
+            } else {
+                r.state.to_string()
+            },
             if r.node.is_empty() {
                 "-".into()
             } else {
@@ -695,7 +703,7 @@ fn any_active(camp: &Campaign) -> anyhow::Result<bool> {
     let queue = slurm::squeue()?;
     Ok(queue
         .iter()
-        .any(|q| q.state.is_active() && jobs.iter().any(|j| j.job_id == q.array_job_id)))
+        .any(|q| !q.state.is_finished() && jobs.iter().any(|j| j.job_id == q.array_job_id)))
 }
 
 pub fn logs(a: &LogsArgs) -> anyhow::Result<i32> {
@@ -769,7 +777,7 @@ pub fn cancel(a: &CancelArgs) -> anyhow::Result<i32> {
         .filter(|j| {
             queue
                 .iter()
-                .any(|q| q.array_job_id == j.job_id && q.state.is_active())
+                .any(|q| q.array_job_id == j.job_id && !q.state.is_finished())
         })
         .map(|j| j.job_id.clone())
         .collect();

@@ -67,6 +67,12 @@ pub enum JobState {
     BootFail,
     Deadline,
     OutOfMemory,
+    /// Being signalled (e.g. `--signal` delivery); still running.
+    Signaling,
+    StageOut,
+    SpecialExit,
+    Revoked,
+    LaunchFailed,
     /// A state this version does not know (newer SLURM), or no record at all.
     Unknown,
 }
@@ -97,6 +103,11 @@ impl JobState {
             "BOOT_FAIL" | "BF" => JobState::BootFail,
             "DEADLINE" | "DL" => JobState::Deadline,
             "OUT_OF_MEMORY" | "OOM" => JobState::OutOfMemory,
+            "SIGNALING" | "SI" => JobState::Signaling,
+            "STAGE_OUT" | "SO" => JobState::StageOut,
+            "SPECIAL_EXIT" | "SE" => JobState::SpecialExit,
+            "REVOKED" | "RV" => JobState::Revoked,
+            "LAUNCH_FAILED" | "LF" => JobState::LaunchFailed,
             _ => JobState::Unknown,
         }
     }
@@ -120,6 +131,11 @@ impl JobState {
             JobState::BootFail => "BOOT_FAIL",
             JobState::Deadline => "DEADLINE",
             JobState::OutOfMemory => "OUT_OF_MEMORY",
+            JobState::Signaling => "SIGNALING",
+            JobState::StageOut => "STAGE_OUT",
+            JobState::SpecialExit => "SPECIAL_EXIT",
+            JobState::Revoked => "REVOKED",
+            JobState::LaunchFailed => "LAUNCH_FAILED",
             JobState::Unknown => "UNKNOWN",
         }
     }
@@ -137,6 +153,9 @@ impl JobState {
                 | JobState::BootFail
                 | JobState::Deadline
                 | JobState::OutOfMemory
+                | JobState::SpecialExit
+                | JobState::Revoked
+                | JobState::LaunchFailed
         )
     }
 
@@ -347,6 +366,8 @@ pub struct QueueRow {
     pub array_job_id: String,
     pub array_tasks: ArrayTasks,
     pub state: JobState,
+    /// The state as squeue printed it (kept for states this version does not know).
+    pub state_raw: String,
     /// Node list; empty while pending.
     pub nodes: String,
     pub elapsed_s: u64,
@@ -404,6 +425,7 @@ pub fn parse_squeue(stdout: &str) -> Result<Vec<QueueRow>, String> {
             array_job_id: f[1].trim().to_string(),
             array_tasks,
             state: JobState::parse(f[3].trim()),
+            state_raw: f[3].trim().to_string(),
             nodes: f[4].trim().to_string(),
             elapsed_s: parse_elapsed_s(f[5].trim())
                 .ok_or_else(|| format!("bad elapsed time `{}` in `{line}`", f[5]))?,
@@ -664,6 +686,8 @@ mod tests {
         assert!(JobState::Pending.is_active());
         assert!(!JobState::Unknown.is_active());
         assert!(JobState::Timeout.is_failure());
+        assert_eq!(JobState::parse("SIGNALING"), JobState::Signaling);
+        assert!(JobState::Signaling.is_active());
         for s in [JobState::Running, JobState::OutOfMemory, JobState::NodeFail] {
             assert_eq!(JobState::parse(s.as_str()), s);
         }

@@ -4,13 +4,16 @@ use super::{FinishRun, NewRun, RequestRow, StoreError, COMMIT_INTERVAL};
 use crate::runner::client::RunMetric;
 use rusqlite::{params, Connection};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 /// Largest batch per transaction (keeps a commit short when the queue is deep).
 const MAX_BATCH: usize = 50_000;
+
+/// How long the writer sleeps when its queue is empty inside a batch.
+const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
 
 type Reply = Sender<Result<(), String>>;
 
@@ -223,14 +226,26 @@ fn writer_loop(conn: Connection, rx: Receiver<Msg>) -> Result<WriterStats, Strin
             if urgent || n >= MAX_BATCH {
                 break;
             }
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            match rx.recv_timeout(deadline - now) {
-                Ok(m) => msg = Some(m),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => shutdown = true,
+            // Poll instead of blocking in recv: a parked receiver makes every send a futex
+            // wake-up (a syscall and a context switch per request row on the hot path).
+            loop {
+                match rx.try_recv() {
+                    Ok(m) => {
+                        msg = Some(m);
+                        break;
+                    }
+                    Err(TryRecvError::Empty) => {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            break;
+                        }
+                        std::thread::sleep(POLL_INTERVAL.min(deadline - now));
+                    }
+                    Err(TryRecvError::Disconnected) => {
+                        shutdown = true;
+                        break;
+                    }
+                }
             }
         }
         if let Err(e) = conn.execute_batch("COMMIT") {

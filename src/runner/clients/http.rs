@@ -15,6 +15,8 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderName, HeaderValue, HOST};
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 struct Target {
@@ -137,7 +139,26 @@ fn classify_io(e: &std::io::Error) -> ErrorClass {
     }
 }
 
-async fn open_conn(t: &Target) -> Result<SendRequest<Full<Bytes>>, (ErrorClass, String)> {
+/// The connection future, driven inside the request's own task (no hand-off to a separate
+/// connection task: one fewer task wake-up per request on the hot path).
+type ConnFut = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+
+type Conn = (SendRequest<Full<Bytes>>, ConnFut);
+
+/// Await `f` while driving the connection; `Err` when the connection ended first.
+async fn drive<F: Future>(conn: &mut ConnFut, f: F) -> Result<F::Output, String> {
+    tokio::pin!(f);
+    tokio::select! {
+        biased;
+        r = &mut f => Ok(r),
+        c = conn.as_mut() => Err(match c {
+            Ok(()) => "connection closed by the server".to_string(),
+            Err(e) => format!("connection error: {e}"),
+        }),
+    }
+}
+
+async fn open_conn(t: &Target) -> Result<Conn, (ErrorClass, String)> {
     let stream = tokio::net::TcpStream::connect(&t.authority)
         .await
         .map_err(|e| (classify_io(&e), format!("connect {}: {e}", t.authority)))?;
@@ -145,10 +166,7 @@ async fn open_conn(t: &Target) -> Result<SendRequest<Full<Bytes>>, (ErrorClass, 
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| (ErrorClass::Protocol, format!("HTTP handshake: {e}")))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
+    Ok((sender, Box::pin(conn)))
 }
 
 fn status_outcome(t: &Target, mut o: Outcome, status: u16) -> Outcome {
@@ -190,12 +208,12 @@ impl Client for HttpClient {
                     .map_err(|e| bad(format!("TLS client: {e}")))?;
                 return Ok(Box::new(HttpsWorker { t, c }) as Box<dyn Worker>);
             }
-            let sender = open_conn(&t)
+            let conn = open_conn(&t)
                 .await
                 .map_err(|(class, m)| ClientError::new(class, "connect", m))?;
             Ok(Box::new(HttpWorker {
                 t,
-                sender: Some(sender),
+                conn: Some(conn),
             }) as Box<dyn Worker>)
         })
     }
@@ -207,7 +225,7 @@ impl Client for HttpClient {
 
 struct HttpWorker {
     t: Arc<Target>,
-    sender: Option<SendRequest<Full<Bytes>>>,
+    conn: Option<Conn>,
 }
 
 impl Worker for HttpWorker {
@@ -215,16 +233,17 @@ impl Worker for HttpWorker {
         Box::pin(async move {
             let t = &self.t;
             let op = t.op;
-            let mut sender = match self.sender.take() {
-                Some(s) if !s.is_closed() => s,
+            let (mut sender, mut conn) = match self.conn.take() {
+                Some(c) if !c.0.is_closed() => c,
                 _ => match open_conn(t).await {
-                    Ok(s) => s,
+                    Ok(c) => c,
                     Err((class, m)) => return Outcome::err(op, class, m),
                 },
             };
-            if sender.ready().await.is_err() {
-                sender = match open_conn(t).await {
-                    Ok(s) => s,
+            if !matches!(drive(&mut conn, sender.ready()).await, Ok(Ok(()))) {
+                // The server closed the kept-alive connection: reopen (inside the timing).
+                (sender, conn) = match open_conn(t).await {
+                    Ok(c) => c,
                     Err((class, m)) => return Outcome::err(op, class, m),
                 };
             }
@@ -244,9 +263,12 @@ impl Worker for HttpWorker {
             let mut o = Outcome::ok(op);
             o.bytes_sent = t.body.len() as u64;
             o.size_bytes = t.body.len() as u64;
-            let resp = match sender.send_request(req).await {
-                Ok(r) => r,
-                Err(e) => {
+            let resp = match drive(&mut conn, sender.send_request(req)).await {
+                Err(m) => {
+                    return Outcome::err(op, ErrorClass::Io, format!("{} {}: {m}", t.method, t.uri))
+                }
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
                     let class = if e.is_incomplete_message() || e.is_closed() {
                         ErrorClass::Io
                     } else {
@@ -259,7 +281,14 @@ impl Worker for HttpWorker {
             let status = resp.status().as_u16();
             let mut body = resp.into_body();
             let mut n = 0u64;
-            while let Some(frame) = body.frame().await {
+            loop {
+                let frame = match drive(&mut conn, body.frame()).await {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(m) => {
+                        return Outcome::err(op, ErrorClass::Io, format!("reading body: {m}"));
+                    }
+                };
                 match frame {
                     Ok(f) => {
                         if let Some(d) = f.data_ref() {
@@ -272,7 +301,7 @@ impl Worker for HttpWorker {
                 }
             }
             o.bytes_received = n;
-            self.sender = Some(sender);
+            self.conn = Some((sender, conn));
             status_outcome(t, o, status)
         })
     }

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# factorybench's PostgreSQL client vs pgbench on the same server, same schema, same table size and
+# a comparable transaction mix (closed loop, C clients, prepared statements, one statement per
+# transaction): select 70 %, insert 10 %, update 15 %, delete 5 % by primary key.
+#   pgbench: custom scripts weighted with @70/@10/@15/@5, -M prepared, ids random(1, ROWS)
+#   factorybench: service_type database with the same operation_mix (insert via unnest, batch 1)
+# Prints both TPS and the ratio (goal >= 0.9), then per-kind throughput of the S3 (moto) and
+# ChromaDB clients (no peer tool: figures only, with recall@k for ChromaDB).
+# Needs the servers of scripts/test-env.sh (postgres, s3, chroma) and a release build:
+#   CARGO_TARGET_DIR=/work/target-release cargo build --release
+# Usage: bench/pgbench.sh [CLIENTS=8] [SECONDS=20] [ROWS=100000]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+C=${1:-8}; T=${2:-20}; ROWS=${3:-100000}
+STATE=${FB_TEST_STATE:-/tmp/factorybench-test}
+FB_BIN=${FB_BIN:-/work/target-release/release/factorybench}
+[ -x "$FB_BIN" ] || FB_BIN="$PWD/target/release/factorybench"
+[ -x "$FB_BIN" ] || { echo "build factorybench --release first" >&2; exit 1; }
+set -a; . "$STATE/postgres.env"; . "$STATE/s3.env"; . "$STATE/chroma.env"; set +a
+export PGPASSWORD=$FB_TEST_PG_PASSWORD PGHOST=$FB_TEST_PG_HOST PGPORT=$FB_TEST_PG_PORT \
+  PGUSER=$FB_TEST_PG_USER PGDATABASE=$FB_TEST_PG_DB
+work=$(mktemp -d /tmp/fb-bench-pg-XXXXXX)
+trap 'rm -rf "$work"; psql -qAt -c "DROP TABLE IF EXISTS fb_pgbench" >/dev/null 2>&1 || true' EXIT
+py() { python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['runs'][0]; print($1)" "$2"; }
+
+# --- pgbench: the same schema and seed as the factorybench client (src/runner/clients/postgres.rs)
+psql -qAt -v ON_ERROR_STOP=1 <<SQL
+DROP TABLE IF EXISTS fb_pgbench;
+CREATE TABLE fb_pgbench (id bigserial PRIMARY KEY, k integer NOT NULL, payload text NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now());
+INSERT INTO fb_pgbench (k, payload) SELECT (g * 7919) % 1000000,
+  rpad(md5(g::text), 100, md5((g + 1)::text)) FROM generate_series(1::bigint, $ROWS::bigint) g;
+ANALYZE fb_pgbench;
+SQL
+P=$(printf 'p%.0s' $(seq 100))
+cat > "$work/select.sql" <<S
+\set id random(1, $ROWS)
+SELECT id, k, payload, updated_at FROM fb_pgbench WHERE id = :id;
+S
+cat > "$work/insert.sql" <<S
+\set k random(0, 999999)
+INSERT INTO fb_pgbench (k, payload) VALUES (:k, '$P');
+S
+cat > "$work/update.sql" <<S
+\set id random(1, $ROWS)
+\set k random(0, 999999)
+UPDATE fb_pgbench SET k = :k, payload = '$P', updated_at = now() WHERE id = :id;
+S
+cat > "$work/delete.sql" <<S
+\set id random(1, $ROWS)
+DELETE FROM fb_pgbench WHERE id = :id;
+S
+pgbench -n -M prepared -c "$C" -j 2 -T "$T" \
+  -f "$work/select.sql@70" -f "$work/insert.sql@10" -f "$work/update.sql@15" -f "$work/delete.sql@5" \
+  > "$work/pgbench.out" 2>&1
+PG_TPS=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$work/pgbench.out")
+PG_LAT=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$work/pgbench.out")
+
+# --- factorybench: the same mix, clients and duration
+cat > "$work/pg.yml" <<Y
+benchmark: {name: pgbench comparison}
+global: {metrics_db: "$work/pg.db"}
+services:
+  - service_name: pg
+    service_type: database
+    runtime: external
+    host: "$FB_TEST_PG_HOST"
+    port: $FB_TEST_PG_PORT
+    database: "$FB_TEST_PG_DB"
+    user: "$FB_TEST_PG_USER"
+    password_env: FB_TEST_PG_PASSWORD
+    table_name: fb_bench_pg
+    seed_rows: $ROWS
+    batch_size: 1
+    operation_mix: {select: 0.7, insert: 0.1, update: 0.15, delete: 0.05}
+    client_count: $C
+    requests_per_second: 0
+    arrival: closed
+    warmup: 2
+    duration: $T
+    timeout: 10
+Y
+"$FB_BIN" run "$work/pg.yml" --json --no-progress > "$work/pg.json" 2> "$work/pg.err" || { cat "$work/pg.err" >&2; exit 1; }
+FB_TPS=$(py 'round(r["ops_per_s"], 1)' "$work/pg.json")
+FB_P50=$(py 'r["latency_uncorrected_ms"]["p50"]' "$work/pg.json")
+FB_ERR=$(py 'r["errors"]' "$work/pg.json")
+echo "PostgreSQL 15, $C clients, ${T}s, $ROWS rows, mix select 70 / insert 10 / update 15 / delete 5:"
+echo "  pgbench       ${PG_TPS} tps (latency avg ${PG_LAT} ms)"
+echo "  factorybench  ${FB_TPS} tps (p50 ${FB_P50} ms, errors ${FB_ERR})"
+python3 -c "print(f'  ratio factorybench/pgbench = {$FB_TPS/$PG_TPS:.3f} (goal >= 0.9)')"
+
+# --- S3 (moto) and ChromaDB: per-kind throughput of the same binary
+cat > "$work/kinds.yml" <<Y
+benchmark: {name: data kinds throughput}
+global: {metrics_db: "$work/kinds.db"}
+services:
+  - service_name: s3-small
+    service_type: s3
+    runtime: external
+    endpoint_url: "$FB_TEST_S3_URL"
+    access_key_env: FB_TEST_S3_ACCESS_KEY
+    secret_key_env: FB_TEST_S3_SECRET_KEY
+    bucket_name: fb-bench
+    operation_mix: {put: 0.3, get: 0.6, list: 0.05, delete: 0.05}
+    object_sizes: {"4KB": 1}
+    client_count: 4
+    requests_per_second: 0
+    arrival: closed
+    warmup: 2
+    duration: $T
+  - service_name: s3-1mb
+    service_type: s3
+    runtime: external
+    endpoint_url: "$FB_TEST_S3_URL"
+    access_key_env: FB_TEST_S3_ACCESS_KEY
+    secret_key_env: FB_TEST_S3_SECRET_KEY
+    bucket_name: fb-bench
+    operation_mix: {put: 0.5, get: 0.5}
+    object_sizes: {"1MB": 1}
+    client_count: 4
+    requests_per_second: 0
+    arrival: closed
+    warmup: 2
+    duration: $T
+  - service_name: chroma-384
+    service_type: vectordb
+    backend: chromadb
+    runtime: external
+    service_url: "$FB_TEST_CHROMA_URL"
+    collection_name: fb_bench
+    dimension: 384
+    dataset_size: 10000
+    recall_queries: 100
+    search_k: 10
+    batch_size: 10
+    operation_mix: {insert: 0.1, search: 0.9}
+    client_count: 4
+    requests_per_second: 0
+    arrival: closed
+    warmup: 2
+    duration: $T
+Y
+"$FB_BIN" run "$work/kinds.yml" --sequential --json --no-progress > "$work/kinds.json" 2> "$work/kinds.err" || { cat "$work/kinds.err" >&2; exit 1; }
+python3 - "$work/kinds.json" <<'PY'
+import json, sys
+for r in json.load(open(sys.argv[1]))["runs"]:
+    lat = r.get("latency_uncorrected_ms") or {}
+    extra = f", recall@{r.get('recall_k') or 0:.0f} {r['recall_at_k']:.3f}" if r.get("recall_at_k") is not None else ""
+    print(f"  {r['service']:<11} {r['ops_per_s']:8.1f} ops/s {r['mb_per_s']:8.2f} MB/s  p50 {lat.get('p50', 0):.2f} ms p99 {lat.get('p99', 0):.2f} ms  errors {r['errors']}{extra}")
+PY
