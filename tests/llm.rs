@@ -9,7 +9,15 @@ use factorybench::runner::client::{Client, ErrorClass};
 use factorybench::runner::clients::llm::{metrics, LlmClient};
 use factorybench::runner::clients::make_client;
 use llm_support::{drive, fixture, service, Dialect, Row, Script};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The real model server answers one request at a time: tests that compare client and server
+/// timings must not queue behind each other, so they take this lock.
+static REAL_SERVER: Mutex<()> = Mutex::new(());
+
+fn real_server_lock() -> MutexGuard<'static, ()> {
+    REAL_SERVER.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -111,6 +119,7 @@ fn real(api: &str, url: &str, model: &str, extra: &str) -> (Arc<LlmClient>, Arc<
 
 #[test]
 fn real_openai_completions_and_chat() {
+    let _serial = real_server_lock();
     let Some(env) = common::server("llm") else {
         return;
     };
@@ -139,6 +148,7 @@ fn real_openai_completions_and_chat() {
 
 #[test]
 fn real_ollama_generate_and_chat() {
+    let _serial = real_server_lock();
     let Some(env) = common::server("llm") else {
         return;
     };
@@ -156,6 +166,7 @@ fn real_ollama_generate_and_chat() {
 
 #[test]
 fn real_server_missing_model_fails_setup_clearly() {
+    let _serial = real_server_lock();
     let Some(env) = common::server("llm") else {
         return;
     };
