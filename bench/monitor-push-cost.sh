@@ -5,6 +5,8 @@
 # rate (measured requests / measured window, from the run file) and the runner's CPU time per
 # 1000 requests (runs.cpu_user_s + cpu_system_s), median over repeats, and each ratio to "off".
 # The peer here is factorybench itself without pushes: the question is what pushing costs.
+# Then the CPU time of one push, from a nearly idle run (10 req/s, IDLE_S seconds) with pushes
+# off and every 0.5 s: (CPU with − CPU without) / pushes made.
 # Needs the test Pushgateway (scripts/start-prometheus.sh). Usage: bench/monitor-push-cost.sh [REPEATS] [DURATION_S]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,3 +79,42 @@ for mode in off push5s push500ms; do
     "$c" "$(awk -v a="$c" -v b="$off_c" 'BEGIN{printf "%.3f", a/b}')"
 done
 echo "(median of $REPEATS runs of ${DURATION}s each; $(nproc) CPUs; factorybench $("$FB_BIN" --version | awk '{print $2}'))"
+
+# --- CPU per push, from nearly idle runs ------------------------------------------------------
+IDLE_S=${IDLE_S:-20}
+idle_recipe() { # MODE INTERVAL
+  local push=""
+  [ "$1" = idle-off ] || push="pushgateway_url: \"$PGW\"
+  push_interval: $2"
+  cat > "$work/$1.yml" <<YML
+benchmark: {name: "push-cost-$1"}
+global:
+  metrics_db: "$work/$1.db"
+  $push
+services:
+  - service_name: files
+    service_type: file_storage
+    base_path: "$work/data-$1"
+    client_count: 1
+    requests_per_second: 10
+    warmup: 0
+    duration: $IDLE_S
+    operation_mix: {stat: 1.0}
+    file_sizes: {"4KB": 1.0}
+    working_set_files: 4
+YML
+}
+idle_recipe idle-off 0
+idle_recipe idle-push 0.5
+cpu_s() {
+  rm -f "$work/$1.db"*
+  "$FB_BIN" run "$work/$1.yml" --no-progress >/dev/null 2>"$work/$1.err" || true
+  python3 -c "import sqlite3,sys; r=sqlite3.connect(sys.argv[1]).execute('SELECT cpu_user_s+cpu_system_s FROM runs').fetchone(); print(r[0])" "$work/$1.db"
+}
+offs=""; ons=""
+for i in $(seq "$REPEATS"); do offs+="$(cpu_s idle-off) "; ons+="$(cpu_s idle-push) "; done
+off_cpu=$(echo "$offs" | med); on_cpu=$(echo "$ons" | med)
+pushes=$(awk -v d="$IDLE_S" 'BEGIN{print int(d/0.5)+2}')
+awk -v a="$off_cpu" -v b="$on_cpu" -v n="$pushes" -v d="$IDLE_S" 'BEGIN{
+  printf "idle run (%ss, 10 req/s): runner CPU %.3f s without pushes, %.3f s with a push every 0.5 s (~%d pushes)\n", d, a, b, n;
+  printf "CPU per push: %.2f ms (at the default 5 s interval: %.3f%% of one core)\n", (b-a)*1000/n, (b-a)/n/5*100 }'

@@ -4,7 +4,8 @@
 //! Counters (`_total`) are cumulative since the start of the run, warmup included; Prometheus
 //! computes rates. Latency figures are the engine's quantiles over its last 1 s interval
 //! (coordinated-omission corrected, from the scheduled send time), pushed as gauges with a
-//! `quantile` label; they are absent when nothing completed in that interval.
+//! `quantile` label (the last interval that had completions: slow LLM requests may take longer
+//! than one interval); absent until the first completion.
 
 use super::expo::{Exposition, MetricType};
 use super::live::LiveSource;
@@ -32,8 +33,17 @@ impl SnapshotSource {
 }
 
 impl LiveObserver for SnapshotSource {
+    /// Keep the snapshot; quantiles of an interval without completions (slow LLM requests take
+    /// longer than the engine's 1 s interval) keep the last interval's values that had some.
     fn tick(&self, snap: &LiveSnapshot) {
-        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(snap.clone());
+        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = snap.clone();
+        if let Some(prev) = latest.as_ref() {
+            next.latency = next.latency.or(prev.latency);
+            next.ttft = next.ttft.or(prev.ttft);
+            next.tpot = next.tpot.or(prev.tpot);
+        }
+        *latest = Some(next);
     }
 }
 
@@ -143,7 +153,7 @@ pub fn render_snapshot(s: &LiveSnapshot, e: &mut Exposition) {
         quantile_family(
             e,
             "request_latency_seconds",
-            "Latency quantiles over the last interval, from the scheduled send time to completion (coordinated-omission corrected); quantile 1 is the maximum.",
+            "Latency quantiles over the last 1 s interval with completions, from the scheduled send time to completion (coordinated-omission corrected); quantile 1 is the maximum.",
             q,
         );
     }
@@ -161,7 +171,7 @@ pub fn render_snapshot(s: &LiveSnapshot, e: &mut Exposition) {
         quantile_family(
             e,
             "llm_ttft_seconds",
-            "Time to first token (sent to first token) over the last interval; quantile 1 is the maximum.",
+            "Time to first token (sent to first token) over the last 1 s interval with completions; quantile 1 is the maximum.",
             q,
         );
     }
@@ -169,7 +179,7 @@ pub fn render_snapshot(s: &LiveSnapshot, e: &mut Exposition) {
         quantile_family(
             e,
             "llm_tpot_seconds",
-            "Time per output token after the first over the last interval; quantile 1 is the maximum.",
+            "Time per output token after the first over the last 1 s interval with completions; quantile 1 is the maximum.",
             q,
         );
     }
