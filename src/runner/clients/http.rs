@@ -143,19 +143,35 @@ fn classify_io(e: &std::io::Error) -> ErrorClass {
 /// connection task: one fewer task wake-up per request on the hot path).
 type ConnFut = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
 
-type Conn = (SendRequest<Full<Bytes>>, ConnFut);
+/// The connection future and whether it has finished (a finished future is not polled again).
+struct ConnState {
+    fut: ConnFut,
+    done: bool,
+}
 
-/// Await `f` while driving the connection; `Err` when the connection ended first.
-async fn drive<F: Future>(conn: &mut ConnFut, f: F) -> Result<F::Output, String> {
+type Conn = (SendRequest<Full<Bytes>>, ConnState);
+
+/// Await `f` while driving the connection; `Err` when the connection failed first.
+///
+/// A connection that ends cleanly (a server that closes after each response, as HTTP/1.0 and
+/// `Connection: close` do) may finish in the same poll that delivered the response: what it
+/// delivered is already in the channel, so `f` is then awaited alone and resolves from it, or
+/// fails by itself when nothing came.
+async fn drive<F: Future>(conn: &mut ConnState, f: F) -> Result<F::Output, String> {
     tokio::pin!(f);
-    tokio::select! {
-        biased;
-        r = &mut f => Ok(r),
-        c = conn.as_mut() => Err(match c {
-            Ok(()) => "connection closed by the server".to_string(),
-            Err(e) => format!("connection error: {e}"),
-        }),
+    if !conn.done {
+        tokio::select! {
+            biased;
+            r = &mut f => return Ok(r),
+            c = conn.fut.as_mut() => {
+                conn.done = true;
+                if let Err(e) = c {
+                    return Err(format!("connection error: {e}"));
+                }
+            }
+        }
     }
+    Ok(f.await)
 }
 
 async fn open_conn(t: &Target) -> Result<Conn, (ErrorClass, String)> {
@@ -166,7 +182,13 @@ async fn open_conn(t: &Target) -> Result<Conn, (ErrorClass, String)> {
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| (ErrorClass::Protocol, format!("HTTP handshake: {e}")))?;
-    Ok((sender, Box::pin(conn)))
+    Ok((
+        sender,
+        ConnState {
+            fut: Box::pin(conn),
+            done: false,
+        },
+    ))
 }
 
 fn status_outcome(t: &Target, mut o: Outcome, status: u16) -> Outcome {
@@ -234,7 +256,7 @@ impl Worker for HttpWorker {
             let t = &self.t;
             let op = t.op;
             let (mut sender, mut conn) = match self.conn.take() {
-                Some(c) if !c.0.is_closed() => c,
+                Some(c) if !c.0.is_closed() && !c.1.done => c,
                 _ => match open_conn(t).await {
                     Ok(c) => c,
                     Err((class, m)) => return Outcome::err(op, class, m),
@@ -301,7 +323,9 @@ impl Worker for HttpWorker {
                 }
             }
             o.bytes_received = n;
-            self.conn = Some((sender, conn));
+            if !conn.done {
+                self.conn = Some((sender, conn));
+            }
             status_outcome(t, o, status)
         })
     }
