@@ -525,7 +525,8 @@ impl<'n> Fields<'n> {
             );
         }
         if let Some(v) = self.string(cx, &env_key) {
-            return Some(Secret::Env(v));
+            let pos = self.get(&env_key).unwrap().pos;
+            return env_var_name(cx, pos, &self.p(&env_key), v).map(Secret::Env);
         }
         if let Some(v) = self.string(cx, &file_key) {
             return Some(Secret::File(PathBuf::from(v)));
@@ -538,13 +539,29 @@ impl<'n> Fields<'n> {
 
 fn env_ref(v: &str) -> Option<&str> {
     let inner = v.strip_prefix("${")?.strip_suffix('}')?;
-    let ok = !inner.is_empty()
-        && inner
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && inner.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    ok.then_some(inner)
+    is_env_name(inner).then_some(inner)
+}
+
+/// A portable environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn is_env_name(s: &str) -> bool {
+    s.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The name given to a `*_env` key or `from_env:`; an error at `pos` when it is not a portable
+/// variable name (it reaches the batch script as `${NAME}`).
+fn env_var_name(cx: &mut Ctx, pos: Pos, path: &str, v: String) -> Option<String> {
+    if is_env_name(&v) {
+        return Some(v);
+    }
+    cx.error(
+        pos,
+        path,
+        format!("`{v}` is not an environment variable name (letters, digits and `_`, not starting with a digit)"),
+    );
+    None
 }
 
 const WELL_KNOWN_DEFAULTS: &[&str] = &[
@@ -1338,10 +1355,14 @@ fn decode_container(cx: &mut Ctx, f: &Fields) -> ContainerSpec {
                                 "an environment value",
                             );
                             if let Some(var) = vf.string(cx, "from_env") {
-                                env.push(EnvVar {
-                                    name,
-                                    value: EnvValue::Secret(Secret::Env(var)),
-                                });
+                                let pos = vf.get("from_env").unwrap().pos;
+                                let path = vf.p("from_env");
+                                if let Some(var) = env_var_name(cx, pos, &path, var) {
+                                    env.push(EnvVar {
+                                        name,
+                                        value: EnvValue::Secret(Secret::Env(var)),
+                                    });
+                                }
                             } else if let Some(file) = vf.string(cx, "from_file") {
                                 env.push(EnvVar {
                                     name,

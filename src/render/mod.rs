@@ -9,6 +9,7 @@
 pub mod campaign;
 pub mod launch;
 
+use crate::recipe::decode::is_env_name;
 use crate::recipe::{EnvValue, Plan, Runtime, Secret, Service, SweepParam, Workload};
 use launch::{Launch, Word, BIND_HOST};
 use minijinja::{Environment, UndefinedBehavior};
@@ -404,6 +405,7 @@ impl ScriptCtx {
         // Strip the braces: the script adds job_id/node/written_ns around these members.
         let endpoint_json = endpoint_json[1..endpoint_json.len() - 1].to_string();
 
+        // The validator rejects these already; a Plan built in code gets the same guarantee.
         if let Some(bad) = secrets.from_env.iter().find(|s| !is_env_name(&s.var)) {
             return Err(RenderError::InvalidEnvName {
                 service: svc.name.clone(),
@@ -490,14 +492,6 @@ fn url_host(url: &str) -> Option<String> {
         hostport.split(':').next()?
     };
     (!host.is_empty()).then(|| host.to_string())
-}
-
-/// A portable environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
-pub fn is_env_name(s: &str) -> bool {
-    s.chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// What `secrets/<service>.env` holds for a service.
