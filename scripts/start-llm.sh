@@ -17,10 +17,11 @@ if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null \
   log "already running (pid $(cat "$pidfile"))"
 else
   log "starting on 127.0.0.1:$openai_port (OpenAI) and :$ollama_port (Ollama)"
-  (cd "$home" && FB_LLM_MODEL_PATH="$home/model/SmolLM2-135M-Instruct.Q4_1.gguf" \
+  # `&` on node alone (not on `cd && node`), so the pid file holds node's own pid.
+  (cd "$home" && { FB_LLM_MODEL_PATH="$home/model/SmolLM2-135M-Instruct.Q4_1.gguf" \
      FB_LLM_OPENAI_PORT="$openai_port" FB_LLM_OLLAMA_PORT="$ollama_port" \
      FB_LLM_OPENAI_MODEL="$openai_model" FB_LLM_OLLAMA_MODEL="$ollama_model" \
-     nohup node server.mjs > "$FB_TEST_STATE/llm-server.log" 2>&1 & echo $! > "$pidfile")
+     nohup node server.mjs > "$FB_TEST_STATE/llm-server.log" 2>&1 & echo $! > "$pidfile"; })
   wait_for "LLM OpenAI API" 120 curl -fsS "http://127.0.0.1:$openai_port/v1/models"
   wait_for "LLM Ollama API" 30 curl -fsS "http://127.0.0.1:$ollama_port/api/tags"
 fi

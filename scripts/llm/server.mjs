@@ -102,7 +102,9 @@ async function generate(promptTokens, { maxTokens, temperature, ignoreEos, seed 
   const generated = [];
   try {
     if (maxTokens > 0) {
-      for await (const token of seq.evaluate(promptTokens, { temperature, seed })) {
+      // node-llama-cpp ends the evaluation at an end-of-generation token unless it is asked to
+      // yield it; with ignore_eos it is yielded and generation goes on past it (as vLLM does).
+      for await (const token of seq.evaluate(promptTokens, { temperature, seed, yieldEogToken: ignoreEos })) {
         const eog = model.isEogToken(token);
         if (eog && !ignoreEos) {
           reason = "stop";
@@ -122,6 +124,8 @@ async function generate(promptTokens, { maxTokens, temperature, ignoreEos, seed 
         }
       }
     }
+    // The evaluation ended on its own (an end-of-generation token) before max_tokens.
+    if (reason === "length" && count < maxTokens) reason = "stop";
   } finally {
     await release(seq);
   }
