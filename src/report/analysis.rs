@@ -24,7 +24,7 @@
 use hdrhistogram::serialization::{Deserializer as HdrDeserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -753,26 +753,16 @@ struct RunAccs {
 // Reading
 // ---------------------------------------------------------------------------------------------
 
-/// Open a campaign file read-only.
+/// Open a campaign file read-only. Unlike `store::read::open_read_only`, a file without a schema
+/// version is accepted: the analysis reads whichever of its tables exist.
 pub fn open_db(path: &Path) -> Result<Connection> {
     if !path.exists() {
         return Err(AnalysisError::NotFound(path.to_path_buf()));
     }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| AnalysisError::NotACampaign {
+    crate::store::read::open_sqlite_read_only(path).map_err(|e| AnalysisError::NotACampaign {
         path: path.to_path_buf(),
         message: e.to_string(),
-    })?;
-    // A non-SQLite file fails on the first query.
-    conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
-        .map_err(|e| AnalysisError::NotACampaign {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-    Ok(conn)
+    })
 }
 
 fn has_table(conn: &Connection, name: &str) -> bool {

@@ -8,20 +8,28 @@ use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
+/// Open an SQLite file read-only with the busy timeout (a job may be writing it), and read its
+/// catalogue once so that a file that is not SQLite fails here rather than on a later query.
+/// The schema is not checked: see [`open_read_only`] for campaign files.
+pub fn open_sqlite_read_only(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(super::BUSY_TIMEOUT)?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+    Ok(conn)
+}
+
 /// Open one campaign file read-only (with the busy timeout; checks the schema version).
 pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     if !path.is_file() {
         return Err(StoreError::Missing(path.to_path_buf()));
     }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|source| StoreError::Open {
+    let conn = open_sqlite_read_only(path).map_err(|source| StoreError::Open {
         path: path.to_path_buf(),
         source,
     })?;
-    conn.busy_timeout(super::BUSY_TIMEOUT)?;
     let v = schema_version(&conn, path)?;
     if v > SCHEMA_VERSION {
         return Err(StoreError::TooNew {
