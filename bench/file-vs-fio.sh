@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # File storage: 4 KiB random reads, O_DIRECT, 16 in flight, factorybench vs fio on the same
 # directory. Prints the ratio of IOPS (goal ≥ 0.9). DIR (default /var/tmp), DUR (default 10).
-# fio: one job, libaio, iodepth 16; factorybench: closed loop, 16 clients (16 blocking reads
-# in flight on its thread pool), io_size 4KB over a 256 MiB working set (4 × 64 MiB files).
+# fio: one job, libaio, iodepth 16; factorybench: closed loop, 16 clients (16 reads in flight),
+# io_size 4KB over a 256 MiB working set (4 × 64 MiB files), once with `io_engine: io_uring`
+# (the default where allowed) and once with `io_engine: threads` (blocking pool).
 source "$(dirname "$0")/lib-runner.sh"
 need fio fio
 DIR="${DIR:-/var/tmp}"; DUR="${DUR:-10}"
@@ -13,7 +14,10 @@ fio --name=rr --directory="$D" --rw=randread --bs=4k --direct=1 --ioengine=libai
     --output-format=json > "$WORK/fio.json"
 FIO_IOPS="$(json "$WORK/fio.json" "j['jobs'][0]['read']['iops']")"
 rm -f "$D"/rr*
-R="$(recipe file "  - service_name: files
+printf '4 KiB random read, O_DIRECT, QD16, %s s on %s\n' "$DUR" "$DIR"
+printf '  fio (libaio):                  %10.0f IOPS\n' "$FIO_IOPS"
+for ENGINE in io_uring threads; do
+  R="$(recipe "file-$ENGINE" "  - service_name: files
     service_type: file_storage
     base_path: $D
     arrival: closed
@@ -25,10 +29,10 @@ R="$(recipe file "  - service_name: files
     working_set_files: 4
     io_size: 4KB
     use_direct_io: true
+    io_engine: $ENGINE
 ")"
-"$FB" run "$R" --json --no-progress > "$WORK/fb.json" || true
-FB_IOPS="$(json "$WORK/fb.json" "j['runs'][0]['ops_per_s']")"
-printf '4 KiB random read, O_DIRECT, QD16, %s s on %s\n' "$DUR" "$DIR"
-printf '  fio:          %10.0f IOPS\n' "$FIO_IOPS"
-printf '  factorybench: %10.0f IOPS\n' "$FB_IOPS"
-python3 -c "print('  ratio factorybench/fio: %.3f' % ($FB_IOPS / $FIO_IOPS))"
+  "$FB" run "$R" --json --no-progress > "$WORK/fb.json" || true
+  FB_IOPS="$(json "$WORK/fb.json" "j['runs'][0]['ops_per_s']")"
+  printf '  factorybench (io_engine %-8s) %10.0f IOPS, ratio factorybench/fio: %s\n' "$ENGINE" "$FB_IOPS" \
+    "$(python3 -c "print('%.3f' % ($FB_IOPS / $FIO_IOPS))")"
+done

@@ -269,6 +269,49 @@ fn requests_count_stops_the_run() {
     assert_summary_matches_db(&dir.path().join("metrics.db"), &j["runs"][0]);
 }
 
+/// Block I/O (`io_size`) with O_DIRECT through io_uring and through threads: the same seeded
+/// single-client sequence gives the same operations, every one a full 4 KiB transfer.
+#[test]
+fn block_io_through_io_uring_and_threads_gives_the_same_requests() {
+    let mut per_engine = Vec::new();
+    for engine in ["io_uring", "threads"] {
+        // /var/tmp is on a disk filesystem (O_DIRECT); the default temp dir may be tmpfs.
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let recipe = write_recipe(
+            dir.path(),
+            &format!(
+                "  - service_name: blocks\n    service_type: file_storage\n    base_path: {}\n    client_count: 1\n    requests_per_second: 0\n    arrival: closed\n    requests: 400\n    duration: 60\n    seed: 7\n    operation_mix: {{read: 0.6, write: 0.4}}\n    file_sizes: {{\"1MB\": 1.0}}\n    working_set_files: 2\n    io_size: 4KB\n    use_direct_io: true\n    io_engine: {engine}\n",
+                dir.path().join("d").display()
+            ),
+        );
+        let out = common::bin()
+            .args(["run", recipe.to_str().unwrap(), "--json"])
+            .output()
+            .unwrap();
+        let j = assert_ok_or_invalid(&out);
+        let run = &j["runs"][0];
+        assert_eq!(run["requests"], 400, "{engine}: {run}");
+        assert_eq!(run["errors"], 0, "{engine}: {run}");
+        assert_summary_matches_db(&dir.path().join("metrics.db"), run);
+        let conn = Connection::open(dir.path().join("metrics.db")).unwrap();
+        let ops: Vec<(String, i64, i64, i64)> = conn
+            .prepare(
+                "SELECT op, count(*), min(bytes_sent + bytes_received), max(bytes_sent + bytes_received)
+                 FROM requests GROUP BY op ORDER BY op",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for (op, _, min, max) in &ops {
+            assert_eq!((*min, *max), (4096, 4096), "{engine}: {op}");
+        }
+        per_engine.push(ops);
+    }
+    assert_eq!(per_engine[0], per_engine[1], "same seed, same operations");
+}
+
 #[test]
 fn unwritable_base_path_is_a_clear_setup_error() {
     let dir = tempfile::tempdir().unwrap();

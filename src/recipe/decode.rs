@@ -126,6 +126,7 @@ pub const FILE_KEYS: &[&str] = &[
     "sync_mode",
     "working_set_files",
     "io_size",
+    "io_engine",
 ];
 pub const HTTP_KEYS: &[&str] = &["url", "method", "headers", "body", "expect_status"];
 
@@ -2091,6 +2092,17 @@ fn decode_workload(
                     .u32_range(cx, "working_set_files", 1, 1_000_000)
                     .unwrap_or(16),
                 io_size_bytes,
+                io_engine: f
+                    .enum_of(
+                        cx,
+                        "io_engine",
+                        &[
+                            ("auto", IoEngine::Auto),
+                            ("io_uring", IoEngine::IoUring),
+                            ("threads", IoEngine::Threads),
+                        ],
+                    )
+                    .unwrap_or(IoEngine::Auto),
             })
         }
         ServiceKind::Http => {

@@ -482,6 +482,18 @@ pub enum SyncMode {
     Dsync,
 }
 
+/// How block I/O (`io_size`) is issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IoEngine {
+    /// io_uring where the kernel allows it, else threads.
+    Auto,
+    /// io_uring (Linux 5.6+); setup fails where it is refused.
+    IoUring,
+    /// One blocking call per operation on a thread pool.
+    Threads,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FileStorageWorkload {
     pub base_path: PathBuf,
@@ -494,6 +506,8 @@ pub struct FileStorageWorkload {
     /// When set, reads and writes move `io_size_bytes` at a random aligned offset inside a
     /// working-set file (fio-style random I/O) instead of whole files.
     pub io_size_bytes: Option<u64>,
+    /// How `io_size` reads and writes are issued (whole-file operations always use threads).
+    pub io_engine: IoEngine,
 }
 
 // ---------- generic HTTP ----------

@@ -15,9 +15,14 @@
 //!   inside a working-set file kept open (fio-style random block I/O).
 //! - `sync_mode`: `none` (page cache), `fsync`/`fdatasync` after each write (inside the timed
 //!   operation), `dsync` opens files with `O_DSYNC` so every write(2) is synchronous.
-//! - File I/O is blocking: each operation runs on tokio's blocking thread pool.
+//! - `io_engine`: block I/O (`io_size`) reads, and writes without fsync/fdatasync, go through
+//!   io_uring where the kernel allows it (`auto`, the default; `io_uring` insists, `threads`
+//!   never): the worker submits from its own task. Everything else is blocking I/O on tokio's
+//!   blocking thread pool, one call per operation.
 
-use crate::recipe::{FileOp, FileStorageWorkload, SyncMode};
+mod uring;
+
+use crate::recipe::{FileOp, FileStorageWorkload, IoEngine, SyncMode};
 use crate::runner::client::{
     BoxFuture, Client, ClientError, ErrorClass, Outcome, RequestCtx, RunMetric, Worker,
 };
@@ -25,6 +30,7 @@ use crate::runner::rng::Rng;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -53,6 +59,14 @@ impl AlignedBuf {
         AlignedBuf { ptr, len }
     }
 
+    /// A buffer of no bytes that owns nothing (what a worker holds while the ring has its own).
+    fn empty() -> AlignedBuf {
+        AlignedBuf {
+            ptr: std::ptr::NonNull::dangling().as_ptr(),
+            len: 0,
+        }
+    }
+
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: ptr is valid for len initialized (zeroed) bytes.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
@@ -66,6 +80,9 @@ impl AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
+        if self.len == 0 {
+            return; // empty(): nothing was allocated
+        }
         let layout = std::alloc::Layout::from_size_align(self.len, ALIGN).expect("valid layout");
         // SAFETY: allocated in new() with this layout.
         unsafe { std::alloc::dealloc(self.ptr, layout) }
@@ -83,6 +100,8 @@ pub struct FileStorageClient {
     seed: u64,
     run_dir: PathBuf,
     prepared: OnceLock<Arc<Prepared>>,
+    /// The io_uring ring of block I/O, when `io_engine` allows and the kernel agrees.
+    ring: OnceLock<Arc<uring::Uring>>,
 }
 
 impl FileStorageClient {
@@ -99,6 +118,7 @@ impl FileStorageClient {
             seed,
             run_dir,
             prepared: OnceLock::new(),
+            ring: OnceLock::new(),
         }
     }
 
@@ -247,11 +267,25 @@ impl Client for FileStorageClient {
                 seed: self.seed,
                 run_dir: self.run_dir.clone(),
                 prepared: OnceLock::new(),
+                ring: OnceLock::new(),
             };
             let p = tokio::task::spawn_blocking(move || setup_blocking(&me))
                 .await
                 .map_err(|e| setup_err(format!("setup task failed: {e}")))??;
             let _ = self.prepared.set(Arc::new(p));
+            if self.w.io_size_bytes.is_some() && self.w.io_engine != IoEngine::Threads {
+                match uring::Uring::new() {
+                    Ok(r) => {
+                        let _ = self.ring.set(Arc::new(r));
+                    }
+                    Err(e) if self.w.io_engine == IoEngine::IoUring => {
+                        return Err(setup_err(format!(
+                            "io_engine: io_uring is refused here ({e}); use `io_engine: threads`"
+                        )));
+                    }
+                    Err(e) => tracing::info!("io_uring unavailable ({e}): block I/O uses threads"),
+                }
+            }
             Ok(())
         })
     }
@@ -265,6 +299,7 @@ impl Client for FileStorageClient {
                 .ok_or_else(|| setup_err("connect before setup"))?;
             let w = self.w.clone();
             let seed = self.seed;
+            let ring = self.ring.get().cloned();
             let st = tokio::task::spawn_blocking(move || -> Result<State, ClientError> {
                 let buf_len = w
                     .io_size_bytes
@@ -299,6 +334,7 @@ impl Client for FileStorageClient {
                     rbuf,
                     open_files,
                     written: VecDeque::new(),
+                    ring,
                 })
             })
             .await
@@ -336,6 +372,64 @@ struct State {
     rbuf: AlignedBuf,
     open_files: Vec<(File, u64)>,
     written: VecDeque<PathBuf>,
+    ring: Option<Arc<uring::Uring>>,
+}
+
+impl State {
+    /// The ring, when this operation goes through it: block I/O reads, and block I/O writes
+    /// whose durability needs no separate fsync/fdatasync call.
+    fn ring_for(&self, op: FileOp) -> Option<Arc<uring::Uring>> {
+        self.w.io_size_bytes?;
+        let ok = match op {
+            FileOp::Read => true,
+            FileOp::Write => matches!(self.w.sync_mode, SyncMode::None | SyncMode::Dsync),
+            FileOp::Stat | FileOp::Delete => false,
+        };
+        if ok {
+            self.ring.clone()
+        } else {
+            None
+        }
+    }
+}
+
+/// A block I/O read or write of `plan` through the ring (the counterpart of [`perform`]).
+async fn perform_ring(st: &mut State, ring: &uring::Uring, p: &Plan) -> Outcome {
+    let name = op_name(p.op);
+    let io = st.w.io_size_bytes.unwrap_or(ALIGN as u64);
+    let n_files = st.open_files.len() as u64;
+    let (f, size) = &st.open_files[(p.file % n_files) as usize];
+    let blocks = (size / io).max(1);
+    let off = (p.block % blocks) * io;
+    let fd = f.as_raw_fd();
+    let read = p.op == FileOp::Read;
+    let slot = if read { &mut st.rbuf } else { &mut st.wbuf };
+    let buf = std::mem::replace(slot, AlignedBuf::empty());
+    let dir = if read {
+        uring::Dir::Read
+    } else {
+        uring::Dir::Write
+    };
+    let (buf, r) = ring.io(dir, fd, buf, io as usize, off).await;
+    *(if read { &mut st.rbuf } else { &mut st.wbuf }) = buf;
+    match r {
+        Ok(n) if n as u64 == io => {
+            let mut o = Outcome::ok(name);
+            o.size_bytes = io;
+            if read {
+                o.bytes_received = io;
+            } else {
+                o.bytes_sent = io;
+            }
+            o
+        }
+        Ok(n) => Outcome::err(
+            name,
+            ErrorClass::Io,
+            format!("offset {off}: short {name}: {n} of {io} bytes"),
+        ),
+        Err(e) => Outcome::err(name, ErrorClass::Io, format!("offset {off}: {e}")),
+    }
 }
 
 struct FileWorker {
@@ -516,6 +610,12 @@ impl Worker for FileWorker {
                 block: ctx.rng.next_u64(),
                 seq: ctx.seq,
             };
+            if let Some(ring) = st.ring_for(op) {
+                let mut st = st;
+                let o = perform_ring(&mut st, &ring, &plan).await;
+                self.st = Some(st);
+                return o;
+            }
             let r = tokio::task::spawn_blocking(move || {
                 let mut st = st;
                 let o = perform(&mut st, &plan);
