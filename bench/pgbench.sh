@@ -94,38 +94,31 @@ done
 python3 -c "import statistics,sys; r=[float(x) for x in sys.argv[1:]]; print(f'  ratio factorybench/pgbench: median {statistics.median(r):.3f} (min {min(r):.3f}, max {max(r):.3f}; goal >= 0.9)')" "${ratios[@]}"
 
 # --- S3 (moto) and ChromaDB: per-kind throughput of the same binary
-cat > "$work/kinds.yml" <<Y
-benchmark: {name: data kinds throughput}
-global: {metrics_db: "$work/kinds.db"}
-services:
-  - service_name: s3-small
+# s3_service NAME ENV_PREFIX MIX SIZES: a closed-loop S3 service on the server of ENV_PREFIX.
+s3_service() {
+  local url_var="${2}_URL"
+  cat <<Y
+  - service_name: $1
     service_type: s3
     runtime: external
-    endpoint_url: "$FB_TEST_S3_URL"
-    access_key_env: FB_TEST_S3_ACCESS_KEY
-    secret_key_env: FB_TEST_S3_SECRET_KEY
+    endpoint_url: "${!url_var}"
+    access_key_env: ${2}_ACCESS_KEY
+    secret_key_env: ${2}_SECRET_KEY
     bucket_name: fb-bench
-    operation_mix: {put: 0.3, get: 0.6, list: 0.05, delete: 0.05}
-    object_sizes: {"4KB": 1}
+    operation_mix: $3
+    object_sizes: $4
     client_count: 4
     requests_per_second: 0
     arrival: closed
     warmup: 2
     duration: $T
-  - service_name: s3-1mb
-    service_type: s3
-    runtime: external
-    endpoint_url: "$FB_TEST_S3_URL"
-    access_key_env: FB_TEST_S3_ACCESS_KEY
-    secret_key_env: FB_TEST_S3_SECRET_KEY
-    bucket_name: fb-bench
-    operation_mix: {put: 0.5, get: 0.5}
-    object_sizes: {"1MB": 1}
-    client_count: 4
-    requests_per_second: 0
-    arrival: closed
-    warmup: 2
-    duration: $T
+Y
+}
+{
+  printf 'benchmark: {name: data kinds throughput}\nglobal: {metrics_db: "%s"}\nservices:\n' "$work/kinds.db"
+  s3_service s3-small FB_TEST_S3 '{put: 0.3, get: 0.6, list: 0.05, delete: 0.05}' '{"4KB": 1}'
+  s3_service s3-1mb FB_TEST_S3 '{put: 0.5, get: 0.5}' '{"1MB": 1}'
+  cat <<Y
   - service_name: chroma-384
     service_type: vectordb
     backend: chromadb
@@ -144,26 +137,12 @@ services:
     warmup: 2
     duration: $T
 Y
-# s3s-fs (scripts/start-s3s.sh) verifies every signature: the same 4 KiB mix against it.
-if [ -s "$STATE/s3s.env" ]; then
-  set -a; . "$STATE/s3s.env"; set +a
-  cat >> "$work/kinds.yml" <<Y
-  - service_name: s3s-small
-    service_type: s3
-    runtime: external
-    endpoint_url: "$FB_TEST_S3S_URL"
-    access_key_env: FB_TEST_S3S_ACCESS_KEY
-    secret_key_env: FB_TEST_S3S_SECRET_KEY
-    bucket_name: fb-bench
-    operation_mix: {put: 0.3, get: 0.6, list: 0.05, delete: 0.05}
-    object_sizes: {"4KB": 1}
-    client_count: 4
-    requests_per_second: 0
-    arrival: closed
-    warmup: 2
-    duration: $T
-Y
-fi
+  # s3s-fs (scripts/start-s3s.sh) verifies every signature: the same 4 KiB mix against it.
+  if [ -s "$STATE/s3s.env" ]; then
+    set -a; . "$STATE/s3s.env"; set +a
+    s3_service s3s-small FB_TEST_S3S '{put: 0.3, get: 0.6, list: 0.05, delete: 0.05}' '{"4KB": 1}'
+  fi
+} > "$work/kinds.yml"
 "$FB_BIN" run "$work/kinds.yml" --sequential --json --no-progress > "$work/kinds.json" 2> "$work/kinds.err" || { cat "$work/kinds.err" >&2; exit 1; }
 python3 - "$work/kinds.json" <<'PY'
 import json, sys
