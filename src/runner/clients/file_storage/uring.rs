@@ -117,7 +117,8 @@ impl Uring {
 }
 
 impl Inner {
-    /// Queue `entry` and submit it.
+    /// Queue `entry` and submit it. An error means it was not queued (the kernel will never see
+    /// it); once queued it completes, even if this submission fails: the next one carries it.
     fn push(&self, entry: &squeue::Entry) -> io::Result<()> {
         loop {
             {
@@ -132,7 +133,10 @@ impl Inner {
             // Full: let the kernel take what is queued, then try again.
             submit(&self.ring)?;
         }
-        submit(&self.ring)
+        if let Err(e) = submit(&self.ring) {
+            tracing::warn!("io_uring submit: {e} (the request stays queued)");
+        }
+        Ok(())
     }
 }
 
