@@ -3,11 +3,13 @@
 # second, each with its own storage under $FB_TEST_STATE/prometheus, then write prometheus.env.
 # Uses the project's own monitoring/prometheus.yml with the Pushgateway target substituted.
 . "$(dirname "$0")/lib.sh"
-cd "$(dirname "$0")/.." || exit 1
+root=$(cd "$(dirname "$0")/.." && pwd)
 PROM_PORT="${FB_PROM_PORT:-19090}"
 PGW_PORT="${FB_PGW_PORT:-19091}"
 dir="$FB_TEST_STATE/prometheus"
 mkdir -p "$dir/data"
+# The servers' working directory must outlive them (not the checkout, which CI may delete).
+cd "$dir" || exit 1
 
 up() { curl -fsS "http://127.0.0.1:$1$2" >/dev/null 2>&1; }
 
@@ -19,7 +21,7 @@ fi
 if ! up "$PROM_PORT" /-/ready; then
   # The same file the monitoring job uses, with a 1 s scrape interval for tests.
   sed -e "s/__PUSHGATEWAY__/127.0.0.1:$PGW_PORT/" -e "s/__SCRAPE_INTERVAL__/1s/" \
-    monitoring/prometheus.yml >"$dir/prometheus.yml"
+    "$root/monitoring/prometheus.yml" >"$dir/prometheus.yml"
   log "starting Prometheus on 127.0.0.1:$PROM_PORT"
   nohup prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
     --storage.tsdb.retention.time=1d --web.listen-address="127.0.0.1:$PROM_PORT" \

@@ -13,6 +13,9 @@ mkdir -p "$FB_TEST_STATE/s3s/data"
 AK=FB$(head -c 48 /dev/urandom | base64 | tr -dc 'A-Z0-9' | head -c 16)
 SK=$(head -c 30 /dev/urandom | base64 | tr -d '/+=' | head -c 40)
 # The keys go on the command line (s3s-fs has no other way): a throwaway pair on loopback.
+# Its working directory must outlive it (it resolves paths against the current directory), so
+# not the checkout, which CI may delete while the server keeps running.
+cd "$FB_TEST_STATE/s3s" || exit 1
 nohup setsid /opt/factorybench/s3s/bin/s3s-fs --host 127.0.0.1 --port "$PORT" \
   --access-key "$AK" --secret-key "$SK" --domain "localhost:$PORT" "$FB_TEST_STATE/s3s/data" \
   >"$FB_TEST_STATE/s3s/server.log" 2>&1 </dev/null &

@@ -6,6 +6,7 @@
 # npm and cargo ones run beside them), so a slow install delays only its own server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
 . scripts/lib.sh
 start=$(date +%s)
 component() {
@@ -13,7 +14,9 @@ component() {
   t0=$(date +%s)
   bash "scripts/install-$c.sh" > "$FB_TEST_STATE/install-$c.log" 2>&1 || { log "install-$c failed"; return 1; }
   if [ -e "scripts/start-$c.sh" ]; then
-    bash "scripts/start-$c.sh" > "$FB_TEST_STATE/start-$c.log" 2>&1 || { log "start-$c failed"; return 1; }
+    # Servers outlive this checkout (CI may delete it): start them from the state directory.
+    (cd "$FB_TEST_STATE" && bash "$root/scripts/start-$c.sh") > "$FB_TEST_STATE/start-$c.log" 2>&1 \
+      || { log "start-$c failed"; return 1; }
   fi
   log "$c ready after $(( $(date +%s) - t0 ))s"
 }
@@ -29,4 +32,5 @@ if [ $fail -ne 0 ]; then
   tail -n 30 "$FB_TEST_STATE"/install-*.log "$FB_TEST_STATE"/start-*.log 2>/dev/null
   log "a server failed to install or start"; exit 1
 fi
-log "servers up in $(( $(date +%s) - start ))s total: $(ls "$FB_TEST_STATE"/*.env 2>/dev/null | xargs -n1 basename 2>/dev/null | tr '\n' ' ')"
+envs=$(cd "$FB_TEST_STATE" && printf '%s ' ./*.env)
+log "servers up in $(( $(date +%s) - start ))s total: ${envs//.\//}"
