@@ -90,9 +90,12 @@ fn init_logging(verbose: u8, quiet: bool) {
         tracing_subscriber::EnvFilter::try_from_env("FACTORYBENCH_LOG").unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new(format!("factorybench={level},warn"))
         });
+    // Colour only on a terminal: logs of batch jobs and pipes stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_target(false)
         .try_init();
 }
