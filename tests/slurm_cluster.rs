@@ -563,7 +563,9 @@ fn time_limit_leaves_a_partial_readable_run() {
         "{:?}",
         runs[0]
     );
-    assert!(runs[0].requests > 100, "{:?}", runs[0]);
+    // How long it ran depends on when SLURM's time-limit check (60 s resolution) sends USR1,
+    // so only that it measured and kept requests is asserted, not how many.
+    assert!(runs[0].requests > 0, "{:?}", runs[0]);
 }
 
 /// `--dry-run` compiles and prints the sbatch commands with their dependencies, submits
