@@ -55,18 +55,6 @@ impl LiveSource for SnapshotSource {
     }
 }
 
-const CLASSES: [ErrorClass; 9] = [
-    ErrorClass::Connect,
-    ErrorClass::Timeout,
-    ErrorClass::HttpStatus,
-    ErrorClass::Protocol,
-    ErrorClass::Validation,
-    ErrorClass::Io,
-    ErrorClass::Auth,
-    ErrorClass::Cancelled,
-    ErrorClass::Other,
-];
-
 fn quantile_family(e: &mut Exposition, name: &str, help: &str, q: &Quantiles) {
     e.family(name, MetricType::Gauge, help);
     for (label, ms) in [
@@ -123,7 +111,7 @@ pub fn render_snapshot(s: &LiveSnapshot, e: &mut Exposition) {
         MetricType::Counter,
         "Requests that failed, by error class.",
     );
-    for c in CLASSES {
+    for c in ErrorClass::ALL {
         let n = s.errors_by_class.get(c.as_str()).copied().unwrap_or(0);
         e.sample("request_errors_total", &[("class", c.as_str())], n as f64);
     }

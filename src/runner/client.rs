@@ -35,6 +35,19 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Every class, in declaration order (label order of live metrics and pushes).
+    pub const ALL: [ErrorClass; 9] = [
+        ErrorClass::Connect,
+        ErrorClass::Timeout,
+        ErrorClass::HttpStatus,
+        ErrorClass::Protocol,
+        ErrorClass::Validation,
+        ErrorClass::Io,
+        ErrorClass::Auth,
+        ErrorClass::Cancelled,
+        ErrorClass::Other,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorClass::Connect => "connect",

@@ -17,7 +17,7 @@
 use super::client::{Client, ClientError, ErrorClass, Outcome, RequestCtx, RunMetric, Worker};
 use super::clock::Clock;
 use super::cpu::process_cpu_s;
-use super::live::{class_index, LiveObserver, LiveSnapshot, Phase, Quantiles, ALL_CLASSES};
+use super::live::{class_index, LiveObserver, LiveSnapshot, Phase, Quantiles};
 use super::rng::Rng;
 use super::schedule::Schedule;
 use crate::recipe::{Arrival, Load, ServiceKind};
@@ -254,39 +254,27 @@ impl Shared {
             Some(w) => w,
             None => {
                 let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-                let r = tokio::select! {
-                    r = tokio::time::timeout(self.timeout, self.client.connect(id)) => r,
+                let connected = tokio::select! {
+                    r = tokio::time::timeout(self.timeout, self.client.connect(id)) => match r {
+                        Ok(Ok(w)) => Ok(w),
+                        Ok(Err(e)) => Err(Outcome::err("connect", e.class, e.message)),
+                        Err(_) => Err(Outcome::err("connect", ErrorClass::Timeout, "connect timed out")),
+                    },
                     _ = cancel.wait_for(|c| *c) => {
-                        let o = Outcome::err("connect", ErrorClass::Cancelled, "run stopped");
-                        self.record(client, seq, scheduled_ns, sent_ns, None, self.clock.now_ns(), gen_ref_ns, &o);
-                        return None;
+                        Err(Outcome::err("connect", ErrorClass::Cancelled, "run stopped"))
                     }
                 };
-                match r {
-                    Ok(Ok(w)) => w,
-                    Ok(Err(e)) => {
-                        let o = Outcome::err("connect", e.class, e.message);
+                match connected {
+                    Ok(w) => w,
+                    Err(o) => {
+                        let done_ns = self.clock.now_ns();
                         self.record(
                             client,
                             seq,
                             scheduled_ns,
                             sent_ns,
                             None,
-                            self.clock.now_ns(),
-                            gen_ref_ns,
-                            &o,
-                        );
-                        return None;
-                    }
-                    Err(_) => {
-                        let o = Outcome::err("connect", ErrorClass::Timeout, "connect timed out");
-                        self.record(
-                            client,
-                            seq,
-                            scheduled_ns,
-                            sent_ns,
-                            None,
-                            self.clock.now_ns(),
+                            done_ns,
                             gen_ref_ns,
                             &o,
                         );
@@ -839,7 +827,7 @@ async fn ticker(sh: Arc<Shared>, cfg: TickerCfg, phase: Arc<AtomicU8>) {
         }
         if !cfg.observers.is_empty() {
             let mut by_class = BTreeMap::new();
-            for (i, c) in ALL_CLASSES.iter().enumerate() {
+            for (i, c) in ErrorClass::ALL.iter().enumerate() {
                 let v = sh.by_class[i].load(Ordering::Relaxed);
                 if v > 0 {
                     by_class.insert(c.as_str(), v);

@@ -93,17 +93,5 @@ pub fn watch_observer() -> (
 }
 
 pub(crate) fn class_index(c: ErrorClass) -> usize {
-    ALL_CLASSES.iter().position(|x| *x == c).unwrap_or(0)
+    ErrorClass::ALL.iter().position(|x| *x == c).unwrap_or(0)
 }
-
-pub(crate) const ALL_CLASSES: [ErrorClass; 9] = [
-    ErrorClass::Connect,
-    ErrorClass::Timeout,
-    ErrorClass::HttpStatus,
-    ErrorClass::Protocol,
-    ErrorClass::Validation,
-    ErrorClass::Io,
-    ErrorClass::Auth,
-    ErrorClass::Cancelled,
-    ErrorClass::Other,
-];
