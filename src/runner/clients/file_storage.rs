@@ -393,14 +393,18 @@ impl State {
     }
 }
 
+/// The open working-set file and the `io`-aligned offset a block I/O operation of `p` uses.
+fn block_target<'s>(files: &'s [(File, u64)], p: &Plan, io: u64) -> (&'s File, u64) {
+    let (f, size) = &files[(p.file % files.len() as u64) as usize];
+    let blocks = (size / io).max(1);
+    (f, (p.block % blocks) * io)
+}
+
 /// A block I/O read or write of `plan` through the ring (the counterpart of [`perform`]).
 async fn perform_ring(st: &mut State, ring: &uring::Uring, p: &Plan) -> Outcome {
     let name = op_name(p.op);
     let io = st.w.io_size_bytes.unwrap_or(ALIGN as u64);
-    let n_files = st.open_files.len() as u64;
-    let (f, size) = &st.open_files[(p.file % n_files) as usize];
-    let blocks = (size / io).max(1);
-    let off = (p.block % blocks) * io;
+    let (f, off) = block_target(&st.open_files, p, io);
     let fd = f.as_raw_fd();
     let read = p.op == FileOp::Read;
     let slot = if read { &mut st.rbuf } else { &mut st.wbuf };
@@ -470,10 +474,7 @@ fn perform(st: &mut State, p: &Plan) -> Outcome {
     let name = op_name(p.op);
     match (p.op, st.w.io_size_bytes) {
         (FileOp::Read | FileOp::Write, Some(io)) => {
-            let n_files = st.open_files.len() as u64;
-            let (f, size) = &st.open_files[(p.file % n_files) as usize];
-            let blocks = (size / io).max(1);
-            let off = (p.block % blocks) * io;
+            let (f, off) = block_target(&st.open_files, p, io);
             let n = io as usize;
             let mut o = Outcome::ok(name);
             o.size_bytes = io;
