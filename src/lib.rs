@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod commands;
 pub mod exit;
+pub mod kinds;
 pub mod monitor;
 pub mod recipe;
 pub mod render;

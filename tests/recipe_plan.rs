@@ -54,7 +54,7 @@ fn plain_secrets_warn_and_never_serialize() {
 fn defaults_match_the_documented_ones() {
     let s = one("services:\n  - service_name: v\n    service_type: vectordb\n    port: 8000\n");
     assert_eq!(s.load.clients, 1);
-    assert_eq!(s.load.rate_per_client, 10.0);
+    assert_eq!(s.load.target_rate_per_client_per_s, 10.0);
     assert_eq!(s.load.duration_s, 60.0);
     assert_eq!(s.load.arrival, Arrival::Constant);
     assert_eq!(s.runtime, Runtime::External);
@@ -63,14 +63,18 @@ fn defaults_match_the_documented_ones() {
     };
     assert_eq!(v.backend, VectorBackend::Chromadb);
     assert_eq!((v.dimension, v.batch_size, v.search_k), (384, 10, 10));
-    assert_eq!(v.port, Some(8000));
+    assert_eq!(s.endpoint.port, Some(8000));
+    assert_eq!(s.endpoint.url.as_deref(), Some("http://127.0.0.1:8000"));
 
     let s = one("services:\n  - service_name: d\n    service_type: database\n    service_url: postgresql://db.example:6543/x\n    password_env: PW\n");
     let Workload::Database(d) = &s.workload else {
         panic!()
     };
     assert_eq!(d.backend, DatabaseBackend::Postgresql);
-    assert_eq!((d.host.as_str(), d.port), ("db.example", 6543));
+    assert_eq!(
+        (s.endpoint.host.as_str(), s.endpoint.port),
+        ("db.example", Some(6543))
+    );
     assert_eq!(d.password, Some(Secret::Env("PW".into())));
 }
 
@@ -78,13 +82,33 @@ fn defaults_match_the_documented_ones() {
 fn zero_rate_means_closed_loop_unthrottled() {
     let s = one("services:\n  - service_name: f\n    service_type: file_storage\n    base_path: /tmp\n    requests_per_second: 0\n");
     assert_eq!(s.load.arrival, Arrival::Closed);
-    assert_eq!(s.load.rate_per_client, 0.0);
+    assert_eq!(s.load.target_rate_per_client_per_s, 0.0);
+    assert_eq!(s.load.target_rate_total_per_s(), None);
 }
 
 #[test]
 fn rate_is_per_client() {
     let s = one("services:\n  - service_name: f\n    service_type: file_storage\n    base_path: /tmp\n    client_count: 5\n    requests_per_second: 10\n");
-    assert_eq!(s.load.total_rate(), 50.0);
+    assert_eq!(s.load.target_rate_total_per_s(), Some(50.0));
+}
+
+#[test]
+fn endpoint_is_resolved_once_with_the_kind_default_port() {
+    // No port and no URL: the backend's default, as the compiler launches it.
+    let s = one("services:\n  - service_name: w\n    service_type: vectordb\n    backend: weaviate\n    host: 10.0.0.5\n");
+    assert_eq!(s.endpoint.host, "10.0.0.5");
+    assert_eq!(s.endpoint.port, Some(8080));
+    // The URL's port wins over the default; `port` over both.
+    let s = one("services:\n  - service_name: o\n    service_type: ollama\n    model: m\n    service_url: http://gpu1:11500\n");
+    assert_eq!(s.endpoint.port, Some(11500));
+    assert_eq!(s.endpoint.host, "gpu1");
+    let s = one(
+        "services:\n  - service_name: o\n    service_type: vllm\n    model: m\n    port: 9001\n",
+    );
+    assert_eq!(s.endpoint.url.as_deref(), Some("http://127.0.0.1:9001"));
+    // In-process Faiss and file storage have no port.
+    let s = one("services:\n  - service_name: f\n    service_type: vectordb\n    backend: faiss\n");
+    assert_eq!((s.endpoint.port, s.endpoint.url), (None, None));
 }
 
 #[test]

@@ -340,7 +340,10 @@ fn describe(s: &LiveSnapshot) -> String {
         .latency
         .map(|l| format!("{:.2} ms", l.p99_ms))
         .unwrap_or_else(|| "-".into());
-    let target = s.target_rps.map(|t| format!("/{t:.0}")).unwrap_or_default();
+    let target = s
+        .target_rate_total_per_s
+        .map(|t| format!("/{t:.0}"))
+        .unwrap_or_default();
     format!(
         "{:?} {} req, {:.0}{} req/s, p99 {}, errors {}, in flight {}",
         s.phase, s.requests_total, s.achieved_rps, target, p99, s.errors_total, s.in_flight

@@ -110,7 +110,7 @@ fn explain_rows(plan: &Plan) -> Vec<ExplainService> {
             runtime: s.runtime,
             arrival: format!("{:?}", s.load.arrival).to_lowercase(),
             clients: s.load.clients,
-            target_rate_per_s: (s.load.rate_per_client > 0.0).then(|| s.load.total_rate()),
+            target_rate_per_s: s.load.target_rate_total_per_s(),
             duration_s: s.load.duration_s,
             warmup_s: s.load.warmup_s,
             array_tasks: s.sweep.as_ref().map_or(1, |w| w.values.len()),

@@ -363,7 +363,7 @@ mod tests {
             errors_by_class: [("timeout", 1)].into_iter().collect(),
             in_flight: 2,
             achieved_rps: 10.0,
-            target_rps: Some(10.0),
+            target_rate_total_per_s: Some(10.0),
             latency: Some(q),
             ttft: Some(q),
             tpot: Some(q),

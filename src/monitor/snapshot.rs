@@ -120,7 +120,7 @@ pub fn render_snapshot(s: &LiveSnapshot, e: &mut Exposition) {
         "Completions per second over the engine's last 1 s interval.",
         s.achieved_rps,
     );
-    if let Some(t) = s.target_rps {
+    if let Some(t) = s.target_rate_total_per_s {
         e.gauge(
             "target_requests_per_second",
             "Target total request rate of the run (open loop).",

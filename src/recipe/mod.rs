@@ -5,6 +5,7 @@
 
 pub mod decode;
 pub mod diag;
+pub mod endpoint;
 pub mod plan;
 pub mod units;
 pub mod yaml;
@@ -96,8 +97,8 @@ impl Service {
         match sweep.param {
             SweepParam::ClientCount => s.load.clients = value.parse().ok()?,
             SweepParam::RequestsPerSecond => {
-                s.load.rate_per_client = value.parse().ok()?;
-                if s.load.rate_per_client == 0.0 {
+                s.load.target_rate_per_client_per_s = value.parse().ok()?;
+                if s.load.target_rate_per_client_per_s == 0.0 {
                     s.load.arrival = Arrival::Closed;
                 }
             }

@@ -2,6 +2,7 @@
 //!
 //! Everything downstream (render, runner, report) consumes a [`Plan`], never raw YAML.
 
+pub use super::endpoint::Endpoint;
 use serde::Serialize;
 use std::fmt;
 use std::path::PathBuf;
@@ -121,9 +122,11 @@ pub struct Service {
     pub container_image: Option<String>,
     /// For `runtime: host`: argv of the native server.
     pub start_command: Vec<String>,
-    pub port: Option<u16>,
-    /// Base URL the clients talk to (for `database` this may be a `postgresql://` URL).
+    /// `service_url` as written (for `database` this may be a `postgresql://` URL). Clients
+    /// read [`Service::endpoint`], which is resolved from it, `port` and `host`.
     pub service_url: Option<String>,
+    /// Where the service is reached: resolved once, at plan time.
+    pub endpoint: Endpoint,
     pub load: Load,
     pub workload: Workload,
     pub slurm: SlurmSpec,
@@ -138,13 +141,6 @@ pub struct Service {
 }
 
 impl Service {
-    /// The URL clients use: `service_url`, else `http://127.0.0.1:{port}`.
-    pub fn base_url(&self) -> Option<String> {
-        self.service_url
-            .clone()
-            .or_else(|| self.port.map(|p| format!("http://127.0.0.1:{p}")))
-    }
-
     /// Whether the service needs a GPU (`gres` asks for one): `--nv` for Apptainer.
     pub fn wants_gpu(&self) -> bool {
         self.slurm
@@ -198,9 +194,11 @@ pub struct Load {
     /// Concurrent clients (`client_count`).
     pub clients: u32,
     pub arrival: Arrival,
-    /// Target rate PER CLIENT (`requests_per_second`); total = clients × rate.
-    /// 0 with `closed` arrival means unthrottled (as fast as possible).
-    pub rate_per_client: f64,
+    /// Target rate PER CLIENT, requests/s (recipe `requests_per_second`); the total is
+    /// [`Load::target_rate_total_per_s`]. 0 with `closed` arrival means unthrottled (as fast as
+    /// possible). Serialised as `target_rate_per_client_per_s` (the key in `plan.json` and stored runs).
+    #[serde(rename = "target_rate_per_client_per_s")]
+    pub target_rate_per_client_per_s: f64,
     /// Measured phase length, seconds (`duration`), after the warmup.
     pub duration_s: f64,
     /// Stop after this many measured requests instead of (or before) the duration.
@@ -218,8 +216,19 @@ pub struct Load {
 }
 
 impl Load {
-    pub fn total_rate(&self) -> f64 {
-        self.rate_per_client * self.clients as f64
+    /// The target total rate, requests/s over all clients, or `None` for an unthrottled closed
+    /// loop (no target). This is the only place that decides "closed loop means no target":
+    /// the engine, the live metrics, the stored run and `validate --explain` all ask here.
+    pub fn target_rate_total_per_s(&self) -> Option<f64> {
+        match self.arrival {
+            Arrival::Closed if self.target_rate_per_client_per_s <= 0.0 => None,
+            _ => Some(self.target_rate_per_client_per_s * self.clients as f64),
+        }
+    }
+
+    /// Whether the load is paced (open loop, or a closed loop with a per-client rate).
+    pub fn is_paced(&self) -> bool {
+        self.target_rate_total_per_s().is_some()
     }
 }
 
@@ -340,13 +349,7 @@ pub struct LlmWorkload {
 
 // ---------- vector DB ----------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VectorBackend {
-    Chromadb,
-    Faiss,
-    Weaviate,
-}
+pub use crate::kinds::vector::VectorBackend;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -376,8 +379,6 @@ pub enum FaissIndex {
 #[derive(Debug, Clone, Serialize)]
 pub struct VectorDbWorkload {
     pub backend: VectorBackend,
-    pub host: String,
-    pub port: Option<u16>,
     pub collection_name: String,
     pub dimension: u32,
     pub mix: Mix<VectorOp>,
@@ -411,8 +412,6 @@ pub enum DbOp {
 #[derive(Debug, Clone, Serialize)]
 pub struct DatabaseWorkload {
     pub backend: DatabaseBackend,
-    pub host: String,
-    pub port: u16,
     pub database: String,
     pub user: String,
     pub password: Option<Secret>,

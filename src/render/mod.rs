@@ -10,7 +10,7 @@ pub mod campaign;
 pub mod launch;
 
 use crate::recipe::decode::is_env_name;
-use crate::recipe::{EnvValue, Plan, Runtime, Secret, Service, SweepParam, Workload};
+use crate::recipe::{EnvValue, Plan, Runtime, Secret, Service, SweepParam};
 use launch::{Launch, Word, BIND_HOST};
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
@@ -341,7 +341,7 @@ impl ScriptCtx {
             Runtime::Apptainer | Runtime::Podman | Runtime::Host => launch::launch(svc, model_var),
             Runtime::External => Launch::default(),
         };
-        let port = launch::listen_port(svc);
+        let port = svc.endpoint.port;
 
         let mut secrets = SecretsCtx::default();
         for (name, s) in svc.secrets() {
@@ -382,12 +382,7 @@ impl ScriptCtx {
             container_secret_names.push(name.clone());
         }
 
-        let url = match (&svc.workload, &svc.service_url) {
-            (Workload::Database(d), None) => {
-                Some(format!("postgresql://{}:{}/{}", d.host, d.port, d.database))
-            }
-            _ => svc.base_url(),
-        };
+        let url = svc.endpoint.url.clone();
         // A started service listens on the node's loopback; an external one where its URL says.
         let host = if started {
             BIND_HOST.to_string()

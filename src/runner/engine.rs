@@ -7,7 +7,7 @@
 //! service is slow the permit wait shows up as schedule lag, and latency counted from the
 //! scheduled start ("corrected") includes it: no coordinated omission.
 //! Closed loop: `clients` tasks, each sending its next request when the previous returns
-//! (`scheduled = sent`), optionally paced to `rate_per_client`.
+//! (`scheduled = sent`), optionally paced to `target_rate_per_client_per_s`.
 //!
 //! Every request is recorded (warmup included, flagged) with its four timestamps. Successful
 //! measured requests also go into per-client HDR histograms (microseconds) of
@@ -406,10 +406,7 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
         sh.clone(),
         TickerCfg {
             kind: cfg.kind,
-            target_rps: match load.arrival {
-                Arrival::Closed if load.rate_per_client <= 0.0 => None,
-                _ => Some(load.total_rate()),
-            },
+            target_rate_total_per_s: load.target_rate_total_per_s(),
             planned_s: load.warmup_s + load.duration_s,
             max_error_rate: load.max_error_rate,
             started_ns,
@@ -616,7 +613,11 @@ fn dispatch_open(
     end_ns: i64,
 ) -> StopReason {
     let clients = load.clients.max(1) as u64;
-    let mut sched = Schedule::new(load.arrival, load.total_rate(), load.seed);
+    let mut sched = Schedule::new(
+        load.arrival,
+        load.target_rate_total_per_s().unwrap_or(0.0),
+        load.seed,
+    );
     let mut seq: u64 = 0;
     let mut measured: u64 = 0;
     let mut last_wait_end = i64::MIN;
@@ -691,7 +692,8 @@ async fn closed_client(
     reason: Arc<Mutex<Option<StopReason>>>,
 ) {
     let clients = load.clients.max(1) as u64;
-    let pace_ns = (load.rate_per_client > 0.0).then(|| (1e9 / load.rate_per_client) as i64);
+    let rate = load.target_rate_per_client_per_s;
+    let pace_ns = load.is_paced().then(|| (1e9 / rate) as i64);
     let mut next_ns = started_ns + (client as i64 * pace_ns.unwrap_or(0)) / clients as i64;
     let mut worker = Some(worker);
     let mut k: u64 = 0;
@@ -741,7 +743,7 @@ async fn closed_client(
 
 struct TickerCfg {
     kind: ServiceKind,
-    target_rps: Option<f64>,
+    target_rate_total_per_s: Option<f64>,
     planned_s: f64,
     max_error_rate: Option<f64>,
     started_ns: i64,
@@ -852,7 +854,7 @@ async fn ticker(sh: Arc<Shared>, cfg: TickerCfg, phase: Arc<AtomicU8>) {
                 errors_by_class: by_class,
                 in_flight,
                 achieved_rps: achieved,
-                target_rps: cfg.target_rps,
+                target_rate_total_per_s: cfg.target_rate_total_per_s,
                 latency: lat,
                 ttft,
                 tpot,

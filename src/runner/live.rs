@@ -50,8 +50,10 @@ pub struct LiveSnapshot {
     pub in_flight: u64,
     /// Completions per second over the last interval.
     pub achieved_rps: f64,
-    /// Target total rate; `None` for an unthrottled closed loop.
-    pub target_rps: Option<f64>,
+    /// Target total rate, requests/s ([`crate::recipe::Load::target_rate_total_per_s`]);
+    /// `None` for an unthrottled closed loop.
+    #[serde(rename = "target_rps")]
+    pub target_rate_total_per_s: Option<f64>,
     /// Latency from scheduled start (coordinated-omission corrected) over the last interval;
     /// `None` when nothing completed in it.
     pub latency: Option<Quantiles>,

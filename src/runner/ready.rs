@@ -8,7 +8,8 @@
 //! still proves the server answers; "starting up" does not), S3 any HTTP response from the
 //! endpoint, file storage the base path exists or can be created.
 
-use crate::recipe::{Secret, Service, ServiceKind, VectorBackend, Workload};
+use crate::kinds::{server_of, Health};
+use crate::recipe::{Secret, Service, Workload};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -44,49 +45,28 @@ fn secret_value(name: &str, s: &Secret) -> Option<String> {
 }
 
 impl Probe {
+    /// The probe of `svc`: its kind's (or vector backend's) [`Health`] check against the
+    /// endpoint resolved at plan time.
     pub fn for_service(svc: &Service) -> Probe {
-        let base = svc.base_url();
-        let http = |path: &str| -> Probe {
-            match &base {
+        let base = svc.endpoint.url.as_deref();
+        match (server_of(svc).health, &svc.workload) {
+            (Health::Nothing, _) => Probe::Nothing,
+            (Health::HttpOk { path, bearer }, w) => match base {
                 Some(b) => Probe::HttpOk {
                     url: join(b, path),
-                    bearer: None,
-                },
-                None => Probe::Nothing,
-            }
-        };
-        match &svc.workload {
-            Workload::Llm(l) => match svc.kind {
-                ServiceKind::Ollama => http("/api/tags"),
-                ServiceKind::Triton => http("/v2/health/ready"),
-                _ => match http("/v1/models") {
-                    Probe::HttpOk { url, .. } => Probe::HttpOk {
-                        url,
-                        bearer: l
+                    bearer: match w {
+                        Workload::Llm(l) if bearer => l
                             .api_key
                             .as_ref()
                             .and_then(|k| secret_value("FB_API_KEY", k)),
+                        _ => None,
                     },
-                    p => p,
                 },
+                None => Probe::Nothing,
             },
-            Workload::Vectordb(v) => {
-                let base = base.or_else(|| v.port.map(|p| format!("http://{}:{p}", v.host)));
-                match (v.backend, base) {
-                    (VectorBackend::Faiss, _) | (_, None) => Probe::Nothing,
-                    (VectorBackend::Chromadb, Some(b)) => Probe::HttpOk {
-                        url: join(&b, "/api/v2/heartbeat"),
-                        bearer: None,
-                    },
-                    (VectorBackend::Weaviate, Some(b)) => Probe::HttpOk {
-                        url: join(&b, "/v1/.well-known/ready"),
-                        bearer: None,
-                    },
-                }
-            }
-            Workload::Database(d) => Probe::Postgres {
-                host: d.host.clone(),
-                port: d.port,
+            (Health::Postgres, Workload::Database(d)) => Probe::Postgres {
+                host: svc.endpoint.host.clone(),
+                port: svc.endpoint.port.unwrap_or_default(),
                 user: d.user.clone(),
                 database: d.database.clone(),
                 password: d
@@ -94,17 +74,14 @@ impl Probe {
                     .as_ref()
                     .and_then(|p| secret_value("FB_DB_PASSWORD", p)),
             },
-            Workload::S3(s) => Probe::HttpAny {
+            (Health::HttpAny, Workload::S3(s)) => Probe::HttpAny {
                 url: s.endpoint_url.clone(),
             },
-            Workload::FileStorage(f) => Probe::Path {
-                path: f.base_path.clone(),
-            },
-            Workload::Http(h) => {
+            (Health::HttpAny, Workload::Http(h)) => {
                 let url = if h.url.contains("://") {
                     h.url.clone()
                 } else {
-                    match &base {
+                    match base {
                         Some(b) if h.url.starts_with('/') => join(b, &h.url),
                         Some(b) => join(b, &format!("/{}", h.url)),
                         None => h.url.clone(),
@@ -112,6 +89,11 @@ impl Probe {
                 };
                 Probe::HttpAny { url }
             }
+            (Health::Path, Workload::FileStorage(f)) => Probe::Path {
+                path: f.base_path.clone(),
+            },
+            // A descriptor whose check does not fit its workload: nothing to ask.
+            _ => Probe::Nothing,
         }
     }
 

@@ -1,7 +1,7 @@
 //! Open-loop arrival schedules: when each request is due, as offsets from the start.
 //!
 //! The rate in a recipe is per client (`requests_per_second`); the engine drives the total
-//! (`clients × rate_per_client`) as one process: `constant` spaces requests exactly
+//! (`clients × target_rate_per_client_per_s`) as one process: `constant` spaces requests exactly
 //! `1/total` apart, `poisson` draws exponential gaps with mean `1/total` (the superposition of
 //! the clients' Poisson processes is a Poisson process at the total rate). The RNG is seeded,
 //! so the same seed gives the same schedule.

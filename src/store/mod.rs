@@ -302,10 +302,7 @@ impl NewRun {
         started_ns: i64,
     ) -> NewRun {
         let load = &svc.load;
-        let target_rate = match load.arrival {
-            crate::recipe::Arrival::Closed if load.rate_per_client <= 0.0 => None,
-            _ => Some(load.total_rate()),
-        };
+        let target_rate = load.target_rate_total_per_s();
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         NewRun {
             run_id: new_run_id(),

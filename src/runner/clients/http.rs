@@ -59,7 +59,7 @@ impl HttpClient {
         let url = if w.url.contains("://") {
             w.url.clone()
         } else {
-            let base = svc.base_url().ok_or_else(|| {
+            let base = svc.endpoint.url.clone().ok_or_else(|| {
                 bad(format!(
                     "url `{}` is a path but the service has no service_url or port",
                     w.url

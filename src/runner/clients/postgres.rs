@@ -43,6 +43,9 @@ const PAYLOAD_POOL: usize = 256;
 
 pub struct PostgresClient {
     wl: DatabaseWorkload,
+    /// The resolved endpoint's host and port.
+    host: String,
+    port: u16,
     password: Option<String>,
     timeout_s: f64,
     seed: u64,
@@ -71,6 +74,8 @@ impl PostgresClient {
             .collect();
         Ok(PostgresClient {
             wl: wl.clone(),
+            host: svc.endpoint.host.clone(),
+            port: svc.endpoint.port.unwrap_or(5432),
             password,
             timeout_s: svc.load.timeout_s,
             seed: svc.load.seed,
@@ -83,8 +88,8 @@ impl PostgresClient {
 
     fn config(&self) -> tokio_postgres::Config {
         let mut c = tokio_postgres::Config::new();
-        c.host(&self.wl.host)
-            .port(self.wl.port)
+        c.host(&self.host)
+            .port(self.port)
             .dbname(&self.wl.database)
             .user(&self.wl.user)
             .application_name("factorybench")
@@ -100,7 +105,7 @@ impl PostgresClient {
             .config()
             .connect(NoTls)
             .await
-            .map_err(|e| setup_error(stage, &self.wl, &e))?;
+            .map_err(|e| setup_error(stage, self, &e))?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -114,16 +119,10 @@ impl PostgresClient {
 }
 
 /// The classified error of a connection or setup statement.
-fn setup_error(
-    stage: &'static str,
-    wl: &DatabaseWorkload,
-    e: &tokio_postgres::Error,
-) -> ClientError {
+fn setup_error(stage: &'static str, pg: &PostgresClient, e: &tokio_postgres::Error) -> ClientError {
+    let (wl, host, port) = (&pg.wl, &pg.host, pg.port);
     let class = class_of(e);
-    let target = format!(
-        "postgresql://{}@{}:{}/{}",
-        wl.user, wl.host, wl.port, wl.database
-    );
+    let target = format!("postgresql://{}@{}:{}/{}", wl.user, host, port, wl.database);
     let msg = match e.as_db_error() {
         Some(db) if class == ErrorClass::Auth => format!(
             "authentication failed for {target}: {} (check user/password)",
@@ -132,8 +131,8 @@ fn setup_error(
         Some(db) if db.code() == &SqlState::INVALID_CATALOG_NAME => format!(
             "database `{}` does not exist on {}:{}: {}",
             wl.database,
-            wl.host,
-            wl.port,
+            host,
+            port,
             db.message()
         ),
         Some(db) => format!("{target}: {} ({})", db.message(), db.code().code()),
@@ -193,7 +192,7 @@ impl Client for PostgresClient {
         Box::pin(async move {
             let c = self.open("setup").await?;
             let t = self.table();
-            let err = |e: tokio_postgres::Error| setup_error("setup", &self.wl, &e);
+            let err = |e: tokio_postgres::Error| setup_error("setup", self, &e);
             let cols: Vec<(String, String)> = c
                 .query(
                     "SELECT column_name::text, data_type::text FROM information_schema.columns \
@@ -263,7 +262,7 @@ impl Client for PostgresClient {
         Box::pin(async move {
             let c = self.open("connect").await?;
             let t = self.table();
-            let err = |e: tokio_postgres::Error| setup_error("connect", &self.wl, &e);
+            let err = |e: tokio_postgres::Error| setup_error("connect", self, &e);
             let select = c
                 .prepare(&format!(
                     "SELECT id, k, payload, updated_at FROM \"{t}\" WHERE id = $1"
@@ -305,7 +304,7 @@ impl Client for PostgresClient {
                 let c = self.open("teardown").await?;
                 c.batch_execute(&format!("DROP TABLE IF EXISTS \"{}\"", self.table()))
                     .await
-                    .map_err(|e| setup_error("teardown", &self.wl, &e))?;
+                    .map_err(|e| setup_error("teardown", self, &e))?;
             }
             Ok(Vec::new())
         })

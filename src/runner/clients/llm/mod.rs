@@ -142,7 +142,9 @@ impl LlmClient {
             ));
         };
         let base = svc
-            .base_url()
+            .endpoint
+            .url
+            .clone()
             .ok_or_else(|| {
                 setup_err(
                     ErrorClass::Other,

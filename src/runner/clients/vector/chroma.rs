@@ -15,7 +15,6 @@ use crate::runner::clients::util::{http_client, ReqError};
 use serde_json::json;
 use std::sync::OnceLock;
 
-pub const DEFAULT_PORT: u16 = 8000;
 pub const TENANT: &str = "default_tenant";
 pub const DATABASE: &str = "default_database";
 
@@ -29,7 +28,7 @@ pub struct Chroma {
 impl Chroma {
     pub fn new(svc: &Service, wl: &VectorDbWorkload) -> Result<Self, ClientError> {
         Ok(Chroma {
-            base: http_base(svc, wl, DEFAULT_PORT),
+            base: http_base(svc),
             collection: wl.collection_name.clone(),
             timeout_s: svc.load.timeout_s,
             id: OnceLock::new(),

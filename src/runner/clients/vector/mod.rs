@@ -20,7 +20,7 @@ pub mod faiss;
 pub mod weaviate;
 
 use super::util::ReqError;
-use crate::recipe::{Service, VectorDbWorkload, VectorOp, VectorSource};
+use crate::recipe::{Service, VectorBackend, VectorDbWorkload, VectorOp, VectorSource};
 use crate::runner::client::{
     BoxFuture, Client, ClientError, ErrorClass, Outcome, RequestCtx, RunMetric, Worker,
 };
@@ -552,20 +552,31 @@ impl<B: Backend> Worker for VectorWorker<B> {
     }
 }
 
-/// `http://host:port` of an HTTP vector database: the service URL when it is http(s), else
-/// `host` + `port` (or the backend's default port).
-pub fn http_base(svc: &Service, wl: &VectorDbWorkload, default_port: u16) -> String {
+/// The client of a vector database service: one arm per backend (the client constructor of
+/// the backend's descriptor in [`crate::kinds::vector`]).
+pub fn make(svc: &Service, wl: &VectorDbWorkload) -> Result<Arc<dyn Client>, ClientError> {
+    Ok(match wl.backend {
+        VectorBackend::Chromadb => {
+            Arc::new(VectorClient::new(svc, wl, chroma::Chroma::new(svc, wl)?)?)
+        }
+        VectorBackend::Weaviate => Arc::new(VectorClient::new(
+            svc,
+            wl,
+            weaviate::Weaviate::new(svc, wl)?,
+        )?),
+        VectorBackend::Faiss => Arc::new(VectorClient::new(svc, wl, faiss::Faiss::new(svc, wl)?)?),
+    })
+}
+
+/// `http://host:port` of an HTTP vector database: `service_url` when it is http(s), else the
+/// resolved endpoint's host and port.
+pub fn http_base(svc: &Service) -> String {
     if let Some(u) = &svc.service_url {
         if u.starts_with("http://") || u.starts_with("https://") {
             return u.trim_end_matches('/').to_string();
         }
     }
-    let host = if wl.host.contains(':') && !wl.host.starts_with('[') {
-        format!("[{}]", wl.host)
-    } else {
-        wl.host.clone()
-    };
-    format!("http://{host}:{}", wl.port.unwrap_or(default_port))
+    format!("http://{}", svc.endpoint.authority())
 }
 
 /// Read a JSON response, classifying failures.

@@ -19,8 +19,6 @@ use crate::runner::client::{BoxFuture, ClientError, ErrorClass};
 use crate::runner::clients::util::{http_client, snippet, ReqError};
 use serde_json::json;
 
-pub const DEFAULT_PORT: u16 = 8080;
-
 pub struct Weaviate {
     base: String,
     class: String,
@@ -52,7 +50,7 @@ pub fn number_of(uuid: &str) -> Option<u64> {
 impl Weaviate {
     pub fn new(svc: &Service, wl: &VectorDbWorkload) -> Result<Self, ClientError> {
         Ok(Weaviate {
-            base: http_base(svc, wl, DEFAULT_PORT),
+            base: http_base(svc),
             class: class_name(&wl.collection_name),
             timeout_s: svc.load.timeout_s,
         })

@@ -1,0 +1,119 @@
+//! The vector-database backends (`service_type: vectordb`, `backend: …`): one descriptor each.
+//!
+//! A new backend adds its variant to [`VectorBackend`] and its entry to [`BACKENDS`] here, its
+//! client in `runner/clients/vector/<name>.rs`, and one arm in `runner/clients/vector/mod.rs`
+//! (`make`). Recipe decoding, ports, readiness and launch arguments follow from the entry.
+
+use super::{no_launch, Health, Launch, LaunchCtx, Server, Word, BIND_HOST};
+use crate::recipe::Service;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VectorBackend {
+    Chromadb,
+    Faiss,
+    Weaviate,
+}
+
+/// Everything about one vector backend.
+pub struct VectorBackendSpec {
+    pub backend: VectorBackend,
+    /// `backend:` spellings; the first is the canonical one.
+    pub names: &'static [&'static str],
+    pub server: Server,
+}
+
+/// Every backend; the order is the order of `backend:` names in messages.
+pub static BACKENDS: [VectorBackendSpec; 3] = [
+    VectorBackendSpec {
+        backend: VectorBackend::Chromadb,
+        names: &["chromadb", "chroma"],
+        server: Server {
+            default_port: Some(8000),
+            health: Health::HttpOk {
+                path: "/api/v2/heartbeat",
+                bearer: false,
+            },
+            launch: launch_chroma,
+        },
+    },
+    VectorBackendSpec {
+        backend: VectorBackend::Faiss,
+        names: &["faiss"],
+        // In process: no server, no port, nothing to wait for.
+        server: Server {
+            default_port: None,
+            health: Health::Nothing,
+            launch: no_launch,
+        },
+    },
+    VectorBackendSpec {
+        backend: VectorBackend::Weaviate,
+        names: &["weaviate"],
+        server: Server {
+            default_port: Some(8080),
+            health: Health::HttpOk {
+                path: "/v1/.well-known/ready",
+                bearer: false,
+            },
+            launch: launch_weaviate,
+        },
+    },
+];
+
+impl VectorBackend {
+    pub fn spec(self) -> &'static VectorBackendSpec {
+        BACKENDS
+            .iter()
+            .find(|s| s.backend == self)
+            .expect("every backend has a descriptor")
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.spec().names[0]
+    }
+}
+
+/// Every `backend:` spelling with its backend, in descriptor order.
+pub fn backend_names() -> Vec<(&'static str, VectorBackend)> {
+    BACKENDS
+        .iter()
+        .flat_map(|s| s.names.iter().map(move |n| (*n, s.backend)))
+        .collect()
+}
+
+fn launch_chroma(_: &Service, cx: &LaunchCtx) -> Launch {
+    let mut l = Launch::default();
+    l.args
+        .extend(["run", "--host", BIND_HOST].into_iter().map(Word::lit));
+    if cx.port.is_some() {
+        l.args
+            .extend([Word::lit("--port"), Word::lit(cx.port_str())]);
+    }
+    l.args.extend([Word::lit("--path"), Word::lit("/data")]);
+    l.scratch.push(("data".into(), "/data".into()));
+    l
+}
+
+fn launch_weaviate(_: &Service, cx: &LaunchCtx) -> Launch {
+    let mut l = Launch::default();
+    for (k, v) in [
+        ("PERSISTENCE_DATA_PATH", "/var/lib/weaviate"),
+        ("AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED", "true"),
+        ("DEFAULT_VECTORIZER_MODULE", "none"),
+        ("CLUSTER_HOSTNAME", "node1"),
+    ] {
+        l.env.push((k.into(), v.into()));
+    }
+    l.args
+        .extend(["--host", BIND_HOST].into_iter().map(Word::lit));
+    if cx.port.is_some() {
+        l.args
+            .extend([Word::lit("--port"), Word::lit(cx.port_str())]);
+    }
+    l.args
+        .extend(["--scheme", "http"].into_iter().map(Word::lit));
+    l.scratch.push(("data".into(), "/var/lib/weaviate".into()));
+    l
+}

@@ -1,0 +1,332 @@
+//! Raw spanned YAML → validated [`Plan`], collecting every problem with its location.
+
+use super::diag::{did_you_mean, Severity};
+use super::plan::*;
+use super::yaml::{Node, Pos};
+use std::path::PathBuf;
+
+pub const TOP_KEYS: &[&str] = &["benchmark", "global", "services"];
+pub const BENCHMARK_KEYS: &[&str] = &["name", "description", "duration"];
+pub const GLOBAL_KEYS: &[&str] = &[
+    "log_level",
+    "metrics_db",
+    "reports_dir",
+    "logs_dir",
+    "pushgateway_url",
+    "push_interval",
+    "runtime",
+    "seed",
+    "slurm",
+];
+pub const SLURM_KEYS: &[&str] = &[
+    "partition",
+    "account",
+    "time",
+    "nodes",
+    "ntasks",
+    "cpus_per_task",
+    "mem",
+    "qos",
+    "gres",
+    "constraint",
+    "extra",
+    "modules",
+    "signal_grace",
+];
+
+pub use crate::kinds::{
+    COMMON_SERVICE_KEYS, DATABASE_KEYS, FILE_KEYS, HTTP_KEYS, LLM_KEYS, S3_KEYS, VECTORDB_KEYS,
+};
+pub use fields::{is_env_name, looks_secret, valid_service_name, Ctx};
+
+mod container;
+mod database;
+mod fields;
+mod file_storage;
+mod http;
+mod llm;
+mod s3;
+mod service;
+mod vector;
+
+use fields::Fields;
+use service::decode_service;
+
+/// What a kind's decoder gets besides the diagnostics.
+pub(super) struct KindCx<'a, 'n> {
+    /// The service's mapping.
+    pub f: &'a Fields<'n>,
+    pub kind: ServiceKind,
+    /// The batch script starts the service (so secrets may be generated).
+    pub starts_service: bool,
+    /// `service_url` as written.
+    pub service_url: Option<&'a str>,
+    /// `port` as written.
+    pub port: Option<u16>,
+}
+
+/// The workload of a service of `k.kind`: one decoder per kind.
+pub(super) fn decode_workload(cx: &mut Ctx, k: &KindCx) -> Option<Workload> {
+    match k.kind {
+        ServiceKind::Ollama | ServiceKind::Vllm | ServiceKind::Triton => llm::decode(cx, k),
+        ServiceKind::Vectordb => vector::decode(cx, k),
+        ServiceKind::Database => database::decode(cx, k),
+        ServiceKind::S3 => s3::decode(cx, k),
+        ServiceKind::FileStorage => file_storage::decode(cx, k),
+        ServiceKind::Http => http::decode(cx, k),
+    }
+}
+
+/// Decode the whole document.
+pub fn decode(
+    root: &Node,
+    source_path: PathBuf,
+    source_sha256: String,
+    cx: &mut Ctx,
+) -> Option<Plan> {
+    if root.is_null() {
+        cx.error(
+            Pos { line: 1, col: 1 },
+            "",
+            "the recipe is empty; expected `benchmark`, `global` and `services`",
+        );
+        return None;
+    }
+    if root.as_map().is_none() {
+        cx.error(
+            root.pos,
+            "",
+            format!(
+                "a recipe is a mapping with `benchmark`, `global` and `services`, found a {}",
+                root.type_name()
+            ),
+        );
+        return None;
+    }
+    cx.check_keys(root, "", TOP_KEYS, "the recipe's top level");
+    let top = Fields::new(Some(root), "");
+
+    let stem = source_path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "benchmark".into());
+    let bench_node = top.get("benchmark");
+    if let Some(b) = bench_node {
+        if b.as_map().is_none() {
+            cx.error(b.pos, "benchmark", "`benchmark` must be a mapping");
+        }
+        cx.check_keys(b, "benchmark", BENCHMARK_KEYS, "`benchmark`");
+    }
+    let bf = Fields::new(bench_node, "benchmark");
+    let benchmark = Benchmark {
+        name: bf.nonempty_string(cx, "name").unwrap_or(stem),
+        description: bf.string(cx, "description").unwrap_or_default(),
+        duration_s: bf.duration_s(cx, "duration"),
+    };
+
+    let global_node = top.get("global");
+    if let Some(g) = global_node {
+        if g.as_map().is_none() {
+            cx.error(g.pos, "global", "`global` must be a mapping");
+        }
+        cx.check_keys(g, "global", GLOBAL_KEYS, "`global`");
+    }
+    let gf = Fields::new(global_node, "global");
+    let log_level = gf
+        .enum_of(
+            cx,
+            "log_level",
+            &[
+                ("DEBUG", LogLevel::Debug),
+                ("INFO", LogLevel::Info),
+                ("WARNING", LogLevel::Warning),
+                ("WARN", LogLevel::Warning),
+                ("ERROR", LogLevel::Error),
+            ],
+        )
+        .unwrap_or(LogLevel::Info);
+    let pushgateway_url = gf.string(cx, "pushgateway_url");
+    if let (Some(u), Some(n)) = (&pushgateway_url, gf.get("pushgateway_url")) {
+        check_url(cx, n.pos, "global.pushgateway_url", u, &["http", "https"]);
+    }
+    let push_interval_s = gf.duration_s(cx, "push_interval").unwrap_or(5.0);
+    if push_interval_s < 0.5 {
+        cx.error(
+            gf.get("push_interval").map(|n| n.pos).unwrap_or_default(),
+            "global.push_interval",
+            "`push_interval` must be at least 0.5 seconds",
+        );
+    }
+    let global = Global {
+        log_level,
+        metrics_db: PathBuf::from(
+            gf.nonempty_string(cx, "metrics_db")
+                .unwrap_or_else(|| "metrics.db".into()),
+        ),
+        reports_dir: PathBuf::from(
+            gf.nonempty_string(cx, "reports_dir")
+                .unwrap_or_else(|| "reports".into()),
+        ),
+        logs_dir: PathBuf::from(
+            gf.nonempty_string(cx, "logs_dir")
+                .unwrap_or_else(|| "logs".into()),
+        ),
+        pushgateway_url,
+        push_interval_s,
+    };
+    let default_runtime = runtime_field(cx, &gf);
+    let default_seed = gf.u64(cx, "seed");
+    let default_slurm = gf.get("slurm");
+    if let Some(s) = default_slurm {
+        cx.check_keys(s, "global.slurm", SLURM_KEYS, "`slurm`");
+    }
+
+    let mut services = Vec::new();
+    match top.get("services") {
+        None => {
+            cx.error(root.pos, "services", "missing required key `services`");
+        }
+        Some(n) => match n.as_seq() {
+            None => cx.error(
+                n.pos,
+                "services",
+                format!("`services` must be a list, found a {}", n.type_name()),
+            ),
+            Some([]) => cx.error(
+                n.pos,
+                "services",
+                "`services` is empty: a recipe needs at least one service",
+            ),
+            Some(items) => {
+                let mut names: Vec<(String, Pos)> = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    let Some(name_node) = item.get("service_name") else {
+                        continue;
+                    };
+                    let Some(name) = name_node.as_scalar() else {
+                        continue;
+                    };
+                    if let Some((_, first)) = names.iter().find(|(n, _)| n == name) {
+                        cx.error(
+                            name_node.pos,
+                            &format!("services[{i}].service_name"),
+                            format!(
+                                "duplicate service_name `{name}` (first defined at line {})",
+                                first.line
+                            ),
+                        );
+                    } else {
+                        names.push((name.to_string(), name_node.pos));
+                    }
+                }
+                for (i, item) in items.iter().enumerate() {
+                    let path = format!("services[{i}]");
+                    if let Some(svc) = decode_service(
+                        cx,
+                        item,
+                        &path,
+                        default_runtime,
+                        default_seed,
+                        default_slurm,
+                        i,
+                    ) {
+                        services.push((svc, item.pos, path));
+                    }
+                }
+                let all: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+                for (svc, pos, path) in &services {
+                    for d in &svc.depends_on {
+                        if d == &svc.name {
+                            cx.error(
+                                *pos,
+                                &format!("{path}.depends_on"),
+                                "a service cannot depend on itself",
+                            );
+                        } else if !all.contains(&d.as_str()) {
+                            let help =
+                                did_you_mean(d, &all).map(|m| format!("did you mean `{m}`?"));
+                            cx.push(
+                                Severity::Error,
+                                *pos,
+                                &format!("{path}.depends_on"),
+                                format!("depends_on names unknown service `{d}`"),
+                                help,
+                            );
+                        }
+                    }
+                }
+            }
+        },
+    }
+    let services: Vec<Service> = services.into_iter().map(|(s, _, _)| s).collect();
+    if has_cycle(&services) {
+        cx.error(root.pos, "services", "depends_on forms a cycle");
+    }
+    if cx.diags.iter().any(|d| d.severity == Severity::Error) {
+        return None;
+    }
+    Some(Plan {
+        source_path,
+        source_sha256,
+        benchmark,
+        global,
+        services,
+    })
+}
+
+fn has_cycle(services: &[Service]) -> bool {
+    fn visit(name: &str, services: &[Service], stack: &mut Vec<String>) -> bool {
+        if stack.iter().any(|s| s == name) {
+            return true;
+        }
+        let Some(s) = services.iter().find(|s| s.name == name) else {
+            return false;
+        };
+        stack.push(name.to_string());
+        let c = s
+            .depends_on
+            .iter()
+            .any(|d| d != name && visit(d, services, stack));
+        stack.pop();
+        c
+    }
+    services
+        .iter()
+        .any(|s| visit(&s.name, services, &mut Vec::new()))
+}
+
+pub(super) fn runtime_field(cx: &mut Ctx, f: &Fields) -> Option<Runtime> {
+    f.enum_of(
+        cx,
+        "runtime",
+        &[
+            ("apptainer", Runtime::Apptainer),
+            ("singularity", Runtime::Apptainer),
+            ("podman", Runtime::Podman),
+            ("host", Runtime::Host),
+            ("external", Runtime::External),
+            ("none", Runtime::External),
+        ],
+    )
+}
+
+pub(super) fn check_url(cx: &mut Ctx, pos: Pos, path: &str, url: &str, schemes: &[&str]) {
+    let ok = url.split_once("://").is_some_and(|(scheme, rest)| {
+        schemes.contains(&scheme.to_ascii_lowercase().as_str()) && !rest.is_empty()
+    });
+    if !ok {
+        cx.error_help(
+            pos,
+            path,
+            format!("`{url}` is not a valid URL"),
+            format!("expected {}://host:port", schemes.join("|")),
+        );
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        cx.error(
+            pos,
+            path,
+            "URLs must not contain whitespace or control characters",
+        );
+    }
+}

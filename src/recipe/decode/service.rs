@@ -1,0 +1,420 @@
+//! One service: its name and kind, the load, the endpoint (resolved here, once), the sweep,
+//! and its kind's workload (decoded by the kind's module).
+
+use super::container::{decode_container, decode_slurm};
+use super::fields::*;
+use super::{check_url, decode_workload, runtime_field, KindCx};
+use crate::kinds::COMMON_SERVICE_KEYS;
+use crate::recipe::diag::Severity;
+use crate::recipe::plan::*;
+use crate::recipe::yaml::Node;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn decode_service(
+    cx: &mut Ctx,
+    node: &Node,
+    path: &str,
+    default_runtime: Option<Runtime>,
+    default_seed: Option<u64>,
+    default_slurm: Option<&Node>,
+    index: usize,
+) -> Option<Service> {
+    if node.as_map().is_none() {
+        cx.error(
+            node.pos,
+            path,
+            format!(
+                "each service must be a mapping, found a {}",
+                node.type_name()
+            ),
+        );
+        return None;
+    }
+    let f = Fields::new(Some(node), path);
+    let errors_before = cx
+        .diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+
+    let name = match f.get("service_name") {
+        None => {
+            cx.error(
+                node.pos,
+                &f.p("service_name"),
+                "missing required key `service_name`",
+            );
+            None
+        }
+        Some(n) => {
+            let v = f.string(cx, "service_name");
+            match v {
+                Some(v) if valid_service_name(&v) => Some(v),
+                Some(v) => {
+                    cx.error_help(
+                        n.pos,
+                        &f.p("service_name"),
+                        format!("invalid service_name `{}`", v.escape_debug()),
+                        "use 1-64 characters from A-Z a-z 0-9 . _ - starting with a letter or digit (it names files and SLURM jobs)".into(),
+                    );
+                    None
+                }
+                None => None,
+            }
+        }
+    };
+    let kind = match f.get("service_type") {
+        None => {
+            cx.error(
+                node.pos,
+                &f.p("service_type"),
+                "missing required key `service_type`",
+            );
+            None
+        }
+        Some(_) => f.enum_of(cx, "service_type", &crate::kinds::service_type_names()),
+    };
+    let ctx_name = match kind {
+        Some(k) => format!(
+            "service `{}` (service_type {k})",
+            name.as_deref().unwrap_or("?")
+        ),
+        None => "a service".to_string(),
+    };
+    let mut allowed: Vec<&str> = COMMON_SERVICE_KEYS.to_vec();
+    match kind {
+        Some(k) => allowed.extend_from_slice(k.spec().recipe_keys),
+        None => {
+            // Without a known type, accept any type's keys rather than pile up noise.
+            for k in ServiceKind::ALL {
+                allowed.extend_from_slice(k.spec().recipe_keys);
+            }
+        }
+    }
+    cx.check_keys(node, path, &allowed, &ctx_name);
+
+    let container_image = f.nonempty_string(cx, "container_image");
+    let start_command = f.string_list(cx, "start_command");
+    let explicit_runtime = runtime_field(cx, &f).or(default_runtime);
+    let runtime = match explicit_runtime {
+        Some(r) => r,
+        None if container_image.is_some() => Runtime::Apptainer,
+        None if !start_command.is_empty() => Runtime::Host,
+        None => Runtime::External,
+    };
+    match runtime {
+        Runtime::Apptainer | Runtime::Podman if container_image.is_none() => cx.error(
+            node.pos,
+            &f.p("container_image"),
+            format!("runtime {runtime:?} needs `container_image`").to_lowercase(),
+        ),
+        Runtime::Host if start_command.is_empty() => cx.error_help(
+            node.pos,
+            &f.p("start_command"),
+            "runtime host needs `start_command` (the native server's argv)",
+            "or use `runtime: external` for a service that is already running".into(),
+        ),
+        _ => {}
+    }
+
+    let port = f.port(cx, "port");
+    let service_url = f.nonempty_string(cx, "service_url");
+    if let (Some(u), Some(n)) = (&service_url, f.get("service_url")) {
+        let schemes: &[&str] = if kind == Some(ServiceKind::Database) {
+            &["postgresql", "postgres"]
+        } else {
+            &["http", "https"]
+        };
+        check_url(cx, n.pos, &f.p("service_url"), u, schemes);
+    }
+
+    // ---- load ----
+    let clients = f.u32_range(cx, "client_count", 1, 100_000).unwrap_or(1);
+    let rate = f.nonneg_f64(cx, "requests_per_second").unwrap_or(10.0);
+    let arrival_given = f.enum_of(
+        cx,
+        "arrival",
+        &[
+            ("constant", Arrival::Constant),
+            ("poisson", Arrival::Poisson),
+            ("closed", Arrival::Closed),
+        ],
+    );
+    let arrival = match arrival_given {
+        Some(a) => a,
+        None if rate == 0.0 => Arrival::Closed,
+        None => Arrival::Constant,
+    };
+    if rate == 0.0 && matches!(arrival, Arrival::Constant | Arrival::Poisson) {
+        cx.error_help(
+            f.get("requests_per_second")
+                .map(|n| n.pos)
+                .unwrap_or(node.pos),
+            &f.p("requests_per_second"),
+            "an open-loop arrival needs `requests_per_second` > 0",
+            "requests_per_second: 0 means closed loop, unthrottled (`arrival: closed`)".into(),
+        );
+    }
+    let duration_s = f.duration_s(cx, "duration").unwrap_or(60.0);
+    if f.get("duration").is_some() && duration_s == 0.0 {
+        cx.error(
+            f.get("duration").unwrap().pos,
+            &f.p("duration"),
+            "`duration` must be greater than 0",
+        );
+    }
+    let requests = f.u64(cx, "requests");
+    if requests == Some(0) {
+        cx.error(
+            f.get("requests").unwrap().pos,
+            &f.p("requests"),
+            "`requests` must be at least 1",
+        );
+    }
+    let warmup_s = f.duration_s(cx, "warmup").unwrap_or(0.0);
+    let max_error_rate = f.nonneg_f64(cx, "max_error_rate");
+    if let Some(r) = max_error_rate {
+        if r > 1.0 {
+            cx.error(
+                f.get("max_error_rate").unwrap().pos,
+                &f.p("max_error_rate"),
+                "`max_error_rate` is a share between 0 and 1",
+            );
+        }
+    }
+    let is_llm = kind.is_some_and(|k| k.is_llm());
+    let timeout_s = f
+        .duration_s(cx, "timeout")
+        .unwrap_or(if is_llm { 300.0 } else { 30.0 });
+    if f.get("timeout").is_some() && timeout_s == 0.0 {
+        cx.error(
+            f.get("timeout").unwrap().pos,
+            &f.p("timeout"),
+            "`timeout` must be greater than 0",
+        );
+    }
+    let max_in_flight = f
+        .u32_range(cx, "max_in_flight", 1, 1_000_000)
+        .unwrap_or(1024.max(clients));
+    let load = Load {
+        clients,
+        arrival,
+        target_rate_per_client_per_s: rate,
+        duration_s,
+        requests,
+        warmup_s,
+        seed: f
+            .u64(cx, "seed")
+            .or(default_seed)
+            .unwrap_or(0x5eed_0000 + index as u64),
+        max_error_rate,
+        timeout_s,
+        max_in_flight,
+    };
+
+    // ---- slurm ----
+    let slurm = decode_slurm(cx, f.get("slurm"), default_slurm, &f.p("slurm"));
+
+    // ---- container ----
+    let container = decode_container(cx, &f);
+    let readiness = Readiness {
+        timeout_s: f
+            .u32_range(cx, "readiness_timeout", 1, 86_400)
+            .unwrap_or(if is_llm { 900 } else { 180 }),
+        interval_s: 1.0,
+    };
+    let depends_on = f.string_list(cx, "depends_on");
+    let starts_service = matches!(
+        runtime,
+        Runtime::Apptainer | Runtime::Podman | Runtime::Host
+    );
+
+    // Only the kinds that have a `host` key (vectordb, database) read it.
+    let host = match kind {
+        Some(k) if k.spec().recipe_keys.contains(&"host") => f.nonempty_string(cx, "host"),
+        _ => None,
+    };
+    let workload = match kind {
+        Some(kind) => decode_workload(
+            cx,
+            &KindCx {
+                f: &f,
+                kind,
+                starts_service,
+                service_url: service_url.as_deref(),
+                port,
+            },
+        ),
+        None => None,
+    };
+    let sweep = f
+        .get("sweep")
+        .and_then(|n| decode_sweep(cx, n, &f.p("sweep"), kind));
+
+    let errors_after = cx
+        .diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    if errors_after > errors_before {
+        return None;
+    }
+    let compare_thresholds = decode_compare_thresholds(cx, &f);
+    let mut container = container;
+    let workload = workload?;
+    let kind = kind?;
+    promote_secret_lookalikes(&mut container, &workload);
+    let endpoint = Endpoint::resolve(kind, &workload, port, service_url.as_deref(), host);
+    Some(Service {
+        name: name?,
+        kind,
+        runtime,
+        container_image,
+        start_command,
+        service_url,
+        endpoint,
+        load,
+        workload,
+        slurm,
+        container,
+        readiness,
+        sweep,
+        depends_on,
+        compare_thresholds,
+    })
+}
+
+/// `compare_thresholds: {METRIC: LIMIT}` (limits as on `compare --threshold`).
+pub(super) fn decode_compare_thresholds(
+    cx: &mut Ctx,
+    f: &Fields,
+) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let Some(n) = f.get("compare_thresholds") else {
+        return out;
+    };
+    let path = f.p("compare_thresholds");
+    let Some(m) = n.as_map() else {
+        cx.error(
+            n.pos,
+            &path,
+            "`compare_thresholds` must be a mapping of METRIC: LIMIT, e.g. `latency_p99_ms: 10%`",
+        );
+        return out;
+    };
+    for (k, v) in m {
+        let metric = k.as_scalar().unwrap_or_default();
+        let limit = v.as_scalar().unwrap_or_default();
+        match crate::report::compare::parse_threshold(&format!("{metric}={limit}")) {
+            Ok((name, _)) => {
+                out.insert(name.to_string(), limit.to_string());
+            }
+            Err(e) => cx.error(v.pos, &format!("{path}.{metric}"), e.to_string()),
+        }
+    }
+    out
+}
+
+pub(super) fn decode_sweep(
+    cx: &mut Ctx,
+    n: &Node,
+    path: &str,
+    kind: Option<ServiceKind>,
+) -> Option<Sweep> {
+    let keys = ["client_count", "requests_per_second", "model", "batch_size"];
+    cx.check_keys(n, path, &keys, "`sweep`");
+    let Some(m) = n.as_map() else {
+        cx.error(
+            n.pos,
+            path,
+            "`sweep` must be a mapping with one parameter: a list of values",
+        );
+        return None;
+    };
+    if m.len() != 1 {
+        cx.error(
+            n.pos,
+            path,
+            "`sweep` takes exactly one parameter (one SLURM job array per service)",
+        );
+        return None;
+    }
+    let (k, v) = &m[0];
+    let param = match k.as_scalar()? {
+        "client_count" => SweepParam::ClientCount,
+        "requests_per_second" => SweepParam::RequestsPerSecond,
+        "model" => SweepParam::Model,
+        "batch_size" => SweepParam::BatchSize,
+        _ => return None,
+    };
+    if param == SweepParam::Model && !kind.is_some_and(|k| k.is_llm()) {
+        cx.error(k.pos, path, "a `model` sweep needs an LLM service");
+    }
+    let p = format!("{path}.{}", param.as_str());
+    let Some(items) = v.as_seq() else {
+        cx.error(v.pos, &p, "sweep values must be a list");
+        return None;
+    };
+    if items.is_empty() || items.len() > 1000 {
+        cx.error(
+            v.pos,
+            &p,
+            "a sweep needs 1 to 1000 values (SLURM's default MaxArraySize is 1001)",
+        );
+        return None;
+    }
+    let mut values = Vec::new();
+    for (i, it) in items.iter().enumerate() {
+        let s = it.as_scalar().unwrap_or_default().to_string();
+        let ok = match param {
+            SweepParam::ClientCount | SweepParam::BatchSize => {
+                s.parse::<u32>().is_ok_and(|v| v >= 1)
+            }
+            SweepParam::RequestsPerSecond => {
+                s.parse::<f64>().is_ok_and(|v| v >= 0.0 && v.is_finite())
+            }
+            SweepParam::Model => !s.is_empty(),
+        };
+        if !ok {
+            cx.error(
+                it.pos,
+                &format!("{p}[{i}]"),
+                format!("invalid sweep value `{}`", s.escape_debug()),
+            );
+        }
+        values.push(s);
+    }
+    Some(Sweep { param, values })
+}
+
+/// An environment value equal to one of the service's plain secrets is a secret too
+/// (e.g. `MINIO_ROOT_USER: minioadmin` when `secret_key: minioadmin`): nothing leaks by
+/// coincidence into scripts, logs or reports.
+pub(super) fn promote_secret_lookalikes(container: &mut ContainerSpec, workload: &Workload) {
+    let mut values: Vec<String> = Vec::new();
+    let plain = |s: Option<&Secret>| match s {
+        Some(Secret::Plain(v)) => Some(v.clone()),
+        _ => None,
+    };
+    match workload {
+        Workload::Database(d) => values.extend(plain(d.password.as_ref())),
+        Workload::S3(s) => {
+            values.extend(plain(Some(&s.access_key)));
+            values.extend(plain(Some(&s.secret_key)));
+        }
+        Workload::Llm(l) => values.extend(plain(l.api_key.as_ref())),
+        _ => {}
+    }
+    for e in &container.env {
+        if let EnvValue::Secret(Secret::Plain(v)) = &e.value {
+            values.push(v.clone());
+        }
+    }
+    for e in &mut container.env {
+        if let EnvValue::Plain(v) = &e.value {
+            if !v.is_empty() && values.contains(v) {
+                e.value = EnvValue::Secret(Secret::Plain(v.clone()));
+            }
+        }
+    }
+}
