@@ -90,6 +90,9 @@ fn zero_rate_means_closed_loop_unthrottled() {
 fn rate_is_per_client() {
     let s = one("services:\n  - service_name: f\n    service_type: file_storage\n    base_path: /tmp\n    client_count: 5\n    requests_per_second: 10\n");
     assert_eq!(s.load.target_rate_total_per_s(), Some(50.0));
+    // plan.json and the stored runs keep the key they always had.
+    let j = serde_json::to_value(&s.load).unwrap();
+    assert_eq!(j["rate_per_client"], 10.0);
 }
 
 #[test]

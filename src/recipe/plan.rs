@@ -196,8 +196,9 @@ pub struct Load {
     pub arrival: Arrival,
     /// Target rate PER CLIENT, requests/s (recipe `requests_per_second`); the total is
     /// [`Load::target_rate_total_per_s`]. 0 with `closed` arrival means unthrottled (as fast as
-    /// possible). Serialised as `target_rate_per_client_per_s` (the key in `plan.json` and stored runs).
-    #[serde(rename = "target_rate_per_client_per_s")]
+    /// possible). Serialised as `rate_per_client`: the key in `plan.json` and in the stored
+    /// runs' `recipe_json`, which older campaign files already hold.
+    #[serde(rename = "rate_per_client")]
     pub target_rate_per_client_per_s: f64,
     /// Measured phase length, seconds (`duration`), after the warmup.
     pub duration_s: f64,
