@@ -8,10 +8,12 @@
 pub mod cli;
 pub mod commands;
 pub mod exit;
+pub mod model;
 pub mod monitor;
 pub mod recipe;
 pub mod render;
 pub mod report;
+pub mod rng;
 pub mod runner;
 pub mod slurm;
 pub mod store;

@@ -6,6 +6,7 @@
 pub mod decode;
 pub mod diag;
 pub mod plan;
+pub mod threshold;
 pub mod units;
 pub mod yaml;
 
