@@ -124,7 +124,8 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
     }
     let code = if finished.iter().any(|f| f.status == RunStatus::Failed) {
         exit::FAILURE
-    } else if finished.iter().any(|f| f.status == RunStatus::Partial) || outcome.stopped_by.is_some()
+    } else if finished.iter().any(|f| f.status == RunStatus::Partial)
+        || outcome.stopped_by.is_some()
     {
         exit::PARTIAL
     } else if summaries.iter().any(|s| !s.valid) {

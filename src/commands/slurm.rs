@@ -9,12 +9,12 @@
 
 use super::{load_recipe, InvalidInput};
 use crate::exit;
-use crate::store::RunStatus;
 use crate::slurm::campaign::{self, Campaign, JobRole, RunSummary};
-pub use crate::slurm::status::{collect_status, JobStatus, StateSource};
 use crate::slurm::status::any_active;
+pub use crate::slurm::status::{collect_status, JobStatus, StateSource};
 use crate::slurm::submit::{now_ns, shell_quote, submit_jobs, SubmitRequest, Submitted};
 use crate::slurm::{self, JobState};
+use crate::store::RunStatus;
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
@@ -431,11 +431,10 @@ pub fn cancel(a: &CancelArgs) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recipe::Plan;
     use crate::slurm::campaign::JobRecord;
     use crate::slurm::status::job_rows;
     use crate::slurm::submit::submission_order;
-    use crate::slurm::{AcctRow, AcctSource, ArrayTasks, QueueRow};
+    use crate::slurm::{AcctSource, ArrayTasks};
 
     #[test]
     fn quoting() {

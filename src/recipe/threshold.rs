@@ -163,13 +163,13 @@ pub fn parse_threshold(spec: &str) -> Result<(&'static str, Limit), ThresholdErr
         .map(|(_, n)| *n)
         .unwrap_or(name);
     let defs = &METRICS;
-    let def = defs
-        .iter()
-        .find(|m| m.name == name)
-        .ok_or_else(|| ThresholdError::UnknownMetric {
-            name: name.into(),
-            known: defs.iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
-        })?;
+    let def =
+        defs.iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| ThresholdError::UnknownMetric {
+                name: name.into(),
+                known: defs.iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
+            })?;
     let l = limit.trim();
     if l.eq_ignore_ascii_case("off") || l.eq_ignore_ascii_case("none") {
         return Ok((def.name, Limit::Off));
@@ -201,4 +201,3 @@ pub fn parse_threshold(spec: &str) -> Result<(&'static str, Limit), ThresholdErr
     }
     Ok((def.name, Limit::Absolute(v * factor.unwrap_or(1.0))))
 }
-

@@ -21,12 +21,12 @@
 //! - Energy: per device, the increase of its `*_energy_joules` counter over the window, else
 //!   the trapezoidal integral of its `*_power_watts` samples.
 
-use crate::store::read::{self as db, Connection, RequestView};
-use crate::store::{DbError, RunStatus, StoreError};
-use hdrhistogram::Histogram;
 pub use super::model::*;
 pub use super::statistics::Acc;
 use super::statistics::{ratio, LlmAcc, OpAcc, RunAccs, SloSpec};
+use crate::store::read::{self as db, Connection, RequestView};
+use crate::store::{DbError, RunStatus, StoreError};
+use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -481,119 +481,18 @@ fn analyze_run_inner(
     let (samples, sample_series, energy) =
         summarize_samples(&series, start_ns, end_ns, total.ok, llm_acc.as_ref());
 
-    let timeseries = buckets
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let t0 = i as i64 * bucket_ns;
-            let len_ns = (window_ns - t0).min(bucket_ns).max(1);
-            let len_s = len_ns as f64 / 1e9;
-            let q = |q: f64| {
-                b.hist
-                    .as_ref()
-                    .map(|h| h.value_at_quantile(q) as f64 / 1000.0)
-            };
-            TimePoint {
-                t_s: t0 as f64 / 1e9,
-                bucket_s: len_s,
-                ok: b.ok,
-                errors: b.errors,
-                throughput_ops_per_s: b.ok as f64 / len_s,
-                latency_p50_ms: q(0.5),
-                latency_p99_ms: q(0.99),
-                output_tokens_per_s: b.output_tokens as f64 / len_s,
-            }
-        })
-        .collect();
+    let timeseries = timeseries(&buckets, bucket_ns, window_ns);
 
-    // Validity gates.
-    let mut reasons = Vec::new();
-    let partial = !matches!(run.status, RunStatus::Success | RunStatus::Failed);
-    if partial {
-        reasons.push(InvalidReason {
-            code: ReasonCode::PartialRun,
-            message: format!(
-                "partial run: status {}{}",
-                run.status,
-                run.stop_reason
-                    .as_deref()
-                    .map(|s| format!(" (stopped by {s})"))
-                    .unwrap_or_default()
-            ),
-        });
-    }
-    if run.status == RunStatus::Failed {
-        reasons.push(InvalidReason {
-            code: ReasonCode::FailedRun,
-            message: format!(
-                "run failed{}{}",
-                run.failure_stage
-                    .map(|s| format!(" at {s}"))
-                    .unwrap_or_default(),
-                run.failure_message
-                    .as_deref()
-                    .map(|s| format!(": {s}"))
-                    .unwrap_or_default()
-            ),
-        });
-    }
-    if total.requests < policy.min_requests {
-        reasons.push(InvalidReason {
-            code: ReasonCode::TooFewRequests,
-            message: format!(
-                "too few requests: {} measured < {} required for meaningful percentiles",
-                total.requests, policy.min_requests
-            ),
-        });
-    }
-    if let (Some(t), false) = (target, run.arrival == "closed") {
-        if achieved < policy.min_rate_ratio * t {
-            reasons.push(InvalidReason {
-                code: ReasonCode::TargetRateNotReached,
-                message: format!(
-                    "target rate not reached: achieved {achieved:.2} req/s < {:.0}% of target {t:.2} req/s",
-                    policy.min_rate_ratio * 100.0
-                ),
-            });
-        }
-    }
-    let max_err = recipe["load"]["max_error_rate"]
-        .as_f64()
-        .unwrap_or(policy.max_error_rate);
-    if total_stats.error_rate > max_err {
-        reasons.push(InvalidReason {
-            code: ReasonCode::ErrorRateAboveThreshold,
-            message: format!(
-                "error rate {:.2}% ({} of {}) above threshold {:.2}%",
-                total_stats.error_rate * 100.0,
-                total_stats.errors,
-                total.requests,
-                max_err * 100.0
-            ),
-        });
-    }
-    if let Some(l) = &llm_stats {
-        if is_llm && total.ok > 0 && l.output_tokens == 0 {
-            reasons.push(InvalidReason {
-                code: ReasonCode::ZeroOutputTokens,
-                message: format!(
-                    "zero output tokens over {} successful requests: the server generated nothing",
-                    total.ok
-                ),
-            });
-        }
-    }
-    if let Some(lag) = &schedule_lag_ms {
-        if lag.p99 > policy.max_schedule_lag_p99_ms {
-            reasons.push(InvalidReason {
-                code: ReasonCode::GeneratorSaturated,
-                message: format!(
-                    "generator saturated: p99 schedule lag {:.1} ms > {:.1} ms (requests left later than scheduled: load generator CPU or max_in_flight limit)",
-                    lag.p99, policy.max_schedule_lag_p99_ms
-                ),
-            });
-        }
-    }
+    let (partial, reasons) = validity(
+        &run,
+        &recipe,
+        policy,
+        &total,
+        &total_stats,
+        &rate,
+        llm_stats.as_ref(),
+        schedule_lag_ms.as_ref(),
+    );
 
     let analysis = RunAnalysis {
         run_id: run_id.to_string(),
@@ -655,6 +554,137 @@ fn analyze_run_inner(
         window_end_ns: end_ns,
     };
     Ok((analysis, accs))
+}
+
+/// The validity gates of a run: whether it is partial, and every reason it is invalid.
+#[allow(clippy::too_many_arguments)]
+fn validity(
+    run: &db::RunRow,
+    recipe: &serde_json::Value,
+    policy: &ValidityPolicy,
+    total: &OpAcc,
+    total_stats: &OpStats,
+    rate: &RateStats,
+    llm_stats: Option<&LlmStats>,
+    schedule_lag_ms: Option<&Summary>,
+) -> (bool, Vec<InvalidReason>) {
+    let mut reasons = Vec::new();
+    let partial = !matches!(run.status, RunStatus::Success | RunStatus::Failed);
+    if partial {
+        reasons.push(InvalidReason {
+            code: ReasonCode::PartialRun,
+            message: format!(
+                "partial run: status {}{}",
+                run.status,
+                run.stop_reason
+                    .as_deref()
+                    .map(|s| format!(" (stopped by {s})"))
+                    .unwrap_or_default()
+            ),
+        });
+    }
+    if run.status == RunStatus::Failed {
+        reasons.push(InvalidReason {
+            code: ReasonCode::FailedRun,
+            message: format!(
+                "run failed{}{}",
+                run.failure_stage
+                    .map(|s| format!(" at {s}"))
+                    .unwrap_or_default(),
+                run.failure_message
+                    .as_deref()
+                    .map(|s| format!(": {s}"))
+                    .unwrap_or_default()
+            ),
+        });
+    }
+    if total.requests < policy.min_requests {
+        reasons.push(InvalidReason {
+            code: ReasonCode::TooFewRequests,
+            message: format!(
+                "too few requests: {} measured < {} required for meaningful percentiles",
+                total.requests, policy.min_requests
+            ),
+        });
+    }
+    if let (Some(t), false) = (rate.target_rate_rps, run.arrival == "closed") {
+        let achieved = rate.achieved_rate_rps;
+        if achieved < policy.min_rate_ratio * t {
+            reasons.push(InvalidReason {
+                code: ReasonCode::TargetRateNotReached,
+                message: format!(
+                    "target rate not reached: achieved {achieved:.2} req/s < {:.0}% of target {t:.2} req/s",
+                    policy.min_rate_ratio * 100.0
+                ),
+            });
+        }
+    }
+    let max_err = recipe["load"]["max_error_rate"]
+        .as_f64()
+        .unwrap_or(policy.max_error_rate);
+    if total_stats.error_rate > max_err {
+        reasons.push(InvalidReason {
+            code: ReasonCode::ErrorRateAboveThreshold,
+            message: format!(
+                "error rate {:.2}% ({} of {}) above threshold {:.2}%",
+                total_stats.error_rate * 100.0,
+                total_stats.errors,
+                total.requests,
+                max_err * 100.0
+            ),
+        });
+    }
+    if let Some(l) = llm_stats {
+        if run.service_kind.is_llm() && total.ok > 0 && l.output_tokens == 0 {
+            reasons.push(InvalidReason {
+                code: ReasonCode::ZeroOutputTokens,
+                message: format!(
+                    "zero output tokens over {} successful requests: the server generated nothing",
+                    total.ok
+                ),
+            });
+        }
+    }
+    if let Some(lag) = schedule_lag_ms {
+        if lag.p99 > policy.max_schedule_lag_p99_ms {
+            reasons.push(InvalidReason {
+                code: ReasonCode::GeneratorSaturated,
+                message: format!(
+                    "generator saturated: p99 schedule lag {:.1} ms > {:.1} ms (requests left later than scheduled: load generator CPU or max_in_flight limit)",
+                    lag.p99, policy.max_schedule_lag_p99_ms
+                ),
+            });
+        }
+    }
+    (partial, reasons)
+}
+
+/// The per-bucket time series of a run's measured window.
+fn timeseries(buckets: &[Bucket], bucket_ns: i64, window_ns: i64) -> Vec<TimePoint> {
+    buckets
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let t0 = i as i64 * bucket_ns;
+            let len_ns = (window_ns - t0).min(bucket_ns).max(1);
+            let len_s = len_ns as f64 / 1e9;
+            let q = |q: f64| {
+                b.hist
+                    .as_ref()
+                    .map(|h| h.value_at_quantile(q) as f64 / 1000.0)
+            };
+            TimePoint {
+                t_s: t0 as f64 / 1e9,
+                bucket_s: len_s,
+                ok: b.ok,
+                errors: b.errors,
+                throughput_ops_per_s: b.ok as f64 / len_s,
+                latency_p50_ms: q(0.5),
+                latency_p99_ms: q(0.99),
+                output_tokens_per_s: b.output_tokens as f64 / len_s,
+            }
+        })
+        .collect()
 }
 
 type SampleParts = (Vec<SampleSummary>, Vec<SampleSeries>, Option<EnergyStats>);

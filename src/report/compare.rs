@@ -6,11 +6,11 @@
 //! limit in the worse direction is a regression; so is a candidate service that is invalid or
 //! missing. Percentiles of a service merge its runs' HDR histograms (see `analysis`).
 
-pub use crate::recipe::threshold::{Better, Limit, ThresholdError, METRICS};
-use crate::recipe::threshold;
 use super::analysis::{CampaignAnalysis, ServiceAggregate};
 use super::document::ReportDocument;
 use super::svg::{esc, fmt_num};
+use crate::recipe::threshold;
+pub use crate::recipe::threshold::{Better, Limit, ThresholdError, METRICS};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
@@ -53,7 +53,9 @@ fn lat(s: &ServiceAggregate) -> Option<&super::analysis::Summary> {
 fn getter(name: &str) -> Getter {
     match name {
         "throughput_ops_per_s" => |s| Some(s.total.throughput_ops_per_s),
-        "throughput_mb_per_s" => |s| (s.total.throughput_mb_per_s > 0.0).then_some(s.total.throughput_mb_per_s),
+        "throughput_mb_per_s" => {
+            |s| (s.total.throughput_mb_per_s > 0.0).then_some(s.total.throughput_mb_per_s)
+        }
         "error_rate" => |s| Some(s.total.error_rate),
         "latency_p50_ms" => |s| lat(s).map(|l| l.p50),
         "latency_p90_ms" => |s| lat(s).map(|l| l.p90),

@@ -5,7 +5,6 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-
 /// Distribution of one figure; the unit is in the name of the field holding it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
@@ -341,4 +340,3 @@ pub struct CampaignAnalysis {
     pub runs: Vec<RunAnalysis>,
     pub services: Vec<ServiceAggregate>,
 }
-

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 /// (µs for figures reported in ms).
 const HIST_PER_UNIT: f64 = 1000.0;
 
-
 /// A mergeable distribution: HDR histogram (thousandths of the unit) + exact moments.
 #[derive(Clone)]
 pub struct Acc {
@@ -342,4 +341,3 @@ pub(crate) struct RunAccs {
     pub(crate) window_start_ns: i64,
     pub(crate) window_end_ns: i64,
 }
-

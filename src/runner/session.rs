@@ -44,8 +44,7 @@ pub fn select_jobs(
                     "no service `{name}` in {} (services: {})",
                     recipe.display(),
                     names.join(", ")
-                ))
-                );
+                )));
             }
         },
         None => plan.services.iter().collect(),
@@ -62,8 +61,7 @@ pub fn select_jobs(
                 return Err(SelectError(format!(
                     "--sweep-index given but service `{}` has no sweep",
                     s.name
-                ))
-                )
+                )))
             }
             (None, Some(_)) => jobs.push(Job {
                 svc: s.clone(),
@@ -172,8 +170,15 @@ impl Session {
                         }
                         let obs = observers.as_ref().map(|f| f(&job.svc)).unwrap_or_default();
                         out.push(
-                            run_job(&plan, job, handle.clone(), stop.clone(), obs, watch.as_ref())
-                                .await,
+                            run_job(
+                                &plan,
+                                job,
+                                handle.clone(),
+                                stop.clone(),
+                                obs,
+                                watch.as_ref(),
+                            )
+                            .await,
                         );
                     }
                     out

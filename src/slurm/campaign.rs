@@ -5,8 +5,8 @@
 //! its own `runs/<service>-<jobid>[_<task>].db`, so concurrent jobs never share a SQLite file
 //! (WAL is unsafe on Lustre/NFS) and no row can be lost to lock contention.
 
-pub use crate::store::campaign::{read_runs, JobRecord, JobRole, RunSummary};
 use crate::store::campaign as jobs;
+pub use crate::store::campaign::{read_runs, JobRecord, JobRole, RunSummary};
 use crate::store::DbError;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -26,10 +26,7 @@ pub enum CampaignError {
         source: std::io::Error,
     },
     #[error("campaign file {path}: {source}")]
-    Db {
-        path: PathBuf,
-        source: DbError,
-    },
+    Db { path: PathBuf, source: DbError },
 }
 
 /// `benchmark.name` → a directory-name slug (`AI Factory: v2` → `ai-factory-v2`).

@@ -224,4 +224,3 @@ pub fn any_active(camp: &Campaign) -> anyhow::Result<bool> {
         .iter()
         .any(|q| !q.state.is_finished() && jobs.iter().any(|j| j.job_id == q.array_job_id)))
 }
-

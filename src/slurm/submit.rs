@@ -181,4 +181,3 @@ pub fn submit_jobs(
     }
     Ok(())
 }
-

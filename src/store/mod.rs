@@ -15,9 +15,9 @@ mod writer;
 
 pub use writer::{Store, StoreHandle, WriterStats};
 
-use crate::recipe::{Plan, Service, ServiceKind, SweepParam};
-pub use crate::model::{FailureStage, RunStatus, StopReason, StopSignal};
 use crate::model::{ErrorClass, Outcome};
+pub use crate::model::{FailureStage, RunStatus, StopReason, StopSignal};
+use crate::recipe::{Plan, Service, ServiceKind, SweepParam};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -95,7 +95,8 @@ pub fn campaign_files(path: &Path) -> Result<Vec<PathBuf>, StoreError> {
 impl FromSql for RunStatus {
     fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
         let s = v.as_str()?;
-        RunStatus::parse(s).ok_or_else(|| FromSqlError::Other(format!("bad run status `{s}`").into()))
+        RunStatus::parse(s)
+            .ok_or_else(|| FromSqlError::Other(format!("bad run status `{s}`").into()))
     }
 }
 
@@ -346,8 +347,8 @@ pub fn run_metrics(conn: &Connection, run_id: &str) -> Result<Vec<RunMetric>, Db
     if !has_table(conn, "run_metrics") {
         return Ok(Vec::new());
     }
-    let mut st = conn
-        .prepare("SELECT name, value, unit FROM run_metrics WHERE run_id = ?1 ORDER BY rowid")?;
+    let mut st =
+        conn.prepare("SELECT name, value, unit FROM run_metrics WHERE run_id = ?1 ORDER BY rowid")?;
     let it = st.query_map([run_id], |r| {
         Ok(RunMetric {
             name: r.get(0)?,
