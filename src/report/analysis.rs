@@ -121,12 +121,12 @@ pub fn analyze_files(files: &[PathBuf], policy: &ValidityPolicy) -> Result<Campa
         };
         if db::has_table(&conn, "jobs") {
             any_schema = true;
-            for (job_id, service, role, array_size) in db::job_rows(&conn).map_err(sq)? {
+            for j in db::job_rows(&conn).map_err(sq)? {
                 jobs.push(JobRow {
-                    job_id,
-                    service,
-                    role,
-                    array_size,
+                    job_id: j.job_id,
+                    service: j.service,
+                    role: j.role,
+                    array_size: j.array_size,
                 });
             }
         }

@@ -229,13 +229,28 @@ pub fn count_runs(conn: &Connection) -> Result<i64, DbError> {
     conn.query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
 }
 
-/// `jobs` rows as the report lists them: (job id, service, role, array size), in submission
-/// order.
-pub fn job_rows(conn: &Connection) -> Result<Vec<(String, String, String, Option<i64>)>, DbError> {
+/// A `jobs` row as the report lists it (`role` as stored).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedJob {
+    pub job_id: String,
+    pub service: String,
+    pub role: String,
+    pub array_size: Option<i64>,
+}
+
+/// The `jobs` rows of one open file, in submission order.
+pub fn job_rows(conn: &Connection) -> Result<Vec<ListedJob>, DbError> {
     let mut st = conn.prepare(
         "SELECT job_id, service, role, array_size FROM jobs ORDER BY submitted_ns, job_id",
     )?;
-    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    let rows = st.query_map([], |r| {
+        Ok(ListedJob {
+            job_id: r.get(0)?,
+            service: r.get(1)?,
+            role: r.get(2)?,
+            array_size: r.get(3)?,
+        })
+    })?;
     rows.collect()
 }
 
