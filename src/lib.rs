@@ -3,7 +3,9 @@
 //! The pipeline is visible in the modules: [`recipe`] (YAML → validated plan) → [`render`]
 //! (plan → SLURM scripts, pure) → [`slurm`] (sbatch/squeue/scancel) → [`runner`] (load engine,
 //! clients, recorder) → [`store`] (SQLite campaign file) → [`report`] (JSON/HTML/CSV/compare),
-//! with [`monitor`] pushing live metrics. [`cli`] and [`commands`] are the thin edge.
+//! with [`monitor`] pushing live metrics. [`cli`] and [`commands`] are the thin edge: they parse
+//! arguments and print. [`model`] holds the record types the layers share; the import order of
+//! the layers is in `docs/architecture.md`.
 
 pub mod cli;
 pub mod commands;

@@ -10,7 +10,7 @@
 use super::{load_recipe, InvalidInput};
 use crate::exit;
 use crate::slurm::campaign::{self, Campaign, JobRole, RunSummary};
-use crate::slurm::status::any_active;
+use crate::slurm::status::{any_active, LogTail};
 pub use crate::slurm::status::{collect_status, JobStatus, StateSource};
 use crate::slurm::submit::{now_ns, shell_quote, submit_jobs, SubmitRequest, Submitted};
 use crate::slurm::{self, JobState};
@@ -19,7 +19,7 @@ use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -349,33 +349,10 @@ pub fn logs(a: &LogsArgs) -> anyhow::Result<i32> {
             .into());
         }
     }
-    let mut offsets: HashMap<PathBuf, u64> = HashMap::new();
-    let mut last_header: Option<PathBuf> = None;
+    let mut tail = LogTail::default();
     let mut out = std::io::stdout().lock();
     let mut print_new = |out: &mut dyn Write| -> anyhow::Result<bool> {
-        let mut any = false;
-        for f in camp.log_files(a.service.as_deref()) {
-            let off = offsets.entry(f.clone()).or_insert(0);
-            let Ok(mut file) = std::fs::File::open(&f) else {
-                continue;
-            };
-            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-            if len <= *off {
-                continue;
-            }
-            file.seek(SeekFrom::Start(*off))?;
-            let mut buf = Vec::new();
-            file.take(len - *off).read_to_end(&mut buf)?;
-            *off = len;
-            if last_header.as_ref() != Some(&f) {
-                writeln!(out, "==> {} <==", display_path(&f))?;
-                last_header = Some(f.clone());
-            }
-            out.write_all(&buf)?;
-            out.flush()?;
-            any = true;
-        }
-        Ok(any)
+        Ok(tail.print_new(&camp, a.service.as_deref(), out, &|f| display_path(f))?)
     };
     let printed = print_new(&mut out)?;
     if !a.follow {

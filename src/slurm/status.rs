@@ -4,6 +4,9 @@
 use super::campaign::{self, Campaign, JobRecord, JobRole, RunSummary};
 use super::{AcctRow, AcctSource, ArrayTasks, JobState, QueueRow, SlurmError};
 use serde::Serialize;
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 
 /// One line of `status`: one job, or one array task.
 #[derive(Debug, Clone, Serialize)]
@@ -223,4 +226,48 @@ pub fn any_active(camp: &Campaign) -> anyhow::Result<bool> {
     Ok(queue
         .iter()
         .any(|q| !q.state.is_finished() && jobs.iter().any(|j| j.job_id == q.array_job_id)))
+}
+
+/// Follows a campaign's log files: each call prints what was appended since the last one, with
+/// a `==> file <==` header whenever the file changes.
+#[derive(Debug, Default)]
+pub struct LogTail {
+    offsets: HashMap<PathBuf, u64>,
+    last_header: Option<PathBuf>,
+}
+
+impl LogTail {
+    /// Print the new output of the logs of `service` (all when `None`); `name` shows a path in
+    /// the header. True when anything was printed.
+    pub fn print_new(
+        &mut self,
+        camp: &Campaign,
+        service: Option<&str>,
+        out: &mut dyn Write,
+        name: &dyn Fn(&Path) -> String,
+    ) -> std::io::Result<bool> {
+        let mut any = false;
+        for f in camp.log_files(service) {
+            let off = self.offsets.entry(f.clone()).or_insert(0);
+            let Ok(mut file) = std::fs::File::open(&f) else {
+                continue;
+            };
+            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            if len <= *off {
+                continue;
+            }
+            file.seek(SeekFrom::Start(*off))?;
+            let mut buf = Vec::new();
+            file.take(len - *off).read_to_end(&mut buf)?;
+            *off = len;
+            if self.last_header.as_ref() != Some(&f) {
+                writeln!(out, "==> {} <==", name(&f))?;
+                self.last_header = Some(f.clone());
+            }
+            out.write_all(&buf)?;
+            out.flush()?;
+            any = true;
+        }
+        Ok(any)
+    }
 }

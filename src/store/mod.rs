@@ -7,7 +7,11 @@
 //!   a channel. Sending a row never waits on disk; rows are committed in batched transactions at
 //!   least every [`COMMIT_INTERVAL`], so a crash loses at most that much.
 //! - [`read`] opens files read-only for reports (a campaign = one `.db` file or a directory
-//!   holding `runs/*.db`).
+//!   holding `runs/*.db`): the one reader of a `runs` row, request scans, samples, histograms.
+//! - [`campaign`] is the `jobs` table of a SLURM campaign's `campaign.db` and the run
+//!   summaries `status` reads.
+//!
+//! No other module speaks SQL.
 
 pub mod campaign;
 pub mod read;
