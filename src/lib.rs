@@ -3,16 +3,20 @@
 //! The pipeline is visible in the modules: [`recipe`] (YAML → validated plan) → [`render`]
 //! (plan → SLURM scripts, pure) → [`slurm`] (sbatch/squeue/scancel) → [`runner`] (load engine,
 //! clients, recorder) → [`store`] (SQLite campaign file) → [`report`] (JSON/HTML/CSV/compare),
-//! with [`monitor`] pushing live metrics. [`cli`] and [`commands`] are the thin edge.
+//! with [`monitor`] pushing live metrics. [`cli`] and [`commands`] are the thin edge: they parse
+//! arguments and print. [`model`] holds the record types the layers share; the import order of
+//! the layers is in `docs/architecture.md`.
 
 pub mod cli;
 pub mod commands;
 pub mod exit;
 pub mod kinds;
+pub mod model;
 pub mod monitor;
 pub mod recipe;
 pub mod render;
 pub mod report;
+pub mod rng;
 pub mod runner;
 pub mod slurm;
 pub mod store;

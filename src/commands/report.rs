@@ -4,21 +4,10 @@ use super::InvalidInput;
 use crate::exit;
 use crate::report::analysis::AnalysisError;
 use crate::report::compare::{self, CompareError};
-use crate::report::{document::ReportDocument, html, integrity, text};
-use clap::{Args, ValueEnum};
+pub use crate::report::format::{render, render_comparison, CompareFormat, ReportFormat};
+use crate::report::{document::ReportDocument, integrity};
+use clap::Args;
 use std::path::{Path, PathBuf};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ReportFormat {
-    /// Versioned JSON (schemas/report.schema.json).
-    Json,
-    /// One self-contained HTML page with inline SVG charts.
-    Html,
-    /// One row per service/run/operation.
-    Csv,
-    /// Prometheus text exposition format.
-    Prom,
-}
 
 #[derive(Debug, Args)]
 #[command(
@@ -33,14 +22,6 @@ pub struct ReportArgs {
     /// Write here instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CompareFormat {
-    Text,
-    Markdown,
-    Html,
-    Json,
 }
 
 #[derive(Debug, Args)]
@@ -99,16 +80,6 @@ fn write_out(out: Option<&Path>, content: &str) -> anyhow::Result<()> {
             o.write_all(content.as_bytes())?;
             Ok(())
         }
-    }
-}
-
-/// Render a report document in a format.
-pub fn render(doc: &ReportDocument, format: ReportFormat) -> String {
-    match format {
-        ReportFormat::Json => doc.to_json(),
-        ReportFormat::Html => html::to_html(doc),
-        ReportFormat::Csv => text::to_csv(doc),
-        ReportFormat::Prom => text::to_prom(doc),
     }
 }
 
@@ -171,16 +142,7 @@ pub fn compare(a: &CompareArgs) -> anyhow::Result<i32> {
         &cand,
         &overrides,
     );
-    let content = match a.format {
-        CompareFormat::Text => compare::to_text(&c),
-        CompareFormat::Markdown => compare::to_markdown(&c),
-        CompareFormat::Html => compare::to_html(&c),
-        CompareFormat::Json => {
-            let mut s = serde_json::to_string_pretty(&c)?;
-            s.push('\n');
-            s
-        }
-    };
+    let content = render_comparison(&c, a.format)?;
     write_out(a.out.as_deref(), &content)?;
     Ok(if c.regressions > 0 {
         exit::REGRESSION

@@ -3,16 +3,10 @@
 
 use super::InvalidInput;
 use crate::exit;
-use crate::monitor::session::{intern, RunMonitor};
-use crate::recipe::{Plan, Service, SweepParam};
-use crate::runner::clients::make_client;
-use crate::runner::clock::Clock;
-use crate::runner::cpu::process_cpu_s;
-use crate::runner::engine::{self, EngineConfig, StopFlag};
+use crate::recipe::Service;
 use crate::runner::live::{LiveObserver, LiveSnapshot, Phase};
-use crate::store::{
-    FailureStage, FinishRun, NewRun, RunStatus, StopReason, StopSignal, Store, StoreHandle,
-};
+use crate::runner::session::{record_setup_failure, select_jobs, Session};
+use crate::store::{RunStatus, Store};
 use clap::Args;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -65,90 +59,11 @@ pub struct RunArgs {
     pub fail_setup: Option<String>,
 }
 
-/// One unit of work: a service, resolved for one sweep value (if any).
-struct Job {
-    svc: Service,
-    sweep: Option<(SweepParam, String)>,
-}
-
-fn select_jobs(plan: &Plan, a: &RunArgs) -> anyhow::Result<Vec<Vec<Job>>> {
-    let services: Vec<&Service> = match &a.service {
-        Some(name) => match plan.service(name) {
-            Some(s) => vec![s],
-            None => {
-                let names: Vec<&str> = plan.services.iter().map(|s| s.name.as_str()).collect();
-                return Err(InvalidInput(format!(
-                    "no service `{name}` in {} (services: {})",
-                    a.recipe.display(),
-                    names.join(", ")
-                ))
-                .into());
-            }
-        },
-        None => plan.services.iter().collect(),
-    };
-    let mut groups = Vec::new();
-    for s in services {
-        let mut jobs = Vec::new();
-        match (&s.sweep, a.sweep_index) {
-            (None, None) => jobs.push(Job {
-                svc: s.clone(),
-                sweep: None,
-            }),
-            (None, Some(_)) if a.service.is_some() => {
-                return Err(InvalidInput(format!(
-                    "--sweep-index given but service `{}` has no sweep",
-                    s.name
-                ))
-                .into())
-            }
-            (None, Some(_)) => jobs.push(Job {
-                svc: s.clone(),
-                sweep: None,
-            }),
-            (Some(sw), Some(i)) => {
-                let svc = s.with_sweep_index(i).ok_or_else(|| {
-                    InvalidInput(format!(
-                        "--sweep-index {i} is out of range for service `{}` ({} sweep values)",
-                        s.name,
-                        sw.values.len()
-                    ))
-                })?;
-                jobs.push(Job {
-                    svc,
-                    sweep: Some((sw.param, sw.values[i].clone())),
-                });
-            }
-            (Some(sw), None) => {
-                for (i, v) in sw.values.iter().enumerate() {
-                    let svc = s.with_sweep_index(i).ok_or_else(|| {
-                        InvalidInput(format!(
-                            "sweep value `{v}` does not apply to service `{}`",
-                            s.name
-                        ))
-                    })?;
-                    jobs.push(Job {
-                        svc,
-                        sweep: Some((sw.param, v.clone())),
-                    });
-                }
-            }
-        }
-        groups.push(jobs);
-    }
-    Ok(groups)
-}
-
-/// Result of one run, before the summary is read back from the database.
-struct Finished {
-    run_id: String,
-    status: RunStatus,
-}
-
 pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
     let loaded = super::load_recipe(&a.recipe)?;
     let plan = Arc::new(loaded.plan);
-    let groups = select_jobs(&plan, a)?;
+    let groups = select_jobs(&plan, &a.recipe, a.service.as_deref(), a.sweep_index)
+        .map_err(|e| InvalidInput(e.0))?;
     if a.max_workers == Some(0) {
         return Err(InvalidInput("--max-workers must be at least 1".into()).into());
     }
@@ -156,29 +71,9 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
         a.db.clone()
             .unwrap_or_else(|| plan.global.metrics_db.clone());
     let store = Store::open(&db)?;
-    let handle = store.handle();
 
     if let Some(msg) = &a.fail_setup {
-        let mut ids = Vec::new();
-        for job in groups.iter().flatten() {
-            let clock = Clock::new();
-            let row = NewRun::for_service(&plan, &job.svc, job.sweep.clone(), clock.now_ns());
-            let run_id: Arc<str> = row.run_id.clone().into();
-            handle.create_run_sync(row)?;
-            handle.finish_run_sync(FinishRun {
-                run_id: run_id.clone(),
-                status: RunStatus::Failed,
-                failure_stage: Some(FailureStage::Setup),
-                failure_message: Some(msg.clone()),
-                stop_reason: None,
-                measure_start_ns: None,
-                ended_ns: clock.now_ns(),
-                cpu_user_s: None,
-                cpu_system_s: None,
-            })?;
-            ids.push(run_id.to_string());
-        }
-        drop(handle);
+        let ids = record_setup_failure(&plan, &groups, &store, msg)?;
         store.close()?;
         eprintln!(
             "recorded failed run{} ({}) in {}: {msg}",
@@ -191,49 +86,23 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
 
     let show_bars = !a.no_progress && std::io::stderr().is_terminal();
     let multi = indicatif::MultiProgress::new();
-    let max_par = if a.sequential {
+    let max_parallel = if a.sequential {
         1
     } else {
         a.max_workers.unwrap_or(usize::MAX)
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("fb-runner")
-        .build()?;
-    let stop = StopFlag::new();
-    let finished: Vec<Finished> = rt.block_on(async {
-        install_signal_handlers(stop.clone())?;
-        let sem = Arc::new(tokio::sync::Semaphore::new(max_par.min(1 << 20)));
-        let mut tasks = Vec::new();
-        for jobs in groups {
-            let sem = sem.clone();
-            let plan = plan.clone();
-            let handle = handle.clone();
-            let stop = stop.clone();
-            let multi = multi.clone();
-            tasks.push(tokio::spawn(async move {
-                let _permit = sem.acquire_owned().await.expect("semaphore open");
-                let mut out = Vec::new();
-                for job in jobs {
-                    if stop.get().is_some() {
-                        break;
-                    }
-                    let observers = observers_for(&plan, &job.svc, show_bars, &multi);
-                    out.push(run_job(&plan, job, handle.clone(), stop.clone(), observers).await);
-                }
-                out
-            }));
-        }
-        let mut all = Vec::new();
-        for t in tasks {
-            all.extend(t.await?);
-        }
-        anyhow::Ok(all)
-    })?;
-    handle.flush_sync()?;
-    drop(handle);
+    let session = Session {
+        plan: plan.clone(),
+        groups,
+        max_parallel,
+        observers: Some(Arc::new(move |svc: &Service| {
+            observers_for(svc, show_bars, &multi)
+        })),
+        watch: Some(crate::monitor::session::watch_factory()),
+    };
+    let outcome = session.run(&store)?;
     store.close()?;
-    drop(rt);
+    let finished = outcome.finished;
 
     // The summary is read back from the campaign file: what is printed is what is stored.
     let conn = crate::store::read::open_read_only(&db)?;
@@ -255,7 +124,9 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
     }
     let code = if finished.iter().any(|f| f.status == RunStatus::Failed) {
         exit::FAILURE
-    } else if finished.iter().any(|f| f.status == RunStatus::Partial) || stop.get().is_some() {
+    } else if finished.iter().any(|f| f.status == RunStatus::Partial)
+        || outcome.stopped_by.is_some()
+    {
         exit::PARTIAL
     } else if summaries.iter().any(|s| !s.valid) {
         exit::INVALID_RUN
@@ -265,51 +136,9 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
     Ok(code)
 }
 
-/// Ctrl-C / SIGTERM / SIGUSR1: stop load generation and drain; a second signal exits at once.
-fn install_signal_handlers(stop: Arc<StopFlag>) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    tokio::spawn(async move {
-        let mut seen = 0;
-        let mut first_at: Option<std::time::Instant> = None;
-        loop {
-            let s = tokio::select! {
-                _ = int.recv() => StopSignal::Int,
-                _ = term.recv() => StopSignal::Term,
-                _ = usr1.recv() => StopSignal::Usr1,
-            };
-            // SLURM (scancel, the time limit) signals every process of the job and the batch
-            // script forwards the same signal: a repeat within 2 s is that one event, not a
-            // second Ctrl-C, so the run still drains and is kept as partial.
-            if first_at.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(2)) {
-                continue;
-            }
-            seen += 1;
-            first_at.get_or_insert_with(std::time::Instant::now);
-            if seen == 1 {
-                eprintln!(
-                    "received SIG{}: stopping load, draining requests in flight (press Ctrl-C again to exit at once)",
-                    s.name()
-                );
-                stop.set(s);
-            } else {
-                eprintln!(
-                    "received SIG{} again: exiting now (rows committed so far are kept)",
-                    s.name()
-                );
-                std::process::exit(exit::PARTIAL);
-            }
-        }
-    });
-    Ok(())
-}
-
 /// The live observers of one service's run: the progress display (the Pushgateway pusher is
-/// added by `run_job` through `monitor::session::RunMonitor`).
+/// added by the session through `monitor::session::RunMonitor`).
 fn observers_for(
-    _plan: &Plan,
     svc: &Service,
     show_bars: bool,
     multi: &indicatif::MultiProgress,
@@ -382,142 +211,4 @@ impl LiveObserver for LineObserver {
             );
         }
     }
-}
-
-async fn run_job(
-    plan: &Plan,
-    job: Job,
-    store: StoreHandle,
-    stop: Arc<StopFlag>,
-    observers: Vec<Arc<dyn LiveObserver>>,
-) -> Finished {
-    let clock = Clock::new();
-    let svc = job.svc;
-    let row = NewRun::for_service(plan, &svc, job.sweep, clock.now_ns());
-    let run_id: Arc<str> = row.run_id.clone().into();
-    let cpu0 = process_cpu_s();
-    if let Err(e) = store.create_run_sync(row) {
-        tracing::error!("[{}] cannot record the run: {e}", svc.name);
-        return Finished {
-            run_id: run_id.to_string(),
-            status: RunStatus::Failed,
-        };
-    }
-    let finish = |status: RunStatus,
-                  stage: Option<FailureStage>,
-                  message: Option<String>,
-                  stop_reason: Option<String>,
-                  measure_start_ns: Option<i64>,
-                  ended_ns: Option<i64>| {
-        let cpu = process_cpu_s();
-        let r = store.finish_run_sync(FinishRun {
-            run_id: run_id.clone(),
-            status,
-            failure_stage: stage,
-            failure_message: message,
-            stop_reason,
-            measure_start_ns,
-            ended_ns: ended_ns.unwrap_or_else(|| clock.now_ns()),
-            cpu_user_s: Some(cpu.0 - cpu0.0),
-            cpu_system_s: Some(cpu.1 - cpu0.1),
-        });
-        if let Err(e) = r {
-            tracing::error!("[{}] cannot record the end of the run: {e}", svc.name);
-        }
-        Finished {
-            run_id: run_id.to_string(),
-            status,
-        }
-    };
-    let setup_failed = |e: String| {
-        eprintln!("error: [{}] setup failed: {e}", svc.name);
-        finish(
-            RunStatus::Failed,
-            Some(FailureStage::Setup),
-            Some(e),
-            None,
-            None,
-            None,
-        )
-    };
-    let client = match make_client(&svc) {
-        Ok(c) => c,
-        Err(e) => return setup_failed(e.to_string()),
-    };
-    if let Err(e) = client.setup().await {
-        return setup_failed(e.to_string());
-    }
-    // Live monitoring: node/GPU samples into the run file, pushes to the Pushgateway.
-    let sink_store = store.clone();
-    let sink_run = run_id.clone();
-    let monitor = RunMonitor::start(
-        plan,
-        &svc,
-        &run_id,
-        clock,
-        Box::new(move |s| sink_store.sample(&sink_run, s.t_ns, intern(&s.name), s.value)),
-    );
-    let mut observers = observers;
-    observers.push(monitor.observer());
-    let cfg = EngineConfig {
-        run_id: run_id.clone(),
-        service: svc.name.clone(),
-        kind: svc.kind,
-        load: svc.load.clone(),
-        clock,
-        store: store.clone(),
-        stop,
-        observers,
-    };
-    let out = match engine::run(client.clone(), cfg).await {
-        Ok(o) => o,
-        Err(e) => {
-            monitor.finish(RunStatus::Failed.as_str()).await;
-            let _ = client.teardown().await;
-            return setup_failed(e.to_string());
-        }
-    };
-    for m in &out.metrics {
-        store.run_metric(&run_id, m.clone());
-    }
-    let teardown = client.teardown().await;
-    let (mut status, mut stage, mut message) = match out.stop_reason {
-        StopReason::Signal(_) => (RunStatus::Partial, None, None),
-        StopReason::MaxErrorRate => (
-            RunStatus::Failed,
-            Some(FailureStage::Benchmark),
-            Some(format!(
-                "error rate exceeded max_error_rate ({} of {} requests failed)",
-                out.errors, out.requests
-            )),
-        ),
-        _ => (RunStatus::Success, None, None),
-    };
-    match teardown {
-        Ok(ms) => {
-            for m in ms {
-                store.run_metric(&run_id, m);
-            }
-        }
-        Err(e) => {
-            eprintln!("error: [{}] teardown failed: {e}", svc.name);
-            if status != RunStatus::Failed {
-                status = RunStatus::Failed;
-                stage = Some(FailureStage::Collect);
-                message = Some(e.to_string());
-            }
-        }
-    }
-    for m in monitor.finish(status.as_str()).await.metrics {
-        store.run_metric(&run_id, m);
-    }
-    finish(
-        status,
-        stage,
-        message,
-        Some(out.stop_reason.as_string()),
-        Some(out.measure_start_ns),
-        // The measured window ends when the load phase ended (teardown is not in it).
-        Some(out.ended_ns),
-    )
 }

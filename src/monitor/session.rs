@@ -136,3 +136,31 @@ impl RunMonitor {
         out
     }
 }
+
+impl crate::runner::session::RunWatch for RunMonitor {
+    fn observer(&self) -> Arc<dyn crate::runner::live::LiveObserver> {
+        self.source.clone()
+    }
+
+    fn finish(
+        self: Box<Self>,
+        status: crate::store::RunStatus,
+    ) -> crate::runner::client::BoxFuture<'static, Vec<RunMetric>> {
+        Box::pin(async move { RunMonitor::finish(*self, status.as_str()).await.metrics })
+    }
+}
+
+/// The session's run monitor: samples into the run's file, live pushes to the Pushgateway.
+pub fn watch_factory() -> crate::runner::session::WatchFactory {
+    Arc::new(|plan, svc, run_id, clock, store| {
+        let sink_store = store.clone();
+        let sink_run = run_id.clone();
+        Box::new(RunMonitor::start(
+            plan,
+            svc,
+            run_id,
+            clock,
+            Box::new(move |s| sink_store.sample(&sink_run, s.t_ns, intern(&s.name), s.value)),
+        ))
+    })
+}

@@ -7,6 +7,7 @@ pub mod decode;
 pub mod diag;
 pub mod endpoint;
 pub mod plan;
+pub mod threshold;
 pub mod units;
 pub mod yaml;
 

@@ -9,6 +9,8 @@
 use super::analysis::{CampaignAnalysis, ServiceAggregate};
 use super::document::ReportDocument;
 use super::svg::{esc, fmt_num};
+use crate::recipe::threshold;
+pub use crate::recipe::threshold::{Better, Limit, ThresholdError, METRICS};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
@@ -16,32 +18,10 @@ use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
-    #[error("bad threshold {0:?}: expected METRIC=LIMIT, e.g. latency_p99_ms=10% or latency_p99_ms=+5ms or error_rate=0.01 or ttft_p99_ms=off")]
-    Syntax(String),
-    #[error("unknown metric {name:?} in threshold; known metrics: {known}")]
-    UnknownMetric { name: String, known: String },
-    #[error("threshold {0:?}: unit does not fit the metric (only ms metrics take ms/s/us)")]
-    Unit(String),
+    #[error(transparent)]
+    Threshold(#[from] ThresholdError),
     #[error("{path}: {message}")]
     Input { path: String, message: String },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Better {
-    Lower,
-    Higher,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
-pub enum Limit {
-    /// Allowed worsening as a fraction of the baseline (0.1 = 10 %).
-    Relative(f64),
-    /// Allowed worsening in the metric's unit.
-    Absolute(f64),
-    /// Shown, never a regression.
-    Off,
 }
 
 impl Limit {
@@ -70,183 +50,47 @@ fn lat(s: &ServiceAggregate) -> Option<&super::analysis::Summary> {
     s.total.latency_corrected_ms.as_ref()
 }
 
-/// The compared metrics and their default limits.
-pub fn metrics() -> Vec<MetricDef> {
-    use Better::*;
-    vec![
-        MetricDef {
-            name: "throughput_ops_per_s",
-            unit: "ops/s",
-            better: Higher,
-            default: Limit::Relative(0.10),
-            get: |s| Some(s.total.throughput_ops_per_s),
-        },
-        MetricDef {
-            name: "throughput_mb_per_s",
-            unit: "MB/s",
-            better: Higher,
-            default: Limit::Off,
-            get: |s| (s.total.throughput_mb_per_s > 0.0).then_some(s.total.throughput_mb_per_s),
-        },
-        MetricDef {
-            name: "error_rate",
-            unit: "ratio",
-            better: Lower,
-            default: Limit::Absolute(0.01),
-            get: |s| Some(s.total.error_rate),
-        },
-        MetricDef {
-            name: "latency_p50_ms",
-            unit: "ms",
-            better: Lower,
-            default: Limit::Relative(0.10),
-            get: |s| lat(s).map(|l| l.p50),
-        },
-        MetricDef {
-            name: "latency_p90_ms",
-            unit: "ms",
-            better: Lower,
-            default: Limit::Off,
-            get: |s| lat(s).map(|l| l.p90),
-        },
-        MetricDef {
-            name: "latency_p99_ms",
-            unit: "ms",
-            better: Lower,
-            default: Limit::Relative(0.10),
-            get: |s| lat(s).map(|l| l.p99),
-        },
-        MetricDef {
-            name: "latency_p999_ms",
-            unit: "ms",
-            better: Lower,
-            default: Limit::Off,
-            get: |s| lat(s).map(|l| l.p999),
-        },
-        MetricDef {
-            name: "latency_mean_ms",
-            unit: "ms",
-            better: Lower,
-            default: Limit::Off,
-            get: |s| lat(s).map(|l| l.mean),
-        },
-        MetricDef {
-            name: "latency_uncorrected_p99_ms",
-            unit: "ms",
-            better: Lower,
-            default: Limit::Off,
-            get: |s| s.total.latency_uncorrected_ms.as_ref().map(|l| l.p99),
-        },
-        MetricDef {
-            name: "ttft_p50_ms",
-            unit: "ms",
-            better: Lower,
-            default: Limit::Off,
-            get: |s| s.llm.as_ref()?.ttft_ms.as_ref().map(|l| l.p50),
-        },
-        MetricDef {
-            name: "ttft_p99_ms",
-            unit: "ms",
-            better: Lower,
-            default: Limit::Relative(0.10),
-            get: |s| s.llm.as_ref()?.ttft_ms.as_ref().map(|l| l.p99),
-        },
-        MetricDef {
-            name: "tpot_p99_ms",
-            unit: "ms",
-            better: Lower,
-            default: Limit::Relative(0.10),
-            get: |s| s.llm.as_ref()?.tpot_ms.as_ref().map(|l| l.p99),
-        },
-        MetricDef {
-            name: "itl_p99_ms",
-            unit: "ms",
-            better: Lower,
-            default: Limit::Off,
-            get: |s| s.llm.as_ref()?.itl_ms.as_ref().map(|l| l.p99),
-        },
-        MetricDef {
-            name: "e2el_p99_ms",
-            unit: "ms",
-            better: Lower,
-            default: Limit::Relative(0.10),
-            get: |s| s.llm.as_ref()?.e2el_ms.as_ref().map(|l| l.p99),
-        },
-        MetricDef {
-            name: "output_tokens_per_s",
-            unit: "tokens/s",
-            better: Higher,
-            default: Limit::Relative(0.10),
-            get: |s| s.llm.as_ref().map(|l| l.output_tokens_per_s),
-        },
-        MetricDef {
-            name: "goodput_ratio",
-            unit: "ratio",
-            better: Higher,
-            default: Limit::Absolute(0.05),
-            get: |s| s.llm.as_ref()?.goodput.as_ref().map(|g| g.goodput_ratio),
-        },
-    ]
+fn getter(name: &str) -> Getter {
+    match name {
+        "throughput_ops_per_s" => |s| Some(s.total.throughput_ops_per_s),
+        "throughput_mb_per_s" => {
+            |s| (s.total.throughput_mb_per_s > 0.0).then_some(s.total.throughput_mb_per_s)
+        }
+        "error_rate" => |s| Some(s.total.error_rate),
+        "latency_p50_ms" => |s| lat(s).map(|l| l.p50),
+        "latency_p90_ms" => |s| lat(s).map(|l| l.p90),
+        "latency_p99_ms" => |s| lat(s).map(|l| l.p99),
+        "latency_p999_ms" => |s| lat(s).map(|l| l.p999),
+        "latency_mean_ms" => |s| lat(s).map(|l| l.mean),
+        "latency_uncorrected_p99_ms" => |s| s.total.latency_uncorrected_ms.as_ref().map(|l| l.p99),
+        "ttft_p50_ms" => |s| s.llm.as_ref()?.ttft_ms.as_ref().map(|l| l.p50),
+        "ttft_p99_ms" => |s| s.llm.as_ref()?.ttft_ms.as_ref().map(|l| l.p99),
+        "tpot_p99_ms" => |s| s.llm.as_ref()?.tpot_ms.as_ref().map(|l| l.p99),
+        "itl_p99_ms" => |s| s.llm.as_ref()?.itl_ms.as_ref().map(|l| l.p99),
+        "e2el_p99_ms" => |s| s.llm.as_ref()?.e2el_ms.as_ref().map(|l| l.p99),
+        "output_tokens_per_s" => |s| s.llm.as_ref().map(|l| l.output_tokens_per_s),
+        "goodput_ratio" => |s| s.llm.as_ref()?.goodput.as_ref().map(|g| g.goodput_ratio),
+        _ => |_| None,
+    }
 }
 
-const ALIASES: [(&str, &str); 6] = [
-    ("p50_ms", "latency_p50_ms"),
-    ("p90_ms", "latency_p90_ms"),
-    ("p99_ms", "latency_p99_ms"),
-    ("p999_ms", "latency_p999_ms"),
-    ("throughput", "throughput_ops_per_s"),
-    ("ops_per_s", "throughput_ops_per_s"),
-];
+/// The compared metrics ([`METRICS`]) with the reader of each from a service aggregate.
+pub fn metrics() -> Vec<MetricDef> {
+    METRICS
+        .iter()
+        .map(|m| MetricDef {
+            name: m.name,
+            unit: m.unit,
+            better: m.better,
+            default: m.default,
+            get: getter(m.name),
+        })
+        .collect()
+}
 
-/// Parse `METRIC=LIMIT` (`10%`, `+5ms`, `0.5s`, `0.01`, `off`).
+/// Parse `METRIC=LIMIT` (see [`crate::recipe::threshold::parse_threshold`]).
 pub fn parse_threshold(spec: &str) -> Result<(&'static str, Limit), CompareError> {
-    let (name, limit) = spec
-        .split_once('=')
-        .ok_or_else(|| CompareError::Syntax(spec.into()))?;
-    let name = name.trim();
-    let name = ALIASES
-        .iter()
-        .find(|(a, _)| *a == name)
-        .map(|(_, n)| *n)
-        .unwrap_or(name);
-    let defs = metrics();
-    let def = defs
-        .iter()
-        .find(|m| m.name == name)
-        .ok_or_else(|| CompareError::UnknownMetric {
-            name: name.into(),
-            known: defs.iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
-        })?;
-    let l = limit.trim();
-    if l.eq_ignore_ascii_case("off") || l.eq_ignore_ascii_case("none") {
-        return Ok((def.name, Limit::Off));
-    }
-    let l = l.strip_prefix('+').unwrap_or(l);
-    let bad = || CompareError::Syntax(spec.into());
-    if let Some(p) = l.strip_suffix('%') {
-        let v: f64 = p.trim().parse().map_err(|_| bad())?;
-        if !(v >= 0.0 && v.is_finite()) {
-            return Err(bad());
-        }
-        return Ok((def.name, Limit::Relative(v / 100.0)));
-    }
-    let (num, factor) = if let Some(n) = l.strip_suffix("ms") {
-        (n, Some(1.0))
-    } else if let Some(n) = l.strip_suffix("us") {
-        (n, Some(0.001))
-    } else if let Some(n) = l.strip_suffix('s') {
-        (n, Some(1000.0))
-    } else {
-        (l, None)
-    };
-    if factor.is_some() && def.unit != "ms" {
-        return Err(CompareError::Unit(spec.into()));
-    }
-    let v: f64 = num.trim().parse().map_err(|_| bad())?;
-    if !(v >= 0.0 && v.is_finite()) {
-        return Err(bad());
-    }
-    Ok((def.name, Limit::Absolute(v * factor.unwrap_or(1.0))))
+    Ok(threshold::parse_threshold(spec)?)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

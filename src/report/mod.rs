@@ -8,8 +8,11 @@
 pub mod analysis;
 pub mod compare;
 pub mod document;
+pub mod format;
 pub mod html;
 pub mod integrity;
+pub mod model;
+pub mod statistics;
 pub mod svg;
 pub mod table;
 pub mod text;

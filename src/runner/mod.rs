@@ -7,5 +7,6 @@ pub mod cpu;
 pub mod engine;
 pub mod live;
 pub mod ready;
-pub mod rng;
+pub use crate::rng;
 pub mod schedule;
+pub mod session;

@@ -5,7 +5,9 @@
 //! its own `runs/<service>-<jobid>[_<task>].db`, so concurrent jobs never share a SQLite file
 //! (WAL is unsafe on Lustre/NFS) and no row can be lost to lock contention.
 
-use rusqlite::{params, Connection, OpenFlags};
+use crate::store::campaign as jobs;
+pub use crate::store::campaign::{read_runs, JobRecord, JobRole, RunSummary};
+use crate::store::DbError;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,51 +26,7 @@ pub enum CampaignError {
         source: std::io::Error,
     },
     #[error("campaign file {path}: {source}")]
-    Db {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-}
-
-/// What a job does in the campaign.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobRole {
-    Service,
-    Monitor,
-    Report,
-}
-
-impl JobRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobRole::Service => "service",
-            JobRole::Monitor => "monitor",
-            JobRole::Report => "report",
-        }
-    }
-
-    pub fn parse(s: &str) -> JobRole {
-        match s {
-            "monitor" => JobRole::Monitor,
-            "report" => JobRole::Report,
-            _ => JobRole::Service,
-        }
-    }
-}
-
-/// One row of the `jobs` table.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct JobRecord {
-    pub job_id: String,
-    pub service: String,
-    pub role: JobRole,
-    /// Number of array tasks (sweeps), `None` for a plain job.
-    pub array_size: Option<u32>,
-    pub script_path: String,
-    pub submitted_ns: i64,
-    /// Job ids this one waits for.
-    pub depends_on: Vec<String>,
+    Db { path: PathBuf, source: DbError },
 }
 
 /// `benchmark.name` → a directory-name slug (`AI Factory: v2` → `ai-factory-v2`).
@@ -142,8 +100,6 @@ pub fn newest(root: &Path) -> Result<PathBuf, CampaignError> {
         .ok_or_else(|| CampaignError::NoCampaigns(root.to_path_buf()))
 }
 
-const SCHEMA: &str = include_str!("../store/schema.sql");
-
 /// A campaign directory.
 #[derive(Debug, Clone)]
 pub struct Campaign {
@@ -166,8 +122,7 @@ impl Campaign {
         let c = Campaign {
             dir: std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()),
         };
-        let conn = c.connect(false)?;
-        conn.execute_batch(SCHEMA).map_err(|e| c.db_err(e))?;
+        jobs::init(&c.db_path()).map_err(|e| c.db_err(e))?;
         Ok(c)
     }
 
@@ -182,82 +137,20 @@ impl Campaign {
             .unwrap_or_default()
     }
 
-    fn db_err(&self, source: rusqlite::Error) -> CampaignError {
+    fn db_err(&self, source: DbError) -> CampaignError {
         CampaignError::Db {
             path: self.db_path(),
             source,
         }
     }
 
-    fn connect(&self, read_only: bool) -> Result<Connection, CampaignError> {
-        let flags = if read_only {
-            OpenFlags::SQLITE_OPEN_READ_ONLY
-        } else {
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
-        };
-        let conn =
-            Connection::open_with_flags(self.db_path(), flags).map_err(|e| self.db_err(e))?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(|e| self.db_err(e))?;
-        Ok(conn)
-    }
-
     pub fn record_job(&self, j: &JobRecord) -> Result<(), CampaignError> {
-        let conn = self.connect(false)?;
-        conn.execute(
-            "INSERT INTO jobs (job_id, service, role, array_size, script_path, submitted_ns, depends_on)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                j.job_id,
-                j.service,
-                j.role.as_str(),
-                j.array_size,
-                j.script_path,
-                j.submitted_ns,
-                if j.depends_on.is_empty() {
-                    None
-                } else {
-                    Some(j.depends_on.join(","))
-                }
-            ],
-        )
-        .map_err(|e| self.db_err(e))?;
-        Ok(())
+        jobs::record_job(&self.db_path(), j).map_err(|e| self.db_err(e))
     }
 
     /// Jobs in submission order.
     pub fn jobs(&self) -> Result<Vec<JobRecord>, CampaignError> {
-        let conn = self.connect(true)?;
-        let mut st = conn
-            .prepare(
-                "SELECT job_id, service, role, array_size, script_path, submitted_ns, depends_on
-                 FROM jobs ORDER BY submitted_ns, rowid",
-            )
-            .map_err(|e| self.db_err(e))?;
-        let rows = st
-            .query_map([], |r| {
-                let deps: Option<String> = r.get(6)?;
-                let role: String = r.get(2)?;
-                Ok(JobRecord {
-                    job_id: r.get(0)?,
-                    service: r.get(1)?,
-                    role: JobRole::parse(&role),
-                    array_size: r.get(3)?,
-                    script_path: r.get(4)?,
-                    submitted_ns: r.get(5)?,
-                    depends_on: deps
-                        .map(|d| {
-                            d.split(',')
-                                .filter(|s| !s.is_empty())
-                                .map(String::from)
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                })
-            })
-            .map_err(|e| self.db_err(e))?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.db_err(e))
+        jobs::read_jobs(&self.db_path()).map_err(|e| self.db_err(e))
     }
 
     /// Run files of one service: `runs/<service>-<id>[_<task>].db`, with the parsed id/task.
@@ -320,60 +213,6 @@ pub struct RunFile {
     /// The id in the file name: the job id, or for array tasks the array job id or task job id.
     pub job_id: String,
     pub array_task: Option<u32>,
-}
-
-/// What the runner recorded in a run file (read-only; the job may still be writing it).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RunSummary {
-    pub run_id: String,
-    pub status: String,
-    pub stop_reason: Option<String>,
-    pub failure_stage: Option<String>,
-    pub failure_message: Option<String>,
-    pub started_ns: i64,
-    pub ended_ns: Option<i64>,
-    pub duration_s: f64,
-    pub warmup_s: f64,
-    /// `SLURM_JOB_ID` of the job that wrote the run (an array task's own id).
-    pub slurm_job_id: Option<String>,
-    pub slurm_array_task: Option<i64>,
-    pub requests: i64,
-    pub errors: i64,
-    pub first_sent_ns: Option<i64>,
-}
-
-/// The runs recorded in one run file (usually one). Errors (file being created, locked) yield
-/// an empty list: status is best effort while a job runs.
-pub fn read_runs(path: &Path) -> Result<Vec<RunSummary>, rusqlite::Error> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    conn.busy_timeout(Duration::from_secs(2))?;
-    let mut st = conn.prepare(
-        "SELECT r.run_id, r.status, r.stop_reason, r.failure_stage, r.failure_message,
-                r.started_ns, r.ended_ns, r.duration_s, r.warmup_s, r.slurm_job_id, r.slurm_array_task,
-                (SELECT COUNT(*) FROM requests q WHERE q.run_id = r.run_id),
-                (SELECT COUNT(*) FROM requests q WHERE q.run_id = r.run_id AND q.ok = 0),
-                (SELECT MIN(sent_ns) FROM requests q WHERE q.run_id = r.run_id)
-         FROM runs r ORDER BY r.started_ns",
-    )?;
-    let rows = st.query_map([], |r| {
-        Ok(RunSummary {
-            run_id: r.get(0)?,
-            status: r.get(1)?,
-            stop_reason: r.get(2)?,
-            failure_stage: r.get(3)?,
-            failure_message: r.get(4)?,
-            started_ns: r.get(5)?,
-            ended_ns: r.get(6)?,
-            duration_s: r.get(7)?,
-            warmup_s: r.get(8)?,
-            slurm_job_id: r.get(9)?,
-            slurm_array_task: r.get(10)?,
-            requests: r.get(11)?,
-            errors: r.get(12)?,
-            first_sent_ns: r.get(13)?,
-        })
-    })?;
-    rows.collect()
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@
 //! run the clients in the batch step on the first node for every job (see the report).
 
 pub mod campaign;
+pub mod status;
+pub mod submit;
 
 use serde::Serialize;
 use std::fmt;

@@ -7,17 +7,22 @@
 //!   a channel. Sending a row never waits on disk; rows are committed in batched transactions at
 //!   least every [`COMMIT_INTERVAL`], so a crash loses at most that much.
 //! - [`read`] opens files read-only for reports (a campaign = one `.db` file or a directory
-//!   holding `runs/*.db`).
+//!   holding `runs/*.db`): the one reader of a `runs` row, request scans, samples, histograms.
+//! - [`campaign`] is the `jobs` table of a SLURM campaign's `campaign.db` and the run
+//!   summaries `status` reads.
+//!
+//! No other module speaks SQL.
 
+pub mod campaign;
 pub mod read;
 mod writer;
 
 pub use writer::{Store, StoreHandle, WriterStats};
 
+use crate::model::{ErrorClass, Outcome};
+pub use crate::model::{FailureStage, RunStatus, StopReason, StopSignal};
 use crate::recipe::{Plan, Service, ServiceKind, SweepParam};
-use crate::runner::client::{ErrorClass, Outcome};
 use rusqlite::Connection;
-use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +32,13 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// Upgrade steps: `(version reached, SQL)`, applied in order to files older than that version.
 /// Version 1 is the whole of `schema.sql`. Add new steps at the end; never edit old ones.
-pub const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("schema.sql"))];
+pub const MIGRATIONS: &[(u32, &str)] = &[(1, SCHEMA_SQL)];
+
+/// The whole schema (`schema.sql`): every table, `IF NOT EXISTS`.
+pub(crate) const SCHEMA_SQL: &str = include_str!("schema.sql");
+
+/// The SQLite error type (so that callers outside `store` need not name the driver).
+pub type DbError = rusqlite::Error;
 
 /// Rows are committed at least this often.
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
@@ -142,103 +153,6 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// `runs.status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    Pending,
-    Running,
-    Success,
-    Partial,
-    Failed,
-}
-
-impl RunStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Pending => "pending",
-            RunStatus::Running => "running",
-            RunStatus::Success => "success",
-            RunStatus::Partial => "partial",
-            RunStatus::Failed => "failed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<RunStatus> {
-        Some(match s {
-            "pending" => RunStatus::Pending,
-            "running" => RunStatus::Running,
-            "success" => RunStatus::Success,
-            "partial" => RunStatus::Partial,
-            "failed" => RunStatus::Failed,
-            _ => return None,
-        })
-    }
-}
-
-/// `runs.failure_stage`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureStage {
-    Setup,
-    Load,
-    Benchmark,
-    Collect,
-}
-
-impl FailureStage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureStage::Setup => "setup",
-            FailureStage::Load => "load",
-            FailureStage::Benchmark => "benchmark",
-            FailureStage::Collect => "collect",
-        }
-    }
-}
-
-/// The signal that stopped a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum StopSignal {
-    Int,
-    Term,
-    Usr1,
-}
-
-impl StopSignal {
-    pub fn name(self) -> &'static str {
-        match self {
-            StopSignal::Int => "INT",
-            StopSignal::Term => "TERM",
-            StopSignal::Usr1 => "USR1",
-        }
-    }
-}
-
-/// `runs.stop_reason`: why load generation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    /// The measured duration elapsed.
-    Duration,
-    /// The `requests` count was reached.
-    Requests,
-    Signal(StopSignal),
-    /// The error rate exceeded `max_error_rate`.
-    MaxErrorRate,
-}
-
-impl StopReason {
-    pub fn as_string(self) -> String {
-        match self {
-            StopReason::Duration => "duration".into(),
-            StopReason::Requests => "requests".into(),
-            StopReason::Signal(s) => format!("signal:{}", s.name()),
-            StopReason::MaxErrorRate => "max_error_rate".into(),
-        }
-    }
-}
-
 /// A new `runs` row (status `running`).
 #[derive(Debug, Clone)]
 pub struct NewRun {
@@ -276,7 +190,7 @@ pub fn new_run_id() -> String {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut rng = crate::runner::rng::Rng::new(ns ^ (u64::from(std::process::id()) << 32) ^ n);
+    let mut rng = crate::rng::Rng::new(ns ^ (u64::from(std::process::id()) << 32) ^ n);
     format!("{:016x}{:016x}", ns, rng.next_u64())
 }
 
@@ -445,7 +359,7 @@ pub fn encode_histogram(h: &hdrhistogram::Histogram<u64>) -> Vec<u8> {
 pub fn decode_histogram(bytes: &[u8]) -> Result<hdrhistogram::Histogram<u64>, String> {
     let mut d = hdrhistogram::serialization::Deserializer::new();
     d.deserialize(&mut std::io::Cursor::new(bytes))
-        .map_err(|e| format!("bad histogram blob: {e:?}"))
+        .map_err(|e| format!("{e:?}"))
 }
 
 #[cfg(test)]

@@ -3,10 +3,14 @@
 //! A campaign is either one `.db` file (a local run's `global.metrics_db`) or a campaign
 //! directory whose `runs/*.db` files (one per SLURM job) are read as a union.
 
-use super::{schema_version, RunStatus, StoreError, SCHEMA_VERSION};
-use rusqlite::{Connection, OpenFlags};
-use serde::Serialize;
+use super::{schema_version, DbError, FailureStage, RunStatus, StoreError, SCHEMA_VERSION};
+use crate::model::RunMetric;
+use crate::recipe::ServiceKind;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
+use rusqlite::{OpenFlags, OptionalExtension, Row};
 use std::path::{Path, PathBuf};
+
+pub use rusqlite::Connection;
 
 /// Open an SQLite file read-only with the busy timeout (a job may be writing it), and read its
 /// catalogue once so that a file that is not SQLite fails here rather than on a later query.
@@ -47,61 +51,101 @@ pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// The `.db` files of a campaign: `path` itself when it is a file; for a directory its
-/// `runs/*.db` and top-level `*.db` files holding runs (`campaign.db`, which only holds jobs,
-/// is skipped), sorted.
+/// Whether the open file has table `name`.
+pub fn has_table(conn: &Connection, name: &str) -> bool {
+    conn.query_row(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |_| Ok(()),
+    )
+    .optional()
+    .ok()
+    .flatten()
+    .is_some()
+}
+
+/// The `.db` files of a campaign: `path` itself when it is a file; for a directory its sorted
+/// `runs/*.db`, then its sorted top-level `*.db` (`campaign.db` included: its `jobs` table is
+/// part of the campaign; its `runs` table is empty).
 pub fn campaign_files(path: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::Missing(path.to_path_buf()));
+    }
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
-    }
-    if !path.is_dir() {
-        return Err(StoreError::Missing(path.to_path_buf()));
     }
     let mut files = Vec::new();
     for dir in [path.join("runs"), path.to_path_buf()] {
         let Ok(rd) = std::fs::read_dir(&dir) else {
             continue;
         };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_file()
-                && p.extension().is_some_and(|x| x == "db")
-                && p.file_name().is_some_and(|n| n != "campaign.db")
-            {
-                files.push(p);
-            }
-        }
+        let mut here: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "db"))
+            .collect();
+        here.sort();
+        files.extend(here);
     }
-    files.sort();
     if files.is_empty() {
         return Err(StoreError::EmptyCampaign(path.to_path_buf()));
     }
     Ok(files)
 }
 
-/// One `runs` row (everything except the recipe JSON) and the file it came from.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunInfo {
-    pub file: PathBuf,
+impl FromSql for RunStatus {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+        let s = v.as_str()?;
+        RunStatus::parse(s)
+            .ok_or_else(|| FromSqlError::Other(format!("bad run status `{s}`").into()))
+    }
+}
+
+impl FromSql for FailureStage {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+        let s = v.as_str()?;
+        FailureStage::parse(s)
+            .ok_or_else(|| FromSqlError::Other(format!("bad failure stage `{s}`").into()))
+    }
+}
+
+/// `runs.service_kind` → the recipe's kind.
+fn service_kind(r: &Row<'_>, idx: usize) -> rusqlite::Result<ServiceKind> {
+    let s: String = r.get(idx)?;
+    ServiceKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                idx,
+                rusqlite::types::Type::Text,
+                format!("unknown service kind `{s}`").into(),
+            )
+        })
+}
+
+/// One `runs` row: the only reader of that table ([`RUN_COLUMNS`] + [`run_row`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
     pub run_id: String,
     pub campaign: String,
     pub service: String,
-    pub service_kind: String,
+    pub service_kind: ServiceKind,
     pub status: RunStatus,
-    pub failure_stage: Option<String>,
+    pub failure_stage: Option<FailureStage>,
     pub failure_message: Option<String>,
     pub stop_reason: Option<String>,
     pub started_ns: i64,
     pub measure_start_ns: Option<i64>,
     pub ended_ns: Option<i64>,
     pub arrival: String,
-    pub clients: u32,
+    pub clients: i64,
     pub target_rate: Option<f64>,
     pub duration_s: f64,
     pub warmup_s: f64,
     pub seed: i64,
     pub sweep_param: Option<String>,
     pub sweep_value: Option<String>,
+    pub recipe_json: String,
     pub recipe_sha256: String,
     pub host: String,
     pub tool_version: String,
@@ -112,78 +156,261 @@ pub struct RunInfo {
     pub cpu_system_s: Option<f64>,
 }
 
+/// The columns [`run_row`] reads, in its order (a query may select more after them).
+pub(crate) const RUN_COLUMNS: &str = "run_id, campaign, service, service_kind, status, \
+     failure_stage, failure_message, stop_reason, started_ns, measure_start_ns, ended_ns, \
+     arrival, clients, target_rate, duration_s, warmup_s, seed, sweep_param, sweep_value, \
+     recipe_json, recipe_sha256, host, tool_version, git_commit, slurm_job_id, \
+     slurm_array_task, cpu_user_s, cpu_system_s";
+pub(crate) const RUN_COLUMN_COUNT: usize = 28;
+
+/// Decode the first [`RUN_COLUMN_COUNT`] columns of a row selected with [`RUN_COLUMNS`].
+pub(crate) fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        run_id: r.get(0)?,
+        campaign: r.get(1)?,
+        service: r.get(2)?,
+        service_kind: service_kind(r, 3)?,
+        status: r.get(4)?,
+        failure_stage: r.get(5)?,
+        failure_message: r.get(6)?,
+        stop_reason: r.get(7)?,
+        started_ns: r.get(8)?,
+        measure_start_ns: r.get(9)?,
+        ended_ns: r.get(10)?,
+        arrival: r.get(11)?,
+        clients: r.get(12)?,
+        target_rate: r.get(13)?,
+        duration_s: r.get(14)?,
+        warmup_s: r.get(15)?,
+        seed: r.get(16)?,
+        sweep_param: r.get(17)?,
+        sweep_value: r.get(18)?,
+        recipe_json: r.get(19)?,
+        recipe_sha256: r.get(20)?,
+        host: r.get(21)?,
+        tool_version: r.get(22)?,
+        git_commit: r.get(23)?,
+        slurm_job_id: r.get(24)?,
+        slurm_array_task: r.get(25)?,
+        cpu_user_s: r.get(26)?,
+        cpu_system_s: r.get(27)?,
+    })
+}
+
+/// One run by id.
+pub fn read_run(conn: &Connection, run_id: &str) -> Result<Option<RunRow>, DbError> {
+    conn.query_row(
+        &format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?1"),
+        [run_id],
+        run_row,
+    )
+    .optional()
+}
+
 /// Every run in one open file, oldest first.
-pub fn list_runs(conn: &Connection, file: &Path) -> Result<Vec<RunInfo>, StoreError> {
+pub fn list_runs(conn: &Connection) -> Result<Vec<RunRow>, DbError> {
+    let mut st = conn.prepare(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs ORDER BY started_ns, run_id"
+    ))?;
+    let rows = st.query_map([], run_row)?;
+    rows.collect()
+}
+
+/// The run ids of one open file, oldest first.
+pub fn run_ids(conn: &Connection) -> Result<Vec<String>, DbError> {
+    let mut st = conn.prepare("SELECT run_id FROM runs ORDER BY started_ns, run_id")?;
+    let it = st.query_map([], |r| r.get(0))?;
+    it.collect()
+}
+
+/// Number of runs in one open file.
+pub fn count_runs(conn: &Connection) -> Result<i64, DbError> {
+    conn.query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+}
+
+/// A `jobs` row as the report lists it (`role` as stored).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedJob {
+    pub job_id: String,
+    pub service: String,
+    pub role: String,
+    pub array_size: Option<i64>,
+}
+
+/// The `jobs` rows of one open file, in submission order.
+pub fn job_rows(conn: &Connection) -> Result<Vec<ListedJob>, DbError> {
     let mut st = conn.prepare(
-        "SELECT run_id, campaign, service, service_kind, status, failure_stage, failure_message,
-         stop_reason, started_ns, measure_start_ns, ended_ns, arrival, clients, target_rate,
-         duration_s, warmup_s, seed, sweep_param, sweep_value, recipe_sha256, host, tool_version,
-         git_commit, slurm_job_id, slurm_array_task, cpu_user_s, cpu_system_s
-         FROM runs ORDER BY started_ns, run_id",
+        "SELECT job_id, service, role, array_size FROM jobs ORDER BY submitted_ns, job_id",
     )?;
     let rows = st.query_map([], |r| {
-        let status: String = r.get(4)?;
-        Ok(RunInfo {
-            file: file.to_path_buf(),
-            run_id: r.get(0)?,
-            campaign: r.get(1)?,
-            service: r.get(2)?,
-            service_kind: r.get(3)?,
-            status: RunStatus::parse(&status).unwrap_or(RunStatus::Failed),
-            failure_stage: r.get(5)?,
-            failure_message: r.get(6)?,
-            stop_reason: r.get(7)?,
-            started_ns: r.get(8)?,
-            measure_start_ns: r.get(9)?,
-            ended_ns: r.get(10)?,
-            arrival: r.get(11)?,
-            clients: r.get(12)?,
-            target_rate: r.get(13)?,
-            duration_s: r.get(14)?,
-            warmup_s: r.get(15)?,
-            seed: r.get(16)?,
-            sweep_param: r.get(17)?,
-            sweep_value: r.get(18)?,
-            recipe_sha256: r.get(19)?,
-            host: r.get(20)?,
-            tool_version: r.get(21)?,
-            git_commit: r.get(22)?,
-            slurm_job_id: r.get(23)?,
-            slurm_array_task: r.get(24)?,
-            cpu_user_s: r.get(25)?,
-            cpu_system_s: r.get(26)?,
+        Ok(ListedJob {
+            job_id: r.get(0)?,
+            service: r.get(1)?,
+            role: r.get(2)?,
+            array_size: r.get(3)?,
         })
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    rows.collect()
 }
 
-/// A campaign opened for reading: its files and every run in them.
-#[derive(Debug)]
-pub struct Campaign {
-    pub path: PathBuf,
-    pub files: Vec<PathBuf>,
-    pub runs: Vec<RunInfo>,
+/// The last measured completion of a run (for a run that never recorded its end).
+pub fn last_measured_done_ns(conn: &Connection, run_id: &str) -> Result<Option<i64>, DbError> {
+    conn.query_row(
+        "SELECT max(done_ns) FROM requests WHERE run_id = ?1 AND warmup = 0",
+        [run_id],
+        |r| r.get(0),
+    )
 }
 
-impl Campaign {
-    /// Open a `.db` file or a campaign directory.
-    pub fn open(path: &Path) -> Result<Campaign, StoreError> {
-        let files = campaign_files(path)?;
-        let mut runs = Vec::new();
-        for f in &files {
-            let conn = open_read_only(f)?;
-            runs.extend(list_runs(&conn, f)?);
+/// One measured `requests` row, borrowed from the statement (no copies on the hot path).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    pub op: &'a [u8],
+    pub scheduled_ns: i64,
+    pub sent_ns: i64,
+    /// Only read when LLM columns were asked for.
+    pub first_byte_ns: Option<i64>,
+    pub done_ns: i64,
+    pub ok: bool,
+    /// `None` when the column is not text.
+    pub error_class: Option<&'a [u8]>,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub tokens_from_server: Option<i64>,
+    /// Little-endian u32 microsecond gaps; `None` unless a blob.
+    pub itl_us: Option<&'a [u8]>,
+}
+
+fn text_of(v: ValueRef<'_>) -> &[u8] {
+    match v {
+        ValueRef::Text(t) | ValueRef::Blob(t) => t,
+        _ => b"",
+    }
+}
+
+fn opt_i64(v: ValueRef<'_>) -> Option<i64> {
+    match v {
+        ValueRef::Integer(i) => Some(i),
+        ValueRef::Real(f) => Some(f as i64),
+        _ => None,
+    }
+}
+
+/// Scan every `requests` row of a run in file order: `f(None)` for a warmup row (not decoded),
+/// `f(Some(row))` for a measured one. LLM columns (first byte, tokens, ITL) are decoded only
+/// when `llm_columns` (SQLite decodes each column it is asked for; skipping them makes a
+/// non-LLM scan about 20 % faster).
+pub fn scan_requests(
+    conn: &Connection,
+    run_id: &str,
+    llm_columns: bool,
+    mut f: impl FnMut(Option<&RequestView<'_>>),
+) -> Result<(), DbError> {
+    let llm_cols = if llm_columns {
+        "first_byte_ns, done_ns, ok, error_class, bytes_sent, bytes_received, input_tokens, \
+         output_tokens, tokens_from_server, itl_us"
+    } else {
+        "NULL, done_ns, ok, error_class, bytes_sent, bytes_received, NULL, NULL, NULL, NULL"
+    };
+    // One file per run is the common case (one per SLURM job): a sequential scan is then much
+    // faster than walking the (run_id, scheduled_ns) index and fetching every row by rowid.
+    let from = if count_runs(conn)? <= 1 {
+        "requests NOT INDEXED"
+    } else {
+        "requests"
+    };
+    let mut st = conn.prepare(&format!(
+        "SELECT op, scheduled_ns, sent_ns, {llm_cols}, warmup FROM {from} WHERE run_id = ?1"
+    ))?;
+    let mut rows = st.query([run_id])?;
+    while let Some(r) = rows.next()? {
+        if opt_i64(r.get_ref(13)?).unwrap_or(0) != 0 {
+            f(None);
+            continue;
         }
-        runs.sort_by(|a, b| (a.started_ns, &a.run_id).cmp(&(b.started_ns, &b.run_id)));
-        Ok(Campaign {
-            path: path.to_path_buf(),
-            files,
-            runs,
-        })
+        let view = RequestView {
+            op: text_of(r.get_ref(0)?),
+            scheduled_ns: r.get(1)?,
+            sent_ns: r.get(2)?,
+            first_byte_ns: opt_i64(r.get_ref(3)?),
+            done_ns: r.get(4)?,
+            ok: r.get::<_, i64>(5)? != 0,
+            error_class: match r.get_ref(6)? {
+                ValueRef::Text(t) => Some(t),
+                _ => None,
+            },
+            bytes_sent: opt_i64(r.get_ref(7)?).unwrap_or(0).max(0) as u64,
+            bytes_received: opt_i64(r.get_ref(8)?).unwrap_or(0).max(0) as u64,
+            input_tokens: opt_i64(r.get_ref(9)?),
+            output_tokens: opt_i64(r.get_ref(10)?),
+            tokens_from_server: opt_i64(r.get_ref(11)?),
+            itl_us: match r.get_ref(12)? {
+                ValueRef::Blob(b) => Some(b),
+                _ => None,
+            },
+        };
+        f(Some(&view));
     }
+    Ok(())
+}
 
-    /// A read-only connection to the file holding `run`.
-    pub fn connect(&self, run: &RunInfo) -> Result<Connection, StoreError> {
-        open_read_only(&run.file)
+/// The `run_metrics` of a run, in recording order (empty when the file has no such table).
+pub fn run_metrics(conn: &Connection, run_id: &str) -> Result<Vec<RunMetric>, DbError> {
+    if !has_table(conn, "run_metrics") {
+        return Ok(Vec::new());
     }
+    let mut st =
+        conn.prepare("SELECT name, value, unit FROM run_metrics WHERE run_id = ?1 ORDER BY rowid")?;
+    let it = st.query_map([run_id], |r| {
+        Ok(RunMetric {
+            name: r.get(0)?,
+            value: r.get(1)?,
+            unit: r.get(2)?,
+        })
+    })?;
+    it.collect()
+}
+
+/// One sampled series: its name and `(t_ns, value)` points in time order.
+pub type SampleSeriesRows = (String, Vec<(i64, f64)>);
+
+/// The `samples` of a run grouped by name (sorted), each in time order (empty when the file
+/// has no such table).
+pub fn samples(conn: &Connection, run_id: &str) -> Result<Vec<SampleSeriesRows>, DbError> {
+    if !has_table(conn, "samples") {
+        return Ok(Vec::new());
+    }
+    let mut st = conn
+        .prepare("SELECT name, t_ns, value FROM samples WHERE run_id = ?1 ORDER BY name, t_ns")?;
+    let mut rows = st.query([run_id])?;
+    let mut series: Vec<SampleSeriesRows> = Vec::new();
+    while let Some(r) = rows.next()? {
+        let name: String = r.get(0)?;
+        let t: i64 = r.get(1)?;
+        let v: f64 = r.get(2)?;
+        match series.last_mut() {
+            Some((n, pts)) if *n == name => pts.push((t, v)),
+            _ => series.push((name, vec![(t, v)])),
+        }
+    }
+    Ok(series)
+}
+
+/// The encoded stored histograms `name` over all operations of every run of the file: the
+/// workers' merge (`worker = -1`) where one exists, else every worker's row (empty when the
+/// file has no such table).
+pub fn stored_histograms(conn: &Connection, name: &str) -> Result<Vec<Vec<u8>>, DbError> {
+    if !has_table(conn, "histograms") {
+        return Ok(Vec::new());
+    }
+    let mut st = conn.prepare(
+        "SELECT h.encoded FROM histograms h WHERE h.name = ?1 AND h.op IS NULL AND \
+         (h.worker = -1 OR NOT EXISTS (SELECT 1 FROM histograms m WHERE m.run_id = h.run_id \
+         AND m.name = h.name AND m.op IS NULL AND m.worker = -1))",
+    )?;
+    let blobs = st.query_map([name], |r| r.get::<_, Vec<u8>>(0))?;
+    blobs.collect()
 }

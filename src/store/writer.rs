@@ -1,7 +1,7 @@
 //! The single writer thread: every row goes through one channel into batched transactions.
 
 use super::{FinishRun, NewRun, RequestRow, StoreError, COMMIT_INTERVAL};
-use crate::runner::client::RunMetric;
+use crate::model::RunMetric;
 use rusqlite::{params, Connection};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};

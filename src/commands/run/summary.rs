@@ -4,7 +4,7 @@
 //! percentiles over HDR histograms, throughput of successful requests).
 
 use crate::report::analysis::{self, RunAnalysis, Summary};
-use rusqlite::Connection;
+use crate::store::read::Connection;
 use serde::Serialize;
 use std::collections::BTreeMap;
 

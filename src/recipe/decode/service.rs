@@ -305,7 +305,7 @@ pub(super) fn decode_compare_thresholds(
     for (k, v) in m {
         let metric = k.as_scalar().unwrap_or_default();
         let limit = v.as_scalar().unwrap_or_default();
-        match crate::report::compare::parse_threshold(&format!("{metric}={limit}")) {
+        match crate::recipe::threshold::parse_threshold(&format!("{metric}={limit}")) {
             Ok((name, _)) => {
                 out.insert(name.to_string(), limit.to_string());
             }

@@ -1,0 +1,229 @@
+//! Leaf module: the record types shared by the runner (which produces them), the store (which
+//! writes and reads them) and the reports. It imports nothing from the crate.
+
+use serde::Serialize;
+
+/// Why a request failed. Stored as its `as_str()` in SQLite (`requests.error_class`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// TCP connect refused / reset before a response.
+    Connect,
+    /// The request exceeded its timeout.
+    Timeout,
+    /// The server answered with an unexpected HTTP status (see `http_status`).
+    HttpStatus,
+    /// Malformed or unexpected response (bad JSON, broken stream, error inside a 200 stream).
+    Protocol,
+    /// The response was well-formed but wrong (zero tokens, missing object, bad checksum).
+    Validation,
+    /// Local or remote I/O error (file storage, socket read/write).
+    Io,
+    /// Authentication or permission refused (401/403, bad credentials, EACCES).
+    Auth,
+    /// The run was stopped (SIGTERM/Ctrl-C) while this request was in flight.
+    Cancelled,
+    Other,
+}
+
+impl ErrorClass {
+    /// Every class, in declaration order (label order of live metrics and pushes).
+    pub const ALL: [ErrorClass; 9] = [
+        ErrorClass::Connect,
+        ErrorClass::Timeout,
+        ErrorClass::HttpStatus,
+        ErrorClass::Protocol,
+        ErrorClass::Validation,
+        ErrorClass::Io,
+        ErrorClass::Auth,
+        ErrorClass::Cancelled,
+        ErrorClass::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Connect => "connect",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::HttpStatus => "http_status",
+            ErrorClass::Protocol => "protocol",
+            ErrorClass::Validation => "validation",
+            ErrorClass::Io => "io",
+            ErrorClass::Auth => "auth",
+            ErrorClass::Cancelled => "cancelled",
+            ErrorClass::Other => "other",
+        }
+    }
+}
+
+/// LLM specifics of one request (all optional: filled by LLM clients only).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LlmOutcome {
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    /// True when token counts came from the server (usage / eval_count), false if counted.
+    pub tokens_from_server: bool,
+    /// Epoch-ns timestamps of every token (or chunk) after the first, for ITL.
+    pub token_times_ns: Vec<i64>,
+}
+
+/// What one request produced. Timestamps other than first byte belong to the engine.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// Operation label: `read`, `write`, `search`, `select`, `put`, `generate`, `GET`, ...
+    pub op: &'static str,
+    /// `None` = success.
+    pub error: Option<ErrorClass>,
+    /// A short human message for the first errors of each class (not stored per row).
+    pub error_message: Option<String>,
+    pub http_status: Option<u16>,
+    /// Payload size the operation was asked to move (object/file/batch size), bytes.
+    pub size_bytes: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub llm: Option<LlmOutcome>,
+}
+
+impl Outcome {
+    pub fn ok(op: &'static str) -> Self {
+        Outcome {
+            op,
+            ..Default::default()
+        }
+    }
+
+    pub fn err(op: &'static str, class: ErrorClass, message: impl Into<String>) -> Self {
+        Outcome {
+            op,
+            error: Some(class),
+            error_message: Some(message.into()),
+            ..Default::default()
+        }
+    }
+}
+
+/// A figure measured by the client outside the timed region (e.g. `recall_at_k`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunMetric {
+    pub name: String,
+    pub value: f64,
+    pub unit: String,
+}
+
+/// `runs.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Pending,
+    Running,
+    Success,
+    Partial,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Success => "success",
+            RunStatus::Partial => "partial",
+            RunStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        Some(match s {
+            "pending" => RunStatus::Pending,
+            "running" => RunStatus::Running,
+            "success" => RunStatus::Success,
+            "partial" => RunStatus::Partial,
+            "failed" => RunStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for FailureStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `runs.failure_stage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureStage {
+    Setup,
+    Load,
+    Benchmark,
+    Collect,
+}
+
+impl FailureStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureStage::Setup => "setup",
+            FailureStage::Load => "load",
+            FailureStage::Benchmark => "benchmark",
+            FailureStage::Collect => "collect",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FailureStage> {
+        Some(match s {
+            "setup" => FailureStage::Setup,
+            "load" => FailureStage::Load,
+            "benchmark" => FailureStage::Benchmark,
+            "collect" => FailureStage::Collect,
+            _ => return None,
+        })
+    }
+}
+
+/// The signal that stopped a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum StopSignal {
+    Int,
+    Term,
+    Usr1,
+}
+
+impl StopSignal {
+    pub fn name(self) -> &'static str {
+        match self {
+            StopSignal::Int => "INT",
+            StopSignal::Term => "TERM",
+            StopSignal::Usr1 => "USR1",
+        }
+    }
+}
+
+/// `runs.stop_reason`: why load generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The measured duration elapsed.
+    Duration,
+    /// The `requests` count was reached.
+    Requests,
+    Signal(StopSignal),
+    /// The error rate exceeded `max_error_rate`.
+    MaxErrorRate,
+}
+
+impl StopReason {
+    pub fn as_string(self) -> String {
+        match self {
+            StopReason::Duration => "duration".into(),
+            StopReason::Requests => "requests".into(),
+            StopReason::Signal(s) => format!("signal:{}", s.name()),
+            StopReason::MaxErrorRate => "max_error_rate".into(),
+        }
+    }
+}

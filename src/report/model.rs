@@ -1,0 +1,342 @@
+//! The analysis's output types: what a report (JSON, HTML, CSV, compare) shows. The JSON
+//! Schema of the report is derived from them.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Distribution of one figure; the unit is in the name of the field holding it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Summary {
+    pub count: u64,
+    pub min: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+    /// 95 % confidence interval of the mean (Student t; equal to the mean when count < 2).
+    pub mean_ci95_low: f64,
+    pub mean_ci95_high: f64,
+    pub stddev: f64,
+    /// Coefficient of variation = stddev / mean (absent when the mean is 0).
+    pub cv: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CdfPoint {
+    pub quantile: f64,
+    /// In the unit named by the field holding the CDF.
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HistogramBucket {
+    /// Upper edge of the bucket (values ≤ this and > the previous edge), in the unit named by
+    /// the field holding the histogram.
+    pub upper: f64,
+    pub count: u64,
+}
+
+/// Figures of one operation (or `all`) of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OpStats {
+    /// Operation label (`read`, `search`, `generate`, ...) or `all`.
+    pub op: String,
+    pub requests: u64,
+    pub ok: u64,
+    pub errors: u64,
+    /// errors / requests (0 when there were no requests).
+    pub error_rate: f64,
+    /// Error count per `ErrorClass` (`unknown` when the row had none).
+    pub errors_by_class: BTreeMap<String, u64>,
+    /// Bytes sent by successful requests.
+    pub bytes_sent: u64,
+    /// Bytes received by successful requests.
+    pub bytes_received: u64,
+    /// Successful requests per second of the measured window.
+    pub throughput_ops_per_s: f64,
+    /// (bytes_sent + bytes_received) of successful requests / window, 10^6 bytes per second.
+    pub throughput_mb_per_s: f64,
+    /// done − scheduled of successful requests (coordinated omission corrected).
+    pub latency_corrected_ms: Option<Summary>,
+    /// done − sent of successful requests (service time as the client saw it).
+    pub latency_uncorrected_ms: Option<Summary>,
+}
+
+/// Where the token counts came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    Server,
+    Client,
+    Mixed,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Goodput {
+    pub slo_ttft_ms: Option<f64>,
+    pub slo_tpot_ms: Option<f64>,
+    pub slo_e2el_ms: Option<f64>,
+    /// Successful requests meeting every SLO.
+    pub good_requests: u64,
+    /// good_requests / measured requests (failed requests count as not good).
+    pub goodput_ratio: f64,
+    /// good_requests / measured window.
+    pub goodput_rps: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LlmStats {
+    /// first_byte − sent (vLLM's TTFT).
+    pub ttft_ms: Option<Summary>,
+    /// first_byte − scheduled (includes queueing in the generator).
+    pub ttft_from_scheduled_ms: Option<Summary>,
+    /// Every inter-token gap of every successful request.
+    pub itl_ms: Option<Summary>,
+    /// (E2EL − TTFT) / (output_tokens − 1), requests with more than one output token.
+    pub tpot_ms: Option<Summary>,
+    /// done − sent.
+    pub e2el_ms: Option<Summary>,
+    /// output_tokens / E2EL per successful request.
+    pub request_output_tokens_per_s: Option<Summary>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub tokens_source: TokenSource,
+    /// Successful requests that reported zero output tokens.
+    pub zero_output_requests: u64,
+    /// Output tokens of successful requests / measured window.
+    pub output_tokens_per_s: f64,
+    /// (input + output tokens) of successful requests / measured window.
+    pub total_tokens_per_s: f64,
+    /// Present when the recipe sets at least one SLO.
+    pub goodput: Option<Goodput>,
+    /// TTFT (from sent) histogram, log-spaced buckets.
+    pub ttft_histogram_ms: Vec<HistogramBucket>,
+    /// Per-request output tokens/s histogram, log-spaced buckets.
+    pub request_output_tokens_per_s_histogram: Vec<HistogramBucket>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RateStats {
+    /// Total target rate of the run (NULL for an unthrottled closed loop).
+    pub target_rate_rps: Option<f64>,
+    /// Measured requests / measured window.
+    pub achieved_rate_rps: f64,
+    /// achieved / target.
+    pub achieved_ratio: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunMetricValue {
+    pub name: String,
+    pub value: f64,
+    pub unit: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SampleSummary {
+    pub name: String,
+    pub count: u64,
+    pub min: f64,
+    pub mean: f64,
+    pub max: f64,
+    pub last: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SeriesPoint {
+    /// Seconds since the start of the measured window.
+    pub t_s: f64,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SampleSeries {
+    pub name: String,
+    pub points: Vec<SeriesPoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EnergyStats {
+    /// Per device series, joules over the measured window: the increase of a cumulative
+    /// `*_energy_joules` counter when sampled, else the trapezoidal integral of `*_power_watts`
+    /// (or `*_power_w`) samples.
+    pub series_energy_j: BTreeMap<String, f64>,
+    pub total_energy_j: f64,
+    /// total_energy_j / successful requests.
+    pub energy_per_request_j: Option<f64>,
+    /// total_energy_j / output tokens (LLM).
+    pub energy_per_output_token_j: Option<f64>,
+}
+
+/// One bucket of the per-run time series (by completion time).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TimePoint {
+    /// Start of the bucket, seconds since the start of the measured window.
+    pub t_s: f64,
+    pub bucket_s: f64,
+    pub ok: u64,
+    pub errors: u64,
+    pub throughput_ops_per_s: f64,
+    /// Corrected latency of the requests completed in the bucket (2 significant digits).
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub output_tokens_per_s: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonCode {
+    TooFewRequests,
+    TargetRateNotReached,
+    ErrorRateAboveThreshold,
+    ZeroOutputTokens,
+    GeneratorSaturated,
+    PartialRun,
+    FailedRun,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InvalidReason {
+    pub code: ReasonCode,
+    pub message: String,
+}
+
+/// Validity gates. A run failing any gate is `valid: false` with the reasons.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ValidityPolicy {
+    /// Fewer measured requests than this: percentiles are not meaningful (p99 needs ≥ 100).
+    pub min_requests: u64,
+    /// Open loop: achieved rate below this share of the target rate.
+    pub min_rate_ratio: f64,
+    /// Error share above this (the recipe's `load.max_error_rate` overrides it).
+    pub max_error_rate: f64,
+    /// p99 schedule lag above this: requests left late, the generator could not keep up.
+    pub max_schedule_lag_p99_ms: f64,
+}
+
+impl Default for ValidityPolicy {
+    fn default() -> Self {
+        ValidityPolicy {
+            min_requests: 100,
+            min_rate_ratio: 0.9,
+            max_error_rate: 0.01,
+            max_schedule_lag_p99_ms: 100.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunProvenance {
+    pub source_file: String,
+    pub host: String,
+    pub tool_version: String,
+    pub git_commit: Option<String>,
+    pub slurm_job_id: Option<String>,
+    pub slurm_array_task: Option<i64>,
+    pub recipe_sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunAnalysis {
+    pub run_id: String,
+    pub campaign: String,
+    pub service: String,
+    pub service_kind: String,
+    /// `success`, `partial`, `failed`, `running`, `pending` as recorded.
+    pub status: String,
+    pub stop_reason: Option<String>,
+    pub failure_stage: Option<String>,
+    pub failure_message: Option<String>,
+    pub sweep_param: Option<String>,
+    pub sweep_value: Option<String>,
+    pub valid: bool,
+    pub partial: bool,
+    pub invalid_reasons: Vec<InvalidReason>,
+    pub provenance: RunProvenance,
+    pub started_ns: i64,
+    pub measure_start_ns: i64,
+    pub ended_ns: i64,
+    /// RFC 3339.
+    pub started_at: String,
+    pub ended_at: String,
+    pub arrival: String,
+    pub clients: i64,
+    pub seed: i64,
+    pub configured_duration_s: f64,
+    pub warmup_s: f64,
+    /// Length of the measured window.
+    pub measured_duration_s: f64,
+    pub warmup_requests: u64,
+    pub rate: RateStats,
+    /// Totals over every operation (`op: "all"`).
+    pub total: OpStats,
+    /// One entry per operation, sorted by name.
+    pub operations: Vec<OpStats>,
+    /// sent − scheduled over all measured requests.
+    pub schedule_lag_ms: Option<Summary>,
+    pub llm: Option<LlmStats>,
+    pub run_metrics: Vec<RunMetricValue>,
+    pub samples: Vec<SampleSummary>,
+    pub sample_series: Vec<SampleSeries>,
+    pub energy: Option<EnergyStats>,
+    pub cpu_user_s: Option<f64>,
+    pub cpu_system_s: Option<f64>,
+    pub timeseries: Vec<TimePoint>,
+    /// Corrected latency CDF of successful requests.
+    pub latency_cdf_ms: Vec<CdfPoint>,
+    /// Corrected latency histogram (log-spaced buckets).
+    pub latency_histogram_ms: Vec<HistogramBucket>,
+    /// The resolved recipe of this service as recorded (secrets redacted).
+    pub recipe: serde_json::Value,
+}
+
+/// Runs of the same service and sweep point merged: percentiles come from merged HDR
+/// histograms (true combined percentiles, not averaged ones).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ServiceAggregate {
+    pub service: String,
+    pub service_kind: String,
+    pub sweep_param: Option<String>,
+    pub sweep_value: Option<String>,
+    pub run_ids: Vec<String>,
+    pub valid: bool,
+    pub partial: bool,
+    /// Wall-clock span covering the measured windows of the runs, seconds.
+    pub span_s: f64,
+    /// Totals (`op: "all"`); throughput = successful requests / span.
+    pub total: OpStats,
+    pub operations: Vec<OpStats>,
+    pub llm: Option<LlmStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct JobRow {
+    pub job_id: String,
+    pub service: String,
+    pub role: String,
+    pub array_size: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CampaignAnalysis {
+    /// Campaign name(s) as recorded in the runs.
+    pub campaign: String,
+    /// The files read, in order.
+    pub sources: Vec<String>,
+    pub valid: bool,
+    pub partial: bool,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    /// Distinct SLURM job ids of the runs and of the `jobs` table.
+    pub slurm_job_ids: Vec<String>,
+    pub hosts: Vec<String>,
+    pub jobs: Vec<JobRow>,
+    pub policy: ValidityPolicy,
+    pub runs: Vec<RunAnalysis>,
+    pub services: Vec<ServiceAggregate>,
+}

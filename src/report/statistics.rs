@@ -1,0 +1,343 @@
+//! Mergeable accumulators behind the figures of [`super::model`]: HDR histograms with exact
+//! moments ([`Acc`]), per operation ([`OpAcc`]) and LLM ([`LlmAcc`]) sums, and the SLO spec.
+
+use super::model::*;
+use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
+
+/// Histogram resolution: values are recorded in thousandths of the reported unit
+/// (µs for figures reported in ms).
+const HIST_PER_UNIT: f64 = 1000.0;
+
+/// A mergeable distribution: HDR histogram (thousandths of the unit) + exact moments.
+#[derive(Clone)]
+pub struct Acc {
+    pub(crate) hist: Histogram<u64>,
+    pub(crate) n: u64,
+    pub(crate) mean: f64,
+    pub(crate) m2: f64,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
+}
+
+impl Default for Acc {
+    fn default() -> Self {
+        Acc::new()
+    }
+}
+
+impl Acc {
+    pub fn new() -> Self {
+        Acc {
+            hist: Histogram::new(3).expect("3 significant digits is valid"),
+            n: 0,
+            mean: 0.0,
+            m2: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
+
+    /// Record a value in the reported unit (ms, tokens/s).
+    pub fn record(&mut self, v: f64) {
+        let v = if v.is_finite() { v.max(0.0) } else { 0.0 };
+        let _ = self.hist.record((v * HIST_PER_UNIT).round() as u64);
+        self.n += 1;
+        let d = v - self.mean;
+        self.mean += d / self.n as f64;
+        self.m2 += d * (v - self.mean);
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+    }
+
+    /// Record a duration in nanoseconds, reported in ms.
+    pub fn record_ns(&mut self, ns: i64) {
+        self.record(ns as f64 / 1e6);
+    }
+
+    pub fn merge(&mut self, o: &Acc) {
+        if o.n == 0 {
+            return;
+        }
+        let _ = self.hist.add(&o.hist);
+        let n = self.n + o.n;
+        let d = o.mean - self.mean;
+        self.mean += d * o.n as f64 / n as f64;
+        self.m2 += o.m2 + d * d * self.n as f64 * o.n as f64 / n as f64;
+        self.n = n;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+    }
+
+    pub fn len(&self) -> u64 {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    pub fn histogram(&self) -> &Histogram<u64> {
+        &self.hist
+    }
+
+    /// Nearest-rank quantile: the smallest recorded value with at least ⌈q·n⌉ values ≤ it.
+    pub fn quantile(&self, q: f64) -> f64 {
+        if self.n == 0 {
+            return 0.0;
+        }
+        let n = self.hist.len();
+        let rank = ((q * n as f64) - 1e-9).ceil().clamp(1.0, n as f64);
+        // hdrhistogram takes ⌈q'·n⌉ as the rank; aim at the middle of the rank to avoid
+        // floating-point edge effects (0.99 · 100 = 99.00000000000001).
+        let q2 = (rank - 0.5) / n as f64;
+        let v = self.hist.value_at_quantile(q2) as f64 / HIST_PER_UNIT;
+        v.clamp(self.min, self.max)
+    }
+
+    pub fn summary(&self) -> Option<Summary> {
+        if self.n == 0 {
+            return None;
+        }
+        let var = if self.n > 1 {
+            self.m2 / (self.n - 1) as f64
+        } else {
+            0.0
+        };
+        let sd = var.max(0.0).sqrt();
+        let half = if self.n > 1 {
+            t_975(self.n - 1) * sd / (self.n as f64).sqrt()
+        } else {
+            0.0
+        };
+        Some(Summary {
+            count: self.n,
+            min: self.min,
+            p50: self.quantile(0.5),
+            p90: self.quantile(0.9),
+            p95: self.quantile(0.95),
+            p99: self.quantile(0.99),
+            p999: self.quantile(0.999),
+            max: self.max,
+            mean: self.mean,
+            mean_ci95_low: self.mean - half,
+            mean_ci95_high: self.mean + half,
+            stddev: sd,
+            cv: (self.mean != 0.0).then(|| sd / self.mean),
+        })
+    }
+
+    pub(crate) fn cdf(&self) -> Vec<CdfPoint> {
+        if self.n == 0 {
+            return Vec::new();
+        }
+        const QS: [f64; 20] = [
+            0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.975, 0.99, 0.995,
+            0.999, 0.9995, 0.9999, 0.99999, 1.0,
+        ];
+        QS.iter()
+            .map(|&q| CdfPoint {
+                quantile: q,
+                value: if q == 0.0 {
+                    self.min
+                } else if q == 1.0 {
+                    self.max
+                } else {
+                    self.quantile(q)
+                },
+            })
+            .collect()
+    }
+
+    pub(crate) fn log_histogram(&self) -> Vec<HistogramBucket> {
+        if self.n == 0 {
+            return Vec::new();
+        }
+        let mut out: Vec<HistogramBucket> = self
+            .hist
+            .iter_log(1, 1.5)
+            .map(|v| HistogramBucket {
+                upper: v.value_iterated_to() as f64 / HIST_PER_UNIT,
+                count: v.count_since_last_iteration(),
+            })
+            .collect();
+        while out.first().is_some_and(|b| b.count == 0) {
+            out.remove(0);
+        }
+        while out.last().is_some_and(|b| b.count == 0) {
+            out.pop();
+        }
+        out
+    }
+}
+
+/// Two-sided 97.5 % quantile of Student's t distribution.
+pub(crate) fn t_975(df: u64) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::NAN,
+        1..=30 => T[(df - 1) as usize],
+        31..=60 => 2.000,
+        61..=120 => 1.980,
+        _ => 1.960,
+    }
+}
+
+#[derive(Clone, Default)]
+pub(crate) struct OpAcc {
+    pub(crate) requests: u64,
+    pub(crate) ok: u64,
+    pub(crate) errors: BTreeMap<String, u64>,
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_received: u64,
+    pub(crate) corrected: Acc,
+    pub(crate) uncorrected: Acc,
+}
+
+impl OpAcc {
+    pub(crate) fn merge(&mut self, o: &OpAcc) {
+        self.requests += o.requests;
+        self.ok += o.ok;
+        for (k, v) in &o.errors {
+            *self.errors.entry(k.clone()).or_default() += v;
+        }
+        self.bytes_sent += o.bytes_sent;
+        self.bytes_received += o.bytes_received;
+        self.corrected.merge(&o.corrected);
+        self.uncorrected.merge(&o.uncorrected);
+    }
+
+    pub(crate) fn finish(&self, op: &str, window_s: f64) -> OpStats {
+        let errors = self.requests - self.ok;
+        OpStats {
+            op: op.to_string(),
+            requests: self.requests,
+            ok: self.ok,
+            errors,
+            error_rate: ratio(errors as f64, self.requests as f64),
+            errors_by_class: self.errors.clone(),
+            bytes_sent: self.bytes_sent,
+            bytes_received: self.bytes_received,
+            throughput_ops_per_s: ratio(self.ok as f64, window_s),
+            throughput_mb_per_s: ratio(
+                (self.bytes_sent + self.bytes_received) as f64 / 1e6,
+                window_s,
+            ),
+            latency_corrected_ms: self.corrected.summary(),
+            latency_uncorrected_ms: self.uncorrected.summary(),
+        }
+    }
+}
+
+pub(crate) fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
+#[derive(Clone, Default)]
+pub(crate) struct LlmAcc {
+    pub(crate) rows: u64,
+    pub(crate) ttft: Acc,
+    pub(crate) ttft_sched: Acc,
+    pub(crate) itl: Acc,
+    pub(crate) tpot: Acc,
+    pub(crate) e2el: Acc,
+    pub(crate) tok_rate: Acc,
+    pub(crate) input_tokens: u64,
+    pub(crate) output_tokens: u64,
+    pub(crate) from_server: u64,
+    pub(crate) counted: u64,
+    pub(crate) zero_output: u64,
+    pub(crate) good: u64,
+}
+
+impl LlmAcc {
+    pub(crate) fn merge(&mut self, o: &LlmAcc) {
+        self.rows += o.rows;
+        self.ttft.merge(&o.ttft);
+        self.ttft_sched.merge(&o.ttft_sched);
+        self.itl.merge(&o.itl);
+        self.tpot.merge(&o.tpot);
+        self.e2el.merge(&o.e2el);
+        self.tok_rate.merge(&o.tok_rate);
+        self.input_tokens += o.input_tokens;
+        self.output_tokens += o.output_tokens;
+        self.from_server += o.from_server;
+        self.counted += o.counted;
+        self.zero_output += o.zero_output;
+        self.good += o.good;
+    }
+
+    pub(crate) fn finish(&self, window_s: f64, requests: u64, slo: &SloSpec) -> LlmStats {
+        let tokens_source = match (self.from_server, self.counted) {
+            (0, 0) => TokenSource::None,
+            (_, 0) => TokenSource::Server,
+            (0, _) => TokenSource::Client,
+            _ => TokenSource::Mixed,
+        };
+        LlmStats {
+            ttft_ms: self.ttft.summary(),
+            ttft_from_scheduled_ms: self.ttft_sched.summary(),
+            itl_ms: self.itl.summary(),
+            tpot_ms: self.tpot.summary(),
+            e2el_ms: self.e2el.summary(),
+            request_output_tokens_per_s: self.tok_rate.summary(),
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            tokens_source,
+            zero_output_requests: self.zero_output,
+            output_tokens_per_s: ratio(self.output_tokens as f64, window_s),
+            total_tokens_per_s: ratio((self.input_tokens + self.output_tokens) as f64, window_s),
+            goodput: slo.any().then(|| Goodput {
+                slo_ttft_ms: slo.ttft_ms,
+                slo_tpot_ms: slo.tpot_ms,
+                slo_e2el_ms: slo.e2el_ms,
+                good_requests: self.good,
+                goodput_ratio: ratio(self.good as f64, requests as f64),
+                goodput_rps: ratio(self.good as f64, window_s),
+            }),
+            ttft_histogram_ms: self.ttft.log_histogram(),
+            request_output_tokens_per_s_histogram: self.tok_rate.log_histogram(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Default, Debug, PartialEq)]
+pub(crate) struct SloSpec {
+    pub(crate) ttft_ms: Option<f64>,
+    pub(crate) tpot_ms: Option<f64>,
+    pub(crate) e2el_ms: Option<f64>,
+}
+
+impl SloSpec {
+    pub(crate) fn from_recipe(recipe: &serde_json::Value) -> Self {
+        let slo = &recipe["workload"]["slo"];
+        SloSpec {
+            ttft_ms: slo["ttft_ms"].as_f64(),
+            tpot_ms: slo["tpot_ms"].as_f64(),
+            e2el_ms: slo["e2el_ms"].as_f64(),
+        }
+    }
+
+    pub(crate) fn any(&self) -> bool {
+        self.ttft_ms.is_some() || self.tpot_ms.is_some() || self.e2el_ms.is_some()
+    }
+}
+
+/// Everything mergeable about a run (for service aggregates).
+#[derive(Clone)]
+pub(crate) struct RunAccs {
+    pub(crate) total: OpAcc,
+    pub(crate) ops: BTreeMap<String, OpAcc>,
+    pub(crate) llm: Option<LlmAcc>,
+    pub(crate) slo: SloSpec,
+    pub(crate) window_start_ns: i64,
+    pub(crate) window_end_ns: i64,
+}

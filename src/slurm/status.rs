@@ -1,0 +1,273 @@
+//! The state of a campaign's jobs: squeue, then sacct / the job completion log, then what the
+//! runner recorded in each job's run file; and whether any job is still active.
+
+use super::campaign::{self, Campaign, JobRecord, JobRole, RunSummary};
+use super::{AcctRow, AcctSource, ArrayTasks, JobState, QueueRow, SlurmError};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// One line of `status`: one job, or one array task.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobStatus {
+    pub service: String,
+    pub role: JobRole,
+    /// The id `submit` recorded (the array job id for sweeps).
+    pub job_id: String,
+    pub array_task: ArrayTasks,
+    pub state: JobState,
+    /// The state word SLURM printed (shown when `state` is UNKNOWN to this version).
+    pub state_raw: String,
+    /// Where `state` came from.
+    pub source: StateSource,
+    pub node: String,
+    pub elapsed_s: Option<u64>,
+    pub time_limit_s: Option<u64>,
+    pub reason: String,
+    /// What the runner recorded in the job's run file (when it has written one).
+    pub runs: Vec<RunSummary>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateSource {
+    Squeue,
+    Sacct,
+    JobComp,
+    /// SLURM no longer knows the job and there is no accounting: only the run file is left.
+    RunFile,
+    None,
+}
+
+/// Collect the state of every job of a campaign: squeue, then sacct / the job completion log,
+/// then the run files.
+pub fn collect_status(camp: &Campaign) -> anyhow::Result<(Vec<JobStatus>, Option<String>)> {
+    let jobs = camp.jobs()?;
+    let queue = match super::squeue() {
+        Ok(q) => q,
+        Err(e @ SlurmError::NotFound { .. }) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!("{e}");
+            Vec::new()
+        }
+    };
+    let mut out = Vec::new();
+    let mut missing: Vec<String> = Vec::new();
+    for j in &jobs {
+        if !queue.iter().any(|q| q.array_job_id == j.job_id) {
+            missing.push(j.job_id.clone());
+            if j.array_size.is_some() {
+                // The job completion log knows array tasks only by their own job ids, which
+                // the tasks' run files record.
+                for f in camp.run_files(&j.service) {
+                    for r in campaign::read_runs(&f.path).unwrap_or_default() {
+                        if let Some(id) = r.slurm_job_id {
+                            if !missing.contains(&id) {
+                                missing.push(id);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut accounting_note = None;
+    let (acct_source, acct) = if missing.is_empty() {
+        (AcctSource::Accounting, Vec::new())
+    } else {
+        match super::sacct(&missing) {
+            Ok(r) => r,
+            Err(SlurmError::AccountingUnavailable(why)) => {
+                accounting_note = Some(format!("sacct unavailable: {why}"));
+                (AcctSource::Accounting, Vec::new())
+            }
+            Err(e) => {
+                accounting_note = Some(e.to_string());
+                (AcctSource::Accounting, Vec::new())
+            }
+        }
+    };
+    for j in &jobs {
+        out.extend(job_rows(camp, j, &queue, &acct, acct_source));
+    }
+    Ok((out, accounting_note))
+}
+
+pub fn acct_state_source(s: AcctSource) -> StateSource {
+    match s {
+        AcctSource::Accounting => StateSource::Sacct,
+        AcctSource::JobComp => StateSource::JobComp,
+    }
+}
+
+pub fn job_rows(
+    camp: &Campaign,
+    j: &JobRecord,
+    queue: &[QueueRow],
+    acct: &[AcctRow],
+    acct_source: AcctSource,
+) -> Vec<JobStatus> {
+    let base = |state, source| JobStatus {
+        service: j.service.clone(),
+        role: j.role,
+        job_id: j.job_id.clone(),
+        array_task: ArrayTasks::None,
+        state,
+        state_raw: state.as_str().to_string(),
+        source,
+        node: String::new(),
+        elapsed_s: None,
+        time_limit_s: None,
+        reason: String::new(),
+        runs: Vec::new(),
+    };
+    let mut rows: Vec<(JobStatus, Option<String>)> = Vec::new(); // (row, task's own job id)
+    for q in queue.iter().filter(|q| q.array_job_id == j.job_id) {
+        let mut r = base(q.state, StateSource::Squeue);
+        r.array_task = q.array_tasks.clone();
+        r.state_raw = q.state_raw.clone();
+        r.node = q.nodes.clone();
+        r.elapsed_s = Some(q.elapsed_s);
+        r.time_limit_s = q.time_limit_s;
+        r.reason = q.reason.clone();
+        rows.push((r, Some(q.job_id.clone())));
+    }
+    if rows.is_empty() {
+        let source = acct_state_source(acct_source);
+        // Array tasks without a task number (the job completion log) are matched through
+        // their run files below.
+        for a in acct
+            .iter()
+            .filter(|a| a.base_id() == j.job_id)
+            .filter(|a| j.array_size.is_none() || a.array_task.is_some())
+        {
+            let mut r = base(a.state, source);
+            r.array_task = a.array_task.map_or(ArrayTasks::None, ArrayTasks::Task);
+            r.node = a.nodes.clone();
+            r.elapsed_s = Some(a.elapsed_s);
+            r.time_limit_s = a.time_limit_s;
+            rows.push((r, None));
+        }
+    }
+    // Attach run files; array tasks that SLURM no longer reports come from their run files.
+    if j.role == JobRole::Service {
+        let files = camp.run_files(&j.service);
+        let task_ids: Vec<String> = rows.iter().filter_map(|(_, id)| id.clone()).collect();
+        let mine: Vec<_> = files
+            .into_iter()
+            .filter(|f| f.job_id == j.job_id || task_ids.contains(&f.job_id))
+            .collect();
+        for f in &mine {
+            let runs = campaign::read_runs(&f.path).unwrap_or_default();
+            let task = f.array_task.or_else(|| {
+                runs.iter()
+                    .find_map(|r| r.slurm_array_task.map(|t| t as u32))
+            });
+            let slot = rows
+                .iter_mut()
+                .find(|(r, own)| match (&r.array_task, task) {
+                    (ArrayTasks::Task(t), Some(ft)) => *t == ft,
+                    (ArrayTasks::None, None) => true,
+                    (_, None) => own.as_deref() == Some(f.job_id.as_str()),
+                    _ => false,
+                });
+            match slot {
+                Some((r, _)) => r.runs.extend(runs),
+                None => {
+                    let own_id = runs.iter().find_map(|r| r.slurm_job_id.clone());
+                    let a = own_id
+                        .as_deref()
+                        .and_then(|id| acct.iter().find(|a| a.job_id == id));
+                    let mut r = match a {
+                        Some(a) => {
+                            let mut r = base(a.state, acct_state_source(acct_source));
+                            r.node = a.nodes.clone();
+                            r.elapsed_s = Some(a.elapsed_s);
+                            r.time_limit_s = a.time_limit_s;
+                            r
+                        }
+                        None => {
+                            let mut r = base(JobState::Unknown, StateSource::RunFile);
+                            r.reason = "SLURM no longer reports this job".into();
+                            if let Some(run) = runs.first() {
+                                r.elapsed_s = run
+                                    .ended_ns
+                                    .map(|e| ((e - run.started_ns).max(0) / 1_000_000_000) as u64);
+                            }
+                            r
+                        }
+                    };
+                    r.array_task = task.map_or(ArrayTasks::None, ArrayTasks::Task);
+                    r.runs = runs;
+                    rows.push((r, None));
+                }
+            }
+        }
+    }
+    if rows.is_empty() {
+        let mut r = base(JobState::Unknown, StateSource::None);
+        r.reason = "not in squeue, no accounting record, no run file".into();
+        rows.push((r, None));
+    }
+    let mut rows: Vec<JobStatus> = rows.into_iter().map(|(r, _)| r).collect();
+    rows.sort_by_key(|r| match &r.array_task {
+        ArrayTasks::None => (0, 0),
+        ArrayTasks::Task(t) => (1, *t as u64),
+        ArrayTasks::Pending(_) => (2, 0),
+    });
+    rows
+}
+
+/// Whether any job of the campaign is still queued or running.
+pub fn any_active(camp: &Campaign) -> anyhow::Result<bool> {
+    let jobs = camp.jobs()?;
+    let queue = super::squeue()?;
+    Ok(queue
+        .iter()
+        .any(|q| !q.state.is_finished() && jobs.iter().any(|j| j.job_id == q.array_job_id)))
+}
+
+/// Follows a campaign's log files: each call prints what was appended since the last one, with
+/// a `==> file <==` header whenever the file changes.
+#[derive(Debug, Default)]
+pub struct LogTail {
+    offsets: HashMap<PathBuf, u64>,
+    last_header: Option<PathBuf>,
+}
+
+impl LogTail {
+    /// Print the new output of the logs of `service` (all when `None`); `name` shows a path in
+    /// the header. True when anything was printed.
+    pub fn print_new(
+        &mut self,
+        camp: &Campaign,
+        service: Option<&str>,
+        out: &mut dyn Write,
+        name: &dyn Fn(&Path) -> String,
+    ) -> std::io::Result<bool> {
+        let mut any = false;
+        for f in camp.log_files(service) {
+            let off = self.offsets.entry(f.clone()).or_insert(0);
+            let Ok(mut file) = std::fs::File::open(&f) else {
+                continue;
+            };
+            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            if len <= *off {
+                continue;
+            }
+            file.seek(SeekFrom::Start(*off))?;
+            let mut buf = Vec::new();
+            file.take(len - *off).read_to_end(&mut buf)?;
+            *off = len;
+            if self.last_header.as_ref() != Some(&f) {
+                writeln!(out, "==> {} <==", name(&f))?;
+                self.last_header = Some(f.clone());
+            }
+            out.write_all(&buf)?;
+            out.flush()?;
+            any = true;
+        }
+        Ok(any)
+    }
+}

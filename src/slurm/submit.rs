@@ -1,0 +1,183 @@
+//! Submitting a compiled campaign: services in dependency order, one batch job each, ordering
+//! expressed with SLURM dependencies (`depends_on` → `afterok`, `--sequential` → `afterany`
+//! chain, the report job → `afterany` on every service job), each job recorded in
+//! `campaign.db`.
+
+use super::campaign::{self, Campaign, JobRecord, JobRole};
+use super::{DependencyKind, SubmitOptions};
+use crate::recipe::Plan;
+use anyhow::Context;
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What to submit of a compiled campaign (the command's flags).
+#[derive(Debug, Clone, Default)]
+pub struct SubmitRequest {
+    /// Only this service.
+    pub service: Option<String>,
+    /// Print the sbatch commands without submitting.
+    pub dry_run: bool,
+    /// Each service after the previous one ended.
+    pub sequential: bool,
+    /// No report job.
+    pub no_report: bool,
+}
+
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// Quote for a POSIX shell (`'...'`, with `'` as `'\''`).
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Services to submit, parents before children (depends_on is validated acyclic).
+pub fn submission_order<'a>(plan: &'a Plan, only: Option<&str>) -> Vec<&'a crate::recipe::Service> {
+    let selected: Vec<&crate::recipe::Service> = plan
+        .services
+        .iter()
+        .filter(|s| only.map_or(true, |o| s.name == o))
+        .collect();
+    let mut done: Vec<&str> = Vec::new();
+    let mut out = Vec::new();
+    while out.len() < selected.len() {
+        let before = out.len();
+        for s in &selected {
+            if done.contains(&s.name.as_str()) {
+                continue;
+            }
+            let ready = s
+                .depends_on
+                .iter()
+                .all(|d| done.contains(&d.as_str()) || !selected.iter().any(|x| &x.name == d));
+            if ready {
+                done.push(&s.name);
+                out.push(*s);
+            }
+        }
+        if out.len() == before {
+            // Unreachable for a validated plan; keep the rest in recipe order.
+            for s in &selected {
+                if !done.contains(&s.name.as_str()) {
+                    done.push(&s.name);
+                    out.push(*s);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One job `submit` handed to sbatch (or, in a dry run, would have).
+pub struct Submitted {
+    pub record: JobRecord,
+    /// The sbatch arguments.
+    pub args: Vec<String>,
+}
+
+pub fn submit_jobs(
+    a: &SubmitRequest,
+    plan: &Plan,
+    camp: &Campaign,
+    submitted: &mut Vec<Submitted>,
+    ids: &mut HashMap<String, String>,
+) -> anyhow::Result<()> {
+    let dir = &camp.dir;
+    let mut sub = |service: &str,
+                   role: JobRole,
+                   script: Option<&Path>,
+                   opts: SubmitOptions,
+                   array_size: Option<u32>|
+     -> anyhow::Result<String> {
+        let args = opts.args(script);
+        let job_id = if a.dry_run {
+            format!("<{service}>")
+        } else {
+            super::sbatch(script, &opts, Some(dir))?
+        };
+        let record = JobRecord {
+            job_id: job_id.clone(),
+            service: service.to_string(),
+            role,
+            array_size,
+            script_path: script
+                .map(|s| s.strip_prefix(dir).unwrap_or(s).display().to_string())
+                .unwrap_or_else(|| "(wrap)".into()),
+            submitted_ns: now_ns(),
+            depends_on: opts.dependency.job_ids(),
+        };
+        if !a.dry_run {
+            camp.record_job(&record)?;
+        }
+        submitted.push(Submitted { record, args });
+        Ok(job_id)
+    };
+
+    let monitor = dir.join("scripts/monitor.sbatch");
+    if monitor.is_file() && a.service.is_none() {
+        sub(
+            "monitor",
+            JobRole::Monitor,
+            Some(&monitor),
+            SubmitOptions::default(),
+            None,
+        )?;
+    }
+    let mut previous: Option<String> = None;
+    let mut service_ids = Vec::new();
+    for s in submission_order(plan, a.service.as_deref()) {
+        let script = dir.join("scripts").join(format!("{}.sbatch", s.name));
+        if !script.is_file() {
+            anyhow::bail!(
+                "compile wrote no batch script for service `{}` ({} is missing)",
+                s.name,
+                script.display()
+            );
+        }
+        let mut opts = SubmitOptions::default();
+        let parents: Vec<String> = s
+            .depends_on
+            .iter()
+            .filter_map(|d| ids.get(d).cloned())
+            .collect();
+        opts.dependency.add(DependencyKind::AfterOk, &parents);
+        if a.sequential {
+            if let Some(p) = &previous {
+                opts.dependency
+                    .add(DependencyKind::AfterAny, std::slice::from_ref(p));
+            }
+        }
+        let array_size = s.sweep.as_ref().map(|w| w.values.len() as u32);
+        let id = sub(&s.name, JobRole::Service, Some(&script), opts, array_size)?;
+        ids.insert(s.name.clone(), id.clone());
+        previous = Some(id.clone());
+        service_ids.push(id);
+    }
+    if !a.no_report && !service_ids.is_empty() {
+        let exe = std::env::current_exe().context("locating the factorybench binary")?;
+        let d = dir.display().to_string();
+        let wrap = format!(
+            "{} report {} --format html --out {}",
+            shell_quote(&exe.display().to_string()),
+            shell_quote(&d),
+            shell_quote(&format!("{d}/report.html")),
+        );
+        let mut opts = SubmitOptions {
+            wrap: Some(wrap),
+            job_name: Some(format!(
+                "fb-report-{}",
+                campaign::slug(&plan.benchmark.name)
+            )),
+            output: Some(format!("{d}/logs/report-%j.out")),
+            ..Default::default()
+        };
+        opts.dependency.add(DependencyKind::AfterAny, &service_ids);
+        sub("report", JobRole::Report, None, opts, None)?;
+    }
+    Ok(())
+}
