@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod exit;
 pub mod monitor;
+pub mod out;
 pub mod recipe;
 pub mod render;
 pub mod report;
