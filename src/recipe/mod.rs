@@ -50,14 +50,14 @@ impl LoadError {
     pub fn is_invalid_input(&self) -> bool {
         match self {
             LoadError::Invalid(_) => true,
-            LoadError::Io { source, .. } => matches!(
-                source.kind(),
-                std::io::ErrorKind::NotFound
-                    | std::io::ErrorKind::PermissionDenied
-                    | std::io::ErrorKind::IsADirectory
-                    | std::io::ErrorKind::NotADirectory
-                    | std::io::ErrorKind::InvalidInput
-            ),
+            LoadError::Io { source, .. } => {
+                matches!(
+                    source.kind(),
+                    std::io::ErrorKind::NotFound
+                        | std::io::ErrorKind::PermissionDenied
+                        | std::io::ErrorKind::InvalidInput
+                ) || matches!(source.raw_os_error(), Some(libc::EISDIR | libc::ENOTDIR))
+            }
         }
     }
 }
@@ -74,7 +74,7 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     };
     let f = std::fs::File::open(path).map_err(io)?;
     if f.metadata().map_err(io)?.is_dir() {
-        return Err(io(std::io::Error::from(std::io::ErrorKind::IsADirectory)));
+        return Err(io(std::io::Error::from_raw_os_error(libc::EISDIR)));
     }
     let mut bytes = Vec::new();
     f.take(MAX_RECIPE_BYTES + 1)

@@ -130,11 +130,27 @@ enum Frame {
 
 impl MapFrame {
     fn insert(&mut self, key: Node, value: Node) {
-        // YAML merge keys (`<<: *defaults`) are expanded in place; keys written explicitly in
-        // the mapping win over merged ones.
+        // YAML merge keys (`<<: *defaults`, or `<<: [*a, *b]` where earlier maps win) are
+        // expanded in place; keys written explicitly in the mapping win over merged ones.
         if key.as_scalar() == Some("<<") {
-            if let NodeKind::Map(m) = value.kind {
-                for (k, v) in m {
+            let all_maps = match &value.kind {
+                NodeKind::Map(_) => true,
+                NodeKind::Seq(v) => v.iter().all(|n| matches!(n.kind, NodeKind::Map(_))),
+                _ => false,
+            };
+            if all_maps {
+                let maps = match value.kind {
+                    NodeKind::Map(m) => vec![m],
+                    NodeKind::Seq(v) => v
+                        .into_iter()
+                        .filter_map(|n| match n.kind {
+                            NodeKind::Map(m) => Some(m),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                for (k, v) in maps.into_iter().flatten() {
                     let name = k.as_scalar().unwrap_or_default().to_string();
                     if !self.index.contains_key(&name) {
                         self.index.insert(name.clone(), self.items.len());
@@ -337,6 +353,23 @@ mod tests {
         let e = n.get("e").unwrap();
         assert_eq!(e.get("x").unwrap().as_scalar(), Some("1"));
         assert_eq!(e.get("y").unwrap().as_scalar(), Some("3"));
+    }
+
+    #[test]
+    fn merge_key_with_a_list_of_maps() {
+        let n = parse("a: &a {x: 1, y: 1}\nb: &b {y: 2, z: 2}\nc: {<<: [*a, *b], z: 3}\n").unwrap();
+        let c = n.get("c").unwrap();
+        assert_eq!(c.get("x").unwrap().as_scalar(), Some("1"));
+        assert_eq!(
+            c.get("y").unwrap().as_scalar(),
+            Some("1"),
+            "earlier map wins"
+        );
+        assert_eq!(
+            c.get("z").unwrap().as_scalar(),
+            Some("3"),
+            "explicit key wins"
+        );
     }
 
     #[test]
