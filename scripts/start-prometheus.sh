@@ -20,7 +20,11 @@ if ! up "$PGW_PORT" /-/ready; then
 fi
 if ! up "$PROM_PORT" /-/ready; then
   # The same file the monitoring job uses, with a 1 s scrape interval for tests.
+  # This shared test Pushgateway runs without auth (tests/monitor_stack.rs and monitor_slurm.rs
+  # start authenticated stacks of their own); the scrape's credentials are simply not checked.
+  [ -s "$dir/pushgateway-password" ] || (umask 077; echo unused >"$dir/pushgateway-password")
   sed -e "s/__PUSHGATEWAY__/127.0.0.1:$PGW_PORT/" -e "s/__SCRAPE_INTERVAL__/1s/" \
+    -e "s|__PUSHGATEWAY_PASSWORD_FILE__|$dir/pushgateway-password|" \
     "$root/monitoring/prometheus.yml" >"$dir/prometheus.yml"
   log "starting Prometheus on 127.0.0.1:$PROM_PORT"
   nohup prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \

@@ -15,7 +15,8 @@ Examples:
   factorybench report metrics.db --format html --out report.html
   factorybench compare baseline.db candidate.db --threshold p99_ms=10%
 
-Exit codes: 0 ok, 1 failure, 2 invalid input, 3 partial run, 4 regression, 5 invalid run.";
+Exit codes: 0 ok, 1 failure, 2 invalid input (including a recipe file that does not exist),
+3 partial run, 4 regression, 5 invalid run.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -102,6 +103,7 @@ fn init_logging(verbose: u8, quiet: bool) {
 
 /// Entry point: returns the process exit code.
 pub fn main() -> i32 {
+    crate::out::install_panic_guard();
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let result = match &cli.command {
@@ -119,13 +121,11 @@ pub fn main() -> i32 {
         Command::Monitor(c) => commands::monitor::exec(c),
         Command::Ready(a) => commands::compile::ready(a),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                *shell,
-                &mut Cli::command(),
-                "factorybench",
-                &mut std::io::stdout(),
-            );
-            Ok(exit::OK)
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "factorybench", &mut buf);
+            crate::out!("{}", String::from_utf8_lossy(&buf))
+                .map(|()| exit::OK)
+                .map_err(Into::into)
         }
     };
     match result {

@@ -13,6 +13,7 @@ pub mod exit;
 pub mod kinds;
 pub mod model;
 pub mod monitor;
+pub mod out;
 pub mod recipe;
 pub mod render;
 pub mod report;

@@ -120,10 +120,21 @@ fn monitor_up_status_down_on_slurm() {
         "{}/api/v1/query?query=factorybench_requests_total%7Bcampaign%3D%22{campaign}%22%7D",
         ep.prometheus.url
     );
+    // Prometheus answers only with the stack's generated credentials.
+    let prom_auth = ep.prometheus_auth().expect("Prometheus credentials");
+    let prom_user = format!("{}:{}", prom_auth.user, prom_auth.password);
+    let anon = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &q])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&anon.stdout), "401");
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut live = false;
     while Instant::now() < deadline && run.try_wait().unwrap().is_none() {
-        let out = Command::new("curl").args(["-fs", &q]).output().unwrap();
+        let out = Command::new("curl")
+            .args(["-fs", "-u", &prom_user, &q])
+            .output()
+            .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         if v["data"]["result"]
             .as_array()

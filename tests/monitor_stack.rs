@@ -5,7 +5,8 @@
 
 mod common;
 
-use factorybench::monitor::stack::{BindMode, Endpoint, StackRuntime, StackSpec};
+use factorybench::monitor::push::{FinalState, GroupingKey, PushConfig, Pusher};
+use factorybench::monitor::stack::{BasicAuth, BindMode, Endpoint, StackRuntime, StackSpec};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,11 +19,30 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn http_ok(url: &str) -> bool {
-    Command::new("curl")
-        .args(["-fsS", "-o", "/dev/null", "--max-time", "2", url])
-        .status()
-        .is_ok_and(|s| s.success())
+/// The HTTP status of a request (`PUT` with a body when `body` is given), with or without
+/// basic auth (0 when nothing answered).
+fn http_status(url: &str, auth: Option<&BasicAuth>, body: Option<&str>) -> u16 {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "5",
+    ]);
+    if let Some(a) = auth {
+        cmd.arg("-u").arg(format!("{}:{}", a.user, a.password));
+    }
+    if let Some(b) = body {
+        cmd.args(["-X", "PUT", "--data-binary", b]);
+    }
+    let out = cmd.arg(url).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 fn wait_until(what: &str, budget_s: u64, mut f: impl FnMut() -> bool) {
@@ -82,12 +102,83 @@ fn host_runtime_script_starts_the_stack_and_writes_the_endpoint() {
     assert_eq!(ep.address, "127.0.0.1");
     assert_eq!(ep.prometheus.port, spec.prometheus_port);
     assert!(ep.grafana.is_none(), "Grafana is not installable here");
-    assert!(http_ok(&format!("{}/-/ready", ep.pushgateway.url)));
-    // Prometheus scrapes this stack's Pushgateway with honor_labels.
+    // Both servers require the generated credentials (issue 15): without them, or with a
+    // wrong password, a query, a push and a delete are refused with 401.
+    let prom_auth = ep.prometheus_auth().expect("Prometheus credentials");
+    let pgw_auth = ep.pushgateway_auth().expect("Pushgateway credentials");
+    assert_eq!(prom_auth.user, "factorybench");
+    let wrong = BasicAuth {
+        user: "factorybench".into(),
+        password: "guess".into(),
+    };
+    let query = format!("{}/api/v1/query?query=up", ep.prometheus.url);
+    let group = format!("{}/metrics/job/intruder", ep.pushgateway.url);
+    for url in [&query, &format!("{}/-/ready", ep.prometheus.url)] {
+        assert_eq!(http_status(url, None, None), 401, "{url}");
+        assert_eq!(http_status(url, Some(&wrong), None), 401, "{url}");
+        assert_eq!(http_status(url, Some(&prom_auth), None), 200, "{url}");
+    }
+    // Each server has its own password.
+    assert_eq!(http_status(&query, Some(&pgw_auth), None), 401);
+    let fake = "fake_series 1\n";
+    assert_eq!(http_status(&group, None, Some(fake)), 401);
+    assert_eq!(http_status(&group, Some(&wrong), Some(fake)), 401);
+    assert_eq!(
+        http_status(&format!("{}/-/ready", ep.pushgateway.url), None, None),
+        401
+    );
+    assert_eq!(
+        http_status(
+            &format!("{}/-/ready", ep.pushgateway.url),
+            Some(&pgw_auth),
+            None
+        ),
+        200
+    );
+
+    // The runner's pusher with the credentials the endpoint file names works; without them
+    // every push fails.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let push = |auth: Option<BasicAuth>, run_id: &str| {
+        let cfg = PushConfig::new(
+            &ep.pushgateway.url,
+            GroupingKey::new("auth-test", "svc", run_id),
+            0.2,
+        )
+        .with_auth(auth);
+        rt.block_on(async {
+            let p = Pusher::start(cfg, Vec::new());
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            p.finish(FinalState {
+                status: "success".into(),
+            })
+            .await
+        })
+    };
+    let ok = push(Some(pgw_auth.clone()), "with-auth");
+    assert!(
+        ok.pushes_ok >= 2 && ok.pushes_failed == 0 && ok.deleted,
+        "{ok:?}"
+    );
+    let refused = push(None, "without-auth");
+    assert!(
+        refused.pushes_ok == 0 && refused.pushes_failed >= 1,
+        "{refused:?}"
+    );
+
+    // Prometheus scrapes this stack's Pushgateway (with its password) with honor_labels.
     let targets = format!("{}/api/v1/targets", ep.prometheus.url);
     wait_until("the Pushgateway target to be up", 30, || {
         let out = Command::new("curl")
-            .args(["-fsS", &targets])
+            .args([
+                "-fsS",
+                "-u",
+                &format!("factorybench:{}", prom_auth.password),
+                &targets,
+            ])
             .output()
             .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
@@ -181,8 +272,14 @@ fn host_runtime_script_starts_the_stack_and_writes_the_endpoint() {
     assert!(status.success(), "{status:?}: {out}");
     assert!(out.contains("note: Grafana is not installed"), "{out}");
     assert!(Endpoint::read(&dir).is_none());
-    assert!(!http_ok(&format!("{}/-/ready", ep.prometheus.url)));
-    assert!(!http_ok(&format!("{}/-/ready", ep.pushgateway.url)));
+    assert_eq!(
+        http_status(&format!("{}/-/ready", ep.prometheus.url), None, None),
+        0
+    );
+    assert_eq!(
+        http_status(&format!("{}/-/ready", ep.pushgateway.url), None, None),
+        0
+    );
 }
 
 #[test]

@@ -124,6 +124,7 @@ fn missing_file_is_a_clear_error() {
         .args(["validate", "no/such/recipe.yml"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    // Invalid input, as in every command (tests/hostile_cli.rs).
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read recipe no/such/recipe.yml"));
 }

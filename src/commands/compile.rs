@@ -55,14 +55,14 @@ pub fn exec(a: &CompileArgs) -> anyhow::Result<i32> {
         Err(e) if e.is_invalid_input() => return Err(InvalidInput(e.to_string()).into()),
         Err(e) => return Err(e.into()),
     };
-    println!(
+    crate::outln!(
         "compiled {} service{} into {}",
         out.services.len(),
         if out.services.len() == 1 { "" } else { "s" },
         out.dir.display()
-    );
+    )?;
     for f in &out.files {
-        println!("  {}", f.display());
+        crate::outln!("  {}", f.display())?;
     }
     Ok(exit::OK)
 }

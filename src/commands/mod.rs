@@ -12,11 +12,22 @@ use crate::exit;
 use crate::recipe::{LoadError, Loaded};
 use std::path::Path;
 
-/// Print an error for a person and choose the exit code: invalid input → 2, else 1.
+/// Print an error for a person and choose the exit code: invalid input → 2, else 1. A
+/// closed stdout (the reader of a pipe went away) is not an error: quiet exit 0.
 pub fn report_error(e: &anyhow::Error) -> i32 {
-    if let Some(LoadError::Invalid(r)) = e.downcast_ref::<LoadError>() {
-        eprintln!("{r}");
-        return exit::INVALID_INPUT;
+    if crate::out::is_broken_pipe(e) {
+        return exit::OK;
+    }
+    if let Some(le) = e.downcast_ref::<LoadError>() {
+        match le {
+            LoadError::Invalid(r) => eprintln!("{r}"),
+            LoadError::Io { .. } => eprintln!("error: {le}"),
+        }
+        return if le.is_invalid_input() {
+            exit::INVALID_INPUT
+        } else {
+            exit::FAILURE
+        };
     }
     if e.downcast_ref::<InvalidInput>().is_some() {
         eprintln!("error: {e:#}");

@@ -4,7 +4,8 @@
 use crate::commands::InvalidInput;
 use crate::exit;
 use crate::monitor::stack::{
-    self, component, BindMode, Endpoint, StackRuntime, StackSpec, GRAFANA_USER, PASSWORD_FILE,
+    self, component, BindMode, Endpoint, StackRuntime, StackSpec, AUTH_USER, GRAFANA_USER,
+    PASSWORD_FILE, PROMETHEUS_PASSWORD_FILE, PUSHGATEWAY_PASSWORD_FILE,
 };
 use crate::slurm::{self, JobState, SubmitOptions};
 use anyhow::{bail, Context};
@@ -173,11 +174,12 @@ fn up(a: &UpArgs) -> anyhow::Result<i32> {
     let dir = absolute(&a.state.state_dir)?;
     if let Some(ep) = Endpoint::read(&dir) {
         if stack::job_state(&ep.job_id) == Some(JobState::Running) {
-            println!(
+            crate::outln!(
                 "the monitoring stack already runs (job {} on {})",
-                ep.job_id, ep.node
-            );
-            print_endpoint(&ep);
+                ep.job_id,
+                ep.node
+            )?;
+            print_endpoint(&ep)?;
             return Ok(exit::OK);
         }
     }
@@ -224,12 +226,12 @@ fn up(a: &UpArgs) -> anyhow::Result<i32> {
     let mut next_check = Instant::now();
     loop {
         if let Some(ep) = Endpoint::read(&dir).filter(|e| e.job_id == job_id) {
-            println!("monitoring stack ready: job {job_id} on {}", ep.node);
-            print_endpoint(&ep);
+            crate::outln!("monitoring stack ready: job {job_id} on {}", ep.node)?;
+            print_endpoint(&ep)?;
             if ep.grafana.is_none() {
-                println!("note: Grafana is not installed on {}: this host-runtime stack has no Grafana (use --runtime apptainer for the dashboard)", ep.node);
+                crate::outln!("note: Grafana is not installed on {}: this host-runtime stack has no Grafana (use --runtime apptainer for the dashboard)", ep.node)?;
             }
-            println!("reach it from your laptop: factorybench monitor tunnel");
+            crate::outln!("reach it from your laptop: factorybench monitor tunnel")?;
             return Ok(exit::OK);
         }
         if Instant::now() >= next_check {
@@ -272,18 +274,35 @@ fn tail_file(p: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-fn print_endpoint(ep: &Endpoint) {
-    println!("  node         {} (listening on {})", ep.node, ep.address);
-    println!("  Prometheus   {}", ep.prometheus.url);
-    println!("  Pushgateway  {}", ep.pushgateway.url);
+fn print_endpoint(ep: &Endpoint) -> std::io::Result<()> {
+    crate::outln!("  node         {} (listening on {})", ep.node, ep.address)?;
+    crate::outln!(
+        "  Prometheus   {}{}",
+        ep.prometheus.url,
+        auth_note(ep, &ep.prometheus_password_file)
+    )?;
+    crate::outln!(
+        "  Pushgateway  {}{}",
+        ep.pushgateway.url,
+        auth_note(ep, &ep.pushgateway_password_file)
+    )?;
     match &ep.grafana {
-        Some(g) => println!(
+        Some(g) => crate::outln!(
             "  Grafana      {}  (user {}, password in {})",
             g.url,
             ep.grafana_user,
             ep.grafana_password_file.display()
-        ),
-        None => println!("  Grafana      not part of this stack"),
+        )?,
+        None => crate::outln!("  Grafana      not part of this stack")?,
+    }
+    Ok(())
+}
+
+/// `  (user factorybench, password in …)` when the server requires basic auth.
+fn auth_note(ep: &Endpoint, file: &Option<PathBuf>) -> String {
+    match (&ep.auth_user, file) {
+        (Some(u), Some(f)) => format!("  (user {u}, password in {})", f.display()),
+        _ => String::new(),
     }
 }
 
@@ -300,6 +319,9 @@ fn register(a: &RegisterArgs) -> anyhow::Result<i32> {
         grafana: a.grafana_port.map(|p| component(&a.address, p)),
         grafana_user: GRAFANA_USER.into(),
         grafana_password_file: dir.join(PASSWORD_FILE),
+        auth_user: Some(AUTH_USER.into()),
+        prometheus_password_file: Some(dir.join(PROMETHEUS_PASSWORD_FILE)),
+        pushgateway_password_file: Some(dir.join(PUSHGATEWAY_PASSWORD_FILE)),
         written_ns: crate::runner::clock::Clock::new().now_ns(),
     };
     let budget = Duration::from_secs_f64(a.timeout.max(1.0));
@@ -311,10 +333,10 @@ fn register(a: &RegisterArgs) -> anyhow::Result<i32> {
         let results = futures_util::future::join_all(
             checks
                 .iter()
-                .map(|(_, url)| stack::wait_http_ok(&client, url, budget)),
+                .map(|(_, url, auth)| stack::wait_http_ok(&client, url, auth.as_ref(), budget)),
         )
         .await;
-        for ((name, url), ok) in checks.iter().zip(results) {
+        for ((name, url, _), ok) in checks.iter().zip(results) {
             if ok {
                 eprintln!("factorybench-monitor: {name} answers at {url}");
             } else {
@@ -342,12 +364,12 @@ fn status(a: &StatusArgs) -> anyhow::Result<i32> {
     let dir = absolute(&a.state.state_dir)?;
     let Some(job) = known_job(&dir) else {
         if a.json {
-            println!("{}", serde_json::json!({"running": false}));
+            crate::outln!("{}", serde_json::json!({"running": false}))?;
         } else {
-            println!(
+            crate::outln!(
                 "the monitoring stack is not running (nothing in {})",
                 dir.display()
-            );
+            )?;
         }
         return Ok(exit::FAILURE);
     };
@@ -357,8 +379,13 @@ fn status(a: &StatusArgs) -> anyhow::Result<i32> {
     if let (Some(ep), Some("RUNNING")) = (&ep, state) {
         let rt = runtime()?;
         let client = http()?;
-        for (name, url) in stack::ready_urls(ep) {
-            let ok = rt.block_on(stack::wait_http_ok(&client, &url, Duration::from_millis(1)));
+        for (name, url, auth) in stack::ready_urls(ep) {
+            let ok = rt.block_on(stack::wait_http_ok(
+                &client,
+                &url,
+                auth.as_ref(),
+                Duration::from_millis(1),
+            ));
             answers.push((name, url, ok));
         }
     }
@@ -373,7 +400,7 @@ fn status(a: &StatusArgs) -> anyhow::Result<i32> {
                 )
             })
             .collect();
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "running": state == Some("RUNNING"),
@@ -383,23 +410,23 @@ fn status(a: &StatusArgs) -> anyhow::Result<i32> {
                 "endpoint": ep,
                 "components": comps,
             }))?
-        );
+        )?;
     } else {
-        println!(
+        crate::outln!(
             "monitoring job {job}: {}",
             state.unwrap_or("not in the queue (ended)")
-        );
+        )?;
         if let Some(ep) = &ep {
-            println!("  node         {} (listening on {})", ep.node, ep.address);
+            crate::outln!("  node         {} (listening on {})", ep.node, ep.address)?;
         }
         for (name, url, ok) in &answers {
-            println!(
+            crate::outln!(
                 "  {name:<12} {url}  {}",
                 if *ok { "answers" } else { "NOT answering" }
-            );
+            )?;
         }
         if ep.as_ref().is_some_and(|e| e.grafana.is_none()) {
-            println!("  Grafana      not part of this stack (host runtime without Grafana)");
+            crate::outln!("  Grafana      not part of this stack (host runtime without Grafana)")?;
         }
     }
     Ok(if ready { exit::OK } else { exit::FAILURE })
@@ -408,7 +435,7 @@ fn status(a: &StatusArgs) -> anyhow::Result<i32> {
 fn down(a: &StateArgs) -> anyhow::Result<i32> {
     let dir = absolute(&a.state_dir)?;
     let Some(job) = known_job(&dir) else {
-        println!("the monitoring stack is not running");
+        crate::outln!("the monitoring stack is not running")?;
         return Ok(exit::OK);
     };
     if stack::job_state(&job).is_some() {
@@ -419,9 +446,9 @@ fn down(a: &StateArgs) -> anyhow::Result<i32> {
         {
             std::thread::sleep(Duration::from_millis(250));
         }
-        println!("cancelled monitoring job {job}");
+        crate::outln!("cancelled monitoring job {job}")?;
     } else {
-        println!("monitoring job {job} had already ended");
+        crate::outln!("monitoring job {job} had already ended")?;
     }
     if Endpoint::read(&dir).is_some_and(|e| e.job_id == job) {
         let _ = std::fs::remove_file(dir.join(stack::ENDPOINT_FILE));
@@ -471,23 +498,33 @@ fn tunnel(a: &TunnelArgs) -> anyhow::Result<i32> {
             .context("cannot run ssh")?;
         return Ok(st.code().unwrap_or(exit::FAILURE));
     }
-    println!("# Run this on your laptop (keeps running; Ctrl-C closes the tunnel):");
-    println!("{}", cmd.join(" "));
-    println!("# Then open:");
+    crate::outln!("# Run this on your laptop (keeps running; Ctrl-C closes the tunnel):")?;
+    crate::outln!("{}", cmd.join(" "))?;
+    crate::outln!("# Then open:")?;
     match &ep.grafana {
-        Some(g) => println!(
+        Some(g) => crate::outln!(
             "Grafana:    http://localhost:{}  (user {}; password: `cat {}` on the cluster)",
             g.port,
             ep.grafana_user,
             ep.grafana_password_file.display()
-        ),
-        None => println!(
+        )?,
+        None => crate::outln!(
             "Grafana:    not part of this stack ({} runtime without Grafana on {})",
             ep.runtime.as_str(),
             ep.node
-        ),
+        )?,
     }
-    println!("Prometheus: http://localhost:{}", ep.prometheus.port);
+    crate::outln!(
+        "Prometheus: http://localhost:{}{}",
+        ep.prometheus.port,
+        match (&ep.auth_user, &ep.prometheus_password_file) {
+            (Some(u), Some(f)) => format!(
+                "  (user {u}; password: `cat {}` on the cluster)",
+                f.display()
+            ),
+            _ => String::new(),
+        }
+    )?;
     Ok(exit::OK)
 }
 

@@ -156,7 +156,7 @@ pub fn verify(a: &VerifyArgs) -> anyhow::Result<i32> {
         .map_err(|e| InvalidInput(format!("{}: {e}", a.report.display())))?;
     match integrity::verify(&bytes) {
         Ok(h) => {
-            println!("ok: {} sha256 {h}", a.report.display());
+            crate::outln!("ok: {} sha256 {h}", a.report.display())?;
             Ok(exit::OK)
         }
         Err(e @ integrity::VerifyError::NoHash) => {

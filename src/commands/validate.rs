@@ -46,17 +46,17 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<i32> {
                     services: l.plan.services.len(),
                     diagnostics: &l.warnings,
                 };
-                println!("{}", serde_json::to_string_pretty(&j)?);
+                crate::outln!("{}", serde_json::to_string_pretty(&j)?)?;
             } else {
                 eprint!("{}", l.render_warnings());
-                println!(
+                crate::outln!(
                     "{}: valid ({} service{}, {} warning{})",
                     a.recipe.display(),
                     l.plan.services.len(),
                     if l.plan.services.len() == 1 { "" } else { "s" },
                     l.warnings.len(),
                     if l.warnings.len() == 1 { "" } else { "s" }
-                );
+                )?;
             }
             Ok(exit::OK)
         }
@@ -67,7 +67,7 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<i32> {
                 services: 0,
                 diagnostics: &e.diagnostics,
             };
-            println!("{}", serde_json::to_string_pretty(&j)?);
+            crate::outln!("{}", serde_json::to_string_pretty(&j)?)?;
             Ok(exit::INVALID_INPUT)
         }
         Err(e) => Err(e.into()),
@@ -132,21 +132,21 @@ pub fn explain(a: &ExplainArgs) -> anyhow::Result<i32> {
             "services": rows,
             "total_node_hours": total,
         });
-        println!("{}", serde_json::to_string_pretty(&j)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&j)?)?;
         return Ok(exit::OK);
     }
-    println!("{}", plan.benchmark.name);
+    crate::outln!("{}", plan.benchmark.name)?;
     if !plan.benchmark.description.is_empty() {
-        println!("  {}", plan.benchmark.description);
+        crate::outln!("  {}", plan.benchmark.description)?;
     }
-    println!(
+    crate::outln!(
         "  campaign file: {}   reports: {}   logs: {}",
         plan.global.metrics_db.display(),
         plan.global.reports_dir.display(),
         plan.global.logs_dir.display()
-    );
-    println!();
-    println!(
+    )?;
+    crate::outln!()?;
+    crate::outln!(
         "{:<24} {:<12} {:<10} {:<8} {:>7} {:>12} {:>9} {:>6} {:>10}",
         "SERVICE",
         "TYPE",
@@ -157,13 +157,13 @@ pub fn explain(a: &ExplainArgs) -> anyhow::Result<i32> {
         "DURATION",
         "TASKS",
         "NODE-H"
-    );
+    )?;
     for r in &rows {
         let rate = r
             .target_rate_per_s
             .map(|v| format!("{v:.1}"))
             .unwrap_or_else(|| "unthrottled".into());
-        println!(
+        crate::outln!(
             "{:<24} {:<12} {:<10} {:<8} {:>7} {:>12} {:>8.0}s {:>6} {:>10.2}{}",
             r.name,
             r.kind,
@@ -175,13 +175,13 @@ pub fn explain(a: &ExplainArgs) -> anyhow::Result<i32> {
             r.array_tasks,
             r.node_hours,
             if r.gpu { "  (GPU)" } else { "" }
-        );
+        )?;
     }
-    println!();
-    println!(
+    crate::outln!()?;
+    crate::outln!(
         "{} service{}; at most {total:.2} node-hours if every job runs to its time limit.",
         rows.len(),
         if rows.len() == 1 { "" } else { "s" }
-    );
+    )?;
     Ok(exit::OK)
 }

@@ -97,6 +97,8 @@ pub struct PushConfig {
     pub interval: Duration,
     /// Bound on each HTTP request (push or delete).
     pub timeout: Duration,
+    /// Basic auth of the monitoring stack's Pushgateway (`None`: an open Pushgateway).
+    pub auth: Option<super::stack::BasicAuth>,
 }
 
 impl PushConfig {
@@ -109,7 +111,13 @@ impl PushConfig {
             key,
             interval,
             timeout,
+            auth: None,
         }
+    }
+
+    pub fn with_auth(mut self, auth: Option<super::stack::BasicAuth>) -> Self {
+        self.auth = auth;
+        self
     }
 
     pub fn group_url(&self) -> String {
@@ -213,6 +221,9 @@ impl Shipper {
             .http
             .request(method.clone(), self.cfg.group_url())
             .timeout(self.cfg.timeout);
+        if let Some(a) = &self.cfg.auth {
+            req = a.apply(req);
+        }
         if let Some(b) = body {
             req = req
                 .header("Content-Type", "text/plain; version=0.0.4")

@@ -74,13 +74,13 @@ impl RunMonitor {
                 None
             }
         };
-        let url = stack::discover_pushgateway(
+        let target = stack::discover_push_target(
             plan.global.pushgateway_url.as_deref(),
             &stack::default_state_dir(),
         );
-        let pusher = url.map(|url| {
+        let pusher = target.map(|t| {
             let key = GroupingKey::new(&campaign_label(plan), &svc.name, run_id);
-            let cfg = PushConfig::new(&url, key, plan.global.push_interval_s);
+            let cfg = PushConfig::new(&t.url, key, plan.global.push_interval_s).with_auth(t.auth);
             tracing::info!(
                 "[{}] live metrics to {} every {} s",
                 svc.name,

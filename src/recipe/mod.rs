@@ -46,13 +46,81 @@ pub enum LoadError {
     Invalid(#[from] Box<RecipeError>),
 }
 
+impl LoadError {
+    /// Whether the user named something that cannot be a recipe (missing file, a directory,
+    /// no permission): exit 2 like an invalid recipe. Other I/O errors are failures (exit 1).
+    pub fn is_invalid_input(&self) -> bool {
+        match self {
+            LoadError::Invalid(_) => true,
+            LoadError::Io { source, .. } => {
+                matches!(
+                    source.kind(),
+                    std::io::ErrorKind::NotFound
+                        | std::io::ErrorKind::PermissionDenied
+                        | std::io::ErrorKind::InvalidInput
+                ) || matches!(source.raw_os_error(), Some(libc::EISDIR | libc::ENOTDIR))
+            }
+        }
+    }
+}
+
+/// Largest recipe file accepted (real recipes are a few KiB).
+pub const MAX_RECIPE_BYTES: u64 = 4 << 20;
+
 /// Read and validate a recipe file.
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+    use std::io::Read as _;
+    let io = |source| LoadError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    parse_str(&text, path).map_err(|e| LoadError::Invalid(Box::new(e)))
+    };
+    let f = std::fs::File::open(path).map_err(io)?;
+    if f.metadata().map_err(io)?.is_dir() {
+        return Err(io(std::io::Error::from_raw_os_error(libc::EISDIR)));
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_RECIPE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_RECIPE_BYTES {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("larger than {MAX_RECIPE_BYTES} bytes; a recipe is a few KiB"),
+        )));
+    }
+    parse_bytes(&bytes, path).map_err(|e| LoadError::Invalid(Box::new(e)))
+}
+
+/// Validate recipe bytes: text that is not UTF-8 is refused with the offset of the first bad
+/// byte. `path` is only used in messages.
+pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Loaded, RecipeError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse_str(text, path),
+        Err(e) => {
+            let at = e.valid_up_to();
+            let valid = &bytes[..at];
+            let line = 1 + valid.iter().filter(|&&b| b == b'\n').count();
+            let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            // Column in characters of the valid prefix, as the other diagnostics count.
+            let col = 1 + String::from_utf8_lossy(&valid[line_start..])
+                .chars()
+                .count();
+            Err(RecipeError {
+                file: path.to_path_buf(),
+                source_text: String::from_utf8_lossy(bytes).into_owned(),
+                diagnostics: vec![Diagnostic {
+                    severity: Severity::Error,
+                    path: String::new(),
+                    pos: yaml::Pos { line, col },
+                    message: format!(
+                        "the recipe is not UTF-8 text: byte 0x{:02x} at byte offset {at}",
+                        bytes[at]
+                    ),
+                    help: Some("save the file as UTF-8".into()),
+                }],
+            })
+        }
+    }
 }
 
 /// Validate recipe text; `path` is only used in messages.

@@ -65,31 +65,64 @@ pub fn parse_duration_s(s: &str) -> Result<f64, String> {
     Ok(n * mult)
 }
 
-/// Parse a SLURM time limit: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`.
+/// Longest SLURM time limit a recipe may ask for (sites cap far lower; a typo such as
+/// `99999999999-00` would otherwise print trillions of node-hours).
+pub const MAX_SLURM_TIME_S: u64 = 365 * 86400;
+
+/// Parse a SLURM time limit: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`. Hours after a day
+/// count are 0-23; minutes and seconds after another field are 0-59; at most
+/// [`MAX_SLURM_TIME_S`] (365 days).
 pub fn parse_slurm_time_s(s: &str) -> Result<u64, String> {
-    let bad = || "not a SLURM time".to_string();
+    let bad = || "not a SLURM time (M, M:S, H:M:S, D-H, D-H:M or D-H:M:S)".to_string();
+    let too_long = || format!("longer than the {} days allowed", MAX_SLURM_TIME_S / 86400);
     let num = |x: &str| -> Result<u64, String> {
-        if x.is_empty() || !x.chars().all(|c| c.is_ascii_digit()) {
+        if x.is_empty() || x.len() > 12 || !x.chars().all(|c| c.is_ascii_digit()) {
             return Err(bad());
         }
         x.parse::<u64>().map_err(|_| bad())
+    };
+    let field = |x: &str, what: &str, max: u64| -> Result<u64, String> {
+        let v = num(x)?;
+        if v > max {
+            return Err(format!("{what} `{x}` is out of range (0-{max})"));
+        }
+        Ok(v)
     };
     let (days, rest) = match s.split_once('-') {
         Some((d, r)) => (Some(num(d)?), r),
         None => (None, s),
     };
     let parts: Vec<&str> = rest.split(':').collect();
-    let secs = match (days, parts.as_slice()) {
-        (None, [m]) => num(m)? * 60,
-        (None, [m, s]) => num(m)? * 60 + num(s)?,
-        (None, [h, m, s]) => num(h)? * 3600 + num(m)? * 60 + num(s)?,
-        (Some(d), [h]) => d * 86400 + num(h)? * 3600,
-        (Some(d), [h, m]) => d * 86400 + num(h)? * 3600 + num(m)? * 60,
-        (Some(d), [h, m, s]) => d * 86400 + num(h)? * 3600 + num(m)? * 60 + num(s)?,
+    let (d, h, m, sec) = match (days, parts.as_slice()) {
+        (None, [m]) => (0, 0, num(m)?, 0),
+        (None, [m, s]) => (0, 0, num(m)?, field(s, "seconds", 59)?),
+        (None, [h, m, s]) => (
+            0,
+            num(h)?,
+            field(m, "minutes", 59)?,
+            field(s, "seconds", 59)?,
+        ),
+        (Some(d), [h]) => (d, field(h, "hours", 23)?, 0, 0),
+        (Some(d), [h, m]) => (d, field(h, "hours", 23)?, field(m, "minutes", 59)?, 0),
+        (Some(d), [h, m, s]) => (
+            d,
+            field(h, "hours", 23)?,
+            field(m, "minutes", 59)?,
+            field(s, "seconds", 59)?,
+        ),
         _ => return Err(bad()),
     };
+    let secs = d
+        .checked_mul(86400)
+        .and_then(|x| x.checked_add(h.checked_mul(3600)?))
+        .and_then(|x| x.checked_add(m.checked_mul(60)?))
+        .and_then(|x| x.checked_add(sec))
+        .ok_or_else(too_long)?;
     if secs == 0 {
         return Err("time limit must be greater than 0".into());
+    }
+    if secs > MAX_SLURM_TIME_S {
+        return Err(too_long());
     }
     Ok(secs)
 }
@@ -143,5 +176,22 @@ mod tests {
         assert!(parse_slurm_time_s("1:2:3:4").is_err());
         assert!(parse_slurm_time_s("abc").is_err());
         assert!(parse_slurm_time_s("00:00:00").is_err());
+        // Issue 15: out-of-range fields and absurd lengths.
+        assert!(parse_slurm_time_s("1-25")
+            .unwrap_err()
+            .contains("hours `25`"));
+        assert!(parse_slurm_time_s("1-23:60")
+            .unwrap_err()
+            .contains("minutes"));
+        assert!(parse_slurm_time_s("10:61").unwrap_err().contains("seconds"));
+        assert!(parse_slurm_time_s("99999999999-99:99:99").is_err());
+        assert!(parse_slurm_time_s("99999999999-00:00:00")
+            .unwrap_err()
+            .contains("365 days"));
+        assert!(parse_slurm_time_s("99999999999999999999").is_err());
+        assert_eq!(parse_slurm_time_s("365-00:00:00"), Ok(MAX_SLURM_TIME_S));
+        assert!(parse_slurm_time_s("365-00:00:01").is_err());
+        assert_eq!(parse_slurm_time_s("90"), Ok(5400));
+        assert_eq!(parse_slurm_time_s("48:00:00"), Ok(48 * 3600));
     }
 }
