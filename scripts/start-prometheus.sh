@@ -22,6 +22,7 @@ if ! up "$PROM_PORT" /-/ready; then
   # The same file the monitoring job uses, with a 1 s scrape interval for tests.
   sed -e "s/__PUSHGATEWAY__/127.0.0.1:$PGW_PORT/" -e "s/__SCRAPE_INTERVAL__/1s/" \
     "$root/monitoring/prometheus.yml" >"$dir/prometheus.yml"
+  cp "$root/monitoring/alerts.yml" "$dir/alerts.yml"
   log "starting Prometheus on 127.0.0.1:$PROM_PORT"
   nohup prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
     --storage.tsdb.retention.time=1d --web.listen-address="127.0.0.1:$PROM_PORT" \
