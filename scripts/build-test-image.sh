@@ -28,6 +28,7 @@ if [ "$(podman_ image inspect --format '{{ index .Labels "org.factorybench.build
   exit 0
 fi
 
+old_id=$(podman_ image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 work=$(mktemp -d "${TMPDIR:-/tmp}/fb-image-XXXXXX")
 trap 'rm -rf -- "$work"' EXIT
 root="$work/rootfs"
@@ -117,5 +118,9 @@ podman_ import \
   --change "LABEL org.factorybench.build=$build_id" \
   --message "factorybench test image: PostgreSQL from the host's Debian package" \
   "$work/rootfs.tar" "$IMAGE" >/dev/null
+# The previous build of this name is now untagged: remove it (not other images).
+if [ -n "$old_id" ] && [ "$old_id" != "$(podman_ image inspect --format '{{.Id}}' "$IMAGE")" ]; then
+  podman_ rmi "$old_id" >/dev/null 2>&1 || true
+fi
 log "built $IMAGE (${size_mb} MiB rootfs, build $build_id)"
 echo "$IMAGE"

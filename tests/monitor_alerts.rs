@@ -59,7 +59,8 @@ fn rules_pass_promtool_check_and_unit_tests() {
         .arg(repo().join("monitoring/alerts.yml"))
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("SUCCESS: 11 rules found"), "{text}");
     assert!(!text.contains("WARNING"), "{text}");
@@ -69,7 +70,8 @@ fn rules_pass_promtool_check_and_unit_tests() {
         .arg(repo().join("monitoring/alerts.test.yml"))
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("SUCCESS"), "{text}");
 }
@@ -82,10 +84,13 @@ fn every_alert_fires_in_a_unit_test() {
     let names = alert_names();
     assert_eq!(names.len(), 9, "{names:?}");
     for name in &names {
-        let fires = lines.windows(2).any(|w| {
-            w[0] == format!("alertname: {name}") && w[1] == "exp_alerts:"
-        });
-        assert!(fires, "{name}: no unit test in alerts.test.yml expects it to fire");
+        let fires = lines
+            .windows(2)
+            .any(|w| w[0] == format!("alertname: {name}") && w[1] == "exp_alerts:");
+        assert!(
+            fires,
+            "{name}: no unit test in alerts.test.yml expects it to fire"
+        );
     }
 }
 
@@ -100,7 +105,10 @@ fn get_json(url: &str) -> serde_json::Value {
 fn wait_until(what: &str, budget_s: u64, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(budget_s);
     while !f() {
-        assert!(Instant::now() < deadline, "timed out after {budget_s} s waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {budget_s} s waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
 }
@@ -153,7 +161,9 @@ fn start_stack(dir: &Path, tmp: &Path) -> (Job, Endpoint) {
         .arg(&script)
         .env("SLURM_JOB_ID", format!("alerts{}", std::process::id()))
         .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .stderr(Stdio::from(std::fs::File::create(tmp.join("job.err")).unwrap()))
+        .stderr(Stdio::from(
+            std::fs::File::create(tmp.join("job.err")).unwrap(),
+        ))
         .spawn()
         .unwrap();
     let mut job = Job { child, log };
@@ -234,11 +244,12 @@ fn a_runner_that_dies_fires_run_stalled_in_the_monitoring_jobs_prometheus() {
     let mut firing = serde_json::Value::Null;
     wait_until("FactorybenchRunStalled to fire", 120, || {
         let alerts = get_json(&format!("{prom}/api/v1/alerts"));
-        let list = alerts["data"]["alerts"].as_array().cloned().unwrap_or_default();
+        let list = alerts["data"]["alerts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         assert!(
-            !list
-                .iter()
-                .any(|a| a["labels"]["run_id"] == "ok"),
+            !list.iter().any(|a| a["labels"]["run_id"] == "ok"),
             "an alert for the run that ended normally: {alerts}"
         );
         match list.into_iter().find(|a| {
@@ -259,6 +270,11 @@ fn a_runner_that_dies_fires_run_stalled_in_the_monitoring_jobs_prometheus() {
     assert_eq!(l["instance"], node_name().as_str());
     assert_eq!(l["campaign"], campaign.as_str());
     assert_eq!(l["service"], "pg");
-    let summary = firing["annotations"]["summary"].as_str().unwrap_or_default();
-    assert!(summary.starts_with("pg: run dead stopped pushing "), "{firing}");
+    let summary = firing["annotations"]["summary"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        summary.starts_with("pg: run dead stopped pushing "),
+        "{firing}"
+    );
 }
