@@ -43,9 +43,10 @@ pub fn statvfs_bytes(path: &Path) -> Option<(u64, u64)> {
     } else {
         st.f_bsize
     };
+    // fsblkcnt_t and c_ulong are u64 on the 64-bit Linux targets factorybench builds for.
     Some((
-        (st.f_blocks as u64).saturating_mul(frsize as u64),
-        (st.f_bavail as u64).saturating_mul(frsize as u64),
+        st.f_blocks.saturating_mul(frsize),
+        st.f_bavail.saturating_mul(frsize),
     ))
 }
 
