@@ -26,6 +26,7 @@ if ! up "$PROM_PORT" /-/ready; then
   sed -e "s/__PUSHGATEWAY__/127.0.0.1:$PGW_PORT/" -e "s/__SCRAPE_INTERVAL__/1s/" \
     -e "s|__PUSHGATEWAY_PASSWORD_FILE__|$dir/pushgateway-password|" \
     "$root/monitoring/prometheus.yml" >"$dir/prometheus.yml"
+  cp "$root/monitoring/alerts.yml" "$dir/alerts.yml"
   log "starting Prometheus on 127.0.0.1:$PROM_PORT"
   nohup prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
     --storage.tsdb.retention.time=1d --web.listen-address="127.0.0.1:$PROM_PORT" \

@@ -283,4 +283,28 @@ fn a_run_pushes_live_and_every_dashboard_query_returns_data() {
         "dashboard queries without data:\n{}",
         empty.join("\n")
     );
+
+    // Every series an alerting rule (monitoring/alerts.yml) reads was really pushed by the run
+    // (GPU series by the fixture reading), plus the Pushgateway's own push_time_seconds.
+    let alerts = factorybench::monitor::stack::ALERTS_YML;
+    let mut names: Vec<&str> = alerts
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|w| w.starts_with("factorybench_"))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names.push("push_time_seconds");
+    assert!(names.len() > 10, "{names:?}");
+    let missing: Vec<&str> = names
+        .into_iter()
+        .filter(|n| {
+            let q = format!("{{__name__=\"{n}\",campaign=\"{campaign}\"}}");
+            let v = query_range(&prom, &q, start, end);
+            v["data"]["result"].as_array().is_none_or(|r| r.is_empty())
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "alert rules read series the run never pushed: {missing:?}"
+    );
 }

@@ -206,6 +206,11 @@ impl Shipper {
             self.summary.pushes_failed as f64,
         );
         e.gauge(
+            "push_interval_seconds",
+            "Seconds between this run's pushes (global.push_interval); the FactorybenchRunStalled alert scales with it.",
+            self.cfg.interval.as_secs_f64(),
+        );
+        e.gauge(
             "last_push_time_seconds",
             "Unix time of this push.",
             std::time::SystemTime::now()
@@ -421,6 +426,7 @@ mod tests {
             "factorybench_request_errors_total{class=\"timeout\"} 1",
             "factorybench_run_status{status=\"success\"} 1",
             "factorybench_run_finished 1",
+            "factorybench_push_interval_seconds 1",
             "factorybench_node_memory_total_bytes ",
         ] {
             assert!(body.contains(name), "{name} missing:\n{body}");

@@ -2,12 +2,13 @@
 //! of the engine's snapshots and the telemetry to the Pushgateway, and at the end a final
 //! push and the deletion of the group.
 
+use super::disk::{DiskSource, PathRole};
 use super::live::LiveSource;
 use super::push::{FinalState, GroupingKey, PushConfig, PushSummary, Pusher};
 use super::snapshot::SnapshotSource;
 use super::stack;
 use super::telemetry::{SampleSink, Telemetry, TelemetryData};
-use crate::recipe::{Plan, Service};
+use crate::recipe::{Plan, Service, Workload};
 use crate::runner::client::RunMetric;
 use crate::runner::clock::Clock;
 use std::collections::HashSet;
@@ -38,6 +39,23 @@ pub fn campaign_label(plan: &Plan) -> String {
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| plan.benchmark.name.clone())
+}
+
+/// The filesystems this run writes to: the campaign file's directory and, for a storage
+/// benchmark, its `base_path`.
+fn disk_source(plan: &Plan, svc: &Service) -> DiskSource {
+    let mut paths = vec![(
+        PathRole::Campaign,
+        plan.global
+            .metrics_db
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default(),
+    )];
+    if let Workload::FileStorage(w) = &svc.workload {
+        paths.push((PathRole::BasePath, w.base_path.clone()));
+    }
+    DiskSource::new(paths)
 }
 
 /// What the end of monitoring produced.
@@ -91,6 +109,7 @@ impl RunMonitor {
             if let Some(t) = &telemetry {
                 sources.push(t.view());
             }
+            sources.push(Arc::new(disk_source(plan, svc)));
             Pusher::start(cfg, sources)
         });
         RunMonitor {

@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! config/prometheus.yml                      monitoring/prometheus.yml (placeholders filled on the node)
+//! config/alerts.yml                          monitoring/alerts.yml (alerting rules, next to the config)
 //! config/grafana/provisioning/...            datasource (uid factorybench-prometheus, 0600: it holds
 //!                                            the Prometheus password) + dashboard provider
 //! config/grafana/dashboards/factorybench.json
@@ -31,6 +32,8 @@ use std::time::Duration;
 
 pub const TEMPLATE: &str = include_str!("../../templates/slurm/monitor.sbatch.j2");
 const PROMETHEUS_YML: &str = include_str!("../../monitoring/prometheus.yml");
+/// The alerting rules Prometheus loads (`rule_files: [alerts.yml]`, beside its config).
+pub const ALERTS_YML: &str = include_str!("../../monitoring/alerts.yml");
 const GRAFANA_DATASOURCE: &str =
     include_str!("../../monitoring/grafana/provisioning/datasources/prometheus.yml");
 const GRAFANA_DASHBOARD_PROVIDER: &str =
@@ -319,6 +322,7 @@ impl StackSpec {
         fs::set_permissions(d, fs::Permissions::from_mode(0o700)).map_err(io_err(d))?;
         for (rel, text) in [
             ("config/prometheus.yml", PROMETHEUS_YML),
+            ("config/alerts.yml", ALERTS_YML),
             (
                 "config/grafana/provisioning/dashboards/factorybench.yml",
                 GRAFANA_DASHBOARD_PROVIDER,
@@ -737,6 +741,10 @@ mod tests {
         assert!(dir
             .join("config/grafana/dashboards/factorybench.json")
             .exists());
+        assert_eq!(
+            fs::read_to_string(dir.join("config/alerts.yml")).unwrap(),
+            ALERTS_YML
+        );
         // The generated password never appears in the script.
         assert!(!fs::read_to_string(&script).unwrap().contains(&first));
         // Prometheus and Pushgateway credentials: private files, bcrypt in the web configs,
