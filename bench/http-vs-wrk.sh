@@ -32,7 +32,7 @@ for round in $(seq "$ROUNDS"); do
     OHA_RPS="$(awk '/Requests\/sec:/ {print $2}' "$WORK/oha.txt")"
   fi
   rm -f "$WORK/http.db"
-  "$FB" run "$R" --json --no-progress > "$WORK/fb.json" || true
+  "$FB" run "$R" --json --no-progress > "$WORK/fb.json" 2> "$WORK/fb.err" || true
   FB_RPS="$(json "$WORK/fb.json" "j['runs'][0]['achieved_rps']")"
   ERRS="$(json "$WORK/fb.json" "j['runs'][0]['errors']")"
   ROWS="$(sqlite3 "$WORK/http.db" 'select count(*) from requests')"

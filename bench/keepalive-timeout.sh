@@ -17,7 +17,7 @@ R="$(recipe ka "  - service_name: ka
     duration: $DUR
     timeout: $TIMEOUT
 ")"
-"$FB" run "$R" --json --no-progress > "$WORK/ka.json" || true
+"$FB" run "$R" --json --no-progress > "$WORK/ka.json" 2> "$WORK/ka.err" || true
 printf 'open loop (poisson) %s req/s, %s clients, %s s against nginx keepalive_timeout %s\n' \
   "$RATE" "$CLIENTS" "$DUR" "${NGINX_KEEPALIVE_TIMEOUT:-1s}"
 printf '  requests %s, errors %s, achieved %.0f req/s\n' \

@@ -19,7 +19,7 @@ for rate in $RATES; do
     warmup: 1
 ")"
   t0=$(date +%s.%N)
-  "$FB" run "$R" --json --no-progress > "$WORK/ol$rate.json" || true
+  "$FB" run "$R" --json --no-progress > "$WORK/ol$rate.json" 2> "$WORK/ol$rate.err" || true
   WALL="$(python3 -c "import time; print('%.1f' % (time.time() - $t0))")"
   A="$(json "$WORK/ol$rate.json" "j['runs'][0]['achieved_rps']")"
   L="$(json "$WORK/ol$rate.json" "j['runs'][0]['schedule_lag_p99_ms']")"
