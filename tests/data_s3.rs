@@ -261,7 +261,10 @@ async fn strict_sigv4_server_accepts_every_request() {
     };
     let url = env["FB_TEST_S3S_URL"].clone();
     let port = url.rsplit(':').next().unwrap().to_string();
-    let filer = env["FB_TEST_S3S_FILER_URL"].clone();
+    let filer = env
+        .get("FB_TEST_S3S_FILER_URL")
+        .cloned()
+        .expect("s3s.env without FB_TEST_S3S_FILER_URL comes from an older scripts/start-s3s.sh: rerun scripts/test-env.sh");
     for (addressing, endpoint) in [
         ("path", url.clone()),
         ("virtual_host", format!("http://localhost:{port}")),
