@@ -296,6 +296,7 @@ impl Client for HttpClient {
             if t.https {
                 let c = reqwest::Client::builder()
                     .pool_max_idle_per_host(1)
+                    .pool_idle_timeout(super::util::POOL_IDLE_TIMEOUT)
                     .build()
                     .map_err(|e| bad(format!("TLS client: {e}")))?;
                 return Ok(Box::new(HttpsWorker { t, c }) as Box<dyn Worker>);
