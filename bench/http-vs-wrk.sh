@@ -1,25 +1,47 @@
 #!/usr/bin/env bash
-# HTTP: factorybench closed loop (recording every request in SQLite) vs wrk, same loopback
-# server (fb-testserver), same number of connections. Prints the ratio of req/s (goal ≥ 0.9).
-# CONNS (default 16), DUR seconds (default 10).
+# HTTP: factorybench closed loop (recording every request in SQLite) vs wrk, and vs oha when it
+# is installed (bench/install-oha.sh; skipped otherwise), same server, same number of
+# connections, in alternating rounds. Prints req/s and the ratios (goal: factorybench/wrk ≥ 0.9),
+# with the median over rounds.
+# TARGET: nginx (default: Debian nginx-light, one worker, `return 200`) or testserver
+# (fb-testserver). CONNS (default 16), DUR seconds (default 10), ROUNDS (default 1; 3 on a quiet
+# machine).
 source "$(dirname "$0")/lib-runner.sh"
 need wrk wrk
-CONNS="${CONNS:-16}"; DUR="${DUR:-10}"
-start_server
-wrk -t2 -c"$CONNS" -d"${DUR}s" "http://127.0.0.1:$PORT/" > "$WORK/wrk.txt"
-WRK_RPS="$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")"
+CONNS="${CONNS:-16}"; DUR="${DUR:-10}"; ROUNDS="${ROUNDS:-1}"
+start_target
+URL="http://127.0.0.1:$PORT/"
+if [ -z "$OHA" ]; then echo "oha not installed (bench/install-oha.sh): skipped" >&2; fi
 R="$(recipe http "  - service_name: http
     service_type: http
-    url: http://127.0.0.1:$PORT/
+    url: $URL
     arrival: closed
     client_count: $CONNS
     requests_per_second: 0
     duration: $DUR
 ")"
-"$FB" run "$R" --json --no-progress > "$WORK/fb.json" || true
-FB_RPS="$(json "$WORK/fb.json" "j['runs'][0]['achieved_rps']")"
-ROWS="$(sqlite3 "$WORK/http.db" 'select count(*) from requests')"
-printf 'http closed loop, %s connections, %s s\n' "$CONNS" "$DUR"
-printf '  wrk:          %10.0f req/s\n' "$WRK_RPS"
-printf '  factorybench: %10.0f req/s (%s rows recorded)\n' "$FB_RPS" "$ROWS"
-python3 -c "print('  ratio factorybench/wrk: %.3f' % ($FB_RPS / $WRK_RPS))"
+printf 'http closed loop against %s, %s connections, %s s, %s round(s)\n' "${TARGET:-nginx}" "$CONNS" "$DUR" "$ROUNDS"
+printf '%6s %12s %12s %14s %10s %10s %10s\n' round wrk oha factorybench fb/wrk fb/oha oha/wrk
+FW=(); FO=(); OW=()
+for round in $(seq "$ROUNDS"); do
+  wrk -t2 -c"$CONNS" -d"${DUR}s" "$URL" > "$WORK/wrk.txt"
+  WRK_RPS="$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")"
+  OHA_RPS=""
+  if [ -n "$OHA" ]; then
+    "$OHA" -z "${DUR}s" -c "$CONNS" --no-tui "$URL" > "$WORK/oha.txt"
+    OHA_RPS="$(awk '/Requests\/sec:/ {print $2}' "$WORK/oha.txt")"
+  fi
+  rm -f "$WORK/http.db"
+  "$FB" run "$R" --json --no-progress > "$WORK/fb.json" 2> "$WORK/fb.err" || true
+  FB_RPS="$(json "$WORK/fb.json" "j['runs'][0]['achieved_rps']")"
+  ERRS="$(json "$WORK/fb.json" "j['runs'][0]['errors']")"
+  ROWS="$(sqlite3 "$WORK/http.db" 'select count(*) from requests')"
+  [ "$ERRS" = 0 ] || echo "  factorybench recorded $ERRS errors in round $round" >&2
+  [ "$ROWS" -gt 0 ] || { echo "  factorybench recorded no rows" >&2; exit 1; }
+  line="$(python3 -c "
+w, o, f = $WRK_RPS, float('${OHA_RPS:-nan}'), $FB_RPS
+print('%6d %12.0f %12.0f %14.0f %10.3f %10.3f %10.3f' % ($round, w, o, f, f / w, f / o, o / w))")"
+  echo "$line"
+  FW+=("$(awk '{print $5}' <<<"$line")"); FO+=("$(awk '{print $6}' <<<"$line")"); OW+=("$(awk '{print $7}' <<<"$line")")
+done
+printf '%6s %12s %12s %14s %10.3f %10.3f %10.3f\n' median '' '' '' "$(median "${FW[@]}")" "$(median "${FO[@]}")" "$(median "${OW[@]}")"

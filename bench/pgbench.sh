@@ -5,7 +5,7 @@
 #   pgbench: custom scripts weighted with @70/@10/@15/@5, -M prepared, ids random(1, ROWS)
 #   factorybench: service_type database with the same operation_mix (insert via unnest, batch 1)
 # Prints both TPS and the ratio (goal >= 0.9), then per-kind throughput of the S3 (moto, and
-# s3s-fs when running) and ChromaDB clients (no peer tool: figures only, with recall@k for ChromaDB).
+# the strict SeaweedFS server when running) and ChromaDB clients (no peer tool: figures only, with recall@k for ChromaDB).
 # Needs the servers of scripts/test-env.sh (postgres, s3, chroma) and a release build:
 #   CARGO_TARGET_DIR=/work/target-release cargo build --release
 # Usage: bench/pgbench.sh [CLIENTS=8] [SECONDS=20] [ROWS=100000] [REPEAT=3]
@@ -137,7 +137,7 @@ Y
     warmup: 2
     duration: $T
 Y
-  # s3s-fs (scripts/start-s3s.sh) verifies every signature: the same 4 KiB mix against it.
+  # SeaweedFS (scripts/start-s3s.sh) checks every signature: the same 4 KiB mix against it.
   if [ -s "$STATE/s3s.env" ]; then
     set -a; . "$STATE/s3s.env"; set +a
     s3_service s3s-small FB_TEST_S3S '{put: 0.3, get: 0.6, list: 0.05, delete: 0.05}' '{"4KB": 1}'

@@ -1,11 +1,13 @@
 //! A tiny loopback HTTP/1.1 server for tests and benchmarks (not part of the product).
 //!
 //! `fb-testserver [--port P] [--status CODE] [--body-bytes N] [--delay-ms MS]
-//!                [--stall-after N --stall-ms MS]`
+//!                [--stall-after N --stall-ms MS] [--idle-close-ms MS]`
 //! Binds 127.0.0.1 only, prints `port=<P>` on stdout, then serves keep-alive connections, one
 //! thread per connection. `--stall-after N --stall-ms MS` makes the server stop answering for
 //! MS milliseconds once, after N requests (all connections wait), for the
-//! coordinated-omission demo.
+//! coordinated-omission demo. `--idle-close-ms MS` closes a kept-alive connection on which no
+//! new request starts within MS milliseconds of the last response, as nginx's
+//! `keepalive_timeout` and uvicorn's `--timeout-keep-alive` do.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -19,6 +21,7 @@ struct Cfg {
     delay: Duration,
     stall_after: Option<u64>,
     stall: Duration,
+    idle_close: Option<Duration>,
 }
 
 struct Stall {
@@ -34,6 +37,7 @@ fn main() {
         delay: Duration::ZERO,
         stall_after: None,
         stall: Duration::ZERO,
+        idle_close: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -52,6 +56,7 @@ fn main() {
             "--delay-ms" => cfg.delay = Duration::from_millis(num(v())),
             "--stall-after" => cfg.stall_after = Some(num(v())),
             "--stall-ms" => cfg.stall = Duration::from_millis(num(v())),
+            "--idle-close-ms" => cfg.idle_close = Some(Duration::from_millis(num(v()).max(1))),
             other => {
                 eprintln!("fb-testserver: unknown argument `{other}`");
                 std::process::exit(2)
@@ -92,10 +97,28 @@ fn serve(s: TcpStream, cfg: &Cfg, count: &AtomicU64, stall: &Stall) -> std::io::
         // Request line and headers.
         let mut content_length = 0usize;
         let mut first = true;
+        // Idle between requests: wait at most `idle_close` for the next one to start.
+        r.get_ref().set_read_timeout(cfg.idle_close)?;
         loop {
             line.clear();
-            if r.read_line(&mut line)? == 0 {
-                return Ok(());
+            match r.read_line(&mut line) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e)
+                    if first
+                        && line.is_empty()
+                        && matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                {
+                    // Keep-alive timeout: close the idle connection (FIN, as nginx does).
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+            if first {
+                r.get_ref().set_read_timeout(None)?;
             }
             if line == "\r\n" || line == "\n" {
                 if first {

@@ -1,7 +1,10 @@
 //! `http`: a generic HTTP endpoint (method, URL, headers, body, expected status).
 //!
 //! Plain `http://`: one hyper HTTP/1.1 connection per worker, kept alive and reopened when the
-//! server closes it (the reopen is inside the timed request). `https://`: one reqwest client
+//! server closes it (the reopen is inside the timed request). A request that finds its kept
+//! connection closed by the server (idle keep-alive timeout) goes out once more on a new
+//! connection, as HTTP clients do: when the connection never took it, or when it is idempotent
+//! and the close cut it off before any response. `https://`: one reqwest client
 //! (rustls) per worker with a one-connection pool. The first byte is the arrival of the
 //! response head; the body is read to the end and counted.
 
@@ -143,35 +146,67 @@ fn classify_io(e: &std::io::Error) -> ErrorClass {
 /// connection task: one fewer task wake-up per request on the hot path).
 type ConnFut = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
 
-/// The connection future and whether it has finished (a finished future is not polled again).
+/// The connection future while it runs; `None` once it has finished.
+///
+/// A finished connection future is dropped at once. It owns hyper's dispatcher, and with it the
+/// queue of requests handed to `SendRequest`: dropping it answers a request still queued there
+/// with a cancel error that gives the request back (see [`HttpWorker::request`]). Kept alive
+/// instead, a request queued on a connection that the server had closed while it sat idle
+/// waited for an answer that could never come, until the run's timeout (issue #16).
 struct ConnState {
-    fut: ConnFut,
-    done: bool,
+    fut: Option<ConnFut>,
+    /// Why the connection failed, for the messages of the requests it fails.
+    error: Option<String>,
+}
+
+impl ConnState {
+    /// Poll an idle connection once, without waiting. Nothing else polls it between requests,
+    /// so a close the server made meanwhile (a keep-alive timeout: nginx `keepalive_timeout`,
+    /// uvicorn `--timeout-keep-alive`) is found here, before a request is queued on it.
+    async fn still_open(&mut self) -> bool {
+        let Some(fut) = self.fut.as_mut() else {
+            return false;
+        };
+        let finished =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx).is_ready()))
+                .await;
+        if finished {
+            self.fut = None;
+        }
+        !finished
+    }
+
+    fn context(&self) -> String {
+        self.error
+            .as_deref()
+            .map(|e| format!(" (connection error: {e})"))
+            .unwrap_or_default()
+    }
 }
 
 type Conn = (SendRequest<Full<Bytes>>, ConnState);
 
-/// Await `f` while driving the connection; `Err` when the connection failed first.
+/// Await `f` while driving the connection.
 ///
-/// A connection that ends cleanly (a server that closes after each response, as HTTP/1.0 and
-/// `Connection: close` do) may finish in the same poll that delivered the response: what it
-/// delivered is already in the channel, so `f` is then awaited alone and resolves from it, or
-/// fails by itself when nothing came.
-async fn drive<F: Future>(conn: &mut ConnState, f: F) -> Result<F::Output, String> {
+/// When the connection finishes first (a server that closes after each response, as HTTP/1.0
+/// and `Connection: close` do, or a failed connection), it is dropped and `f` is awaited alone:
+/// what the connection delivered is already in its channel, and whatever it left unanswered is
+/// failed by the drop, so `f` resolves at once either way.
+async fn drive<F: Future>(conn: &mut ConnState, f: F) -> F::Output {
     tokio::pin!(f);
-    if !conn.done {
+    if let Some(fut) = conn.fut.as_mut() {
         tokio::select! {
             biased;
-            r = &mut f => return Ok(r),
-            c = conn.fut.as_mut() => {
-                conn.done = true;
+            r = &mut f => return r,
+            c = fut.as_mut() => {
+                conn.fut = None;
                 if let Err(e) = c {
-                    return Err(format!("connection error: {e}"));
+                    conn.error = Some(e.to_string());
                 }
             }
         }
     }
-    Ok(f.await)
+    f.await
 }
 
 async fn open_conn(t: &Target) -> Result<Conn, (ErrorClass, String)> {
@@ -185,10 +220,45 @@ async fn open_conn(t: &Target) -> Result<Conn, (ErrorClass, String)> {
     Ok((
         sender,
         ConnState {
-            fut: Box::pin(conn),
-            done: false,
+            fut: Some(Box::pin(conn)),
+            error: None,
         },
     ))
+}
+
+/// The connection ended before any part of a response: on a kept-alive connection, the
+/// server closed it while the request went out (the keep-alive race that HTTP clients retry
+/// for idempotent requests, RFC 9110 section 9.2.2).
+fn closed_before_response(e: &hyper::Error) -> bool {
+    use std::io::ErrorKind::*;
+    if e.is_incomplete_message() || e.is_canceled() {
+        return true;
+    }
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            );
+        }
+        src = s.source();
+    }
+    false
+}
+
+fn build_request(t: &Target) -> Result<Request<Full<Bytes>>, String> {
+    let mut req = Request::builder()
+        .method(t.method.clone())
+        .uri(t.path_and_query.as_str());
+    if let Some(h) = req.headers_mut() {
+        h.insert(HOST, t.host_header.clone());
+        for (k, v) in &t.headers {
+            h.append(k.clone(), v.clone());
+        }
+    }
+    req.body(Full::new(t.body.clone()))
+        .map_err(|e| e.to_string())
 }
 
 fn status_outcome(t: &Target, mut o: Outcome, status: u16) -> Outcome {
@@ -226,6 +296,7 @@ impl Client for HttpClient {
             if t.https {
                 let c = reqwest::Client::builder()
                     .pool_max_idle_per_host(1)
+                    .pool_idle_timeout(super::util::POOL_IDLE_TIMEOUT)
                     .build()
                     .map_err(|e| bad(format!("TLS client: {e}")))?;
                 return Ok(Box::new(HttpsWorker { t, c }) as Box<dyn Worker>);
@@ -255,62 +326,88 @@ impl Worker for HttpWorker {
         Box::pin(async move {
             let t = &self.t;
             let op = t.op;
-            let (mut sender, mut conn) = match self.conn.take() {
-                Some(c) if !c.0.is_closed() && !c.1.done => c,
-                _ => match open_conn(t).await {
-                    Ok(c) => c,
-                    Err((class, m)) => return Outcome::err(op, class, m),
-                },
-            };
-            if !matches!(drive(&mut conn, sender.ready()).await, Ok(Ok(()))) {
-                // The server closed the kept-alive connection: reopen (inside the timing).
-                (sender, conn) = match open_conn(t).await {
-                    Ok(c) => c,
-                    Err((class, m)) => return Outcome::err(op, class, m),
-                };
-            }
-            let mut req = Request::builder()
-                .method(t.method.clone())
-                .uri(t.path_and_query.as_str());
-            if let Some(h) = req.headers_mut() {
-                h.insert(HOST, t.host_header.clone());
-                for (k, v) in &t.headers {
-                    h.append(k.clone(), v.clone());
-                }
-            }
-            let req = match req.body(Full::new(t.body.clone())) {
+            let mut req = match build_request(t) {
                 Ok(r) => r,
-                Err(e) => return Outcome::err(op, ErrorClass::Other, e.to_string()),
+                Err(e) => return Outcome::err(op, ErrorClass::Other, e),
+            };
+            let mut retried = false;
+            // At most two tries: a second, on a new connection, only when a kept-alive
+            // connection turned out closed by the server (reopened inside the timing).
+            let (resp, sender, mut conn) = loop {
+                let kept = match self.conn.take() {
+                    Some((s, mut c)) if !s.is_closed() => c.still_open().await.then_some((s, c)),
+                    _ => None,
+                };
+                let (mut sender, mut conn, reused) = match kept {
+                    Some((s, c)) => (s, c, true),
+                    None => match open_conn(t).await {
+                        Ok((s, c)) => (s, c, false),
+                        Err((class, m)) => return Outcome::err(op, class, m),
+                    },
+                };
+                if drive(&mut conn, sender.ready()).await.is_err() {
+                    if reused && !retried {
+                        retried = true;
+                        continue;
+                    }
+                    return Outcome::err(
+                        op,
+                        ErrorClass::Io,
+                        format!(
+                            "{} {}: connection closed{}",
+                            t.method,
+                            t.uri,
+                            conn.context()
+                        ),
+                    );
+                }
+                match drive(&mut conn, sender.try_send_request(req)).await {
+                    Ok(r) => break (r, sender, conn),
+                    Err(mut e) => {
+                        let unsent = e.take_message();
+                        let err = e.into_error();
+                        // Retried: a request the connection never took (it was closed before
+                        // writing it), and an idempotent one that the server's close of a kept
+                        // connection cut off before any response.
+                        let again = reused
+                            && !retried
+                            && (unsent.is_some()
+                                || (t.method.is_idempotent() && closed_before_response(&err)));
+                        if again {
+                            retried = true;
+                            req = match unsent {
+                                Some(r) => r,
+                                None => match build_request(t) {
+                                    Ok(r) => r,
+                                    Err(e) => return Outcome::err(op, ErrorClass::Other, e),
+                                },
+                            };
+                            continue;
+                        }
+                        let class = if err.is_incomplete_message()
+                            || err.is_closed()
+                            || err.is_canceled()
+                        {
+                            ErrorClass::Io
+                        } else {
+                            ErrorClass::Protocol
+                        };
+                        return Outcome::err(
+                            op,
+                            class,
+                            format!("{} {}: {err}{}", t.method, t.uri, conn.context()),
+                        );
+                    }
+                }
             };
             let mut o = Outcome::ok(op);
             o.bytes_sent = t.body.len() as u64;
             o.size_bytes = t.body.len() as u64;
-            let resp = match drive(&mut conn, sender.send_request(req)).await {
-                Err(m) => {
-                    return Outcome::err(op, ErrorClass::Io, format!("{} {}: {m}", t.method, t.uri))
-                }
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => {
-                    let class = if e.is_incomplete_message() || e.is_closed() {
-                        ErrorClass::Io
-                    } else {
-                        ErrorClass::Protocol
-                    };
-                    return Outcome::err(op, class, format!("{} {}: {e}", t.method, t.uri));
-                }
-            };
             ctx.mark_first_byte();
             let status = resp.status().as_u16();
             let mut body = resp.into_body();
             let mut n = 0u64;
-            loop {
-                let frame = match drive(&mut conn, body.frame()).await {
-                    Ok(Some(f)) => f,
-                    Ok(None) => break,
-                    Err(m) => {
-                        return Outcome::err(op, ErrorClass::Io, format!("reading body: {m}"));
-                    }
-                };
+            while let Some(frame) = drive(&mut conn, body.frame()).await {
                 match frame {
                     Ok(f) => {
                         if let Some(d) = f.data_ref() {
@@ -318,12 +415,16 @@ impl Worker for HttpWorker {
                         }
                     }
                     Err(e) => {
-                        return Outcome::err(op, ErrorClass::Io, format!("reading body: {e}"));
+                        return Outcome::err(
+                            op,
+                            ErrorClass::Io,
+                            format!("reading body: {e}{}", conn.context()),
+                        );
                     }
                 }
             }
             o.bytes_received = n;
-            if !conn.done {
+            if conn.fut.is_some() {
                 self.conn = Some((sender, conn));
             }
             status_outcome(t, o, status)

@@ -43,11 +43,6 @@ const PAYLOAD_POOL: usize = 256;
 
 pub struct PostgresClient {
     wl: DatabaseWorkload,
-    /// The resolved endpoint's host and port.
-    host: String,
-    port: u16,
-    password: Option<String>,
-    timeout_s: f64,
     seed: u64,
     shared: Arc<Shared>,
 }
@@ -56,6 +51,8 @@ struct Shared {
     /// Highest id that may exist (seed rows + inserted rows).
     max_id: AtomicI64,
     payloads: Vec<String>,
+    /// How to open a session (workers reopen theirs when the server ends it).
+    config: tokio_postgres::Config,
 }
 
 impl PostgresClient {
@@ -74,42 +71,23 @@ impl PostgresClient {
             .collect();
         Ok(PostgresClient {
             wl: wl.clone(),
-            host: svc.endpoint.host.clone(),
-            port: svc.endpoint.port.unwrap_or(5432),
-            password,
-            timeout_s: svc.load.timeout_s,
             seed: svc.load.seed,
             shared: Arc::new(Shared {
                 max_id: AtomicI64::new(wl.seed_rows as i64),
                 payloads,
+                config: config(
+                    wl,
+                    &svc.endpoint.host,
+                    svc.endpoint.port.unwrap_or(5432),
+                    password.as_deref(),
+                    svc.load.timeout_s,
+                ),
             }),
         })
     }
 
-    fn config(&self) -> tokio_postgres::Config {
-        let mut c = tokio_postgres::Config::new();
-        c.host(&self.host)
-            .port(self.port)
-            .dbname(&self.wl.database)
-            .user(&self.wl.user)
-            .application_name("factorybench")
-            .connect_timeout(Duration::from_secs_f64(self.timeout_s.clamp(0.1, 30.0)));
-        if let Some(p) = &self.password {
-            c.password(p);
-        }
-        c
-    }
-
     async fn open(&self, stage: &'static str) -> Result<PgClient, ClientError> {
-        let (client, conn) = self
-            .config()
-            .connect(NoTls)
-            .await
-            .map_err(|e| setup_error(stage, self, &e))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(client)
+        open(&self.shared.config, &self.wl, stage).await
     }
 
     fn table(&self) -> &str {
@@ -118,10 +96,102 @@ impl PostgresClient {
     }
 }
 
+fn config(
+    wl: &DatabaseWorkload,
+    host: &str,
+    port: u16,
+    password: Option<&str>,
+    timeout_s: f64,
+) -> tokio_postgres::Config {
+    let mut c = tokio_postgres::Config::new();
+    c.host(host)
+        .port(port)
+        .dbname(&wl.database)
+        .user(&wl.user)
+        .application_name("factorybench")
+        .connect_timeout(Duration::from_secs_f64(timeout_s.clamp(0.1, 30.0)));
+    if let Some(p) = password {
+        c.password(p);
+    }
+    c
+}
+
+async fn open(
+    config: &tokio_postgres::Config,
+    wl: &DatabaseWorkload,
+    stage: &'static str,
+) -> Result<PgClient, ClientError> {
+    let (client, conn) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| setup_error(stage, wl, config, &e))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// A worker's session with its four statements prepared.
+struct Session {
+    c: PgClient,
+    select: Statement,
+    insert: Statement,
+    update: Statement,
+    delete: Statement,
+}
+
+async fn open_session(
+    config: &tokio_postgres::Config,
+    wl: &DatabaseWorkload,
+    stage: &'static str,
+) -> Result<Session, ClientError> {
+    let c = open(config, wl, stage).await?;
+    let t = &wl.table_name;
+    let err = |e: tokio_postgres::Error| setup_error(stage, wl, config, &e);
+    let select = c
+        .prepare(&format!(
+            "SELECT id, k, payload, updated_at FROM \"{t}\" WHERE id = $1"
+        ))
+        .await
+        .map_err(err)?;
+    let insert = c
+        .prepare(&format!(
+            "INSERT INTO \"{t}\" (k, payload) SELECT * FROM unnest($1::int4[], $2::text[])"
+        ))
+        .await
+        .map_err(err)?;
+    let update = c
+        .prepare(&format!(
+            "UPDATE \"{t}\" SET k = $2, payload = $3, updated_at = now() WHERE id = $1"
+        ))
+        .await
+        .map_err(err)?;
+    let delete = c
+        .prepare(&format!("DELETE FROM \"{t}\" WHERE id = $1"))
+        .await
+        .map_err(err)?;
+    Ok(Session {
+        c,
+        select,
+        insert,
+        update,
+        delete,
+    })
+}
+
 /// The classified error of a connection or setup statement.
-fn setup_error(stage: &'static str, pg: &PostgresClient, e: &tokio_postgres::Error) -> ClientError {
-    let (wl, host, port) = (&pg.wl, &pg.host, pg.port);
+fn setup_error(
+    stage: &'static str,
+    wl: &DatabaseWorkload,
+    cfg: &tokio_postgres::Config,
+    e: &tokio_postgres::Error,
+) -> ClientError {
     let class = class_of(e);
+    let host = match cfg.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => String::new(),
+    };
+    let port = cfg.get_ports().first().copied().unwrap_or(5432);
     let target = format!("postgresql://{}@{}:{}/{}", wl.user, host, port, wl.database);
     let msg = match e.as_db_error() {
         Some(db) if class == ErrorClass::Auth => format!(
@@ -192,7 +262,8 @@ impl Client for PostgresClient {
         Box::pin(async move {
             let c = self.open("setup").await?;
             let t = self.table();
-            let err = |e: tokio_postgres::Error| setup_error("setup", self, &e);
+            let err =
+                |e: tokio_postgres::Error| setup_error("setup", &self.wl, &self.shared.config, &e);
             let cols: Vec<(String, String)> = c
                 .query(
                     "SELECT column_name::text, data_type::text FROM information_schema.columns \
@@ -260,37 +331,9 @@ impl Client for PostgresClient {
 
     fn connect(&self, worker: u32) -> BoxFuture<'_, Result<Box<dyn Worker>, ClientError>> {
         Box::pin(async move {
-            let c = self.open("connect").await?;
-            let t = self.table();
-            let err = |e: tokio_postgres::Error| setup_error("connect", self, &e);
-            let select = c
-                .prepare(&format!(
-                    "SELECT id, k, payload, updated_at FROM \"{t}\" WHERE id = $1"
-                ))
-                .await
-                .map_err(err)?;
-            let insert = c
-                .prepare(&format!(
-                    "INSERT INTO \"{t}\" (k, payload) SELECT * FROM unnest($1::int4[], $2::text[])"
-                ))
-                .await
-                .map_err(err)?;
-            let update = c
-                .prepare(&format!(
-                    "UPDATE \"{t}\" SET k = $2, payload = $3, updated_at = now() WHERE id = $1"
-                ))
-                .await
-                .map_err(err)?;
-            let delete = c
-                .prepare(&format!("DELETE FROM \"{t}\" WHERE id = $1"))
-                .await
-                .map_err(err)?;
+            let s = open_session(&self.shared.config, &self.wl, "connect").await?;
             Ok(Box::new(PgWorker {
-                c,
-                select,
-                insert,
-                update,
-                delete,
+                s,
                 wl: self.wl.clone(),
                 shared: self.shared.clone(),
                 _seed: self.seed ^ worker as u64,
@@ -304,7 +347,7 @@ impl Client for PostgresClient {
                 let c = self.open("teardown").await?;
                 c.batch_execute(&format!("DROP TABLE IF EXISTS \"{}\"", self.table()))
                     .await
-                    .map_err(|e| setup_error("teardown", self, &e))?;
+                    .map_err(|e| setup_error("teardown", &self.wl, &self.shared.config, &e))?;
             }
             Ok(Vec::new())
         })
@@ -312,11 +355,7 @@ impl Client for PostgresClient {
 }
 
 struct PgWorker {
-    c: PgClient,
-    select: Statement,
-    insert: Statement,
-    update: Statement,
-    delete: Statement,
+    s: Session,
     wl: DatabaseWorkload,
     shared: Arc<Shared>,
     _seed: u64,
@@ -347,10 +386,19 @@ impl Worker for PgWorker {
         Box::pin(async move {
             let op = self.wl.mix.pick(ctx.rng.next_f64());
             let name = op_name(op);
+            if self.s.c.is_closed() {
+                // The server ended this session (idle_session_timeout, a pooler's idle
+                // timeout, pg_terminate_backend, a restart): open a new one inside the
+                // timing, as a connection pool does, rather than failing every later request.
+                match open_session(&self.shared.config, &self.wl, "reconnect").await {
+                    Ok(s) => self.s = s,
+                    Err(e) => return Outcome::err(name, e.class, e.message),
+                }
+            }
             let res: Result<u64, tokio_postgres::Error> = match op {
                 DbOp::Select => {
                     let id = self.pick_id(ctx.rng);
-                    match self.c.query(&self.select, &[&id]).await {
+                    match self.s.c.query(&self.s.select, &[&id]).await {
                         Ok(rows) => {
                             ctx.mark_first_byte();
                             Ok(rows
@@ -369,7 +417,7 @@ impl Worker for PgWorker {
                         ks.push(ctx.rng.below(1_000_000) as i32);
                         ps.push(self.payload(ctx.rng));
                     }
-                    let r = self.c.execute(&self.insert, &[&ks, &ps]).await;
+                    let r = self.s.c.execute(&self.s.insert, &[&ks, &ps]).await;
                     if let Ok(rows) = r {
                         self.shared.max_id.fetch_add(rows as i64, Ordering::Relaxed);
                     }
@@ -379,14 +427,15 @@ impl Worker for PgWorker {
                     let id = self.pick_id(ctx.rng);
                     let k = ctx.rng.below(1_000_000) as i32;
                     let p = self.payload(ctx.rng);
-                    self.c
-                        .execute(&self.update, &[&id, &k, &p])
+                    self.s
+                        .c
+                        .execute(&self.s.update, &[&id, &k, &p])
                         .await
                         .map(|_| 0)
                 }
                 DbOp::Delete => {
                     let id = self.pick_id(ctx.rng);
-                    self.c.execute(&self.delete, &[&id]).await.map(|_| 0)
+                    self.s.c.execute(&self.s.delete, &[&id]).await.map(|_| 0)
                 }
             };
             match res {

@@ -98,6 +98,12 @@ pub fn snippet(body: &str) -> String {
     one.trim().to_string()
 }
 
+/// How long a pooled HTTP connection may sit idle and still be reused: below the shortest
+/// keep-alive timeout of common servers (uvicorn's, which serves vLLM and many Python services,
+/// is 5 s), so a request never goes out on a connection the server is closing at that moment
+/// (a POST cut off that way could not be resent).
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
 /// An HTTP client for one worker (its own connection pool), with the run's timeout.
 pub fn http_client(timeout_s: f64) -> Result<reqwest::Client, ClientError> {
     let timeout = Duration::from_secs_f64(timeout_s.max(0.001));
@@ -105,6 +111,7 @@ pub fn http_client(timeout_s: f64) -> Result<reqwest::Client, ClientError> {
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .pool_max_idle_per_host(4)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .tcp_nodelay(true)
         .build()
         .map_err(|e| ClientError::new(ErrorClass::Other, "setup", error_chain(&e)))

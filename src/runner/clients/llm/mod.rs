@@ -164,7 +164,7 @@ impl LlmClient {
             .no_proxy()
             .tcp_nodelay(true)
             .connect_timeout(timeout.min(Duration::from_secs(30)))
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(super::util::POOL_IDLE_TIMEOUT)
             .build()
             .map_err(|e| setup_err(ErrorClass::Other, format!("HTTP client: {e}")))?;
         Ok(LlmClient {

@@ -152,6 +152,7 @@ impl S3Client {
             return reqwest::Client::builder()
                 .timeout(timeout)
                 .connect_timeout(timeout.min(std::time::Duration::from_secs(10)))
+                .pool_idle_timeout(super::util::POOL_IDLE_TIMEOUT)
                 .tcp_nodelay(true)
                 .resolve(
                     &format!("{}.localhost", self.wl.bucket_name),
