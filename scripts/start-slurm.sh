@@ -165,7 +165,9 @@ hosts_mark="# factorybench test cluster ${FB_SLURM_TAG:-default}"
 hosts_new=$(grep -vF "$hosts_mark" /etc/hosts || true)
 for i in $(seq 1 "$NODES"); do hosts_new+=$'\n'"$(node_addr "$i") $(node_name "$i") $hosts_mark"; done
 # In place (no rename): /etc/hosts may be a bind mount.
-[ "$(cat /etc/hosts)" = "$hosts_new" ] || printf '%s\n' "$hosts_new" > /etc/hosts
+if [ "$(cat /etc/hosts)" != "$hosts_new" ]; then
+  printf '%s\n' "$hosts_new" > /etc/hosts || log "warning: /etc/hosts is read-only: node names will not resolve (addresses work)"
+fi
 
 # A daemon running with an older configuration is restarted (slurmctld keeps its state; jobs
 # of a restarted slurmd keep running under their slurmstepd).
