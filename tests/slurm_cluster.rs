@@ -269,9 +269,20 @@ fn http_service(name: &str, port: u16, extra: &str) -> String {
     )
 }
 
+/// The account the test cluster requires on every job (`FB_TEST_SLURM_ACCOUNT`; none on a
+/// cluster without accounting).
+fn account() -> Option<String> {
+    common::component_env("slurm")?
+        .remove("FB_TEST_SLURM_ACCOUNT")
+        .filter(|a| !a.is_empty())
+}
+
 fn recipe(name: &str, services: &[String]) -> String {
+    let slurm = account()
+        .map(|a| format!(", slurm: {{account: \"{a}\"}}"))
+        .unwrap_or_default();
     format!(
-        "benchmark: {{name: \"{name}\"}}\nglobal: {{metrics_db: \"@ROOT@/local.db\"}}\nservices:{}",
+        "benchmark: {{name: \"{name}\"}}\nglobal: {{metrics_db: \"@ROOT@/local.db\"{slurm}}}\nservices:{}",
         services.concat()
     )
 }
@@ -459,6 +470,7 @@ fn cancel_mid_run_keeps_a_partial_run() {
     // An unrelated job of the same user must survive the campaign's cancel.
     let other = std::process::Command::new("sbatch")
         .args(["--parsable", "--output=/dev/null", "--wrap=sleep 30"])
+        .args(account().map(|a| format!("--account={a}")))
         .output()
         .unwrap();
     let other_id = String::from_utf8_lossy(&other.stdout).trim().to_string();
