@@ -40,7 +40,14 @@ fn monitor_up_status_down_on_slurm() {
     };
     let out = common::bin()
         .args([
-            "monitor", "up", "--runtime", "host", "--bind", bind, "--cpus", "1",
+            "monitor",
+            "up",
+            "--runtime",
+            "host",
+            "--bind",
+            bind,
+            "--cpus",
+            "1",
         ])
         .args(["--partition", &slurm["FB_TEST_SLURM_PARTITION"]])
         .args(
