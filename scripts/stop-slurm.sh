@@ -21,6 +21,17 @@ stop_pid() {
   wait_for "$(basename "$f" .pid) to stop" 30 bash -c "! kill -0 $pid 2>/dev/null" || kill -9 "$pid" 2>/dev/null || true
   rm -f "$f"
 }
+# Jobs of this cluster end first (their processes go with the nodes anyway), so that a later
+# start does not find them RUNNING in slurmctld's saved state.
+if pid_alive "$SLURM_RUNDIR/slurmctld.pid"; then
+  jobs=$(squeue -h -o %A 2>/dev/null | sort -u || true)
+  if [ -n "$jobs" ]; then
+    log "cancelling $(echo "$jobs" | wc -w) job(s)"
+    # shellcheck disable=SC2086
+    scancel $jobs 2>/dev/null || true
+    wait_for "jobs to leave the nodes" 20 bash -c '[ -z "$(squeue -h -t R,CG -o %A)" ]' || true
+  fi
+fi
 for f in "$SLURM_RUNDIR"/slurmd-*.pid; do [ -e "$f" ] && stop_pid "$f"; done
 stop_pid "$SLURM_RUNDIR/slurmctld.pid"
 stop_pid "$SLURM_RUNDIR/slurmdbd.pid"

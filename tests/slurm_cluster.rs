@@ -389,8 +389,17 @@ fn http_campaign_with_dependency() {
         assert_eq!(r.status, "success", "{r:?}");
         assert_eq!(r.measured, 150, "{r:?}");
     }
-    // The server the script started is gone after the job (every exit path stops it).
-    assert!(std::net::TcpStream::connect(("127.0.0.1", p1)).is_err());
+    // The server the script started is gone after the job (every exit path stops it). The job
+    // may have run on another node (its own network namespace, where 127.0.0.1 is not this
+    // host's), so the process table is checked, not a connection; the PID space is shared.
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    let server_args = format!("http.server --bind 127.0.0.1 {p1}");
+    assert!(!String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .any(|l| l.contains(&server_args)));
     // The endpoint file names this job.
     let ep: Value =
         serde_json::from_slice(&std::fs::read(c.dir.join("endpoints/web.json")).unwrap()).unwrap();
