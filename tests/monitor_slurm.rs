@@ -27,6 +27,17 @@ fn monitor_up_status_down_on_slurm() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("monitor");
     let (prom, pgw, graf) = (free_port(), free_port(), free_port());
+    // On the multi-node test cluster the job runs on a node that is another host (its own
+    // network namespace): its 127.0.0.1 is not this one's, so the stack binds the node's address.
+    let node_addrs: Vec<String> = slurm
+        .get("FB_TEST_SLURM_NODE_ADDRS")
+        .map(|a| a.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    let bind = if node_addrs.is_empty() {
+        "loopback"
+    } else {
+        "node"
+    };
     let out = common::bin()
         .args([
             "monitor",
@@ -34,11 +45,17 @@ fn monitor_up_status_down_on_slurm() {
             "--runtime",
             "host",
             "--bind",
-            "loopback",
+            bind,
             "--cpus",
             "1",
         ])
         .args(["--partition", &slurm["FB_TEST_SLURM_PARTITION"]])
+        .args(
+            slurm
+                .get("FB_TEST_SLURM_ACCOUNT")
+                .filter(|a| !a.is_empty())
+                .map(|a| format!("--account={a}")),
+        )
         .args([
             "--scrape-interval",
             "1s",
@@ -75,7 +92,12 @@ fn monitor_up_status_down_on_slurm() {
         "{stdout}"
     );
     let ep = ep.expect("endpoint file");
-    assert_eq!(ep.prometheus.url, format!("http://127.0.0.1:{prom}"));
+    if node_addrs.is_empty() {
+        assert_eq!(ep.prometheus.url, format!("http://127.0.0.1:{prom}"));
+    } else {
+        assert!(node_addrs.contains(&ep.address), "{}", ep.address);
+        assert_eq!(ep.prometheus.url, format!("http://{}:{prom}", ep.address));
+    }
     assert!(ep.job_id.chars().all(|c| c.is_ascii_digit()));
 
     // status: running and every component answers.

@@ -269,9 +269,20 @@ fn http_service(name: &str, port: u16, extra: &str) -> String {
     )
 }
 
+/// The account the test cluster requires on every job (`FB_TEST_SLURM_ACCOUNT`; none on a
+/// cluster without accounting).
+fn account() -> Option<String> {
+    common::component_env("slurm")?
+        .remove("FB_TEST_SLURM_ACCOUNT")
+        .filter(|a| !a.is_empty())
+}
+
 fn recipe(name: &str, services: &[String]) -> String {
+    let slurm = account()
+        .map(|a| format!(", slurm: {{account: \"{a}\"}}"))
+        .unwrap_or_default();
     format!(
-        "benchmark: {{name: \"{name}\"}}\nglobal: {{metrics_db: \"@ROOT@/local.db\"}}\nservices:{}",
+        "benchmark: {{name: \"{name}\"}}\nglobal: {{metrics_db: \"@ROOT@/local.db\"{slurm}}}\nservices:{}",
         services.concat()
     )
 }
@@ -378,8 +389,17 @@ fn http_campaign_with_dependency() {
         assert_eq!(r.status, "success", "{r:?}");
         assert_eq!(r.measured, 150, "{r:?}");
     }
-    // The server the script started is gone after the job (every exit path stops it).
-    assert!(std::net::TcpStream::connect(("127.0.0.1", p1)).is_err());
+    // The server the script started is gone after the job (every exit path stops it). The job
+    // may have run on another node (its own network namespace, where 127.0.0.1 is not this
+    // host's), so the process table is checked, not a connection; the PID space is shared.
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    let server_args = format!("http.server --bind 127.0.0.1 {p1}");
+    assert!(!String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .any(|l| l.contains(&server_args)));
     // The endpoint file names this job.
     let ep: Value =
         serde_json::from_slice(&std::fs::read(c.dir.join("endpoints/web.json")).unwrap()).unwrap();
@@ -459,6 +479,7 @@ fn cancel_mid_run_keeps_a_partial_run() {
     // An unrelated job of the same user must survive the campaign's cancel.
     let other = std::process::Command::new("sbatch")
         .args(["--parsable", "--output=/dev/null", "--wrap=sleep 30"])
+        .args(account().map(|a| format!("--account={a}")))
         .output()
         .unwrap();
     let other_id = String::from_utf8_lossy(&other.stdout).trim().to_string();
