@@ -70,6 +70,7 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
     let db =
         a.db.clone()
             .unwrap_or_else(|| plan.global.metrics_db.clone());
+    let earlier_runs = earlier_runs(&db);
     let store = Store::open(&db)?;
 
     if let Some(msg) = &a.fail_setup {
@@ -84,6 +85,13 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
         return Ok(exit::FAILURE);
     }
 
+    if earlier_runs > 0 {
+        tracing::warn!(
+            "{} already holds {earlier_runs} run{} from an earlier invocation: this run is added as a separate measurement (reports list each measurement on its own, `compare` uses the latest); pass --db NEW.db to keep them in separate files",
+            db.display(),
+            if earlier_runs == 1 { "" } else { "s" }
+        );
+    }
     let show_bars = !a.no_progress && std::io::stderr().is_terminal();
     let multi = indicatif::MultiProgress::new();
     let max_parallel = if a.sequential {
@@ -119,8 +127,11 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
             }))?
         );
     } else {
-        print!("{}", summary::render_table(&summaries));
-        println!("campaign file: {}", db.display());
+        crate::out!("{}", summary::render_table(&summaries))?;
+        crate::out!(
+            "{}",
+            next_steps(&db, &plan.benchmark.name, &plan.global.reports_dir, &summaries)
+        )?;
     }
     let code = if finished.iter().any(|f| f.status == RunStatus::Failed) {
         exit::FAILURE
@@ -134,6 +145,49 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
         exit::OK
     };
     Ok(code)
+}
+
+/// Runs the campaign file already holds (0 when it does not exist or is not readable: opening
+/// it for writing reports the real problem).
+fn earlier_runs(db: &std::path::Path) -> i64 {
+    if !db.is_file() {
+        return 0;
+    }
+    crate::store::read::open_read_only(db)
+        .ok()
+        .filter(|c| crate::store::read::has_table(c, "runs"))
+        .and_then(|c| crate::store::read::count_runs(&c).ok())
+        .unwrap_or(0)
+}
+
+/// Where the results are and what to run next (as `submit` prints).
+fn next_steps(
+    db: &std::path::Path,
+    campaign: &str,
+    reports_dir: &std::path::Path,
+    runs: &[RunSummary],
+) -> String {
+    let ids: Vec<&str> = runs.iter().map(|r| r.run_id.as_str()).collect();
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let html = reports_dir.join(format!(
+        "{}-{}.html",
+        crate::slurm::campaign::slug(campaign),
+        crate::slurm::campaign::timestamp(now_s)
+    ));
+    let q = |p: &std::path::Path| crate::render::shell_quote(&p.display().to_string());
+    format!(
+        "results: {} (run{} {})\nnext:\n  factorybench report {}\n  factorybench report {} --format html --out {}\n  factorybench compare BASELINE.db {}\n",
+        db.display(),
+        if ids.len() == 1 { "" } else { "s" },
+        ids.join(", "),
+        q(db),
+        q(db),
+        q(&html),
+        q(db),
+    )
 }
 
 /// The live observers of one service's run: the progress display (the Pushgateway pusher is

@@ -317,6 +317,22 @@ fn run_section(h: &mut String, r: &RunAnalysis) {
         }
         h.push_str("</ul></div>");
     }
+    if !r.gates.is_empty() {
+        h.push_str("<table class=\"gates\"><tr><th>validity gate</th><th>measured</th><th>limit</th><th>result</th></tr>");
+        for g in &r.gates {
+            let (m, l) = g.describe();
+            let _ = write!(
+                h,
+                "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                if g.passed { "pass" } else { "fail" },
+                esc(&g.gate),
+                esc(&m),
+                esc(&l),
+                if g.passed { "pass" } else { "FAIL" }
+            );
+        }
+        h.push_str("</table>");
+    }
     h.push_str("<table class=\"kv\">");
     let rows: Vec<(&str, String)> = vec![
         (

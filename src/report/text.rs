@@ -65,6 +65,16 @@ fn provenance_comments(d: &ReportDocument, format: &str) -> String {
                 )
             }
         );
+        for g in &r.gates {
+            let (m, l) = g.describe();
+            let _ = writeln!(
+                s,
+                "# gate run {} {}: measured {m}, limit {l}: {}",
+                r.run_id,
+                g.gate,
+                if g.passed { "pass" } else { "FAIL" }
+            );
+        }
     }
     s
 }
