@@ -16,7 +16,7 @@ Examples:
   factorybench compare baseline.db candidate.db --threshold p99_ms=10%
 
 Exit codes: 0 ok, 1 failure, 2 invalid input (including a recipe file that does not exist),
-3 partial run, 4 regression, 5 invalid run.";
+3 partial run, 4 regression, 5 invalid run, 6 tampered report (verify).";
 
 #[derive(Debug, Parser)]
 #[command(
