@@ -95,7 +95,7 @@ fn init_logging(verbose: u8, quiet: bool) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::out::LogWriter)
         .with_ansi(ansi)
         .with_target(false)
         .try_init();

@@ -94,6 +94,10 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
     }
     let show_bars = !a.no_progress && std::io::stderr().is_terminal();
     let multi = indicatif::MultiProgress::new();
+    if show_bars {
+        // Log lines (setup warnings, the pusher) are printed around the bars, never under them.
+        crate::out::set_progress(Some(multi.clone()));
+    }
     let max_parallel = if a.sequential {
         1
     } else {
@@ -108,7 +112,9 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
         })),
         watch: Some(crate::monitor::session::watch_factory()),
     };
-    let outcome = session.run(&store)?;
+    let outcome = session.run(&store);
+    crate::out::set_progress(None);
+    let outcome = outcome?;
     store.close()?;
     let finished = outcome.finished;
 
