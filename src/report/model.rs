@@ -231,10 +231,12 @@ impl Gate {
             "requests" | "tokens" => format!("{v:.0}"),
             u => format!("{v:.2} {u}"),
         };
-        (
-            self.measured.map(f).unwrap_or_else(|| "-".into()),
-            format!("{} {}", self.comparison, f(self.limit)),
-        )
+        let limit = if self.unit == "bool" {
+            f(self.limit)
+        } else {
+            format!("{} {}", self.comparison, f(self.limit))
+        };
+        (self.measured.map(f).unwrap_or_else(|| "-".into()), limit)
     }
 }
 
