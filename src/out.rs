@@ -87,8 +87,45 @@ pub fn set_progress(bars: Option<indicatif::MultiProgress>) {
     *PROGRESS.lock().unwrap_or_else(|e| e.into_inner()) = bars;
 }
 
-/// Write one log record to `sink`, around the registered progress bars.
+/// A file that receives a copy of every log line (`run`'s `global.logs_dir` log).
+static LOG_FILE: std::sync::Mutex<Option<std::fs::File>> = std::sync::Mutex::new(None);
+
+/// Copy log lines (without colour codes) into `file` from now on; `None` stops.
+pub fn set_log_file(file: Option<std::fs::File>) {
+    *LOG_FILE.lock().unwrap_or_else(|e| e.into_inner()) = file;
+}
+
+/// Append text to the log file, if one is set (e.g. the end-of-run summary).
+pub fn append_log_file(text: &str) {
+    if let Some(f) = LOG_FILE.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        let _ = f.write_all(strip_ansi(text.as_bytes()).as_slice());
+    }
+}
+
+/// `bytes` without ANSI CSI sequences (`ESC [ ... letter`).
+fn strip_ansi(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == 0x1b && bytes.get(i + 1) == Some(&b'[') {
+            i += 2;
+            while i < bytes.len() && !bytes[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+            i += 1;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Write one log record to `sink`, around the registered progress bars (and to the log file).
 pub fn write_log(sink: &mut dyn Write, buf: &[u8]) -> io::Result<()> {
+    if let Some(f) = LOG_FILE.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        let _ = f.write_all(&strip_ansi(buf));
+    }
     let bars = PROGRESS.lock().unwrap_or_else(|e| e.into_inner()).clone();
     match bars {
         Some(m) => m.suspend(|| sink.write_all(buf)),
@@ -164,6 +201,14 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn colour_codes_are_stripped_from_the_log_file() {
+        assert_eq!(
+            strip_ansi(b"\x1b[33m WARN\x1b[0m disk almost full\n"),
+            b" WARN disk almost full\n"
+        );
     }
 
     #[test]

@@ -317,9 +317,8 @@ fn run_says_where_the_results_are_and_warns_when_the_file_held_runs() {
     std::fs::write(
         &recipe,
         format!(
-            "benchmark: {{name: mini}}\nglobal: {{metrics_db: {db}, reports_dir: {rep}}}\nservices:\n  - service_name: files\n    service_type: file_storage\n    base_path: {base}\n    client_count: 1\n    requests_per_second: 20\n    duration: 1\n    operation_mix: {{stat: 1.0}}\n",
+            "benchmark: {{name: mini}}\nglobal: {{metrics_db: {db}, reports_dir: reports, logs_dir: logs}}\nservices:\n  - service_name: files\n    service_type: file_storage\n    base_path: {base}\n    client_count: 1\n    requests_per_second: 20\n    duration: 1\n    operation_mix: {{stat: 1.0}}\n",
             db = db.display(),
-            rep = dir.path().join("reports").display(),
             base = dir.path().join("files").display()
         ),
     )
@@ -341,6 +340,15 @@ fn run_says_where_the_results_are_and_warns_when_the_file_held_runs() {
         out.contains(&format!("--out {}/mini-", dir.path().join("reports").display())),
         "reports_dir in the suggested command: {out}"
     );
+    // Relative logs_dir is next to the campaign file; the run's log lines are kept there.
+    let logs: Vec<_> = std::fs::read_dir(dir.path().join("logs"))
+        .expect("logs_dir created")
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let log = std::fs::read_to_string(&logs[0]).unwrap();
+    assert!(log.contains("requests") && !log.contains('\x1b'), "{log}");
+    assert!(out.contains(&format!("log: {}", logs[0].display())), "{out}");
     let second = run();
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(

@@ -71,6 +71,31 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
         a.db.clone()
             .unwrap_or_else(|| plan.global.metrics_db.clone());
     let earlier_runs = earlier_runs(&db);
+    // Local runs keep their log in global.logs_dir (a SLURM job's output already goes to the
+    // campaign's logs/). Relative reports_dir/logs_dir are taken next to the campaign file.
+    let (reports_dir, logs_dir) = (
+        beside(&db, &plan.global.reports_dir),
+        beside(&db, &plan.global.logs_dir),
+    );
+    let stamp = crate::slurm::campaign::timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    );
+    let log_path = (std::env::var_os("SLURM_JOB_ID").is_none() && a.fail_setup.is_none())
+        .then(|| {
+            logs_dir.join(format!(
+                "{}-{stamp}.log",
+                crate::slurm::campaign::slug(&plan.benchmark.name)
+            ))
+        });
+    if let Some(p) = &log_path {
+        match std::fs::create_dir_all(&logs_dir).and_then(|()| std::fs::File::create(p)) {
+            Ok(f) => crate::out::set_log_file(Some(f)),
+            Err(e) => tracing::warn!("cannot write the run log {}: {e}", p.display()),
+        }
+    }
     let store = Store::open(&db)?;
 
     if let Some(msg) = &a.fail_setup {
@@ -133,12 +158,18 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
             }))?
         );
     } else {
-        crate::out!("{}", summary::render_table(&summaries))?;
+        let table = summary::render_table(&summaries);
+        crate::out::append_log_file(&table);
+        crate::out!("{table}")?;
         crate::out!(
             "{}",
-            next_steps(&db, &plan.benchmark.name, &plan.global.reports_dir, &summaries)
+            next_steps(&db, &plan.benchmark.name, &reports_dir, &stamp, &summaries)
         )?;
+        if let Some(p) = &log_path {
+            crate::out!("log: {}\n", p.display())?;
+        }
     }
+    crate::out::set_log_file(None);
     let code = if finished.iter().any(|f| f.status == RunStatus::Failed) {
         exit::FAILURE
     } else if finished.iter().any(|f| f.status == RunStatus::Partial)
@@ -166,22 +197,29 @@ fn earlier_runs(db: &std::path::Path) -> i64 {
         .unwrap_or(0)
 }
 
+/// `dir` as is when absolute, else in the campaign file's directory.
+fn beside(db: &std::path::Path, dir: &std::path::Path) -> PathBuf {
+    if dir.is_absolute() {
+        return dir.to_path_buf();
+    }
+    match db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => parent.join(dir),
+        None => dir.to_path_buf(),
+    }
+}
+
 /// Where the results are and what to run next (as `submit` prints).
 fn next_steps(
     db: &std::path::Path,
     campaign: &str,
     reports_dir: &std::path::Path,
+    stamp: &str,
     runs: &[RunSummary],
 ) -> String {
     let ids: Vec<&str> = runs.iter().map(|r| r.run_id.as_str()).collect();
-    let now_s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     let html = reports_dir.join(format!(
-        "{}-{}.html",
+        "{}-{stamp}.html",
         crate::slurm::campaign::slug(campaign),
-        crate::slurm::campaign::timestamp(now_s)
     ));
     let q = |p: &std::path::Path| crate::render::shell_quote(&p.display().to_string());
     format!(
