@@ -14,7 +14,6 @@ use serde::Serialize;
 /// milliseconds (files, HTTP, S3, PostgreSQL). Rate and latency then measure the runner.
 pub const GENERATOR_LAG_P99_LIMIT_MS: f64 = 5.0;
 
-
 /// Why a request failed. Stored as its `as_str()` in SQLite (`requests.error_class`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

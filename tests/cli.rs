@@ -89,7 +89,9 @@ fn explain_names_the_warnings_once_and_validate_shows_them() {
         "explain repeats validate's warnings:\n{stderr}"
     );
     assert_eq!(
-        stderr.matches("warnings (details: factorybench validate").count(),
+        stderr
+            .matches("warnings (details: factorybench validate")
+            .count(),
         1,
         "{stderr}"
     );

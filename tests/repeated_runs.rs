@@ -66,7 +66,11 @@ fn a_second_run_in_the_same_file_is_a_separate_measurement_in_every_aggregate() 
     drop(db);
     let v = json_report(&path);
     let services = v["analysis"]["services"].as_array().unwrap();
-    assert_eq!(services.len(), 2, "one aggregate per measurement: {services:#?}");
+    assert_eq!(
+        services.len(),
+        2,
+        "one aggregate per measurement: {services:#?}"
+    );
     for (svc, run) in services.iter().zip(["run-a", "run-b"]) {
         assert_eq!(svc["run_ids"], serde_json::json!([run]));
         assert!((svc["span_s"].as_f64().unwrap() - 10.0).abs() < 1e-9);
@@ -86,7 +90,10 @@ fn a_second_run_in_the_same_file_is_a_separate_measurement_in_every_aggregate() 
             svc["total"]["throughput_mb_per_s"],
             r["total"]["throughput_mb_per_s"]
         );
-        assert_eq!(svc["operations"], r["operations"], "per-operation aggregates");
+        assert_eq!(
+            svc["operations"], r["operations"],
+            "per-operation aggregates"
+        );
         assert_eq!(
             svc["total"]["latency_corrected_ms"],
             r["total"]["latency_corrected_ms"]
@@ -170,7 +177,10 @@ fn compare_after_a_second_run_compares_the_latest_measurements_and_names_them() 
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&js.stdout).unwrap();
-    assert_eq!(v["compared"][0]["candidate_run_ids"], serde_json::json!(["run-b"]));
+    assert_eq!(
+        v["compared"][0]["candidate_run_ids"],
+        serde_json::json!(["run-b"])
+    );
     assert_eq!(v["compared"][0]["candidate_skipped"], 1);
 }
 
@@ -262,7 +272,10 @@ fn report_is_json_on_a_pipe_and_a_concise_summary_as_text() {
         .unwrap();
     let t = String::from_utf8(o.stdout).unwrap();
     assert!(t.lines().count() < 30, "concise:\n{t}");
-    assert!(t.contains("VALID") && t.contains("generator lag p99"), "{t}");
+    assert!(
+        t.contains("VALID") && t.contains("generator lag p99"),
+        "{t}"
+    );
     assert!(t.contains("--format html --out"), "{t}");
     // --out picks the format from the file name.
     let html = dir.path().join("r.html");
@@ -270,7 +283,9 @@ fn report_is_json_on_a_pipe_and_a_concise_summary_as_text() {
         .args(["report", s(&path), "--out", s(&html)])
         .assert()
         .code(0);
-    assert!(std::fs::read_to_string(&html).unwrap().starts_with("<!DOCTYPE html>"));
+    assert!(std::fs::read_to_string(&html)
+        .unwrap()
+        .starts_with("<!DOCTYPE html>"));
 }
 
 #[test]
@@ -286,7 +301,10 @@ fn html_telemetry_in_binary_units_and_one_time_axis() {
         .unwrap();
     let html = String::from_utf8(o.stdout).unwrap();
     assert!(html.contains("node_mem_used (GiB)"), "memory in GiB");
-    assert!(!html.contains(">4200000000<"), "raw byte counts as tick labels");
+    assert!(
+        !html.contains(">4200000000<"),
+        "raw byte counts as tick labels"
+    );
     // Every chart over time has the same x ticks (0..10 s).
     let charts: Vec<&str> = html
         .split("<svg ")
@@ -335,9 +353,15 @@ fn run_says_where_the_results_are_and_warns_when_the_file_held_runs() {
     assert!(matches!(first.status.code(), Some(0 | 5)), "{err}");
     assert!(!err.contains("already holds"), "{err}");
     assert!(out.contains(&format!("results: {}", db.display())), "{out}");
-    assert!(out.contains("next:") && out.contains("factorybench report"), "{out}");
     assert!(
-        out.contains(&format!("--out {}/mini-", dir.path().join("reports").display())),
+        out.contains("next:") && out.contains("factorybench report"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "--out {}/mini-",
+            dir.path().join("reports").display()
+        )),
         "reports_dir in the suggested command: {out}"
     );
     // Relative logs_dir is next to the campaign file; the run's log lines are kept there.
@@ -348,7 +372,10 @@ fn run_says_where_the_results_are_and_warns_when_the_file_held_runs() {
     assert_eq!(logs.len(), 1, "{logs:?}");
     let log = std::fs::read_to_string(&logs[0]).unwrap();
     assert!(log.contains("requests") && !log.contains('\x1b'), "{log}");
-    assert!(out.contains(&format!("log: {}", logs[0].display())), "{out}");
+    assert!(
+        out.contains(&format!("log: {}", logs[0].display())),
+        "{out}"
+    );
     let second = run();
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(

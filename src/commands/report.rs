@@ -10,8 +10,7 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Examples:
+#[command(after_help = "Examples:
   factorybench report quickstart.db                      # summary on a terminal
   factorybench report quickstart.db --format html --out reports/quickstart.html
   factorybench report campaigns/NAME-DATE | jq .analysis.valid   # JSON when piped
@@ -20,8 +19,7 @@ Without --format: a concise text summary on a terminal, JSON when stdout is a pi
 file; with --out, the format the file name says (.html, .csv, .prom, .txt), else JSON.
 
 Exit codes: 0 every run valid, 3 a run is partial, 5 a run failed its validity gates (the \
-report is written in every case), 2 bad input."
-)]
+report is written in every case), 2 bad input.")]
 pub struct ReportArgs {
     /// Campaign file (.db) or campaign directory (runs/*.db merged).
     pub campaign: PathBuf,

@@ -83,8 +83,8 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
             .map(|d| d.as_secs())
             .unwrap_or(0),
     );
-    let log_path = (std::env::var_os("SLURM_JOB_ID").is_none() && a.fail_setup.is_none())
-        .then(|| {
+    let log_path =
+        (std::env::var_os("SLURM_JOB_ID").is_none() && a.fail_setup.is_none()).then(|| {
             logs_dir.join(format!(
                 "{}-{stamp}.log",
                 crate::slurm::campaign::slug(&plan.benchmark.name)

@@ -545,8 +545,7 @@ pub fn to_text(c: &Comparison) -> String {
 pub fn to_markdown(c: &Comparison) -> String {
     let mut s = format!(
         "## factorybench compare\n\nbaseline: `{}`  \ncandidate: `{}`\n\n",
-        c.baseline,
-        c.candidate,
+        c.baseline, c.candidate,
     );
     for l in compared_lines(c) {
         let _ = writeln!(s, "- compared: {}", l.replace('|', "\\|"));

@@ -64,7 +64,12 @@ pub fn assert_run_ok(out: &std::process::Output) {
                 text.contains("generator saturated: generator lag p99"),
                 "exit 5 for another reason than generator saturation:\n{text}"
             );
-            for other in ["above threshold", "too few requests", "partial run", "run failed"] {
+            for other in [
+                "above threshold",
+                "too few requests",
+                "partial run",
+                "run failed",
+            ] {
                 assert!(!text.contains(other), "invalid ({other}):\n{text}");
             }
             eprintln!("note: the load generator fell behind on this machine (exit 5 accepted)");
