@@ -255,7 +255,7 @@ pub fn line_chart(title: &str, x: Axis, y: Axis, series: &[Series]) -> String {
         p.0.is_finite()
             && p.1.is_finite()
             && x.range
-                .is_none_or(|(lo, hi)| p.0 >= lo - 1e-9 && p.0 <= hi + 1e-9)
+                .map_or(true, |(lo, hi)| p.0 >= lo - 1e-9 && p.0 <= hi + 1e-9)
     };
     let all: Vec<(f64, f64)> = series
         .iter()
