@@ -16,7 +16,7 @@ Examples:
   factorybench compare baseline.db candidate.db --threshold p99_ms=10%
 
 Exit codes: 0 ok, 1 failure, 2 invalid input (including a recipe file that does not exist),
-3 partial run, 4 regression, 5 invalid run.";
+3 partial run, 4 regression, 5 invalid run, 6 tampered report (verify).";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -95,7 +95,7 @@ fn init_logging(verbose: u8, quiet: bool) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::out::LogWriter)
         .with_ansi(ansi)
         .with_target(false)
         .try_init();

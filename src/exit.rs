@@ -12,3 +12,5 @@ pub const PARTIAL: i32 = 3;
 pub const REGRESSION: i32 = 4;
 /// A run finished but failed its validity gates (error rate, target rate not reached, ...).
 pub const INVALID_RUN: i32 = 5;
+/// `verify`: the report's content does not match its recorded hash (it was edited).
+pub const TAMPERED: i32 = 6;

@@ -3,6 +3,17 @@
 
 use serde::Serialize;
 
+/// The one generator-saturation threshold: the runner flags a run `generator_saturated` and the
+/// report's validity gate marks it INVALID when the p99 of its **generator lag** (how late
+/// requests left after their scheduled time, not counting waits for a free `max_in_flight`
+/// slot, which are the service's doing) exceeds this, in milliseconds.
+///
+/// Why 5 ms: the schedule runs on a 1 ms timer, so a healthy generator stays within a few
+/// ticks; past 5 ms at p99 the offered load is no longer the recipe's arrival process, and the
+/// lag lands in every corrected latency of services that answer in microseconds to a few
+/// milliseconds (files, HTTP, S3, PostgreSQL). Rate and latency then measure the runner.
+pub const GENERATOR_LAG_P99_LIMIT_MS: f64 = 5.0;
+
 /// Why a request failed. Stored as its `as_str()` in SQLite (`requests.error_class`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -30,8 +30,9 @@ use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
 
 /// Generator lag (schedule lag not explained by waiting for a free slot) above which the
-/// run is flagged `generator_saturated`: the runner, not the service, set the pace.
-pub const GENERATOR_LAG_LIMIT_MS: f64 = 5.0;
+/// run is flagged `generator_saturated`: the runner, not the service, set the pace. The same
+/// constant is the report's validity gate (one threshold, one verdict).
+pub use crate::model::GENERATOR_LAG_P99_LIMIT_MS as GENERATOR_LAG_LIMIT_MS;
 
 /// How long in-flight requests may finish after a stop signal (capped by the timeout).
 pub const DRAIN_AFTER_SIGNAL: Duration = Duration::from_secs(10);
@@ -549,7 +550,7 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
     let generator_saturated = open_loop && gen_p99_ms > GENERATOR_LAG_LIMIT_MS;
     if generator_saturated {
         tracing::warn!(
-            "[{}] the load generator could not keep its schedule (generator lag p99 {:.1} ms > {} ms): the runner, not the service, was the bottleneck; results are flagged generator_saturated",
+            "[{}] the load generator could not keep its schedule (generator lag p99 {:.1} ms > {} ms): the runner, not the service, was the bottleneck; the run is INVALID (generator_saturated)",
             cfg.service,
             gen_p99_ms,
             GENERATOR_LAG_LIMIT_MS

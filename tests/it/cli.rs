@@ -75,3 +75,24 @@ fn explain_counts_array_tasks() {
     // A 5-value sweep is 5 array tasks of 1 h each.
     assert!(stdout.contains("5.00"), "{stdout}");
 }
+
+#[test]
+fn explain_names_the_warnings_once_and_validate_shows_them() {
+    let out = common::bin()
+        .args(["explain", "recipes/comprehensive.yml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("well-known default credential"),
+        "explain repeats validate's warnings:\n{stderr}"
+    );
+    assert_eq!(
+        stderr
+            .matches("warnings (details: factorybench validate")
+            .count(),
+        1,
+        "{stderr}"
+    );
+}

@@ -92,7 +92,7 @@ fn postgres_s3_chroma_recipe_runs_locally() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    common::assert_run_ok(&out);
     assert!(
         !stderr.contains(&env["FB_TEST_PG_PASSWORD"]),
         "password in the log"

@@ -36,3 +36,4 @@ mod run;
 mod run_http_close;
 mod script_signals;
 mod slurm_cluster;
+mod repeated_runs;

@@ -384,7 +384,7 @@ fn verify_detects_tampering_in_every_format() {
             .arg("verify")
             .arg(&p)
             .assert()
-            .code(1)
+            .code(6)
             .stderr(predicates::str::contains("TAMPERED"));
     }
     let junk = dir.path().join("junk.txt");

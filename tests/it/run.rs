@@ -449,12 +449,7 @@ fn http_run_against_loopback_server() {
         .args(["run", recipe.to_str().unwrap(), "--json"])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_run_ok(&out);
     let j = json_of(&out.stdout);
     let run = &j["runs"][0];
     assert_eq!(run["errors"], 0, "{run}");

@@ -50,8 +50,7 @@ fn run(service: &str) -> (serde_json::Value, (i64, i64)) {
         .args(["--json", "--no-progress"])
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    common::assert_run_ok(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let conn = rusqlite::Connection::open(&db).unwrap();
     let counts = conn
@@ -139,8 +138,7 @@ fn http_1_0_server_closing_each_connection() {
         .output()
         .unwrap();
     drop(server);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    common::assert_run_ok(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let run = &v["runs"][0];
     assert_eq!(run["errors"], 0, "{run:#}");
