@@ -254,6 +254,11 @@ pub struct SubmitOptions {
     pub wrap: Option<String>,
     pub job_name: Option<String>,
     pub output: Option<String>,
+    /// `--account`, `--partition`, `--qos` (for jobs without a script of their own, e.g. the
+    /// report job: on sites where an account is mandatory sbatch refuses a job without one).
+    pub account: Option<String>,
+    pub partition: Option<String>,
+    pub qos: Option<String>,
 }
 
 impl SubmitOptions {
@@ -265,6 +270,15 @@ impl SubmitOptions {
         }
         if let Some(o) = &self.output {
             a.push(format!("--output={o}"));
+        }
+        if let Some(v) = &self.account {
+            a.push(format!("--account={v}"));
+        }
+        if let Some(v) = &self.partition {
+            a.push(format!("--partition={v}"));
+        }
+        if let Some(v) = &self.qos {
+            a.push(format!("--qos={v}"));
         }
         if !self.dependency.is_empty() {
             a.push(format!("--dependency={}", self.dependency.to_arg()));
@@ -279,6 +293,28 @@ impl SubmitOptions {
         }
         a
     }
+}
+
+/// Environment variable naming the factorybench binary that jobs run (default: this binary).
+pub const BIN_ENV: &str = "FACTORYBENCH_BIN";
+
+/// The absolute path of the factorybench binary that the job scripts run: `$FACTORYBENCH_BIN`
+/// when set (e.g. a copy on the cluster's shared filesystem), else the very binary that is
+/// running (`cargo run -- submit` then submits jobs that run the freshly built binary, not
+/// whatever `factorybench` the nodes' `PATH` holds).
+pub fn factorybench_bin() -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    if let Some(v) = std::env::var_os(BIN_ENV).filter(|v| !v.is_empty()) {
+        let p = std::path::PathBuf::from(v);
+        anyhow::ensure!(
+            p.is_absolute(),
+            "{BIN_ENV}={} must be an absolute path (the jobs run it on the compute nodes)",
+            p.display()
+        );
+        return Ok(p);
+    }
+    let exe = std::env::current_exe().context("locating the factorybench binary")?;
+    Ok(exe.canonicalize().unwrap_or(exe))
 }
 
 fn run(program: &str, args: &[String], cwd: Option<&Path>) -> Result<Output, SlurmError> {
