@@ -12,12 +12,10 @@
 //! compete inside one allocation and each has its own time limit, log, run file and state. In
 //! a single-node job the runner is the batch step's only payload (`factorybench run ... & wait
 //! $!`), so it receives the batch shell's forwarded USR1/TERM directly; it talks to the service
-//! on 127.0.0.1. In a job with `nodes > 1` the service stays on the first node (its endpoint
-//! file names that node) and the clients belong on the other nodes: the script should start the
-//! runner with `srun --nodes=1 --ntasks=1 --exclusive --relative=1 factorybench run ...` so
-//! SLURM, not ssh, places, tracks and kills it at the time limit; `srun` forwards the USR1/TERM
-//! the batch shell traps to its task, so the partial-run path is the same. Today's templates
-//! run the clients in the batch step on the first node for every job (see the report).
+//! on 127.0.0.1. With `slurm.client_nodes: N` the job has 1 + N nodes: the service stays on the
+//! first node, bound to that node's address, and one runner per client node is started with a
+//! single `srun --relative=1 --kill-on-bad-exit=0` step (SLURM, not ssh, places, signals and
+//! kills them), each with `--client-share I/N` and its own run file (docs/slurm.md).
 
 pub mod campaign;
 pub mod status;
@@ -798,6 +796,27 @@ mod tests {
         );
         let plain = SubmitOptions::default().args(Some(Path::new("s.sbatch")));
         assert_eq!(plain, vec!["--parsable", "s.sbatch"]);
+    }
+
+    #[test]
+    fn wrapped_jobs_carry_account_partition_and_qos() {
+        let opts = SubmitOptions {
+            wrap: Some("true".into()),
+            account: Some("proj".into()),
+            partition: Some("cpu".into()),
+            qos: Some("short".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            opts.args(None),
+            vec![
+                "--parsable",
+                "--account=proj",
+                "--partition=cpu",
+                "--qos=short",
+                "--wrap=true"
+            ]
+        );
     }
 
     #[test]
