@@ -305,6 +305,12 @@ fn three_node_campaign_merges_client_nodes() {
         assert_eq!(r.clients, 2, "4 clients split over 2 nodes: {r:?}");
         assert!(!r.latencies_ns.is_empty(), "{r:?}");
     }
+    // The endpoint file names the service node's own address (what the clients used).
+    let ep: Value =
+        serde_json::from_slice(&std::fs::read(c.dir.join("endpoints/web.json")).unwrap()).unwrap();
+    let first_addr = env["FB_TEST_SLURM_NODE_ADDRS"].split(',').next().unwrap();
+    assert_eq!(ep["host"], first_addr, "{ep}");
+    assert_eq!(ep["node"], nodes[0], "{ep}");
     let mut all_ns: Vec<i64> = runs.iter().flat_map(|r| r.latencies_ns.clone()).collect();
     assert_eq!(
         all_ns.len(),
