@@ -323,6 +323,7 @@ fn check(bytes: &[u8]) -> Result<Verdict, String> {
             serde_json::to_string(&loaded.plan).map_err(|e| format!("plan.json: {e}"))?;
             let opts = RenderOptions {
                 campaign_dir: "/scratch/fb/campaigns/fuzz".into(),
+                fb_bin: "factorybench".into(),
             };
             render_all(&Renderer::new(), &loaded.plan, &opts)
                 .map_err(|e| format!("validate accepted the recipe but compile failed: {e}"))?;

@@ -45,6 +45,9 @@ pub struct UpArgs {
     /// SLURM account.
     #[arg(long)]
     pub account: Option<String>,
+    /// SLURM QOS.
+    #[arg(long)]
+    pub qos: Option<String>,
     /// SLURM time limit (e.g. 1-00:00:00); default: the partition's.
     #[arg(long)]
     pub time: Option<String>,
@@ -183,12 +186,13 @@ fn up(a: &UpArgs) -> anyhow::Result<i32> {
             return Ok(exit::OK);
         }
     }
-    let fb_bin = std::env::current_exe().context("cannot find the factorybench binary")?;
+    let fb_bin = crate::slurm::factorybench_bin()?;
     let mut spec = StackSpec::new(dir.clone(), fb_bin);
     spec.runtime = a.runtime;
     spec.bind = a.bind;
     spec.partition = a.partition.clone();
     spec.account = a.account.clone();
+    spec.qos = a.qos.clone();
     spec.time = a.time.clone();
     spec.mem = a.mem.clone();
     spec.cpus = a.cpus;

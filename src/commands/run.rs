@@ -57,13 +57,28 @@ pub struct RunArgs {
     /// scripts when the service never became ready.
     #[arg(long, hide = true, requires = "service")]
     pub fail_setup: Option<String>,
+    /// Run only this client node's share of the clients and of a `requests` budget: INDEX/COUNT
+    /// (0-based; set by the batch script of a multi-node job, from srun's task id).
+    #[arg(long, value_name = "I/N", value_parser = crate::recipe::ClientShare::parse)]
+    pub client_share: Option<crate::recipe::ClientShare>,
+    /// Reach a service that binds loopback by default at this address instead (the service
+    /// node's address, for clients on other nodes).
+    #[arg(long, value_name = "ADDR")]
+    pub endpoint_host: Option<String>,
 }
 
 pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
     let loaded = super::load_recipe(&a.recipe)?;
     let plan = Arc::new(loaded.plan);
-    let groups = select_jobs(&plan, &a.recipe, a.service.as_deref(), a.sweep_index)
+    let mut groups = select_jobs(&plan, &a.recipe, a.service.as_deref(), a.sweep_index)
         .map_err(|e| InvalidInput(e.0))?;
+    if a.client_share.is_some() || a.endpoint_host.is_some() {
+        for job in groups.iter_mut().flatten() {
+            job.svc = job
+                .svc
+                .for_client_node(a.client_share, a.endpoint_host.as_deref());
+        }
+    }
     if a.max_workers == Some(0) {
         return Err(InvalidInput("--max-workers must be at least 1".into()).into());
     }

@@ -165,6 +165,7 @@ pub struct StackSpec {
     pub bind: BindMode,
     pub partition: Option<String>,
     pub account: Option<String>,
+    pub qos: Option<String>,
     /// SLURM time limit as sbatch takes it.
     pub time: Option<String>,
     pub mem: Option<String>,
@@ -191,6 +192,7 @@ impl StackSpec {
             bind: BindMode::Node,
             partition: None,
             account: None,
+            qos: None,
             time: None,
             mem: None,
             cpus: 2,
@@ -235,6 +237,7 @@ impl StackSpec {
         };
         simple("partition", &self.partition)?;
         simple("account", &self.account)?;
+        simple("qos", &self.qos)?;
         simple("time", &self.time)?;
         simple("mem", &self.mem)?;
         simple("retention", &Some(self.retention.clone()))?;
@@ -285,6 +288,7 @@ impl StackSpec {
             bind => self.bind.as_str(),
             partition => self.partition,
             account => self.account,
+            qos => self.qos,
             time => self.time,
             mem => self.mem,
             cpus => self.cpus,

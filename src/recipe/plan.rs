@@ -140,7 +140,60 @@ pub struct Service {
     pub compare_thresholds: std::collections::BTreeMap<String, String>,
 }
 
+/// Which part of a service's clients one client node runs (`run --client-share I/N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientShare {
+    /// 0-based index of this node among the client nodes.
+    pub index: u32,
+    /// Number of client nodes.
+    pub of: u32,
+}
+
+impl ClientShare {
+    /// `I/N` with `I < N`.
+    pub fn parse(s: &str) -> Result<ClientShare, String> {
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}`: expected INDEX/COUNT, e.g. 0/2"))?;
+        let index: u32 = i.trim().parse().map_err(|_| format!("`{s}`: bad index"))?;
+        let of: u32 = n.trim().parse().map_err(|_| format!("`{s}`: bad count"))?;
+        if of == 0 || index >= of {
+            return Err(format!(
+                "`{s}`: the index must be below the count (0-based)"
+            ));
+        }
+        Ok(ClientShare { index, of })
+    }
+
+    /// This node's part of `total` (the first `total % of` nodes take one more).
+    pub fn part(&self, total: u64) -> u64 {
+        let base = total / self.of as u64;
+        base + u64::from((self.index as u64) < total % self.of as u64)
+    }
+}
+
 impl Service {
+    /// This service as one client node runs it: `client_count` and a `requests` budget split
+    /// across the client nodes (the per-client rate stays, so the total target rate is split
+    /// in the same proportion), a seed of its own per node (schedules do not repeat), and the
+    /// clients pointed at `endpoint_host` (the service node's address) when given.
+    pub fn for_client_node(
+        &self,
+        share: Option<ClientShare>,
+        endpoint_host: Option<&str>,
+    ) -> Service {
+        let mut s = self.clone();
+        if let Some(sh) = share {
+            s.load.clients = (sh.part(self.load.clients as u64) as u32).max(1);
+            s.load.requests = self.load.requests.map(|r| sh.part(r).max(1));
+            s.load.seed = self.load.seed.wrapping_add(sh.index as u64);
+        }
+        if let Some(h) = endpoint_host {
+            s.endpoint = self.endpoint.with_host(h);
+        }
+        s
+    }
+
     /// Whether the service needs a GPU (`gres` asks for one): `--nv` for Apptainer.
     pub fn wants_gpu(&self) -> bool {
         self.slurm
@@ -533,8 +586,14 @@ pub struct SlurmSpec {
     pub time: Option<String>,
     /// The same limit in seconds.
     pub time_limit_s: Option<u64>,
+    /// Nodes of the job: 1 + `client_nodes` when clients are spread, else `nodes` as written.
     pub nodes: u32,
     pub ntasks: u32,
+    /// `--ntasks-per-node` (recipe `ntasks_per_node`, or `ntasks-per-node` as sbatch spells it).
+    pub ntasks_per_node: Option<u32>,
+    /// Nodes that run the clients (one runner each, started with `srun`); the service runs on
+    /// the job's first node. 0: the clients run in the batch step, on the service's node.
+    pub client_nodes: u32,
     pub cpus_per_task: Option<u32>,
     pub mem: Option<String>,
     pub qos: Option<String>,

@@ -37,3 +37,4 @@ mod run_http_close;
 mod script_signals;
 mod slurm_cluster;
 mod repeated_runs;
+mod slurm_multinode;

@@ -218,3 +218,56 @@ fn compare_thresholds_key() {
         "{e}"
     );
 }
+
+#[test]
+fn client_nodes_set_the_node_count_and_split_the_clients() {
+    let s = one("services:\n  - service_name: w\n    service_type: http\n    runtime: host\n    start_command: [srv]\n    port: 8080\n    client_count: 5\n    requests: 101\n    slurm: {client_nodes: 2, ntasks-per-node: 1}\n");
+    assert_eq!(s.slurm.nodes, 3);
+    assert_eq!(s.slurm.client_nodes, 2);
+    assert_eq!(s.slurm.ntasks_per_node, Some(1));
+    let a = s.for_client_node(Some(ClientShare::parse("0/2").unwrap()), Some("10.1.0.7"));
+    let b = s.for_client_node(Some(ClientShare::parse("1/2").unwrap()), Some("10.1.0.7"));
+    assert_eq!((a.load.clients, b.load.clients), (3, 2));
+    assert_eq!((a.load.requests, b.load.requests), (Some(51), Some(50)));
+    assert_ne!(a.load.seed, b.load.seed);
+    assert_eq!(a.endpoint.host, "10.1.0.7");
+    assert_eq!(a.endpoint.url.as_deref(), Some("http://10.1.0.7:8080"));
+    // The per-client rate stays: the total target is split in the same proportion.
+    assert_eq!(
+        a.load.target_rate_per_client_per_s,
+        s.load.target_rate_per_client_per_s
+    );
+    assert!(ClientShare::parse("2/2").is_err());
+    assert!(ClientShare::parse("x").is_err());
+}
+
+#[test]
+fn nodes_that_contradict_client_nodes_are_an_error() {
+    let e = recipe::parse_str(
+        "services:\n  - service_name: w\n    service_type: file_storage\n    base_path: /tmp\n    slurm: {nodes: 2, client_nodes: 2}\n",
+        Path::new("t.yml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("client_nodes"), "{e}");
+}
+
+#[test]
+fn gpu_partition_without_gpu_request_warns_with_location() {
+    let l = plan("services:\n  - service_name: v\n    service_type: vllm\n    container_image: docker://vllm/vllm-openai:v0.6.3\n    model: m\n    slurm: {partition: gpu}\n");
+    let w = l
+        .warnings
+        .iter()
+        .find(|w| w.path == "services[0].slurm.partition")
+        .unwrap_or_else(|| panic!("{:?}", l.warnings));
+    assert!(w.message.contains("no GPU"), "{}", w.message);
+    assert!(w.pos.line > 0);
+    let ok = plan("services:\n  - service_name: v\n    service_type: vllm\n    container_image: docker://vllm/vllm-openai:v0.6.3\n    model: m\n    slurm: {partition: gpu, gres: \"gpu:1\"}\n");
+    assert!(
+        !ok.warnings
+            .iter()
+            .any(|w| w.path.ends_with("slurm.partition")),
+        "{:?}",
+        ok.warnings
+    );
+}

@@ -24,6 +24,7 @@ fn render(recipe_path: &str) -> Vec<(String, String)> {
     let loaded = recipe::load(&root.join(recipe_path)).expect("recipe is valid");
     let opts = RenderOptions {
         campaign_dir: CAMPAIGN_DIR.into(),
+        fb_bin: "/opt/factorybench/bin/factorybench".into(),
     };
     render_all(&Renderer::new(), &loaded.plan, &opts).expect("renders")
 }

@@ -157,3 +157,36 @@ fn a_port_already_in_use_fails_setup_instead_of_measuring_another_service() {
     assert!(!t.path().join("calls/apptainer.log").exists());
     drop(busy);
 }
+
+/// The compiled script runs the very binary that compiled it (absolute path), and a binary
+/// missing on the node fails the job at once naming it (exit 127), not as a readiness timeout.
+#[test]
+fn script_runs_the_compiling_binary_and_a_missing_one_fails_fast() {
+    let (t, script) = setup();
+    let text = std::fs::read_to_string(&script).unwrap();
+    let exe = assert_cmd::cargo::cargo_bin("factorybench")
+        .canonicalize()
+        .unwrap();
+    assert!(
+        text.contains(&format!("FB_BIN={}", exe.display())),
+        "the script names {}:\n{text}",
+        exe.display()
+    );
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .env("FB_BIN", t.path().join("no-such-factorybench"))
+        .env("STUB_CALLS", t.path().join("calls"))
+        .env("TMPDIR", t.path())
+        .env_remove("SLURM_JOB_ID")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(127), "{stderr}");
+    assert!(
+        stderr.contains("no-such-factorybench is not found"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("never became ready"), "{stderr}");
+    // Nothing was started.
+    assert!(!t.path().join("calls/apptainer.log").exists());
+}
