@@ -214,6 +214,24 @@ pub(super) fn decode_service(
 
     // ---- slurm ----
     let slurm = decode_slurm(cx, f.get("slurm"), default_slurm, &f.p("slurm"));
+    if slurm.client_nodes > clients {
+        // Each client node runs at least one client: fewer clients than nodes would inflate
+        // the load the recipe asks for.
+        let pos = f
+            .get("slurm")
+            .and_then(|s| s.get("client_nodes"))
+            .or(f.get("client_count"))
+            .map_or(node.pos, |n| n.pos);
+        cx.error_help(
+            pos,
+            &f.p("slurm.client_nodes"),
+            format!(
+                "`client_nodes: {}` is more than `client_count: {clients}` (each client node runs at least one client)",
+                slurm.client_nodes
+            ),
+            format!("raise `client_count` to at least {} or lower `client_nodes`", slurm.client_nodes),
+        );
+    }
 
     // ---- container ----
     let container = decode_container(cx, &f);
