@@ -79,6 +79,8 @@ pub fn open_db(path: &Path) -> Result<Connection> {
     if !path.exists() {
         return Err(AnalysisError::NotFound(path.to_path_buf()));
     }
+    // A killed run's file lacks the request index (the writer builds it when it stops).
+    db::ensure_request_index(path);
     db::open_sqlite_read_only(path).map_err(|e| AnalysisError::NotACampaign {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -468,7 +470,7 @@ fn analyze_run_inner(
     let schedule_lag_ms = lag.summary();
 
     // run_metrics and samples.
-    let run_metrics = db::run_metrics(conn, run_id)
+    let run_metrics: Vec<RunMetricValue> = db::run_metrics(conn, run_id)
         .map_err(sq)?
         .into_iter()
         .map(|m| RunMetricValue {
@@ -492,6 +494,7 @@ fn analyze_run_inner(
         &rate,
         llm_stats.as_ref(),
         schedule_lag_ms.as_ref(),
+        &run_metrics,
     );
 
     let analysis = RunAnalysis {
@@ -567,7 +570,14 @@ fn validity(
     rate: &RateStats,
     llm_stats: Option<&LlmStats>,
     schedule_lag_ms: Option<&Summary>,
+    run_metrics: &[RunMetricValue],
 ) -> (bool, Vec<InvalidReason>) {
+    let metric = |name: &str| {
+        run_metrics
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.value)
+    };
     let mut reasons = Vec::new();
     let partial = !matches!(run.status, RunStatus::Success | RunStatus::Failed);
     if partial {
@@ -645,13 +655,30 @@ fn validity(
             });
         }
     }
+    // The engine tells connection-limited (every connection busy) from generator-saturated.
+    if metric("connection_limited") == Some(1.0) {
+        reasons.push(InvalidReason {
+            code: ReasonCode::ConnectionLimited,
+            message: format!(
+                "connection-limited: all {} connections were busy; {} requests waited for one (p99 schedule lag {:.1} ms, in the corrected latency) and {} were never sent (raise connections_per_client, or the service cannot keep this rate)",
+                metric("connections").unwrap_or(0.0),
+                metric("requests_waited_for_connection").unwrap_or(0.0),
+                schedule_lag_ms.map(|l| l.p99).unwrap_or(0.0),
+                metric("requests_not_sent_connection_limited").unwrap_or(0.0),
+            ),
+        });
+    }
+    let not_sent_by_generator = metric("requests_not_sent").unwrap_or(0.0)
+        - metric("requests_not_sent_connection_limited").unwrap_or(0.0);
     if let Some(lag) = schedule_lag_ms {
-        if lag.p99 > policy.max_schedule_lag_p99_ms {
+        if metric("connection_limited") == Some(1.0) {
+            // Said above; the lag was the connections', not the generator's.
+        } else if lag.p99 > policy.max_schedule_lag_p99_ms || not_sent_by_generator > 0.0 {
             reasons.push(InvalidReason {
                 code: ReasonCode::GeneratorSaturated,
                 message: format!(
-                    "generator saturated: p99 schedule lag {:.1} ms > {:.1} ms (requests left later than scheduled: load generator CPU or max_in_flight limit)",
-                    lag.p99, policy.max_schedule_lag_p99_ms
+                    "generator saturated: p99 schedule lag {:.1} ms (limit {:.1} ms), {} scheduled requests never sent (requests left later than scheduled: load generator CPU)",
+                    lag.p99, policy.max_schedule_lag_p99_ms, not_sent_by_generator
                 ),
             });
         }

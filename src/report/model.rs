@@ -196,6 +196,9 @@ pub enum ReasonCode {
     ErrorRateAboveThreshold,
     ZeroOutputTokens,
     GeneratorSaturated,
+    /// Open loop: every connection was busy, requests waited for one or were never sent
+    /// (the service did not keep the rate with the run's fixed connections).
+    ConnectionLimited,
     PartialRun,
     FailedRun,
 }
