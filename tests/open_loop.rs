@@ -91,7 +91,10 @@ fn one_connection_too_slow_for_the_rate_is_connection_limited() {
     assert!(metric(&conn, "requests_waited_for_connection") > 0.0);
     let not_sent = metric(&conn, "requests_not_sent");
     assert!(not_sent > 0.0);
-    assert_eq!(metric(&conn, "requests_not_sent_connection_limited"), not_sent);
+    assert_eq!(
+        metric(&conn, "requests_not_sent_connection_limited"),
+        not_sent
+    );
     let (rows, errors, max_wait_ms): (i64, i64, f64) = conn
         .query_row(
             "SELECT count(*), sum(ok = 0 AND error_class <> 'cancelled'),
@@ -105,7 +108,12 @@ fn one_connection_too_slow_for_the_rate_is_connection_limited() {
     assert_eq!(rows as f64 + not_sent, 200.0);
     // The report names the reason.
     let out = common::bin()
-        .args(["report", dir.path().join("metrics.db").to_str().unwrap(), "--format", "json"])
+        .args([
+            "report",
+            dir.path().join("metrics.db").to_str().unwrap(),
+            "--format",
+            "json",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -572,12 +572,7 @@ fn validity(
     schedule_lag_ms: Option<&Summary>,
     run_metrics: &[RunMetricValue],
 ) -> (bool, Vec<InvalidReason>) {
-    let metric = |name: &str| {
-        run_metrics
-            .iter()
-            .find(|m| m.name == name)
-            .map(|m| m.value)
-    };
+    let metric = |name: &str| run_metrics.iter().find(|m| m.name == name).map(|m| m.value);
     let mut reasons = Vec::new();
     let partial = !matches!(run.status, RunStatus::Success | RunStatus::Failed);
     if partial {

@@ -251,12 +251,12 @@ impl Shared {
             client as usize,
             RequestRow::from_outcome(
                 self.run_id.clone(),
-            client,
-            seq,
-            scheduled_ns,
-            sent_ns,
-            first_byte_ns,
-            done_ns,
+                client,
+                seq,
+                scheduled_ns,
+                sent_ns,
+                first_byte_ns,
+                done_ns,
                 warmup,
                 o,
             ),
@@ -775,9 +775,7 @@ fn dispatch_open(
                         last_wait_end = sh.clock.now_ns();
                         p
                     }
-                    Ok(None) => {
-                        return (sh.stop_reason().unwrap_or(StopReason::Duration), stats)
-                    }
+                    Ok(None) => return (sh.stop_reason().unwrap_or(StopReason::Duration), stats),
                     Err(()) => {
                         let n = count_rest(
                             &mut sched,

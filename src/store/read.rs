@@ -54,7 +54,10 @@ pub fn ensure_request_index(path: &Path) -> bool {
     ) {
         Ok(c) => c,
         Err(e) => {
-            tracing::debug!("{}: cannot open to build the request index: {e}", path.display());
+            tracing::debug!(
+                "{}: cannot open to build the request index: {e}",
+                path.display()
+            );
             return false;
         }
     };

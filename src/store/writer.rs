@@ -267,8 +267,7 @@ impl Sinks {
         }
         self.sinks.retain(|s| {
             Arc::strong_count(s) > 1
-                || s
-                    .shards
+                || s.shards
                     .iter()
                     .any(|x| !x.lock().unwrap_or_else(|e| e.into_inner()).is_empty())
         });
