@@ -141,6 +141,37 @@ impl HttpClient {
     }
 }
 
+#[cfg(test)]
+impl HttpClient {
+    /// A GET client for `url` (unit tests).
+    pub(crate) fn for_test(url: &str) -> HttpClient {
+        let t: Uri = url.parse().unwrap();
+        let host = t.authority().unwrap().as_str().to_string();
+        let mut target = Target {
+            method: Method::GET,
+            path_and_query: t.path_and_query().unwrap().as_str().to_string(),
+            authority: host.clone(),
+            host_header: HeaderValue::from_str(&host).unwrap(),
+            uri: t,
+            headers: Vec::new(),
+            body: Bytes::new(),
+            expect_status: None,
+            https: false,
+            op: "GET",
+            wire: Vec::new(),
+            hyper: false,
+        };
+        target.wire = super::http_lean::serialize_request(&target);
+        HttpClient {
+            t: Arc::new(target),
+        }
+    }
+
+    pub(crate) fn target(&self) -> Arc<Target> {
+        self.t.clone()
+    }
+}
+
 pub(crate) fn classify_io(e: &std::io::Error) -> ErrorClass {
     use std::io::ErrorKind::*;
     match e.kind() {

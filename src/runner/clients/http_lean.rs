@@ -385,7 +385,70 @@ impl Worker for LeanWorker {
 
 #[cfg(test)]
 mod tests {
-    use super::chunk_size;
+    use super::*;
+    use crate::runner::clock::Clock;
+    use crate::runner::rng::Rng;
+    use tokio::io::AsyncWriteExt;
+
+    /// Chunked bodies split across reads, a content-length body and a close-delimited body, on
+    /// one kept connection (the first two) and a closed one (the third).
+    #[tokio::test]
+    async fn chunked_length_and_close_delimited_bodies() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut c, _) = l.accept().await.unwrap();
+            let mut b = [0u8; 4096];
+            let _ = c.read(&mut b).await.unwrap();
+            for part in [
+                &b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel"[..],
+                b"lo\r\n1",
+                b"0\r\n0123456789abcdef\r\n0\r\nx-trailer: 1\r\n\r\n",
+            ] {
+                c.write_all(part).await.unwrap();
+                c.flush().await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            let _ = c.read(&mut b).await.unwrap();
+            c.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 3\r\n\r\nabc")
+                .await
+                .unwrap();
+            let _ = c.read(&mut b).await.unwrap();
+            c.write_all(b"HTTP/1.0 200 OK\r\n\r\nuntil close")
+                .await
+                .unwrap();
+        });
+        let client = super::super::http::HttpClient::for_test(&format!("http://{addr}/x"));
+        let t = client.target();
+        let s = connect(&t).await.unwrap();
+        let mut w = LeanWorker::new(t, s);
+        let clock = Clock::new();
+        let mut rng = Rng::new(1);
+        let mut ctx = RequestCtx {
+            worker: 0,
+            seq: 0,
+            rng: &mut rng,
+            clock: &clock,
+            first_byte_ns: None,
+        };
+        let o = w.request(&mut ctx).await;
+        assert_eq!(
+            (o.error, o.http_status, o.bytes_received),
+            (None, Some(200), 21)
+        );
+        assert!(w.stream.is_some(), "kept alive");
+        let o = w.request(&mut ctx).await;
+        assert_eq!(o.http_status, Some(404));
+        assert_eq!(o.bytes_received, 3);
+        assert_eq!(o.error, Some(ErrorClass::HttpStatus));
+        let o = w.request(&mut ctx).await;
+        assert_eq!((o.error, o.bytes_received), (None, 11));
+        assert!(
+            w.stream.is_none(),
+            "HTTP/1.0 without keep-alive is not kept"
+        );
+        server.await.unwrap();
+    }
 
     #[test]
     fn chunk_size_lines() {
