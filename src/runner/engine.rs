@@ -742,10 +742,8 @@ fn dispatch_open(
             );
             return (StopReason::Duration, stats);
         }
-        if t >= measure_start_ns {
-            if load.requests.is_some_and(|n| measured >= n) {
-                return (StopReason::Requests, stats);
-            }
+        if t >= measure_start_ns && load.requests.is_some_and(|n| measured >= n) {
+            return (StopReason::Requests, stats);
         }
         if !wait_until(&sh, t) {
             return (sh.stop_reason().unwrap_or(StopReason::Duration), stats);
