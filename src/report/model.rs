@@ -196,8 +196,8 @@ pub enum ReasonCode {
     ErrorRateAboveThreshold,
     ZeroOutputTokens,
     GeneratorSaturated,
-    /// Open loop: every connection was busy, requests waited for one or were never sent
-    /// (the service did not keep the rate with the run's fixed connections).
+    // Open loop: every connection was busy, requests waited for one or were never sent (a
+    // plain comment: a doc comment would split the enum in the JSON Schema).
     ConnectionLimited,
     PartialRun,
     FailedRun,
