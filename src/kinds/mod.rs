@@ -157,6 +157,7 @@ pub const COMMON_SERVICE_KEYS: &[&str] = &[
     "max_error_rate",
     "timeout",
     "max_in_flight",
+    "connections_per_client",
     "slurm",
     "environment",
     "binds",

@@ -265,8 +265,29 @@ pub struct Load {
     pub max_error_rate: Option<f64>,
     /// Per-request timeout, seconds.
     pub timeout_s: f64,
-    /// Upper bound on requests in flight for open-loop runs (per service).
+    /// Upper bound on requests in flight for open-loop runs (per service): caps the number of
+    /// connections (`clients × connections_per_client`).
     pub max_in_flight: u32,
+    /// Open loop: connections (sessions, in-flight slots) each client opens before the run and
+    /// keeps for its whole length, as wrk2's `-c`. A request whose time has come waits for a
+    /// free one; the wait counts in the corrected latency.
+    pub connections_per_client: u32,
+}
+
+/// Default `connections_per_client`: LLM requests last seconds (many in flight per client);
+/// the other kinds answer in micro- to milliseconds.
+pub const DEFAULT_CONNECTIONS_PER_CLIENT: u32 = 4;
+pub const DEFAULT_CONNECTIONS_PER_CLIENT_LLM: u32 = 64;
+/// Largest `connections_per_client`.
+pub const MAX_CONNECTIONS_PER_CLIENT: u32 = 4096;
+
+impl Load {
+    /// Connections an open-loop run opens and keeps: `clients × connections_per_client`,
+    /// capped by `max_in_flight`.
+    pub fn open_loop_connections(&self) -> u32 {
+        (self.clients.max(1) as u64 * self.connections_per_client.max(1) as u64)
+            .min(self.max_in_flight.max(1) as u64) as u32
+    }
 }
 
 impl Load {

@@ -79,6 +79,8 @@ pub fn open_db(path: &Path) -> Result<Connection> {
     if !path.exists() {
         return Err(AnalysisError::NotFound(path.to_path_buf()));
     }
+    // A killed run's file lacks the request index (the writer builds it when it stops).
+    db::ensure_request_index(path);
     db::open_sqlite_read_only(path).map_err(|e| AnalysisError::NotACampaign {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -523,6 +525,7 @@ fn analyze_run_inner(
         llm_stats.as_ref(),
         schedule_lag_ms.as_ref(),
         generator_lag_p99_ms,
+        &run_metrics,
     );
 
     let analysis = RunAnalysis {
@@ -601,7 +604,9 @@ fn validity(
     llm_stats: Option<&LlmStats>,
     schedule_lag_ms: Option<&Summary>,
     generator_lag_p99_ms: Option<f64>,
+    run_metrics: &[RunMetricValue],
 ) -> (bool, Vec<InvalidReason>, Vec<Gate>) {
+    let metric = |name: &str| run_metrics.iter().find(|m| m.name == name).map(|m| m.value);
     let mut reasons = Vec::new();
     let mut gates = Vec::new();
     let partial = !matches!(run.status, RunStatus::Success | RunStatus::Failed);
@@ -734,12 +739,37 @@ fn validity(
             );
         }
     }
-    // Open loop only (a closed loop has no schedule to fall behind). The runner's generator
-    // lag excludes waits for a free max_in_flight slot; files written before it was recorded
-    // fall back to the schedule lag of the rows (an upper bound of it).
+    // Open loop only (a closed loop has no schedule to fall behind). The engine tells
+    // connection-limited (every connection busy: the service did not keep up with this many
+    // connections) from generator-saturated (the runner's own CPU). The runner's generator lag
+    // excludes waits for a free max_in_flight slot; files written before it was recorded fall
+    // back to the schedule lag of the rows (an upper bound of it).
     if run.arrival != "closed" {
+        let connection_limited = metric("connection_limited") == Some(1.0);
+        gate(
+            ReasonCode::ConnectionLimited,
+            "connections sufficed (no request had to wait for a busy connection or went unsent)",
+            Some(if connection_limited { 1.0 } else { 0.0 }),
+            false,
+            0.0,
+            "bool",
+            connection_limited.then(|| {
+                format!(
+                    "connection-limited: all {} connections were busy; {} requests waited for one (p99 schedule lag {:.1} ms, in the corrected latency) and {} were never sent (raise connections_per_client, or the service cannot keep this rate)",
+                    metric("connections").unwrap_or(0.0),
+                    metric("requests_waited_for_connection").unwrap_or(0.0),
+                    schedule_lag_ms.map(|l| l.p99).unwrap_or(0.0),
+                    metric("requests_not_sent_connection_limited").unwrap_or(0.0),
+                )
+            }),
+        );
+        let not_sent_by_generator = metric("requests_not_sent").unwrap_or(0.0)
+            - metric("requests_not_sent_connection_limited").unwrap_or(0.0);
         if let Some(lag) = generator_lag_p99_ms.or(schedule_lag_ms.map(|l| l.p99)) {
             let limit = policy.max_generator_lag_p99_ms;
+            // The generator lag leaves out waits for a busy connection (those are the
+            // connection-limited gate's): the same rule as the runner's own flag.
+            let saturated = lag > limit || not_sent_by_generator > 0.0;
             gate(
                 ReasonCode::GeneratorSaturated,
                 "generator lag p99 (load generator kept its schedule)",
@@ -747,9 +777,9 @@ fn validity(
                 false,
                 limit,
                 "ms",
-                (lag > limit).then(|| {
+                saturated.then(|| {
                     format!(
-                        "generator saturated: generator lag p99 {lag:.1} ms > {limit:.1} ms (requests left later than scheduled because the load generator could not keep up: rate and latency reflect the runner, not the service)"
+                        "generator saturated: generator lag p99 {lag:.1} ms (limit {limit:.1} ms), {not_sent_by_generator} scheduled requests never sent (requests left later than scheduled because the load generator could not keep up: rate and latency reflect the runner, not the service)"
                     )
                 }),
             );

@@ -196,6 +196,9 @@ pub enum ReasonCode {
     ErrorRateAboveThreshold,
     ZeroOutputTokens,
     GeneratorSaturated,
+    // Open loop: every connection was busy, requests waited for one or were never sent (a
+    // plain comment: a doc comment would split the enum in the JSON Schema).
+    ConnectionLimited,
     PartialRun,
     FailedRun,
 }

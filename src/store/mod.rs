@@ -4,8 +4,9 @@
 //!   `meta.schema_version` its version, [`MIGRATIONS`] the upgrade path) in WAL mode with a
 //!   busy timeout.
 //! - [`Store`] owns the single writer thread; [`StoreHandle`] (cheap to clone) feeds it through
-//!   a channel. Sending a row never waits on disk; rows are committed in batched transactions at
-//!   least every [`COMMIT_INTERVAL`], so a crash loses at most that much.
+//!   a channel, and request rows through a [`RequestSink`] (per-client buffers the writer takes
+//!   in blocks). Recording a row never waits on disk; rows are committed in batched
+//!   transactions at least every [`COMMIT_INTERVAL`], so a crash loses at most that much.
 //! - [`read`] opens files read-only for reports (a campaign = one `.db` file or a directory
 //!   holding `runs/*.db`): the one reader of a `runs` row, request scans, samples, histograms.
 //! - [`campaign`] is the `jobs` table of a SLURM campaign's `campaign.db` and the run
@@ -17,7 +18,7 @@ pub mod campaign;
 pub mod read;
 mod writer;
 
-pub use writer::{Store, StoreHandle, WriterStats};
+pub use writer::{RequestSink, Store, StoreHandle, WriterStats};
 
 use crate::model::{ErrorClass, Outcome};
 pub use crate::model::{FailureStage, RunStatus, StopReason, StopSignal};
@@ -36,6 +37,12 @@ pub const MIGRATIONS: &[(u32, &str)] = &[(1, SCHEMA_SQL)];
 
 /// The whole schema (`schema.sql`): every table, `IF NOT EXISTS`.
 pub(crate) const SCHEMA_SQL: &str = include_str!("schema.sql");
+
+/// The secondary index of `requests` (run, schedule order). The writer drops it while it writes
+/// and builds it when it stops; readers build it when they find it missing (a killed run).
+pub(crate) const CREATE_REQUEST_INDEX_SQL: &str =
+    "CREATE INDEX IF NOT EXISTS requests_run ON requests(run_id, scheduled_ns)";
+pub(crate) const DROP_REQUEST_INDEX_SQL: &str = "DROP INDEX IF EXISTS requests_run";
 
 /// The SQLite error type (so that callers outside `store` need not name the driver).
 pub type DbError = rusqlite::Error;

@@ -25,6 +25,52 @@ pub fn open_sqlite_read_only(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// Build the `requests(run_id, scheduled_ns)` index when the file lacks it (the writer builds it
+/// when it stops; a killed run leaves it missing). Best effort: a file this process cannot
+/// write is read without it (queries are then full scans, still correct). Returns whether the
+/// index exists afterwards.
+pub fn ensure_request_index(path: &Path) -> bool {
+    let has = |c: &Connection| {
+        c.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'requests_run'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
+    };
+    let Ok(ro) = open_sqlite_read_only(path) else {
+        return false;
+    };
+    if !has_table(&ro, "requests") {
+        return false;
+    }
+    if has(&ro).unwrap_or(false) {
+        return true;
+    }
+    drop(ro);
+    let rw = match Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(
+                "{}: cannot open to build the request index: {e}",
+                path.display()
+            );
+            return false;
+        }
+    };
+    let built = rw
+        .busy_timeout(super::BUSY_TIMEOUT)
+        .and_then(|_| rw.execute_batch(super::CREATE_REQUEST_INDEX_SQL));
+    if let Err(e) = built {
+        tracing::debug!("{}: request index not built: {e}", path.display());
+        return false;
+    }
+    true
+}
+
 /// Open one campaign file read-only (with the busy timeout; checks the schema version).
 pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     if !path.is_file() {

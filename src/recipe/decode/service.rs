@@ -196,6 +196,18 @@ pub(super) fn decode_service(
     let max_in_flight = f
         .u32_range(cx, "max_in_flight", 1, 1_000_000)
         .unwrap_or(1024.max(clients));
+    let connections_per_client = f
+        .u32_range(
+            cx,
+            "connections_per_client",
+            1,
+            crate::recipe::plan::MAX_CONNECTIONS_PER_CLIENT,
+        )
+        .unwrap_or(if is_llm {
+            crate::recipe::plan::DEFAULT_CONNECTIONS_PER_CLIENT_LLM
+        } else {
+            crate::recipe::plan::DEFAULT_CONNECTIONS_PER_CLIENT
+        });
     let load = Load {
         clients,
         arrival,
@@ -210,6 +222,7 @@ pub(super) fn decode_service(
         max_error_rate,
         timeout_s,
         max_in_flight,
+        connections_per_client,
     };
 
     // ---- slurm ----
