@@ -1,6 +1,7 @@
 //! One module per command group. Each exposes its clap `Args` and functions returning an exit
 //! code; errors are mapped to exit codes by [`report_error`].
 
+pub mod capacity;
 pub mod compile;
 pub mod monitor;
 pub mod report;

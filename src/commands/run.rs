@@ -99,6 +99,7 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
             observers_for(svc, show_bars, &multi)
         })),
         watch: Some(crate::monitor::session::watch_factory()),
+        gpu_facts: Some(crate::monitor::nvml::gpu_facts()),
     };
     let outcome = session.run(&store)?;
     store.close()?;
@@ -120,6 +121,11 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
         );
     } else {
         print!("{}", summary::render_table(&summaries));
+        let mut systems: Vec<&str> = summaries.iter().map(|s| s.system.as_str()).collect();
+        systems.dedup();
+        for s in systems.into_iter().filter(|s| !s.is_empty()) {
+            println!("system: {s}");
+        }
         println!("campaign file: {}", db.display());
     }
     let code = if finished.iter().any(|f| f.status == RunStatus::Failed) {

@@ -138,6 +138,33 @@ pub struct Service {
     /// `compare` limits for this service (`compare_thresholds`): metric → limit such as
     /// `10%` or `+5ms`; the command line overrides them.
     pub compare_thresholds: std::collections::BTreeMap<String, String>,
+    /// `capacity_search`: find the highest total rate that holds the SLOs (`factorybench
+    /// capacity`). Omitted from serialised plans when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_search: Option<CapacitySearch>,
+}
+
+/// Recipe `capacity_search` (docs/capacity.md).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CapacitySearch {
+    /// Bounds and steps of the search.
+    pub spec: crate::capacity::SearchSpec,
+    /// Measured seconds of each step (`step_duration`; default: the service's `duration`).
+    pub step_duration_s: Option<f64>,
+    pub slo: CapacitySlo,
+}
+
+/// What a step must hold to pass.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CapacitySlo {
+    /// p99 of the corrected latency (from the scheduled start), successful requests.
+    pub latency_p99_ms: Option<f64>,
+    /// LLM: p99 time to first token.
+    pub ttft_p99_ms: Option<f64>,
+    /// Failed requests / measured requests.
+    pub max_error_rate: f64,
+    /// Achieved rate / target rate at least this (a service that cannot keep up fails).
+    pub min_rate_ratio: f64,
 }
 
 impl Service {

@@ -145,6 +145,10 @@ pub struct Comparison {
     /// Validity of each side (an invalid candidate is a regression row `valid`).
     pub baseline_valid: bool,
     pub candidate_valid: bool,
+    /// Set when the two sides ran on different hardware (provenance fingerprints differ):
+    /// the comparison still runs, but differences may be the hardware's.
+    #[serde(default)]
+    pub hardware_warnings: Vec<String>,
 }
 
 /// Load one side: a JSON report (hash checked) or a campaign (.db / directory).
@@ -328,6 +332,7 @@ pub fn compare(
         regressions,
         baseline_valid: base.valid,
         candidate_valid: cand.valid,
+        hardware_warnings: super::provenance::hardware_warnings(base, cand),
     }
 }
 
@@ -412,6 +417,13 @@ fn verdict(c: &Comparison) -> String {
     }
 }
 
+fn warnings_text(c: &Comparison) -> String {
+    c.hardware_warnings
+        .iter()
+        .map(|w| format!("WARNING: {w}\n"))
+        .collect()
+}
+
 pub fn to_text(c: &Comparison) -> String {
     let mut rows: Vec<[String; 7]> = vec![HEAD.map(String::from)];
     rows.extend(c.rows.iter().map(cells));
@@ -421,7 +433,12 @@ pub fn to_text(c: &Comparison) -> String {
             w[i] = w[i].max(s.chars().count());
         }
     }
-    let mut s = format!("baseline:  {}\ncandidate: {}\n\n", c.baseline, c.candidate);
+    let mut s = format!(
+        "baseline:  {}\ncandidate: {}\n{}\n",
+        c.baseline,
+        c.candidate,
+        warnings_text(c)
+    );
     for (n, r) in rows.iter().enumerate() {
         let line: Vec<String> = r
             .iter()
@@ -448,9 +465,13 @@ pub fn to_text(c: &Comparison) -> String {
 
 pub fn to_markdown(c: &Comparison) -> String {
     let mut s = format!(
-        "## factorybench compare\n\nbaseline: `{}`  \ncandidate: `{}`\n\n**{}**\n\n",
+        "## factorybench compare\n\nbaseline: `{}`  \ncandidate: `{}`\n\n{}**{}**\n\n",
         c.baseline,
         c.candidate,
+        c.hardware_warnings
+            .iter()
+            .map(|w| format!("> **Warning:** {w}\n\n"))
+            .collect::<String>(),
         verdict(c)
     );
     s.push_str(&format!("| {} |\n", HEAD.join(" | ")));
@@ -471,12 +492,16 @@ pub fn to_html(c: &Comparison) -> String {
     );
     let _ = write!(
         s,
-        "<div class=\"banner {}\">{}</div><p>baseline: <code>{}</code><br>candidate: <code>{}</code></p><table><tr>",
+        "<div class=\"banner {}\">{}</div><p>baseline: <code>{}</code><br>candidate: <code>{}</code></p>",
         if c.regressions > 0 { "bad" } else { "good" },
         esc(&verdict(c)),
         esc(&c.baseline),
         esc(&c.candidate)
     );
+    for w in &c.hardware_warnings {
+        let _ = write!(s, "<p class=\"warn\"><b>Warning:</b> {}</p>", esc(w));
+    }
+    s.push_str("<table><tr>");
     for h in HEAD {
         let _ = write!(s, "<th>{h}</th>");
     }

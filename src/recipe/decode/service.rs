@@ -250,6 +250,14 @@ pub(super) fn decode_service(
     let sweep = f
         .get("sweep")
         .and_then(|n| decode_sweep(cx, n, &f.p("sweep"), kind));
+    let capacity_search = f.get("capacity_search").and_then(|n| {
+        super::capacity::decode_capacity_search(
+            cx,
+            n,
+            &f.p("capacity_search"),
+            kind.is_some_and(|k| k.is_llm()),
+        )
+    });
 
     let errors_after = cx
         .diags
@@ -281,6 +289,7 @@ pub(super) fn decode_service(
         sweep,
         depends_on,
         compare_thresholds,
+        capacity_search,
     })
 }
 
