@@ -52,6 +52,8 @@ pub enum Command {
     Run(commands::run::RunArgs),
     /// Find the highest rate a service sustains under its SLOs (ramp, bisection, repeats).
     Capacity(commands::capacity::CapacityArgs),
+    /// Trends over many campaigns: intervals, change points, a gate on the newest.
+    History(commands::history::HistoryArgs),
     /// Compile and submit a campaign with sbatch.
     Submit(commands::slurm::SubmitArgs),
     /// Show the SLURM state and progress of a campaign's jobs.
@@ -114,6 +116,7 @@ pub fn main() -> i32 {
         Command::Compile(a) => commands::compile::exec(a),
         Command::Run(a) => commands::run::exec(a),
         Command::Capacity(a) => commands::capacity::exec(a),
+        Command::History(a) => commands::history::exec(a),
         Command::Submit(a) => commands::slurm::submit(a),
         Command::Status(a) => commands::slurm::status(a),
         Command::Logs(a) => commands::slurm::logs(a),

@@ -147,7 +147,7 @@ pub struct Comparison {
     pub candidate_valid: bool,
     /// Set when the two sides ran on different hardware (provenance fingerprints differ):
     /// the comparison still runs, but differences may be the hardware's.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hardware_warnings: Vec<String>,
 }
 
