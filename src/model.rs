@@ -259,4 +259,3 @@ pub fn hardware_fingerprint(f: &Facts) -> Option<String> {
     }
     any.then(|| hex::encode(&h.finalize()[..6]))
 }
-

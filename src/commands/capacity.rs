@@ -56,11 +56,9 @@ pub fn exec(a: &CapacityArgs) -> anyhow::Result<i32> {
                 .into())
             }
             None => {
-                return Err(InvalidInput(format!(
-                    "no service `{name}` in {}",
-                    a.recipe.display()
-                ))
-                .into())
+                return Err(
+                    InvalidInput(format!("no service `{name}` in {}", a.recipe.display())).into(),
+                )
             }
         },
         None => match with.as_slice() {
@@ -84,7 +82,9 @@ pub fn exec(a: &CapacityArgs) -> anyhow::Result<i32> {
             }
         },
     };
-    let db = a.db.clone().unwrap_or_else(|| plan.global.metrics_db.clone());
+    let db =
+        a.db.clone()
+            .unwrap_or_else(|| plan.global.metrics_db.clone());
     let store = Store::open(&db)?;
     let hooks = StepHooks {
         observers: None,
@@ -139,7 +139,9 @@ pub fn exec(a: &CapacityArgs) -> anyhow::Result<i32> {
     let report = read_searches(&conn)?
         .into_iter()
         .find(|s| s.search_id == done.search_id)
-        .ok_or_else(|| anyhow::anyhow!("search {} not found in {}", done.search_id, db.display()))?;
+        .ok_or_else(|| {
+            anyhow::anyhow!("search {} not found in {}", done.search_id, db.display())
+        })?;
     if a.json {
         crate::outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {

@@ -55,12 +55,7 @@ fn campaigns_of(p: &Path) -> anyhow::Result<Vec<PathBuf>> {
     }
     let mut out: Vec<PathBuf> = std::fs::read_dir(p)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|c| {
-            c.is_dir()
-                || c
-                    .extension()
-                    .is_some_and(|e| e == "db" || e == "json")
-        })
+        .filter(|c| c.is_dir() || c.extension().is_some_and(|e| e == "db" || e == "json"))
         .collect();
     out.sort();
     Ok(out)
@@ -71,7 +66,10 @@ pub fn exec(a: &HistoryArgs) -> anyhow::Result<i32> {
     for t in &a.threshold {
         overrides.push(parse_threshold(t).map_err(|e| InvalidInput(e.to_string()))?);
     }
-    let known: Vec<&str> = crate::report::compare::METRICS.iter().map(|m| m.name).collect();
+    let known: Vec<&str> = crate::report::compare::METRICS
+        .iter()
+        .map(|m| m.name)
+        .collect();
     for m in &a.metric {
         if !known.contains(&m.as_str()) {
             let hint = crate::recipe::diag::did_you_mean(m, &known)

@@ -58,7 +58,9 @@ pub struct CapacitySearchReport {
 }
 
 /// The capacity searches recorded in one campaign file.
-pub fn read_searches(conn: &Connection) -> Result<Vec<CapacitySearchReport>, crate::store::DbError> {
+pub fn read_searches(
+    conn: &Connection,
+) -> Result<Vec<CapacitySearchReport>, crate::store::DbError> {
     let mut out = Vec::new();
     for (s, steps) in db::capacity_searches(conn)? {
         let steps: Vec<CapacityStep> = steps
@@ -98,14 +100,17 @@ pub fn read_searches(conn: &Connection) -> Result<Vec<CapacitySearchReport>, cra
             sustainable_rate_per_s: s.sustainable_rate,
             first_failing_rate_per_s: s.first_failing_rate,
             throughput_at_knee_per_s: cross(
-                at_knee.iter().filter_map(|x| x.achieved_rate_per_s).collect(),
+                at_knee
+                    .iter()
+                    .filter_map(|x| x.achieved_rate_per_s)
+                    .collect(),
             ),
-            latency_p99_at_knee_ms: cross(at_knee.iter().filter_map(|x| x.latency_p99_ms).collect()),
+            latency_p99_at_knee_ms: cross(
+                at_knee.iter().filter_map(|x| x.latency_p99_ms).collect(),
+            ),
             knee_repeats_all_passed: !at_knee.is_empty() && at_knee.iter().all(|x| x.passed),
             started_at: super::analysis::rfc3339(s.started_ns),
-            elapsed_s: s
-                .ended_ns
-                .map(|e| (e - s.started_ns) as f64 / 1e9),
+            elapsed_s: s.ended_ns.map(|e| (e - s.started_ns) as f64 / 1e9),
             steps,
         });
     }
@@ -179,7 +184,12 @@ pub fn to_text(s: &CapacitySearchReport) -> String {
         }
     }
     if let Some(e) = s.elapsed_s {
-        let _ = writeln!(t, "search took {} s over {} runs", fmt_num(e), s.steps.len());
+        let _ = writeln!(
+            t,
+            "search took {} s over {} runs",
+            fmt_num(e),
+            s.steps.len()
+        );
     }
     t
 }

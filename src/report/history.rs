@@ -300,7 +300,13 @@ pub fn to_text(h: &History) -> String {
         let trend: Vec<String> = x
             .points
             .iter()
-            .map(|p| format!("{}{}", if p.change_point { "*" } else { "" }, fmt_num(p.value)))
+            .map(|p| {
+                format!(
+                    "{}{}",
+                    if p.change_point { "*" } else { "" },
+                    fmt_num(p.value)
+                )
+            })
             .collect();
         let _ = writeln!(
             s,
@@ -358,7 +364,12 @@ pub fn to_html(h: &History) -> String {
         let idx = |i: usize| (i + 1) as f64;
         let mut sers = vec![Series {
             name: format!("{} ({})", x.metric, x.unit),
-            points: x.points.iter().enumerate().map(|(i, p)| (idx(i), p.value)).collect(),
+            points: x
+                .points
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (idx(i), p.value))
+                .collect(),
         }];
         let lo: Vec<(f64, f64)> = x
             .points

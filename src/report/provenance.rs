@@ -53,7 +53,8 @@ pub fn summary_line(f: &Facts) -> String {
     let svc = [
         f.get("service.product"),
         f.get("service.version"),
-        f.get("service.server").filter(|_| !f.contains_key("service.version")),
+        f.get("service.server")
+            .filter(|_| !f.contains_key("service.version")),
     ]
     .into_iter()
     .flatten()
@@ -79,7 +80,12 @@ pub fn html_block(r: &RunAnalysis) -> String {
     }
     h.push_str("</summary><table class=\"kv\">");
     for (k, v) in f {
-        let _ = write!(h, "<tr><th>{}</th><td><code>{}</code></td></tr>", esc(k), esc(v));
+        let _ = write!(
+            h,
+            "<tr><th>{}</th><td><code>{}</code></td></tr>",
+            esc(k),
+            esc(v)
+        );
     }
     h.push_str("</table></details>");
     h

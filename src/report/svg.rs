@@ -241,8 +241,18 @@ pub fn marked_line_chart(
         .filter(|(a, b)| a.is_finite() && b.is_finite())
         .collect();
     if let Some(&(x_any, y_any)) = all.first() {
-        all.extend(vmarks.iter().filter(|m| m.at.is_finite()).map(|m| (m.at, y_any)));
-        all.extend(hmarks.iter().filter(|m| m.at.is_finite()).map(|m| (x_any, m.at)));
+        all.extend(
+            vmarks
+                .iter()
+                .filter(|m| m.at.is_finite())
+                .map(|m| (m.at, y_any)),
+        );
+        all.extend(
+            hmarks
+                .iter()
+                .filter(|m| m.at.is_finite())
+                .map(|m| (x_any, m.at)),
+        );
     }
     if all.is_empty() {
         return empty(title);

@@ -108,7 +108,10 @@ pub fn run_search(
     on_step: &mut dyn FnMut(&StepDone),
 ) -> anyhow::Result<SearchDone> {
     let cs = svc.capacity_search.clone().ok_or_else(|| {
-        anyhow::anyhow!("service `{}` has no `capacity_search` in its recipe", svc.name)
+        anyhow::anyhow!(
+            "service `{}` has no `capacity_search` in its recipe",
+            svc.name
+        )
     })?;
     let t0 = std::time::Instant::now();
     let search_id = crate::store::new_run_id();

@@ -10,8 +10,8 @@
 //! `gpuN.memory_bytes` (NVML, plugged in by the command through [`GpuFacts`]),
 //! `service.version`, `service.server`, `service.product` (the service's API, per client).
 
-use crate::recipe::{Service, Workload};
 pub use crate::model::{hardware_fingerprint, Facts, HARDWARE_KEYS};
+use crate::recipe::{Service, Workload};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -28,7 +28,10 @@ pub fn host_facts(svc: &Service) -> Facts {
     }
     // Logical CPUs of the machine (hardware), and those this process may use (cgroup /
     // affinity: what a SLURM allocation grants).
-    let online = cpuinfo.lines().filter(|l| l.starts_with("processor")).count();
+    let online = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
     if online > 0 {
         f.insert("cpu.count".into(), online.to_string());
     }
@@ -104,9 +107,7 @@ fn mem_total_bytes(meminfo: &str) -> Option<u64> {
 }
 
 fn os_name(os_release: &str) -> Option<String> {
-    let l = os_release
-        .lines()
-        .find(|l| l.starts_with("PRETTY_NAME="))?;
+    let l = os_release.lines().find(|l| l.starts_with("PRETTY_NAME="))?;
     Some(l["PRETTY_NAME=".len()..].trim_matches('"').to_string())
 }
 
@@ -126,10 +127,16 @@ struct Mount {
 /// The mount holding `path` (longest mount point that is a prefix of it, after resolving what
 /// exists of the path).
 fn mount_of(mounts: &str, path: &Path) -> Option<Mount> {
+    // Resolve symlinks in the part of the path that exists; keep the rest as written.
     let mut p = path.to_path_buf();
+    let mut rest: Vec<std::ffi::OsString> = Vec::new();
     let resolved = loop {
         if let Ok(c) = p.canonicalize() {
-            break c;
+            break rest.iter().rev().fold(c, |acc, part| acc.join(part));
+        }
+        match p.file_name() {
+            Some(n) => rest.push(n.to_os_string()),
+            None => break path.to_path_buf(),
         }
         if !p.pop() {
             break path.to_path_buf();
@@ -142,9 +149,7 @@ fn mount_of(mounts: &str, path: &Path) -> Option<Mount> {
             continue;
         };
         let mnt = mnt.replace("\\040", " ");
-        if resolved.starts_with(&mnt)
-            && best.as_ref().is_none_or(|b| mnt.len() >= b.mount.len())
-        {
+        if resolved.starts_with(&mnt) && best.as_ref().is_none_or(|b| mnt.len() >= b.mount.len()) {
             best = Some(Mount {
                 source: src.to_string(),
                 mount: mnt,

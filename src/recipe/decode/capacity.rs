@@ -57,13 +57,35 @@ pub(crate) fn decode_capacity_search(
     let errors = cx.error_count();
     cx.check_keys(n, path, KEYS, "`capacity_search`");
     let f = Fields::new(Some(n), path.to_string());
-    let min_rate = ranged(cx, &f, "min_rate", 0.001, 1e7, "total requests/s of the first step");
-    let max_rate = ranged(cx, &f, "max_rate", 0.001, 1e7, "highest total requests/s tried");
+    let min_rate = ranged(
+        cx,
+        &f,
+        "min_rate",
+        0.001,
+        1e7,
+        "total requests/s of the first step",
+    );
+    let max_rate = ranged(
+        cx,
+        &f,
+        "max_rate",
+        0.001,
+        1e7,
+        "highest total requests/s tried",
+    );
     if f.get("min_rate").is_none() {
-        cx.error(f.pos(), path, "`capacity_search` needs `min_rate` (total requests/s of the first step)");
+        cx.error(
+            f.pos(),
+            path,
+            "`capacity_search` needs `min_rate` (total requests/s of the first step)",
+        );
     }
     if f.get("max_rate").is_none() {
-        cx.error(f.pos(), path, "`capacity_search` needs `max_rate` (highest total requests/s tried)");
+        cx.error(
+            f.pos(),
+            path,
+            "`capacity_search` needs `max_rate` (highest total requests/s tried)",
+        );
     }
     if let (Some(lo), Some(hi)) = (min_rate, max_rate) {
         if hi <= lo {
@@ -74,8 +96,15 @@ pub(crate) fn decode_capacity_search(
             );
         }
     }
-    let ramp_factor = ranged(cx, &f, "ramp_factor", 1.1, 10.0, "rate multiplier per ramp step")
-        .unwrap_or(2.0);
+    let ramp_factor = ranged(
+        cx,
+        &f,
+        "ramp_factor",
+        1.1,
+        10.0,
+        "rate multiplier per ramp step",
+    )
+    .unwrap_or(2.0);
     let bisect_steps = f.u32_range(cx, "bisect_steps", 0, 20).unwrap_or(3);
     let repeats = f.u32_range(cx, "repeats", 1, 20).unwrap_or(1);
     let step_duration_s = f.duration_s(cx, "step_duration");
@@ -114,12 +143,24 @@ pub(crate) fn decode_capacity_search(
                     "`ttft_p99_ms` needs an LLM service (time to first token)",
                 );
             }
-            let max_error_rate =
-                ranged(cx, &sf, "max_error_rate", 0.0, 1.0, "share of failed requests")
-                    .unwrap_or(0.01);
-            let min_rate_ratio =
-                ranged(cx, &sf, "min_rate_ratio", 0.0, 1.0, "achieved / target rate")
-                    .unwrap_or(0.95);
+            let max_error_rate = ranged(
+                cx,
+                &sf,
+                "max_error_rate",
+                0.0,
+                1.0,
+                "share of failed requests",
+            )
+            .unwrap_or(0.01);
+            let min_rate_ratio = ranged(
+                cx,
+                &sf,
+                "min_rate_ratio",
+                0.0,
+                1.0,
+                "achieved / target rate",
+            )
+            .unwrap_or(0.95);
             Some(CapacitySlo {
                 latency_p99_ms,
                 ttft_p99_ms,

@@ -452,10 +452,7 @@ impl Client for S3Client {
         Box::pin(async move {
             let mut f = crate::runner::provenance::Facts::new();
             let Ok(conn) = self.conn() else { return f };
-            if let Ok(r) = conn
-                .send(Method::HEAD, None, &[], None, EMPTY_SHA256)
-                .await
-            {
+            if let Ok(r) = conn.send(Method::HEAD, None, &[], None, EMPTY_SHA256).await {
                 if let Some(s) = r
                     .headers()
                     .get(reqwest::header::SERVER)
