@@ -280,3 +280,88 @@ fn history_renders_flags_a_change_point_and_gates() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean"));
 }
+
+#[test]
+fn a_two_parameter_sweep_runs_its_cartesian_product() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("g.yml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"
+benchmark: {{name: grid}}
+services:
+  - service_name: files
+    service_type: file_storage
+    base_path: {base}
+    operation_mix: {{read: 1.0}}
+    file_sizes: {{"4KiB": 1.0}}
+    working_set_files: 2
+    client_count: 1
+    requests_per_second: 5
+    requests: 5
+    duration: 5
+    sweep: {{client_count: [1, 2], requests_per_second: [5, 10]}}
+"#,
+            base = dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let out = fb(&["explain", p.to_str().unwrap(), "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e = String::from_utf8_lossy(&out.stdout);
+    assert!(e.contains("\"array_tasks\": 4"), "{e}");
+    let db = dir.path().join("g.db");
+    let out = fb(&[
+        "run",
+        p.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(5)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sweeps: Vec<String> = v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["sweep"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(sweeps.len(), 4, "{sweeps:?}");
+    for want in [
+        "client_count=1,requests_per_second=5",
+        "client_count=1,requests_per_second=10",
+        "client_count=2,requests_per_second=5",
+        "client_count=2,requests_per_second=10",
+    ] {
+        assert!(
+            sweeps.iter().any(|s| s.contains(want)),
+            "{want} in {sweeps:?}"
+        );
+    }
+    // One task of the array: --sweep-index picks the grid point.
+    let out = fb(&[
+        "run",
+        p.to_str().unwrap(),
+        "--db",
+        dir.path().join("t.db").to_str().unwrap(),
+        "--sweep-index",
+        "3",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["runs"][0]["sweep"]
+        .as_str()
+        .unwrap()
+        .contains("client_count=2,requests_per_second=10"));
+    assert_eq!(v["runs"][0]["target_rps"], 20.0);
+}

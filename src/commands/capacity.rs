@@ -97,7 +97,7 @@ pub fn exec(a: &CapacityArgs) -> anyhow::Result<i32> {
         let r = crate::report::analysis::analyze_run(&conn, run_id)?;
         Ok(StepFigures {
             requests: r.total.requests,
-            achieved_rate_per_s: r.total.throughput_ops_per_s,
+            achieved_rate_per_s: r.rate.achieved_rate_rps,
             latency_p99_ms: r.total.latency_corrected_ms.as_ref().map(|s| s.p99),
             ttft_p99_ms: r
                 .llm
