@@ -240,6 +240,11 @@ impl GpuSampler {
     }
 }
 
+/// The GPU facts of a run's provenance (NVML opened once per call; none without a driver).
+pub fn gpu_facts() -> crate::runner::provenance::GpuFacts {
+    std::sync::Arc::new(|| GpuSampler::open().map(|g| g.facts()).unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,9 +292,4 @@ mod tests {
             assert!(!s.sample().is_empty());
         }
     }
-}
-
-/// The GPU facts of a run's provenance (NVML opened once per call; none without a driver).
-pub fn gpu_facts() -> crate::runner::provenance::GpuFacts {
-    std::sync::Arc::new(|| GpuSampler::open().map(|g| g.facts()).unwrap_or_default())
 }

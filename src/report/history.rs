@@ -273,7 +273,7 @@ fn segment(xs: &[f64], offset: usize, limit: Limit, out: &mut Vec<usize>) {
         let sd = ((sse(l) + sse(r)) / dof).sqrt();
         let se = sd * (1.0 / k as f64 + 1.0 / (n - k) as f64).sqrt();
         let t = if se > 0.0 { shift / se } else { f64::INFINITY };
-        if t >= MIN_T && best.is_none_or(|(_, bt)| t > bt) {
+        if t >= MIN_T && best.map_or(true, |(_, bt)| t > bt) {
             best = Some((k, t));
         }
     }

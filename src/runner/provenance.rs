@@ -149,7 +149,8 @@ fn mount_of(mounts: &str, path: &Path) -> Option<Mount> {
             continue;
         };
         let mnt = mnt.replace("\\040", " ");
-        if resolved.starts_with(&mnt) && best.as_ref().is_none_or(|b| mnt.len() >= b.mount.len()) {
+        if resolved.starts_with(&mnt) && best.as_ref().map_or(true, |b| mnt.len() >= b.mount.len())
+        {
             best = Some(Mount {
                 source: src.to_string(),
                 mount: mnt,
