@@ -50,6 +50,10 @@ pub enum Command {
     Compile(commands::compile::CompileArgs),
     /// Run the benchmark here, without SLURM (also what batch jobs run on the node).
     Run(commands::run::RunArgs),
+    /// Find the highest rate a service sustains under its SLOs (ramp, bisection, repeats).
+    Capacity(commands::capacity::CapacityArgs),
+    /// Trends over many campaigns: intervals, change points, a gate on the newest.
+    History(commands::history::HistoryArgs),
     /// Compile and submit a campaign with sbatch.
     Submit(commands::slurm::SubmitArgs),
     /// Show the SLURM state and progress of a campaign's jobs.
@@ -111,6 +115,8 @@ pub fn main() -> i32 {
         Command::Explain(a) => commands::validate::explain(a),
         Command::Compile(a) => commands::compile::exec(a),
         Command::Run(a) => commands::run::exec(a),
+        Command::Capacity(a) => commands::capacity::exec(a),
+        Command::History(a) => commands::history::exec(a),
         Command::Submit(a) => commands::slurm::submit(a),
         Command::Status(a) => commands::slurm::status(a),
         Command::Logs(a) => commands::slurm::logs(a),

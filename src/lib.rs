@@ -7,6 +7,7 @@
 //! arguments and print. [`model`] holds the record types the layers share; the import order of
 //! the layers is in `docs/architecture.md`.
 
+pub mod capacity;
 pub mod cli;
 pub mod commands;
 pub mod exit;

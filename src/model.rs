@@ -238,3 +238,35 @@ impl StopReason {
         }
     }
 }
+
+/// Provenance of a run (`runner::provenance` collects it): ordered `key → value` facts.
+pub type Facts = std::collections::BTreeMap<String, String>;
+
+/// Keys that identify the hardware: two runs whose values differ ran on different hardware.
+pub const HARDWARE_KEYS: &[&str] = &["cpu.model", "cpu.count", "memory.total_gib", "gpu.count"];
+
+/// A short digest of the hardware keys (empty values count): equal fingerprints, same hardware.
+pub fn hardware_fingerprint(f: &Facts) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut any = false;
+    for k in HARDWARE_KEYS {
+        let v = f.get(*k).map(String::as_str).unwrap_or("");
+        any |= !v.is_empty();
+        h.update(k.as_bytes());
+        h.update(b"=");
+        h.update(v.as_bytes());
+        h.update(b"\n");
+    }
+    let gpu_names: Vec<&String> = f
+        .iter()
+        .filter(|(k, _)| k.starts_with("gpu") && k.ends_with(".name"))
+        .map(|(_, v)| v)
+        .collect();
+    for n in gpu_names {
+        any = true;
+        h.update(n.as_bytes());
+        h.update(b"\n");
+    }
+    any.then(|| hex::encode(&h.finalize()[..6]))
+}

@@ -165,6 +165,9 @@ pub fn compare(a: &CompareArgs) -> anyhow::Result<i32> {
     );
     let content = render_comparison(&c, a.format)?;
     write_out(a.out.as_deref(), &content)?;
+    for w in &c.hardware_warnings {
+        eprintln!("warning: {w}");
+    }
     Ok(if c.regressions > 0 {
         exit::REGRESSION
     } else {

@@ -151,6 +151,7 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
             observers_for(svc, show_bars, &multi)
         })),
         watch: Some(crate::monitor::session::watch_factory()),
+        gpu_facts: Some(crate::monitor::nvml::gpu_facts()),
     };
     let outcome = session.run(&store);
     crate::out::set_progress(None);
@@ -176,6 +177,11 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
         let table = summary::render_table(&summaries);
         crate::out::append_log_file(&table);
         crate::out!("{table}")?;
+        let mut systems: Vec<&str> = summaries.iter().map(|s| s.system.as_str()).collect();
+        systems.dedup();
+        for s in systems.into_iter().filter(|s| !s.is_empty()) {
+            crate::out!("system: {s}\n")?;
+        }
         crate::out!(
             "{}",
             next_steps(&db, &plan.benchmark.name, &reports_dir, &stamp, &summaries)

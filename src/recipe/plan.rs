@@ -138,6 +138,33 @@ pub struct Service {
     /// `compare` limits for this service (`compare_thresholds`): metric → limit such as
     /// `10%` or `+5ms`; the command line overrides them.
     pub compare_thresholds: std::collections::BTreeMap<String, String>,
+    /// `capacity_search`: find the highest total rate that holds the SLOs (`factorybench
+    /// capacity`). Omitted from serialised plans when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_search: Option<CapacitySearch>,
+}
+
+/// Recipe `capacity_search` (docs/capacity.md).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CapacitySearch {
+    /// Bounds and steps of the search.
+    pub spec: crate::capacity::SearchSpec,
+    /// Measured seconds of each step (`step_duration`; default: the service's `duration`).
+    pub step_duration_s: Option<f64>,
+    pub slo: CapacitySlo,
+}
+
+/// What a step must hold to pass.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CapacitySlo {
+    /// p99 of the corrected latency (from the scheduled start), successful requests.
+    pub latency_p99_ms: Option<f64>,
+    /// LLM: p99 time to first token.
+    pub ttft_p99_ms: Option<f64>,
+    /// Failed requests / measured requests.
+    pub max_error_rate: f64,
+    /// Achieved rate / target rate at least this (a service that cannot keep up fails).
+    pub min_rate_ratio: f64,
 }
 
 /// Which part of a service's clients one client node runs (`run --client-share I/N`).
@@ -730,11 +757,49 @@ impl Secret {
     }
 }
 
-/// A sweep expands one service into a SLURM job array, one task per value.
+/// A sweep expands one service into a SLURM job array, one task per value. A sweep over
+/// several parameters (`param` = [`SweepParam::Grid`]) runs their cartesian product: `axes`
+/// holds each parameter's values and `values[i]` the label of task i,
+/// `client_count=4,requests_per_second=10` (first axis slowest).
 #[derive(Debug, Clone, Serialize)]
 pub struct Sweep {
     pub param: SweepParam,
     pub values: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub axes: Vec<(SweepParam, Vec<String>)>,
+}
+
+impl Sweep {
+    /// The `(parameter, value)` pairs of task `index` (one pair for a one-parameter sweep).
+    pub fn assignments(&self, index: usize) -> Option<Vec<(SweepParam, String)>> {
+        let label = self.values.get(index)?;
+        if self.param != SweepParam::Grid {
+            return Some(vec![(self.param, label.clone())]);
+        }
+        label
+            .split(',')
+            .map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                Some((SweepParam::parse(k)?, v.to_string()))
+            })
+            .collect()
+    }
+
+    /// The cartesian product's labels (first axis slowest).
+    pub fn grid_labels(axes: &[(SweepParam, Vec<String>)]) -> Vec<String> {
+        let mut labels = vec![String::new()];
+        for (p, vals) in axes {
+            let mut next = Vec::with_capacity(labels.len() * vals.len());
+            for l in &labels {
+                for v in vals {
+                    let sep = if l.is_empty() { "" } else { "," };
+                    next.push(format!("{l}{sep}{}={v}", p.as_str()));
+                }
+            }
+            labels = next;
+        }
+        labels
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -744,11 +809,25 @@ pub enum SweepParam {
     RequestsPerSecond,
     Model,
     BatchSize,
+    /// Several parameters at once (see [`Sweep`]).
+    Grid,
 }
 
 impl SweepParam {
+    pub fn parse(s: &str) -> Option<SweepParam> {
+        Some(match s {
+            "client_count" => SweepParam::ClientCount,
+            "requests_per_second" => SweepParam::RequestsPerSecond,
+            "model" => SweepParam::Model,
+            "batch_size" => SweepParam::BatchSize,
+            "grid" => SweepParam::Grid,
+            _ => return None,
+        })
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
+            SweepParam::Grid => "grid",
             SweepParam::ClientCount => "client_count",
             SweepParam::RequestsPerSecond => "requests_per_second",
             SweepParam::Model => "model",

@@ -340,10 +340,9 @@ struct BindCtx {
 
 impl ScriptCtx {
     fn new(plan: &Plan, svc: &Service, opts: &RenderOptions) -> Result<ScriptCtx, RenderError> {
-        let model_sweep = svc
-            .sweep
-            .as_ref()
-            .is_some_and(|s| s.param == SweepParam::Model);
+        let model_sweep = svc.sweep.as_ref().is_some_and(|s| {
+            s.param == SweepParam::Model || s.axes.iter().any(|(p, _)| *p == SweepParam::Model)
+        });
         let model_var = model_sweep.then_some("FB_MODEL");
         let started = svc.runtime != Runtime::External;
         let l: Launch = match svc.runtime {
@@ -469,7 +468,22 @@ impl ScriptCtx {
             sweep: svc.sweep.as_ref().map(|s| SweepCtx {
                 param: s.param.as_str(),
                 last_index: s.values.len().saturating_sub(1),
-                values: s.values.clone(),
+                // The template exports values[task] as the model of a model sweep: for a grid,
+                // the model of each task.
+                values: if s.param == SweepParam::Grid {
+                    (0..s.values.len())
+                        .map(|i| {
+                            s.assignments(i)
+                                .unwrap_or_default()
+                                .into_iter()
+                                .find(|(p, _)| *p == SweepParam::Model)
+                                .map(|(_, v)| v)
+                                .unwrap_or_default()
+                        })
+                        .collect()
+                } else {
+                    s.values.clone()
+                },
                 model_var,
             }),
             readiness_timeout_s: svc.readiness.timeout_s,

@@ -115,12 +115,14 @@ pub fn analyze_files(files: &[PathBuf], policy: &ValidityPolicy) -> Result<Campa
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut jobs = Vec::new();
     let mut any_schema = false;
+    let mut capacity = Vec::new();
     for file in files {
         let conn = open_db(file)?;
         let sq = |e| AnalysisError::Sqlite {
             path: file.clone(),
             source: e,
         };
+        capacity.extend(super::capacity::read_searches(&conn).map_err(sq)?);
         if db::has_table(&conn, "jobs") {
             any_schema = true;
             for j in db::job_rows(&conn).map_err(sq)? {
@@ -155,7 +157,9 @@ pub fn analyze_files(files: &[PathBuf], policy: &ValidityPolicy) -> Result<Campa
             message: "no runs or jobs table".into(),
         });
     }
-    Ok(build_campaign(files, runs, jobs, policy))
+    let mut a = build_campaign(files, runs, jobs, policy);
+    a.capacity = capacity;
+    Ok(a)
 }
 
 fn build_campaign(
@@ -271,6 +275,7 @@ fn build_campaign(
         policy: policy.clone(),
         runs,
         services,
+        capacity: Vec::new(),
     }
 }
 
@@ -317,6 +322,7 @@ fn analyze_run_inner(
     let recipe: serde_json::Value =
         serde_json::from_str(&run.recipe_json).unwrap_or(serde_json::Value::Null);
     let slo = SloSpec::from_recipe(&recipe);
+    let system = db::provenance(conn, run_id).map_err(sq)?;
     let is_llm = run.service_kind.is_llm();
 
     // The window end is only known for a finished run; otherwise use the last completion.
@@ -551,6 +557,8 @@ fn analyze_run_inner(
             slurm_job_id: run.slurm_job_id,
             slurm_array_task: run.slurm_array_task,
             recipe_sha256: run.recipe_sha256,
+            hardware_fingerprint: crate::model::hardware_fingerprint(&system),
+            system,
         },
         started_ns: run.started_ns,
         measure_start_ns: start_ns,

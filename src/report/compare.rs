@@ -164,6 +164,10 @@ pub struct Comparison {
     /// Validity of each side (an invalid candidate is a regression row `valid`).
     pub baseline_valid: bool,
     pub candidate_valid: bool,
+    /// Set when the two sides ran on different hardware (provenance fingerprints differ):
+    /// the comparison still runs, but differences may be the hardware's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hardware_warnings: Vec<String>,
 }
 
 /// Load one side: a JSON report (hash checked) or a campaign (.db / directory).
@@ -380,6 +384,7 @@ pub fn compare(
         regressions,
         baseline_valid: base.valid,
         candidate_valid: cand.valid,
+        hardware_warnings: super::provenance::hardware_warnings(base, cand),
     }
 }
 
@@ -504,6 +509,13 @@ fn verdict(c: &Comparison) -> String {
     }
 }
 
+fn warnings_text(c: &Comparison) -> String {
+    c.hardware_warnings
+        .iter()
+        .map(|w| format!("WARNING: {w}\n"))
+        .collect()
+}
+
 pub fn to_text(c: &Comparison) -> String {
     let mut rows: Vec<[String; 7]> = vec![HEAD.map(String::from)];
     rows.extend(c.rows.iter().map(cells));
@@ -517,6 +529,7 @@ pub fn to_text(c: &Comparison) -> String {
     for l in compared_lines(c) {
         let _ = writeln!(s, "compared:  {l}");
     }
+    s.push_str(&warnings_text(c));
     s.push('\n');
     for (n, r) in rows.iter().enumerate() {
         let line: Vec<String> = r
@@ -544,8 +557,13 @@ pub fn to_text(c: &Comparison) -> String {
 
 pub fn to_markdown(c: &Comparison) -> String {
     let mut s = format!(
-        "## factorybench compare\n\nbaseline: `{}`  \ncandidate: `{}`\n\n",
-        c.baseline, c.candidate,
+        "## factorybench compare\n\nbaseline: `{}`  \ncandidate: `{}`\n\n{}",
+        c.baseline,
+        c.candidate,
+        c.hardware_warnings
+            .iter()
+            .map(|w| format!("> **Warning:** {w}\n\n"))
+            .collect::<String>(),
     );
     for l in compared_lines(c) {
         let _ = writeln!(s, "- compared: {}", l.replace('|', "\\|"));
@@ -578,7 +596,11 @@ pub fn to_html(c: &Comparison) -> String {
     for l in compared_lines(c) {
         let _ = write!(s, "<br>compared: {}", esc(&l));
     }
-    s.push_str("</p><table><tr>");
+    s.push_str("</p>");
+    for w in &c.hardware_warnings {
+        let _ = write!(s, "<p class=\"warn\"><b>Warning:</b> {}</p>", esc(w));
+    }
+    s.push_str("<table><tr>");
     for h in HEAD {
         let _ = write!(s, "<th>{h}</th>");
     }

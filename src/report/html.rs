@@ -124,6 +124,7 @@ pub fn to_html(d: &ReportDocument) -> String {
     );
     h.push_str("</table>\n");
 
+    h.push_str(&super::capacity::html_section(&a.capacity));
     // Service summary.
     h.push_str("<h2>Services</h2><table><tr><th>service</th><th>kind</th><th>sweep</th><th>runs</th><th>valid</th><th>requests</th><th>errors</th><th>ops/s</th><th>MB/s</th><th>p50 ms</th><th>p99 ms</th><th>TTFT p99 ms</th><th>TPOT p99 ms</th><th>output tok/s</th><th>goodput</th></tr>");
     for s in &a.services {
@@ -457,6 +458,7 @@ fn run_section(h: &mut String, r: &RunAnalysis) {
         let _ = write!(h, "<tr><th>{k}</th><td>{v}</td></tr>");
     }
     h.push_str("</table>");
+    h.push_str(&super::provenance::html_block(r));
 
     let ops: Vec<&OpStats> = std::iter::once(&r.total)
         .chain(r.operations.iter())

@@ -278,6 +278,15 @@ pub struct RunProvenance {
     pub slurm_job_id: Option<String>,
     pub slurm_array_task: Option<i64>,
     pub recipe_sha256: String,
+    /// What ran the run: hardware, software, container, the service's own version
+    /// (`cpu.model`, `gpu0.uuid`, `service.version`, ...; keys in `runner::provenance`).
+    /// Empty for files written before schema version 2.
+    #[serde(default)]
+    pub system: std::collections::BTreeMap<String, String>,
+    /// Short digest of the hardware keys: runs with different fingerprints ran on different
+    /// hardware (`compare` warns).
+    #[serde(default)]
+    pub hardware_fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -389,4 +398,7 @@ pub struct CampaignAnalysis {
     pub policy: ValidityPolicy,
     pub runs: Vec<RunAnalysis>,
     pub services: Vec<ServiceAggregate>,
+    /// Capacity searches recorded in the campaign (`factorybench capacity`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity: Vec<super::capacity::CapacitySearchReport>,
 }

@@ -249,19 +249,53 @@ fn empty(title: &str) -> String {
     )
 }
 
+/// A labelled reference line: vertical at an x value or horizontal at a y value.
+#[derive(Debug, Clone)]
+pub struct Mark {
+    pub at: f64,
+    pub label: String,
+}
+
 /// Lines (with points when there are few).
 pub fn line_chart(title: &str, x: Axis, y: Axis, series: &[Series]) -> String {
+    marked_line_chart(title, x, y, series, &[], &[])
+}
+
+/// [`line_chart`] with dashed reference lines: `vmarks` at x values (e.g. a knee), `hmarks`
+/// at y values (e.g. an SLO limit); the axes stretch to show them.
+pub fn marked_line_chart(
+    title: &str,
+    x: Axis,
+    y: Axis,
+    series: &[Series],
+    vmarks: &[Mark],
+    hmarks: &[Mark],
+) -> String {
     let inside = |p: &(f64, f64)| {
         p.0.is_finite()
             && p.1.is_finite()
             && x.range
                 .map_or(true, |(lo, hi)| p.0 >= lo - 1e-9 && p.0 <= hi + 1e-9)
     };
-    let all: Vec<(f64, f64)> = series
+    let mut all: Vec<(f64, f64)> = series
         .iter()
         .flat_map(|s| s.points.iter().copied())
         .filter(inside)
         .collect();
+    if let Some(&(x_any, y_any)) = all.first() {
+        all.extend(
+            vmarks
+                .iter()
+                .filter(|m| m.at.is_finite())
+                .map(|m| (m.at, y_any)),
+        );
+        all.extend(
+            hmarks
+                .iter()
+                .filter(|m| m.at.is_finite())
+                .map(|m| (x_any, m.at)),
+        );
+    }
     if all.is_empty() {
         return empty(title);
     }
@@ -302,6 +336,29 @@ pub fn line_chart(title: &str, x: Axis, y: Axis, series: &[Series]) -> String {
                 let _ = write!(svg, r##"<circle cx="{a}" cy="{b}" r="2.5" fill="{c}"/>"##);
             }
         }
+    }
+    for m in vmarks.iter().filter(|m| m.at.is_finite()) {
+        let px = xs.map(m.at);
+        let _ = write!(
+            svg,
+            r##"<line x1="{px:.1}" x2="{px:.1}" y1="{:.1}" y2="{:.1}" stroke="#c62828" stroke-dasharray="5,3"/><text x="{:.1}" y="{:.1}" class="ct" style="font-size:10px;text-anchor:start" fill="#c62828">{}</text>"##,
+            MT + 14.0,
+            H - MB,
+            px + 3.0,
+            MT + 26.0,
+            esc(&m.label)
+        );
+    }
+    for m in hmarks.iter().filter(|m| m.at.is_finite()) {
+        let py = ys.map(m.at);
+        let _ = write!(
+            svg,
+            r##"<line x1="{ML:.1}" x2="{:.1}" y1="{py:.1}" y2="{py:.1}" stroke="#6a1b9a" stroke-dasharray="2,3"/><text x="{:.1}" y="{:.1}" class="ct" style="font-size:10px;text-anchor:end" fill="#6a1b9a">{}</text>"##,
+            W - MR,
+            W - MR - 2.0,
+            py - 3.0,
+            esc(&m.label)
+        );
     }
     let names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
     legend(&mut svg, &names);

@@ -43,6 +43,7 @@ fn provenance_comments(d: &ReportDocument, format: &str) -> String {
     let _ = writeln!(s, "# slurm_job_ids: {}", p.slurm_job_ids.join(" "));
     let _ = writeln!(s, "# hosts: {}", one_line(&p.hosts.join(" ")));
     let _ = writeln!(s, "# valid: {}  partial: {}", a.valid, a.partial);
+    s.push_str(&super::provenance::comment_lines(&a.runs));
     for r in &a.runs {
         let _ = writeln!(
             s,

@@ -29,11 +29,48 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The schema version this build writes (and the newest it reads).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Upgrade steps: `(version reached, SQL)`, applied in order to files older than that version.
 /// Version 1 is the whole of `schema.sql`. Add new steps at the end; never edit old ones.
-pub const MIGRATIONS: &[(u32, &str)] = &[(1, SCHEMA_SQL)];
+pub const MIGRATIONS: &[(u32, &str)] = &[(1, SCHEMA_SQL), (2, MIGRATION_2_PROVENANCE)];
+
+/// Version 2: what ran each run (hardware, software, service version), one row per fact.
+/// Files of version 1 simply have no provenance rows.
+pub(crate) const MIGRATION_2_PROVENANCE: &str = "
+CREATE TABLE IF NOT EXISTS provenance (
+  run_id  TEXT NOT NULL REFERENCES runs(run_id),
+  key     TEXT NOT NULL,            -- cpu.model, gpu0.uuid, service.version, ... (runner::provenance)
+  value   TEXT NOT NULL,
+  PRIMARY KEY (run_id, key)
+);
+
+-- Capacity searches (`factorybench capacity`): one row per search, one per step; every
+-- step is also an ordinary run (run_id).
+CREATE TABLE IF NOT EXISTS capacity_searches (
+  search_id          TEXT PRIMARY KEY,
+  service            TEXT NOT NULL,
+  spec_json          TEXT NOT NULL,       -- recipe capacity_search (bounds, steps, SLOs)
+  started_ns         INTEGER NOT NULL,    -- Unix-epoch ns
+  ended_ns           INTEGER,
+  outcome            TEXT,                -- found | none_sustainable | stopped
+  sustainable_rate   REAL,                -- highest passing total req/s
+  first_failing_rate REAL                 -- lowest failing total req/s above it
+);
+CREATE TABLE IF NOT EXISTS capacity_steps (
+  search_id      TEXT NOT NULL REFERENCES capacity_searches(search_id),
+  step           INTEGER NOT NULL,
+  run_id         TEXT NOT NULL,
+  phase          TEXT NOT NULL CHECK (phase IN ('ramp','bisect','confirm')),
+  target_rate    REAL NOT NULL,           -- total req/s
+  achieved_rate  REAL,
+  latency_p99_ms REAL,
+  ttft_p99_ms    REAL,
+  error_rate     REAL,
+  passed         INTEGER NOT NULL,
+  reason         TEXT,                    -- why it failed its SLOs
+  PRIMARY KEY (search_id, step)
+);";
 
 /// The whole schema (`schema.sql`): every table, `IF NOT EXISTS`.
 pub(crate) const SCHEMA_SQL: &str = include_str!("schema.sql");
@@ -253,6 +290,36 @@ impl NewRun {
             slurm_array_task: env("SLURM_ARRAY_TASK_ID").and_then(|v| v.parse().ok()),
         }
     }
+}
+
+/// A capacity search's row (written at its start, updated at its end).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapacitySearchRow {
+    pub search_id: String,
+    pub service: String,
+    pub spec_json: String,
+    pub started_ns: i64,
+    pub ended_ns: Option<i64>,
+    /// `found`, `none_sustainable`, `stopped`; `None` while it runs.
+    pub outcome: Option<String>,
+    pub sustainable_rate: Option<f64>,
+    pub first_failing_rate: Option<f64>,
+}
+
+/// One step of a capacity search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapacityStepRow {
+    pub search_id: String,
+    pub step: u32,
+    pub run_id: String,
+    pub phase: crate::capacity::Phase,
+    pub target_rate: f64,
+    pub achieved_rate: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub ttft_p99_ms: Option<f64>,
+    pub error_rate: Option<f64>,
+    pub passed: bool,
+    pub reason: Option<String>,
 }
 
 /// Final state of a run.

@@ -12,7 +12,9 @@
 //! rebuilt once when it closes (maintaining it per row was ~30 % of the writer's cost); a
 //! reader that finds it missing (a killed run) builds it ([`super::read::ensure_request_index`]).
 
-use super::{FinishRun, NewRun, RequestRow, StoreError, COMMIT_INTERVAL};
+use super::{
+    CapacitySearchRow, CapacityStepRow, FinishRun, NewRun, RequestRow, StoreError, COMMIT_INTERVAL,
+};
 use crate::model::RunMetric;
 use rusqlite::{params, Connection};
 use std::path::{Path, PathBuf};
@@ -53,6 +55,12 @@ enum Msg {
         run_id: Arc<str>,
         metric: RunMetric,
     },
+    Provenance {
+        run_id: Arc<str>,
+        facts: Vec<(String, String)>,
+    },
+    CapacitySearch(Box<CapacitySearchRow>),
+    CapacityStep(Box<CapacityStepRow>),
     CreateRun(Box<NewRun>, Sender<Result<(), String>>),
     FinishRun(Box<FinishRun>, Sender<Result<(), String>>),
     Flush(Sender<Result<(), String>>),
@@ -208,6 +216,24 @@ impl StoreHandle {
                 metric,
             });
         }
+    }
+
+    /// What ran the run (`key`, `value`; a key written again replaces the old value).
+    pub fn provenance(&self, run_id: &Arc<str>, facts: Vec<(String, String)>) {
+        let _ = self.tx.send(Msg::Provenance {
+            run_id: run_id.clone(),
+            facts,
+        });
+    }
+
+    /// Insert or replace a capacity search's row.
+    pub fn capacity_search(&self, row: CapacitySearchRow) {
+        let _ = self.tx.send(Msg::CapacitySearch(Box::new(row)));
+    }
+
+    /// Insert one capacity search step.
+    pub fn capacity_step(&self, row: CapacityStepRow) {
+        let _ = self.tx.send(Msg::CapacityStep(Box::new(row)));
     }
 
     /// Insert the run row and wait until it is committed.
@@ -514,6 +540,51 @@ fn insert_row(conn: &Connection, m: Msg, stats: &mut WriterStats) -> rusqlite::R
                 "INSERT INTO histograms (run_id, worker, name, op, encoded) VALUES (?1,?2,?3,?4,?5)",
             )?
             .execute(params![&*run_id, worker, name, op, encoded])?;
+        }
+        Msg::Provenance { run_id, facts } => {
+            let mut st = conn.prepare_cached(
+                "INSERT OR REPLACE INTO provenance (run_id, key, value) VALUES (?1, ?2, ?3)",
+            )?;
+            for (k, v) in facts {
+                st.execute(params![&*run_id, k, v])?;
+            }
+        }
+        Msg::CapacitySearch(r) => {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO capacity_searches (search_id, service, spec_json,
+                 started_ns, ended_ns, outcome, sustainable_rate, first_failing_rate)
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+            )?
+            .execute(params![
+                r.search_id,
+                r.service,
+                r.spec_json,
+                r.started_ns,
+                r.ended_ns,
+                r.outcome,
+                r.sustainable_rate,
+                r.first_failing_rate
+            ])?;
+        }
+        Msg::CapacityStep(r) => {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO capacity_steps (search_id, step, run_id, phase,
+                 target_rate, achieved_rate, latency_p99_ms, ttft_p99_ms, error_rate, passed,
+                 reason) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+            )?
+            .execute(params![
+                r.search_id,
+                r.step,
+                r.run_id,
+                r.phase.as_str(),
+                r.target_rate,
+                r.achieved_rate,
+                r.latency_p99_ms,
+                r.ttft_p99_ms,
+                r.error_rate,
+                r.passed,
+                r.reason
+            ])?;
         }
         Msg::Metric { run_id, metric } => {
             conn.prepare_cached(

@@ -9,6 +9,7 @@ mod llm_support;
 mod reportdb;
 mod weaviate_fixture;
 
+mod capacity_history;
 mod cli;
 mod compile_cli;
 mod data_postgres;
@@ -24,6 +25,7 @@ mod monitor_live_run;
 mod monitor_push;
 mod monitor_slurm;
 mod monitor_stack;
+mod open_loop;
 mod ready_cli;
 mod recipe_errors;
 mod recipe_plan;

@@ -41,6 +41,8 @@ pub struct RunSummary {
     /// Vector DBs: recall@k of sampled searches against brute force (measured in setup).
     pub recall_at_k: Option<f64>,
     pub recall_k: Option<f64>,
+    /// One line of what ran the run (hardware, software, service version).
+    pub system: String,
 }
 
 impl RunSummary {
@@ -88,6 +90,7 @@ impl RunSummary {
             }),
             recall_at_k: metric("recall_at_k"),
             recall_k: metric("recall_k"),
+            system: crate::report::provenance::summary_line(&a.provenance.system),
         }
     }
 }

@@ -42,6 +42,7 @@ pub use crate::kinds::{
 };
 pub use fields::{is_env_name, looks_secret, valid_service_name, Ctx};
 
+mod capacity;
 mod container;
 mod database;
 mod fields;

@@ -281,6 +281,14 @@ pub(super) fn decode_service(
     let sweep = f
         .get("sweep")
         .and_then(|n| decode_sweep(cx, n, &f.p("sweep"), kind));
+    let capacity_search = f.get("capacity_search").and_then(|n| {
+        super::capacity::decode_capacity_search(
+            cx,
+            n,
+            &f.p("capacity_search"),
+            kind.is_some_and(|k| k.is_llm()),
+        )
+    });
 
     let errors_after = cx
         .diags
@@ -312,6 +320,7 @@ pub(super) fn decode_service(
         sweep,
         depends_on,
         compare_thresholds,
+        capacity_search,
     })
 }
 
@@ -362,22 +371,68 @@ pub(super) fn decode_sweep(
         );
         return None;
     };
-    if m.len() != 1 {
+    if m.is_empty() || m.len() > 3 {
         cx.error(
             n.pos,
             path,
-            "`sweep` takes exactly one parameter (one SLURM job array per service)",
+            "`sweep` takes one to three parameters (several run their cartesian product as one SLURM job array)",
         );
         return None;
     }
-    let (k, v) = &m[0];
-    let param = match k.as_scalar()? {
-        "client_count" => SweepParam::ClientCount,
-        "requests_per_second" => SweepParam::RequestsPerSecond,
-        "model" => SweepParam::Model,
-        "batch_size" => SweepParam::BatchSize,
-        _ => return None,
-    };
+    let mut axes = Vec::new();
+    for (k, v) in m {
+        let Some(param) = k.as_scalar().and_then(SweepParam::parse) else {
+            continue;
+        };
+        if param == SweepParam::Grid {
+            cx.error(k.pos, path, "unknown sweep parameter `grid`");
+            continue;
+        }
+        if let Some(values) = decode_sweep_axis(cx, k, v, path, param, kind) {
+            axes.push((param, values));
+        }
+    }
+    if axes.len() != m.len() {
+        return None;
+    }
+    if axes.len() == 1 {
+        let (param, values) = axes.pop().expect("one axis");
+        return Some(Sweep {
+            param,
+            values,
+            axes: Vec::new(),
+        });
+    }
+    let tasks: usize = axes.iter().map(|(_, v)| v.len()).product();
+    if tasks > 1000 {
+        cx.error(
+            n.pos,
+            path,
+            format!(
+                "the sweep's cartesian product has {tasks} tasks ({}); at most 1000 (SLURM's default MaxArraySize is 1001)",
+                axes.iter()
+                    .map(|(p, v)| format!("{} {}", v.len(), p.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(" × ")
+            ),
+        );
+        return None;
+    }
+    Some(Sweep {
+        param: SweepParam::Grid,
+        values: Sweep::grid_labels(&axes),
+        axes,
+    })
+}
+
+fn decode_sweep_axis(
+    cx: &mut Ctx,
+    k: &Node,
+    v: &Node,
+    path: &str,
+    param: SweepParam,
+    kind: Option<ServiceKind>,
+) -> Option<Vec<String>> {
     if param == SweepParam::Model && !kind.is_some_and(|k| k.is_llm()) {
         cx.error(k.pos, path, "a `model` sweep needs an LLM service");
     }
@@ -404,7 +459,9 @@ pub(super) fn decode_sweep(
             SweepParam::RequestsPerSecond => {
                 s.parse::<f64>().is_ok_and(|v| v >= 0.0 && v.is_finite())
             }
-            SweepParam::Model => !s.is_empty(),
+            // `,` and `=` separate a grid task's label.
+            SweepParam::Model => !s.is_empty() && !s.contains([',', '=']),
+            SweepParam::Grid => false,
         };
         if !ok {
             cx.error(
@@ -415,7 +472,7 @@ pub(super) fn decode_sweep(
         }
         values.push(s);
     }
-    Some(Sweep { param, values })
+    Some(values)
 }
 
 /// An environment value equal to one of the service's plain secrets is a secret too

@@ -4,7 +4,7 @@
 //! server's delay makes one connection unable to keep the rate by construction (50 ms per
 //! request, at most 20 req/s on one connection, against 200 or 1,000,000 scheduled per second).
 
-mod common;
+use crate::common;
 
 use rusqlite::Connection;
 use std::io::BufRead;
