@@ -10,6 +10,7 @@ Examples:
   factorybench explain recipes/comprehensive.yml
   factorybench run recipes/quickstart.yml
   factorybench compile recipes/comprehensive.yml --out build/
+  factorybench doctor recipes/comprehensive.yml
   factorybench submit recipes/comprehensive.yml
   factorybench status campaigns/ai-factory-comprehensive-benchmark
   factorybench report metrics.db --format html --out report.html
@@ -50,6 +51,9 @@ pub enum Command {
     Compile(commands::compile::CompileArgs),
     /// Run the benchmark here, without SLURM (also what batch jobs run on the node).
     Run(commands::run::RunArgs),
+    /// Check on the login node what would fail on the compute node: runtime, images, account,
+    /// partition, QOS, GRES, binary, monitoring, ports, paths, free space (exit 1 on a failure).
+    Doctor(commands::doctor::DoctorArgs),
     /// Compile and submit a campaign with sbatch.
     Submit(commands::slurm::SubmitArgs),
     /// Show the SLURM state and progress of a campaign's jobs.
@@ -111,6 +115,7 @@ pub fn main() -> i32 {
         Command::Explain(a) => commands::validate::explain(a),
         Command::Compile(a) => commands::compile::exec(a),
         Command::Run(a) => commands::run::exec(a),
+        Command::Doctor(a) => commands::doctor::exec(a),
         Command::Submit(a) => commands::slurm::submit(a),
         Command::Status(a) => commands::slurm::status(a),
         Command::Logs(a) => commands::slurm::logs(a),

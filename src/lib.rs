@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod doctor;
 pub mod exit;
 pub mod kinds;
 pub mod model;

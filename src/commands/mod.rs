@@ -2,6 +2,7 @@
 //! code; errors are mapped to exit codes by [`report_error`].
 
 pub mod compile;
+pub mod doctor;
 pub mod monitor;
 pub mod report;
 pub mod run;
