@@ -44,7 +44,7 @@ fn checks(json: &str) -> HashMap<String, (String, String)> {
 }
 
 fn slurm() -> Option<HashMap<String, String>> {
-    let env = common::component_env("slurm")?;
+    let env = common::server("slurm")?;
     // The multi-node cluster with enforced accounting (scripts/start-slurm.sh).
     env.contains_key("FB_TEST_SLURM_ACCOUNT").then_some(env)
 }
@@ -66,7 +66,15 @@ fn site_checks_without_a_recipe() {
     }
     // The human form: one line per check with its status first, and a summary.
     let (_, text, _) = doctor(&[], dir.path());
-    assert!(text.lines().any(|l| l.starts_with("ok    binary")), "{text}");
+    let binary = text
+        .lines()
+        .find(|l| l.contains(" binary "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        ["ok  ", "warn", "fail"].iter().any(|s| binary.starts_with(s)),
+        "{binary}"
+    );
+    assert!(binary.contains("the jobs run "), "{binary}");
     assert!(text.contains(" warnings, "), "{text}");
 }
 

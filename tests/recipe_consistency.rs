@@ -143,7 +143,7 @@ fn triton_container_args_follow_the_image_and_repository_is_not_doubled() {
         .find("docker://nvcr.io/nvidia/tritonserver:24.08-trtllm-python-py3")
         .expect("image");
     let arg = script
-        .find("args+=(--model-repository=/models)")
+        .find("args+=('--model-repository=/models')")
         .expect("container_args rendered");
     assert!(image < arg, "container_args must follow the image:\n{script}");
     assert_eq!(script.matches("--model-repository=/models").count(), 1, "{script}");
