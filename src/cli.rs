@@ -51,8 +51,11 @@ pub enum Command {
     Compile(commands::compile::CompileArgs),
     /// Run the benchmark here, without SLURM (also what batch jobs run on the node).
     Run(commands::run::RunArgs),
-    /// Check on the login node what would fail on the compute node: runtime, images, account,
-    /// partition, QOS, GRES, binary, monitoring, ports, paths, free space (exit 1 on a failure).
+    /// Check before submitting what would fail on the compute node (exit 1 on a failure).
+    ///
+    /// Container runtime, images, account / partition / QOS / GRES, the binary the jobs run,
+    /// the Pushgateway, ports, bind sources, base_path (writable, filesystem type), free space,
+    /// GPUs. Without a recipe it checks the site.
     Doctor(commands::doctor::DoctorArgs),
     /// Compile and submit a campaign with sbatch.
     Submit(commands::slurm::SubmitArgs),

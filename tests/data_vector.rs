@@ -164,7 +164,7 @@ fn faiss_without_the_feature_is_refused_by_validate() {
         std::path::Path::new("t.yml"),
     )
     .err()
-    .expect("refused");
+    .unwrap_or_else(|| panic!("refused"));
     let msg = e.to_string();
     assert!(
         msg.contains("built without Faiss (cargo feature `faiss`)"),

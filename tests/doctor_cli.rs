@@ -54,7 +54,13 @@ fn site_checks_without_a_recipe() {
     let dir = tempfile::tempdir().unwrap();
     let (code, out, err) = doctor(&["--json"], dir.path());
     let c = checks(&out);
-    for name in ["runtime", "slurm", "slurm.accounting", "binary", "monitoring"] {
+    for name in [
+        "runtime",
+        "slurm",
+        "slurm.accounting",
+        "binary",
+        "monitoring",
+    ] {
         assert!(c.contains_key(name), "{name} missing: {out}");
     }
     // No Pushgateway anywhere: a warning, not a failure.
@@ -71,7 +77,9 @@ fn site_checks_without_a_recipe() {
         .find(|l| l.contains(" binary "))
         .unwrap_or_else(|| panic!("{text}"));
     assert!(
-        ["ok  ", "warn", "fail"].iter().any(|s| binary.starts_with(s)),
+        ["ok  ", "warn", "fail"]
+            .iter()
+            .any(|s| binary.starts_with(s)),
         "{binary}"
     );
     assert!(binary.contains("the jobs run "), "{binary}");
@@ -164,7 +172,11 @@ services:
     // A QOS that does not exist.
     assert_eq!(status("slurm.qos[badqos]"), "fail", "{out}");
     // 2. The missing image.
-    let img = if podman { "image[noimage]" } else { "runtime[noimage]" };
+    let img = if podman {
+        "image[noimage]"
+    } else {
+        "runtime[noimage]"
+    };
     assert_eq!(status(img), "fail", "{out}");
     // 3. The unwritable path.
     assert_eq!(status("base_path[ro]"), "fail", "{out}");
@@ -174,7 +186,11 @@ services:
     // The human form prints the fixes.
     let (code, text, _) = doctor(&[recipe.to_str().unwrap()], dir.path());
     assert_eq!(code, 1);
-    assert!(text.lines().any(|l| l.starts_with("fail  slurm.account[badacct]")), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("fail  slurm.account[badacct]")),
+        "{text}"
+    );
     assert!(text.contains("fix: "), "{text}");
 }
 

@@ -140,7 +140,12 @@ services:
         .arg(&campaign)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     Case {
         script: campaign.join("scripts/pg.sbatch"),
         dir,
@@ -209,15 +214,18 @@ fn podman_lifecycle_runs_for_real_and_leaves_nothing() {
         .arg(&runs[0])
         .output()
         .unwrap();
-    let rep: serde_json::Value = serde_json::from_slice(&rep.stdout).unwrap_or_else(|e| {
-        panic!("{e}: {}", String::from_utf8_lossy(&rep.stderr))
-    });
+    let rep: serde_json::Value = serde_json::from_slice(&rep.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&rep.stderr)));
     let run = &rep["analysis"]["runs"][0];
     assert_eq!(run["status"], "success", "{log}");
     assert_eq!(run["total"]["ok"], 100, "{log}");
     assert_eq!(run["total"]["errors"], 0, "{log}");
     assert_eq!(run["recipe"]["workload"]["database"], "benchmark_db");
-    assert_eq!(left(&c.conf, pid), "", "normal end: a container is left\n{log}");
+    assert_eq!(
+        left(&c.conf, pid),
+        "",
+        "normal end: a container is left\n{log}"
+    );
 
     // 2. SIGTERM while the benchmark runs (scancel, the time limit): stopped and removed.
     //    While it runs: the bind and the environment reached the container.
@@ -226,7 +234,10 @@ fn podman_lifecycle_runs_for_real_and_leaves_nothing() {
         let child = start(&c);
         let pid = child.id();
         assert!(
-            wait_for(&c.campaign.join("endpoints/pg.json"), Duration::from_secs(120)),
+            wait_for(
+                &c.campaign.join("endpoints/pg.json"),
+                Duration::from_secs(120)
+            ),
             "never ready"
         );
         let name = format!("fb-pg-local-{pid}");
@@ -245,12 +256,19 @@ fn podman_lifecycle_runs_for_real_and_leaves_nothing() {
         assert!(inspect.contains("TZ=UTC"), "{inspect}");
         // The password reaches the container by name, never through the script's text.
         let script = std::fs::read_to_string(&c.script).unwrap();
-        assert!(!script.contains("benchmark\"") && !script.contains("=benchmark "), "{script}");
+        assert!(
+            !script.contains("benchmark\"") && !script.contains("=benchmark "),
+            "{script}"
+        );
         // SAFETY: signalling our own child.
         unsafe { libc::kill(pid as i32, sig) };
         let (code, log) = output(child);
         assert_ne!(code, 0, "signal {sig}: {log}");
-        assert_eq!(left(&c.conf, pid), "", "signal {sig}: a container is left\n{log}");
+        assert_eq!(
+            left(&c.conf, pid),
+            "",
+            "signal {sig}: a container is left\n{log}"
+        );
     }
 
     // 3. Failed readiness: the server refuses a bad setting and exits; the job gives up.
@@ -263,5 +281,9 @@ fn podman_lifecycle_runs_for_real_and_leaves_nothing() {
     let (code, log) = output(child);
     assert_eq!(code, 1, "{log}");
     assert!(log.contains("never became ready"), "{log}");
-    assert_eq!(left(&c.conf, pid), "", "failed readiness: a container is left\n{log}");
+    assert_eq!(
+        left(&c.conf, pid),
+        "",
+        "failed readiness: a container is left\n{log}"
+    );
 }

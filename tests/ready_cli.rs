@@ -333,7 +333,12 @@ fn postgres_auth_error_with_credentials_is_not_ready() {
     };
     let good = recipe(&env["FB_TEST_PG_DB"]);
     let out = run(&good, &env["FB_TEST_PG_PASSWORD"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = run(&good, "not-the-password");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -46,7 +46,10 @@ fn postgres_container_and_client_share_user_password_database() {
     assert_eq!(d.password, Some(Secret::Plain("benchmark".into())));
     // The container takes them from the workload only: no second copy from `environment`.
     assert!(
-        s.container.env.iter().all(|e| !e.name.starts_with("POSTGRES_")),
+        s.container
+            .env
+            .iter()
+            .all(|e| !e.name.starts_with("POSTGRES_")),
         "{:?}",
         s.container.env
     );
@@ -64,7 +67,12 @@ fn postgres_container_and_client_share_user_password_database() {
         .arg(&out)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let script = std::fs::read_to_string(out.join("scripts/pg.sbatch")).unwrap();
     assert_eq!(script.matches("POSTGRES_DB=").count(), 1, "{script}");
     assert!(script.contains("POSTGRES_DB=benchmark_db"));
@@ -73,7 +81,9 @@ fn postgres_container_and_client_share_user_password_database() {
     let secrets = std::fs::read_to_string(out.join("secrets/pg.env")).unwrap();
     let pw_lines: Vec<&str> = secrets.lines().filter(|l| l.contains("PASSWORD")).collect();
     assert!(
-        pw_lines.iter().all(|l| l.ends_with("=benchmark") || l.ends_with("='benchmark'")),
+        pw_lines
+            .iter()
+            .all(|l| l.ends_with("=benchmark") || l.ends_with("='benchmark'")),
         "{secrets}"
     );
 }
@@ -84,17 +94,23 @@ fn postgres_conflicting_sources_are_errors_with_locations() {
         "    environment:",
         "    database: other_db\n    environment:",
     );
-    let e = load(&y).err().expect("refused").to_string();
+    let e = load(&y)
+        .err()
+        .unwrap_or_else(|| panic!("refused"))
+        .to_string();
     assert!(e.contains("services[0].environment.POSTGRES_DB"), "{e}");
     assert!(e.contains("differs from `services[0].database`"), "{e}");
 
-    let y = USERS_PG.replace(
-        "    environment:",
-        "    password: other\n    environment:",
+    let y = USERS_PG.replace("    environment:", "    password: other\n    environment:");
+    let e = load(&y)
+        .err()
+        .unwrap_or_else(|| panic!("refused"))
+        .to_string();
+    assert!(
+        e.contains("services[0].environment.POSTGRES_PASSWORD"),
+        "{e}"
     );
-    let e = load(&y).err().expect("refused").to_string();
-    assert!(e.contains("services[0].environment.POSTGRES_PASSWORD"), "{e}");
-    assert!(!e.contains("benchmark'") , "no value in the message: {e}");
+    assert!(!e.contains("benchmark'"), "no value in the message: {e}");
 }
 
 #[test]
@@ -107,18 +123,23 @@ fn database_service_url_user_password_database_are_honoured() {
     };
     assert_eq!((d.user.as_str(), d.database.as_str()), ("ana", "sales"));
     assert_eq!(d.password, Some(Secret::Plain("s@cret".into())));
-    assert_eq!((s.endpoint.host.as_str(), s.endpoint.port), ("db.local", Some(6432)));
+    assert_eq!(
+        (s.endpoint.host.as_str(), s.endpoint.port),
+        ("db.local", Some(6432))
+    );
     // And they agree with the explicit keys or are refused.
     let e = load("services:\n  - service_name: pg\n    service_type: database\n    runtime: external\n    user: bob\n    service_url: postgresql://ana@db.local/sales\n")
-        .err()
-        .expect("refused")
+        .err().unwrap_or_else(|| panic!("refused"))
         .to_string();
     assert!(e.contains("services[0].service_url"), "{e}");
 }
 
 #[test]
 fn a_non_postgres_environment_is_kept() {
-    let s = one(&USERS_PG.replace("      POSTGRES_DB: benchmark_db\n", "      POSTGRES_DB: benchmark_db\n      TZ: UTC\n"));
+    let s = one(&USERS_PG.replace(
+        "      POSTGRES_DB: benchmark_db\n",
+        "      POSTGRES_DB: benchmark_db\n      TZ: UTC\n",
+    ));
     assert!(s
         .container
         .env
@@ -137,7 +158,12 @@ fn triton_container_args_follow_the_image_and_repository_is_not_doubled() {
         .arg(&out)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let script = std::fs::read_to_string(out.join("scripts/triton-llm.sbatch")).unwrap();
     let image = script
         .find("docker://nvcr.io/nvidia/tritonserver:24.08-trtllm-python-py3")
@@ -145,8 +171,15 @@ fn triton_container_args_follow_the_image_and_repository_is_not_doubled() {
     let arg = script
         .find("args+=('--model-repository=/models')")
         .expect("container_args rendered");
-    assert!(image < arg, "container_args must follow the image:\n{script}");
-    assert_eq!(script.matches("--model-repository=/models").count(), 1, "{script}");
+    assert!(
+        image < arg,
+        "container_args must follow the image:\n{script}"
+    );
+    assert_eq!(
+        script.matches("--model-repository=/models").count(),
+        1,
+        "{script}"
+    );
 }
 
 #[test]
@@ -162,8 +195,7 @@ fn triton_without_a_bound_model_repository_is_warned() {
 #[test]
 fn triton_image_models_are_refused_clearly() {
     let e = load("services:\n  - service_name: t\n    service_type: triton\n    model: resnet50\n    runtime: external\n    service_url: http://127.0.0.1:8000\n")
-        .err()
-        .expect("refused")
+        .err().unwrap_or_else(|| panic!("refused"))
         .to_string();
     assert!(e.contains("looks like an image model"), "{e}");
     assert!(e.contains("not supported"), "{e}");

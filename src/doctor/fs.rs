@@ -60,7 +60,12 @@ impl FsType {
     pub fn is_shared(self) -> bool {
         matches!(
             self,
-            FsType::Lustre | FsType::Gpfs | FsType::BeeGfs | FsType::Nfs | FsType::Ceph | FsType::Fuse
+            FsType::Lustre
+                | FsType::Gpfs
+                | FsType::BeeGfs
+                | FsType::Nfs
+                | FsType::Ceph
+                | FsType::Fuse
         )
     }
 
@@ -133,15 +138,15 @@ pub enum Writable {
 /// does not exist yet. Creates nothing that stays behind.
 pub fn probe_writable(dir: &Path, _create: bool) -> io::Result<Writable> {
     if dir.exists() && !dir.is_dir() {
-        return Err(io::Error::new(io::ErrorKind::Other, "exists and is not a directory"));
+        return Err(io::Error::other("exists and is not a directory"));
     }
     let target = existing_ancestor(dir)
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no existing parent"))?;
     if !target.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::Other,
-            format!("{} is not a directory", target.display()),
-        ));
+        return Err(io::Error::other(format!(
+            "{} is not a directory",
+            target.display()
+        )));
     }
     let probe = target.join(format!(".factorybench-doctor-{}", std::process::id()));
     std::fs::OpenOptions::new()

@@ -276,7 +276,10 @@ fn check_monitoring(m: &Monitoring, under_slurm: bool) -> Check {
         );
     }
     match sys::http_reachable(url) {
-        Ok(()) => Check::ok("monitoring", format!("Pushgateway {url} (from {from}) answers")),
+        Ok(()) => Check::ok(
+            "monitoring",
+            format!("Pushgateway {url} (from {from}) answers"),
+        ),
         Err(e) => Check::fail(
             "monitoring",
             format!("the Pushgateway {url} (from {from}) does not answer: {e}"),
@@ -325,7 +328,10 @@ pub fn check_recipe(site: &Site, plan: &Plan) -> Vec<Check> {
     }
     // The campaign files: the metrics database and the campaign directory next to it.
     let db = &plan.global.metrics_db;
-    let db_dir = db.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let db_dir = db
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     out.push(check_dir("campaign_dir", db_dir, false));
     let need: u64 = plan.services.iter().map(metrics_bytes).sum();
     out.push(check_space("space[campaign]", db_dir, need));
@@ -409,7 +415,10 @@ fn check_slurm(site: &Site, svc: &Service) -> Vec<Check> {
     let part = match &s.partition {
         Some(p) => match parts.iter().find(|x| &x.name == p) {
             Some(x) if x.available => {
-                out.push(Check::ok(format!("slurm.partition[{n}]"), format!("{p} is up")));
+                out.push(Check::ok(
+                    format!("slurm.partition[{n}]"),
+                    format!("{p} is up"),
+                ));
                 Some(x)
             }
             Some(_) => {
@@ -451,7 +460,11 @@ fn check_slurm(site: &Site, svc: &Service) -> Vec<Check> {
                         format!(
                             "user {} may not charge account {a} (accounts: {})",
                             site.user,
-                            if known.is_empty() { "none".into() } else { known.join(", ") }
+                            if known.is_empty() {
+                                "none".into()
+                            } else {
+                                known.join(", ")
+                            }
                         ),
                         "set `slurm.account` (or `global.slurm.account`) to one of them",
                     ));
@@ -469,11 +482,17 @@ fn check_slurm(site: &Site, svc: &Service) -> Vec<Check> {
                         if !allowed.is_empty() && !allowed.contains(&q.as_str()) {
                             out.push(Check::fail(
                                 format!("slurm.qos[{n}]"),
-                                format!("QOS {q} is not allowed for account {a} (allowed: {})", allowed.join(", ")),
+                                format!(
+                                    "QOS {q} is not allowed for account {a} (allowed: {})",
+                                    allowed.join(", ")
+                                ),
                                 "set `slurm.qos` to an allowed one",
                             ));
                         } else {
-                            out.push(Check::ok(format!("slurm.qos[{n}]"), format!("QOS {q} allowed")));
+                            out.push(Check::ok(
+                                format!("slurm.qos[{n}]"),
+                                format!("QOS {q} allowed"),
+                            ));
                         }
                     }
                 }
@@ -508,7 +527,10 @@ fn check_slurm(site: &Site, svc: &Service) -> Vec<Check> {
     if let (Some(g), Some(p)) = (&s.gres, part) {
         for want in g.split(',').map(str::trim).filter(|x| !x.is_empty()) {
             let kind = want.split(':').next().unwrap_or(want);
-            if p.gres.iter().any(|have| have.split(':').next() == Some(kind)) {
+            if p.gres
+                .iter()
+                .any(|have| have.split(':').next() == Some(kind))
+            {
                 out.push(Check::ok(
                     format!("slurm.gres[{n}]"),
                     format!("partition {} offers {kind} ({})", p.name, p.gres.join(",")),
@@ -519,7 +541,11 @@ fn check_slurm(site: &Site, svc: &Service) -> Vec<Check> {
                     format!(
                         "partition {} has no {kind} GRES (it offers: {})",
                         p.name,
-                        if p.gres.is_empty() { "none".into() } else { p.gres.join(",") }
+                        if p.gres.is_empty() {
+                            "none".into()
+                        } else {
+                            p.gres.join(",")
+                        }
                     ),
                     "pick the GPU partition (`slurm.partition`) or drop the GRES",
                 ));
@@ -553,7 +579,10 @@ fn check_binds(svc: &Service) -> Vec<Check> {
         if !Path::new(&b.src).exists() {
             out.push(Check::fail(
                 format!("bind[{n}]"),
-                format!("bind source {} does not exist: the container cannot start", b.src),
+                format!(
+                    "bind source {} does not exist: the container cannot start",
+                    b.src
+                ),
                 "create it on the shared filesystem or fix `binds`",
             ));
         }
@@ -566,7 +595,10 @@ fn check_binds(svc: &Service) -> Vec<Check> {
             .iter()
             .any(|b| crate::recipe::decode::bind_covers(&b.dst, &repo));
         out.push(if bound {
-            Check::ok(format!("models[{n}]"), format!("model repository {repo} is bound"))
+            Check::ok(
+                format!("models[{n}]"),
+                format!("model repository {repo} is bound"),
+            )
         } else {
             Check::fail(
                 format!("models[{n}]"),
@@ -641,7 +673,11 @@ fn check_dir(name: &str, dir: &Path, create: bool) -> Check {
         Ok(fs::Writable::Yes) => Check::ok(name, format!("{} is writable", dir.display())),
         Ok(fs::Writable::WillCreate(parent)) => Check::ok(
             name,
-            format!("{} will be created under {}", dir.display(), parent.display()),
+            format!(
+                "{} will be created under {}",
+                dir.display(),
+                parent.display()
+            ),
         ),
         Err(e) => Check::fail(
             name,
@@ -655,7 +691,11 @@ fn check_dir(name: &str, dir: &Path, create: bool) -> Check {
 fn check_fs_meaning(svc: &str, dir: &Path) -> Check {
     let name = format!("filesystem[{svc}]");
     match fs::fs_type(dir) {
-        None => Check::warn(name, format!("cannot tell the filesystem of {}", dir.display()), "check `df -T`"),
+        None => Check::warn(
+            name,
+            format!("cannot tell the filesystem of {}", dir.display()),
+            "check `df -T`",
+        ),
         Some(t) => {
             let meaning = t.meaning();
             if t.is_shared() {
@@ -673,7 +713,11 @@ fn check_fs_meaning(svc: &str, dir: &Path) -> Check {
 
 fn check_space(name: &str, dir: &Path, need_bytes: u64) -> Check {
     match fs::free_bytes(dir) {
-        None => Check::warn(name, format!("cannot tell the free space of {}", dir.display()), "check `df -h`"),
+        None => Check::warn(
+            name,
+            format!("cannot tell the free space of {}", dir.display()),
+            "check `df -h`",
+        ),
         Some(free) if free < need_bytes => Check::fail(
             name,
             format!(
@@ -686,7 +730,12 @@ fn check_space(name: &str, dir: &Path, need_bytes: u64) -> Check {
         ),
         Some(free) if free < need_bytes.saturating_mul(2) => Check::warn(
             name,
-            format!("{} has {} free, the campaign needs about {}", dir.display(), human(free), human(need_bytes)),
+            format!(
+                "{} has {} free, the campaign needs about {}",
+                dir.display(),
+                human(free),
+                human(need_bytes)
+            ),
             "leave headroom: free space or choose another directory",
         ),
         Some(free) => Check::ok(
@@ -755,7 +804,10 @@ pub fn diagnose(plan: Option<&Plan>, state_dir: &Path, binary: &Path) -> Report 
     if let Some(p) = plan {
         // A runtime the recipe needs must exist: make a missing one a failure.
         let needs = |r: Runtime| p.services.iter().any(|s| s.runtime == r);
-        if site.apptainer.is_none() && site.podman.is_none() && (needs(Runtime::Apptainer) || needs(Runtime::Podman)) {
+        if site.apptainer.is_none()
+            && site.podman.is_none()
+            && (needs(Runtime::Apptainer) || needs(Runtime::Podman))
+        {
             checks[0].status = Status::Fail;
         }
         checks.extend(check_recipe(&site, p));

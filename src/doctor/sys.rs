@@ -157,14 +157,25 @@ pub fn associations(user: &str) -> Result<Vec<Assoc>, String> {
     let u = format!("user={user}");
     run(
         "sacctmgr",
-        &["-n", "-P", "show", "assoc", &u, "format=account,partition,qos"],
+        &[
+            "-n",
+            "-P",
+            "show",
+            "assoc",
+            &u,
+            "format=account,partition,qos",
+        ],
     )
     .map(|s| parse_assoc(&s))
 }
 
 pub fn qos_names() -> Result<Vec<String>, String> {
-    run("sacctmgr", &["-n", "-P", "show", "qos", "format=name"])
-        .map(|s| s.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())
+    run("sacctmgr", &["-n", "-P", "show", "qos", "format=name"]).map(|s| {
+        s.lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    })
 }
 
 /// Whether the controller rejects jobs without a valid account (`AccountingStorageEnforce`
@@ -173,7 +184,9 @@ pub fn accounts_enforced() -> bool {
     run("scontrol", &["show", "config"]).is_ok_and(|s| {
         s.lines().any(|l| {
             l.trim_start().starts_with("AccountingStorageEnforce")
-                && l.split('=').nth(1).is_some_and(|v| v.contains("associations"))
+                && l.split('=')
+                    .nth(1)
+                    .is_some_and(|v| v.contains("associations"))
         })
     })
 }
@@ -247,7 +260,9 @@ pub fn http_reachable(url: &str) -> Result<(), String> {
     let rest = url.split_once("://").map(|x| x.1).unwrap_or(url);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
     let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let has_port = authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+    let has_port = authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
     let addr = if has_port {
         authority.to_string()
     } else if url.starts_with("https") {

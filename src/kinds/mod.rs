@@ -399,7 +399,8 @@ fn launch_triton(svc: &Service, cx: &LaunchCtx) -> Launch {
     if !own_repo {
         l.args.push(Word::lit("--model-repository=/models"));
     }
-    l.args.push(Word::lit(format!("--http-address={BIND_HOST}")));
+    l.args
+        .push(Word::lit(format!("--http-address={BIND_HOST}")));
     if cx.port.is_some() {
         l.args
             .push(Word::lit(format!("--http-port={}", cx.port_str())));

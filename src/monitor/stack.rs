@@ -244,8 +244,7 @@ impl StackSpec {
         for e in &self.sbatch_extra {
             let ok = e.starts_with("--")
                 && e.len() > 2
-                && e
-                    .bytes()
+                && e.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"_.,:-+=/@".contains(&b));
             if !ok {
                 return Err(StackError::BadValue {
@@ -748,10 +747,16 @@ mod tests {
         assert!(script.contains("\n#SBATCH --reservation=demo\n#SBATCH --exclusive\n"));
         for bad in ["reservation=x", "--x\n#SBATCH --uid=0", "--a b", "--"] {
             s.sbatch_extra = vec![bad.into()];
-            assert!(matches!(
-                s.render(),
-                Err(StackError::BadValue { what: "sbatch option", .. })
-            ), "{bad:?}");
+            assert!(
+                matches!(
+                    s.render(),
+                    Err(StackError::BadValue {
+                        what: "sbatch option",
+                        ..
+                    })
+                ),
+                "{bad:?}"
+            );
         }
     }
 

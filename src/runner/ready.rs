@@ -180,7 +180,9 @@ impl Probe {
                             // With the credentials the client will use, an authentication
                             // or "no such database/role" error is not ready: the job would
                             // fail at setup. Without credentials any answer proves the server.
-                            Some(db) if password.is_some() && is_credential_error(db.code().code()) => {
+                            Some(db)
+                                if password.is_some() && is_credential_error(db.code().code()) =>
+                            {
                                 Err(format!(
                                     "PostgreSQL answers but refuses the benchmark's credentials \
                                      (user `{user}`, database `{database}`): {} [{}]",

@@ -131,11 +131,15 @@ pub(super) fn reconcile_database(
             .unwrap_or(f.pos())
     };
     let env_plain = |name: &str| {
-        container.env.iter().find(|e| e.name == name).and_then(|e| match &e.value {
-            EnvValue::Plain(v) => Some(v.clone()),
-            EnvValue::Secret(Secret::Plain(v)) => Some(v.clone()),
-            _ => None,
-        })
+        container
+            .env
+            .iter()
+            .find(|e| e.name == name)
+            .and_then(|e| match &e.value {
+                EnvValue::Plain(v) => Some(v.clone()),
+                EnvValue::Secret(Secret::Plain(v)) => Some(v.clone()),
+                _ => None,
+            })
     };
     let envp = f.p("environment");
     let env_path = |name: &str| format!("{envp}.{name}");
@@ -199,7 +203,11 @@ pub(super) fn reconcile_database(
         given.push((f.p("service_url"), url_pos, Secret::Plain(p)));
     }
     if let Some(p) = env_pw {
-        given.push((env_path("POSTGRES_PASSWORD"), env_pos("POSTGRES_PASSWORD"), p));
+        given.push((
+            env_path("POSTGRES_PASSWORD"),
+            env_pos("POSTGRES_PASSWORD"),
+            p,
+        ));
     }
     if let Some((first_path, _, first)) = given.first().cloned() {
         for (path, pos, s) in &given[1..] {
@@ -220,7 +228,9 @@ pub(super) fn reconcile_database(
     // The container gets user, database and password from the workload (launch_postgres):
     // never a second copy from `environment`.
     if matches!(runtime, Runtime::Apptainer | Runtime::Podman) {
-        container.env.retain(|e| !POSTGRES_ENV.contains(&e.name.as_str()));
+        container
+            .env
+            .retain(|e| !POSTGRES_ENV.contains(&e.name.as_str()));
     }
 }
 
@@ -253,10 +263,7 @@ pub(super) fn check_triton(
         return;
     }
     let repo = triton_model_repository(&container.extra_args);
-    let bound = container
-        .binds
-        .iter()
-        .any(|b| bind_covers(&b.dst, &repo));
+    let bound = container.binds.iter().any(|b| bind_covers(&b.dst, &repo));
     if !bound {
         // A warning here (recipes users already have keep validating); `doctor` fails it.
         cx.warn(
@@ -321,7 +328,8 @@ pub(super) fn check_faiss(cx: &mut Ctx, f: &Fields, workload: &Workload) {
     if cfg!(feature = "faiss") {
         return;
     }
-    if matches!(workload, Workload::Vectordb(v) if v.backend == crate::kinds::vector::VectorBackend::Faiss) {
+    if matches!(workload, Workload::Vectordb(v) if v.backend == crate::kinds::vector::VectorBackend::Faiss)
+    {
         cx.error_help(
             f.get("backend").map(|n| n.pos).unwrap_or(f.pos()),
             &f.p("backend"),

@@ -277,7 +277,13 @@ pub(super) fn decode_service(
         ServiceKind::Vectordb => consistency::check_faiss(cx, &f, &workload),
         _ => {}
     }
-    if cx.diags.iter().filter(|d| d.severity == Severity::Error).count() > errors_after {
+    if cx
+        .diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count()
+        > errors_after
+    {
         return None;
     }
     promote_secret_lookalikes(&mut container, &workload);
