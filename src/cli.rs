@@ -10,6 +10,7 @@ Examples:
   factorybench explain recipes/comprehensive.yml
   factorybench run recipes/quickstart.yml
   factorybench compile recipes/comprehensive.yml --out build/
+  factorybench doctor recipes/comprehensive.yml
   factorybench submit recipes/comprehensive.yml
   factorybench status campaigns/ai-factory-comprehensive-benchmark
   factorybench report metrics.db --format html --out report.html
@@ -54,6 +55,12 @@ pub enum Command {
     Capacity(commands::capacity::CapacityArgs),
     /// Trends over many campaigns: intervals, change points, a gate on the newest.
     History(commands::history::HistoryArgs),
+    /// Check before submitting what would fail on the compute node (exit 1 on a failure).
+    ///
+    /// Container runtime, images, account / partition / QOS / GRES, the binary the jobs run,
+    /// the Pushgateway, ports, bind sources, base_path (writable, filesystem type), free space,
+    /// GPUs. Without a recipe it checks the site.
+    Doctor(commands::doctor::DoctorArgs),
     /// Compile and submit a campaign with sbatch.
     Submit(commands::slurm::SubmitArgs),
     /// Show the SLURM state and progress of a campaign's jobs.
@@ -117,6 +124,7 @@ pub fn main() -> i32 {
         Command::Run(a) => commands::run::exec(a),
         Command::Capacity(a) => commands::capacity::exec(a),
         Command::History(a) => commands::history::exec(a),
+        Command::Doctor(a) => commands::doctor::exec(a),
         Command::Submit(a) => commands::slurm::submit(a),
         Command::Status(a) => commands::slurm::status(a),
         Command::Logs(a) => commands::slurm::logs(a),

@@ -3,6 +3,7 @@
 
 pub mod capacity;
 pub mod compile;
+pub mod doctor;
 pub mod history;
 pub mod monitor;
 pub mod report;

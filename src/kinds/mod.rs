@@ -409,13 +409,20 @@ fn launch_vllm(svc: &Service, cx: &LaunchCtx) -> Launch {
     l
 }
 
-fn launch_triton(_: &Service, cx: &LaunchCtx) -> Launch {
+fn launch_triton(svc: &Service, cx: &LaunchCtx) -> Launch {
     let mut l = Launch::default();
-    l.args.extend([
-        Word::lit("tritonserver"),
-        Word::lit("--model-repository=/models"),
-        Word::lit(format!("--http-address={BIND_HOST}")),
-    ]);
+    l.args.push(Word::lit("tritonserver"));
+    // `container_args` follow these arguments; a repository given there replaces the default.
+    let own_repo = svc
+        .container
+        .extra_args
+        .iter()
+        .any(|a| a.starts_with("--model-repository"));
+    if !own_repo {
+        l.args.push(Word::lit("--model-repository=/models"));
+    }
+    l.args
+        .push(Word::lit(format!("--http-address={BIND_HOST}")));
     if cx.port.is_some() {
         l.args
             .push(Word::lit(format!("--http-port={}", cx.port_str())));

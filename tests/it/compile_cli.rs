@@ -122,7 +122,14 @@ fn no_secret_value_in_scripts_or_plan() {
     assert_ne!(generated[0], generated[1]);
     let pg = read_env_file(&out.join("secrets/pg.env"));
     assert_eq!(pg["FB_DB_PASSWORD"], "Plain-DB-Pass-7f3a9c");
-    assert_eq!(pg["POSTGRES_PASSWORD"], "Plain-DB-Pass-7f3a9c");
+    // One source of truth (issue 14): the container's POSTGRES_PASSWORD is the client's
+    // FB_DB_PASSWORD (an alias in the script), never a second stored copy.
+    assert!(!pg.contains_key("POSTGRES_PASSWORD"), "{pg:?}");
+    let pg_script = std::fs::read_to_string(out.join("scripts/pg.sbatch")).unwrap();
+    assert!(
+        pg_script.contains("export POSTGRES_PASSWORD=\"${FB_DB_PASSWORD}\""),
+        "{pg_script}"
+    );
     assert_eq!(pg["API_TOKEN"], "Plain-Token-22e81b");
     // MINIO_ROOT_USER repeats the access key: treated as a secret too.
     let s3plain = read_env_file(&out.join("secrets/s3plain.env"));

@@ -152,19 +152,25 @@ async fn weaviate_against_protocol_fixture() {
     assert_eq!(e.class, ErrorClass::Validation, "{e}");
 }
 
+/// Issue 14: a binary without the `faiss` feature refuses a Faiss service at validation (with
+/// the location), not at run time on the compute node.
 #[test]
-fn faiss_without_the_feature_is_a_clear_error() {
+fn faiss_without_the_feature_is_refused_by_validate() {
     if cfg!(feature = "faiss") {
         return;
     }
-    let svc = service(&recipe("faiss", "http://127.0.0.1:1", ""));
-    let e = factorybench::runner::clients::make_client(&svc)
-        .err()
-        .expect("error");
-    assert_eq!(
-        e.message,
-        "this binary was built without Faiss (cargo feature `faiss`)"
+    let e = factorybench::recipe::parse_str(
+        &recipe("faiss", "http://127.0.0.1:1", ""),
+        std::path::Path::new("t.yml"),
+    )
+    .err()
+    .unwrap_or_else(|| panic!("refused"));
+    let msg = e.to_string();
+    assert!(
+        msg.contains("built without Faiss (cargo feature `faiss`)"),
+        "{msg}"
     );
+    assert!(msg.contains("services[0].backend"), "{msg}");
 }
 
 /// Real Faiss (needs `scripts/build-faiss-c.sh` and `--features faiss`): exact flat index has

@@ -210,9 +210,10 @@ fn host_runtime_script_starts_the_stack_and_writes_the_endpoint() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(&format!(
-            "ssh -N -L localhost:{p}:127.0.0.1:{p} -J ana@login1 ana@{}",
+            "ssh -N -L localhost:{p}:127.0.0.1:{p} -L localhost:{g}:127.0.0.1:{g} -J ana@login1 ana@{}",
             ep.node,
-            p = spec.prometheus_port
+            p = spec.prometheus_port,
+            g = spec.pushgateway_port
         )),
         "{text}"
     );
@@ -258,6 +259,8 @@ fn host_runtime_script_starts_the_stack_and_writes_the_endpoint() {
             "-N",
             "-L",
             &format!("localhost:{p}:127.0.0.1:{p}", p = spec.prometheus_port),
+            "-L",
+            &format!("localhost:{g}:127.0.0.1:{g}", g = spec.pushgateway_port),
             "-J",
             "ana@login1",
             &format!("ana@{}", ep.node)

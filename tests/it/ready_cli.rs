@@ -304,3 +304,47 @@ fn watched_service_process_exit_stops_waiting() {
     // Far below the 600 s budget (a generous bound, not a timing measurement).
     assert!(started.elapsed() < std::time::Duration::from_secs(300));
 }
+
+/// Issue 14: with the password the client will use, an authentication error (or a database
+/// that does not exist) is not "ready" — the job would pass `ready` and fail at setup.
+#[test]
+fn postgres_auth_error_with_credentials_is_not_ready() {
+    let Some(env) = common::server("postgres") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = |db: &str| {
+        write_recipe(
+            dir.path(),
+            &format!(
+                "  - {{service_name: pg, service_type: database, runtime: external, host: \"{}\", port: {}, user: \"{}\", database: \"{db}\", password_env: FB_READY_PW}}\n",
+                env["FB_TEST_PG_HOST"], env["FB_TEST_PG_PORT"], env["FB_TEST_PG_USER"]
+            ),
+        )
+    };
+    let run = |r: &Path, pw: &str| {
+        common::bin()
+            .args(["ready"])
+            .arg(r)
+            .args(["--service", "pg", "--timeout", "2"])
+            .env("FB_READY_PW", pw)
+            .output()
+            .unwrap()
+    };
+    let good = recipe(&env["FB_TEST_PG_DB"]);
+    let out = run(&good, &env["FB_TEST_PG_PASSWORD"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&good, "not-the-password");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refuses the benchmark's credentials"), "{err}");
+    assert!(err.contains("28P01"), "{err}");
+    let out = run(&recipe("no_such_db_fb"), &env["FB_TEST_PG_PASSWORD"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("3D000"));
+}

@@ -40,9 +40,11 @@ pub const SLURM_KEYS: &[&str] = &[
 pub use crate::kinds::{
     COMMON_SERVICE_KEYS, DATABASE_KEYS, FILE_KEYS, HTTP_KEYS, LLM_KEYS, S3_KEYS, VECTORDB_KEYS,
 };
+pub use consistency::{bind_covers, triton_model_repository};
 pub use fields::{is_env_name, looks_secret, valid_service_name, Ctx};
 
 mod capacity;
+mod consistency;
 mod container;
 mod database;
 mod fields;
@@ -152,6 +154,19 @@ pub fn decode(
     let pushgateway_url = gf.string(cx, "pushgateway_url");
     if let (Some(u), Some(n)) = (&pushgateway_url, gf.get("pushgateway_url")) {
         check_url(cx, n.pos, "global.pushgateway_url", u, &["http", "https"]);
+        if consistency::is_loopback_url(u) {
+            cx.warn(
+                n.pos,
+                "global.pushgateway_url",
+                "a loopback Pushgateway: under SLURM every compute node pushes to its own \
+                 localhost, and no live metrics reach you (fine for `factorybench run` here)",
+                Some(
+                    "use the monitoring node's name or address (`factorybench monitor up` prints \
+                     it), or set PUSHGATEWAY_URL when submitting; it takes precedence"
+                        .into(),
+                ),
+            );
+        }
     }
     let push_interval_s = gf.duration_s(cx, "push_interval").unwrap_or(5.0);
     if push_interval_s < 0.5 {

@@ -1,6 +1,7 @@
 //! One service: its name and kind, the load, the endpoint (resolved here, once), the sweep,
 //! and its kind's workload (decoded by the kind's module).
 
+use super::consistency;
 use super::container::{decode_container, decode_slurm};
 use super::fields::*;
 use super::{check_url, decode_workload, runtime_field, KindCx};
@@ -300,8 +301,30 @@ pub(super) fn decode_service(
     }
     let compare_thresholds = decode_compare_thresholds(cx, &f);
     let mut container = container;
-    let workload = workload?;
+    let mut workload = workload?;
     let kind = kind?;
+    match kind {
+        ServiceKind::Database => consistency::reconcile_database(
+            cx,
+            &f,
+            runtime,
+            service_url.as_deref(),
+            &mut container,
+            &mut workload,
+        ),
+        ServiceKind::Triton => consistency::check_triton(cx, &f, runtime, &container, &workload),
+        ServiceKind::Vectordb => consistency::check_faiss(cx, &f, &workload),
+        _ => {}
+    }
+    if cx
+        .diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count()
+        > errors_after
+    {
+        return None;
+    }
     promote_secret_lookalikes(&mut container, &workload);
     let endpoint = Endpoint::resolve(kind, &workload, port, service_url.as_deref(), host);
     Some(Service {
