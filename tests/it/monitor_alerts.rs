@@ -186,8 +186,14 @@ fn a_runner_that_dies_fires_run_stalled_in_the_monitoring_jobs_prometheus() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("monitor");
     let (_job, ep) = start_stack(&dir, tmp.path());
-    let prom = ep.prometheus.url.clone();
-    let pgw = ep.pushgateway.url.clone();
+    // The stack requires basic auth: curl gets the credentials in the URL, pushers their own.
+    let with_auth = |url: &str, auth: Option<factorybench::monitor::stack::BasicAuth>| match auth {
+        Some(a) => url.replacen("://", &format!("://{}:{}@", a.user, a.password), 1),
+        None => url.to_string(),
+    };
+    let prom = with_auth(&ep.prometheus.url, ep.prometheus_auth());
+    let pgw = with_auth(&ep.pushgateway.url, ep.pushgateway_auth());
+    let pgw_auth = ep.pushgateway_auth();
 
     // The job's Prometheus loaded every rule of monitoring/alerts.yml.
     let rules = get_json(&format!("{prom}/api/v1/rules?type=alert"));
@@ -219,7 +225,12 @@ fn a_runner_that_dies_fires_run_stalled_in_the_monitoring_jobs_prometheus() {
     let (dead, ok) = rt.block_on(async {
         let start = |run_id: &str| {
             Pusher::start(
-                PushConfig::new(&pgw, GroupingKey::new(&campaign, "pg", run_id), 0.5),
+                PushConfig::new(
+                    &ep.pushgateway.url,
+                    GroupingKey::new(&campaign, "pg", run_id),
+                    0.5,
+                )
+                .with_auth(pgw_auth.clone()),
                 Vec::<std::sync::Arc<dyn LiveSource>>::new(),
             )
         };
