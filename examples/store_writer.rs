@@ -2,6 +2,8 @@
 //! can and report rows/s (time from the first send until everything is committed).
 //! `store_writer DB_PATH [ROWS]`
 
+#![allow(clippy::disallowed_macros)] // a benchmark tool, not the product
+
 use factorybench::recipe::ServiceKind;
 use factorybench::runner::client::Outcome;
 use factorybench::store::{NewRun, RequestRow, RunStatus, Store};

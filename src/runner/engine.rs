@@ -146,6 +146,9 @@ impl Shared {
         if let Some(s) = self.global_stop.get() {
             return Some(StopReason::Signal(s));
         }
+        if self.store.write_error().is_some() {
+            return Some(StopReason::StoreFailed);
+        }
         self.error_stop
             .load(Ordering::SeqCst)
             .then_some(StopReason::MaxErrorRate)
@@ -623,7 +626,9 @@ fn dispatch_open(
     let mut last_wait_end = i64::MIN;
     loop {
         let t = started_ns + sched.next_offset_ns();
-        if t >= end_ns {
+        // The run ends at its duration whatever the backlog: a generator behind its schedule
+        // (a rate it cannot reach) must not stretch the run.
+        if t >= end_ns || sh.clock.now_ns() >= end_ns {
             return StopReason::Duration;
         }
         if t >= measure_start_ns {
@@ -644,7 +649,7 @@ fn dispatch_open(
                     tokio::select! {
                         p = sem.clone().acquire_owned() => p.ok(),
                         _ = async {
-                            while sh2.stop_reason().is_none() {
+                            while sh2.stop_reason().is_none() && sh2.clock.now_ns() < end_ns {
                                 tokio::time::sleep(Duration::from_millis(5)).await;
                             }
                         } => None,

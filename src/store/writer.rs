@@ -5,7 +5,7 @@ use crate::model::RunMetric;
 use rusqlite::{params, Connection};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -55,6 +55,7 @@ pub struct WriterStats {
 pub struct Store {
     path: PathBuf,
     tx: Sender<Msg>,
+    failed: Arc<OnceLock<String>>,
     thread: Option<JoinHandle<Result<WriterStats, String>>>,
 }
 
@@ -63,6 +64,7 @@ pub struct Store {
 #[derive(Clone)]
 pub struct StoreHandle {
     tx: Sender<Msg>,
+    failed: Arc<OnceLock<String>>,
 }
 
 impl Store {
@@ -70,13 +72,16 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let conn = super::open(path)?;
         let (tx, rx) = mpsc::channel();
+        let failed = Arc::new(OnceLock::new());
+        let f2 = failed.clone();
         let thread = std::thread::Builder::new()
             .name("fb-store-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, f2))
             .map_err(|e| StoreError::WriterGone(e.to_string()))?;
         Ok(Store {
             path: path.to_path_buf(),
             tx,
+            failed,
             thread: Some(thread),
         })
     }
@@ -88,6 +93,7 @@ impl Store {
     pub fn handle(&self) -> StoreHandle {
         StoreHandle {
             tx: self.tx.clone(),
+            failed: self.failed.clone(),
         }
     }
 
@@ -115,6 +121,12 @@ impl Drop for Store {
 }
 
 impl StoreHandle {
+    /// The first write error of the campaign file (a full disk), as soon as the writer met
+    /// it: the engine stops the load on it instead of measuring into the void.
+    pub fn write_error(&self) -> Option<&str> {
+        self.failed.get().map(String::as_str)
+    }
+
     pub fn request(&self, row: RequestRow) {
         let _ = self.tx.send(Msg::Request(Box::new(row)));
     }
@@ -183,10 +195,21 @@ impl StoreHandle {
     }
 }
 
-fn writer_loop(conn: Connection, rx: Receiver<Msg>) -> Result<WriterStats, String> {
+fn writer_loop(
+    conn: Connection,
+    rx: Receiver<Msg>,
+    failed: Arc<OnceLock<String>>,
+) -> Result<WriterStats, String> {
     let mut stats = WriterStats::default();
-    // The first write error is kept and reported to every later sync call.
+    // The first write error is kept, published to the handles at once, and reported to every
+    // later sync call.
     let mut error: Option<String> = None;
+    let note = |error: &mut Option<String>, e: String| {
+        if error.is_none() {
+            let _ = failed.set(e.clone());
+            *error = Some(e);
+        }
+    };
     loop {
         let first = match rx.recv() {
             Ok(m) => m,
@@ -194,9 +217,10 @@ fn writer_loop(conn: Connection, rx: Receiver<Msg>) -> Result<WriterStats, Strin
         };
         let deadline = Instant::now() + COMMIT_INTERVAL;
         let mut replies: Vec<(Reply, Result<(), String>)> = Vec::new();
+        let mut own_replies: Vec<(Reply, Result<(), String>)> = Vec::new();
         let mut shutdown = false;
         if let Err(e) = conn.execute_batch("BEGIN") {
-            error.get_or_insert(e.to_string());
+            note(&mut error, e.to_string());
         }
         let mut n = 0usize;
         let mut msg = Some(first);
@@ -214,12 +238,28 @@ fn writer_loop(conn: Connection, rx: Receiver<Msg>) -> Result<WriterStats, Strin
                     replies.push((reply, r));
                 }
                 Msg::FinishRun(fin, reply) => {
-                    let r = finish_run(&conn, &fin).map_err(|e| e.to_string());
-                    replies.push((reply, r));
+                    let r = finish_run(&conn, &fin, error.as_deref());
+                    // After a write error (a full disk) the run's end is still recorded if
+                    // it can be: it goes alone in a transaction (the failed one was rolled
+                    // back, so the journal has room) and its reply is its own result.
+                    match (r, &error) {
+                        (Ok(()), Some(_)) => {
+                            let r = conn.execute_batch("COMMIT; BEGIN");
+                            own_replies.push((reply, r.map_err(|e| e.to_string())));
+                        }
+                        (r, _) => replies.push((reply, r.map_err(|e| e.to_string()))),
+                    }
                 }
+                // After a write error, rows are dropped: retrying each one on a full disk
+                // only burns the CPU the load generator needs.
+                _ if error.is_some() => {}
                 other => {
                     if let Err(e) = insert_row(&conn, other, &mut stats) {
-                        error.get_or_insert(e.to_string());
+                        note(&mut error, e.to_string());
+                        // SQLite rolls a transaction back on SQLITE_FULL; drop what is left
+                        // of this batch and start a fresh transaction for what follows.
+                        let _ = conn.execute_batch("ROLLBACK");
+                        let _ = conn.execute_batch("BEGIN");
                     }
                 }
             }
@@ -249,7 +289,7 @@ fn writer_loop(conn: Connection, rx: Receiver<Msg>) -> Result<WriterStats, Strin
             }
         }
         if let Err(e) = conn.execute_batch("COMMIT") {
-            error.get_or_insert(e.to_string());
+            note(&mut error, e.to_string());
             let _ = conn.execute_batch("ROLLBACK");
         }
         stats.transactions += 1;
@@ -258,6 +298,9 @@ fn writer_loop(conn: Connection, rx: Receiver<Msg>) -> Result<WriterStats, Strin
                 (Some(e), Ok(())) => Err(e.clone()),
                 (_, r) => r,
             };
+            let _ = reply.send(r);
+        }
+        for (reply, r) in own_replies {
             let _ = reply.send(r);
         }
         if shutdown {
@@ -370,16 +413,36 @@ fn insert_run(conn: &Connection, r: &NewRun) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn finish_run(conn: &Connection, f: &FinishRun) -> rusqlite::Result<()> {
+/// The run's final state. After a write error of the campaign file (`store_error`) the run is
+/// failed whatever the caller thought, with that error as its reason.
+fn finish_run(conn: &Connection, f: &FinishRun, store_error: Option<&str>) -> rusqlite::Result<()> {
+    let store_failure;
+    let (status, stage, message) = match store_error {
+        Some(e) => {
+            store_failure = format!(
+                "the campaign file could not be written ({e}); rows committed before are kept"
+            );
+            (
+                super::RunStatus::Failed,
+                Some(super::FailureStage::Benchmark.as_str()),
+                Some(store_failure.as_str()),
+            )
+        }
+        None => (
+            f.status,
+            f.failure_stage.map(|s| s.as_str()),
+            f.failure_message.as_deref(),
+        ),
+    };
     conn.execute(
         "UPDATE runs SET status = ?2, failure_stage = ?3, failure_message = ?4, stop_reason = ?5,
          measure_start_ns = COALESCE(?6, measure_start_ns), ended_ns = ?7, cpu_user_s = ?8,
          cpu_system_s = ?9 WHERE run_id = ?1",
         params![
             &*f.run_id,
-            f.status.as_str(),
-            f.failure_stage.map(|s| s.as_str()),
-            f.failure_message,
+            status.as_str(),
+            stage,
+            message,
             f.stop_reason,
             f.measure_start_ns,
             f.ended_ns,
