@@ -79,7 +79,7 @@ services:
     service_url: "http://127.0.0.1:9000/?X-Amz-Signature={p14}&X-Amz-Credential={p15}"
     access_key: "{p16}"
     secret_key: "{p17}"
-    bucket_name: b
+    bucket_name: fb-bench
     duration: 1
   - service_name: llm
     service_type: vllm
