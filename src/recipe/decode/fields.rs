@@ -297,7 +297,11 @@ impl<'n> Fields<'n> {
 
     /// A number in `min..=max`, an error at its location otherwise.
     pub(crate) fn f64_range(&self, cx: &mut Ctx, key: &str, min: f64, max: f64) -> Option<f64> {
-        let v = self.f64(cx, key)?;
+        let v = if min == 0.0 {
+            self.nonneg_f64(cx, key)?
+        } else {
+            self.f64(cx, key)?
+        };
         if v < min || v > max {
             cx.error(
                 self.get(key).unwrap().pos,
