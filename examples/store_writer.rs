@@ -1,6 +1,7 @@
 //! Benchmark helper: push N request rows through the store writer as fast as one producer
 //! can and report rows/s (time from the first send until everything is committed).
-//! `store_writer DB_PATH [ROWS]`
+//! `store_writer DB_PATH [ROWS]`; rows go through a `RequestSink` (as the engine records them)
+//! unless `FB_WRITER_CHANNEL=1` (one channel message per row).
 
 #![allow(clippy::disallowed_macros)] // a benchmark tool, not the product
 
@@ -49,10 +50,12 @@ fn main() -> anyhow::Result<()> {
         bytes_received: 100,
         ..Outcome::ok("GET")
     };
+    let channel = std::env::var("FB_WRITER_CHANNEL").is_ok_and(|v| v == "1");
+    let sink = h.request_sink(&id, 16);
     let t0 = Instant::now();
     for i in 0..rows {
         let t = i as i64 * 1000;
-        h.request(RequestRow::from_outcome(
+        let row = RequestRow::from_outcome(
             id.clone(),
             (i % 16) as u32,
             i,
@@ -62,8 +65,14 @@ fn main() -> anyhow::Result<()> {
             t + 900,
             false,
             &o,
-        ));
+        );
+        if channel {
+            h.request(row);
+        } else {
+            sink.push((i % 16) as usize, row);
+        }
     }
+    drop(sink);
     let sent = t0.elapsed();
     h.flush_sync()?;
     let total = t0.elapsed();

@@ -10,13 +10,14 @@ Examples:
   factorybench explain recipes/comprehensive.yml
   factorybench run recipes/quickstart.yml
   factorybench compile recipes/comprehensive.yml --out build/
+  factorybench doctor recipes/comprehensive.yml
   factorybench submit recipes/comprehensive.yml
   factorybench status campaigns/ai-factory-comprehensive-benchmark
   factorybench report metrics.db --format html --out report.html
   factorybench compare baseline.db candidate.db --threshold p99_ms=10%
 
 Exit codes: 0 ok, 1 failure, 2 invalid input (including a recipe file that does not exist),
-3 partial run, 4 regression, 5 invalid run.";
+3 partial run, 4 regression, 5 invalid run, 6 tampered report (verify).";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,6 +51,16 @@ pub enum Command {
     Compile(commands::compile::CompileArgs),
     /// Run the benchmark here, without SLURM (also what batch jobs run on the node).
     Run(commands::run::RunArgs),
+    /// Find the highest rate a service sustains under its SLOs (ramp, bisection, repeats).
+    Capacity(commands::capacity::CapacityArgs),
+    /// Trends over many campaigns: intervals, change points, a gate on the newest.
+    History(commands::history::HistoryArgs),
+    /// Check before submitting what would fail on the compute node (exit 1 on a failure).
+    ///
+    /// Container runtime, images, account / partition / QOS / GRES, the binary the jobs run,
+    /// the Pushgateway, ports, bind sources, base_path (writable, filesystem type), free space,
+    /// GPUs. Without a recipe it checks the site.
+    Doctor(commands::doctor::DoctorArgs),
     /// Compile and submit a campaign with sbatch.
     Submit(commands::slurm::SubmitArgs),
     /// Show the SLURM state and progress of a campaign's jobs.
@@ -95,7 +106,7 @@ fn init_logging(verbose: u8, quiet: bool) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::out::LogWriter)
         .with_ansi(ansi)
         .with_target(false)
         .try_init();
@@ -111,6 +122,9 @@ pub fn main() -> i32 {
         Command::Explain(a) => commands::validate::explain(a),
         Command::Compile(a) => commands::compile::exec(a),
         Command::Run(a) => commands::run::exec(a),
+        Command::Capacity(a) => commands::capacity::exec(a),
+        Command::History(a) => commands::history::exec(a),
+        Command::Doctor(a) => commands::doctor::exec(a),
         Command::Submit(a) => commands::slurm::submit(a),
         Command::Status(a) => commands::slurm::status(a),
         Command::Logs(a) => commands::slurm::logs(a),

@@ -12,6 +12,8 @@ pub const PARTIAL: i32 = 3;
 pub const REGRESSION: i32 = 4;
 /// A run finished but failed its validity gates (error rate, target rate not reached, ...).
 pub const INVALID_RUN: i32 = 5;
+/// `verify`: the report's content does not match its recorded hash (it was edited).
+pub const TAMPERED: i32 = 6;
 /// The campaign file could not be written (a full disk): the run stopped, rows committed
 /// before stay readable, the run row says `failed` with the reason.
-pub const STORE_FAILED: i32 = 6;
+pub const STORE_FAILED: i32 = 7;

@@ -7,8 +7,10 @@
 //! arguments and print. [`model`] holds the record types the layers share; the import order of
 //! the layers is in `docs/architecture.md`.
 
+pub mod capacity;
 pub mod cli;
 pub mod commands;
+pub mod doctor;
 pub mod exit;
 pub mod kinds;
 pub mod model;

@@ -3,6 +3,17 @@
 
 use serde::Serialize;
 
+/// The one generator-saturation threshold: the runner flags a run `generator_saturated` and the
+/// report's validity gate marks it INVALID when the p99 of its **generator lag** (how late
+/// requests left after their scheduled time, not counting waits for a free `max_in_flight`
+/// slot, which are the service's doing) exceeds this, in milliseconds.
+///
+/// Why 5 ms: the schedule runs on a 1 ms timer, so a healthy generator stays within a few
+/// ticks; past 5 ms at p99 the offered load is no longer the recipe's arrival process, and the
+/// lag lands in every corrected latency of services that answer in microseconds to a few
+/// milliseconds (files, HTTP, S3, PostgreSQL). Rate and latency then measure the runner.
+pub const GENERATOR_LAG_P99_LIMIT_MS: f64 = 5.0;
+
 /// Why a request failed. Stored as its `as_str()` in SQLite (`requests.error_class`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -229,4 +240,36 @@ impl StopReason {
             StopReason::StoreFailed => "store_failed".into(),
         }
     }
+}
+
+/// Provenance of a run (`runner::provenance` collects it): ordered `key → value` facts.
+pub type Facts = std::collections::BTreeMap<String, String>;
+
+/// Keys that identify the hardware: two runs whose values differ ran on different hardware.
+pub const HARDWARE_KEYS: &[&str] = &["cpu.model", "cpu.count", "memory.total_gib", "gpu.count"];
+
+/// A short digest of the hardware keys (empty values count): equal fingerprints, same hardware.
+pub fn hardware_fingerprint(f: &Facts) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut any = false;
+    for k in HARDWARE_KEYS {
+        let v = f.get(*k).map(String::as_str).unwrap_or("");
+        any |= !v.is_empty();
+        h.update(k.as_bytes());
+        h.update(b"=");
+        h.update(v.as_bytes());
+        h.update(b"\n");
+    }
+    let gpu_names: Vec<&String> = f
+        .iter()
+        .filter(|(k, _)| k.starts_with("gpu") && k.ends_with(".name"))
+        .map(|(_, v)| v)
+        .collect();
+    for n in gpu_names {
+        any = true;
+        h.update(n.as_bytes());
+        h.update(b"\n");
+    }
+    any.then(|| hex::encode(&h.finalize()[..6]))
 }

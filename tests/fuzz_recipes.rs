@@ -323,6 +323,7 @@ fn check(bytes: &[u8]) -> Result<Verdict, String> {
             serde_json::to_string(&loaded.plan).map_err(|e| format!("plan.json: {e}"))?;
             let opts = RenderOptions {
                 campaign_dir: "/scratch/fb/campaigns/fuzz".into(),
+                fb_bin: "factorybench".into(),
             };
             render_all(&Renderer::new(), &loaded.plan, &opts)
                 .map_err(|e| format!("validate accepted the recipe but compile failed: {e}"))?;
@@ -499,7 +500,9 @@ fn fuzz_recipe_loader() {
         let v = run_case(b, &p.display().to_string(), &mut failures);
         if let Some(Verdict::Invalid { first_message }) = &v {
             classes.insert(message_class(first_message));
-            if p.starts_with(repo().join("recipes")) {
+            // recipes/faiss.yml is refused by a binary without the `faiss` feature (issue 14).
+            let faiss_refused = !cfg!(feature = "faiss") && p.ends_with("faiss.yml");
+            if p.starts_with(repo().join("recipes")) && !faiss_refused {
                 failures.push(format!(
                     "{}: shipped recipe invalid: {first_message}",
                     p.display()

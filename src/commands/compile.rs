@@ -49,6 +49,7 @@ pub fn exec(a: &CompileArgs) -> anyhow::Result<i32> {
         out: a.out.clone(),
         service: a.service.clone(),
         force: a.force,
+        fb_bin: crate::slurm::factorybench_bin()?.display().to_string(),
     };
     let out = match write_campaign(&loaded, &renderer, &spec) {
         Ok(o) => o,
@@ -80,6 +81,10 @@ pub struct ReadyArgs {
     /// Give up at once when this process (the service started by the batch script) has exited.
     #[arg(long)]
     pub watch_pid: Option<u32>,
+    /// Probe the service at this address instead of loopback (a service that binds the node's
+    /// address because its clients run on other nodes).
+    #[arg(long, value_name = "ADDR")]
+    pub endpoint_host: Option<String>,
 }
 
 /// Wait until the service really answers its health endpoint (used by batch scripts).
@@ -107,6 +112,7 @@ pub fn ready(a: &ReadyArgs) -> anyhow::Result<i32> {
         ))
         .into());
     }
+    let svc = &svc.for_client_node(None, a.endpoint_host.as_deref());
     let probe = crate::runner::ready::Probe::for_service(svc);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

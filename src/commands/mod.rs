@@ -1,7 +1,10 @@
 //! One module per command group. Each exposes its clap `Args` and functions returning an exit
 //! code; errors are mapped to exit codes by [`report_error`].
 
+pub mod capacity;
 pub mod compile;
+pub mod doctor;
+pub mod history;
 pub mod monitor;
 pub mod report;
 pub mod run;

@@ -45,6 +45,13 @@ pub struct UpArgs {
     /// SLURM account.
     #[arg(long)]
     pub account: Option<String>,
+    /// SLURM QOS.
+    #[arg(long)]
+    pub qos: Option<String>,
+    /// A further sbatch option for the monitoring job, `--name[=value]` (repeatable), e.g.
+    /// `--sbatch-arg=--reservation=demo`.
+    #[arg(long = "sbatch-arg", value_name = "OPTION", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<String>,
     /// SLURM time limit (e.g. 1-00:00:00); default: the partition's.
     #[arg(long)]
     pub time: Option<String>,
@@ -103,6 +110,9 @@ pub struct TunnelArgs {
     /// Your cluster user name (default: $USER).
     #[arg(long)]
     pub user: Option<String>,
+    /// The login node's SSH port (MeluXina's login nodes listen on 8822; default: ssh's own).
+    #[arg(long)]
+    pub login_port: Option<u16>,
     /// Run the ssh command instead of printing it.
     #[arg(long)]
     pub exec: bool,
@@ -183,12 +193,14 @@ fn up(a: &UpArgs) -> anyhow::Result<i32> {
             return Ok(exit::OK);
         }
     }
-    let fb_bin = std::env::current_exe().context("cannot find the factorybench binary")?;
+    let fb_bin = crate::slurm::factorybench_bin()?;
     let mut spec = StackSpec::new(dir.clone(), fb_bin);
     spec.runtime = a.runtime;
     spec.bind = a.bind;
     spec.partition = a.partition.clone();
     spec.account = a.account.clone();
+    spec.qos = a.qos.clone();
+    spec.sbatch_extra = a.sbatch_args.clone();
     spec.time = a.time.clone();
     spec.mem = a.mem.clone();
     spec.cpus = a.cpus;
@@ -492,7 +504,7 @@ fn tunnel(a: &TunnelArgs) -> anyhow::Result<i32> {
             return Err(InvalidInput(format!("{what} {v:?} is not a valid host/user name")).into());
         }
     }
-    let cmd = stack::tunnel_command(&ep, &user, &login);
+    let cmd = stack::tunnel_command(&ep, &user, &login, a.login_port);
     if a.exec {
         eprintln!("running: {}", cmd.join(" "));
         let st = std::process::Command::new(&cmd[0])
@@ -517,6 +529,11 @@ fn tunnel(a: &TunnelArgs) -> anyhow::Result<i32> {
             ep.node
         )?,
     }
+    crate::outln!(
+        "Pushgateway: http://localhost:{} (push from your laptop: PUSHGATEWAY_URL=http://localhost:{})",
+        ep.pushgateway.port,
+        ep.pushgateway.port
+    )?;
     crate::outln!(
         "Prometheus: http://localhost:{}{}",
         ep.prometheus.port,

@@ -10,15 +10,25 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Exit codes: 0 every run valid, 3 a run is partial, 5 a run failed its \
-validity gates (the report is written in every case), 2 bad input."
-)]
+#[command(after_help = "Examples:
+  factorybench report quickstart.db                      # summary on a terminal
+  factorybench report quickstart.db --format html --out reports/quickstart.html
+  factorybench report campaigns/NAME-DATE | jq .analysis.valid   # JSON when piped
+
+Without --format: a concise text summary on a terminal, JSON when stdout is a pipe or a
+file; with --out, the format the file name says (.html, .csv, .prom, .txt), else JSON.
+
+Exit codes: 0 every run valid, 3 a run is partial, 5 a run failed its validity gates (the \
+report is written in every case), 2 bad input.")]
 pub struct ReportArgs {
     /// Campaign file (.db) or campaign directory (runs/*.db merged).
     pub campaign: PathBuf,
-    #[arg(long, value_enum, default_value_t = ReportFormat::Json)]
-    pub format: ReportFormat,
+    /// Output format (default: text on a terminal, else JSON; with --out, from its extension).
+    #[arg(long, value_enum)]
+    pub format: Option<ReportFormat>,
+    /// Same as --format json.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
     /// Write here instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -49,8 +59,8 @@ pub struct CompareArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Exit codes: 0 the hash matches, 1 the content was modified, 2 no hash \
-or unreadable file."
+    after_help = "Exit codes: 0 the hash matches, 6 the content was modified after it was \
+written (TAMPERED), 2 no hash or unreadable file."
 )]
 pub struct VerifyArgs {
     /// A report written by `factorybench report` (any format).
@@ -86,7 +96,16 @@ fn write_out(out: Option<&Path>, content: &str) -> anyhow::Result<()> {
 pub fn report(a: &ReportArgs) -> anyhow::Result<i32> {
     let analysis = crate::report::analyze_path(&a.campaign).map_err(input_err)?;
     let doc = ReportDocument::new(analysis, &a.campaign);
-    let content = render(&doc, a.format);
+    let format = match (a.format, a.json, &a.out) {
+        (Some(f), _, _) => f,
+        (None, true, _) => ReportFormat::Json,
+        (None, false, Some(p)) => ReportFormat::from_path(p),
+        (None, false, None) if std::io::IsTerminal::is_terminal(&std::io::stdout()) => {
+            ReportFormat::Text
+        }
+        (None, false, None) => ReportFormat::Json,
+    };
+    let content = render(&doc, format);
     write_out(a.out.as_deref(), &content)?;
     let an = &doc.analysis;
     if let Some(p) = &a.out {
@@ -97,7 +116,9 @@ pub fn report(a: &ReportArgs) -> anyhow::Result<i32> {
             integrity::recorded_hash(content.as_bytes()).unwrap_or_default()
         );
     }
-    for r in an.runs.iter().filter(|r| !r.valid) {
+    // The text summary on stdout already lists every failed gate.
+    let summary_on_stdout = format == ReportFormat::Text && a.out.is_none();
+    for r in an.runs.iter().filter(|r| !r.valid && !summary_on_stdout) {
         let reasons: Vec<&str> = r
             .invalid_reasons
             .iter()
@@ -144,6 +165,9 @@ pub fn compare(a: &CompareArgs) -> anyhow::Result<i32> {
     );
     let content = render_comparison(&c, a.format)?;
     write_out(a.out.as_deref(), &content)?;
+    for w in &c.hardware_warnings {
+        eprintln!("warning: {w}");
+    }
     Ok(if c.regressions > 0 {
         exit::REGRESSION
     } else {
@@ -164,7 +188,7 @@ pub fn verify(a: &VerifyArgs) -> anyhow::Result<i32> {
         }
         Err(e) => {
             eprintln!("TAMPERED: {}: {e}", a.report.display());
-            Ok(exit::FAILURE)
+            Ok(exit::TAMPERED)
         }
     }
 }

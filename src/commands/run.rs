@@ -28,7 +28,7 @@ exit 3 (partial); a second Ctrl-C exits at once, keeping every row committed so 
 
 Exit codes: 0 ok, 1 a run failed (setup, max_error_rate), 2 invalid input, 3 partial run,
 5 a run finished but failed its validity gates (too few requests, target rate not reached,
-error rate, generator saturated: see the summary), 6 the campaign file could not be written
+error rate, generator saturated: see the summary), 7 the campaign file could not be written
 (a full disk: the run stops at once; rows committed before stay readable).")]
 pub struct RunArgs {
     /// The recipe file.
@@ -58,19 +58,60 @@ pub struct RunArgs {
     /// scripts when the service never became ready.
     #[arg(long, hide = true, requires = "service")]
     pub fail_setup: Option<String>,
+    /// Run only this client node's share of the clients and of a `requests` budget: INDEX/COUNT
+    /// (0-based; set by the batch script of a multi-node job, from srun's task id).
+    #[arg(long, value_name = "I/N", value_parser = crate::recipe::ClientShare::parse)]
+    pub client_share: Option<crate::recipe::ClientShare>,
+    /// Reach a service that binds loopback by default at this address instead (the service
+    /// node's address, for clients on other nodes).
+    #[arg(long, value_name = "ADDR")]
+    pub endpoint_host: Option<String>,
 }
 
 pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
     let loaded = super::load_recipe(&a.recipe)?;
     let plan = Arc::new(loaded.plan);
-    let groups = select_jobs(&plan, &a.recipe, a.service.as_deref(), a.sweep_index)
+    let mut groups = select_jobs(&plan, &a.recipe, a.service.as_deref(), a.sweep_index)
         .map_err(|e| InvalidInput(e.0))?;
+    if a.client_share.is_some() || a.endpoint_host.is_some() {
+        for job in groups.iter_mut().flatten() {
+            job.svc = job
+                .svc
+                .for_client_node(a.client_share, a.endpoint_host.as_deref());
+        }
+    }
     if a.max_workers == Some(0) {
         return Err(InvalidInput("--max-workers must be at least 1".into()).into());
     }
     let db =
         a.db.clone()
             .unwrap_or_else(|| plan.global.metrics_db.clone());
+    let earlier_runs = earlier_runs(&db);
+    // Local runs keep their log in global.logs_dir (a SLURM job's output already goes to the
+    // campaign's logs/). Relative reports_dir/logs_dir are taken next to the campaign file.
+    let (reports_dir, logs_dir) = (
+        beside(&db, &plan.global.reports_dir),
+        beside(&db, &plan.global.logs_dir),
+    );
+    let stamp = crate::slurm::campaign::timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    );
+    let log_path =
+        (std::env::var_os("SLURM_JOB_ID").is_none() && a.fail_setup.is_none()).then(|| {
+            logs_dir.join(format!(
+                "{}-{stamp}.log",
+                crate::slurm::campaign::slug(&plan.benchmark.name)
+            ))
+        });
+    if let Some(p) = &log_path {
+        match std::fs::create_dir_all(&logs_dir).and_then(|()| std::fs::File::create(p)) {
+            Ok(f) => crate::out::set_log_file(Some(f)),
+            Err(e) => tracing::warn!("cannot write the run log {}: {e}", p.display()),
+        }
+    }
     let store = Store::open(&db)?;
 
     if let Some(msg) = &a.fail_setup {
@@ -85,8 +126,19 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
         return Ok(exit::FAILURE);
     }
 
+    if earlier_runs > 0 {
+        tracing::warn!(
+            "{} already holds {earlier_runs} run{} from an earlier invocation: this run is added as a separate measurement (reports list each measurement on its own, `compare` uses the latest); pass --db NEW.db to keep them in separate files",
+            db.display(),
+            if earlier_runs == 1 { "" } else { "s" }
+        );
+    }
     let show_bars = !a.no_progress && std::io::stderr().is_terminal();
     let multi = indicatif::MultiProgress::new();
+    if show_bars {
+        // Log lines (setup warnings, the pusher) are printed around the bars, never under them.
+        crate::out::set_progress(Some(multi.clone()));
+    }
     let max_parallel = if a.sequential {
         1
     } else {
@@ -100,8 +152,11 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
             observers_for(svc, show_bars, &multi)
         })),
         watch: Some(crate::monitor::session::watch_factory()),
+        gpu_facts: Some(crate::monitor::nvml::gpu_facts()),
     };
-    let outcome = session.run(&store)?;
+    let outcome = session.run(&store);
+    crate::out::set_progress(None);
+    let outcome = outcome?;
     if let Some(e) = &outcome.store_error {
         // The writer's error is the outcome's; closing reports it again.
         let _ = store.close();
@@ -135,9 +190,23 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
             }))?
         )?;
     } else {
-        crate::out!("{}", summary::render_table(&summaries))?;
-        crate::outln!("campaign file: {}", db.display())?;
+        let table = summary::render_table(&summaries);
+        crate::out::append_log_file(&table);
+        crate::out!("{table}")?;
+        let mut systems: Vec<&str> = summaries.iter().map(|s| s.system.as_str()).collect();
+        systems.dedup();
+        for s in systems.into_iter().filter(|s| !s.is_empty()) {
+            crate::out!("system: {s}\n")?;
+        }
+        crate::out!(
+            "{}",
+            next_steps(&db, &plan.benchmark.name, &reports_dir, &stamp, &summaries)
+        )?;
+        if let Some(p) = &log_path {
+            crate::out!("log: {}\n", p.display())?;
+        }
     }
+    crate::out::set_log_file(None);
     let code = if finished.iter().any(|f| f.status == RunStatus::Failed) {
         exit::FAILURE
     } else if finished.iter().any(|f| f.status == RunStatus::Partial)
@@ -150,6 +219,56 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
         exit::OK
     };
     Ok(code)
+}
+
+/// Runs the campaign file already holds (0 when it does not exist or is not readable: opening
+/// it for writing reports the real problem).
+fn earlier_runs(db: &std::path::Path) -> i64 {
+    if !db.is_file() {
+        return 0;
+    }
+    crate::store::read::open_read_only(db)
+        .ok()
+        .filter(|c| crate::store::read::has_table(c, "runs"))
+        .and_then(|c| crate::store::read::count_runs(&c).ok())
+        .unwrap_or(0)
+}
+
+/// `dir` as is when absolute, else in the campaign file's directory.
+fn beside(db: &std::path::Path, dir: &std::path::Path) -> PathBuf {
+    if dir.is_absolute() {
+        return dir.to_path_buf();
+    }
+    match db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => parent.join(dir),
+        None => dir.to_path_buf(),
+    }
+}
+
+/// Where the results are and what to run next (as `submit` prints).
+fn next_steps(
+    db: &std::path::Path,
+    campaign: &str,
+    reports_dir: &std::path::Path,
+    stamp: &str,
+    runs: &[RunSummary],
+) -> String {
+    let ids: Vec<&str> = runs.iter().map(|r| r.run_id.as_str()).collect();
+    let html = reports_dir.join(format!(
+        "{}-{stamp}.html",
+        crate::slurm::campaign::slug(campaign),
+    ));
+    let q = |p: &std::path::Path| crate::render::shell_quote(&p.display().to_string());
+    format!(
+        "results: {} (run{} {})\nnext:\n  factorybench report {}\n  factorybench report {} --format html --out {}\n  factorybench compare BASELINE.db {}\n",
+        db.display(),
+        if ids.len() == 1 { "" } else { "s" },
+        ids.join(", "),
+        q(db),
+        q(db),
+        q(&html),
+        q(db),
+    )
 }
 
 /// The live observers of one service's run: the progress display (the Pushgateway pusher is

@@ -189,6 +189,7 @@ fn compile_into(a: &SubmitArgs, loaded: &crate::recipe::Loaded, dir: &Path) -> a
         out: dir.to_path_buf(),
         service: a.service.clone(),
         force: false,
+        fb_bin: crate::slurm::factorybench_bin()?.display().to_string(),
     };
     match write_campaign(loaded, &crate::render::Renderer::new(), &spec) {
         Ok(_) => Ok(()),

@@ -121,7 +121,17 @@ fn explain_rows(plan: &Plan) -> Vec<ExplainService> {
 }
 
 pub fn explain(a: &ExplainArgs) -> anyhow::Result<i32> {
-    let l = super::load_recipe(&a.recipe)?;
+    // `validate` shows the warnings in full; `explain` names how many, once, so a user who
+    // runs both does not read every warning twice.
+    let l = recipe::load(&a.recipe)?;
+    if !l.warnings.is_empty() {
+        eprintln!(
+            "{} warning{} (details: factorybench validate {})",
+            l.warnings.len(),
+            if l.warnings.len() == 1 { "" } else { "s" },
+            crate::render::shell_quote(&a.recipe.display().to_string())
+        );
+    }
     let plan = &l.plan;
     let rows = explain_rows(plan);
     let total: f64 = rows.iter().map(|r| r.node_hours).sum();

@@ -27,21 +27,41 @@ pub const BIND_HOST: &str = "127.0.0.1";
 pub struct Word {
     /// Literal text (quoted by the template).
     pub lit: Option<String>,
-    /// Name of a shell variable expanded in double quotes (`"$NAME"`).
+    /// Name of a shell variable expanded in double quotes (`"$NAME"`); with `lit` too, the
+    /// word is `lit` followed by the variable's value, then `suffix`.
     pub var: Option<String>,
+    /// Literal text after the variable (only with `var`).
+    pub suffix: Option<String>,
 }
 
 impl Word {
+    /// This word with every `from` in its literal text replaced by the value of shell variable
+    /// `var` (only the first occurrence; the bind address appears once per word).
+    pub fn with_var_for(self, from: &str, var: &str) -> Word {
+        match (&self.lit, &self.var) {
+            (Some(l), None) if l.contains(from) => {
+                let (pre, post) = l.split_once(from).expect("contains");
+                Word {
+                    lit: Some(pre.to_string()),
+                    var: Some(var.to_string()),
+                    suffix: Some(post.to_string()),
+                }
+            }
+            _ => self,
+        }
+    }
     pub fn lit(s: impl Into<String>) -> Word {
         Word {
             lit: Some(s.into()),
             var: None,
+            suffix: None,
         }
     }
     pub fn var(name: &str) -> Word {
         Word {
             lit: None,
             var: Some(name.to_string()),
+            suffix: None,
         }
     }
 }
@@ -137,6 +157,7 @@ pub const COMMON_SERVICE_KEYS: &[&str] = &[
     "max_error_rate",
     "timeout",
     "max_in_flight",
+    "connections_per_client",
     "slurm",
     "environment",
     "binds",
@@ -145,6 +166,7 @@ pub const COMMON_SERVICE_KEYS: &[&str] = &[
     "depends_on",
     "sweep",
     "compare_thresholds",
+    "capacity_search",
 ];
 pub const LLM_KEYS: &[&str] = &[
     "model",
@@ -387,13 +409,20 @@ fn launch_vllm(svc: &Service, cx: &LaunchCtx) -> Launch {
     l
 }
 
-fn launch_triton(_: &Service, cx: &LaunchCtx) -> Launch {
+fn launch_triton(svc: &Service, cx: &LaunchCtx) -> Launch {
     let mut l = Launch::default();
-    l.args.extend([
-        Word::lit("tritonserver"),
-        Word::lit("--model-repository=/models"),
-        Word::lit(format!("--http-address={BIND_HOST}")),
-    ]);
+    l.args.push(Word::lit("tritonserver"));
+    // `container_args` follow these arguments; a repository given there replaces the default.
+    let own_repo = svc
+        .container
+        .extra_args
+        .iter()
+        .any(|a| a.starts_with("--model-repository"));
+    if !own_repo {
+        l.args.push(Word::lit("--model-repository=/models"));
+    }
+    l.args
+        .push(Word::lit(format!("--http-address={BIND_HOST}")));
     if cx.port.is_some() {
         l.args
             .push(Word::lit(format!("--http-port={}", cx.port_str())));

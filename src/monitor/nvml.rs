@@ -178,6 +178,37 @@ impl GpuSampler {
         self.count
     }
 
+    /// Provenance facts: `gpu.count`, `gpu.driver`, `gpu.cuda`, `gpuN.name`, `gpuN.uuid`,
+    /// `gpuN.memory_bytes` (keys of [`crate::runner::provenance`]).
+    pub fn facts(&self) -> std::collections::BTreeMap<String, String> {
+        let mut f = std::collections::BTreeMap::new();
+        f.insert("gpu.count".to_string(), self.count.to_string());
+        if let Ok(v) = self.nvml.sys_driver_version() {
+            f.insert("gpu.driver".into(), v);
+        }
+        if let Ok(v) = self.nvml.sys_cuda_driver_version() {
+            f.insert(
+                "gpu.cuda".into(),
+                format!("{}.{}", v / 1000, (v % 1000) / 10),
+            );
+        }
+        for index in 0..self.count {
+            let Ok(d) = self.nvml.device_by_index(index) else {
+                continue;
+            };
+            if let Ok(n) = d.name() {
+                f.insert(format!("gpu{index}.name"), n);
+            }
+            if let Ok(u) = d.uuid() {
+                f.insert(format!("gpu{index}.uuid"), u);
+            }
+            if let Ok(m) = d.memory_info() {
+                f.insert(format!("gpu{index}.memory_bytes"), m.total.to_string());
+            }
+        }
+        f
+    }
+
     /// Read every GPU now. Unsupported fields stay `None`.
     pub fn sample(&self) -> Vec<GpuSample> {
         let mut out = Vec::with_capacity(self.count as usize);
@@ -207,6 +238,11 @@ impl GpuSampler {
         }
         out
     }
+}
+
+/// The GPU facts of a run's provenance (NVML opened once per call; none without a driver).
+pub fn gpu_facts() -> crate::runner::provenance::GpuFacts {
+    std::sync::Arc::new(|| GpuSampler::open().map(|g| g.facts()).unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -165,6 +165,9 @@ pub struct StackSpec {
     pub bind: BindMode,
     pub partition: Option<String>,
     pub account: Option<String>,
+    pub qos: Option<String>,
+    /// Further `#SBATCH` options, each `--name[=value]` (e.g. `--reservation=demo`).
+    pub sbatch_extra: Vec<String>,
     /// SLURM time limit as sbatch takes it.
     pub time: Option<String>,
     pub mem: Option<String>,
@@ -191,6 +194,8 @@ impl StackSpec {
             bind: BindMode::Node,
             partition: None,
             account: None,
+            qos: None,
+            sbatch_extra: Vec::new(),
             time: None,
             mem: None,
             cpus: 2,
@@ -235,6 +240,20 @@ impl StackSpec {
         };
         simple("partition", &self.partition)?;
         simple("account", &self.account)?;
+        simple("qos", &self.qos)?;
+        for e in &self.sbatch_extra {
+            let ok = e.starts_with("--")
+                && e.len() > 2
+                && e.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.,:-+=/@".contains(&b));
+            if !ok {
+                return Err(StackError::BadValue {
+                    what: "sbatch option",
+                    value: e.clone(),
+                    why: "give `--name[=value]` with letters, digits and _ . , : - + = / @ only",
+                });
+            }
+        }
         simple("time", &self.time)?;
         simple("mem", &self.mem)?;
         simple("retention", &Some(self.retention.clone()))?;
@@ -285,6 +304,8 @@ impl StackSpec {
             bind => self.bind.as_str(),
             partition => self.partition,
             account => self.account,
+            qos => self.qos,
+            sbatch_extra => self.sbatch_extra,
             time => self.time,
             mem => self.mem,
             cpus => self.cpus,
@@ -523,19 +544,45 @@ pub struct PushTarget {
     pub auth: Option<BasicAuth>,
 }
 
-/// The Pushgateway a run pushes to: the recipe's `global.pushgateway_url`, else the one in the
-/// monitoring endpoint file when its job is still running (stale files are ignored).
+/// The Pushgateway a run pushes to: `PUSHGATEWAY_URL`, else the recipe's
+/// `global.pushgateway_url`, else the one in the monitoring endpoint file when its job is still
+/// running (stale files are ignored).
 pub fn discover_pushgateway(recipe_url: Option<&str>, state_dir: &Path) -> Option<String> {
     discover_push_target(recipe_url, state_dir).map(|t| t.url)
 }
 
-/// [`discover_pushgateway`] with the stack's push credentials (none for a recipe's own URL).
-pub fn discover_push_target(recipe_url: Option<&str>, state_dir: &Path) -> Option<PushTarget> {
+/// The environment variable naming a Pushgateway; it takes precedence over the recipe.
+pub const PUSHGATEWAY_ENV: &str = "PUSHGATEWAY_URL";
+
+/// `PUSHGATEWAY_URL` when set and not empty.
+pub fn pushgateway_from_env() -> Option<String> {
+    std::env::var(PUSHGATEWAY_ENV)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Where live metrics go and which source decided it, in this precedence:
+/// `PUSHGATEWAY_URL` (environment) > `global.pushgateway_url` (recipe) > the running
+/// `monitor up` stack (its endpoint file).
+pub fn pushgateway_with_source(
+    recipe_url: Option<&str>,
+    state_dir: &Path,
+) -> Option<(String, &'static str)> {
+    if let Some(u) = pushgateway_from_env() {
+        return Some((u, "PUSHGATEWAY_URL"));
+    }
     if let Some(u) = recipe_url {
-        return Some(PushTarget {
-            url: u.to_string(),
-            auth: None,
-        });
+        return Some((u.to_string(), "global.pushgateway_url"));
+    }
+    discover_push_target(None, state_dir).map(|t| (t.url, "the monitor up stack"))
+}
+
+/// [`discover_pushgateway`] with the stack's push credentials (none for a URL given by
+/// `PUSHGATEWAY_URL` or the recipe; see [`pushgateway_with_source`] for the precedence).
+pub fn discover_push_target(recipe_url: Option<&str>, state_dir: &Path) -> Option<PushTarget> {
+    if let Some(u) = pushgateway_from_env().or(recipe_url.map(String::from)) {
+        return Some(PushTarget { url: u, auth: None });
     }
     let ep = Endpoint::read(state_dir)?;
     match job_state(&ep.job_id) {
@@ -601,7 +648,12 @@ pub fn ready_urls(ep: &Endpoint) -> Vec<(&'static str, String, Option<BasicAuth>
 }
 
 /// The SSH command that forwards Grafana and Prometheus from a laptop through the login node.
-pub fn tunnel_command(ep: &Endpoint, user: &str, login_host: &str) -> Vec<String> {
+pub fn tunnel_command(
+    ep: &Endpoint,
+    user: &str,
+    login_host: &str,
+    login_port: Option<u16>,
+) -> Vec<String> {
     let mut args = vec!["ssh".to_string(), "-N".to_string()];
     let (target, via_jump) = match ep.bind {
         // Listening on the node's address: the login node can connect to it directly.
@@ -613,15 +665,24 @@ pub fn tunnel_command(ep: &Endpoint, user: &str, login_host: &str) -> Vec<String
         args.push("-L".into());
         args.push(format!("localhost:{port}:{target}:{port}"));
     };
+    // All three: Grafana (when the stack has it), Prometheus, the Pushgateway.
     if let Some(g) = &ep.grafana {
         forward(g.port);
     }
     forward(ep.prometheus.port);
+    forward(ep.pushgateway.port);
     if via_jump {
         args.push("-J".into());
-        args.push(format!("{user}@{login_host}"));
+        args.push(match login_port {
+            Some(p) => format!("{user}@{login_host}:{p}"),
+            None => format!("{user}@{login_host}"),
+        });
         args.push(format!("{user}@{}", ep.node));
     } else {
+        if let Some(p) = login_port {
+            args.push("-p".into());
+            args.push(p.to_string());
+        }
         args.push(format!("{user}@{login_host}"));
     }
     args
@@ -677,6 +738,29 @@ mod tests {
     }
 
     #[test]
+    fn qos_and_extra_sbatch_options() {
+        let mut s = spec(StackRuntime::Host, BindMode::Node);
+        s.qos = Some("short".into());
+        s.sbatch_extra = vec!["--reservation=demo".into(), "--exclusive".into()];
+        let script = s.render().unwrap();
+        assert!(script.contains("\n#SBATCH --qos=short\n"), "{script}");
+        assert!(script.contains("\n#SBATCH --reservation=demo\n#SBATCH --exclusive\n"));
+        for bad in ["reservation=x", "--x\n#SBATCH --uid=0", "--a b", "--"] {
+            s.sbatch_extra = vec![bad.into()];
+            assert!(
+                matches!(
+                    s.render(),
+                    Err(StackError::BadValue {
+                        what: "sbatch option",
+                        ..
+                    })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn quotes() {
         assert_eq!(shell_quote("/a/b"), "/a/b");
         assert_eq!(shell_quote("a b"), "'a b'");
@@ -711,12 +795,17 @@ mod tests {
     #[test]
     fn tunnel_commands() {
         assert_eq!(
-            tunnel_command(&endpoint(BindMode::Node, true), "ana", "login1.example.org").join(" "),
-            "ssh -N -L localhost:3000:gpu017:3000 -L localhost:9090:gpu017:9090 ana@login1.example.org"
+            tunnel_command(&endpoint(BindMode::Node, true), "ana", "login1.example.org", None).join(" "),
+            "ssh -N -L localhost:3000:gpu017:3000 -L localhost:9090:gpu017:9090 -L localhost:9091:gpu017:9091 ana@login1.example.org"
+        );
+        // MeluXina's login nodes listen on 8822.
+        assert_eq!(
+            tunnel_command(&endpoint(BindMode::Node, true), "ana", "login.lxp.lu", Some(8822)).join(" "),
+            "ssh -N -L localhost:3000:gpu017:3000 -L localhost:9090:gpu017:9090 -L localhost:9091:gpu017:9091 -p 8822 ana@login.lxp.lu"
         );
         assert_eq!(
-            tunnel_command(&endpoint(BindMode::Loopback, false), "ana", "login1").join(" "),
-            "ssh -N -L localhost:9090:127.0.0.1:9090 -J ana@login1 ana@gpu017"
+            tunnel_command(&endpoint(BindMode::Loopback, false), "ana", "login1", Some(8822)).join(" "),
+            "ssh -N -L localhost:9090:127.0.0.1:9090 -L localhost:9091:127.0.0.1:9091 -J ana@login1:8822 ana@gpu017"
         );
     }
 

@@ -27,6 +27,18 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// The same endpoint reached at `host` instead (the service node's address for clients on
+    /// other nodes): the host and the URL's host part are replaced when they are the default
+    /// loopback address the started service would otherwise bind.
+    pub fn with_host(&self, host: &str) -> Endpoint {
+        let mut e = self.clone();
+        if e.host == DEFAULT_HOST || e.host == "localhost" {
+            e.host = host.to_string();
+        }
+        e.url = e.url.map(|u| replace_url_host(&u, host));
+        e
+    }
+
     /// Resolve the endpoint of a decoded service from its recipe values: `port`, `service_url`
     /// and `host` (the latter only for kinds that have the key).
     pub fn resolve(
@@ -80,5 +92,48 @@ pub fn host_of_url(url: Option<&str>) -> Option<String> {
     match authority.rsplit_once(':') {
         Some((h, _)) if !h.ends_with(']') || authority.starts_with('[') => Some(h.to_string()),
         _ => Some(authority.to_string()),
+    }
+}
+
+/// `scheme://[user@]127.0.0.1[:port]/...` with the loopback host replaced by `host` (other
+/// hosts are kept: an external service is reached where its URL says).
+fn replace_url_host(url: &str, host: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (user, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (format!("{u}@"), h),
+        None => (String::new(), authority),
+    };
+    let (h, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => (h, format!(":{p}")),
+        _ => (hostport, String::new()),
+    };
+    if h != DEFAULT_HOST && h != "localhost" {
+        return url.to_string();
+    }
+    format!("{scheme}://{user}{host}{port}{tail}")
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::*;
+
+    #[test]
+    fn with_host_replaces_only_loopback() {
+        assert_eq!(
+            replace_url_host("http://127.0.0.1:8080/v1?x", "10.0.0.5"),
+            "http://10.0.0.5:8080/v1?x"
+        );
+        assert_eq!(
+            replace_url_host("postgresql://u:p@localhost/db", "10.0.0.5"),
+            "postgresql://u:p@10.0.0.5/db"
+        );
+        assert_eq!(
+            replace_url_host("http://db.site:80/", "10.0.0.5"),
+            "http://db.site:80/"
+        );
     }
 }

@@ -166,25 +166,27 @@ impl Service {
     /// The service as array task `index` of its sweep runs it (the value applied).
     pub fn with_sweep_index(&self, index: usize) -> Option<Service> {
         let sweep = self.sweep.as_ref()?;
-        let value = sweep.values.get(index)?;
         let mut s = self.clone();
-        match sweep.param {
-            SweepParam::ClientCount => s.load.clients = value.parse().ok()?,
-            SweepParam::RequestsPerSecond => {
-                s.load.target_rate_per_client_per_s = value.parse().ok()?;
-                if s.load.target_rate_per_client_per_s == 0.0 {
-                    s.load.arrival = Arrival::Closed;
+        for (param, value) in sweep.assignments(index)? {
+            match param {
+                SweepParam::ClientCount => s.load.clients = value.parse().ok()?,
+                SweepParam::RequestsPerSecond => {
+                    s.load.target_rate_per_client_per_s = value.parse().ok()?;
+                    if s.load.target_rate_per_client_per_s == 0.0 {
+                        s.load.arrival = Arrival::Closed;
+                    }
                 }
+                SweepParam::Model => match &mut s.workload {
+                    Workload::Llm(l) => l.model = value.clone(),
+                    _ => return None,
+                },
+                SweepParam::BatchSize => match &mut s.workload {
+                    Workload::Vectordb(v) => v.batch_size = value.parse().ok()?,
+                    Workload::Database(d) => d.batch_size = value.parse().ok()?,
+                    _ => return None,
+                },
+                SweepParam::Grid => return None,
             }
-            SweepParam::Model => match &mut s.workload {
-                Workload::Llm(l) => l.model = value.clone(),
-                _ => return None,
-            },
-            SweepParam::BatchSize => match &mut s.workload {
-                Workload::Vectordb(v) => v.batch_size = value.parse().ok()?,
-                Workload::Database(d) => d.batch_size = value.parse().ok()?,
-                _ => return None,
-            },
         }
         s.sweep = None;
         Some(s)

@@ -140,9 +140,89 @@ pub struct Service {
     /// `compare` limits for this service (`compare_thresholds`): metric → limit such as
     /// `10%` or `+5ms`; the command line overrides them.
     pub compare_thresholds: std::collections::BTreeMap<String, String>,
+    /// `capacity_search`: find the highest total rate that holds the SLOs (`factorybench
+    /// capacity`). Omitted from serialised plans when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_search: Option<CapacitySearch>,
+}
+
+/// Recipe `capacity_search` (docs/capacity.md).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CapacitySearch {
+    /// Bounds and steps of the search.
+    pub spec: crate::capacity::SearchSpec,
+    /// Measured seconds of each step (`step_duration`; default: the service's `duration`).
+    pub step_duration_s: Option<f64>,
+    pub slo: CapacitySlo,
+}
+
+/// What a step must hold to pass.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CapacitySlo {
+    /// p99 of the corrected latency (from the scheduled start), successful requests.
+    pub latency_p99_ms: Option<f64>,
+    /// LLM: p99 time to first token.
+    pub ttft_p99_ms: Option<f64>,
+    /// Failed requests / measured requests.
+    pub max_error_rate: f64,
+    /// Achieved rate / target rate at least this (a service that cannot keep up fails).
+    pub min_rate_ratio: f64,
+}
+
+/// Which part of a service's clients one client node runs (`run --client-share I/N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientShare {
+    /// 0-based index of this node among the client nodes.
+    pub index: u32,
+    /// Number of client nodes.
+    pub of: u32,
+}
+
+impl ClientShare {
+    /// `I/N` with `I < N`.
+    pub fn parse(s: &str) -> Result<ClientShare, String> {
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}`: expected INDEX/COUNT, e.g. 0/2"))?;
+        let index: u32 = i.trim().parse().map_err(|_| format!("`{s}`: bad index"))?;
+        let of: u32 = n.trim().parse().map_err(|_| format!("`{s}`: bad count"))?;
+        if of == 0 || index >= of {
+            return Err(format!(
+                "`{s}`: the index must be below the count (0-based)"
+            ));
+        }
+        Ok(ClientShare { index, of })
+    }
+
+    /// This node's part of `total` (the first `total % of` nodes take one more).
+    pub fn part(&self, total: u64) -> u64 {
+        let base = total / self.of as u64;
+        base + u64::from((self.index as u64) < total % self.of as u64)
+    }
 }
 
 impl Service {
+    /// This service as one client node runs it: `client_count` and a `requests` budget split
+    /// across the client nodes (the per-client rate stays, so the total target rate is split
+    /// in the same proportion), a seed of its own per node (schedules do not repeat), and the
+    /// clients pointed at `endpoint_host` (the service node's address) when given.
+    pub fn for_client_node(
+        &self,
+        share: Option<ClientShare>,
+        endpoint_host: Option<&str>,
+    ) -> Service {
+        let mut s = self.clone();
+        if let Some(sh) = share {
+            s.load.clients = (sh.part(self.load.clients as u64) as u32).max(1);
+            s.load.requests = self.load.requests.map(|r| sh.part(r).max(1));
+            s.load.seed = self.load.seed.wrapping_add(sh.index as u64);
+        }
+        if let Some(h) = endpoint_host {
+            s.endpoint = self.endpoint.with_host(h);
+        }
+        s
+    }
+
     /// Whether the service needs a GPU (`gres` asks for one): `--nv` for Apptainer.
     pub fn wants_gpu(&self) -> bool {
         self.slurm
@@ -214,8 +294,29 @@ pub struct Load {
     pub max_error_rate: Option<f64>,
     /// Per-request timeout, seconds.
     pub timeout_s: f64,
-    /// Upper bound on requests in flight for open-loop runs (per service).
+    /// Upper bound on requests in flight for open-loop runs (per service): caps the number of
+    /// connections (`clients × connections_per_client`).
     pub max_in_flight: u32,
+    /// Open loop: connections (sessions, in-flight slots) each client opens before the run and
+    /// keeps for its whole length, as wrk2's `-c`. A request whose time has come waits for a
+    /// free one; the wait counts in the corrected latency.
+    pub connections_per_client: u32,
+}
+
+/// Default `connections_per_client`: LLM requests last seconds (many in flight per client);
+/// the other kinds answer in micro- to milliseconds.
+pub const DEFAULT_CONNECTIONS_PER_CLIENT: u32 = 4;
+pub const DEFAULT_CONNECTIONS_PER_CLIENT_LLM: u32 = 64;
+/// Largest `connections_per_client`.
+pub const MAX_CONNECTIONS_PER_CLIENT: u32 = 4096;
+
+impl Load {
+    /// Connections an open-loop run opens and keeps: `clients × connections_per_client`,
+    /// capped by `max_in_flight`.
+    pub fn open_loop_connections(&self) -> u32 {
+        (self.clients.max(1) as u64 * self.connections_per_client.max(1) as u64)
+            .min(self.max_in_flight.max(1) as u64) as u32
+    }
 }
 
 impl Load {
@@ -538,8 +639,14 @@ pub struct SlurmSpec {
     pub time: Option<String>,
     /// The same limit in seconds.
     pub time_limit_s: Option<u64>,
+    /// Nodes of the job: 1 + `client_nodes` when clients are spread, else `nodes` as written.
     pub nodes: u32,
     pub ntasks: u32,
+    /// `--ntasks-per-node` (recipe `ntasks_per_node`, or `ntasks-per-node` as sbatch spells it).
+    pub ntasks_per_node: Option<u32>,
+    /// Nodes that run the clients (one runner each, started with `srun`); the service runs on
+    /// the job's first node. 0: the clients run in the batch step, on the service's node.
+    pub client_nodes: u32,
     pub cpus_per_task: Option<u32>,
     pub mem: Option<String>,
     pub qos: Option<String>,
@@ -655,11 +762,49 @@ impl Secret {
     }
 }
 
-/// A sweep expands one service into a SLURM job array, one task per value.
+/// A sweep expands one service into a SLURM job array, one task per value. A sweep over
+/// several parameters (`param` = [`SweepParam::Grid`]) runs their cartesian product: `axes`
+/// holds each parameter's values and `values[i]` the label of task i,
+/// `client_count=4,requests_per_second=10` (first axis slowest).
 #[derive(Debug, Clone, Serialize)]
 pub struct Sweep {
     pub param: SweepParam,
     pub values: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub axes: Vec<(SweepParam, Vec<String>)>,
+}
+
+impl Sweep {
+    /// The `(parameter, value)` pairs of task `index` (one pair for a one-parameter sweep).
+    pub fn assignments(&self, index: usize) -> Option<Vec<(SweepParam, String)>> {
+        let label = self.values.get(index)?;
+        if self.param != SweepParam::Grid {
+            return Some(vec![(self.param, label.clone())]);
+        }
+        label
+            .split(',')
+            .map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                Some((SweepParam::parse(k)?, v.to_string()))
+            })
+            .collect()
+    }
+
+    /// The cartesian product's labels (first axis slowest).
+    pub fn grid_labels(axes: &[(SweepParam, Vec<String>)]) -> Vec<String> {
+        let mut labels = vec![String::new()];
+        for (p, vals) in axes {
+            let mut next = Vec::with_capacity(labels.len() * vals.len());
+            for l in &labels {
+                for v in vals {
+                    let sep = if l.is_empty() { "" } else { "," };
+                    next.push(format!("{l}{sep}{}={v}", p.as_str()));
+                }
+            }
+            labels = next;
+        }
+        labels
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -669,11 +814,25 @@ pub enum SweepParam {
     RequestsPerSecond,
     Model,
     BatchSize,
+    /// Several parameters at once (see [`Sweep`]).
+    Grid,
 }
 
 impl SweepParam {
+    pub fn parse(s: &str) -> Option<SweepParam> {
+        Some(match s {
+            "client_count" => SweepParam::ClientCount,
+            "requests_per_second" => SweepParam::RequestsPerSecond,
+            "model" => SweepParam::Model,
+            "batch_size" => SweepParam::BatchSize,
+            "grid" => SweepParam::Grid,
+            _ => return None,
+        })
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
+            SweepParam::Grid => "grid",
             SweepParam::ClientCount => "client_count",
             SweepParam::RequestsPerSecond => "requests_per_second",
             SweepParam::Model => "model",

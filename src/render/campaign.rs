@@ -53,6 +53,8 @@ pub struct CampaignSpec {
     pub service: Option<String>,
     /// Replace `out` when it exists and holds files.
     pub force: bool,
+    /// The factorybench binary the job scripts run (see [`RenderOptions::fb_bin`]).
+    pub fb_bin: String,
 }
 
 /// What was written.
@@ -195,6 +197,7 @@ pub fn write_campaign(
     // 1. Render everything in memory.
     let opts = RenderOptions {
         campaign_dir: dir_str.clone(),
+        fb_bin: spec.fb_bin.clone(),
     };
     let scripts = render_all(renderer, plan, &opts)?;
     let selected: Vec<&crate::recipe::Service> = plan

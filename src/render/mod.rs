@@ -100,6 +100,9 @@ pub fn campaign_dir_ok(dir: &str) -> bool {
 pub struct RenderOptions {
     /// Absolute path of the campaign directory on the cluster's shared filesystem.
     pub campaign_dir: String,
+    /// The factorybench binary the script runs (absolute path of the binary that compiled it,
+    /// or `FACTORYBENCH_BIN`); `FB_BIN` in the job's environment still overrides it.
+    pub fb_bin: String,
 }
 
 /// The template engine with the built-in templates, optionally overridden by a site directory.
@@ -225,6 +228,7 @@ struct ScriptCtx {
     benchmark_name: String,
     recipe_sha256: String,
     campaign_dir: String,
+    fb_bin: String,
     service: SvcCtx,
     slurm: SlurmCtx,
     sweep: Option<SweepCtx>,
@@ -244,8 +248,10 @@ struct SvcCtx {
     port: Option<u16>,
     url: Option<String>,
     gpu: bool,
+    /// Shell expression of the address the service binds (`127.0.0.1`, or `$FB_BIND_ADDR`, the
+    /// node's own address, when clients run on other nodes).
     bind_host: &'static str,
-    start_command: Vec<String>,
+    start_command: Vec<Word>,
     /// The service started by this job (not `external`).
     started: bool,
 }
@@ -257,6 +263,9 @@ struct SlurmCtx {
     time: Option<String>,
     nodes: u32,
     ntasks: u32,
+    ntasks_per_node: Option<u32>,
+    /// Client nodes (one runner each, `srun`); 0: the runner runs in the batch step.
+    client_nodes: u32,
     cpus_per_task: Option<u32>,
     mem: Option<String>,
     qos: Option<String>,
@@ -331,10 +340,9 @@ struct BindCtx {
 
 impl ScriptCtx {
     fn new(plan: &Plan, svc: &Service, opts: &RenderOptions) -> Result<ScriptCtx, RenderError> {
-        let model_sweep = svc
-            .sweep
-            .as_ref()
-            .is_some_and(|s| s.param == SweepParam::Model);
+        let model_sweep = svc.sweep.as_ref().is_some_and(|s| {
+            s.param == SweepParam::Model || s.axes.iter().any(|(p, _)| *p == SweepParam::Model)
+        });
         let model_var = model_sweep.then_some("FB_MODEL");
         let started = svc.runtime != Runtime::External;
         let l: Launch = match svc.runtime {
@@ -342,6 +350,7 @@ impl ScriptCtx {
             Runtime::External => Launch::default(),
         };
         let port = svc.endpoint.port;
+        let multi_node = svc.slurm.client_nodes > 0 && started;
 
         let mut secrets = SecretsCtx::default();
         for (name, s) in svc.secrets() {
@@ -413,6 +422,7 @@ impl ScriptCtx {
             benchmark_name: plan.benchmark.name.clone(),
             recipe_sha256: plan.source_sha256.clone(),
             campaign_dir: opts.campaign_dir.clone(),
+            fb_bin: opts.fb_bin.clone(),
             service: SvcCtx {
                 name: svc.name.clone(),
                 kind: svc.kind.to_string(),
@@ -421,8 +431,16 @@ impl ScriptCtx {
                 port,
                 url,
                 gpu: svc.wants_gpu(),
-                bind_host: BIND_HOST,
-                start_command: svc.start_command.clone(),
+                bind_host: if multi_node {
+                    "$FB_BIND_ADDR"
+                } else {
+                    BIND_HOST
+                },
+                start_command: svc
+                    .start_command
+                    .iter()
+                    .map(|c| bind_word(Word::lit(c.clone()), multi_node))
+                    .collect(),
                 started,
             },
             slurm: SlurmCtx {
@@ -430,7 +448,15 @@ impl ScriptCtx {
                 account: svc.slurm.account.clone(),
                 time: svc.slurm.time.clone(),
                 nodes: svc.slurm.nodes,
-                ntasks: svc.slurm.ntasks,
+                // srun starts one runner per client node inside the allocation: it needs a task
+                // slot on each node.
+                ntasks: if multi_node {
+                    svc.slurm.ntasks.max(svc.slurm.nodes)
+                } else {
+                    svc.slurm.ntasks
+                },
+                ntasks_per_node: svc.slurm.ntasks_per_node,
+                client_nodes: svc.slurm.client_nodes,
                 cpus_per_task: svc.slurm.cpus_per_task,
                 mem: svc.slurm.mem.clone(),
                 qos: svc.slurm.qos.clone(),
@@ -443,7 +469,22 @@ impl ScriptCtx {
             sweep: svc.sweep.as_ref().map(|s| SweepCtx {
                 param: s.param.as_str(),
                 last_index: s.values.len().saturating_sub(1),
-                values: s.values.clone(),
+                // The template exports values[task] as the model of a model sweep: for a grid,
+                // the model of each task.
+                values: if s.param == SweepParam::Grid {
+                    (0..s.values.len())
+                        .map(|i| {
+                            s.assignments(i)
+                                .unwrap_or_default()
+                                .into_iter()
+                                .find(|(p, _)| *p == SweepParam::Model)
+                                .map(|(_, v)| v)
+                                .unwrap_or_default()
+                        })
+                        .collect()
+                } else {
+                    s.values.clone()
+                },
                 model_var,
             }),
             readiness_timeout_s: svc.readiness.timeout_s,
@@ -468,12 +509,26 @@ impl ScriptCtx {
                     })
                     .collect(),
                 extra_args: svc.container.extra_args.clone(),
-                args: l.args,
+                args: l
+                    .args
+                    .into_iter()
+                    .map(|w| bind_word(w, multi_node))
+                    .collect(),
                 scratch: l.scratch,
                 writable_tmpfs: l.writable_tmpfs,
             },
             endpoint_json,
         })
+    }
+}
+
+/// With clients on other nodes a started service must listen on the node's own address, not
+/// on loopback: `127.0.0.1` in its arguments becomes the script's `$FB_BIND_ADDR`.
+fn bind_word(w: Word, multi_node: bool) -> Word {
+    if multi_node {
+        w.with_var_for(BIND_HOST, "FB_BIND_ADDR")
+    } else {
+        w
     }
 }
 

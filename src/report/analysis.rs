@@ -79,6 +79,8 @@ pub fn open_db(path: &Path) -> Result<Connection> {
     if !path.exists() {
         return Err(AnalysisError::NotFound(path.to_path_buf()));
     }
+    // A killed run's file lacks the request index (the writer builds it when it stops).
+    db::ensure_request_index(path);
     db::open_sqlite_read_only(path).map_err(|e| AnalysisError::NotACampaign {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -113,12 +115,14 @@ pub fn analyze_files(files: &[PathBuf], policy: &ValidityPolicy) -> Result<Campa
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut jobs = Vec::new();
     let mut any_schema = false;
+    let mut capacity = Vec::new();
     for file in files {
         let conn = open_db(file)?;
         let sq = |e| AnalysisError::Sqlite {
             path: file.clone(),
             source: e,
         };
+        capacity.extend(super::capacity::read_searches(&conn).map_err(sq)?);
         if db::has_table(&conn, "jobs") {
             any_schema = true;
             for j in db::job_rows(&conn).map_err(sq)? {
@@ -153,7 +157,9 @@ pub fn analyze_files(files: &[PathBuf], policy: &ValidityPolicy) -> Result<Campa
             message: "no runs or jobs table".into(),
         });
     }
-    Ok(build_campaign(files, runs, jobs, policy))
+    let mut a = build_campaign(files, runs, jobs, policy);
+    a.capacity = capacity;
+    Ok(a)
 }
 
 fn build_campaign(
@@ -162,7 +168,10 @@ fn build_campaign(
     jobs: Vec<JobRow>,
     policy: &ValidityPolicy,
 ) -> CampaignAnalysis {
-    // Group runs of the same service and sweep point.
+    // Group runs of the same service and sweep point into measurements: runs whose measured
+    // windows overlap ran together (parallel jobs or nodes) and are merged; runs at different
+    // times (separate invocations appending to one file) are separate measurements, so no
+    // aggregate ever spans the idle time between them.
     type Key = (String, Option<String>, Option<String>);
     let mut groups: Vec<(Key, Vec<usize>)> = Vec::new();
     for (i, (r, _)) in runs.iter().enumerate() {
@@ -176,7 +185,28 @@ fn build_campaign(
             None => groups.push((key, vec![i])),
         }
     }
-    let services = groups
+    let mut measurements: Vec<(Key, Vec<usize>)> = Vec::new();
+    for (key, mut idx) in groups {
+        idx.sort_by_key(|&i| (runs[i].1.window_start_ns, runs[i].1.window_end_ns));
+        let mut current: Vec<usize> = Vec::new();
+        let mut current_end = i64::MIN;
+        for i in idx {
+            let a = &runs[i].1;
+            if !current.is_empty() && a.window_start_ns >= current_end {
+                measurements.push((key.clone(), std::mem::take(&mut current)));
+            }
+            current_end = if current.is_empty() {
+                a.window_end_ns
+            } else {
+                current_end.max(a.window_end_ns)
+            };
+            current.push(i);
+        }
+        if !current.is_empty() {
+            measurements.push((key, current));
+        }
+    }
+    let services = measurements
         .into_iter()
         .map(|((service, sweep_param, sweep_value), idx)| {
             let first = &runs[idx[0]];
@@ -206,6 +236,8 @@ fn build_campaign(
                 run_ids: idx.iter().map(|&i| runs[i].0.run_id.clone()).collect(),
                 valid: idx.iter().all(|&i| runs[i].0.valid),
                 partial: idx.iter().any(|&i| runs[i].0.partial),
+                measured_from: rfc3339(start),
+                measured_to: rfc3339(end),
                 span_s,
                 total: total.finish("all", span_s),
                 operations: ops.iter().map(|(k, v)| v.finish(k, span_s)).collect(),
@@ -243,6 +275,7 @@ fn build_campaign(
         policy: policy.clone(),
         runs,
         services,
+        capacity: Vec::new(),
     }
 }
 
@@ -289,6 +322,7 @@ fn analyze_run_inner(
     let recipe: serde_json::Value =
         serde_json::from_str(&run.recipe_json).unwrap_or(serde_json::Value::Null);
     let slo = SloSpec::from_recipe(&recipe);
+    let system = db::provenance(conn, run_id).map_err(sq)?;
     let is_llm = run.service_kind.is_llm();
 
     // The window end is only known for a finished run; otherwise use the last completion.
@@ -468,7 +502,7 @@ fn analyze_run_inner(
     let schedule_lag_ms = lag.summary();
 
     // run_metrics and samples.
-    let run_metrics = db::run_metrics(conn, run_id)
+    let run_metrics: Vec<RunMetricValue> = db::run_metrics(conn, run_id)
         .map_err(sq)?
         .into_iter()
         .map(|m| RunMetricValue {
@@ -483,7 +517,11 @@ fn analyze_run_inner(
 
     let timeseries = timeseries(&buckets, bucket_ns, window_ns);
 
-    let (partial, reasons) = validity(
+    let generator_lag_p99_ms = run_metrics
+        .iter()
+        .find(|m| m.name == "generator_lag_p99_ms")
+        .map(|m| m.value);
+    let (partial, reasons, gates) = validity(
         &run,
         &recipe,
         policy,
@@ -492,6 +530,8 @@ fn analyze_run_inner(
         &rate,
         llm_stats.as_ref(),
         schedule_lag_ms.as_ref(),
+        generator_lag_p99_ms,
+        &run_metrics,
     );
 
     let analysis = RunAnalysis {
@@ -508,6 +548,7 @@ fn analyze_run_inner(
         valid: reasons.is_empty(),
         partial,
         invalid_reasons: reasons,
+        gates,
         provenance: RunProvenance {
             source_file: file.display().to_string(),
             host: run.host,
@@ -516,6 +557,8 @@ fn analyze_run_inner(
             slurm_job_id: run.slurm_job_id,
             slurm_array_task: run.slurm_array_task,
             recipe_sha256: run.recipe_sha256,
+            hardware_fingerprint: crate::model::hardware_fingerprint(&system),
+            system,
         },
         started_ns: run.started_ns,
         measure_start_ns: start_ns,
@@ -556,7 +599,8 @@ fn analyze_run_inner(
     Ok((analysis, accs))
 }
 
-/// The validity gates of a run: whether it is partial, and every reason it is invalid.
+/// The validity gates of a run: whether it is partial, every gate that applies with its
+/// measured value and limit, and every reason it is invalid (one per failed gate).
 #[allow(clippy::too_many_arguments)]
 fn validity(
     run: &db::RunRow,
@@ -567,26 +611,62 @@ fn validity(
     rate: &RateStats,
     llm_stats: Option<&LlmStats>,
     schedule_lag_ms: Option<&Summary>,
-) -> (bool, Vec<InvalidReason>) {
+    generator_lag_p99_ms: Option<f64>,
+    run_metrics: &[RunMetricValue],
+) -> (bool, Vec<InvalidReason>, Vec<Gate>) {
+    let metric = |name: &str| run_metrics.iter().find(|m| m.name == name).map(|m| m.value);
     let mut reasons = Vec::new();
+    let mut gates = Vec::new();
     let partial = !matches!(run.status, RunStatus::Success | RunStatus::Failed);
-    if partial {
-        reasons.push(InvalidReason {
-            code: ReasonCode::PartialRun,
-            message: format!(
+    let mut gate = |code: ReasonCode,
+                    name: &str,
+                    measured: Option<f64>,
+                    at_least: bool,
+                    limit: f64,
+                    unit: &str,
+                    failure: Option<String>| {
+        let passed = failure.is_none();
+        if let Some(message) = failure {
+            reasons.push(InvalidReason { code, message });
+        }
+        gates.push(Gate {
+            code,
+            gate: name.into(),
+            measured,
+            comparison: if at_least { ">=" } else { "<=" }.into(),
+            limit,
+            unit: unit.into(),
+            passed,
+        });
+    };
+    gate(
+        ReasonCode::PartialRun,
+        "run completed (not interrupted)",
+        Some(if partial { 0.0 } else { 1.0 }),
+        true,
+        1.0,
+        "bool",
+        partial.then(|| {
+            format!(
                 "partial run: status {}{}",
                 run.status,
                 run.stop_reason
                     .as_deref()
                     .map(|s| format!(" (stopped by {s})"))
                     .unwrap_or_default()
-            ),
-        });
-    }
-    if run.status == RunStatus::Failed {
-        reasons.push(InvalidReason {
-            code: ReasonCode::FailedRun,
-            message: format!(
+            )
+        }),
+    );
+    let failed = run.status == RunStatus::Failed;
+    gate(
+        ReasonCode::FailedRun,
+        "run did not fail",
+        Some(if failed { 0.0 } else { 1.0 }),
+        true,
+        1.0,
+        "bool",
+        failed.then(|| {
+            format!(
                 "run failed{}{}",
                 run.failure_stage
                     .map(|s| format!(" at {s}"))
@@ -595,68 +675,125 @@ fn validity(
                     .as_deref()
                     .map(|s| format!(": {s}"))
                     .unwrap_or_default()
-            ),
-        });
-    }
-    if total.requests < policy.min_requests {
-        reasons.push(InvalidReason {
-            code: ReasonCode::TooFewRequests,
-            message: format!(
+            )
+        }),
+    );
+    gate(
+        ReasonCode::TooFewRequests,
+        "measured requests (enough for percentiles)",
+        Some(total.requests as f64),
+        true,
+        policy.min_requests as f64,
+        "requests",
+        (total.requests < policy.min_requests).then(|| {
+            format!(
                 "too few requests: {} measured < {} required for meaningful percentiles",
                 total.requests, policy.min_requests
-            ),
-        });
-    }
+            )
+        }),
+    );
     if let (Some(t), false) = (rate.target_rate_rps, run.arrival == "closed") {
         let achieved = rate.achieved_rate_rps;
-        if achieved < policy.min_rate_ratio * t {
-            reasons.push(InvalidReason {
-                code: ReasonCode::TargetRateNotReached,
-                message: format!(
+        gate(
+            ReasonCode::TargetRateNotReached,
+            "achieved rate / target rate",
+            Some(if t > 0.0 { achieved / t } else { 0.0 }),
+            true,
+            policy.min_rate_ratio,
+            "ratio",
+            (achieved < policy.min_rate_ratio * t).then(|| {
+                format!(
                     "target rate not reached: achieved {achieved:.2} req/s < {:.0}% of target {t:.2} req/s",
                     policy.min_rate_ratio * 100.0
-                ),
-            });
-        }
+                )
+            }),
+        );
     }
     let max_err = recipe["load"]["max_error_rate"]
         .as_f64()
         .unwrap_or(policy.max_error_rate);
-    if total_stats.error_rate > max_err {
-        reasons.push(InvalidReason {
-            code: ReasonCode::ErrorRateAboveThreshold,
-            message: format!(
+    gate(
+        ReasonCode::ErrorRateAboveThreshold,
+        "error rate",
+        Some(total_stats.error_rate),
+        false,
+        max_err,
+        "ratio",
+        (total_stats.error_rate > max_err).then(|| {
+            format!(
                 "error rate {:.2}% ({} of {}) above threshold {:.2}%",
                 total_stats.error_rate * 100.0,
                 total_stats.errors,
                 total.requests,
                 max_err * 100.0
-            ),
-        });
-    }
+            )
+        }),
+    );
     if let Some(l) = llm_stats {
-        if run.service_kind.is_llm() && total.ok > 0 && l.output_tokens == 0 {
-            reasons.push(InvalidReason {
-                code: ReasonCode::ZeroOutputTokens,
-                message: format!(
-                    "zero output tokens over {} successful requests: the server generated nothing",
-                    total.ok
-                ),
-            });
+        if run.service_kind.is_llm() && total.ok > 0 {
+            gate(
+                ReasonCode::ZeroOutputTokens,
+                "output tokens generated",
+                Some(l.output_tokens as f64),
+                true,
+                1.0,
+                "tokens",
+                (l.output_tokens == 0).then(|| {
+                    format!(
+                        "zero output tokens over {} successful requests: the server generated nothing",
+                        total.ok
+                    )
+                }),
+            );
         }
     }
-    if let Some(lag) = schedule_lag_ms {
-        if lag.p99 > policy.max_schedule_lag_p99_ms {
-            reasons.push(InvalidReason {
-                code: ReasonCode::GeneratorSaturated,
-                message: format!(
-                    "generator saturated: p99 schedule lag {:.1} ms > {:.1} ms (requests left later than scheduled: load generator CPU or max_in_flight limit)",
-                    lag.p99, policy.max_schedule_lag_p99_ms
-                ),
-            });
+    // Open loop only (a closed loop has no schedule to fall behind). The engine tells
+    // connection-limited (every connection busy: the service did not keep up with this many
+    // connections) from generator-saturated (the runner's own CPU). The runner's generator lag
+    // excludes waits for a free max_in_flight slot; files written before it was recorded fall
+    // back to the schedule lag of the rows (an upper bound of it).
+    if run.arrival != "closed" {
+        let connection_limited = metric("connection_limited") == Some(1.0);
+        gate(
+            ReasonCode::ConnectionLimited,
+            "connections sufficed (no request had to wait for a busy connection or went unsent)",
+            Some(if connection_limited { 1.0 } else { 0.0 }),
+            false,
+            0.0,
+            "bool",
+            connection_limited.then(|| {
+                format!(
+                    "connection-limited: all {} connections were busy; {} requests waited for one (p99 schedule lag {:.1} ms, in the corrected latency) and {} were never sent (raise connections_per_client, or the service cannot keep this rate)",
+                    metric("connections").unwrap_or(0.0),
+                    metric("requests_waited_for_connection").unwrap_or(0.0),
+                    schedule_lag_ms.map(|l| l.p99).unwrap_or(0.0),
+                    metric("requests_not_sent_connection_limited").unwrap_or(0.0),
+                )
+            }),
+        );
+        let not_sent_by_generator = metric("requests_not_sent").unwrap_or(0.0)
+            - metric("requests_not_sent_connection_limited").unwrap_or(0.0);
+        if let Some(lag) = generator_lag_p99_ms.or(schedule_lag_ms.map(|l| l.p99)) {
+            let limit = policy.max_generator_lag_p99_ms;
+            // The generator lag leaves out waits for a busy connection (those are the
+            // connection-limited gate's): the same rule as the runner's own flag.
+            let saturated = lag > limit || not_sent_by_generator > 0.0;
+            gate(
+                ReasonCode::GeneratorSaturated,
+                "generator lag p99 (load generator kept its schedule)",
+                Some(lag),
+                false,
+                limit,
+                "ms",
+                saturated.then(|| {
+                    format!(
+                        "generator saturated: generator lag p99 {lag:.1} ms (limit {limit:.1} ms), {not_sent_by_generator} scheduled requests never sent (requests left later than scheduled because the load generator could not keep up: rate and latency reflect the runner, not the service)"
+                    )
+                }),
+            );
         }
     }
-    (partial, reasons)
+    (partial, reasons, gates)
 }
 
 /// The per-bucket time series of a run's measured window.

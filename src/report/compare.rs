@@ -1,6 +1,9 @@
 //! Compare two campaigns (or JSON reports) per service and metric, with thresholds.
 //!
-//! Services are matched by name and sweep point. Each metric has a direction (latency: lower is
+//! Services are matched by name and sweep point. A file that holds several measurements of a
+//! service (separate `run` invocations appending to it) is compared by its latest measurement,
+//! and [`Comparison::compared`] names the runs on each side and how many earlier measurements
+//! were left out. Each metric has a direction (latency: lower is
 //! better; throughput: higher is better) and a limit: relative (`10%` of the baseline) or
 //! absolute (`+5ms`, `0.01`), always measured in the worse direction. A change beyond the
 //! limit in the worse direction is a regression; so is a candidate service that is invalid or
@@ -136,15 +139,35 @@ pub struct Row {
     pub status: Status,
 }
 
+/// Which measurement of a service was compared on each side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ComparedPair {
+    pub service: String,
+    pub baseline_run_ids: Vec<String>,
+    pub baseline_measured_from: String,
+    /// Earlier measurements of this service in the baseline, not compared.
+    pub baseline_skipped: usize,
+    pub candidate_run_ids: Vec<String>,
+    pub candidate_measured_from: String,
+    pub candidate_skipped: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Comparison {
     pub baseline: String,
     pub candidate: String,
+    /// The measurements compared, per service (the latest of each side).
+    #[serde(default)]
+    pub compared: Vec<ComparedPair>,
     pub rows: Vec<Row>,
     pub regressions: usize,
     /// Validity of each side (an invalid candidate is a regression row `valid`).
     pub baseline_valid: bool,
     pub candidate_valid: bool,
+    /// Set when the two sides ran on different hardware (provenance fingerprints differ):
+    /// the comparison still runs, but differences may be the hardware's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hardware_warnings: Vec<String>,
 }
 
 /// Load one side: a JSON report (hash checked) or a campaign (.db / directory).
@@ -181,6 +204,24 @@ fn key(s: &ServiceAggregate) -> String {
     }
 }
 
+/// The latest measurement of each service and sweep point (by start of its measured window),
+/// with the number of earlier ones left out, in first-appearance order.
+fn latest_per_key(a: &CampaignAnalysis) -> Vec<(&ServiceAggregate, usize)> {
+    let mut out: Vec<(&ServiceAggregate, usize)> = Vec::new();
+    for s in &a.services {
+        match out.iter_mut().find(|(o, _)| key(o) == key(s)) {
+            Some(slot) => {
+                if s.measured_from >= slot.0.measured_from {
+                    slot.0 = s;
+                }
+                slot.1 += 1;
+            }
+            None => out.push((s, 0)),
+        }
+    }
+    out
+}
+
 /// `compare_thresholds` of the candidate service's recipe (first run of the group that has
 /// them); invalid entries are ignored (the recipe was validated when it ran).
 fn recipe_thresholds(cand: &CampaignAnalysis, s: &ServiceAggregate) -> Vec<(&'static str, Limit)> {
@@ -207,10 +248,24 @@ pub fn compare(
 ) -> Comparison {
     let defs = metrics();
     let mut rows = Vec::new();
-    for b in &base.services {
+    let mut compared = Vec::new();
+    let base_latest = latest_per_key(base);
+    let cand_latest = latest_per_key(cand);
+    for &(b, b_skipped) in &base_latest {
         let k = key(b);
-        let c = cand.services.iter().find(|c| key(c) == k);
-        let Some(c) = c else {
+        let c = cand_latest.iter().find(|(c, _)| key(c) == k).copied();
+        if let Some((c, c_skipped)) = c {
+            compared.push(ComparedPair {
+                service: k.clone(),
+                baseline_run_ids: b.run_ids.clone(),
+                baseline_measured_from: b.measured_from.clone(),
+                baseline_skipped: b_skipped,
+                candidate_run_ids: c.run_ids.clone(),
+                candidate_measured_from: c.measured_from.clone(),
+                candidate_skipped: c_skipped,
+            });
+        }
+        let Some((c, _)) = c else {
             rows.push(Row {
                 service: k,
                 metric: "service".into(),
@@ -301,8 +356,8 @@ pub fn compare(
             });
         }
     }
-    for c in &cand.services {
-        if !base.services.iter().any(|b| key(b) == key(c)) {
+    for &(c, _) in &cand_latest {
+        if !base_latest.iter().any(|(b, _)| key(b) == key(c)) {
             rows.push(Row {
                 service: key(c),
                 metric: "service".into(),
@@ -324,10 +379,12 @@ pub fn compare(
     Comparison {
         baseline: baseline_name.into(),
         candidate: candidate_name.into(),
+        compared,
         rows,
         regressions,
         baseline_valid: base.valid,
         candidate_valid: cand.valid,
+        hardware_warnings: super::provenance::hardware_warnings(base, cand),
     }
 }
 
@@ -401,6 +458,46 @@ const HEAD: [&str; 7] = [
     "status",
 ];
 
+/// One line per compared service: which runs, measured when, and what was left out.
+pub fn compared_lines(c: &Comparison) -> Vec<String> {
+    let side = |ids: &[String], from: &str, skipped: usize, name: &str| {
+        let mut t = format!(
+            "run{} {} ({from})",
+            if ids.len() == 1 { "" } else { "s" },
+            ids.join("+")
+        );
+        if skipped > 0 {
+            let _ = write!(
+                t,
+                " [latest of {} measurements in the {name}; earlier ones not compared]",
+                skipped + 1
+            );
+        }
+        t
+    };
+    c.compared
+        .iter()
+        .map(|p| {
+            format!(
+                "{}: baseline {} vs candidate {}",
+                p.service,
+                side(
+                    &p.baseline_run_ids,
+                    &p.baseline_measured_from,
+                    p.baseline_skipped,
+                    "baseline"
+                ),
+                side(
+                    &p.candidate_run_ids,
+                    &p.candidate_measured_from,
+                    p.candidate_skipped,
+                    "candidate"
+                ),
+            )
+        })
+        .collect()
+}
+
 fn verdict(c: &Comparison) -> String {
     if c.regressions == 0 {
         "OK: no regression beyond the thresholds".into()
@@ -412,6 +509,13 @@ fn verdict(c: &Comparison) -> String {
     }
 }
 
+fn warnings_text(c: &Comparison) -> String {
+    c.hardware_warnings
+        .iter()
+        .map(|w| format!("WARNING: {w}\n"))
+        .collect()
+}
+
 pub fn to_text(c: &Comparison) -> String {
     let mut rows: Vec<[String; 7]> = vec![HEAD.map(String::from)];
     rows.extend(c.rows.iter().map(cells));
@@ -421,7 +525,12 @@ pub fn to_text(c: &Comparison) -> String {
             w[i] = w[i].max(s.chars().count());
         }
     }
-    let mut s = format!("baseline:  {}\ncandidate: {}\n\n", c.baseline, c.candidate);
+    let mut s = format!("baseline:  {}\ncandidate: {}\n", c.baseline, c.candidate);
+    for l in compared_lines(c) {
+        let _ = writeln!(s, "compared:  {l}");
+    }
+    s.push_str(&warnings_text(c));
+    s.push('\n');
     for (n, r) in rows.iter().enumerate() {
         let line: Vec<String> = r
             .iter()
@@ -448,11 +557,18 @@ pub fn to_text(c: &Comparison) -> String {
 
 pub fn to_markdown(c: &Comparison) -> String {
     let mut s = format!(
-        "## factorybench compare\n\nbaseline: `{}`  \ncandidate: `{}`\n\n**{}**\n\n",
+        "## factorybench compare\n\nbaseline: `{}`  \ncandidate: `{}`\n\n{}",
         c.baseline,
         c.candidate,
-        verdict(c)
+        c.hardware_warnings
+            .iter()
+            .map(|w| format!("> **Warning:** {w}\n\n"))
+            .collect::<String>(),
     );
+    for l in compared_lines(c) {
+        let _ = writeln!(s, "- compared: {}", l.replace('|', "\\|"));
+    }
+    let _ = write!(s, "\n**{}**\n\n", verdict(c));
     s.push_str(&format!("| {} |\n", HEAD.join(" | ")));
     s.push_str("|---|---|---:|---:|---:|---:|---|\n");
     for r in &c.rows {
@@ -471,12 +587,20 @@ pub fn to_html(c: &Comparison) -> String {
     );
     let _ = write!(
         s,
-        "<div class=\"banner {}\">{}</div><p>baseline: <code>{}</code><br>candidate: <code>{}</code></p><table><tr>",
+        "<div class=\"banner {}\">{}</div><p>baseline: <code>{}</code><br>candidate: <code>{}</code>",
         if c.regressions > 0 { "bad" } else { "good" },
         esc(&verdict(c)),
         esc(&c.baseline),
         esc(&c.candidate)
     );
+    for l in compared_lines(c) {
+        let _ = write!(s, "<br>compared: {}", esc(&l));
+    }
+    s.push_str("</p>");
+    for w in &c.hardware_warnings {
+        let _ = write!(s, "<p class=\"warn\"><b>Warning:</b> {}</p>", esc(w));
+    }
+    s.push_str("<table><tr>");
     for h in HEAD {
         let _ = write!(s, "<th>{h}</th>");
     }

@@ -15,6 +15,21 @@ pub enum ReportFormat {
     Csv,
     /// Prometheus text exposition format.
     Prom,
+    /// A concise human summary (no content hash): the default on a terminal.
+    Text,
+}
+
+impl ReportFormat {
+    /// The format a file name asks for (`.html`, `.csv`, `.prom`, `.txt`), else JSON.
+    pub fn from_path(p: &std::path::Path) -> ReportFormat {
+        match p.extension().and_then(|e| e.to_str()) {
+            Some("html" | "htm") => ReportFormat::Html,
+            Some("csv") => ReportFormat::Csv,
+            Some("prom") => ReportFormat::Prom,
+            Some("txt") => ReportFormat::Text,
+            _ => ReportFormat::Json,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -32,6 +47,7 @@ pub fn render(doc: &ReportDocument, format: ReportFormat) -> String {
         ReportFormat::Html => html::to_html(doc),
         ReportFormat::Csv => text::to_csv(doc),
         ReportFormat::Prom => text::to_prom(doc),
+        ReportFormat::Text => text::to_summary(doc),
     }
 }
 

@@ -124,6 +124,7 @@ pub fn to_html(d: &ReportDocument) -> String {
     );
     h.push_str("</table>\n");
 
+    h.push_str(&super::capacity::html_section(&a.capacity));
     // Service summary.
     h.push_str("<h2>Services</h2><table><tr><th>service</th><th>kind</th><th>sweep</th><th>runs</th><th>valid</th><th>requests</th><th>errors</th><th>ops/s</th><th>MB/s</th><th>p50 ms</th><th>p99 ms</th><th>TTFT p99 ms</th><th>TPOT p99 ms</th><th>output tok/s</th><th>goodput</th></tr>");
     for s in &a.services {
@@ -317,6 +318,22 @@ fn run_section(h: &mut String, r: &RunAnalysis) {
         }
         h.push_str("</ul></div>");
     }
+    if !r.gates.is_empty() {
+        h.push_str("<table class=\"gates\"><tr><th>validity gate</th><th>measured</th><th>limit</th><th>result</th></tr>");
+        for g in &r.gates {
+            let (m, l) = g.describe();
+            let _ = write!(
+                h,
+                "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                if g.passed { "pass" } else { "fail" },
+                esc(&g.gate),
+                esc(&m),
+                esc(&l),
+                if g.passed { "pass" } else { "FAIL" }
+            );
+        }
+        h.push_str("</table>");
+    }
     h.push_str("<table class=\"kv\">");
     let rows: Vec<(&str, String)> = vec![
         (
@@ -441,6 +458,7 @@ fn run_section(h: &mut String, r: &RunAnalysis) {
         let _ = write!(h, "<tr><th>{k}</th><td>{v}</td></tr>");
     }
     h.push_str("</table>");
+    h.push_str(&super::provenance::html_block(r));
 
     let ops: Vec<&OpStats> = std::iter::once(&r.total)
         .chain(r.operations.iter())
@@ -458,7 +476,7 @@ fn run_section(h: &mut String, r: &RunAnalysis) {
     let ts = &r.timeseries;
     h.push_str(&line_chart(
         "Throughput over time",
-        Axis::lin("time since measure start (s)"),
+        Axis::time(r.measured_duration_s),
         Axis::lin("successful requests/s"),
         &[
             Series {
@@ -476,7 +494,7 @@ fn run_section(h: &mut String, r: &RunAnalysis) {
     ));
     h.push_str(&line_chart(
         "Corrected latency percentiles over time",
-        Axis::lin("time since measure start (s)"),
+        Axis::time(r.measured_duration_s),
         Axis::lin("latency (ms)"),
         &[
             Series {
@@ -610,7 +628,7 @@ fn run_section(h: &mut String, r: &RunAnalysis) {
         ));
         h.push_str(&line_chart(
             "Output tokens/s over time",
-            Axis::lin("time since measure start (s)"),
+            Axis::time(r.measured_duration_s),
             Axis::lin("output tokens/s"),
             &[Series {
                 name: "output tokens/s".into(),
@@ -640,31 +658,59 @@ fn run_section(h: &mut String, r: &RunAnalysis) {
             }
         }
         for (fam, ss) in families {
+            // Byte series (memory, filesystem) in binary units, not raw byte counts.
+            let per_s = fam.ends_with("_bytes_per_s");
+            let (div, unit) = if fam.ends_with("_bytes") || per_s {
+                let max = ss
+                    .iter()
+                    .flat_map(|s| s.pts.iter().map(|p| p.1.abs()))
+                    .fold(0.0, f64::max);
+                svg::byte_unit(max)
+            } else {
+                (1.0, "")
+            };
             let series: Vec<Series> = ss
                 .iter()
                 .map(|s| Series {
                     name: s.name.clone(),
-                    points: s.pts.clone(),
+                    points: s.pts.iter().map(|&(t, v)| (t, v / div)).collect(),
                 })
                 .collect();
+            let y_label = if unit.is_empty() {
+                fam.clone()
+            } else if per_s {
+                format!("{} ({unit}/s)", fam.trim_end_matches("_bytes_per_s"))
+            } else {
+                format!("{} ({unit})", fam.trim_end_matches("_bytes"))
+            };
             h.push_str(&line_chart(
                 &format!("Telemetry: {fam}"),
-                Axis::lin("time since measure start (s)"),
-                Axis::lin(&fam),
+                Axis::time(r.measured_duration_s),
+                Axis::lin(&y_label),
                 &series,
             ));
         }
         h.push_str("</div><table><tr><th>sample</th><th>count</th><th>min</th><th>mean</th><th>max</th><th>last</th></tr>");
         for s in &r.samples {
+            // Bytes in binary units (MiB, GiB), as in the charts.
+            let bytes = s.name.ends_with("_bytes") || s.name.ends_with("_bytes_per_s");
+            let (div, unit) = svg::byte_unit(s.max.abs().max(s.min.abs()));
+            let g = |v: f64| {
+                if bytes {
+                    format!("{} {unit}", fmt_num(v / div))
+                } else {
+                    f(v)
+                }
+            };
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&s.name),
                 s.count,
-                f(s.min),
-                f(s.mean),
-                f(s.max),
-                f(s.last)
+                g(s.min),
+                g(s.mean),
+                g(s.max),
+                g(s.last)
             );
         }
         h.push_str("</table>");

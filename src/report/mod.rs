@@ -6,12 +6,15 @@
 //! with [`svg`] charts; [`compare`] diffs two campaigns; [`integrity`] hashes reports.
 
 pub mod analysis;
+pub mod capacity;
 pub mod compare;
 pub mod document;
 pub mod format;
+pub mod history;
 pub mod html;
 pub mod integrity;
 pub mod model;
+pub mod provenance;
 pub mod statistics;
 pub mod svg;
 pub mod table;

@@ -196,6 +196,9 @@ pub enum ReasonCode {
     ErrorRateAboveThreshold,
     ZeroOutputTokens,
     GeneratorSaturated,
+    // Open loop: every connection was busy, requests waited for one or were never sent (a
+    // plain comment: a doc comment would split the enum in the JSON Schema).
+    ConnectionLimited,
     PartialRun,
     FailedRun,
 }
@@ -215,8 +218,44 @@ pub struct ValidityPolicy {
     pub min_rate_ratio: f64,
     /// Error share above this (the recipe's `load.max_error_rate` overrides it).
     pub max_error_rate: f64,
-    /// p99 schedule lag above this: requests left late, the generator could not keep up.
-    pub max_schedule_lag_p99_ms: f64,
+    /// Open loop: p99 generator lag above this (ms): requests left late because the load
+    /// generator could not keep up ([`crate::model::GENERATOR_LAG_P99_LIMIT_MS`], the same
+    /// threshold the runner flags `generator_saturated` with).
+    #[serde(alias = "max_schedule_lag_p99_ms")]
+    pub max_generator_lag_p99_ms: f64,
+}
+
+impl Gate {
+    /// `measured` and `limit` in the gate's unit, e.g. `3.2 ms <= 5 ms`.
+    pub fn describe(&self) -> (String, String) {
+        let f = |v: f64| match self.unit.as_str() {
+            "bool" => if v > 0.5 { "yes" } else { "no" }.to_string(),
+            "ratio" => format!("{:.2}%", v * 100.0),
+            "requests" | "tokens" => format!("{v:.0}"),
+            u => format!("{v:.2} {u}"),
+        };
+        let limit = if self.unit == "bool" {
+            f(self.limit)
+        } else {
+            format!("{} {}", self.comparison, f(self.limit))
+        };
+        (self.measured.map(f).unwrap_or_else(|| "-".into()), limit)
+    }
+}
+
+/// One validity gate of a run as evaluated: what was measured, against which limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Gate {
+    pub code: ReasonCode,
+    /// What the gate checks, in words.
+    pub gate: String,
+    /// The measured value (`None`: not measurable for this run).
+    pub measured: Option<f64>,
+    /// `>=` (measured must be at least the limit) or `<=` (at most).
+    pub comparison: String,
+    pub limit: f64,
+    pub unit: String,
+    pub passed: bool,
 }
 
 impl Default for ValidityPolicy {
@@ -225,7 +264,7 @@ impl Default for ValidityPolicy {
             min_requests: 100,
             min_rate_ratio: 0.9,
             max_error_rate: 0.01,
-            max_schedule_lag_p99_ms: 100.0,
+            max_generator_lag_p99_ms: crate::model::GENERATOR_LAG_P99_LIMIT_MS,
         }
     }
 }
@@ -239,6 +278,15 @@ pub struct RunProvenance {
     pub slurm_job_id: Option<String>,
     pub slurm_array_task: Option<i64>,
     pub recipe_sha256: String,
+    /// What ran the run: hardware, software, container, the service's own version
+    /// (`cpu.model`, `gpu0.uuid`, `service.version`, ...; keys in `runner::provenance`).
+    /// Empty for files written before schema version 2.
+    #[serde(default)]
+    pub system: std::collections::BTreeMap<String, String>,
+    /// Short digest of the hardware keys: runs with different fingerprints ran on different
+    /// hardware (`compare` warns).
+    #[serde(default)]
+    pub hardware_fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -257,6 +305,9 @@ pub struct RunAnalysis {
     pub valid: bool,
     pub partial: bool,
     pub invalid_reasons: Vec<InvalidReason>,
+    /// Every validity gate that applies to this run, passed or not.
+    #[serde(default)]
+    pub gates: Vec<Gate>,
     pub provenance: RunProvenance,
     pub started_ns: i64,
     pub measure_start_ns: i64,
@@ -295,8 +346,10 @@ pub struct RunAnalysis {
     pub recipe: serde_json::Value,
 }
 
-/// Runs of the same service and sweep point merged: percentiles come from merged HDR
-/// histograms (true combined percentiles, not averaged ones).
+/// One measurement of a service and sweep point: the runs of it whose measured windows
+/// overlap (parallel jobs or nodes) merged; percentiles come from merged HDR histograms (true
+/// combined percentiles, not averaged ones). Runs at different times (separate `run`
+/// invocations appending to one file) are separate aggregates, never one spanning both.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ServiceAggregate {
     pub service: String,
@@ -306,6 +359,12 @@ pub struct ServiceAggregate {
     pub run_ids: Vec<String>,
     pub valid: bool,
     pub partial: bool,
+    /// Start of the earliest measured window of the runs (RFC 3339).
+    #[serde(default)]
+    pub measured_from: String,
+    /// End of the latest measured window of the runs (RFC 3339).
+    #[serde(default)]
+    pub measured_to: String,
     /// Wall-clock span covering the measured windows of the runs, seconds.
     pub span_s: f64,
     /// Totals (`op: "all"`); throughput = successful requests / span.
@@ -339,4 +398,7 @@ pub struct CampaignAnalysis {
     pub policy: ValidityPolicy,
     pub runs: Vec<RunAnalysis>,
     pub services: Vec<ServiceAggregate>,
+    /// Capacity searches recorded in the campaign (`factorybench capacity`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity: Vec<super::capacity::CapacitySearchReport>,
 }

@@ -29,6 +29,8 @@ pub struct Series {
 pub struct Axis {
     pub label: String,
     pub log: bool,
+    /// A fixed range (lo, hi) instead of the data's: charts that share it share their ticks.
+    pub range: Option<(f64, f64)>,
 }
 
 impl Axis {
@@ -36,14 +38,48 @@ impl Axis {
         Axis {
             label: label.into(),
             log: false,
+            range: None,
         }
     }
     pub fn log(label: &str) -> Self {
         Axis {
             label: label.into(),
             log: true,
+            range: None,
         }
     }
+    /// The time axis every time-series chart of a run shares: `0..=window_s` seconds.
+    pub fn time(window_s: f64) -> Self {
+        Axis {
+            label: "time since measure start (s)".into(),
+            log: false,
+            range: Some((0.0, window_s.max(1e-3))),
+        }
+    }
+}
+
+/// A binary unit for byte values whose largest is `max`: (divisor, name), e.g. (1048576, "MiB").
+pub fn byte_unit(max: f64) -> (f64, &'static str) {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut i = 0;
+    let mut d = 1.0;
+    while i + 1 < UNITS.len() && max.abs() >= d * 1024.0 {
+        d *= 1024.0;
+        i += 1;
+    }
+    (d, UNITS[i])
+}
+
+/// An axis tick label: at most about 6 characters (SI suffix from 10,000 on), so that labels
+/// never run off the chart's left edge.
+pub fn fmt_tick(v: f64) -> String {
+    let a = v.abs();
+    for (d, suffix) in [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")] {
+        if a >= 10.0 * d || (a >= d && d >= 1e6) {
+            return format!("{}{suffix}", trim(format!("{:.1}", v / d)));
+        }
+    }
+    fmt_num(v)
 }
 
 /// A readable number: about 4 significant digits, no exponent above 1e-4.
@@ -163,7 +199,7 @@ fn frame(svg: &mut String, title: &str, x: &Axis, y: &Axis, xs: &Scale, ys: &Sca
             x2 = W - MR,
             lx = ML - 6.0,
             ty = py + 4.0,
-            l = fmt_num(v)
+            l = fmt_tick(v)
         );
     }
     for v in xs.ticks() {
@@ -173,7 +209,7 @@ fn frame(svg: &mut String, title: &str, x: &Axis, y: &Axis, xs: &Scale, ys: &Sca
             r##"<line x1="{px:.1}" x2="{px:.1}" y1="{MT}" y2="{y2}" class="grid"/><text x="{px:.1}" y="{ty}" class="tk" text-anchor="middle">{l}</text>"##,
             y2 = H - MB,
             ty = H - MB + 16.0,
-            l = fmt_num(v)
+            l = fmt_tick(v)
         );
     }
     let _ = write!(
@@ -213,23 +249,63 @@ fn empty(title: &str) -> String {
     )
 }
 
+/// A labelled reference line: vertical at an x value or horizontal at a y value.
+#[derive(Debug, Clone)]
+pub struct Mark {
+    pub at: f64,
+    pub label: String,
+}
+
 /// Lines (with points when there are few).
 pub fn line_chart(title: &str, x: Axis, y: Axis, series: &[Series]) -> String {
-    let all: Vec<(f64, f64)> = series
+    marked_line_chart(title, x, y, series, &[], &[])
+}
+
+/// [`line_chart`] with dashed reference lines: `vmarks` at x values (e.g. a knee), `hmarks`
+/// at y values (e.g. an SLO limit); the axes stretch to show them.
+pub fn marked_line_chart(
+    title: &str,
+    x: Axis,
+    y: Axis,
+    series: &[Series],
+    vmarks: &[Mark],
+    hmarks: &[Mark],
+) -> String {
+    let inside = |p: &(f64, f64)| {
+        p.0.is_finite()
+            && p.1.is_finite()
+            && x.range
+                .map_or(true, |(lo, hi)| p.0 >= lo - 1e-9 && p.0 <= hi + 1e-9)
+    };
+    let mut all: Vec<(f64, f64)> = series
         .iter()
         .flat_map(|s| s.points.iter().copied())
-        .filter(|(a, b)| a.is_finite() && b.is_finite())
+        .filter(inside)
         .collect();
+    if let Some(&(x_any, y_any)) = all.first() {
+        all.extend(
+            vmarks
+                .iter()
+                .filter(|m| m.at.is_finite())
+                .map(|m| (m.at, y_any)),
+        );
+        all.extend(
+            hmarks
+                .iter()
+                .filter(|m| m.at.is_finite())
+                .map(|m| (x_any, m.at)),
+        );
+    }
     if all.is_empty() {
         return empty(title);
     }
     let fold = |f: fn(f64, f64) -> f64, init: f64, sel: fn(&(f64, f64)) -> f64| {
         all.iter().map(sel).fold(init, f)
     };
-    let (x0, x1) = (
+    let (x0, x1) = x.range.unwrap_or((
         fold(f64::min, f64::INFINITY, |p| p.0),
         fold(f64::max, f64::NEG_INFINITY, |p| p.0),
-    );
+    ));
     let (mut y0, y1) = (
         fold(f64::min, f64::INFINITY, |p| p.1),
         fold(f64::max, f64::NEG_INFINITY, |p| p.1),
@@ -246,7 +322,7 @@ pub fn line_chart(title: &str, x: Axis, y: Axis, series: &[Series]) -> String {
         let pts: Vec<String> = s
             .points
             .iter()
-            .filter(|(a, b)| a.is_finite() && b.is_finite())
+            .filter(|p| inside(p))
             .map(|(a, b)| format!("{:.1},{:.1}", xs.map(*a), ys.map(*b)))
             .collect();
         let _ = write!(
@@ -260,6 +336,29 @@ pub fn line_chart(title: &str, x: Axis, y: Axis, series: &[Series]) -> String {
                 let _ = write!(svg, r##"<circle cx="{a}" cy="{b}" r="2.5" fill="{c}"/>"##);
             }
         }
+    }
+    for m in vmarks.iter().filter(|m| m.at.is_finite()) {
+        let px = xs.map(m.at);
+        let _ = write!(
+            svg,
+            r##"<line x1="{px:.1}" x2="{px:.1}" y1="{:.1}" y2="{:.1}" stroke="#c62828" stroke-dasharray="5,3"/><text x="{:.1}" y="{:.1}" class="ct" style="font-size:10px;text-anchor:start" fill="#c62828">{}</text>"##,
+            MT + 14.0,
+            H - MB,
+            px + 3.0,
+            MT + 26.0,
+            esc(&m.label)
+        );
+    }
+    for m in hmarks.iter().filter(|m| m.at.is_finite()) {
+        let py = ys.map(m.at);
+        let _ = write!(
+            svg,
+            r##"<line x1="{ML:.1}" x2="{:.1}" y1="{py:.1}" y2="{py:.1}" stroke="#6a1b9a" stroke-dasharray="2,3"/><text x="{:.1}" y="{:.1}" class="ct" style="font-size:10px;text-anchor:end" fill="#6a1b9a">{}</text>"##,
+            W - MR,
+            W - MR - 2.0,
+            py - 3.0,
+            esc(&m.label)
+        );
     }
     let names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
     legend(&mut svg, &names);
@@ -307,7 +406,7 @@ pub fn bar_chart(
             x2 = W - MR,
             lx = ML - 6.0,
             ty = py + 4.0,
-            l = fmt_num(v)
+            l = fmt_tick(v)
         );
     }
     let _ = write!(

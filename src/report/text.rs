@@ -43,6 +43,7 @@ fn provenance_comments(d: &ReportDocument, format: &str) -> String {
     let _ = writeln!(s, "# slurm_job_ids: {}", p.slurm_job_ids.join(" "));
     let _ = writeln!(s, "# hosts: {}", one_line(&p.hosts.join(" ")));
     let _ = writeln!(s, "# valid: {}  partial: {}", a.valid, a.partial);
+    s.push_str(&super::provenance::comment_lines(&a.runs));
     for r in &a.runs {
         let _ = writeln!(
             s,
@@ -65,6 +66,16 @@ fn provenance_comments(d: &ReportDocument, format: &str) -> String {
                 )
             }
         );
+        for g in &r.gates {
+            let (m, l) = g.describe();
+            let _ = writeln!(
+                s,
+                "# gate run {} {}: measured {m}, limit {l}: {}",
+                r.run_id,
+                g.gate,
+                if g.passed { "pass" } else { "FAIL" }
+            );
+        }
     }
     s
 }
@@ -253,4 +264,88 @@ fn help(name: &str) -> String {
         "factorybench figure"
     };
     format!("{what} (report column {name}, in base units), computed from the recorded requests.")
+}
+
+/// The concise human summary `report` prints on a terminal: verdict, one line per service
+/// measurement, every validity gate of each run, where the full formats are.
+pub fn to_summary(d: &ReportDocument) -> String {
+    let a = &d.analysis;
+    let mut s = String::new();
+    let verdict = if a.partial {
+        "PARTIAL"
+    } else if a.valid {
+        "VALID"
+    } else {
+        "INVALID"
+    };
+    let _ = writeln!(
+        s,
+        "{} — {verdict} ({} run{}, {} → {})",
+        a.campaign,
+        a.runs.len(),
+        if a.runs.len() == 1 { "" } else { "s" },
+        a.started_at.as_deref().unwrap_or("-"),
+        a.ended_at.as_deref().unwrap_or("-"),
+    );
+    let _ = writeln!(s, "source: {}", a.sources.join(", "));
+    let _ = writeln!(
+        s,
+        "\n{:<28} {:<8} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9}  measured from",
+        "service", "valid", "requests", "errors", "ops/s", "MB/s", "p50 ms", "p99 ms", "max ms"
+    );
+    for m in &a.services {
+        let name = match (&m.sweep_param, &m.sweep_value) {
+            (Some(p), Some(v)) => format!("{} [{p}={v}]", m.service),
+            _ => m.service.clone(),
+        };
+        let lat = |g: fn(&super::model::Summary) -> f64| {
+            m.total
+                .latency_corrected_ms
+                .as_ref()
+                .map(|l| format!("{:.3}", g(l)))
+                .unwrap_or_else(|| "-".into())
+        };
+        let _ = writeln!(
+            s,
+            "{:<28} {:<8} {:>9} {:>7} {:>10.1} {:>9.3} {:>9} {:>9} {:>9}  {}",
+            name,
+            if m.partial {
+                "PARTIAL"
+            } else if m.valid {
+                "yes"
+            } else {
+                "INVALID"
+            },
+            m.total.requests,
+            m.total.errors,
+            m.total.throughput_ops_per_s,
+            m.total.throughput_mb_per_s,
+            lat(|l| l.p50),
+            lat(|l| l.p99),
+            lat(|l| l.max),
+            m.measured_from,
+        );
+    }
+    for r in &a.runs {
+        let _ = writeln!(s, "\nrun {} ({}, {}):", r.run_id, r.service, r.started_at);
+        for g in &r.gates {
+            let (m, l) = g.describe();
+            let _ = writeln!(
+                s,
+                "  {:<4} {:<52} measured {m:<12} limit {l}",
+                if g.passed { "ok" } else { "FAIL" },
+                g.gate,
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nlatency: corrected for coordinated omission (from the scheduled start), successful measured requests"
+    );
+    let _ = writeln!(
+        s,
+        "full report: factorybench report {} --format html --out report.html  (JSON: --format json)",
+        crate::render::shell_quote(&d.provenance.campaign_path)
+    );
+    s
 }

@@ -60,6 +60,12 @@ pub trait Client: Send + Sync + 'static {
     fn connect(&self, worker: u32) -> BoxFuture<'_, Result<Box<dyn Worker>, ClientError>>;
     /// After the timed region: clean up and report figures such as recall.
     fn teardown(&self) -> BoxFuture<'_, Result<Vec<RunMetric>, ClientError>>;
+    /// Outside the timed region: what the service says it is (`service.version`,
+    /// `service.server`, ...; see [`crate::runner::provenance`]). Best effort: a service that
+    /// does not tell yields nothing, never an error.
+    fn service_facts(&self) -> BoxFuture<'_, crate::runner::provenance::Facts> {
+        Box::pin(async { crate::runner::provenance::Facts::new() })
+    }
 }
 
 pub trait Worker: Send {

@@ -21,7 +21,9 @@ use super::live::{class_index, LiveObserver, LiveSnapshot, Phase, Quantiles};
 use super::rng::Rng;
 use super::schedule::Schedule;
 use crate::recipe::{Arrival, Load, ServiceKind};
-use crate::store::{encode_histogram, RequestRow, StopReason, StopSignal, StoreHandle};
+use crate::store::{
+    encode_histogram, RequestRow, RequestSink, StopReason, StopSignal, StoreHandle,
+};
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -30,11 +32,30 @@ use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
 
 /// Generator lag (schedule lag not explained by waiting for a free slot) above which the
-/// run is flagged `generator_saturated`: the runner, not the service, set the pace.
-pub const GENERATOR_LAG_LIMIT_MS: f64 = 5.0;
+/// run is flagged `generator_saturated`: the runner, not the service, set the pace. The same
+/// constant is the report's validity gate (one threshold, one verdict).
+pub use crate::model::GENERATOR_LAG_P99_LIMIT_MS as GENERATOR_LAG_LIMIT_MS;
 
 /// How long in-flight requests may finish after a stop signal (capped by the timeout).
 pub const DRAIN_AFTER_SIGNAL: Duration = Duration::from_secs(10);
+
+/// Open loop: how long requests still in flight at the end of the duration may finish
+/// (capped by the timeout); the rest are recorded as `cancelled` (outstanding at the end).
+pub const DRAIN_AFTER_DURATION: Duration = Duration::from_secs(10);
+
+/// What the open-loop dispatcher saw.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DispatchStats {
+    /// Open-loop connections (fixed for the run).
+    pub connections: u32,
+    /// Requests whose time had come while every connection was busy (they waited).
+    pub waited_for_connection: u64,
+    /// Requests scheduled before the end of the run that were never sent (the run ended while
+    /// they waited for a connection, or the generator fell behind its schedule).
+    pub not_sent: u64,
+    /// Of `not_sent`: those cut while the dispatcher was waiting for a free connection.
+    pub not_sent_connection_limited: u64,
+}
 
 /// The process-wide stop request (signals). The first signal wins.
 #[derive(Debug, Default)]
@@ -116,6 +137,8 @@ struct Shared {
     run_id: Arc<str>,
     clock: Clock,
     store: StoreHandle,
+    /// Request rows, one shard per client (the writer takes them in blocks).
+    rows: Arc<RequestSink>,
     client: Arc<dyn Client>,
     timeout: Duration,
     seed: u64,
@@ -228,17 +251,20 @@ impl Shared {
             self.output_tokens
                 .fetch_add(l.output_tokens.unwrap_or(0), Ordering::Relaxed);
         }
-        self.store.request(RequestRow::from_outcome(
-            self.run_id.clone(),
-            client,
-            seq,
-            scheduled_ns,
-            sent_ns,
-            first_byte_ns,
-            done_ns,
-            warmup,
-            o,
-        ));
+        self.rows.push(
+            client as usize,
+            RequestRow::from_outcome(
+                self.run_id.clone(),
+                client,
+                seq,
+                scheduled_ns,
+                sent_ns,
+                first_byte_ns,
+                done_ns,
+                warmup,
+                o,
+            ),
+        );
     }
 
     /// Run one request on `worker` (or a new connection). Returns the worker when it is
@@ -339,7 +365,7 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
     let open_loop = load.arrival != Arrival::Closed;
     // Pre-connect.
     let pre = if open_loop {
-        clients.min(load.max_in_flight.max(1))
+        load.open_loop_connections()
     } else {
         clients
     };
@@ -369,6 +395,7 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
         run_id: cfg.run_id.clone(),
         clock,
         store: cfg.store.clone(),
+        rows: cfg.store.request_sink(&cfg.run_id, clients as usize),
         client: client.clone(),
         timeout: Duration::from_secs_f64(load.timeout_s.max(0.001)),
         seed: load.seed,
@@ -418,17 +445,21 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
         phase.clone(),
     ));
 
+    let mut dispatch = DispatchStats::default();
     let dispatch_reason = if open_loop {
         sh.idle.lock().expect("idle lock").extend(workers);
-        let sem = Arc::new(Semaphore::new(load.max_in_flight.max(1) as usize));
+        // One permit per connection: a request takes a permit and an idle connection.
+        let sem = Arc::new(Semaphore::new(pre as usize));
         let rt = tokio::runtime::Handle::current();
         let sh2 = sh.clone();
         let load2 = load.clone();
-        tokio::task::spawn_blocking(move || {
+        let (reason, stats) = tokio::task::spawn_blocking(move || {
             dispatch_open(sh2, rt, sem, &load2, started_ns, measure_start_ns, end_ns)
         })
         .await
-        .unwrap_or(StopReason::Duration)
+        .unwrap_or((StopReason::Duration, DispatchStats::default()));
+        dispatch = stats;
+        reason
     } else {
         let issued = Arc::new(AtomicU64::new(0));
         let reason = Arc::new(Mutex::new(None::<StopReason>));
@@ -482,6 +513,8 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
         }
         let limit_hit = match signal_seen_at {
             Some(t) => t.elapsed() >= sh.timeout.min(DRAIN_AFTER_SIGNAL),
+            // Open loop ends at its duration: what is still in flight gets a bounded grace.
+            None if open_loop => drain_start.elapsed() >= sh.timeout.min(DRAIN_AFTER_DURATION),
             None => drain_start.elapsed() >= sh.timeout + Duration::from_secs(1),
         };
         if limit_hit {
@@ -549,10 +582,37 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
             a.sched_lag.value_at_quantile(0.99) as f64 / 1000.0,
         )
     };
-    let generator_saturated = open_loop && gen_p99_ms > GENERATOR_LAG_LIMIT_MS;
+    dispatch.connections = if open_loop { pre } else { 0 };
+    let not_sent_by_generator = dispatch.not_sent - dispatch.not_sent_connection_limited;
+    let generator_saturated =
+        open_loop && (gen_p99_ms > GENERATOR_LAG_LIMIT_MS || not_sent_by_generator > 0);
+    // Connection-limited: requests left late (or never) because every connection was busy,
+    // while the generator itself kept up.
+    let connection_limited = open_loop
+        && dispatch.waited_for_connection > 0
+        && (sched_p99_ms > GENERATOR_LAG_LIMIT_MS || dispatch.not_sent_connection_limited > 0);
+    if connection_limited {
+        tracing::warn!(
+            "[{}] connection-limited: all {} connections ({} per client, max_in_flight {}) were busy; {} requests waited for one (schedule lag p99 {:.1} ms, counted in the corrected latency) and {} were never sent before the run ended: the service did not keep the rate with this many connections (raise connections_per_client to measure it with more)",
+            cfg.service,
+            dispatch.connections,
+            load.connections_per_client,
+            load.max_in_flight,
+            dispatch.waited_for_connection,
+            sched_p99_ms,
+            dispatch.not_sent_connection_limited,
+        );
+    }
+    if not_sent_by_generator > 0 {
+        tracing::warn!(
+            "[{}] the load generator fell behind its schedule: {} requests scheduled before the end were never sent",
+            cfg.service,
+            not_sent_by_generator
+        );
+    }
     if generator_saturated {
         tracing::warn!(
-            "[{}] the load generator could not keep its schedule (generator lag p99 {:.1} ms > {} ms): the runner, not the service, was the bottleneck; results are flagged generator_saturated",
+            "[{}] the load generator could not keep its schedule (generator lag p99 {:.1} ms > {} ms): the runner, not the service, was the bottleneck; the run is INVALID (generator_saturated)",
             cfg.service,
             gen_p99_ms,
             GENERATOR_LAG_LIMIT_MS
@@ -573,6 +633,23 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
     ];
     if open_loop {
         metrics.push(m("generator_lag_p99_ms", gen_p99_ms, "ms"));
+        metrics.push(m(
+            "connection_limited",
+            if connection_limited { 1.0 } else { 0.0 },
+            "bool",
+        ));
+        metrics.push(m("connections", dispatch.connections as f64, "count"));
+        metrics.push(m(
+            "requests_waited_for_connection",
+            dispatch.waited_for_connection as f64,
+            "count",
+        ));
+        metrics.push(m("requests_not_sent", dispatch.not_sent as f64, "count"));
+        metrics.push(m(
+            "requests_not_sent_connection_limited",
+            dispatch.not_sent_connection_limited as f64,
+            "count",
+        ));
     }
     Ok(EngineOutcome {
         stop_reason,
@@ -606,6 +683,32 @@ fn wait_until(sh: &Shared, t_ns: i64) -> bool {
     }
 }
 
+/// Requests of `sched` scheduled in `[from_ns, end_ns)` (offsets from `started_ns`), the
+/// first (`first_ns`, already drawn) included; measured ones count against `requests`.
+fn count_rest(
+    sched: &mut Schedule,
+    started_ns: i64,
+    first_ns: i64,
+    end_ns: i64,
+    measure_start_ns: i64,
+    load: &Load,
+    mut measured: u64,
+) -> u64 {
+    let mut n = 0;
+    let mut t = first_ns;
+    while t < end_ns {
+        if t >= measure_start_ns {
+            if load.requests.is_some_and(|r| measured >= r) {
+                break;
+            }
+            measured += 1;
+        }
+        n += 1;
+        t = started_ns + sched.next_offset_ns();
+    }
+    n
+}
+
 fn dispatch_open(
     sh: Arc<Shared>,
     rt: tokio::runtime::Handle,
@@ -614,58 +717,89 @@ fn dispatch_open(
     started_ns: i64,
     measure_start_ns: i64,
     end_ns: i64,
-) -> StopReason {
+) -> (StopReason, DispatchStats) {
     let clients = load.clients.max(1) as u64;
     let mut sched = Schedule::new(
         load.arrival,
         load.target_rate_total_per_s().unwrap_or(0.0),
         load.seed,
     );
+    let mut stats = DispatchStats::default();
     let mut seq: u64 = 0;
     let mut measured: u64 = 0;
     let mut last_wait_end = i64::MIN;
     loop {
         let t = started_ns + sched.next_offset_ns();
-        // The run ends at its duration whatever the backlog: a generator behind its schedule
-        // (a rate it cannot reach) must not stretch the run.
-        if t >= end_ns || sh.clock.now_ns() >= end_ns {
-            return StopReason::Duration;
+        if t >= end_ns {
+            return (StopReason::Duration, stats);
         }
-        if t >= measure_start_ns {
-            if load.requests.is_some_and(|n| measured >= n) {
-                return StopReason::Requests;
-            }
-            measured += 1;
+        // The run ends at its duration even when the generator is behind its schedule.
+        if sh.clock.now_ns() >= end_ns {
+            stats.not_sent += count_rest(
+                &mut sched,
+                started_ns,
+                t,
+                end_ns,
+                measure_start_ns,
+                load,
+                measured,
+            );
+            return (StopReason::Duration, stats);
+        }
+        if t >= measure_start_ns && load.requests.is_some_and(|n| measured >= n) {
+            return (StopReason::Requests, stats);
         }
         if !wait_until(&sh, t) {
-            return sh.stop_reason().unwrap_or(StopReason::Duration);
+            return (sh.stop_reason().unwrap_or(StopReason::Duration), stats);
         }
         let permit = match sem.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
+                // Every connection is busy: this request waits for one (the wait is in its
+                // corrected latency), but not past the end of the run.
+                stats.waited_for_connection += 1;
                 let sh2 = sh.clone();
                 let sem = sem.clone();
+                let end_at = sh.clock.instant(end_ns);
                 let got = rt.block_on(async move {
                     tokio::select! {
-                        p = sem.clone().acquire_owned() => p.ok(),
+                        p = sem.clone().acquire_owned() => Ok(p.ok()),
+                        _ = tokio::time::sleep_until(end_at.into()) => Err(()),
                         _ = async {
                             while sh2.stop_reason().is_none() && sh2.clock.now_ns() < end_ns {
                                 tokio::time::sleep(Duration::from_millis(5)).await;
                             }
-                        } => None,
+                        } => Ok(None),
                     }
                 });
                 match got {
-                    Some(p) => {
+                    Ok(Some(p)) => {
                         last_wait_end = sh.clock.now_ns();
                         p
                     }
-                    None => return sh.stop_reason().unwrap_or(StopReason::Duration),
+                    Ok(None) => return (sh.stop_reason().unwrap_or(StopReason::Duration), stats),
+                    Err(()) => {
+                        let n = count_rest(
+                            &mut sched,
+                            started_ns,
+                            t,
+                            end_ns,
+                            measure_start_ns,
+                            load,
+                            measured,
+                        );
+                        stats.not_sent += n;
+                        stats.not_sent_connection_limited += n;
+                        return (StopReason::Duration, stats);
+                    }
                 }
             }
         };
-        // Lag caused by waiting for a free slot (the service is slow) is not the
-        // generator's: its lag is counted from the later of schedule and last slot wait.
+        if t >= measure_start_ns {
+            measured += 1;
+        }
+        // Lag caused by waiting for a free connection (the service is slow) is not the
+        // generator's: its lag is counted from the later of schedule and last wait.
         let gen_ref_ns = t.max(last_wait_end);
         sh.in_flight.fetch_add(1, Ordering::SeqCst);
         let sh2 = sh.clone();

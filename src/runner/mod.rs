@@ -1,11 +1,13 @@
 //! `runner`: the node-side load engine, one client module per service kind, and the recorder.
 
+pub mod capacity;
 pub mod client;
 pub mod clients;
 pub mod clock;
 pub mod cpu;
 pub mod engine;
 pub mod live;
+pub mod provenance;
 pub mod ready;
 pub use crate::rng;
 pub mod schedule;

@@ -4,8 +4,9 @@
 //! Each kind is probed with its real, documented health request:
 //! Ollama `GET /api/tags`, vLLM/OpenAI `GET /v1/models`, Triton `GET /v2/health/ready`,
 //! ChromaDB `GET /api/v2/heartbeat`, Weaviate `GET /v1/.well-known/ready`, HTTP the configured
-//! URL answers, PostgreSQL a TCP connect plus a real startup handshake (an authentication error
-//! still proves the server answers; "starting up" does not), S3 any HTTP response from the
+//! URL answers, PostgreSQL a TCP connect plus a real login with the client's credentials (an
+//! authentication error is not ready when the probe has the password the client will use, only
+//! when it has none; "starting up" never is), S3 any HTTP response from the
 //! endpoint, file storage the base path exists or can be created.
 
 use crate::kinds::{server_of, Health};
@@ -176,6 +177,19 @@ impl Probe {
                             Some(db) if db.code().code() == "57P03" => {
                                 Err(format!("server not ready: {}", db.message()))
                             }
+                            // With the credentials the client will use, an authentication
+                            // or "no such database/role" error is not ready: the job would
+                            // fail at setup. Without credentials any answer proves the server.
+                            Some(db)
+                                if password.is_some() && is_credential_error(db.code().code()) =>
+                            {
+                                Err(format!(
+                                    "PostgreSQL answers but refuses the benchmark's credentials \
+                                     (user `{user}`, database `{database}`): {} [{}]",
+                                    db.message(),
+                                    db.code().code()
+                                ))
+                            }
                             Some(_) => Ok(()),
                             None => Err(format!("PostgreSQL {addr}: {e}")),
                         },
@@ -187,6 +201,12 @@ impl Probe {
             }
         }
     }
+}
+
+/// SQLSTATEs that mean the server runs but the client's user, password or database is wrong:
+/// 28000 invalid authorization, 28P01 invalid password, 3D000 no such database.
+fn is_credential_error(code: &str) -> bool {
+    matches!(code, "28000" | "28P01" | "3D000")
 }
 
 fn http_error(e: &reqwest::Error) -> String {

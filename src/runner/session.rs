@@ -140,6 +140,8 @@ pub struct Session {
     pub max_parallel: usize,
     pub observers: Option<ObserverFactory>,
     pub watch: Option<WatchFactory>,
+    /// GPU facts for each run's provenance (NVML lives in `monitor`); `None`: no GPU facts.
+    pub gpu_facts: Option<super::provenance::GpuFacts>,
 }
 
 impl Session {
@@ -163,6 +165,7 @@ impl Session {
                 let stop = stop.clone();
                 let observers = self.observers.clone();
                 let watch = self.watch.clone();
+                let gpu_facts = self.gpu_facts.clone();
                 tasks.push(tokio::spawn(async move {
                     let _permit = sem.acquire_owned().await.expect("semaphore open");
                     let mut out = Vec::new();
@@ -179,6 +182,7 @@ impl Session {
                                 stop.clone(),
                                 obs,
                                 watch.as_ref(),
+                                gpu_facts.as_ref(),
                             )
                             .await,
                         );
@@ -288,6 +292,7 @@ async fn run_job(
     stop: Arc<StopFlag>,
     observers: Vec<Arc<dyn LiveObserver>>,
     watch: Option<&WatchFactory>,
+    gpu_facts: Option<&super::provenance::GpuFacts>,
 ) -> Finished {
     let clock = Clock::new();
     let svc = job.svc;
@@ -338,6 +343,12 @@ async fn run_job(
             None,
         )
     };
+    // What runs this run: recorded first, so that a run failing at setup still says where.
+    let mut facts = super::provenance::host_facts(&svc);
+    if let Some(g) = gpu_facts {
+        facts.extend(g());
+    }
+    store.provenance(&run_id, facts.clone().into_iter().collect());
     let client = match make_client(&svc) {
         Ok(c) => c,
         Err(e) => return setup_failed(e.to_string()),
@@ -345,6 +356,7 @@ async fn run_job(
     if let Err(e) = client.setup().await {
         return setup_failed(e.to_string());
     }
+    store.provenance(&run_id, client.service_facts().await.into_iter().collect());
     // Live monitoring: node/GPU samples into the run file, pushes to the Pushgateway.
     let monitor = watch.map(|w| w(plan, &svc, &run_id, clock, &store));
     let mut observers = observers;

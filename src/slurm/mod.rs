@@ -12,12 +12,10 @@
 //! compete inside one allocation and each has its own time limit, log, run file and state. In
 //! a single-node job the runner is the batch step's only payload (`factorybench run ... & wait
 //! $!`), so it receives the batch shell's forwarded USR1/TERM directly; it talks to the service
-//! on 127.0.0.1. In a job with `nodes > 1` the service stays on the first node (its endpoint
-//! file names that node) and the clients belong on the other nodes: the script should start the
-//! runner with `srun --nodes=1 --ntasks=1 --exclusive --relative=1 factorybench run ...` so
-//! SLURM, not ssh, places, tracks and kills it at the time limit; `srun` forwards the USR1/TERM
-//! the batch shell traps to its task, so the partial-run path is the same. Today's templates
-//! run the clients in the batch step on the first node for every job (see the report).
+//! on 127.0.0.1. With `slurm.client_nodes: N` the job has 1 + N nodes: the service stays on the
+//! first node, bound to that node's address, and one runner per client node is started with a
+//! single `srun --relative=1 --kill-on-bad-exit=0` step (SLURM, not ssh, places, signals and
+//! kills them), each with `--client-share I/N` and its own run file (docs/slurm.md).
 
 pub mod campaign;
 pub mod status;
@@ -254,6 +252,11 @@ pub struct SubmitOptions {
     pub wrap: Option<String>,
     pub job_name: Option<String>,
     pub output: Option<String>,
+    /// `--account`, `--partition`, `--qos` (for jobs without a script of their own, e.g. the
+    /// report job: on sites where an account is mandatory sbatch refuses a job without one).
+    pub account: Option<String>,
+    pub partition: Option<String>,
+    pub qos: Option<String>,
 }
 
 impl SubmitOptions {
@@ -265,6 +268,15 @@ impl SubmitOptions {
         }
         if let Some(o) = &self.output {
             a.push(format!("--output={o}"));
+        }
+        if let Some(v) = &self.account {
+            a.push(format!("--account={v}"));
+        }
+        if let Some(v) = &self.partition {
+            a.push(format!("--partition={v}"));
+        }
+        if let Some(v) = &self.qos {
+            a.push(format!("--qos={v}"));
         }
         if !self.dependency.is_empty() {
             a.push(format!("--dependency={}", self.dependency.to_arg()));
@@ -279,6 +291,28 @@ impl SubmitOptions {
         }
         a
     }
+}
+
+/// Environment variable naming the factorybench binary that jobs run (default: this binary).
+pub const BIN_ENV: &str = "FACTORYBENCH_BIN";
+
+/// The absolute path of the factorybench binary that the job scripts run: `$FACTORYBENCH_BIN`
+/// when set (e.g. a copy on the cluster's shared filesystem), else the very binary that is
+/// running (`cargo run -- submit` then submits jobs that run the freshly built binary, not
+/// whatever `factorybench` the nodes' `PATH` holds).
+pub fn factorybench_bin() -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    if let Some(v) = std::env::var_os(BIN_ENV).filter(|v| !v.is_empty()) {
+        let p = std::path::PathBuf::from(v);
+        anyhow::ensure!(
+            p.is_absolute(),
+            "{BIN_ENV}={} must be an absolute path (the jobs run it on the compute nodes)",
+            p.display()
+        );
+        return Ok(p);
+    }
+    let exe = std::env::current_exe().context("locating the factorybench binary")?;
+    Ok(exe.canonicalize().unwrap_or(exe))
 }
 
 fn run(program: &str, args: &[String], cwd: Option<&Path>) -> Result<Output, SlurmError> {
@@ -762,6 +796,27 @@ mod tests {
         );
         let plain = SubmitOptions::default().args(Some(Path::new("s.sbatch")));
         assert_eq!(plain, vec!["--parsable", "s.sbatch"]);
+    }
+
+    #[test]
+    fn wrapped_jobs_carry_account_partition_and_qos() {
+        let opts = SubmitOptions {
+            wrap: Some("true".into()),
+            account: Some("proj".into()),
+            partition: Some("cpu".into()),
+            qos: Some("short".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            opts.args(None),
+            vec![
+                "--parsable",
+                "--account=proj",
+                "--partition=cpu",
+                "--qos=short",
+                "--wrap=true"
+            ]
+        );
     }
 
     #[test]

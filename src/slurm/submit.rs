@@ -6,7 +6,6 @@
 use super::campaign::{self, Campaign, JobRecord, JobRole};
 use super::{DependencyKind, SubmitOptions};
 use crate::recipe::Plan;
-use anyhow::Context;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -159,7 +158,7 @@ pub fn submit_jobs(
         service_ids.push(id);
     }
     if !a.no_report && !service_ids.is_empty() {
-        let exe = std::env::current_exe().context("locating the factorybench binary")?;
+        let exe = super::factorybench_bin()?;
         let d = dir.display().to_string();
         let wrap = format!(
             "{} report {} --format html --out {}",
@@ -167,8 +166,12 @@ pub fn submit_jobs(
             shell_quote(&d),
             shell_quote(&format!("{d}/report.html")),
         );
+        let placement = report_placement(plan, a.service.as_deref());
         let mut opts = SubmitOptions {
             wrap: Some(wrap),
+            account: placement.account.clone(),
+            partition: placement.partition.clone(),
+            qos: placement.qos.clone(),
             job_name: Some(format!(
                 "fb-report-{}",
                 campaign::slug(&plan.benchmark.name)
@@ -180,4 +183,17 @@ pub fn submit_jobs(
         sub("report", JobRole::Report, None, opts, None)?;
     }
     Ok(())
+}
+
+/// Where the report job runs: the account, partition and QOS of the campaign's services (the
+/// first one that asks for no GPU, so that the report does not hold a GPU node; else the first).
+/// A site that requires an account refuses a job without one, and `submit` would roll back.
+pub fn report_placement<'a>(plan: &'a Plan, only: Option<&str>) -> &'a crate::recipe::SlurmSpec {
+    let services = submission_order(plan, only);
+    let pick = services
+        .iter()
+        .find(|s| !s.wants_gpu())
+        .or(services.first())
+        .expect("report job only with services");
+    &pick.slurm
 }

@@ -4,8 +4,9 @@
 //!   `meta.schema_version` its version, [`MIGRATIONS`] the upgrade path) in WAL mode with a
 //!   busy timeout.
 //! - [`Store`] owns the single writer thread; [`StoreHandle`] (cheap to clone) feeds it through
-//!   a channel. Sending a row never waits on disk; rows are committed in batched transactions at
-//!   least every [`COMMIT_INTERVAL`], so a crash loses at most that much.
+//!   a channel, and request rows through a [`RequestSink`] (per-client buffers the writer takes
+//!   in blocks). Recording a row never waits on disk; rows are committed in batched
+//!   transactions at least every [`COMMIT_INTERVAL`], so a crash loses at most that much.
 //! - [`read`] opens files read-only for reports (a campaign = one `.db` file or a directory
 //!   holding `runs/*.db`): the one reader of a `runs` row, request scans, samples, histograms.
 //! - [`campaign`] is the `jobs` table of a SLURM campaign's `campaign.db` and the run
@@ -17,7 +18,7 @@ pub mod campaign;
 pub mod read;
 mod writer;
 
-pub use writer::{Store, StoreHandle, WriterStats};
+pub use writer::{RequestSink, Store, StoreHandle, WriterStats};
 
 use crate::model::{ErrorClass, Outcome};
 pub use crate::model::{FailureStage, RunStatus, StopReason, StopSignal};
@@ -28,14 +29,57 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The schema version this build writes (and the newest it reads).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Upgrade steps: `(version reached, SQL)`, applied in order to files older than that version.
 /// Version 1 is the whole of `schema.sql`. Add new steps at the end; never edit old ones.
-pub const MIGRATIONS: &[(u32, &str)] = &[(1, SCHEMA_SQL)];
+pub const MIGRATIONS: &[(u32, &str)] = &[(1, SCHEMA_SQL), (2, MIGRATION_2_PROVENANCE)];
+
+/// Version 2: what ran each run (hardware, software, service version), one row per fact.
+/// Files of version 1 simply have no provenance rows.
+pub(crate) const MIGRATION_2_PROVENANCE: &str = "
+CREATE TABLE IF NOT EXISTS provenance (
+  run_id  TEXT NOT NULL REFERENCES runs(run_id),
+  key     TEXT NOT NULL,            -- cpu.model, gpu0.uuid, service.version, ... (runner::provenance)
+  value   TEXT NOT NULL,
+  PRIMARY KEY (run_id, key)
+);
+
+-- Capacity searches (`factorybench capacity`): one row per search, one per step; every
+-- step is also an ordinary run (run_id).
+CREATE TABLE IF NOT EXISTS capacity_searches (
+  search_id          TEXT PRIMARY KEY,
+  service            TEXT NOT NULL,
+  spec_json          TEXT NOT NULL,       -- recipe capacity_search (bounds, steps, SLOs)
+  started_ns         INTEGER NOT NULL,    -- Unix-epoch ns
+  ended_ns           INTEGER,
+  outcome            TEXT,                -- found | none_sustainable | stopped
+  sustainable_rate   REAL,                -- highest passing total req/s
+  first_failing_rate REAL                 -- lowest failing total req/s above it
+);
+CREATE TABLE IF NOT EXISTS capacity_steps (
+  search_id      TEXT NOT NULL REFERENCES capacity_searches(search_id),
+  step           INTEGER NOT NULL,
+  run_id         TEXT NOT NULL,
+  phase          TEXT NOT NULL CHECK (phase IN ('ramp','bisect','confirm')),
+  target_rate    REAL NOT NULL,           -- total req/s
+  achieved_rate  REAL,
+  latency_p99_ms REAL,
+  ttft_p99_ms    REAL,
+  error_rate     REAL,
+  passed         INTEGER NOT NULL,
+  reason         TEXT,                    -- why it failed its SLOs
+  PRIMARY KEY (search_id, step)
+);";
 
 /// The whole schema (`schema.sql`): every table, `IF NOT EXISTS`.
 pub(crate) const SCHEMA_SQL: &str = include_str!("schema.sql");
+
+/// The secondary index of `requests` (run, schedule order). The writer drops it while it writes
+/// and builds it when it stops; readers build it when they find it missing (a killed run).
+pub(crate) const CREATE_REQUEST_INDEX_SQL: &str =
+    "CREATE INDEX IF NOT EXISTS requests_run ON requests(run_id, scheduled_ns)";
+pub(crate) const DROP_REQUEST_INDEX_SQL: &str = "DROP INDEX IF EXISTS requests_run";
 
 /// The SQLite error type (so that callers outside `store` need not name the driver).
 pub type DbError = rusqlite::Error;
@@ -246,6 +290,36 @@ impl NewRun {
             slurm_array_task: env("SLURM_ARRAY_TASK_ID").and_then(|v| v.parse().ok()),
         }
     }
+}
+
+/// A capacity search's row (written at its start, updated at its end).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapacitySearchRow {
+    pub search_id: String,
+    pub service: String,
+    pub spec_json: String,
+    pub started_ns: i64,
+    pub ended_ns: Option<i64>,
+    /// `found`, `none_sustainable`, `stopped`; `None` while it runs.
+    pub outcome: Option<String>,
+    pub sustainable_rate: Option<f64>,
+    pub first_failing_rate: Option<f64>,
+}
+
+/// One step of a capacity search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapacityStepRow {
+    pub search_id: String,
+    pub step: u32,
+    pub run_id: String,
+    pub phase: crate::capacity::Phase,
+    pub target_rate: f64,
+    pub achieved_rate: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub ttft_p99_ms: Option<f64>,
+    pub error_rate: Option<f64>,
+    pub passed: bool,
+    pub reason: Option<String>,
 }
 
 /// Final state of a run.

@@ -25,6 +25,52 @@ pub fn open_sqlite_read_only(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// Build the `requests(run_id, scheduled_ns)` index when the file lacks it (the writer builds it
+/// when it stops; a killed run leaves it missing). Best effort: a file this process cannot
+/// write is read without it (queries are then full scans, still correct). Returns whether the
+/// index exists afterwards.
+pub fn ensure_request_index(path: &Path) -> bool {
+    let has = |c: &Connection| {
+        c.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'requests_run'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
+    };
+    let Ok(ro) = open_sqlite_read_only(path) else {
+        return false;
+    };
+    if !has_table(&ro, "requests") {
+        return false;
+    }
+    if has(&ro).unwrap_or(false) {
+        return true;
+    }
+    drop(ro);
+    let rw = match Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(
+                "{}: cannot open to build the request index: {e}",
+                path.display()
+            );
+            return false;
+        }
+    };
+    let built = rw
+        .busy_timeout(super::BUSY_TIMEOUT)
+        .and_then(|_| rw.execute_batch(super::CREATE_REQUEST_INDEX_SQL));
+    if let Err(e) = built {
+        tracing::debug!("{}: request index not built: {e}", path.display());
+        return false;
+    }
+    true
+}
+
 /// Open one campaign file read-only (with the busy timeout; checks the schema version).
 pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     if !path.is_file() {
@@ -372,6 +418,74 @@ pub fn run_metrics(conn: &Connection, run_id: &str) -> Result<Vec<RunMetric>, Db
         })
     })?;
     it.collect()
+}
+
+/// The `provenance` facts of a run, sorted by key (empty for files older than schema 2).
+pub fn provenance(
+    conn: &Connection,
+    run_id: &str,
+) -> Result<std::collections::BTreeMap<String, String>, DbError> {
+    if !has_table(conn, "provenance") {
+        return Ok(Default::default());
+    }
+    let mut st = conn.prepare("SELECT key, value FROM provenance WHERE run_id = ?1")?;
+    let it = st.query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    it.collect()
+}
+
+/// Every capacity search of a file with its steps in order (empty before schema 2).
+pub fn capacity_searches(
+    conn: &Connection,
+) -> Result<Vec<(super::CapacitySearchRow, Vec<super::CapacityStepRow>)>, DbError> {
+    if !has_table(conn, "capacity_searches") {
+        return Ok(Vec::new());
+    }
+    let mut st = conn.prepare(
+        "SELECT search_id, service, spec_json, started_ns, ended_ns, outcome, sustainable_rate,
+         first_failing_rate FROM capacity_searches ORDER BY started_ns",
+    )?;
+    let searches: Vec<super::CapacitySearchRow> = st
+        .query_map([], |r| {
+            Ok(super::CapacitySearchRow {
+                search_id: r.get(0)?,
+                service: r.get(1)?,
+                spec_json: r.get(2)?,
+                started_ns: r.get(3)?,
+                ended_ns: r.get(4)?,
+                outcome: r.get(5)?,
+                sustainable_rate: r.get(6)?,
+                first_failing_rate: r.get(7)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut st = conn.prepare(
+        "SELECT step, run_id, phase, target_rate, achieved_rate, latency_p99_ms, ttft_p99_ms,
+         error_rate, passed, reason FROM capacity_steps WHERE search_id = ?1 ORDER BY step",
+    )?;
+    let mut out = Vec::new();
+    for s in searches {
+        let steps = st
+            .query_map([&s.search_id], |r| {
+                let phase: String = r.get(2)?;
+                Ok(super::CapacityStepRow {
+                    search_id: s.search_id.clone(),
+                    step: r.get(0)?,
+                    run_id: r.get(1)?,
+                    phase: crate::capacity::Phase::parse(&phase)
+                        .unwrap_or(crate::capacity::Phase::Ramp),
+                    target_rate: r.get(3)?,
+                    achieved_rate: r.get(4)?,
+                    latency_p99_ms: r.get(5)?,
+                    ttft_p99_ms: r.get(6)?,
+                    error_rate: r.get(7)?,
+                    passed: r.get(8)?,
+                    reason: r.get(9)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push((s, steps));
+    }
+    Ok(out)
 }
 
 /// One sampled series: its name and `(t_ns, value)` points in time order.

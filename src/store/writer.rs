@@ -1,24 +1,43 @@
-//! The single writer thread: every row goes through one channel into batched transactions.
+//! The single writer thread: batched transactions into the campaign file.
+//!
+//! Request rows do not travel through the channel one by one: the engine pushes them into a
+//! [`RequestSink`] (per-client shards, a mutex each, a `Vec` push: no allocation once the
+//! buffers have grown, no channel send, no wake-up), and the writer takes each shard's whole
+//! buffer in one swap every [`POLL_INTERVAL`], inserting it with multi-row prepared statements.
+//! Every other message (samples, histograms, run rows, flushes) still goes through the channel;
+//! before handling any of them the writer drains the sinks, so a `FinishRun` or `Flush` is
+//! always committed after every row pushed before it.
+//!
+//! The `requests(run_id, scheduled_ns)` index is dropped when the writer opens the file and
+//! rebuilt once when it closes (maintaining it per row was ~30 % of the writer's cost); a
+//! reader that finds it missing (a killed run) builds it ([`super::read::ensure_request_index`]).
 
-use super::{FinishRun, NewRun, RequestRow, StoreError, COMMIT_INTERVAL};
+use super::{
+    CapacitySearchRow, CapacityStepRow, FinishRun, NewRun, RequestRow, StoreError, COMMIT_INTERVAL,
+};
 use crate::model::RunMetric;
 use rusqlite::{params, Connection};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 /// Largest batch per transaction (keeps a commit short when the queue is deep).
 const MAX_BATCH: usize = 50_000;
 
-/// How long the writer sleeps when its queue is empty inside a batch.
+/// Rows per multi-row INSERT (19 columns each: 1,216 bound parameters per statement).
+const ROWS_PER_INSERT: usize = 64;
+
+/// How long the writer sleeps when its queue is empty inside a batch (and how often it
+/// takes the sinks' buffers).
 const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
 
 type Reply = Sender<Result<(), String>>;
 
 enum Msg {
     Request(Box<RequestRow>),
+    Attach(Arc<RequestSink>),
     Sample {
         run_id: Arc<str>,
         t_ns: i64,
@@ -36,6 +55,12 @@ enum Msg {
         run_id: Arc<str>,
         metric: RunMetric,
     },
+    Provenance {
+        run_id: Arc<str>,
+        facts: Vec<(String, String)>,
+    },
+    CapacitySearch(Box<CapacitySearchRow>),
+    CapacityStep(Box<CapacityStepRow>),
     CreateRun(Box<NewRun>, Sender<Result<(), String>>),
     FinishRun(Box<FinishRun>, Sender<Result<(), String>>),
     Flush(Sender<Result<(), String>>),
@@ -67,10 +92,32 @@ pub struct StoreHandle {
     failed: Arc<OnceLock<String>>,
 }
 
+/// Request rows of one run, buffered per shard (the engine uses one shard per client) until
+/// the writer takes them. Pushing is a short uncontended lock and a `Vec::push`.
+pub struct RequestSink {
+    run_id: Arc<str>,
+    shards: Box<[Mutex<Vec<RequestRow>>]>,
+}
+
+impl RequestSink {
+    /// Buffer `row` in shard `shard % shards` (the row's `run_id` must be the sink's).
+    pub fn push(&self, shard: usize, row: RequestRow) {
+        debug_assert_eq!(&*row.run_id, &*self.run_id);
+        let s = &self.shards[shard % self.shards.len()];
+        s.lock().unwrap_or_else(|e| e.into_inner()).push(row);
+    }
+
+    pub fn run_id(&self) -> &Arc<str> {
+        &self.run_id
+    }
+}
+
 impl Store {
     /// Open (create/upgrade) `path` and start the writer thread.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let conn = super::open(path)?;
+        // Built again when the writer stops (see the module doc).
+        conn.execute_batch(super::DROP_REQUEST_INDEX_SQL)?;
         let (tx, rx) = mpsc::channel();
         let failed = Arc::new(OnceLock::new());
         let f2 = failed.clone();
@@ -127,6 +174,20 @@ impl StoreHandle {
         self.failed.get().map(String::as_str)
     }
 
+    /// A sink for `run_id`'s request rows with `shards` buffers, attached to the writer (which
+    /// drains it until the last other reference is dropped and it is empty).
+    pub fn request_sink(&self, run_id: &Arc<str>, shards: usize) -> Arc<RequestSink> {
+        let sink = Arc::new(RequestSink {
+            run_id: run_id.clone(),
+            shards: (0..shards.max(1))
+                .map(|_| Mutex::new(Vec::with_capacity(1024)))
+                .collect(),
+        });
+        let _ = self.tx.send(Msg::Attach(sink.clone()));
+        sink
+    }
+
+    /// One row through the channel (for callers without a sink; the engine uses a sink).
     pub fn request(&self, row: RequestRow) {
         let _ = self.tx.send(Msg::Request(Box::new(row)));
     }
@@ -169,6 +230,24 @@ impl StoreHandle {
         }
     }
 
+    /// What ran the run (`key`, `value`; a key written again replaces the old value).
+    pub fn provenance(&self, run_id: &Arc<str>, facts: Vec<(String, String)>) {
+        let _ = self.tx.send(Msg::Provenance {
+            run_id: run_id.clone(),
+            facts,
+        });
+    }
+
+    /// Insert or replace a capacity search's row.
+    pub fn capacity_search(&self, row: CapacitySearchRow) {
+        let _ = self.tx.send(Msg::CapacitySearch(Box::new(row)));
+    }
+
+    /// Insert one capacity search step.
+    pub fn capacity_step(&self, row: CapacityStepRow) {
+        let _ = self.tx.send(Msg::CapacityStep(Box::new(row)));
+    }
+
     /// Insert the run row and wait until it is committed.
     pub fn create_run_sync(&self, run: NewRun) -> Result<(), StoreError> {
         self.call(|reply| Msg::CreateRun(Box::new(run), reply))
@@ -195,12 +274,77 @@ impl StoreHandle {
     }
 }
 
+/// The writer's attached sinks and the spare buffer swapped into a shard when it is drained
+/// (capacity circulates between shards and the writer: no allocation in steady state).
+struct Sinks {
+    sinks: Vec<Arc<RequestSink>>,
+    spare: Vec<RequestRow>,
+}
+
+impl Sinks {
+    /// Insert every buffered row; drop sinks nobody else holds once they are empty.
+    /// With `discard` (after a write error: a full disk) the rows are taken and dropped:
+    /// retrying each one only burns the CPU the load generator needs.
+    fn drain(
+        &mut self,
+        conn: &Connection,
+        stats: &mut WriterStats,
+        discard: bool,
+    ) -> rusqlite::Result<usize> {
+        let mut n = 0;
+        let mut first_err = None;
+        for sink in &self.sinks {
+            for shard in sink.shards.iter() {
+                {
+                    let mut g = shard.lock().unwrap_or_else(|e| e.into_inner());
+                    if g.is_empty() {
+                        continue;
+                    }
+                    std::mem::swap(&mut *g, &mut self.spare);
+                }
+                if discard || first_err.is_some() {
+                    self.spare.clear();
+                    continue;
+                }
+                n += self.spare.len();
+                stats.requests += self.spare.len() as u64;
+                if let Err(e) = insert_requests(conn, &sink.run_id, &self.spare) {
+                    first_err.get_or_insert(e);
+                }
+                self.spare.clear();
+            }
+        }
+        self.sinks.retain(|s| {
+            Arc::strong_count(s) > 1
+                || s.shards
+                    .iter()
+                    .any(|x| !x.lock().unwrap_or_else(|e| e.into_inner()).is_empty())
+        });
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
+    }
+
+    fn any_pending(&self) -> bool {
+        self.sinks.iter().any(|s| {
+            s.shards
+                .iter()
+                .any(|x| !x.lock().unwrap_or_else(|e| e.into_inner()).is_empty())
+        })
+    }
+}
+
 fn writer_loop(
     conn: Connection,
     rx: Receiver<Msg>,
     failed: Arc<OnceLock<String>>,
 ) -> Result<WriterStats, String> {
     let mut stats = WriterStats::default();
+    let mut sinks = Sinks {
+        sinks: Vec::new(),
+        spare: Vec::with_capacity(1024),
+    };
     // The first write error is kept, published to the handles at once, and reported to every
     // later sync call.
     let mut error: Option<String> = None;
@@ -210,82 +354,118 @@ fn writer_loop(
             *error = Some(e);
         }
     };
+    // SQLite rolls a transaction back on SQLITE_FULL: drop what is left of this batch and
+    // start a fresh transaction for what follows.
+    let restart = |conn: &Connection| {
+        let _ = conn.execute_batch("ROLLBACK");
+        let _ = conn.execute_batch("BEGIN");
+    };
+    let mut disconnected = false;
     loop {
-        let first = match rx.recv() {
-            Ok(m) => m,
-            Err(_) => return Ok(stats),
+        // Wait for a message, or (with sinks attached) for the next poll.
+        let first = if disconnected {
+            None
+        } else if sinks.sinks.is_empty() {
+            match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => {
+                    disconnected = true;
+                    None
+                }
+            }
+        } else {
+            match rx.recv_timeout(POLL_INTERVAL) {
+                Ok(m) => Some(m),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    disconnected = true;
+                    None
+                }
+            }
         };
+        if first.is_none() && !disconnected && !sinks.any_pending() {
+            continue;
+        }
         let deadline = Instant::now() + COMMIT_INTERVAL;
         let mut replies: Vec<(Reply, Result<(), String>)> = Vec::new();
         let mut own_replies: Vec<(Reply, Result<(), String>)> = Vec::new();
-        let mut shutdown = false;
+        let mut shutdown = disconnected;
         if let Err(e) = conn.execute_batch("BEGIN") {
             note(&mut error, e.to_string());
         }
         let mut n = 0usize;
-        let mut msg = Some(first);
-        while let Some(m) = msg.take() {
-            n += 1;
-            let urgent = matches!(
-                m,
-                Msg::CreateRun(..) | Msg::FinishRun(..) | Msg::Flush(_) | Msg::Shutdown
-            );
-            match m {
-                Msg::Shutdown => shutdown = true,
-                Msg::Flush(reply) => replies.push((reply, Ok(()))),
-                Msg::CreateRun(run, reply) => {
-                    let r = insert_run(&conn, &run).map_err(|e| e.to_string());
-                    replies.push((reply, r));
+        let mut msg = first;
+        loop {
+            // Rows pushed before any message below are committed with (or before) it.
+            match sinks.drain(&conn, &mut stats, error.is_some()) {
+                Ok(k) => n += k,
+                Err(e) => {
+                    note(&mut error, e.to_string());
+                    restart(&conn);
                 }
-                Msg::FinishRun(fin, reply) => {
-                    let r = finish_run(&conn, &fin, error.as_deref());
-                    // After a write error (a full disk) the run's end is still recorded if
-                    // it can be: it goes alone in a transaction (the failed one was rolled
-                    // back, so the journal has room) and its reply is its own result.
-                    match (r, &error) {
-                        (Ok(()), Some(_)) => {
-                            let r = conn.execute_batch("COMMIT; BEGIN");
-                            own_replies.push((reply, r.map_err(|e| e.to_string())));
-                        }
-                        (r, _) => replies.push((reply, r.map_err(|e| e.to_string()))),
+            }
+            let mut urgent = false;
+            if let Some(m) = msg.take() {
+                n += 1;
+                urgent = matches!(
+                    m,
+                    Msg::CreateRun(..) | Msg::FinishRun(..) | Msg::Flush(_) | Msg::Shutdown
+                );
+                match m {
+                    Msg::Shutdown => shutdown = true,
+                    Msg::Flush(reply) => replies.push((reply, Ok(()))),
+                    Msg::Attach(sink) => sinks.sinks.push(sink),
+                    Msg::CreateRun(run, reply) => {
+                        let r = insert_run(&conn, &run).map_err(|e| e.to_string());
+                        replies.push((reply, r));
                     }
-                }
-                // After a write error, rows are dropped: retrying each one on a full disk
-                // only burns the CPU the load generator needs.
-                _ if error.is_some() => {}
-                other => {
-                    if let Err(e) = insert_row(&conn, other, &mut stats) {
-                        note(&mut error, e.to_string());
-                        // SQLite rolls a transaction back on SQLITE_FULL; drop what is left
-                        // of this batch and start a fresh transaction for what follows.
-                        let _ = conn.execute_batch("ROLLBACK");
-                        let _ = conn.execute_batch("BEGIN");
+                    Msg::FinishRun(fin, reply) => {
+                        let r = finish_run(&conn, &fin, error.as_deref());
+                        // After a write error (a full disk) the run's end is still recorded
+                        // if it can be: it goes alone in a transaction (the failed one was
+                        // rolled back, so the journal has room) and its reply is its own.
+                        match (r, &error) {
+                            (Ok(()), Some(_)) => {
+                                let r = conn.execute_batch("COMMIT; BEGIN");
+                                own_replies.push((reply, r.map_err(|e| e.to_string())));
+                            }
+                            (r, _) => replies.push((reply, r.map_err(|e| e.to_string()))),
+                        }
+                    }
+                    _ if error.is_some() => {}
+                    other => {
+                        if let Err(e) = insert_row(&conn, other, &mut stats) {
+                            note(&mut error, e.to_string());
+                            restart(&conn);
+                        }
                     }
                 }
             }
-            if urgent || n >= MAX_BATCH {
+            if urgent || shutdown || n >= MAX_BATCH {
                 break;
             }
             // Poll instead of blocking in recv: a parked receiver makes every send a futex
-            // wake-up (a syscall and a context switch per request row on the hot path).
-            loop {
-                match rx.try_recv() {
-                    Ok(m) => {
-                        msg = Some(m);
+            // wake-up (a syscall and a context switch per message on the hot path).
+            match rx.try_recv() {
+                Ok(m) => msg = Some(m),
+                Err(TryRecvError::Empty) => {
+                    let now = Instant::now();
+                    if now >= deadline {
                         break;
                     }
-                    Err(TryRecvError::Empty) => {
-                        let now = Instant::now();
-                        if now >= deadline {
-                            break;
-                        }
-                        std::thread::sleep(POLL_INTERVAL.min(deadline - now));
-                    }
-                    Err(TryRecvError::Disconnected) => {
-                        shutdown = true;
-                        break;
-                    }
+                    std::thread::sleep(POLL_INTERVAL.min(deadline - now));
                 }
+                Err(TryRecvError::Disconnected) => {
+                    disconnected = true;
+                    shutdown = true;
+                }
+            }
+        }
+        if shutdown {
+            // Whatever the engine pushed last.
+            if let Err(e) = sinks.drain(&conn, &mut stats, error.is_some()) {
+                note(&mut error, e.to_string());
+                restart(&conn);
             }
         }
         if let Err(e) = conn.execute_batch("COMMIT") {
@@ -304,6 +484,10 @@ fn writer_loop(
             let _ = reply.send(r);
         }
         if shutdown {
+            // The run has ended: build the index readers use (dropped at open).
+            if let Err(e) = conn.execute_batch(super::CREATE_REQUEST_INDEX_SQL) {
+                error.get_or_insert(e.to_string());
+            }
             let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
             return match error {
                 Some(e) => Err(e),
@@ -313,37 +497,82 @@ fn writer_loop(
     }
 }
 
+const REQUEST_COLUMNS: &str = "INSERT INTO requests (run_id, worker, seq, op, scheduled_ns, \
+     sent_ns, first_byte_ns, done_ns, ok, error_class, http_status, size_bytes, bytes_sent, \
+     bytes_received, warmup, input_tokens, output_tokens, tokens_from_server, itl_us) VALUES ";
+
+const PARAMS_PER_ROW: usize = 19;
+
+/// `INSERT ... VALUES (?,...), ...` for `rows` rows.
+fn insert_sql(rows: usize) -> String {
+    let one = format!("({})", vec!["?"; PARAMS_PER_ROW].join(","));
+    format!("{REQUEST_COLUMNS}{}", vec![one; rows].join(","))
+}
+
+/// Bind one row's 19 values at parameter `base + 1 ..`.
+fn bind_row(
+    st: &mut rusqlite::CachedStatement<'_>,
+    base: usize,
+    run_id: &str,
+    r: &RequestRow,
+) -> rusqlite::Result<()> {
+    use rusqlite::ToSql;
+    let values: [&dyn ToSql; PARAMS_PER_ROW] = [
+        &run_id,
+        &r.worker,
+        &(r.seq as i64),
+        &r.op,
+        &r.scheduled_ns,
+        &r.sent_ns,
+        &r.first_byte_ns,
+        &r.done_ns,
+        &r.error_class.is_none(),
+        &r.error_class.map(|c| c.as_str()),
+        &r.http_status,
+        &(r.size_bytes as i64),
+        &(r.bytes_sent as i64),
+        &(r.bytes_received as i64),
+        &r.warmup,
+        &r.input_tokens.map(|v| v as i64),
+        &r.output_tokens.map(|v| v as i64),
+        &r.tokens_from_server,
+        &r.itl_us,
+    ];
+    for (i, v) in values.iter().enumerate() {
+        st.raw_bind_parameter(base + i + 1, v)?;
+    }
+    Ok(())
+}
+
+/// Insert `rows` of `run_id`: [`ROWS_PER_INSERT`] rows per prepared statement, the rest one
+/// by one (both statements stay in the connection's cache).
+fn insert_requests(conn: &Connection, run_id: &str, rows: &[RequestRow]) -> rusqlite::Result<()> {
+    let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+    if chunks.len() > 0 {
+        let mut st = conn.prepare_cached(&insert_sql(ROWS_PER_INSERT))?;
+        for chunk in &mut chunks {
+            for (i, r) in chunk.iter().enumerate() {
+                bind_row(&mut st, i * PARAMS_PER_ROW, run_id, r)?;
+            }
+            st.raw_execute()?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut st = conn.prepare_cached(&insert_sql(1))?;
+        for r in rest {
+            bind_row(&mut st, 0, run_id, r)?;
+            st.raw_execute()?;
+        }
+    }
+    Ok(())
+}
+
 fn insert_row(conn: &Connection, m: Msg, stats: &mut WriterStats) -> rusqlite::Result<()> {
     match m {
         Msg::Request(r) => {
             stats.requests += 1;
-            let mut st = conn.prepare_cached(
-                "INSERT INTO requests (run_id, worker, seq, op, scheduled_ns, sent_ns,
-                 first_byte_ns, done_ns, ok, error_class, http_status, size_bytes, bytes_sent,
-                 bytes_received, warmup, input_tokens, output_tokens, tokens_from_server, itl_us)
-                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)",
-            )?;
-            st.execute(params![
-                &*r.run_id,
-                r.worker,
-                r.seq as i64,
-                r.op,
-                r.scheduled_ns,
-                r.sent_ns,
-                r.first_byte_ns,
-                r.done_ns,
-                r.error_class.is_none(),
-                r.error_class.map(|c| c.as_str()),
-                r.http_status,
-                r.size_bytes as i64,
-                r.bytes_sent as i64,
-                r.bytes_received as i64,
-                r.warmup,
-                r.input_tokens.map(|v| v as i64),
-                r.output_tokens.map(|v| v as i64),
-                r.tokens_from_server,
-                r.itl_us,
-            ])?;
+            insert_requests(conn, &r.run_id.clone(), std::slice::from_ref(&*r))?;
         }
         Msg::Sample {
             run_id,
@@ -368,6 +597,51 @@ fn insert_row(conn: &Connection, m: Msg, stats: &mut WriterStats) -> rusqlite::R
                 "INSERT INTO histograms (run_id, worker, name, op, encoded) VALUES (?1,?2,?3,?4,?5)",
             )?
             .execute(params![&*run_id, worker, name, op, encoded])?;
+        }
+        Msg::Provenance { run_id, facts } => {
+            let mut st = conn.prepare_cached(
+                "INSERT OR REPLACE INTO provenance (run_id, key, value) VALUES (?1, ?2, ?3)",
+            )?;
+            for (k, v) in facts {
+                st.execute(params![&*run_id, k, v])?;
+            }
+        }
+        Msg::CapacitySearch(r) => {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO capacity_searches (search_id, service, spec_json,
+                 started_ns, ended_ns, outcome, sustainable_rate, first_failing_rate)
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+            )?
+            .execute(params![
+                r.search_id,
+                r.service,
+                r.spec_json,
+                r.started_ns,
+                r.ended_ns,
+                r.outcome,
+                r.sustainable_rate,
+                r.first_failing_rate
+            ])?;
+        }
+        Msg::CapacityStep(r) => {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO capacity_steps (search_id, step, run_id, phase,
+                 target_rate, achieved_rate, latency_p99_ms, ttft_p99_ms, error_rate, passed,
+                 reason) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+            )?
+            .execute(params![
+                r.search_id,
+                r.step,
+                r.run_id,
+                r.phase.as_str(),
+                r.target_rate,
+                r.achieved_rate,
+                r.latency_p99_ms,
+                r.ttft_p99_ms,
+                r.error_rate,
+                r.passed,
+                r.reason
+            ])?;
         }
         Msg::Metric { run_id, metric } => {
             conn.prepare_cached(
@@ -451,4 +725,137 @@ fn finish_run(conn: &Connection, f: &FinishRun, store_error: Option<&str>) -> ru
         ],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::read::{ensure_request_index, open_sqlite_read_only};
+
+    fn row(run_id: &Arc<str>, worker: u32, seq: u64) -> RequestRow {
+        RequestRow {
+            run_id: run_id.clone(),
+            worker,
+            seq,
+            op: "get",
+            scheduled_ns: seq as i64,
+            sent_ns: seq as i64,
+            first_byte_ns: None,
+            done_ns: seq as i64 + 1,
+            error_class: None,
+            http_status: Some(200),
+            size_bytes: 0,
+            bytes_sent: 1,
+            bytes_received: 2,
+            warmup: false,
+            input_tokens: None,
+            output_tokens: None,
+            tokens_from_server: None,
+            itl_us: None,
+        }
+    }
+
+    fn new_run(run_id: &str) -> NewRun {
+        NewRun {
+            run_id: run_id.into(),
+            campaign: "c".into(),
+            service: "s".into(),
+            service_kind: crate::recipe::ServiceKind::Http,
+            status: crate::model::RunStatus::Running,
+            started_ns: 0,
+            arrival: "constant",
+            clients: 3,
+            target_rate: Some(1.0),
+            duration_s: 1.0,
+            warmup_s: 0.0,
+            seed: 1,
+            sweep_param: None,
+            sweep_value: None,
+            recipe_json: "{}".into(),
+            recipe_sha256: "x".into(),
+            host: "h".into(),
+            tool_version: "0".into(),
+            git_commit: None,
+            slurm_job_id: None,
+            slurm_array_task: None,
+        }
+    }
+
+    fn has_index(path: &Path) -> bool {
+        open_sqlite_read_only(path)
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'requests_run'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+            > 0
+    }
+
+    fn count(path: &Path) -> (i64, i64) {
+        open_sqlite_read_only(path)
+            .unwrap()
+            .query_row(
+                "SELECT count(*), count(DISTINCT worker * 1000000 + seq) FROM requests",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    }
+
+    /// Rows pushed into a sink from several threads (more than one multi-row statement, plus
+    /// a remainder) are all committed by a flush, each once; the index is absent while the
+    /// writer runs and built when it stops.
+    #[test]
+    fn sink_rows_all_committed_and_index_built_at_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.db");
+        let store = Store::open(&p).unwrap();
+        let h = store.handle();
+        let run_id: Arc<str> = "run1".into();
+        h.create_run_sync(new_run("run1")).unwrap();
+        let sink = h.request_sink(&run_id, 3);
+        let per_thread = 1000u64;
+        std::thread::scope(|s| {
+            for w in 0..3u32 {
+                let sink = &sink;
+                let run_id = &run_id;
+                s.spawn(move || {
+                    for i in 0..per_thread {
+                        sink.push(w as usize, row(run_id, w, i));
+                    }
+                });
+            }
+        });
+        h.flush_sync().unwrap();
+        assert_eq!(count(&p), (3000, 3000));
+        assert!(!has_index(&p), "the index is built when the writer stops");
+        // Rows pushed after the flush are kept by close (SIGTERM path).
+        for i in 0..(ROWS_PER_INSERT as u64 + 5) {
+            sink.push(1, row(&run_id, 7, i));
+        }
+        drop(sink);
+        let stats = store.close().unwrap();
+        assert_eq!(stats.requests, 3000 + ROWS_PER_INSERT as u64 + 5);
+        assert_eq!(count(&p).0, 3000 + ROWS_PER_INSERT as i64 + 5);
+        assert!(has_index(&p));
+    }
+
+    /// A file whose writer never stopped (SIGKILL) lacks the index; a reader builds it.
+    #[test]
+    fn reader_builds_a_missing_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k.db");
+        let store = Store::open(&p).unwrap();
+        let h = store.handle();
+        h.create_run_sync(new_run("k")).unwrap();
+        let run_id: Arc<str> = "k".into();
+        h.request(row(&run_id, 0, 1));
+        h.flush_sync().unwrap();
+        assert!(!has_index(&p));
+        assert!(ensure_request_index(&p));
+        assert!(has_index(&p));
+        drop(store);
+    }
 }

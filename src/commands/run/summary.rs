@@ -41,6 +41,8 @@ pub struct RunSummary {
     /// Vector DBs: recall@k of sampled searches against brute force (measured in setup).
     pub recall_at_k: Option<f64>,
     pub recall_k: Option<f64>,
+    /// One line of what ran the run (hardware, software, service version).
+    pub system: String,
 }
 
 impl RunSummary {
@@ -82,9 +84,13 @@ impl RunSummary {
             latency_corrected_ms: a.total.latency_corrected_ms.clone(),
             latency_uncorrected_ms: a.total.latency_uncorrected_ms.clone(),
             schedule_lag_p99_ms: a.schedule_lag_ms.as_ref().map(|s| s.p99),
-            generator_saturated: metric("generator_saturated").unwrap_or(0.0) > 0.0,
+            // The report's gate (the runner flags with the same threshold).
+            generator_saturated: a.gates.iter().any(|g| {
+                g.code == crate::report::model::ReasonCode::GeneratorSaturated && !g.passed
+            }),
             recall_at_k: metric("recall_at_k"),
             recall_k: metric("recall_k"),
+            system: crate::report::provenance::summary_line(&a.provenance.system),
         }
     }
 }
@@ -199,12 +205,6 @@ pub fn render_table(runs: &[RunSummary]) -> String {
                 "{}: PARTIAL run (stopped by {}); figures cover what ran\n",
                 r.service,
                 r.stop_reason.as_deref().unwrap_or("?")
-            ));
-        }
-        if r.generator_saturated {
-            out.push_str(&format!(
-                "{}: generator saturated: the runner could not keep its schedule; rate and latency reflect the load generator, not the service\n",
-                r.service
             ));
         }
         if !r.valid && r.status == "success" {

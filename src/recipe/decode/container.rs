@@ -63,6 +63,41 @@ pub(super) fn decode_slurm(
     } else {
         d.u32_range(&mut Ctx::default(), "ntasks", 1, 1_000_000)
     };
+    // sbatch spells it `--ntasks-per-node`; recipes written for sbatch use that key.
+    let per_node_key = if f.get("ntasks-per-node").is_some() || d.get("ntasks-per-node").is_some() {
+        "ntasks-per-node"
+    } else {
+        "ntasks_per_node"
+    };
+    let ntasks_per_node = if f.get(per_node_key).is_some() {
+        f.u32_range(cx, per_node_key, 1, 1_000_000)
+    } else {
+        d.u32_range(&mut Ctx::default(), per_node_key, 1, 1_000_000)
+    };
+    let client_nodes = if f.get("client_nodes").is_some() {
+        f.u32_range(cx, "client_nodes", 0, 10_000)
+    } else {
+        d.u32_range(&mut Ctx::default(), "client_nodes", 0, 10_000)
+    }
+    .unwrap_or(0);
+    let nodes = if client_nodes > 0 {
+        match nodes {
+            Some(n) if n != client_nodes + 1 && f.get("nodes").is_some() => {
+                cx.error_help(
+                    f.get("nodes").map(|n| n.pos).unwrap_or_default(),
+                    &format!("{path}.nodes"),
+                    format!(
+                        "`nodes: {n}` does not match `client_nodes: {client_nodes}` (the service takes one node, each client node one more)"
+                    ),
+                    format!("write `nodes: {}` or leave `nodes` out", client_nodes + 1),
+                );
+                Some(n)
+            }
+            _ => Some(client_nodes + 1),
+        }
+    } else {
+        nodes
+    };
     let cpus = if f.get("cpus_per_task").is_some() {
         f.u32_range(cx, "cpus_per_task", 1, 100_000)
     } else {
@@ -95,6 +130,8 @@ pub(super) fn decode_slurm(
         time_limit_s,
         nodes: nodes.unwrap_or(1),
         ntasks: ntasks.unwrap_or(1),
+        ntasks_per_node,
+        client_nodes,
         cpus_per_task: cpus,
         mem: pick!(nonempty_string, "mem"),
         qos: pick!(nonempty_string, "qos"),
@@ -121,6 +158,28 @@ pub(super) fn decode_slurm(
                     format!("`{key}` must not contain whitespace"),
                 );
             }
+        }
+    }
+    // A GPU partition without a GPU request: SLURM gives the job no GPU and the container gets
+    // no --nv / CDI device, so an LLM server falls back to CPU (or fails) silently.
+    if let Some(part) = &spec.partition {
+        let gpu_partition = part.to_ascii_lowercase().contains("gpu");
+        let wants_gpu = spec
+            .gres
+            .as_deref()
+            .is_some_and(|g| g.split(',').any(|g| g.trim_start().starts_with("gpu")));
+        if gpu_partition && !wants_gpu {
+            let pos = f
+                .get("partition")
+                .or(d.get("partition"))
+                .map(|n| n.pos)
+                .unwrap_or_default();
+            cx.warn(
+                pos,
+                &format!("{path}.partition"),
+                format!("partition `{part}` looks like a GPU partition but no GPU is requested: the job gets no GPU and the container no GPU flag"),
+                Some("add `gres: gpu:1` (renders --gres=gpu:1 and --nv / the CDI device), or use a CPU partition".into()),
+            );
         }
     }
     if let (Some(limit), Some(n)) = (spec.time_limit_s, f.get("time")) {

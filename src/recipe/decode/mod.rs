@@ -24,6 +24,9 @@ pub const SLURM_KEYS: &[&str] = &[
     "time",
     "nodes",
     "ntasks",
+    "ntasks_per_node",
+    "ntasks-per-node",
+    "client_nodes",
     "cpus_per_task",
     "mem",
     "qos",
@@ -37,6 +40,7 @@ pub const SLURM_KEYS: &[&str] = &[
 pub use crate::kinds::{
     COMMON_SERVICE_KEYS, DATABASE_KEYS, FILE_KEYS, HTTP_KEYS, LLM_KEYS, S3_KEYS, VECTORDB_KEYS,
 };
+pub use consistency::{bind_covers, triton_model_repository};
 pub use fields::{is_env_name, looks_secret, valid_service_name, Ctx};
 
 /// `NAME` when `v` is exactly `${NAME}`.
@@ -44,6 +48,8 @@ pub fn env_ref_name(v: &str) -> Option<&str> {
     fields::env_ref(v)
 }
 
+mod capacity;
+mod consistency;
 mod container;
 mod database;
 mod fields;
@@ -153,6 +159,19 @@ pub fn decode(
     let pushgateway_url = gf.string(cx, "pushgateway_url");
     if let (Some(u), Some(n)) = (&pushgateway_url, gf.get("pushgateway_url")) {
         check_url(cx, n.pos, "global.pushgateway_url", u, &["http", "https"]);
+        if consistency::is_loopback_url(u) {
+            cx.warn(
+                n.pos,
+                "global.pushgateway_url",
+                "a loopback Pushgateway: under SLURM every compute node pushes to its own \
+                 localhost, and no live metrics reach you (fine for `factorybench run` here)",
+                Some(
+                    "use the monitoring node's name or address (`factorybench monitor up` prints \
+                     it), or set PUSHGATEWAY_URL when submitting; it takes precedence"
+                        .into(),
+                ),
+            );
+        }
     }
     let push_interval_s = gf
         .duration_s(cx, "push_interval", fields::range::MAX_PUSH_INTERVAL_S)

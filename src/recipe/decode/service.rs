@@ -1,6 +1,7 @@
 //! One service: its name and kind, the load, the endpoint (resolved here, once), the sweep,
 //! and its kind's workload (decoded by the kind's module).
 
+use super::consistency;
 use super::container::{decode_container, decode_slurm};
 use super::fields::*;
 use super::{check_url, decode_workload, runtime_field, KindCx};
@@ -221,6 +222,18 @@ pub(super) fn decode_service(
     let max_in_flight = f
         .u32_range(cx, "max_in_flight", 1, 1_000_000)
         .unwrap_or(1024.max(clients));
+    let connections_per_client = f
+        .u32_range(
+            cx,
+            "connections_per_client",
+            1,
+            crate::recipe::plan::MAX_CONNECTIONS_PER_CLIENT,
+        )
+        .unwrap_or(if is_llm {
+            crate::recipe::plan::DEFAULT_CONNECTIONS_PER_CLIENT_LLM
+        } else {
+            crate::recipe::plan::DEFAULT_CONNECTIONS_PER_CLIENT
+        });
     let load = Load {
         clients,
         arrival,
@@ -235,10 +248,29 @@ pub(super) fn decode_service(
         max_error_rate,
         timeout_s,
         max_in_flight,
+        connections_per_client,
     };
 
     // ---- slurm ----
     let slurm = decode_slurm(cx, f.get("slurm"), default_slurm, &f.p("slurm"));
+    if slurm.client_nodes > clients {
+        // Each client node runs at least one client: fewer clients than nodes would inflate
+        // the load the recipe asks for.
+        let pos = f
+            .get("slurm")
+            .and_then(|s| s.get("client_nodes"))
+            .or(f.get("client_count"))
+            .map_or(node.pos, |n| n.pos);
+        cx.error_help(
+            pos,
+            &f.p("slurm.client_nodes"),
+            format!(
+                "`client_nodes: {}` is more than `client_count: {clients}` (each client node runs at least one client)",
+                slurm.client_nodes
+            ),
+            format!("raise `client_count` to at least {} or lower `client_nodes`", slurm.client_nodes),
+        );
+    }
 
     // ---- container ----
     let container = decode_container(cx, &f);
@@ -275,6 +307,14 @@ pub(super) fn decode_service(
     let sweep = f
         .get("sweep")
         .and_then(|n| decode_sweep(cx, n, &f.p("sweep"), kind));
+    let capacity_search = f.get("capacity_search").and_then(|n| {
+        super::capacity::decode_capacity_search(
+            cx,
+            n,
+            &f.p("capacity_search"),
+            kind.is_some_and(|k| k.is_llm()),
+        )
+    });
 
     let errors_after = cx
         .diags
@@ -286,8 +326,30 @@ pub(super) fn decode_service(
     }
     let compare_thresholds = decode_compare_thresholds(cx, &f);
     let mut container = container;
-    let workload = workload?;
+    let mut workload = workload?;
     let kind = kind?;
+    match kind {
+        ServiceKind::Database => consistency::reconcile_database(
+            cx,
+            &f,
+            runtime,
+            service_url.as_deref(),
+            &mut container,
+            &mut workload,
+        ),
+        ServiceKind::Triton => consistency::check_triton(cx, &f, runtime, &container, &workload),
+        ServiceKind::Vectordb => consistency::check_faiss(cx, &f, &workload),
+        _ => {}
+    }
+    if cx
+        .diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count()
+        > errors_after
+    {
+        return None;
+    }
     promote_secret_lookalikes(&mut container, &workload);
     let endpoint = Endpoint::resolve(kind, &workload, port, service_url.as_deref(), host);
     Some(Service {
@@ -306,6 +368,7 @@ pub(super) fn decode_service(
         sweep,
         depends_on,
         compare_thresholds,
+        capacity_search,
     })
 }
 
@@ -356,22 +419,68 @@ pub(super) fn decode_sweep(
         );
         return None;
     };
-    if m.len() != 1 {
+    if m.is_empty() || m.len() > 3 {
         cx.error(
             n.pos,
             path,
-            "`sweep` takes exactly one parameter (one SLURM job array per service)",
+            "`sweep` takes one to three parameters (several run their cartesian product as one SLURM job array)",
         );
         return None;
     }
-    let (k, v) = &m[0];
-    let param = match k.as_scalar()? {
-        "client_count" => SweepParam::ClientCount,
-        "requests_per_second" => SweepParam::RequestsPerSecond,
-        "model" => SweepParam::Model,
-        "batch_size" => SweepParam::BatchSize,
-        _ => return None,
-    };
+    let mut axes = Vec::new();
+    for (k, v) in m {
+        let Some(param) = k.as_scalar().and_then(SweepParam::parse) else {
+            continue;
+        };
+        if param == SweepParam::Grid {
+            cx.error(k.pos, path, "unknown sweep parameter `grid`");
+            continue;
+        }
+        if let Some(values) = decode_sweep_axis(cx, k, v, path, param, kind) {
+            axes.push((param, values));
+        }
+    }
+    if axes.len() != m.len() {
+        return None;
+    }
+    if axes.len() == 1 {
+        let (param, values) = axes.pop().expect("one axis");
+        return Some(Sweep {
+            param,
+            values,
+            axes: Vec::new(),
+        });
+    }
+    let tasks: usize = axes.iter().map(|(_, v)| v.len()).product();
+    if tasks > 1000 {
+        cx.error(
+            n.pos,
+            path,
+            format!(
+                "the sweep's cartesian product has {tasks} tasks ({}); at most 1000 (SLURM's default MaxArraySize is 1001)",
+                axes.iter()
+                    .map(|(p, v)| format!("{} {}", v.len(), p.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(" × ")
+            ),
+        );
+        return None;
+    }
+    Some(Sweep {
+        param: SweepParam::Grid,
+        values: Sweep::grid_labels(&axes),
+        axes,
+    })
+}
+
+fn decode_sweep_axis(
+    cx: &mut Ctx,
+    k: &Node,
+    v: &Node,
+    path: &str,
+    param: SweepParam,
+    kind: Option<ServiceKind>,
+) -> Option<Vec<String>> {
     if param == SweepParam::Model && !kind.is_some_and(|k| k.is_llm()) {
         cx.error(k.pos, path, "a `model` sweep needs an LLM service");
     }
@@ -398,7 +507,9 @@ pub(super) fn decode_sweep(
             SweepParam::RequestsPerSecond => s.parse::<f64>().is_ok_and(|v| {
                 (0.0..=crate::recipe::decode::fields::range::MAX_RATE_PER_CLIENT_PER_S).contains(&v)
             }),
-            SweepParam::Model => !s.is_empty(),
+            // `,` and `=` separate a grid task's label.
+            SweepParam::Model => !s.is_empty() && !s.contains([',', '=']),
+            SweepParam::Grid => false,
         };
         if !ok {
             cx.error(
@@ -409,7 +520,7 @@ pub(super) fn decode_sweep(
         }
         values.push(s);
     }
-    Some(Sweep { param, values })
+    Some(values)
 }
 
 /// An environment value equal to one of the service's plain secrets is a secret too

@@ -1,6 +1,8 @@
 //! `http`: a generic HTTP endpoint (method, URL, headers, body, expected status).
 //!
-//! Plain `http://`: one hyper HTTP/1.1 connection per worker, kept alive and reopened when the
+//! Plain `http://`: the lean HTTP/1.1 path (`http_lean`: the request serialized once, the
+//! response parsed in place, nothing allocated per request); `FB_HTTP_CLIENT=hyper` selects
+//! hyper instead, as before: one hyper HTTP/1.1 connection per worker, kept alive and reopened when the
 //! server closes it (the reopen is inside the timed request). A request that finds its kept
 //! connection closed by the server (idle keep-alive timeout) goes out once more on a new
 //! connection, as HTTP clients do: when the connection never took it, or when it is idempotent
@@ -22,18 +24,23 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-struct Target {
-    method: Method,
-    uri: Uri,
+pub(crate) struct Target {
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
     /// `host:port` to connect to.
-    authority: String,
-    host_header: HeaderValue,
-    path_and_query: String,
-    headers: Vec<(HeaderName, HeaderValue)>,
-    body: Bytes,
+    pub(crate) authority: String,
+    pub(crate) host_header: HeaderValue,
+    pub(crate) path_and_query: String,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) body: Bytes,
     expect_status: Option<u16>,
     https: bool,
-    op: &'static str,
+    pub(crate) op: &'static str,
+    /// The whole request as the lean path writes it (plain `http://`).
+    pub(crate) wire: Vec<u8>,
+    /// Plain `http://` through hyper instead of the lean path (`FB_HTTP_CLIENT=hyper`, for
+    /// comparisons).
+    hyper: bool,
 }
 
 pub struct HttpClient {
@@ -143,27 +150,60 @@ impl HttpClient {
                 headers.push((hyper::header::AUTHORIZATION, v));
             }
         }
-        Ok(HttpClient {
-            t: Arc::new(Target {
-                op: op_label(&method),
-                method,
-                path_and_query: uri
-                    .path_and_query()
-                    .map(|p| p.as_str().to_string())
-                    .unwrap_or_else(|| "/".into()),
-                uri,
-                authority,
-                host_header,
-                headers,
-                body: Bytes::from(w.body.clone().unwrap_or_default()),
-                expect_status: w.expect_status,
-                https,
-            }),
-        })
+        let mut t = Target {
+            op: op_label(&method),
+            method,
+            path_and_query: uri
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into()),
+            uri,
+            authority,
+            host_header,
+            headers,
+            body: Bytes::from(w.body.clone().unwrap_or_default()),
+            expect_status: w.expect_status,
+            https,
+            wire: Vec::new(),
+            hyper: std::env::var("FB_HTTP_CLIENT").is_ok_and(|v| v == "hyper"),
+        };
+        t.wire = super::http_lean::serialize_request(&t);
+        Ok(HttpClient { t: Arc::new(t) })
     }
 }
 
-fn classify_io(e: &std::io::Error) -> ErrorClass {
+#[cfg(test)]
+impl HttpClient {
+    /// A GET client for `url` (unit tests).
+    pub(crate) fn for_test(url: &str) -> HttpClient {
+        let t: Uri = url.parse().unwrap();
+        let host = t.authority().unwrap().as_str().to_string();
+        let mut target = Target {
+            method: Method::GET,
+            path_and_query: t.path_and_query().unwrap().as_str().to_string(),
+            authority: host.clone(),
+            host_header: HeaderValue::from_str(&host).unwrap(),
+            uri: t,
+            headers: Vec::new(),
+            body: Bytes::new(),
+            expect_status: None,
+            https: false,
+            op: "GET",
+            wire: Vec::new(),
+            hyper: false,
+        };
+        target.wire = super::http_lean::serialize_request(&target);
+        HttpClient {
+            t: Arc::new(target),
+        }
+    }
+
+    pub(crate) fn target(&self) -> Arc<Target> {
+        self.t.clone()
+    }
+}
+
+pub(crate) fn classify_io(e: &std::io::Error) -> ErrorClass {
     use std::io::ErrorKind::*;
     match e.kind() {
         ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected
@@ -292,7 +332,7 @@ fn build_request(t: &Target) -> Result<Request<Full<Bytes>>, String> {
         .map_err(|e| e.to_string())
 }
 
-fn status_outcome(t: &Target, mut o: Outcome, status: u16) -> Outcome {
+pub(crate) fn status_outcome(t: &Target, mut o: Outcome, status: u16) -> Outcome {
     o.http_status = Some(status);
     let ok = match t.expect_status {
         Some(s) => s == status,
@@ -331,6 +371,12 @@ impl Client for HttpClient {
                     .build()
                     .map_err(|e| bad(format!("TLS client: {e}")))?;
                 return Ok(Box::new(HttpsWorker { t, c }) as Box<dyn Worker>);
+            }
+            if !t.hyper {
+                let s = super::http_lean::connect(&t)
+                    .await
+                    .map_err(|(class, m)| ClientError::new(class, "connect", m))?;
+                return Ok(Box::new(super::http_lean::LeanWorker::new(t, s)) as Box<dyn Worker>);
             }
             let conn = open_conn(&t)
                 .await

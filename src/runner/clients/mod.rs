@@ -4,6 +4,7 @@
 
 pub mod file_storage;
 pub mod http;
+mod http_lean;
 pub mod llm;
 
 use super::client::{Client, ClientError};

@@ -352,6 +352,21 @@ impl Client for PostgresClient {
             Ok(Vec::new())
         })
     }
+
+    fn service_facts(&self) -> BoxFuture<'_, crate::runner::provenance::Facts> {
+        Box::pin(async move {
+            let mut f = crate::runner::provenance::Facts::new();
+            if let Ok(c) = self.open("provenance").await {
+                if let Ok(row) = c.query_one("SHOW server_version", &[]).await {
+                    if let Ok(v) = row.try_get::<_, String>(0) {
+                        f.insert("service.version".into(), v);
+                        f.insert("service.product".into(), "PostgreSQL".into());
+                    }
+                }
+            }
+            f
+        })
+    }
 }
 
 struct PgWorker {

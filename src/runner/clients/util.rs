@@ -146,3 +146,45 @@ pub fn resolve_secret(svc: &Service, secret: &Secret, what: &str) -> Result<Stri
         )
     })
 }
+
+/// Best-effort `service.version` / `service.server` from `GET url`: the JSON field `field`
+/// (dotted path) of a 2xx body and the `Server` header of any response. Errors yield nothing.
+pub async fn http_version_facts(
+    http: &reqwest::Client,
+    url: &str,
+    field: Option<&str>,
+    headers: &[(&str, &str)],
+) -> crate::runner::provenance::Facts {
+    let mut f = crate::runner::provenance::Facts::new();
+    let mut req = http.get(url).timeout(std::time::Duration::from_secs(5));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let Ok(resp) = req.send().await else {
+        return f;
+    };
+    if let Some(s) = resp
+        .headers()
+        .get(reqwest::header::SERVER)
+        .and_then(|v| v.to_str().ok())
+    {
+        f.insert("service.server".into(), s.to_string());
+    }
+    if let (true, Some(field)) = (resp.status().is_success(), field) {
+        if let Ok(v) = resp.json::<serde_json::Value>().await {
+            let mut cur = &v;
+            for part in field.split('.').filter(|p| !p.is_empty()) {
+                cur = &cur[part];
+            }
+            let s = match cur {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Null => None,
+                other => Some(other.to_string()),
+            };
+            if let Some(s) = s.filter(|s| !s.is_empty()) {
+                f.insert("service.version".into(), s);
+            }
+        }
+    }
+    f
+}

@@ -209,6 +209,45 @@ impl Client for LlmClient {
         let m = self.server_stats().metrics();
         Box::pin(async move { Ok(m) })
     }
+
+    fn service_facts(&self) -> BoxFuture<'_, crate::runner::provenance::Facts> {
+        Box::pin(async move {
+            let i = &self.inner;
+            let auth = i.api_key.as_ref().map(|k| format!("Bearer {k}"));
+            let headers: Vec<(&str, &str)> = auth
+                .as_deref()
+                .map(|a| vec![("authorization", a)])
+                .unwrap_or_default();
+            let (path, product) = match (i.kind, i.api) {
+                (_, LlmApi::OllamaGenerate | LlmApi::OllamaChat) => ("/api/version", "ollama"),
+                (_, LlmApi::TritonGenerate | LlmApi::TritonInfer) => ("/v2", "triton"),
+                // vLLM answers `/version`; other OpenAI-compatible servers may not.
+                _ => ("/version", "openai-compatible"),
+            };
+            let mut f = super::util::http_version_facts(
+                &i.http,
+                &format!("{}{path}", i.base),
+                Some("version"),
+                &headers,
+            )
+            .await;
+            if !f.contains_key("service.version") && !f.contains_key("service.server") {
+                // llama.cpp's server tells its build in `/props`.
+                f.extend(
+                    super::util::http_version_facts(
+                        &i.http,
+                        &format!("{}/props", i.base),
+                        Some("build_info"),
+                        &headers,
+                    )
+                    .await,
+                );
+            }
+            f.insert("service.product".into(), product.into());
+            f.insert("service.model".into(), i.w.model.clone());
+            f
+        })
+    }
 }
 
 struct LlmWorker {

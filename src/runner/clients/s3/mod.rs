@@ -448,6 +448,23 @@ impl Client for S3Client {
         })
     }
 
+    fn service_facts(&self) -> BoxFuture<'_, crate::runner::provenance::Facts> {
+        Box::pin(async move {
+            let mut f = crate::runner::provenance::Facts::new();
+            let Ok(conn) = self.conn() else { return f };
+            if let Ok(r) = conn.send(Method::HEAD, None, &[], None, EMPTY_SHA256).await {
+                if let Some(s) = r
+                    .headers()
+                    .get(reqwest::header::SERVER)
+                    .and_then(|v| v.to_str().ok())
+                {
+                    f.insert("service.server".into(), s.to_string());
+                }
+            }
+            f
+        })
+    }
+
     fn teardown(&self) -> BoxFuture<'_, Result<Vec<RunMetric>, ClientError>> {
         Box::pin(async move {
             if !self.wl.cleanup {

@@ -201,6 +201,10 @@ impl Backend for Chroma {
         })
     }
 
+    fn version_endpoint(&self) -> Option<(String, &'static str, &'static str)> {
+        Some((format!("{}/api/v2/version", self.base), "", "chromadb"))
+    }
+
     fn drop_collection<'a>(
         &'a self,
         c: &'a reqwest::Client,

@@ -65,6 +65,10 @@ pub trait Backend: Send + Sync + 'static {
         ids: &'a [u64],
     ) -> BoxFuture<'a, Result<(), ReqError>>;
     fn drop_collection<'a>(&'a self, c: &'a Self::Conn) -> BoxFuture<'a, Result<(), ClientError>>;
+    /// `(url, JSON field, product)` of the server's version endpoint (`""` = the whole body).
+    fn version_endpoint(&self) -> Option<(String, &'static str, &'static str)> {
+        None
+    }
 }
 
 /// Row-major vectors of one dimension.
@@ -415,6 +419,18 @@ impl<B: Backend> Client for VectorClient<B> {
                 wl: self.wl.clone(),
                 state: self.state.clone(),
             }) as Box<dyn Worker>)
+        })
+    }
+
+    fn service_facts(&self) -> BoxFuture<'_, crate::runner::provenance::Facts> {
+        Box::pin(async move {
+            let Some((url, field, product)) = self.backend.version_endpoint() else {
+                return Default::default();
+            };
+            let http = reqwest::Client::new();
+            let mut f = super::util::http_version_facts(&http, &url, Some(field), &[]).await;
+            f.insert("service.product".into(), product.into());
+            f
         })
     }
 

@@ -249,6 +249,10 @@ impl Backend for Weaviate {
         })
     }
 
+    fn version_endpoint(&self) -> Option<(String, &'static str, &'static str)> {
+        Some((format!("{}/v1/meta", self.base), "version", "weaviate"))
+    }
+
     fn drop_collection<'a>(
         &'a self,
         c: &'a reqwest::Client,

@@ -1,0 +1,843 @@
+//! `factorybench doctor`: everything that can be checked on the login node before submitting,
+//! so that what would fail on the compute node hours later in the queue fails now.
+//!
+//! Each [`Check`] is one line: a status (ok / warn / fail), why, and how to fix it. Without a
+//! recipe the site is checked (container runtimes, SLURM, accounting, the binary, monitoring);
+//! with one, every service too (image, account / partition / QOS / GRES, GPU, ports, paths,
+//! free space). Nothing here prints: `commands::doctor` does.
+
+pub mod fs;
+pub mod sys;
+
+use crate::recipe::{Plan, Runtime, Service, ServiceKind, Workload};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// How a check came out. Ordered: the worst of a report is its maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+        }
+    }
+}
+
+/// One line of the doctor's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What was checked, e.g. `runtime`, `image[pg]`, `slurm.account[pg]`.
+    pub name: String,
+    pub status: Status,
+    /// What was found (and why it matters when not ok).
+    pub why: String,
+    /// How to fix it (absent when ok).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn ok(name: impl Into<String>, why: impl Into<String>) -> Check {
+        Check {
+            name: name.into(),
+            status: Status::Ok,
+            why: why.into(),
+            fix: None,
+        }
+    }
+    fn warn(name: impl Into<String>, why: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            name: name.into(),
+            status: Status::Warn,
+            why: why.into(),
+            fix: Some(fix.into()),
+        }
+    }
+    fn fail(name: impl Into<String>, why: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            name: name.into(),
+            status: Status::Fail,
+            why: why.into(),
+            fix: Some(fix.into()),
+        }
+    }
+}
+
+/// Every check, in order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub recipe: Option<PathBuf>,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// The worst status (ok for an empty report).
+    pub fn worst(&self) -> Status {
+        self.checks
+            .iter()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(Status::Ok)
+    }
+    pub fn count(&self, s: Status) -> usize {
+        self.checks.iter().filter(|c| c.status == s).count()
+    }
+}
+
+/// What the site offers, probed once: runtimes, SLURM, accounting.
+#[derive(Debug, Default)]
+pub struct Site {
+    pub apptainer: Option<String>,
+    pub podman: Option<String>,
+    /// `sinfo` answered: partition → (available, GRES of its nodes).
+    pub partitions: Option<Vec<sys::Partition>>,
+    /// Why sinfo did not answer.
+    pub slurm_error: Option<String>,
+    /// The user's associations (`sacctmgr show assoc`), when accounting answers.
+    pub associations: Option<Vec<sys::Assoc>>,
+    pub accounting_error: Option<String>,
+    /// QOS names that exist.
+    pub qos: Option<Vec<String>>,
+    pub user: String,
+}
+
+impl Site {
+    /// Probe this machine.
+    pub fn probe() -> Site {
+        let user = sys::user_name();
+        let apptainer = sys::version_of("apptainer").or_else(|| sys::version_of("singularity"));
+        let podman = sys::version_of("podman");
+        let (partitions, slurm_error) = match sys::partitions() {
+            Ok(p) => (Some(p), None),
+            Err(e) => (None, Some(e)),
+        };
+        let (associations, accounting_error) = match sys::associations(&user) {
+            Ok(a) => (Some(a), None),
+            Err(e) => (None, Some(e)),
+        };
+        let qos = sys::qos_names().ok();
+        Site {
+            apptainer,
+            podman,
+            partitions,
+            slurm_error,
+            associations,
+            accounting_error,
+            qos,
+            user,
+        }
+    }
+}
+
+/// Where a run pushes live metrics: already decided by the caller (flag, env, recipe, stack).
+#[derive(Debug, Clone)]
+pub struct Monitoring {
+    /// The Pushgateway URL and where it came from (`PUSHGATEWAY_URL`, the recipe, the stack).
+    pub pushgateway: Option<(String, &'static str)>,
+}
+
+/// Check the site only.
+pub fn check_site(site: &Site, monitoring: &Monitoring, binary: &Path) -> Vec<Check> {
+    let mut out = Vec::new();
+    out.push(match (&site.apptainer, &site.podman) {
+        (None, None) => Check::warn(
+            "runtime",
+            "neither apptainer (singularity) nor podman is on PATH: only `runtime: host` and \
+             `external` services can start",
+            "load the module that provides Apptainer (`module load Apptainer`) or install Podman",
+        ),
+        (a, p) => Check::ok(
+            "runtime",
+            [
+                a.as_ref().map(|v| format!("apptainer: {v}")),
+                p.as_ref().map(|v| format!("podman: {v}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; "),
+        ),
+    });
+    out.push(match (&site.partitions, &site.slurm_error) {
+        (Some(p), _) => Check::ok(
+            "slurm",
+            format!(
+                "sinfo answers: partitions {}",
+                p.iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        (None, e) => Check::warn(
+            "slurm",
+            format!(
+                "SLURM does not answer ({}): `submit` will fail; `run` works locally",
+                e.as_deref().unwrap_or("sinfo failed")
+            ),
+            "run doctor on the cluster's login node (or load the slurm module)",
+        ),
+    });
+    out.push(match (&site.associations, &site.accounting_error) {
+        (Some(a), _) if a.is_empty() => Check::fail(
+            "slurm.accounting",
+            format!("user {} has no SLURM account association", site.user),
+            "ask your project's PI or the support desk to add you to an account",
+        ),
+        (Some(a), _) => {
+            let mut accts: Vec<&str> = a.iter().map(|a| a.account.as_str()).collect();
+            accts.dedup();
+            Check::ok(
+                "slurm.accounting",
+                format!("user {} may charge: {}", site.user, accts.join(", ")),
+            )
+        }
+        (None, e) => Check::warn(
+            "slurm.accounting",
+            format!(
+                "accounting does not answer ({}): accounts and QOS cannot be verified here",
+                e.as_deref().unwrap_or("sacctmgr failed")
+            ),
+            "check them with your site's documentation (or `sacctmgr show assoc user=$USER`)",
+        ),
+    });
+    out.push(check_binary(binary));
+    out.push(check_monitoring(monitoring, site.partitions.is_some()));
+    out
+}
+
+fn check_binary(binary: &Path) -> Check {
+    let meta = std::fs::metadata(binary);
+    let exec = meta
+        .as_ref()
+        .is_ok_and(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0);
+    if !exec {
+        return Check::fail(
+            "binary",
+            format!(
+                "the jobs run {}, which is not an executable file",
+                binary.display()
+            ),
+            "install factorybench on a filesystem the compute nodes mount",
+        );
+    }
+    let fs = fs::fs_type(binary);
+    match fs {
+        Some(t) if !t.is_shared() => Check::warn(
+            "binary",
+            format!(
+                "the jobs run {} ({}), on {}, not a shared filesystem: compute nodes may not see it",
+                binary.display(),
+                crate::version_string(),
+                t.name()
+            ),
+            "install the binary under $HOME or the project directory (a shared filesystem)",
+        ),
+        _ => Check::ok(
+            "binary",
+            format!(
+                "the jobs run {} ({}{})",
+                binary.display(),
+                crate::version_string(),
+                fs.map(|t| format!(", {}", t.name())).unwrap_or_default()
+            ),
+        ),
+    }
+}
+
+fn check_monitoring(m: &Monitoring, under_slurm: bool) -> Check {
+    let Some((url, from)) = &m.pushgateway else {
+        return Check::warn(
+            "monitoring",
+            "no Pushgateway (no PUSHGATEWAY_URL, no global.pushgateway_url, no running \
+             `monitor up` stack): runs record to SQLite but push no live metrics",
+            "start the stack with `factorybench monitor up`",
+        );
+    };
+    let host = url_host(url);
+    if under_slurm && host.as_deref().is_some_and(is_loopback) {
+        return Check::warn(
+            "monitoring",
+            format!(
+                "the Pushgateway {url} (from {from}) is a loopback address: every compute node \
+                 would push to its own localhost"
+            ),
+            "use the node name or address of the monitoring job (`factorybench monitor up` \
+             prints it)",
+        );
+    }
+    match sys::http_reachable(url) {
+        Ok(()) => Check::ok(
+            "monitoring",
+            format!("Pushgateway {url} (from {from}) answers"),
+        ),
+        Err(e) => Check::fail(
+            "monitoring",
+            format!("the Pushgateway {url} (from {from}) does not answer: {e}"),
+            "start it (`factorybench monitor up`) or fix the URL",
+        ),
+    }
+}
+
+/// The host part of a URL.
+pub fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        hostport.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_string())
+}
+
+/// `localhost`, 127.0.0.0/8 or ::1.
+pub fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Check a recipe's services against the site.
+pub fn check_recipe(site: &Site, plan: &Plan) -> Vec<Check> {
+    let mut out = Vec::new();
+    for svc in &plan.services {
+        let n = &svc.name;
+        out.extend(check_image(site, svc));
+        out.extend(check_slurm(site, svc));
+        out.extend(check_gpu(svc));
+        out.extend(check_binds(svc));
+        out.extend(check_port(svc));
+        if let Workload::FileStorage(f) = &svc.workload {
+            out.push(check_dir(&format!("base_path[{n}]"), &f.base_path, true));
+            out.push(check_fs_meaning(n, &f.base_path));
+            let need = file_storage_bytes(svc);
+            out.push(check_space(&format!("space[{n}]"), &f.base_path, need));
+        }
+    }
+    // The campaign files: the metrics database and the campaign directory next to it.
+    let db = &plan.global.metrics_db;
+    let db_dir = db
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    out.push(check_dir("campaign_dir", db_dir, false));
+    let need: u64 = plan.services.iter().map(metrics_bytes).sum();
+    out.push(check_space("space[campaign]", db_dir, need));
+    out
+}
+
+fn check_image(site: &Site, svc: &Service) -> Vec<Check> {
+    let n = &svc.name;
+    let name = format!("image[{n}]");
+    let Some(image) = &svc.container_image else {
+        return Vec::new();
+    };
+    match svc.runtime {
+        Runtime::Apptainer => {
+            if site.apptainer.is_none() {
+                return vec![Check::fail(
+                    format!("runtime[{n}]"),
+                    "the service runs under Apptainer, which is not on PATH here",
+                    "`module load Apptainer` (compute nodes need it too), or `runtime: podman`",
+                )];
+            }
+            if let Some((scheme, _)) = image.split_once("://") {
+                return vec![Check::warn(
+                    name,
+                    format!(
+                        "{image} is pulled ({scheme}) when the job starts: not checked here, and \
+                         compute nodes often have no internet access"
+                    ),
+                    format!(
+                        "pull it once on the login node: `apptainer build /shared/images/{n}.sif {image}` and name the .sif"
+                    ),
+                )];
+            }
+            let p = Path::new(image);
+            match std::fs::File::open(p) {
+                Ok(_) => vec![Check::ok(name, format!("{image} is present and readable"))],
+                Err(e) => vec![Check::fail(
+                    name,
+                    format!("{image}: {e}"),
+                    "build the image (`apptainer build FILE.sif containers/KIND.def`) on a \
+                     shared filesystem, or fix the path",
+                )],
+            }
+        }
+        Runtime::Podman => {
+            if site.podman.is_none() {
+                return vec![Check::fail(
+                    format!("runtime[{n}]"),
+                    "the service runs under Podman, which is not on PATH here",
+                    "install Podman on the nodes, or `runtime: apptainer`",
+                )];
+            }
+            match sys::podman_image_exists(image) {
+                Ok(true) => vec![Check::ok(name, format!("{image} is present locally"))],
+                Ok(false) => vec![Check::fail(
+                    name,
+                    format!(
+                        "{image} is not present locally; the job starts it with `--pull never`"
+                    ),
+                    format!("`podman pull {image}` (or build it) on the node before submitting"),
+                )],
+                Err(e) => vec![Check::warn(
+                    name,
+                    format!("cannot ask podman about {image}: {e}"),
+                    "check `podman image exists IMAGE` by hand",
+                )],
+            }
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn check_slurm(site: &Site, svc: &Service) -> Vec<Check> {
+    let n = &svc.name;
+    let s = &svc.slurm;
+    let mut out = Vec::new();
+    let Some(parts) = &site.partitions else {
+        return out;
+    };
+    // Partition.
+    let part = match &s.partition {
+        Some(p) => match parts.iter().find(|x| &x.name == p) {
+            Some(x) if x.available => {
+                out.push(Check::ok(
+                    format!("slurm.partition[{n}]"),
+                    format!("{p} is up"),
+                ));
+                Some(x)
+            }
+            Some(_) => {
+                out.push(Check::warn(
+                    format!("slurm.partition[{n}]"),
+                    format!("partition {p} exists but is not up: jobs wait"),
+                    "pick another partition (`sinfo`)",
+                ));
+                parts.iter().find(|x| &x.name == p)
+            }
+            None => {
+                out.push(Check::fail(
+                    format!("slurm.partition[{n}]"),
+                    format!(
+                        "partition {p} does not exist here (partitions: {})",
+                        parts
+                            .iter()
+                            .map(|p| p.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    "set `slurm.partition` to one of them",
+                ));
+                None
+            }
+        },
+        None => parts.iter().find(|p| p.default),
+    };
+    // Account.
+    if let Some(assocs) = &site.associations {
+        match &s.account {
+            Some(a) => {
+                let mine: Vec<&sys::Assoc> = assocs.iter().filter(|x| &x.account == a).collect();
+                if mine.is_empty() {
+                    let mut known: Vec<&str> = assocs.iter().map(|x| x.account.as_str()).collect();
+                    known.dedup();
+                    out.push(Check::fail(
+                        format!("slurm.account[{n}]"),
+                        format!(
+                            "user {} may not charge account {a} (accounts: {})",
+                            site.user,
+                            if known.is_empty() {
+                                "none".into()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                        "set `slurm.account` (or `global.slurm.account`) to one of them",
+                    ));
+                } else {
+                    out.push(Check::ok(
+                        format!("slurm.account[{n}]"),
+                        format!("user {} may charge {a}", site.user),
+                    ));
+                    // QOS of that association.
+                    if let Some(q) = &s.qos {
+                        let allowed: Vec<&str> = mine
+                            .iter()
+                            .flat_map(|x| x.qos.iter().map(String::as_str))
+                            .collect();
+                        if !allowed.is_empty() && !allowed.contains(&q.as_str()) {
+                            out.push(Check::fail(
+                                format!("slurm.qos[{n}]"),
+                                format!(
+                                    "QOS {q} is not allowed for account {a} (allowed: {})",
+                                    allowed.join(", ")
+                                ),
+                                "set `slurm.qos` to an allowed one",
+                            ));
+                        } else {
+                            out.push(Check::ok(
+                                format!("slurm.qos[{n}]"),
+                                format!("QOS {q} allowed"),
+                            ));
+                        }
+                    }
+                }
+            }
+            None => {
+                if sys::accounts_enforced() {
+                    out.push(Check::fail(
+                        format!("slurm.account[{n}]"),
+                        "this cluster requires an account on every job and none is given",
+                        "set `global.slurm.account` (your project, e.g. p200981)",
+                    ));
+                }
+            }
+        }
+    } else if let Some(a) = &s.account {
+        out.push(Check::warn(
+            format!("slurm.account[{n}]"),
+            format!("account {a} cannot be verified: accounting does not answer"),
+            "check it with `sacctmgr show assoc user=$USER`",
+        ));
+    }
+    if let (Some(q), Some(all)) = (&s.qos, &site.qos) {
+        if !all.contains(q) {
+            out.push(Check::fail(
+                format!("slurm.qos[{n}]"),
+                format!("QOS {q} does not exist (QOS: {})", all.join(", ")),
+                "set `slurm.qos` to one of them",
+            ));
+        }
+    }
+    // GRES offered by the partition's nodes.
+    if let (Some(g), Some(p)) = (&s.gres, part) {
+        for want in g.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+            let kind = want.split(':').next().unwrap_or(want);
+            if p.gres
+                .iter()
+                .any(|have| have.split(':').next() == Some(kind))
+            {
+                out.push(Check::ok(
+                    format!("slurm.gres[{n}]"),
+                    format!("partition {} offers {kind} ({})", p.name, p.gres.join(",")),
+                ));
+            } else {
+                out.push(Check::fail(
+                    format!("slurm.gres[{n}]"),
+                    format!(
+                        "partition {} has no {kind} GRES (it offers: {})",
+                        p.name,
+                        if p.gres.is_empty() {
+                            "none".into()
+                        } else {
+                            p.gres.join(",")
+                        }
+                    ),
+                    "pick the GPU partition (`slurm.partition`) or drop the GRES",
+                ));
+            }
+        }
+    }
+    // Finally the controller's own verdict on the whole request.
+    let args = sys::sbatch_test_args(s);
+    match sys::sbatch_test_only(&args) {
+        Ok(()) => out.push(Check::ok(
+            format!("slurm.submit[{n}]"),
+            "sbatch --test-only accepts the request",
+        )),
+        Err(e) => out.push(Check::fail(
+            format!("slurm.submit[{n}]"),
+            format!("sbatch --test-only {} refuses it: {e}", args.join(" ")),
+            "fix the service's `slurm:` block",
+        )),
+    }
+    out
+}
+
+/// Bind sources must exist on the shared filesystem; Triton needs its model repository bound.
+fn check_binds(svc: &Service) -> Vec<Check> {
+    let n = &svc.name;
+    let mut out = Vec::new();
+    if !matches!(svc.runtime, Runtime::Apptainer | Runtime::Podman) {
+        return out;
+    }
+    for b in &svc.container.binds {
+        if !Path::new(&b.src).exists() {
+            out.push(Check::fail(
+                format!("bind[{n}]"),
+                format!(
+                    "bind source {} does not exist: the container cannot start",
+                    b.src
+                ),
+                "create it on the shared filesystem or fix `binds`",
+            ));
+        }
+    }
+    if svc.kind == ServiceKind::Triton {
+        let repo = crate::recipe::decode::triton_model_repository(&svc.container.extra_args);
+        let bound = svc
+            .container
+            .binds
+            .iter()
+            .any(|b| crate::recipe::decode::bind_covers(&b.dst, &repo));
+        out.push(if bound {
+            Check::ok(
+                format!("models[{n}]"),
+                format!("model repository {repo} is bound"),
+            )
+        } else {
+            Check::fail(
+                format!("models[{n}]"),
+                format!("Triton's model repository {repo} is not bound: the server cannot start"),
+                format!("add `binds: [\"/path/to/model_repository:{repo}:ro\"]`"),
+            )
+        });
+    }
+    out
+}
+
+/// Kinds that cannot serve without a GPU when factorybench starts them.
+fn needs_gpu(svc: &Service) -> bool {
+    matches!(svc.kind, ServiceKind::Vllm | ServiceKind::Triton) && svc.runtime != Runtime::External
+}
+
+fn check_gpu(svc: &Service) -> Option<Check> {
+    let n = &svc.name;
+    if needs_gpu(svc) && !svc.wants_gpu() {
+        return Some(Check::fail(
+            format!("gpu[{n}]"),
+            format!("{} needs a GPU, and the job requests none", svc.kind),
+            "add `slurm: {gres: \"gpu:1\"}` (and a GPU partition)",
+        ));
+    }
+    if svc.kind == ServiceKind::Ollama && svc.runtime != Runtime::External && !svc.wants_gpu() {
+        return Some(Check::warn(
+            format!("gpu[{n}]"),
+            "ollama without a GPU runs on the CPU: tokens/s will not be representative",
+            "add `slurm: {gres: \"gpu:1\"}`",
+        ));
+    }
+    svc.wants_gpu()
+        .then(|| Check::ok(format!("gpu[{n}]"), "a GPU is requested"))
+}
+
+fn check_port(svc: &Service) -> Option<Check> {
+    let port = svc.endpoint.port?;
+    let n = &svc.name;
+    if svc.runtime == Runtime::External {
+        // The service must already run: is it reachable from here?
+        let addr = format!("{}:{port}", svc.endpoint.host);
+        return Some(match sys::tcp_reachable(&addr) {
+            Ok(()) => Check::ok(format!("port[{n}]"), format!("{addr} accepts connections")),
+            Err(e) => Check::warn(
+                format!("port[{n}]"),
+                format!("{addr} does not accept connections from here ({e}); the service must run when the job starts"),
+                "start the service, or check it from a compute node",
+            ),
+        });
+    }
+    if port < 1024 {
+        return Some(Check::fail(
+            format!("port[{n}]"),
+            format!("port {port} is privileged: an unprivileged service cannot bind it"),
+            "use a port above 1024",
+        ));
+    }
+    Some(match std::net::TcpListener::bind(("127.0.0.1", port)) {
+        Ok(_) => Check::ok(format!("port[{n}]"), format!("port {port} is free here")),
+        Err(e) => Check::warn(
+            format!("port[{n}]"),
+            format!("port {port} is taken on this machine ({e}); if nodes are shared the service may not bind it"),
+            "pick another `port`",
+        ),
+    })
+}
+
+/// A directory the job writes: writable (created when missing)?
+fn check_dir(name: &str, dir: &Path, create: bool) -> Check {
+    match fs::probe_writable(dir, create) {
+        Ok(fs::Writable::Yes) => Check::ok(name, format!("{} is writable", dir.display())),
+        Ok(fs::Writable::WillCreate(parent)) => Check::ok(
+            name,
+            format!(
+                "{} will be created under {}",
+                dir.display(),
+                parent.display()
+            ),
+        ),
+        Err(e) => Check::fail(
+            name,
+            format!("{} is not writable: {e}", dir.display()),
+            "choose a directory you own on the shared filesystem (project or scratch)",
+        ),
+    }
+}
+
+/// What the filesystem under a storage benchmark's base_path means for its numbers.
+fn check_fs_meaning(svc: &str, dir: &Path) -> Check {
+    let name = format!("filesystem[{svc}]");
+    match fs::fs_type(dir) {
+        None => Check::warn(
+            name,
+            format!("cannot tell the filesystem of {}", dir.display()),
+            "check `df -T`",
+        ),
+        Some(t) => {
+            let meaning = t.meaning();
+            if t.is_shared() {
+                Check::ok(name, format!("{}: {} — {meaning}", dir.display(), t.name()))
+            } else {
+                Check::warn(
+                    name,
+                    format!("{}: {} — {meaning}", dir.display(), t.name()),
+                    "point base_path at the parallel filesystem (e.g. /project/scratch) to measure it",
+                )
+            }
+        }
+    }
+}
+
+fn check_space(name: &str, dir: &Path, need_bytes: u64) -> Check {
+    match fs::free_bytes(dir) {
+        None => Check::warn(
+            name,
+            format!("cannot tell the free space of {}", dir.display()),
+            "check `df -h`",
+        ),
+        Some(free) if free < need_bytes => Check::fail(
+            name,
+            format!(
+                "{} has {} free, the campaign needs about {}",
+                dir.display(),
+                human(free),
+                human(need_bytes)
+            ),
+            "free space or choose another directory",
+        ),
+        Some(free) if free < need_bytes.saturating_mul(2) => Check::warn(
+            name,
+            format!(
+                "{} has {} free, the campaign needs about {}",
+                dir.display(),
+                human(free),
+                human(need_bytes)
+            ),
+            "leave headroom: free space or choose another directory",
+        ),
+        Some(free) => Check::ok(
+            name,
+            format!("{} free, about {} needed", human(free), human(need_bytes)),
+        ),
+    }
+}
+
+fn human(b: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.1} {}", U[i])
+}
+
+/// Requests a service will make (a bound: `requests`, else rate × clients × duration; a closed
+/// loop is estimated at 1000 requests per client-second).
+fn expected_requests(svc: &Service) -> u64 {
+    let l = &svc.load;
+    if let Some(r) = l.requests {
+        return r;
+    }
+    let rate = if l.target_rate_per_client_per_s > 0.0 {
+        l.target_rate_per_client_per_s
+    } else {
+        1000.0
+    };
+    (rate * f64::from(l.clients) * (l.duration_s + l.warmup_s)).ceil() as u64
+}
+
+/// About 300 bytes per recorded request in the campaign file, plus 1 MiB.
+fn metrics_bytes(svc: &Service) -> u64 {
+    expected_requests(svc).saturating_mul(300) + (1 << 20)
+}
+
+/// A file storage benchmark's working set: working_set_files per size class.
+fn file_storage_bytes(svc: &Service) -> u64 {
+    let Workload::FileStorage(f) = &svc.workload else {
+        return 0;
+    };
+    let per_class: u64 = f.file_sizes.weights.iter().map(|(b, _)| *b).sum();
+    per_class.saturating_mul(u64::from(f.working_set_files.max(1)))
+}
+
+/// The Pushgateway a run will push to, with its source, in the stated precedence:
+/// `PUSHGATEWAY_URL` > `global.pushgateway_url` > the running `monitor up` stack.
+pub fn pushgateway(plan: Option<&Plan>, state_dir: &Path) -> Option<(String, &'static str)> {
+    crate::monitor::stack::pushgateway_with_source(
+        plan.and_then(|p| p.global.pushgateway_url.as_deref()),
+        state_dir,
+    )
+}
+
+/// Run every check: the site, then the recipe's services when given.
+pub fn diagnose(plan: Option<&Plan>, state_dir: &Path, binary: &Path) -> Report {
+    let site = Site::probe();
+    let monitoring = Monitoring {
+        pushgateway: pushgateway(plan, state_dir),
+    };
+    let mut checks = check_site(&site, &monitoring, binary);
+    if let Some(p) = plan {
+        // A runtime the recipe needs must exist: make a missing one a failure.
+        let needs = |r: Runtime| p.services.iter().any(|s| s.runtime == r);
+        if site.apptainer.is_none()
+            && site.podman.is_none()
+            && (needs(Runtime::Apptainer) || needs(Runtime::Podman))
+        {
+            checks[0].status = Status::Fail;
+        }
+        checks.extend(check_recipe(&site, p));
+    }
+    Report {
+        recipe: plan.map(|p| p.source_path.clone()),
+        checks,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        assert!(is_loopback("localhost"));
+        assert!(is_loopback("127.0.0.2"));
+        assert!(is_loopback("::1"));
+        assert!(!is_loopback("mel0001"));
+        assert_eq!(url_host("http://[::1]:9091/x").as_deref(), Some("::1"));
+    }
+
+    #[test]
+    fn worst_of_a_report() {
+        let r = Report {
+            recipe: None,
+            checks: vec![Check::ok("a", "x"), Check::warn("b", "y", "z")],
+        };
+        assert_eq!(r.worst(), Status::Warn);
+        assert_eq!(human(1536), "1.5 KiB");
+    }
+}

@@ -1,0 +1,460 @@
+//! The lean HTTP/1.1 path for plain `http://` (what wrk does per request): the request is
+//! serialized once at setup and written with one `write`; the response is read into a buffer
+//! the worker keeps and parsed in place (`httparse`), the body counted and dropped (length,
+//! chunked, or until close). No allocation, no header map, no channel or task hand-off per
+//! request — hyper's client does all of those.
+//!
+//! Keep-alive as the hyper path does it: before a request goes out on a kept connection, a
+//! non-blocking `MSG_PEEK` tells whether the server closed it while it sat idle (a keep-alive
+//! timeout); then a new connection is opened inside the timed request. A kept connection that
+//! fails before any response byte (the close raced the request) is retried once on a new
+//! connection when the request is idempotent or the write itself failed.
+
+use super::http::{classify_io, status_outcome, Target};
+use crate::runner::client::{BoxFuture, ErrorClass, Outcome, RequestCtx, Worker};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Read buffer per connection (a response head must fit in it).
+const BUF_BYTES: usize = 64 * 1024;
+const MAX_HEADERS: usize = 64;
+
+/// The request bytes, built once.
+pub(crate) fn serialize_request(t: &Target) -> Vec<u8> {
+    let mut w = Vec::with_capacity(256 + t.body.len());
+    w.extend_from_slice(t.method.as_str().as_bytes());
+    w.push(b' ');
+    w.extend_from_slice(t.path_and_query.as_bytes());
+    w.extend_from_slice(b" HTTP/1.1\r\n");
+    let has = |name: &str| t.headers.iter().any(|(k, _)| k.as_str() == name);
+    if !has("host") {
+        w.extend_from_slice(b"host: ");
+        w.extend_from_slice(t.host_header.as_bytes());
+        w.extend_from_slice(b"\r\n");
+    }
+    for (k, v) in &t.headers {
+        w.extend_from_slice(k.as_str().as_bytes());
+        w.extend_from_slice(b": ");
+        w.extend_from_slice(v.as_bytes());
+        w.extend_from_slice(b"\r\n");
+    }
+    let body_method = matches!(t.method.as_str(), "POST" | "PUT" | "PATCH");
+    if !has("content-length") && (!t.body.is_empty() || body_method) {
+        w.extend_from_slice(format!("content-length: {}\r\n", t.body.len()).as_bytes());
+    }
+    w.extend_from_slice(b"\r\n");
+    w.extend_from_slice(&t.body);
+    w
+}
+
+pub(crate) struct LeanWorker {
+    t: Arc<Target>,
+    stream: Option<TcpStream>,
+    buf: Box<[u8]>,
+}
+
+/// Why a response could not be read.
+enum ReadError {
+    /// The connection ended (or was reset) before any byte of a response.
+    ClosedBeforeResponse(String),
+    Io(String),
+    Protocol(String),
+}
+
+/// Whether a kept connection is still open: `recv(MSG_PEEK | MSG_DONTWAIT)` says EOF (0), an
+/// error, or unexpected bytes (all: not reusable), or would block (open and quiet).
+fn still_open(s: &TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    // SAFETY: a valid fd and a 1-byte buffer we own.
+    let n = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && {
+        let e = std::io::Error::last_os_error();
+        e.kind() == std::io::ErrorKind::WouldBlock
+    }
+}
+
+pub(crate) async fn connect(t: &Target) -> Result<TcpStream, (ErrorClass, String)> {
+    let s = TcpStream::connect(&t.authority)
+        .await
+        .map_err(|e| (classify_io(&e), format!("connect {}: {e}", t.authority)))?;
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
+
+impl LeanWorker {
+    pub(crate) fn new(t: Arc<Target>, stream: TcpStream) -> LeanWorker {
+        LeanWorker {
+            t,
+            stream: Some(stream),
+            buf: vec![0u8; BUF_BYTES].into_boxed_slice(),
+        }
+    }
+}
+
+/// Parse a chunk-size line at `buf[pos..end]`: `Some((size, line_len))` when complete.
+fn chunk_size(line: &[u8]) -> Result<Option<(u64, usize)>, String> {
+    let Some(nl) = line.iter().position(|&b| b == b'\n') else {
+        return Ok(None);
+    };
+    let text = &line[..nl];
+    let hex_end = text
+        .iter()
+        .position(|b| !b.is_ascii_hexdigit())
+        .unwrap_or(text.len());
+    if hex_end == 0 || hex_end > 15 {
+        return Err("bad chunk size line".into());
+    }
+    let size = u64::from_str_radix(std::str::from_utf8(&text[..hex_end]).unwrap_or("x"), 16)
+        .map_err(|_| "bad chunk size".to_string())?;
+    Ok(Some((size, nl + 1)))
+}
+
+/// Read one response on `s`; returns (status, body bytes, keep-alive).
+async fn read_response(
+    s: &mut TcpStream,
+    buf: &mut [u8],
+    ctx: &mut RequestCtx<'_>,
+    head_request: bool,
+) -> Result<(u16, u64, bool), ReadError> {
+    let mut end = 0usize;
+    // Head.
+    let mut need_read = true;
+    let (status, head_len, body, keep) = loop {
+        if need_read {
+            let n = s.read(&mut buf[end..]).await.map_err(|e| {
+                if end == 0 {
+                    ReadError::ClosedBeforeResponse(e.to_string())
+                } else {
+                    ReadError::Io(e.to_string())
+                }
+            })?;
+            if n == 0 {
+                return Err(if end == 0 {
+                    ReadError::ClosedBeforeResponse("connection closed before any response".into())
+                } else {
+                    ReadError::Io("connection closed inside the response head".into())
+                });
+            }
+            end += n;
+        }
+        need_read = true;
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(&buf[..end]) {
+            Ok(httparse::Status::Complete(len)) => {
+                let status = resp.code.unwrap_or(0);
+                let mut keep = resp.version == Some(1);
+                let mut length = None;
+                let mut chunked = false;
+                for h in resp.headers.iter() {
+                    if h.name.eq_ignore_ascii_case("content-length") {
+                        length = std::str::from_utf8(h.value)
+                            .ok()
+                            .and_then(|v| v.trim().parse::<u64>().ok());
+                        if length.is_none() {
+                            return Err(ReadError::Protocol("bad content-length".into()));
+                        }
+                    } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                        chunked = h
+                            .value
+                            .rsplit(|&b| b == b',')
+                            .next()
+                            .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+                    } else if h.name.eq_ignore_ascii_case("connection") {
+                        if h.value.eq_ignore_ascii_case(b"close") {
+                            keep = false;
+                        } else if h.value.eq_ignore_ascii_case(b"keep-alive") {
+                            keep = true;
+                        }
+                    }
+                }
+                let no_body = head_request || status == 204 || status == 304 || status < 200;
+                let body = if no_body {
+                    Body::Length(0)
+                } else if chunked {
+                    Body::Chunked
+                } else if let Some(l) = length {
+                    Body::Length(l)
+                } else {
+                    keep = false;
+                    Body::UntilClose
+                };
+                if status < 200 && status != 101 {
+                    // An interim response (100 Continue): drop it and read the final one.
+                    buf.copy_within(len..end, 0);
+                    end -= len;
+                    need_read = end == 0;
+                    continue;
+                }
+                break (status, len, body, keep);
+            }
+            Ok(httparse::Status::Partial) => {
+                if end == buf.len() {
+                    return Err(ReadError::Protocol(format!(
+                        "response head larger than {BUF_BYTES} bytes"
+                    )));
+                }
+            }
+            Err(e) => return Err(ReadError::Protocol(format!("bad response head: {e}"))),
+        }
+    };
+    ctx.mark_first_byte();
+    let io = |e: std::io::Error| ReadError::Io(format!("reading body: {e}"));
+    let eof = || ReadError::Io("connection closed inside the body".into());
+    let mut have = end - head_len; // body bytes already in buf[head_len..end]
+    match body {
+        Body::Length(l) => {
+            let mut got = have as u64;
+            while got < l {
+                let n = s.read(buf).await.map_err(io)?;
+                if n == 0 {
+                    return Err(eof());
+                }
+                got += n as u64;
+            }
+            if got > l {
+                return Err(ReadError::Protocol("bytes after the response body".into()));
+            }
+            Ok((status, l, keep))
+        }
+        Body::UntilClose => {
+            let mut got = have as u64;
+            loop {
+                let n = s.read(buf).await.map_err(io)?;
+                if n == 0 {
+                    return Ok((status, got, false));
+                }
+                got += n as u64;
+            }
+        }
+        Body::Chunked => {
+            // Move what follows the head to the front; decode in place, refilling as needed.
+            buf.copy_within(head_len..end, 0);
+            let mut pos = 0usize;
+            let mut total = 0u64;
+            loop {
+                // A size line.
+                let (size, line) = loop {
+                    if let Some(x) = chunk_size(&buf[pos..have]).map_err(ReadError::Protocol)? {
+                        break x;
+                    }
+                    if pos > 0 {
+                        buf.copy_within(pos..have, 0);
+                        have -= pos;
+                        pos = 0;
+                    }
+                    if have == buf.len() {
+                        return Err(ReadError::Protocol("chunk size line too long".into()));
+                    }
+                    let n = s.read(&mut buf[have..]).await.map_err(io)?;
+                    if n == 0 {
+                        return Err(eof());
+                    }
+                    have += n;
+                };
+                pos += line;
+                if size == 0 {
+                    // Trailers until an empty line.
+                    loop {
+                        if let Some(nl) = buf[pos..have].iter().position(|&b| b == b'\n') {
+                            let empty = nl == 0 || (nl == 1 && buf[pos] == b'\r');
+                            pos += nl + 1;
+                            if empty {
+                                return Ok((status, total, keep));
+                            }
+                            continue;
+                        }
+                        buf.copy_within(pos..have, 0);
+                        have -= pos;
+                        pos = 0;
+                        if have == buf.len() {
+                            return Err(ReadError::Protocol("trailer too long".into()));
+                        }
+                        let n = s.read(&mut buf[have..]).await.map_err(io)?;
+                        if n == 0 {
+                            return Err(eof());
+                        }
+                        have += n;
+                    }
+                }
+                total += size;
+                // Skip `size` data bytes and the CRLF after them.
+                let mut skip = size + 2;
+                loop {
+                    let avail = (have - pos) as u64;
+                    if avail >= skip {
+                        pos += skip as usize;
+                        break;
+                    }
+                    skip -= avail;
+                    pos = 0;
+                    have = s.read(buf).await.map_err(io)?;
+                    if have == 0 {
+                        return Err(eof());
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum Body {
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+impl Worker for LeanWorker {
+    fn request<'a>(&'a mut self, ctx: &'a mut RequestCtx<'_>) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let t = self.t.clone();
+            let op = t.op;
+            let head_request = t.method == hyper::Method::HEAD;
+            let mut retried = false;
+            loop {
+                let kept = self.stream.take().filter(still_open);
+                let reused = kept.is_some();
+                let mut s = match kept {
+                    Some(s) => s,
+                    None => match connect(&t).await {
+                        Ok(s) => s,
+                        Err((class, m)) => return Outcome::err(op, class, m),
+                    },
+                };
+                if let Err(e) = s.write_all(&t.wire).await {
+                    if reused && !retried {
+                        retried = true;
+                        continue;
+                    }
+                    return Outcome::err(
+                        op,
+                        classify_io(&e),
+                        format!("{} {}: writing the request: {e}", t.method, t.uri),
+                    );
+                }
+                match read_response(&mut s, &mut self.buf, ctx, head_request).await {
+                    Ok((status, n, keep)) => {
+                        if keep {
+                            self.stream = Some(s);
+                        }
+                        let mut o = Outcome::ok(op);
+                        o.bytes_sent = t.body.len() as u64;
+                        o.size_bytes = t.body.len() as u64;
+                        o.bytes_received = n;
+                        return status_outcome(&t, o, status);
+                    }
+                    Err(ReadError::ClosedBeforeResponse(m)) => {
+                        if reused && !retried && t.method.is_idempotent() {
+                            retried = true;
+                            continue;
+                        }
+                        return Outcome::err(
+                            op,
+                            ErrorClass::Io,
+                            format!("{} {}: connection closed: {m}", t.method, t.uri),
+                        );
+                    }
+                    Err(ReadError::Io(m)) => {
+                        return Outcome::err(
+                            op,
+                            ErrorClass::Io,
+                            format!("{} {}: {m}", t.method, t.uri),
+                        )
+                    }
+                    Err(ReadError::Protocol(m)) => {
+                        return Outcome::err(
+                            op,
+                            ErrorClass::Protocol,
+                            format!("{} {}: {m}", t.method, t.uri),
+                        )
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::clock::Clock;
+    use crate::runner::rng::Rng;
+    use tokio::io::AsyncWriteExt;
+
+    /// Chunked bodies split across reads, a content-length body and a close-delimited body, on
+    /// one kept connection (the first two) and a closed one (the third).
+    #[tokio::test]
+    async fn chunked_length_and_close_delimited_bodies() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut c, _) = l.accept().await.unwrap();
+            let mut b = [0u8; 4096];
+            let _ = c.read(&mut b).await.unwrap();
+            for part in [
+                &b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel"[..],
+                b"lo\r\n1",
+                b"0\r\n0123456789abcdef\r\n0\r\nx-trailer: 1\r\n\r\n",
+            ] {
+                c.write_all(part).await.unwrap();
+                c.flush().await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            let _ = c.read(&mut b).await.unwrap();
+            c.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 3\r\n\r\nabc")
+                .await
+                .unwrap();
+            let _ = c.read(&mut b).await.unwrap();
+            c.write_all(b"HTTP/1.0 200 OK\r\n\r\nuntil close")
+                .await
+                .unwrap();
+        });
+        let client = super::super::http::HttpClient::for_test(&format!("http://{addr}/x"));
+        let t = client.target();
+        let s = connect(&t).await.unwrap();
+        let mut w = LeanWorker::new(t, s);
+        let clock = Clock::new();
+        let mut rng = Rng::new(1);
+        let mut ctx = RequestCtx {
+            worker: 0,
+            seq: 0,
+            rng: &mut rng,
+            clock: &clock,
+            first_byte_ns: None,
+        };
+        let o = w.request(&mut ctx).await;
+        assert_eq!(
+            (o.error, o.http_status, o.bytes_received),
+            (None, Some(200), 21)
+        );
+        assert!(w.stream.is_some(), "kept alive");
+        let o = w.request(&mut ctx).await;
+        assert_eq!(o.http_status, Some(404));
+        assert_eq!(o.bytes_received, 3);
+        assert_eq!(o.error, Some(ErrorClass::HttpStatus));
+        let o = w.request(&mut ctx).await;
+        assert_eq!((o.error, o.bytes_received), (None, 11));
+        assert!(
+            w.stream.is_none(),
+            "HTTP/1.0 without keep-alive is not kept"
+        );
+        server.await.unwrap();
+    }
+
+    #[test]
+    fn chunk_size_lines() {
+        assert_eq!(chunk_size(b"1a\r\nxx").unwrap(), Some((26, 4)));
+        assert_eq!(chunk_size(b"0;ext=1\r\n").unwrap(), Some((0, 9)));
+        assert_eq!(chunk_size(b"1a").unwrap(), None);
+        assert!(chunk_size(b"zz\r\n").is_err());
+    }
+}

@@ -1,0 +1,87 @@
+//! Shared helpers for integration tests.
+//!
+//! Real servers are started by `scripts/test-env.sh`, which writes `$FB_TEST_STATE/<c>.env`
+//! files (default `/tmp/factorybench-test`). A test that needs a server calls [`server`]: when
+//! the server is not running the test is skipped with a message, unless
+//! `FB_REQUIRE_SERVERS=1` (set by `.ci/run`), in which case it fails.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("FB_TEST_STATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/factorybench-test"))
+}
+
+/// Variables of `$FB_TEST_STATE/<component>.env`, overridden by the process environment.
+pub fn component_env(component: &str) -> Option<HashMap<String, String>> {
+    let text = std::fs::read_to_string(state_dir().join(format!("{component}.env"))).ok()?;
+    let mut map = HashMap::new();
+    for line in text.lines() {
+        if let Some((k, v)) = line.split_once('=') {
+            let v = std::env::var(k).unwrap_or_else(|_| v.to_string());
+            map.insert(k.to_string(), v);
+        }
+    }
+    Some(map)
+}
+
+/// The env of a running component, or `None` (test skipped) when it is not running.
+/// Panics instead of skipping when `FB_REQUIRE_SERVERS=1`.
+pub fn server(component: &str) -> Option<HashMap<String, String>> {
+    match component_env(component) {
+        Some(env) => Some(env),
+        None => {
+            if std::env::var("FB_REQUIRE_SERVERS").as_deref() == Ok("1") {
+                panic!("{component} is required (FB_REQUIRE_SERVERS=1) but scripts/start-{component}.sh has not run");
+            }
+            eprintln!("SKIPPED: {component} is not running (run scripts/test-env.sh)");
+            None
+        }
+    }
+}
+
+/// The factorybench binary under test.
+pub fn bin() -> assert_cmd::Command {
+    assert_cmd::Command::cargo_bin("factorybench").expect("binary built")
+}
+
+/// The real LLM test server answers one request at a time and takes both cores: every test that
+/// drives it (tests/it/llm.rs, llm_run.rs, monitor_live_run.rs) holds this lock, so client-side
+/// timings never include queueing behind another test's requests.
+pub fn real_llm_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A `run` that worked: exit 0, or exit 5 only because its load generator fell behind its
+/// schedule on a loaded test machine (the `generator_saturated` gate, with the rate gate it
+/// drags along) — never for errors, too few requests, a partial or a failed run.
+pub fn assert_run_ok(out: &std::process::Output) {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match out.status.code() {
+        Some(0) => {}
+        Some(5) => {
+            assert!(
+                text.contains("generator saturated: generator lag p99"),
+                "exit 5 for another reason than generator saturation:\n{text}"
+            );
+            for other in [
+                "above threshold",
+                "too few requests",
+                "partial run",
+                "run failed",
+            ] {
+                assert!(!text.contains(other), "invalid ({other}):\n{text}");
+            }
+            eprintln!("note: the load generator fell behind on this machine (exit 5 accepted)");
+        }
+        c => panic!("run exited {c:?}:\n{text}"),
+    }
+}

@@ -1,0 +1,212 @@
+//! Vector-DB clients: ChromaDB against the real server of scripts/start-chroma.sh; Weaviate
+//! against the protocol fixture in `weaviate_fixture` (no Weaviate server installs here);
+//! Faiss without the cargo feature.
+
+use crate::common;
+use crate::data_common;
+use crate::weaviate_fixture;
+
+use data_common::*;
+use factorybench::runner::client::ErrorClass;
+
+fn recipe(backend: &str, url: &str, extra: &str) -> String {
+    format!(
+        r#"
+benchmark: {{name: vec-test}}
+services:
+  - service_name: vec
+    service_type: vectordb
+    runtime: external
+    backend: {backend}
+    service_url: "{url}"
+    client_count: 2
+    requests_per_second: 0
+    arrival: closed
+    duration: 5
+    timeout: 20
+{extra}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chroma_mix_and_recall() {
+    let Some(env) = common::server("chroma") else {
+        return;
+    };
+    let base = &env["FB_TEST_CHROMA_URL"];
+    let coll = format!("fb_test_{}", std::process::id());
+    let c = client(&recipe(
+        "chromadb",
+        base,
+        &format!(
+            "    collection_name: {coll}\n    dimension: 32\n    dataset_size: 1500\n    recall_queries: 40\n    search_k: 10\n    batch_size: 5\n    operation_mix: {{insert: 0.2, search: 0.6, update: 0.1, delete: 0.1}}"
+        ),
+    ));
+    c.setup().await.unwrap();
+    let recs = drive(&c, 2, 60, 11).await;
+    assert!(errors(&recs).is_empty(), "{:?}", errors(&recs).first());
+    for op in ["insert", "search", "update", "delete"] {
+        assert!(count(&recs, op) > 0, "no {op}");
+    }
+    let metrics = c.teardown().await.unwrap();
+    let r = metric(&metrics, "recall_at_k").expect("recall_at_k");
+    eprintln!("chroma recall@10 = {r}");
+    assert!((0.8..=1.0).contains(&r), "recall {r}");
+    assert_eq!(metric(&metrics, "recall_k"), Some(10.0));
+    let st = reqwest::get(format!(
+        "{base}/api/v2/tenants/default_tenant/databases/default_database/collections/{coll}"
+    ))
+    .await
+    .unwrap()
+    .status();
+    assert_eq!(st.as_u16(), 404, "collection not dropped");
+}
+
+#[tokio::test]
+async fn chroma_file_vectors_and_bad_dimension() {
+    let Some(env) = common::server("chroma") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("v.jsonl");
+    let mut s = String::new();
+    for i in 0..300 {
+        let a = i as f32 * 0.01;
+        s.push_str(&format!("[{}, {}, {}, 1.0]\n", a.sin(), a.cos(), a * 0.1));
+    }
+    std::fs::write(&p, s).unwrap();
+    let coll = format!("fb_test_file_{}", std::process::id());
+    let c = client(&recipe(
+        "chromadb",
+        &env["FB_TEST_CHROMA_URL"],
+        &format!(
+            "    collection_name: {coll}\n    dimension: 4\n    dataset_size: 200\n    recall_queries: 20\n    search_k: 5\n    vectors: \"{}\"\n    operation_mix: {{search: 1}}",
+            p.display()
+        ),
+    ));
+    c.setup().await.unwrap();
+    let recs = drive(&c, 1, 10, 1).await;
+    assert!(errors(&recs).is_empty());
+    let m = c.teardown().await.unwrap();
+    assert!(metric(&m, "recall_at_k").unwrap() > 0.5);
+
+    let c = client(&recipe(
+        "chromadb",
+        &env["FB_TEST_CHROMA_URL"],
+        &format!("    dimension: 8\n    vectors: \"{}\"", p.display()),
+    ));
+    let e = c.setup().await.unwrap_err();
+    assert!(e.message.contains("4-dimensional"), "{e}");
+}
+
+#[tokio::test]
+async fn chroma_down_at_start() {
+    let e = client(&recipe(
+        "chromadb",
+        &format!("http://127.0.0.1:{}", dead_port()),
+        "",
+    ))
+    .setup()
+    .await
+    .unwrap_err();
+    assert_eq!(e.class, ErrorClass::Connect, "{e}");
+    assert!(e.message.contains("is ChromaDB running?"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weaviate_against_protocol_fixture() {
+    let fx = weaviate_fixture::start().await;
+    let c = client(&recipe(
+        "weaviate",
+        &fx.url,
+        "    collection_name: fb_bench\n    dimension: 16\n    dataset_size: 800\n    recall_queries: 30\n    search_k: 5\n    batch_size: 4\n    operation_mix: {insert: 0.2, search: 0.6, update: 0.1, delete: 0.1}",
+    ));
+    c.setup().await.unwrap();
+    let recs = drive(&c, 2, 50, 5).await;
+    assert!(errors(&recs).is_empty(), "{:?}", errors(&recs).first());
+    let m = c.teardown().await.unwrap();
+    // The fixture searches exactly: recall must be 1.
+    assert_eq!(metric(&m, "recall_at_k"), Some(1.0));
+    let log = fx.log();
+    for want in [
+        "GET /v1/.well-known/ready",
+        "POST /v1/schema",
+        "POST /v1/batch/objects",
+        "POST /v1/graphql",
+        "DELETE /v1/batch/objects",
+        "DELETE /v1/schema/Fb_bench",
+    ] {
+        assert!(log.iter().any(|l| l == want), "no {want} in {log:?}");
+    }
+    assert!(fx.classes().is_empty(), "class not dropped");
+
+    // The fixture rejects a wrong dimension like Weaviate does (batch object error).
+    fx.set_fail_batches(true);
+    let c = client(&recipe(
+        "weaviate",
+        &fx.url,
+        "    collection_name: fb_bench\n    dimension: 16\n    dataset_size: 10",
+    ));
+    let e = c.setup().await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Validation, "{e}");
+}
+
+/// Issue 14: a binary without the `faiss` feature refuses a Faiss service at validation (with
+/// the location), not at run time on the compute node.
+#[test]
+fn faiss_without_the_feature_is_refused_by_validate() {
+    if cfg!(feature = "faiss") {
+        return;
+    }
+    let e = factorybench::recipe::parse_str(
+        &recipe("faiss", "http://127.0.0.1:1", ""),
+        std::path::Path::new("t.yml"),
+    )
+    .err()
+    .unwrap_or_else(|| panic!("refused"));
+    let msg = e.to_string();
+    assert!(
+        msg.contains("built without Faiss (cargo feature `faiss`)"),
+        "{msg}"
+    );
+    assert!(msg.contains("services[0].backend"), "{msg}");
+}
+
+/// Real Faiss (needs `scripts/build-faiss-c.sh` and `--features faiss`): exact flat index has
+/// recall 1; HNSW32 high recall; HNSW cannot delete.
+#[cfg(feature = "faiss")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faiss_flat_and_hnsw() {
+    let c = client(&recipe(
+        "faiss",
+        "http://127.0.0.1:1",
+        "    dimension: 32\n    dataset_size: 2000\n    recall_queries: 50\n    search_k: 10\n    batch_size: 4\n    index: flat\n    operation_mix: {insert: 0.2, search: 0.6, update: 0.1, delete: 0.1}",
+    ));
+    c.setup().await.unwrap();
+    let recs = drive(&c, 2, 100, 9).await;
+    assert!(errors(&recs).is_empty(), "{:?}", errors(&recs).first());
+    let m = c.teardown().await.unwrap();
+    assert_eq!(metric(&m, "recall_at_k"), Some(1.0));
+
+    let hnsw = |mix: &str| {
+        service(&recipe(
+            "faiss",
+            "http://127.0.0.1:1",
+            &format!("    dimension: 32\n    dataset_size: 2000\n    recall_queries: 50\n    search_k: 10\n    index: {{type: hnsw, m: 32}}\n    operation_mix: {mix}"),
+        ))
+    };
+    let e = factorybench::runner::clients::make_client(&hnsw("{insert: 0.5, delete: 0.5}"))
+        .err()
+        .expect("HNSW cannot delete");
+    assert!(e.message.contains("cannot remove"), "{e}");
+    let c =
+        factorybench::runner::clients::make_client(&hnsw("{insert: 0.3, search: 0.7}")).unwrap();
+    c.setup().await.unwrap();
+    let recs = drive(&c, 2, 50, 9).await;
+    assert!(errors(&recs).is_empty(), "{:?}", errors(&recs).first());
+    let m = c.teardown().await.unwrap();
+    let r = metric(&m, "recall_at_k").unwrap();
+    eprintln!("faiss HNSW32 recall@10 = {r}");
+    assert!(r > 0.9, "{r}");
+}

@@ -1,0 +1,48 @@
+//! All integration tests in one binary (one link instead of one per file): each file is a module.
+//! Shared helpers live in the helper modules below; real servers come from scripts/test-env.sh.
+//! The recipe fuzzer (tests/fuzz_recipes.rs) stays a binary of its own: it installs a counting
+//! global allocator to bound each case's memory, which must not see other tests' allocations.
+
+mod common;
+mod data_common;
+mod llm_support;
+mod reportdb;
+mod weaviate_fixture;
+
+mod capacity_history;
+mod cli;
+mod compile_cli;
+mod data_postgres;
+mod data_run;
+mod data_s3;
+mod data_vector;
+mod doctor_cli;
+mod durability_kill;
+mod hostile_cli;
+mod llm;
+mod llm_run;
+mod monitor_alerts;
+mod monitor_live_run;
+mod monitor_push;
+mod monitor_slurm;
+mod monitor_stack;
+mod open_loop;
+mod podman_lifecycle;
+mod ready_cli;
+mod recipe_consistency;
+mod recipe_errors;
+mod recipe_plan;
+mod render_scripts;
+mod repeated_runs;
+mod report_analysis;
+mod report_compare;
+mod report_formats;
+mod report_html;
+mod run;
+mod run_http_close;
+mod script_signals;
+mod slurm_cluster;
+mod slurm_multinode;
+mod hostile_values;
+mod secret_tracing;
+mod store_full_disk;

@@ -1,0 +1,278 @@
+//! The alerting rules of monitoring/alerts.yml: `promtool check rules` and `promtool test rules`
+//! (monitoring/alerts.test.yml, every alert fired there at least once), and one alert fired for
+//! real: the monitoring job (host runtime: the Debian Prometheus and Pushgateway) loads the rules,
+//! a runner's pusher pushes and then dies without its final push, and Prometheus reports
+//! `FactorybenchRunStalled` firing for that run and nothing for a run that ended normally.
+//! Skipped when the Debian `prometheus` package is not installed, unless FB_REQUIRE_SERVERS=1.
+
+use factorybench::monitor::live::LiveSource;
+use factorybench::monitor::push::{node_name, FinalState, GroupingKey, PushConfig, Pusher};
+use factorybench::monitor::stack::{BindMode, Endpoint, StackRuntime, StackSpec, ALERTS_YML};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Whether every program is on PATH; otherwise skip (or fail under FB_REQUIRE_SERVERS=1).
+fn have(programs: &[&str]) -> bool {
+    let missing: Vec<&str> = programs
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {p}")])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("FB_REQUIRE_SERVERS").as_deref() == Ok("1") {
+        panic!("{missing:?} required (FB_REQUIRE_SERVERS=1): run scripts/install-prometheus.sh");
+    }
+    eprintln!("SKIPPED: {missing:?} not installed (scripts/install-prometheus.sh)");
+    false
+}
+
+fn alert_names() -> Vec<String> {
+    ALERTS_YML
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .map(|s| s.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn rules_pass_promtool_check_and_unit_tests() {
+    if !have(&["promtool"]) {
+        return;
+    }
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(repo().join("monitoring/alerts.yml"))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("SUCCESS: 11 rules found"), "{text}");
+    assert!(!text.contains("WARNING"), "{text}");
+
+    let out = Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(repo().join("monitoring/alerts.test.yml"))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("SUCCESS"), "{text}");
+}
+
+/// Each alert has at least one unit test where it fires (a non-empty `exp_alerts`).
+#[test]
+fn every_alert_fires_in_a_unit_test() {
+    let tests = std::fs::read_to_string(repo().join("monitoring/alerts.test.yml")).unwrap();
+    let lines: Vec<&str> = tests.lines().map(str::trim).collect();
+    let names = alert_names();
+    assert_eq!(names.len(), 9, "{names:?}");
+    for name in &names {
+        let fires = lines
+            .windows(2)
+            .any(|w| w[0] == format!("alertname: {name}") && w[1] == "exp_alerts:");
+        assert!(
+            fires,
+            "{name}: no unit test in alerts.test.yml expects it to fire"
+        );
+    }
+}
+
+fn get_json(url: &str) -> serde_json::Value {
+    let out = Command::new("curl")
+        .args(["-fsS", "--max-time", "5", url])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+fn wait_until(what: &str, budget_s: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(budget_s);
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {budget_s} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn pushgateway_has(pgw: &str, run_id: &str) -> bool {
+    get_json(&format!("{pgw}/api/v1/metrics"))["data"]
+        .as_array()
+        .is_some_and(|g| g.iter().any(|g| g["labels"]["run_id"] == run_id))
+}
+
+/// The monitoring job, run by bash as SLURM's batch step would; SIGTERM (scancel) on drop.
+struct Job {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the child this test spawned.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn start_stack(dir: &Path, tmp: &Path) -> (Job, Endpoint) {
+    let mut s = StackSpec::new(
+        dir.to_path_buf(),
+        assert_cmd::cargo::cargo_bin("factorybench"),
+    );
+    s.runtime = StackRuntime::Host;
+    s.bind = BindMode::Loopback;
+    s.prometheus_port = free_port();
+    s.pushgateway_port = free_port();
+    s.grafana_port = free_port();
+    // Also Prometheus' evaluation interval: rules are evaluated every second.
+    s.scrape_interval = "1s".into();
+    s.retention = "1h".into();
+    s.ready_timeout_s = 60;
+    let script = s.install().unwrap();
+    let log = tmp.join("job.out");
+    let child = Command::new("bash")
+        .arg(&script)
+        .env("SLURM_JOB_ID", format!("alerts{}", std::process::id()))
+        .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .stderr(Stdio::from(
+            std::fs::File::create(tmp.join("job.err")).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    let mut job = Job { child, log };
+    wait_until("the monitoring job's endpoint.json", 90, || {
+        Endpoint::read(dir).is_some() || job.child.try_wait().unwrap().is_some()
+    });
+    let ep = Endpoint::read(dir).unwrap_or_else(|| {
+        panic!(
+            "the monitoring job ended without an endpoint file:\n{}\n{}",
+            std::fs::read_to_string(&job.log).unwrap_or_default(),
+            std::fs::read_to_string(tmp.join("job.err")).unwrap_or_default()
+        )
+    });
+    (job, ep)
+}
+
+#[test]
+fn a_runner_that_dies_fires_run_stalled_in_the_monitoring_jobs_prometheus() {
+    if !have(&["prometheus", "prometheus-pushgateway"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("monitor");
+    let (_job, ep) = start_stack(&dir, tmp.path());
+    let prom = ep.prometheus.url.clone();
+    let pgw = ep.pushgateway.url.clone();
+
+    // The job's Prometheus loaded every rule of monitoring/alerts.yml.
+    let rules = get_json(&format!("{prom}/api/v1/rules?type=alert"));
+    let loaded: Vec<&str> = rules["data"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(loaded, alert_names(), "{rules}");
+    if have(&["promtool"]) {
+        let cfg = dir
+            .join("run")
+            .join(format!("alerts{}", std::process::id()))
+            .join("prometheus.yml");
+        let out = Command::new("promtool")
+            .args(["check", "config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+
+    // Two runners push every 0.5 s: "ok" ends normally (final push, group deleted); "dead"
+    // stops without a final push, as when SLURM kills the runner.
+    let campaign = format!("alerts-{}", std::process::id());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (dead, ok) = rt.block_on(async {
+        let start = |run_id: &str| {
+            Pusher::start(
+                PushConfig::new(&pgw, GroupingKey::new(&campaign, "pg", run_id), 0.5),
+                Vec::<std::sync::Arc<dyn LiveSource>>::new(),
+            )
+        };
+        (start("dead"), start("ok"))
+    });
+    wait_until("both groups on the Pushgateway", 30, || {
+        pushgateway_has(&pgw, "dead") && pushgateway_has(&pgw, "ok")
+    });
+    let summary = rt.block_on(ok.finish(FinalState {
+        status: "success".into(),
+    }));
+    assert!(summary.deleted, "{summary:?}");
+    // Drop the pusher task mid-run with its runtime (no final push, no delete: the runner is
+    // gone); only then drop its handle, which would otherwise trigger the final push.
+    rt.shutdown_timeout(Duration::from_secs(10));
+    drop(dead);
+    assert!(pushgateway_has(&pgw, "dead"));
+
+    // 3 × 0.5 s + 30 s after its last push, evaluated every second.
+    let mut firing = serde_json::Value::Null;
+    wait_until("FactorybenchRunStalled to fire", 120, || {
+        let alerts = get_json(&format!("{prom}/api/v1/alerts"));
+        let list = alerts["data"]["alerts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            !list.iter().any(|a| a["labels"]["run_id"] == "ok"),
+            "an alert for the run that ended normally: {alerts}"
+        );
+        match list.into_iter().find(|a| {
+            a["labels"]["alertname"] == "FactorybenchRunStalled"
+                && a["labels"]["run_id"] == "dead"
+                && a["state"] == "firing"
+        }) {
+            Some(a) => {
+                firing = a;
+                true
+            }
+            None => false,
+        }
+    });
+    let l = &firing["labels"];
+    assert_eq!(l["severity"], "critical");
+    assert_eq!(l["job"], "factorybench");
+    assert_eq!(l["instance"], node_name().as_str());
+    assert_eq!(l["campaign"], campaign.as_str());
+    assert_eq!(l["service"], "pg");
+    let summary = firing["annotations"]["summary"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        summary.starts_with("pg: run dead stopped pushing "),
+        "{firing}"
+    );
+}

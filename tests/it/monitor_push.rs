@@ -1,0 +1,199 @@
+//! The live pusher against the real Pushgateway and Prometheus started by
+//! scripts/start-prometheus.sh, and against a down and a hanging Pushgateway.
+
+use crate::common;
+
+use factorybench::monitor::expo::Exposition;
+use factorybench::monitor::live::LiveSource;
+use factorybench::monitor::push::{FinalState, GroupingKey, PushConfig, Pusher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// A synthetic source: a request counter the "benchmark" bumps.
+#[derive(Default)]
+struct Stats(AtomicU64);
+
+impl Stats {
+    fn requests_total(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl LiveSource for Stats {
+    fn render(&self, e: &mut Exposition) {
+        e.counter("requests_total", "Requests.", self.requests_total() as f64);
+    }
+}
+use std::time::{Duration, Instant};
+
+fn get_json(url: &str) -> serde_json::Value {
+    let body = blocking_get(url);
+    serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
+}
+
+/// Tiny blocking GET for tests (run from spawn_blocking or plain threads).
+fn blocking_get(url: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        match reqwest::Client::new().get(url).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    })
+}
+
+fn prom_query(prom: &str, q: &str) -> Vec<serde_json::Value> {
+    let url = format!("{prom}/api/v1/query?query={}", url_escape(q));
+    get_json(&url)["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Whether the Pushgateway holds a group with this run_id label.
+fn pushgateway_has(pgw: &str, run_id: &str) -> bool {
+    let v = get_json(&format!("{pgw}/api/v1/metrics"));
+    v["data"].as_array().is_some_and(|groups| {
+        groups
+            .iter()
+            .any(|g| g["labels"]["run_id"].as_str() == Some(run_id))
+    })
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+fn feed(stats: &Stats, n: u64) {
+    stats.0.fetch_add(n, Ordering::Relaxed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_live_series_then_deletes_the_group() {
+    let Some(env) = common::server("prometheus") else {
+        return;
+    };
+    let prom = env["FB_TEST_PROMETHEUS_URL"].clone();
+    let pgw = env["FB_TEST_PUSHGATEWAY_URL"].clone();
+    let run_id = unique("push-test");
+    let key = GroupingKey::new("monitor-test/campaign", "svc-a", &run_id);
+    let stats = Arc::new(Stats::default());
+    let pusher = Pusher::start(
+        PushConfig::new(&pgw, key, 0.5),
+        vec![stats.clone() as Arc<dyn LiveSource>],
+    );
+    // While the "run" goes on, its series must show up in Prometheus (scraped every 1 s).
+    let q = format!("factorybench_requests_total{{run_id=\"{run_id}\",campaign=\"monitor-test/campaign\",service=\"svc-a\",job=\"factorybench\"}}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        feed(&stats, 100);
+        let (p, q) = (prom.clone(), q.clone());
+        seen = tokio::task::spawn_blocking(move || prom_query(&p, &q))
+            .await
+            .unwrap();
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        !seen.is_empty(),
+        "no live series for {run_id} in Prometheus"
+    );
+    assert_eq!(
+        seen[0]["metric"]["instance"],
+        factorybench::monitor::push::node_name()
+    );
+    let (p2, id2) = (pgw.clone(), run_id.clone());
+    assert!(
+        tokio::task::spawn_blocking(move || pushgateway_has(&p2, &id2))
+            .await
+            .unwrap()
+    );
+    let summary = pusher
+        .finish(FinalState {
+            status: "success".into(),
+        })
+        .await;
+    assert!(summary.final_pushed && summary.deleted, "{summary:?}");
+    assert_eq!(summary.pushes_failed, 0);
+    let (p3, id3) = (pgw.clone(), run_id.clone());
+    assert!(
+        !tokio::task::spawn_blocking(move || pushgateway_has(&p3, &id3))
+            .await
+            .unwrap(),
+        "group still on the Pushgateway after the run"
+    );
+}
+
+async fn assert_run_unaffected(url: String) {
+    let stats = Arc::new(Stats::default());
+    let pusher = Pusher::start(
+        PushConfig::new(&url, GroupingKey::new("c", "s", &unique("down")), 0.2),
+        vec![stats.clone() as Arc<dyn LiveSource>],
+    );
+    // The "benchmark" keeps going while pushes fail.
+    for _ in 0..20 {
+        feed(&stats, 50);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stats.requests_total(), 1000);
+    let summary = tokio::time::timeout(
+        Duration::from_secs(30),
+        pusher.finish(FinalState {
+            status: "success".into(),
+        }),
+    )
+    .await
+    .expect("finish is bounded");
+    assert!(summary.pushes_failed > 0, "{summary:?}");
+    assert!(!summary.deleted);
+}
+
+#[tokio::test]
+async fn a_down_pushgateway_does_not_fail_the_run() {
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    assert_run_unaffected(format!("http://127.0.0.1:{port}")).await;
+}
+
+#[tokio::test]
+async fn a_hanging_pushgateway_times_out() {
+    // Accepts connections and never answers.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let _keep = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in l.incoming().take(64) {
+            held.push(c);
+        }
+    });
+    assert_run_unaffected(format!("http://127.0.0.1:{port}")).await;
+}

@@ -1,0 +1,206 @@
+//! `monitor up` submits the monitoring job to the real single-node SLURM (scripts/start-slurm.sh)
+//! with the host runtime (Debian Prometheus + Pushgateway; Grafana is not installable here),
+//! waits until it is ready; `monitor status`, endpoint discovery for runs, `monitor down`.
+
+use crate::common;
+
+use factorybench::monitor::stack::{discover_pushgateway, Endpoint};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn monitor_up_status_down_on_slurm() {
+    let Some(slurm) = common::server("slurm") else {
+        return;
+    };
+    if common::server("prometheus").is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("monitor");
+    let (prom, pgw, graf) = (free_port(), free_port(), free_port());
+    // On the multi-node test cluster the job runs on a node that is another host (its own
+    // network namespace): its 127.0.0.1 is not this one's, so the stack binds the node's address.
+    let node_addrs: Vec<String> = slurm
+        .get("FB_TEST_SLURM_NODE_ADDRS")
+        .map(|a| a.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    let bind = if node_addrs.is_empty() {
+        "loopback"
+    } else {
+        "node"
+    };
+    let out = common::bin()
+        .args([
+            "monitor",
+            "up",
+            "--runtime",
+            "host",
+            "--bind",
+            bind,
+            "--cpus",
+            "1",
+        ])
+        .args(["--partition", &slurm["FB_TEST_SLURM_PARTITION"]])
+        .args(
+            slurm
+                .get("FB_TEST_SLURM_ACCOUNT")
+                .filter(|a| !a.is_empty())
+                .map(|a| format!("--account={a}")),
+        )
+        .args([
+            "--scrape-interval",
+            "1s",
+            "--retention",
+            "1h",
+            "--timeout",
+            "180",
+        ])
+        .args(["--prometheus-port", &prom.to_string()])
+        .args(["--pushgateway-port", &pgw.to_string()])
+        .args(["--grafana-port", &graf.to_string()])
+        .arg("--state-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let ep = Endpoint::read(&dir);
+    // Always cancel what we submitted, even when an assertion below fails.
+    struct Down(std::path::PathBuf);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = common::bin()
+                .args(["monitor", "down", "--state-dir"])
+                .arg(&self.0)
+                .output();
+        }
+    }
+    let _down = Down(dir.clone());
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("monitoring stack ready"), "{stdout}");
+    assert!(
+        stdout.contains("note: Grafana is not installed"),
+        "{stdout}"
+    );
+    let ep = ep.expect("endpoint file");
+    if node_addrs.is_empty() {
+        assert_eq!(ep.prometheus.url, format!("http://127.0.0.1:{prom}"));
+    } else {
+        assert!(node_addrs.contains(&ep.address), "{}", ep.address);
+        assert_eq!(ep.prometheus.url, format!("http://{}:{prom}", ep.address));
+    }
+    assert!(ep.job_id.chars().all(|c| c.is_ascii_digit()));
+
+    // status: running and every component answers.
+    let st = common::bin()
+        .args(["monitor", "status", "--json", "--state-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(st.status.code(), Some(0), "{v}");
+    assert_eq!(v["ready"], true);
+    assert_eq!(v["components"]["pushgateway"]["answers"], true);
+
+    // A run without pushgateway_url finds this live stack's Pushgateway.
+    assert_eq!(
+        discover_pushgateway(None, &dir).as_deref(),
+        Some(ep.pushgateway.url.as_str())
+    );
+
+    // `monitor up` → `run` → live series: a run without pushgateway_url finds the stack through
+    // FACTORYBENCH_MONITOR_DIR and its series reach the stack's own Prometheus while it runs.
+    let campaign = format!("mon-slurm-{}", std::process::id());
+    let recipe = tmp.path().join("recipe.yml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "benchmark: {{name: \"{campaign}\"}}\nglobal: {{metrics_db: \"{db}\", push_interval: 0.5}}\nservices:\n  - service_name: files\n    service_type: file_storage\n    base_path: \"{files}\"\n    client_count: 1\n    requests_per_second: 50\n    warmup: 0\n    duration: 6\n    operation_mix: {{write: 0.5, read: 0.5}}\n    file_sizes: {{\"4KB\": 1.0}}\n",
+            db = tmp.path().join("run.db").display(),
+            files = tmp.path().join("files").display(),
+        ),
+    )
+    .unwrap();
+    let mut run = std::process::Command::new(assert_cmd::cargo::cargo_bin("factorybench"))
+        .args(["run", "--no-progress"])
+        .arg(&recipe)
+        .env("FACTORYBENCH_MONITOR_DIR", &dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let q = format!(
+        "{}/api/v1/query?query=factorybench_requests_total%7Bcampaign%3D%22{campaign}%22%7D",
+        ep.prometheus.url
+    );
+    // Prometheus answers only with the stack's generated credentials.
+    let prom_auth = ep.prometheus_auth().expect("Prometheus credentials");
+    let prom_user = format!("{}:{}", prom_auth.user, prom_auth.password);
+    let anon = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &q])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&anon.stdout), "401");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut live = false;
+    while Instant::now() < deadline && run.try_wait().unwrap().is_none() {
+        let out = Command::new("curl")
+            .args(["-fs", "-u", &prom_user, &q])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if v["data"]["result"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+        {
+            live = run.try_wait().unwrap().is_none();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(run.wait().unwrap().success());
+    assert!(
+        live,
+        "the run's series never reached the stack's Prometheus while it ran"
+    );
+
+    // down: the job leaves the queue, the servers stop, the endpoint file goes.
+    common::bin()
+        .args(["monitor", "down", "--state-dir"])
+        .arg(&dir)
+        .assert()
+        .success();
+    assert!(Endpoint::read(&dir).is_none());
+    assert_eq!(discover_pushgateway(None, &dir), None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let up = Command::new("curl")
+            .args(["-fs", "-o", "/dev/null", "--max-time", "1"])
+            .arg(format!("{}/-/ready", ep.prometheus.url))
+            .status()
+            .is_ok_and(|s| s.success());
+        if !up {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus still answers after monitor down"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let st = common::bin()
+        .args(["monitor", "status", "--state-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(st.status.code(), Some(1));
+}

@@ -1,0 +1,310 @@
+//! The monitoring-stack job script with the host runtime: Prometheus and the Pushgateway
+//! (Debian packages) really start, answer, and are found through the endpoint file; Grafana is
+//! not installable here, so the host runtime skips it with a note. The script is run by bash
+//! directly here (as SLURM's batch step would); tests/monitor_slurm.rs submits it to SLURM.
+
+use crate::common;
+
+use factorybench::monitor::push::{FinalState, GroupingKey, PushConfig, Pusher};
+use factorybench::monitor::stack::{BasicAuth, BindMode, Endpoint, StackRuntime, StackSpec};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The HTTP status of a request (`PUT` with a body when `body` is given), with or without
+/// basic auth (0 when nothing answered).
+fn http_status(url: &str, auth: Option<&BasicAuth>, body: Option<&str>) -> u16 {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "5",
+    ]);
+    if let Some(a) = auth {
+        cmd.arg("-u").arg(format!("{}:{}", a.user, a.password));
+    }
+    if let Some(b) = body {
+        cmd.args(["-X", "PUT", "--data-binary", b]);
+    }
+    let out = cmd.arg(url).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+fn wait_until(what: &str, budget_s: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(budget_s);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn host_spec(dir: &Path) -> StackSpec {
+    let mut s = StackSpec::new(
+        dir.to_path_buf(),
+        assert_cmd::cargo::cargo_bin("factorybench"),
+    );
+    s.runtime = StackRuntime::Host;
+    s.bind = BindMode::Loopback;
+    s.prometheus_port = free_port();
+    s.pushgateway_port = free_port();
+    s.grafana_port = free_port();
+    s.scrape_interval = "1s".into();
+    s.retention = "1h".into();
+    s.ready_timeout_s = 60;
+    s
+}
+
+#[test]
+fn host_runtime_script_starts_the_stack_and_writes_the_endpoint() {
+    // Needs the Debian prometheus packages (scripts/install-prometheus.sh).
+    if common::server("prometheus").is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("monitor");
+    let spec = host_spec(&dir);
+    let script = spec.install().unwrap();
+    let job_id = format!("local{}", std::process::id());
+    let (log, err) = (tmp.path().join("job.out"), tmp.path().join("job.err"));
+    let mut job = Command::new("bash")
+        .arg(&script)
+        .env("SLURM_JOB_ID", &job_id)
+        .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(&err).unwrap()))
+        .spawn()
+        .unwrap();
+    wait_until("endpoint.json", 90, || {
+        Endpoint::read(&dir).is_some() || job.try_wait().unwrap().is_some()
+    });
+    let ep = Endpoint::read(&dir).unwrap_or_else(|| {
+        panic!(
+            "the job ended without an endpoint file:\n{}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default(),
+            std::fs::read_to_string(&err).unwrap_or_default()
+        )
+    });
+    assert_eq!(ep.job_id, job_id);
+    assert_eq!(ep.address, "127.0.0.1");
+    assert_eq!(ep.prometheus.port, spec.prometheus_port);
+    assert!(ep.grafana.is_none(), "Grafana is not installable here");
+    // Both servers require the generated credentials (issue 15): without them, or with a
+    // wrong password, a query, a push and a delete are refused with 401.
+    let prom_auth = ep.prometheus_auth().expect("Prometheus credentials");
+    let pgw_auth = ep.pushgateway_auth().expect("Pushgateway credentials");
+    assert_eq!(prom_auth.user, "factorybench");
+    let wrong = BasicAuth {
+        user: "factorybench".into(),
+        password: "guess".into(),
+    };
+    let query = format!("{}/api/v1/query?query=up", ep.prometheus.url);
+    let group = format!("{}/metrics/job/intruder", ep.pushgateway.url);
+    for url in [&query, &format!("{}/-/ready", ep.prometheus.url)] {
+        assert_eq!(http_status(url, None, None), 401, "{url}");
+        assert_eq!(http_status(url, Some(&wrong), None), 401, "{url}");
+        assert_eq!(http_status(url, Some(&prom_auth), None), 200, "{url}");
+    }
+    // Each server has its own password.
+    assert_eq!(http_status(&query, Some(&pgw_auth), None), 401);
+    let fake = "fake_series 1\n";
+    assert_eq!(http_status(&group, None, Some(fake)), 401);
+    assert_eq!(http_status(&group, Some(&wrong), Some(fake)), 401);
+    assert_eq!(
+        http_status(&format!("{}/-/ready", ep.pushgateway.url), None, None),
+        401
+    );
+    assert_eq!(
+        http_status(
+            &format!("{}/-/ready", ep.pushgateway.url),
+            Some(&pgw_auth),
+            None
+        ),
+        200
+    );
+
+    // The runner's pusher with the credentials the endpoint file names works; without them
+    // every push fails.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let push = |auth: Option<BasicAuth>, run_id: &str| {
+        let cfg = PushConfig::new(
+            &ep.pushgateway.url,
+            GroupingKey::new("auth-test", "svc", run_id),
+            0.2,
+        )
+        .with_auth(auth);
+        rt.block_on(async {
+            let p = Pusher::start(cfg, Vec::new());
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            p.finish(FinalState {
+                status: "success".into(),
+            })
+            .await
+        })
+    };
+    let ok = push(Some(pgw_auth.clone()), "with-auth");
+    assert!(
+        ok.pushes_ok >= 2 && ok.pushes_failed == 0 && ok.deleted,
+        "{ok:?}"
+    );
+    let refused = push(None, "without-auth");
+    assert!(
+        refused.pushes_ok == 0 && refused.pushes_failed >= 1,
+        "{refused:?}"
+    );
+
+    // Prometheus scrapes this stack's Pushgateway (with its password) with honor_labels.
+    let targets = format!("{}/api/v1/targets", ep.prometheus.url);
+    wait_until("the Pushgateway target to be up", 30, || {
+        let out = Command::new("curl")
+            .args([
+                "-fsS",
+                "-u",
+                &format!("factorybench:{}", prom_auth.password),
+                &targets,
+            ])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["data"]["activeTargets"].as_array().is_some_and(|t| {
+            t.iter().any(|t| {
+                t["health"] == "up"
+                    && t["scrapeUrl"].as_str().is_some_and(|u| {
+                        u.contains(&format!("127.0.0.1:{}", spec.pushgateway_port))
+                    })
+            })
+        })
+    });
+
+    // The tunnel command for a loopback stack hops through the login node to the node.
+    let out = common::bin()
+        .args([
+            "monitor",
+            "tunnel",
+            "--login-host",
+            "login1",
+            "--user",
+            "ana",
+            "--state-dir",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "ssh -N -L localhost:{p}:127.0.0.1:{p} -L localhost:{g}:127.0.0.1:{g} -J ana@login1 ana@{}",
+            ep.node,
+            p = spec.prometheus_port,
+            g = spec.pushgateway_port
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("Grafana:    not part of this stack"),
+        "{text}"
+    );
+
+    // --exec runs exactly that command (a recording ssh stands in for the real one).
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let rec = tmp.path().join("ssh-args");
+    std::fs::write(
+        bin.join("ssh"),
+        format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n", rec.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        bin.join("ssh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    common::bin()
+        .args([
+            "monitor",
+            "tunnel",
+            "--exec",
+            "--login-host",
+            "login1",
+            "--user",
+            "ana",
+            "--state-dir",
+        ])
+        .arg(&dir)
+        .env("PATH", path)
+        .assert()
+        .success();
+    let args = std::fs::read_to_string(&rec).unwrap();
+    assert_eq!(
+        args.lines().collect::<Vec<_>>(),
+        [
+            "-N",
+            "-L",
+            &format!("localhost:{p}:127.0.0.1:{p}", p = spec.prometheus_port),
+            "-L",
+            &format!("localhost:{g}:127.0.0.1:{g}", g = spec.pushgateway_port),
+            "-J",
+            "ana@login1",
+            &format!("ana@{}", ep.node)
+        ]
+    );
+
+    // SIGTERM (what scancel sends) stops every component and removes the endpoint file.
+    // SAFETY: kill(2) on the child we spawned.
+    unsafe { libc::kill(job.id() as i32, libc::SIGTERM) };
+    let status = job.wait().unwrap();
+    let out = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "{status:?}: {out}");
+    assert!(out.contains("note: Grafana is not installed"), "{out}");
+    assert!(Endpoint::read(&dir).is_none());
+    assert_eq!(
+        http_status(&format!("{}/-/ready", ep.prometheus.url), None, None),
+        0
+    );
+    assert_eq!(
+        http_status(&format!("{}/-/ready", ep.pushgateway.url), None, None),
+        0
+    );
+}
+
+#[test]
+fn tunnel_without_a_stack_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = common::bin()
+        .args(["monitor", "tunnel", "--state-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("monitor up"));
+}
+
+#[test]
+fn bad_partition_is_invalid_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = common::bin()
+        .args(["monitor", "up", "--partition", "a b", "--state-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("partition"));
+}

@@ -1,0 +1,157 @@
+//! Open loop the way wrk2 does it (issue 16): a fixed number of connections per client, a
+//! request whose time has come waits for a free one, and the run ends at its duration whatever
+//! the backlog, saying why it could not keep the rate. No assertion depends on timing: the
+//! server's delay makes one connection unable to keep the rate by construction (50 ms per
+//! request, at most 20 req/s on one connection, against 200 or 1,000,000 scheduled per second).
+
+use crate::common;
+
+use rusqlite::Connection;
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fb-testserver"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().strip_prefix("port=").unwrap().parse().unwrap();
+        Server { child, port }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run_recipe(dir: &Path, port: u16, rate: &str, extra: &str) -> (Option<i32>, String) {
+    let p = dir.join("recipe.yml");
+    std::fs::write(
+        &p,
+        format!(
+            "benchmark:\n  name: openloop\nglobal:\n  metrics_db: {}\nservices:\n  - service_name: web\n    service_type: http\n    url: http://127.0.0.1:{port}/\n    client_count: 1\n    requests_per_second: {rate}\n    arrival: constant\n    duration: 1\n    timeout: 5\n{extra}",
+            dir.join("metrics.db").display()
+        ),
+    )
+    .unwrap();
+    let out = common::bin()
+        .args(["run", p.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn metric(conn: &Connection, name: &str) -> f64 {
+    conn.query_row(
+        "SELECT value FROM run_metrics WHERE name = ?1",
+        [name],
+        |r| r.get(0),
+    )
+    .unwrap_or_else(|e| panic!("run metric {name}: {e}"))
+}
+
+/// One connection, 200 req/s scheduled, 50 ms per answer: requests wait for the connection
+/// (the wait is in the corrected latency), the requests still waiting when the second ends
+/// are never sent and counted as such, nothing is invented as a server error, and the run
+/// says it was connection-limited, not generator-saturated.
+#[test]
+fn one_connection_too_slow_for_the_rate_is_connection_limited() {
+    let srv = Server::start(&["--delay-ms", "50"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err) = run_recipe(
+        dir.path(),
+        srv.port,
+        "200",
+        "    connections_per_client: 1\n",
+    );
+    // Exit 5: the run is invalid (target rate not reached, connection-limited).
+    assert_eq!(code, Some(5), "{err}");
+    assert!(err.contains("connection-limited"), "{err}");
+    let conn = Connection::open(dir.path().join("metrics.db")).unwrap();
+    assert_eq!(metric(&conn, "connections"), 1.0);
+    assert_eq!(metric(&conn, "connection_limited"), 1.0);
+    assert!(metric(&conn, "requests_waited_for_connection") > 0.0);
+    let not_sent = metric(&conn, "requests_not_sent");
+    assert!(not_sent > 0.0);
+    assert_eq!(
+        metric(&conn, "requests_not_sent_connection_limited"),
+        not_sent
+    );
+    let (rows, errors, max_wait_ms): (i64, i64, f64) = conn
+        .query_row(
+            "SELECT count(*), sum(ok = 0 AND error_class <> 'cancelled'),
+             max(sent_ns - scheduled_ns) / 1e6 FROM requests",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(errors, 0, "no invented errors");
+    // Every one of the 200 scheduled requests is either recorded or counted as not sent.
+    assert_eq!(rows as f64 + not_sent, 200.0);
+    // The report names the reason.
+    let out = common::bin()
+        .args([
+            "report",
+            dir.path().join("metrics.db").to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("connection_limited"), "{text}");
+    // The connection wait is part of the request's lag (50 ms per answer, one connection).
+    assert!(max_wait_ms >= 50.0, "{max_wait_ms}");
+}
+
+/// A rate far beyond reach still ends at its duration: the dispatcher stops at the end of
+/// the schedule's time and counts what it never sent.
+#[test]
+fn a_rate_far_beyond_reach_ends_and_counts_what_was_not_sent() {
+    let srv = Server::start(&["--delay-ms", "50"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err) = run_recipe(
+        dir.path(),
+        srv.port,
+        "1000000",
+        "    connections_per_client: 2\n",
+    );
+    assert_eq!(code, Some(5), "{err}");
+    let conn = Connection::open(dir.path().join("metrics.db")).unwrap();
+    assert_eq!(metric(&conn, "connections"), 2.0);
+    let not_sent = metric(&conn, "requests_not_sent");
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM requests", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows as f64 + not_sent, 1_000_000.0);
+    assert!(
+        metric(&conn, "connection_limited") + metric(&conn, "generator_saturated") >= 1.0,
+        "the run says why it could not keep the rate"
+    );
+}
+
+#[test]
+fn connections_per_client_is_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err) = run_recipe(dir.path(), 9, "10", "    connections_per_client: 0\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("connections_per_client"), "{err}");
+}
