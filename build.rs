@@ -1,4 +1,5 @@
 // Record the git commit for provenance in reports (`factorybench --version`).
+#![allow(clippy::disallowed_macros)] // cargo reads a build script's stdout
 fn main() {
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs");

@@ -3,6 +3,8 @@
 //! `store_writer DB_PATH [ROWS]`; rows go through a `RequestSink` (as the engine records them)
 //! unless `FB_WRITER_CHANNEL=1` (one channel message per row).
 
+#![allow(clippy::disallowed_macros)] // a benchmark tool, not the product
+
 use factorybench::recipe::ServiceKind;
 use factorybench::runner::client::Outcome;
 use factorybench::store::{NewRun, RequestRow, RunStatus, Store};

@@ -14,3 +14,6 @@ pub const REGRESSION: i32 = 4;
 pub const INVALID_RUN: i32 = 5;
 /// `verify`: the report's content does not match its recorded hash (it was edited).
 pub const TAMPERED: i32 = 6;
+/// The campaign file could not be written (a full disk): the run stopped, rows committed
+/// before stay readable, the run row says `failed` with the reason.
+pub const STORE_FAILED: i32 = 7;

@@ -226,6 +226,8 @@ pub enum StopReason {
     Signal(StopSignal),
     /// The error rate exceeded `max_error_rate`.
     MaxErrorRate,
+    /// The campaign file could not be written (a full disk): measuring on is pointless.
+    StoreFailed,
 }
 
 impl StopReason {
@@ -235,6 +237,7 @@ impl StopReason {
             StopReason::Requests => "requests".into(),
             StopReason::Signal(s) => format!("signal:{}", s.name()),
             StopReason::MaxErrorRate => "max_error_rate".into(),
+            StopReason::StoreFailed => "store_failed".into(),
         }
     }
 }

@@ -106,9 +106,9 @@ pub fn ready(a: &ReadyArgs) -> anyhow::Result<i32> {
         .into());
     };
     let budget_s = a.timeout.unwrap_or(f64::from(svc.readiness.timeout_s));
-    if !(budget_s.is_finite() && budget_s >= 0.0) {
+    if !(budget_s.is_finite() && (0.0..=86_400.0 * 365.0).contains(&budget_s)) {
         return Err(InvalidInput(format!(
-            "--timeout {budget_s}: must be a number of seconds >= 0"
+            "--timeout {budget_s}: must be a number of seconds between 0 and 31536000 (365 days)"
         ))
         .into());
     }

@@ -218,8 +218,11 @@ fn up(a: &UpArgs) -> anyhow::Result<i32> {
     if let Some(i) = &a.grafana_image {
         spec.grafana_image = i.clone();
     }
-    if a.timeout.is_nan() || a.timeout <= 0.0 {
-        return Err(InvalidInput("--timeout must be a positive number of seconds".into()).into());
+    if a.timeout.is_nan() || a.timeout <= 0.0 || a.timeout > 86_400.0 * 365.0 {
+        return Err(InvalidInput(
+            "--timeout must be a positive number of seconds, at most 31536000 (365 days)".into(),
+        )
+        .into());
     }
     spec.render()
         .map_err(|e| InvalidInput(format!("monitor up: {e}")))?;
@@ -336,7 +339,7 @@ fn register(a: &RegisterArgs) -> anyhow::Result<i32> {
         pushgateway_password_file: Some(dir.join(PUSHGATEWAY_PASSWORD_FILE)),
         written_ns: crate::runner::clock::Clock::new().now_ns(),
     };
-    let budget = Duration::from_secs_f64(a.timeout.max(1.0));
+    let budget = Duration::from_secs_f64(a.timeout.clamp(1.0, 86_400.0 * 365.0));
     let rt = runtime()?;
     let client = http()?;
     let mut missing = Vec::new();

@@ -28,7 +28,8 @@ exit 3 (partial); a second Ctrl-C exits at once, keeping every row committed so 
 
 Exit codes: 0 ok, 1 a run failed (setup, max_error_rate), 2 invalid input, 3 partial run,
 5 a run finished but failed its validity gates (too few requests, target rate not reached,
-error rate, generator saturated: see the summary).")]
+error rate, generator saturated: see the summary), 7 the campaign file could not be written
+(a full disk: the run stops at once; rows committed before stay readable).")]
 pub struct RunArgs {
     /// The recipe file.
     pub recipe: PathBuf,
@@ -156,6 +157,21 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
     let outcome = session.run(&store);
     crate::out::set_progress(None);
     let outcome = outcome?;
+    if let Some(e) = &outcome.store_error {
+        // The writer's error is the outcome's; closing reports it again.
+        let _ = store.close();
+        eprintln!(
+            "error: the campaign file {} could not be written: {e}\n  the run stopped; rows committed before stay readable (the run is recorded as failed where the file allowed it)",
+            db.display()
+        );
+        let conn = crate::store::read::open_read_only(&db)?;
+        for f in &outcome.finished {
+            if let Ok(s) = summarize_run(&conn, &f.run_id) {
+                eprintln!("  run {}: {} requests committed", f.run_id, s.requests);
+            }
+        }
+        return Ok(exit::STORE_FAILED);
+    }
     store.close()?;
     let finished = outcome.finished;
 
@@ -166,13 +182,13 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
         summaries.push(summarize_run(&conn, &f.run_id)?);
     }
     if a.json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "campaign_file": db.display().to_string(),
                 "runs": summaries,
             }))?
-        );
+        )?;
     } else {
         let table = summary::render_table(&summaries);
         crate::out::append_log_file(&table);

@@ -253,7 +253,7 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<i32> {
             accounting: note,
             jobs: rows,
         };
-        println!("{}", serde_json::to_string_pretty(&rep)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&rep)?)?;
         return Ok(exit::OK);
     }
     let mut out = std::io::stdout().lock();
@@ -390,10 +390,10 @@ pub fn cancel(a: &CancelArgs) -> anyhow::Result<i32> {
         .map(|j| j.job_id.clone())
         .collect();
     if active.is_empty() {
-        println!(
+        crate::outln!(
             "nothing to cancel: none of the campaign's {} job(s) is queued or running",
             jobs.len()
-        );
+        )?;
         return Ok(exit::OK);
     }
     slurm::scancel(&active)?;
@@ -402,7 +402,7 @@ pub fn cancel(a: &CancelArgs) -> anyhow::Result<i32> {
         .filter(|j| active.contains(&j.job_id))
         .map(|j| format!("{} ({})", j.job_id, j.service))
         .collect();
-    println!("cancelled {} job(s): {}", active.len(), names.join(", "));
+    crate::outln!("cancelled {} job(s): {}", active.len(), names.join(", "))?;
     Ok(exit::OK)
 }
 

@@ -249,10 +249,13 @@ impl Shipper {
             Err(msg) => {
                 if !self.logged_failure {
                     self.logged_failure = true;
+                    // Neither the URL nor the error (which quotes it) shows its credentials.
+                    let creds = crate::recipe::redact::url_credentials(&self.cfg.url);
                     tracing::warn!(
-                        "live metrics: {method} {} failed: {msg} (the run goes on; further \
+                        "live metrics: {method} {} failed: {} (the run goes on; further \
                          failures are counted, not logged)",
-                        self.cfg.group_url()
+                        crate::recipe::redact::url(&self.cfg.group_url()),
+                        crate::recipe::redact::text(&msg, &creds)
                     );
                 }
                 false
@@ -326,7 +329,7 @@ async fn run(
             "live metrics: {} of {} pushes to {} failed",
             sh.summary.pushes_failed,
             sh.summary.pushes_failed + sh.summary.pushes_ok,
-            sh.cfg.url
+            crate::recipe::redact::url(&sh.cfg.url)
         );
     }
     sh.summary

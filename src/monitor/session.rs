@@ -102,7 +102,7 @@ impl RunMonitor {
             tracing::info!(
                 "[{}] live metrics to {} every {} s",
                 svc.name,
-                cfg.group_url(),
+                crate::recipe::redact::url(&cfg.group_url()),
                 plan.global.push_interval_s
             );
             let mut sources: Vec<Arc<dyn LiveSource>> = vec![source.clone()];

@@ -21,6 +21,13 @@ pub struct Diagnostic {
     pub message: String,
     /// A hint such as "did you mean `requests_per_second`?".
     pub help: Option<String>,
+    /// A secret on the source line: the rendered snippet shows `***` in its place (a warning
+    /// on stderr is a job log on a cluster).
+    #[serde(skip)]
+    pub redact: Option<String>,
+    /// More secrets to mask on the source line.
+    #[serde(skip)]
+    pub redact_all: Vec<String>,
 }
 
 /// Every problem found in one recipe file.
@@ -75,6 +82,12 @@ pub fn render(d: &Diagnostic, file: &Path, src: &str) -> String {
     if let Some(line) = src.lines().nth(d.pos.line.saturating_sub(1)) {
         let num = d.pos.line.to_string();
         let pad = " ".repeat(num.len());
+        let mut line = line.to_string();
+        for secret in d.redact.iter().chain(&d.redact_all) {
+            if !secret.is_empty() {
+                line = line.replace(secret.as_str(), "***");
+            }
+        }
         out.push_str(&format!("{pad} |\n{num} | {line}\n{pad} | "));
         out.push_str(&" ".repeat(d.pos.col.saturating_sub(1)));
         out.push_str("^\n");

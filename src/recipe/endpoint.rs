@@ -22,6 +22,7 @@ pub struct Endpoint {
     pub port: Option<u16>,
     /// The base URL: `service_url`, else `postgresql://{host}:{port}/{database}` for a database,
     /// else `http://127.0.0.1:{port}`.
+    #[serde(serialize_with = "super::redact::ser_opt_url")]
     pub url: Option<String>,
 }
 

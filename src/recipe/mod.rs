@@ -7,6 +7,7 @@ pub mod decode;
 pub mod diag;
 pub mod endpoint;
 pub mod plan;
+pub mod redact;
 pub mod threshold;
 pub mod units;
 pub mod yaml;
@@ -109,6 +110,8 @@ pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Loaded, RecipeError> {
                 file: path.to_path_buf(),
                 source_text: String::from_utf8_lossy(bytes).into_owned(),
                 diagnostics: vec![Diagnostic {
+                    redact: None,
+                    redact_all: Vec::new(),
                     severity: Severity::Error,
                     path: String::new(),
                     pos: yaml::Pos { line, col },
@@ -135,6 +138,8 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Loaded, RecipeError> {
         Ok(r) => r,
         Err(e) => {
             return Err(fail(vec![Diagnostic {
+                redact: None,
+                redact_all: Vec::new(),
                 severity: Severity::Error,
                 path: String::new(),
                 pos: e.pos,

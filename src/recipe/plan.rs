@@ -42,6 +42,7 @@ pub struct Global {
     pub metrics_db: PathBuf,
     pub reports_dir: PathBuf,
     pub logs_dir: PathBuf,
+    #[serde(serialize_with = "super::redact::ser_opt_url")]
     pub pushgateway_url: Option<String>,
     /// Seconds between live pushes to the Pushgateway.
     pub push_interval_s: f64,
@@ -124,6 +125,7 @@ pub struct Service {
     pub start_command: Vec<String>,
     /// `service_url` as written (for `database` this may be a `postgresql://` URL). Clients
     /// read [`Service::endpoint`], which is resolved from it, `port` and `host`.
+    #[serde(serialize_with = "super::redact::ser_opt_url")]
     pub service_url: Option<String>,
     /// Where the service is reached: resolved once, at plan time.
     pub endpoint: Endpoint,
@@ -546,6 +548,7 @@ pub enum S3Addressing {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct S3Workload {
+    #[serde(serialize_with = "super::redact::ser_url")]
     pub endpoint_url: String,
     pub access_key: Secret,
     pub secret_key: Secret,
@@ -617,7 +620,9 @@ pub struct FileStorageWorkload {
 pub struct HttpWorkload {
     pub method: String,
     /// Absolute URL, or a path joined to the service's base URL.
+    #[serde(serialize_with = "super::redact::ser_url")]
     pub url: String,
+    #[serde(serialize_with = "super::redact::ser_headers")]
     pub headers: Vec<(String, String)>,
     pub body: Option<String>,
     /// Expected status; any other status is an error. Default: any 2xx.

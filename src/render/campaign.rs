@@ -121,6 +121,35 @@ fn redact(v: &mut serde_json::Value, secrets: &[String]) {
     }
 }
 
+/// Credentials written inside URLs and credential headers (plan.json shows them redacted
+/// already; they also make the copied recipe private).
+fn inline_credentials(plan: &crate::recipe::Plan) -> Vec<String> {
+    use crate::recipe::redact::{header_is_secret, url_credentials};
+    use crate::recipe::Workload;
+    let mut out: Vec<String> = Vec::new();
+    if let Some(u) = &plan.global.pushgateway_url {
+        out.extend(url_credentials(u));
+    }
+    for svc in &plan.services {
+        for u in [&svc.service_url, &svc.endpoint.url].into_iter().flatten() {
+            out.extend(url_credentials(u));
+        }
+        match &svc.workload {
+            Workload::Http(h) => {
+                out.extend(url_credentials(&h.url));
+                for (k, v) in &h.headers {
+                    if header_is_secret(k) && crate::recipe::decode::env_ref_name(v).is_none() {
+                        out.push(v.clone());
+                    }
+                }
+            }
+            Workload::S3(s3) => out.extend(url_credentials(&s3.endpoint_url)),
+            _ => {}
+        }
+    }
+    out
+}
+
 struct PendingFile {
     rel: PathBuf,
     bytes: Vec<u8>,
@@ -184,7 +213,7 @@ pub fn write_campaign(
         s.secrets()
             .iter()
             .any(|(_, x)| matches!(x, Secret::Plain(_)))
-    });
+    }) || !inline_credentials(plan).is_empty();
     files.push(PendingFile {
         rel: "recipe.yml".into(),
         bytes: loaded.source_text.clone().into_bytes(),
@@ -231,6 +260,7 @@ pub fn write_campaign(
             }
         }
     }
+    secret_values.extend(inline_credentials(plan));
     let mut plan_json = serde_json::to_value(plan).expect("plan serialises");
     redact(&mut plan_json, &secret_values);
     let mut plan_text = serde_json::to_string_pretty(&plan_json).expect("plan serialises");

@@ -391,7 +391,8 @@ impl ScriptCtx {
             container_secret_names.push(name.clone());
         }
 
-        let url = svc.endpoint.url.clone();
+        // Scripts are 0755 and endpoint files are read by others: the URL without credentials.
+        let url = svc.endpoint.url.as_deref().map(crate::recipe::redact::url);
         // A started service listens on the node's loopback; an external one where its URL says.
         let host = if started {
             BIND_HOST.to_string()

@@ -169,6 +169,9 @@ impl Shared {
         if let Some(s) = self.global_stop.get() {
             return Some(StopReason::Signal(s));
         }
+        if self.store.write_error().is_some() {
+            return Some(StopReason::StoreFailed);
+        }
         self.error_stop
             .load(Ordering::SeqCst)
             .then_some(StopReason::MaxErrorRate)
@@ -763,7 +766,7 @@ fn dispatch_open(
                         p = sem.clone().acquire_owned() => Ok(p.ok()),
                         _ = tokio::time::sleep_until(end_at.into()) => Err(()),
                         _ = async {
-                            while sh2.stop_reason().is_none() {
+                            while sh2.stop_reason().is_none() && sh2.clock.now_ns() < end_ns {
                                 tokio::time::sleep(Duration::from_millis(5)).await;
                             }
                         } => Ok(None),

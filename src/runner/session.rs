@@ -128,6 +128,8 @@ pub struct SessionOutcome {
     pub finished: Vec<Finished>,
     /// The signal that stopped load generation, if any.
     pub stopped_by: Option<StopSignal>,
+    /// The campaign file's first write error (a full disk), if any.
+    pub store_error: Option<String>,
 }
 
 /// Runs the selected jobs of a plan.
@@ -194,12 +196,19 @@ impl Session {
             }
             anyhow::Ok(all)
         })?;
-        handle.flush_sync()?;
+        // A write error (a full disk) is the outcome's, not a reason to lose the summary of
+        // what was committed before it.
+        let store_error = handle
+            .flush_sync()
+            .err()
+            .map(|e| e.to_string())
+            .or_else(|| handle.write_error().map(str::to_string));
         drop(handle);
         drop(rt);
         Ok(SessionOutcome {
             finished,
             stopped_by: stop.get(),
+            store_error,
         })
     }
 }
@@ -380,6 +389,14 @@ async fn run_job(
     let teardown = client.teardown().await;
     let (mut status, mut stage, mut message) = match out.stop_reason {
         StopReason::Signal(_) => (RunStatus::Partial, None, None),
+        StopReason::StoreFailed => (
+            RunStatus::Failed,
+            Some(FailureStage::Benchmark),
+            Some(format!(
+                "the campaign file could not be written ({}); rows committed before are kept",
+                store.write_error().unwrap_or("write error")
+            )),
+        ),
         StopReason::MaxErrorRate => (
             RunStatus::Failed,
             Some(FailureStage::Benchmark),

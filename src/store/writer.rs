@@ -19,7 +19,7 @@ use crate::model::RunMetric;
 use rusqlite::{params, Connection};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -80,6 +80,7 @@ pub struct WriterStats {
 pub struct Store {
     path: PathBuf,
     tx: Sender<Msg>,
+    failed: Arc<OnceLock<String>>,
     thread: Option<JoinHandle<Result<WriterStats, String>>>,
 }
 
@@ -88,6 +89,7 @@ pub struct Store {
 #[derive(Clone)]
 pub struct StoreHandle {
     tx: Sender<Msg>,
+    failed: Arc<OnceLock<String>>,
 }
 
 /// Request rows of one run, buffered per shard (the engine uses one shard per client) until
@@ -117,13 +119,16 @@ impl Store {
         // Built again when the writer stops (see the module doc).
         conn.execute_batch(super::DROP_REQUEST_INDEX_SQL)?;
         let (tx, rx) = mpsc::channel();
+        let failed = Arc::new(OnceLock::new());
+        let f2 = failed.clone();
         let thread = std::thread::Builder::new()
             .name("fb-store-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, f2))
             .map_err(|e| StoreError::WriterGone(e.to_string()))?;
         Ok(Store {
             path: path.to_path_buf(),
             tx,
+            failed,
             thread: Some(thread),
         })
     }
@@ -135,6 +140,7 @@ impl Store {
     pub fn handle(&self) -> StoreHandle {
         StoreHandle {
             tx: self.tx.clone(),
+            failed: self.failed.clone(),
         }
     }
 
@@ -162,6 +168,12 @@ impl Drop for Store {
 }
 
 impl StoreHandle {
+    /// The first write error of the campaign file (a full disk), as soon as the writer met
+    /// it: the engine stops the load on it instead of measuring into the void.
+    pub fn write_error(&self) -> Option<&str> {
+        self.failed.get().map(String::as_str)
+    }
+
     /// A sink for `run_id`'s request rows with `shards` buffers, attached to the writer (which
     /// drains it until the last other reference is dropped and it is empty).
     pub fn request_sink(&self, run_id: &Arc<str>, shards: usize) -> Arc<RequestSink> {
@@ -271,7 +283,14 @@ struct Sinks {
 
 impl Sinks {
     /// Insert every buffered row; drop sinks nobody else holds once they are empty.
-    fn drain(&mut self, conn: &Connection, stats: &mut WriterStats) -> rusqlite::Result<usize> {
+    /// With `discard` (after a write error: a full disk) the rows are taken and dropped:
+    /// retrying each one only burns the CPU the load generator needs.
+    fn drain(
+        &mut self,
+        conn: &Connection,
+        stats: &mut WriterStats,
+        discard: bool,
+    ) -> rusqlite::Result<usize> {
         let mut n = 0;
         let mut first_err = None;
         for sink in &self.sinks {
@@ -282,6 +301,10 @@ impl Sinks {
                         continue;
                     }
                     std::mem::swap(&mut *g, &mut self.spare);
+                }
+                if discard || first_err.is_some() {
+                    self.spare.clear();
+                    continue;
                 }
                 n += self.spare.len();
                 stats.requests += self.spare.len() as u64;
@@ -312,14 +335,31 @@ impl Sinks {
     }
 }
 
-fn writer_loop(conn: Connection, rx: Receiver<Msg>) -> Result<WriterStats, String> {
+fn writer_loop(
+    conn: Connection,
+    rx: Receiver<Msg>,
+    failed: Arc<OnceLock<String>>,
+) -> Result<WriterStats, String> {
     let mut stats = WriterStats::default();
     let mut sinks = Sinks {
         sinks: Vec::new(),
         spare: Vec::with_capacity(1024),
     };
-    // The first write error is kept and reported to every later sync call.
+    // The first write error is kept, published to the handles at once, and reported to every
+    // later sync call.
     let mut error: Option<String> = None;
+    let note = |error: &mut Option<String>, e: String| {
+        if error.is_none() {
+            let _ = failed.set(e.clone());
+            *error = Some(e);
+        }
+    };
+    // SQLite rolls a transaction back on SQLITE_FULL: drop what is left of this batch and
+    // start a fresh transaction for what follows.
+    let restart = |conn: &Connection| {
+        let _ = conn.execute_batch("ROLLBACK");
+        let _ = conn.execute_batch("BEGIN");
+    };
     let mut disconnected = false;
     loop {
         // Wait for a message, or (with sinks attached) for the next poll.
@@ -348,18 +388,20 @@ fn writer_loop(conn: Connection, rx: Receiver<Msg>) -> Result<WriterStats, Strin
         }
         let deadline = Instant::now() + COMMIT_INTERVAL;
         let mut replies: Vec<(Reply, Result<(), String>)> = Vec::new();
+        let mut own_replies: Vec<(Reply, Result<(), String>)> = Vec::new();
         let mut shutdown = disconnected;
         if let Err(e) = conn.execute_batch("BEGIN") {
-            error.get_or_insert(e.to_string());
+            note(&mut error, e.to_string());
         }
         let mut n = 0usize;
         let mut msg = first;
         loop {
             // Rows pushed before any message below are committed with (or before) it.
-            match sinks.drain(&conn, &mut stats) {
+            match sinks.drain(&conn, &mut stats, error.is_some()) {
                 Ok(k) => n += k,
                 Err(e) => {
-                    error.get_or_insert(e.to_string());
+                    note(&mut error, e.to_string());
+                    restart(&conn);
                 }
             }
             let mut urgent = false;
@@ -378,12 +420,23 @@ fn writer_loop(conn: Connection, rx: Receiver<Msg>) -> Result<WriterStats, Strin
                         replies.push((reply, r));
                     }
                     Msg::FinishRun(fin, reply) => {
-                        let r = finish_run(&conn, &fin).map_err(|e| e.to_string());
-                        replies.push((reply, r));
+                        let r = finish_run(&conn, &fin, error.as_deref());
+                        // After a write error (a full disk) the run's end is still recorded
+                        // if it can be: it goes alone in a transaction (the failed one was
+                        // rolled back, so the journal has room) and its reply is its own.
+                        match (r, &error) {
+                            (Ok(()), Some(_)) => {
+                                let r = conn.execute_batch("COMMIT; BEGIN");
+                                own_replies.push((reply, r.map_err(|e| e.to_string())));
+                            }
+                            (r, _) => replies.push((reply, r.map_err(|e| e.to_string()))),
+                        }
                     }
+                    _ if error.is_some() => {}
                     other => {
                         if let Err(e) = insert_row(&conn, other, &mut stats) {
-                            error.get_or_insert(e.to_string());
+                            note(&mut error, e.to_string());
+                            restart(&conn);
                         }
                     }
                 }
@@ -410,12 +463,13 @@ fn writer_loop(conn: Connection, rx: Receiver<Msg>) -> Result<WriterStats, Strin
         }
         if shutdown {
             // Whatever the engine pushed last.
-            if let Err(e) = sinks.drain(&conn, &mut stats) {
-                error.get_or_insert(e.to_string());
+            if let Err(e) = sinks.drain(&conn, &mut stats, error.is_some()) {
+                note(&mut error, e.to_string());
+                restart(&conn);
             }
         }
         if let Err(e) = conn.execute_batch("COMMIT") {
-            error.get_or_insert(e.to_string());
+            note(&mut error, e.to_string());
             let _ = conn.execute_batch("ROLLBACK");
         }
         stats.transactions += 1;
@@ -424,6 +478,9 @@ fn writer_loop(conn: Connection, rx: Receiver<Msg>) -> Result<WriterStats, Strin
                 (Some(e), Ok(())) => Err(e.clone()),
                 (_, r) => r,
             };
+            let _ = reply.send(r);
+        }
+        for (reply, r) in own_replies {
             let _ = reply.send(r);
         }
         if shutdown {
@@ -630,16 +687,36 @@ fn insert_run(conn: &Connection, r: &NewRun) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn finish_run(conn: &Connection, f: &FinishRun) -> rusqlite::Result<()> {
+/// The run's final state. After a write error of the campaign file (`store_error`) the run is
+/// failed whatever the caller thought, with that error as its reason.
+fn finish_run(conn: &Connection, f: &FinishRun, store_error: Option<&str>) -> rusqlite::Result<()> {
+    let store_failure;
+    let (status, stage, message) = match store_error {
+        Some(e) => {
+            store_failure = format!(
+                "the campaign file could not be written ({e}); rows committed before are kept"
+            );
+            (
+                super::RunStatus::Failed,
+                Some(super::FailureStage::Benchmark.as_str()),
+                Some(store_failure.as_str()),
+            )
+        }
+        None => (
+            f.status,
+            f.failure_stage.map(|s| s.as_str()),
+            f.failure_message.as_deref(),
+        ),
+    };
     conn.execute(
         "UPDATE runs SET status = ?2, failure_stage = ?3, failure_message = ?4, stop_reason = ?5,
          measure_start_ns = COALESCE(?6, measure_start_ns), ended_ns = ?7, cpu_user_s = ?8,
          cpu_system_s = ?9 WHERE run_id = ?1",
         params![
             &*f.run_id,
-            f.status.as_str(),
-            f.failure_stage.map(|s| s.as_str()),
-            f.failure_message,
+            status.as_str(),
+            stage,
+            message,
             f.stop_reason,
             f.measure_start_ns,
             f.ended_ns,

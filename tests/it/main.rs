@@ -43,3 +43,6 @@ mod run_http_close;
 mod script_signals;
 mod slurm_cluster;
 mod slurm_multinode;
+mod hostile_values;
+mod secret_tracing;
+mod store_full_disk;

@@ -107,7 +107,7 @@ pub(crate) fn decode_capacity_search(
     .unwrap_or(2.0);
     let bisect_steps = f.u32_range(cx, "bisect_steps", 0, 20).unwrap_or(3);
     let repeats = f.u32_range(cx, "repeats", 1, 20).unwrap_or(1);
-    let step_duration_s = f.duration_s(cx, "step_duration");
+    let step_duration_s = f.duration_s(cx, "step_duration", super::fields::range::MAX_DURATION_S);
     if let Some(d) = step_duration_s {
         if d <= 0.0 {
             cx.error(

@@ -70,7 +70,9 @@ pub(super) fn decode(cx: &mut Ctx, k: &KindCx) -> Option<Workload> {
         mix,
         batch_size: f.u32_range(cx, "batch_size", 1, 100_000).unwrap_or(1),
         table_name,
-        seed_rows: f.u64(cx, "seed_rows").unwrap_or(10_000),
+        seed_rows: f
+            .u64_range(cx, "seed_rows", 0, super::fields::range::MAX_COUNT)
+            .unwrap_or(10_000),
         keep_table: f.bool(cx, "keep_table").unwrap_or(false),
     }))
 }

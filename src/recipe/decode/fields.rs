@@ -9,6 +9,32 @@ use crate::recipe::yaml::{Node, NodeKind, Pos};
 use std::collections::HashSet;
 use std::path::PathBuf;
 
+/// Ranges of the recipe's numbers. `validate` rejects a value outside them at its location, so
+/// nothing downstream converts an absurd float to a `Duration`, overflows an integer or loops
+/// on a rate no generator reaches.
+pub mod range {
+    /// `duration`, `warmup`: as long as the longest SLURM time limit a recipe may ask for.
+    pub const MAX_DURATION_S: f64 = crate::recipe::units::MAX_SLURM_TIME_S as f64;
+    /// A request's `timeout`: one day.
+    pub const MAX_TIMEOUT_S: f64 = 86_400.0;
+    /// `push_interval`: one hour.
+    pub const MAX_PUSH_INTERVAL_S: f64 = 3_600.0;
+    /// `requests_per_second` (per client).
+    pub const MAX_RATE_PER_CLIENT_PER_S: f64 = 1_000_000.0;
+    /// `client_count × requests_per_second`: far above what one runner process can send.
+    pub const MAX_RATE_TOTAL_PER_S: f64 = 10_000_000.0;
+    /// `requests`, `seed_rows`.
+    pub const MAX_COUNT: u64 = 1_000_000_000_000;
+    /// `dataset_size` (vectors held in memory by the runner).
+    pub const MAX_DATASET_SIZE: u64 = 100_000_000;
+    /// SLO limits in milliseconds: one day.
+    pub const MAX_MS: f64 = 86_400_000.0;
+    /// Token counts (`mean`, `stddev` of a token distribution).
+    pub const MAX_TOKENS: f64 = 1_000_000.0;
+    /// Sampling `temperature`.
+    pub const MAX_TEMPERATURE: f64 = 10.0;
+}
+
 /// Collects diagnostics while decoding.
 #[derive(Default)]
 pub struct Ctx {
@@ -35,6 +61,36 @@ impl Ctx {
         self.push(Severity::Warning, pos, path, message.into(), help);
     }
 
+    /// A warning about the plain-text secret `secret`: the snippet masks it.
+    pub fn warn_secret(
+        &mut self,
+        pos: Pos,
+        path: &str,
+        secret: &str,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) {
+        self.push(Severity::Warning, pos, path, message.into(), help);
+        if let Some(d) = self.diags.last_mut() {
+            d.redact = Some(secret.to_string());
+        }
+    }
+
+    /// A warning about several plain-text secrets on one line: the snippet masks them all.
+    pub fn warn_secret_all(
+        &mut self,
+        pos: Pos,
+        path: &str,
+        secrets: &[String],
+        message: impl Into<String>,
+        help: Option<String>,
+    ) {
+        self.push(Severity::Warning, pos, path, message.into(), help);
+        if let Some(d) = self.diags.last_mut() {
+            d.redact_all = secrets.to_vec();
+        }
+    }
+
     pub(crate) fn push(
         &mut self,
         severity: Severity,
@@ -44,6 +100,8 @@ impl Ctx {
         help: Option<String>,
     ) {
         self.diags.push(Diagnostic {
+            redact: None,
+            redact_all: Vec::new(),
             severity,
             path: path.to_string(),
             pos,
@@ -237,6 +295,38 @@ impl<'n> Fields<'n> {
         }
     }
 
+    /// A number in `min..=max`, an error at its location otherwise.
+    pub(crate) fn f64_range(&self, cx: &mut Ctx, key: &str, min: f64, max: f64) -> Option<f64> {
+        let v = if min == 0.0 {
+            self.nonneg_f64(cx, key)?
+        } else {
+            self.f64(cx, key)?
+        };
+        if v < min || v > max {
+            cx.error(
+                self.get(key).unwrap().pos,
+                &self.p(key),
+                format!("`{key}` must be between {min} and {max}, found {v}"),
+            );
+            return None;
+        }
+        Some(v)
+    }
+
+    /// A whole number in `min..=max`, an error at its location otherwise.
+    pub(crate) fn u64_range(&self, cx: &mut Ctx, key: &str, min: u64, max: u64) -> Option<u64> {
+        let v = self.u64(cx, key)?;
+        if v < min || v > max {
+            cx.error(
+                self.get(key).unwrap().pos,
+                &self.p(key),
+                format!("`{key}` must be between {min} and {max}, found {v}"),
+            );
+            return None;
+        }
+        Some(v)
+    }
+
     pub(crate) fn u32_range(&self, cx: &mut Ctx, key: &str, min: u32, max: u32) -> Option<u32> {
         let v = self.u64(cx, key)?;
         if v < min as u64 || v > max as u64 {
@@ -280,8 +370,8 @@ impl<'n> Fields<'n> {
         }
     }
 
-    /// Seconds: a number, or a string like `90s`, `10m`, `1h`.
-    pub(crate) fn duration_s(&self, cx: &mut Ctx, key: &str) -> Option<f64> {
+    /// Seconds: a number, or a string like `90s`, `10m`, `1h`; at most `max_s`.
+    pub(crate) fn duration_s(&self, cx: &mut Ctx, key: &str, max_s: f64) -> Option<f64> {
         let n = self.get(key)?;
         let s = n.as_scalar().unwrap_or_default();
         match parse_duration_s(s) {
@@ -290,6 +380,15 @@ impl<'n> Fields<'n> {
                     n.pos,
                     &self.p(key),
                     format!("`{key}` must not be negative, found {s}"),
+                );
+                None
+            }
+            Ok(v) if v > max_s => {
+                cx.error_help(
+                    n.pos,
+                    &self.p(key),
+                    format!("`{key}` of {s} is too long (at most {max_s} s)"),
+                    format!("the longest `{key}` is {}", human_s(max_s)),
                 );
                 None
             }
@@ -384,6 +483,16 @@ impl<'n> Fields<'n> {
     }
 }
 
+fn human_s(s: f64) -> String {
+    if s >= 86_400.0 && s % 86_400.0 == 0.0 {
+        format!("{} days", s / 86_400.0)
+    } else if s >= 3_600.0 && s % 3_600.0 == 0.0 {
+        format!("{} h", s / 3_600.0)
+    } else {
+        format!("{s} s")
+    }
+}
+
 pub(crate) fn env_ref(v: &str) -> Option<&str> {
     let inner = v.strip_prefix("${")?.strip_suffix('}')?;
     is_env_name(inner).then_some(inner)
@@ -425,9 +534,10 @@ pub(crate) fn secret_from_value(cx: &mut Ctx, pos: Pos, path: &str, v: &str) -> 
         return Secret::Env(var.to_string());
     }
     if WELL_KNOWN_DEFAULTS.contains(&v) {
-        cx.warn(
+        cx.warn_secret(
             pos,
             path,
+            v,
             "a well-known default credential is used; anyone on the cluster can guess it",
             Some(
                 "omit it to have factorybench generate one, or take it from `${VAR}` / a `_file`"
@@ -435,9 +545,10 @@ pub(crate) fn secret_from_value(cx: &mut Ctx, pos: Pos, path: &str, v: &str) -> 
             ),
         );
     } else {
-        cx.warn(
+        cx.warn_secret(
             pos,
             path,
+            v,
             "plain-text secret in the recipe",
             Some("write `${VAR}` to read it from the environment, or use the `_env` / `_file` form; it is kept out of scripts either way".into()),
         );

@@ -14,6 +14,9 @@ pub(super) fn decode(cx: &mut Ctx, k: &KindCx) -> Option<Workload> {
         .nonempty_string(cx, "url")
         .or(service_url.map(String::from))
         .or(port.map(|p| format!("http://127.0.0.1:{p}/")));
+    if let (Some(u), Some(n)) = (&url, f.get("url")) {
+        super::warn_url_credentials(cx, n.pos, &f.p("url"), u);
+    }
     if url.is_none() {
         cx.error(
             pos,
@@ -41,6 +44,17 @@ pub(super) fn decode(cx: &mut Ctx, k: &KindCx) -> Option<Workload> {
                         (Some(k), Some(v))
                             if !k.contains([':', '\n', '\r']) && !v.contains(['\n', '\r']) =>
                         {
+                            if crate::recipe::redact::header_is_secret(k)
+                                && super::fields::env_ref(v).is_none()
+                            {
+                                cx.warn_secret(
+                                    v_pos(m, k),
+                                    &f.p(&format!("headers.{k}")),
+                                    v,
+                                    format!("plain-text credential in header `{k}`"),
+                                    Some("it is shown redacted in plans, campaign files and reports; prefer `${VAR}`".into()),
+                                );
+                            }
                             headers.push((k.to_string(), v.to_string()))
                         }
                         _ => cx.error(
@@ -65,4 +79,15 @@ pub(super) fn decode(cx: &mut Ctx, k: &KindCx) -> Option<Workload> {
         body: f.string(cx, "body"),
         expect_status,
     }))
+}
+
+/// Position of the value of header `name` in the mapping `m`.
+fn v_pos(
+    m: &[(crate::recipe::yaml::Node, crate::recipe::yaml::Node)],
+    name: &str,
+) -> crate::recipe::yaml::Pos {
+    m.iter()
+        .find(|(k, _)| k.as_scalar() == Some(name))
+        .map(|(_, v)| v.pos)
+        .unwrap_or_default()
 }

@@ -105,13 +105,15 @@ pub(super) fn decode(cx: &mut Ctx, k: &KindCx) -> Option<Workload> {
             cx.check_keys(n, &p, &["ttft_ms", "tpot_ms", "e2el_ms"], "`slo`");
             let sf = Fields::new(Some(n), p);
             Slo {
-                ttft_ms: sf.nonneg_f64(cx, "ttft_ms"),
-                tpot_ms: sf.nonneg_f64(cx, "tpot_ms"),
-                e2el_ms: sf.nonneg_f64(cx, "e2el_ms"),
+                ttft_ms: sf.f64_range(cx, "ttft_ms", 0.0, range::MAX_MS),
+                tpot_ms: sf.f64_range(cx, "tpot_ms", 0.0, range::MAX_MS),
+                e2el_ms: sf.f64_range(cx, "e2el_ms", 0.0, range::MAX_MS),
             }
         }
     };
-    let temperature = f.nonneg_f64(cx, "temperature").unwrap_or(0.0);
+    let temperature = f
+        .f64_range(cx, "temperature", 0.0, range::MAX_TEMPERATURE)
+        .unwrap_or(0.0);
     Some(Workload::Llm(LlmWorkload {
         api,
         model: model.unwrap_or_default(),
@@ -150,8 +152,10 @@ fn token_dist(cx: &mut Ctx, n: &Node, path: &str, what: &str) -> Option<TokenDis
                 }
                 Some(TokenDist::Uniform { min, max })
             } else {
-                let mean = f.f64(cx, "mean");
-                let stddev = f.nonneg_f64(cx, "stddev").unwrap_or(0.0);
+                let mean = f.f64_range(cx, "mean", 0.0, range::MAX_TOKENS);
+                let stddev = f
+                    .f64_range(cx, "stddev", 0.0, range::MAX_TOKENS)
+                    .unwrap_or(0.0);
                 match mean {
                     Some(m) if m >= 1.0 => Some(TokenDist::Normal { mean: m, stddev }),
                     _ => {

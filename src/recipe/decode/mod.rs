@@ -43,6 +43,11 @@ pub use crate::kinds::{
 pub use consistency::{bind_covers, triton_model_repository};
 pub use fields::{is_env_name, looks_secret, valid_service_name, Ctx};
 
+/// `NAME` when `v` is exactly `${NAME}`.
+pub fn env_ref_name(v: &str) -> Option<&str> {
+    fields::env_ref(v)
+}
+
 mod capacity;
 mod consistency;
 mod container;
@@ -127,7 +132,7 @@ pub fn decode(
     let benchmark = Benchmark {
         name: bf.nonempty_string(cx, "name").unwrap_or(stem),
         description: bf.string(cx, "description").unwrap_or_default(),
-        duration_s: bf.duration_s(cx, "duration"),
+        duration_s: bf.duration_s(cx, "duration", fields::range::MAX_DURATION_S),
     };
 
     let global_node = top.get("global");
@@ -168,7 +173,9 @@ pub fn decode(
             );
         }
     }
-    let push_interval_s = gf.duration_s(cx, "push_interval").unwrap_or(5.0);
+    let push_interval_s = gf
+        .duration_s(cx, "push_interval", fields::range::MAX_PUSH_INTERVAL_S)
+        .unwrap_or(5.0);
     if push_interval_s < 0.5 {
         cx.error(
             gf.get("push_interval").map(|n| n.pos).unwrap_or_default(),
@@ -341,6 +348,7 @@ pub(super) fn check_url(cx: &mut Ctx, pos: Pos, path: &str, url: &str, schemes: 
             format!("expected {}://host:port", schemes.join("|")),
         );
     }
+    warn_url_credentials(cx, pos, path, url);
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         cx.error(
             pos,
@@ -348,4 +356,20 @@ pub(super) fn check_url(cx: &mut Ctx, pos: Pos, path: &str, url: &str, schemes: 
             "URLs must not contain whitespace or control characters",
         );
     }
+}
+
+/// A credential inside a URL (`user:pw@`, `?token=`) is a plain-text secret: warned about
+/// once, without echoing it (plan.json, the campaign file and reports show the URL redacted).
+pub(super) fn warn_url_credentials(cx: &mut Ctx, pos: Pos, path: &str, url: &str) {
+    let creds = crate::recipe::redact::url_credentials(url);
+    if creds.is_empty() || creds.iter().all(|c| fields::env_ref(c).is_some()) {
+        return;
+    }
+    cx.warn_secret_all(
+        pos,
+        path,
+        &creds,
+        "plain-text credential in a URL",
+        Some("it is shown redacted in plans, campaign files and reports; prefer a secret key (`password_env`, `api_key_env`, ...) or `${VAR}`".into()),
+    );
 }

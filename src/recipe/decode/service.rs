@@ -131,7 +131,28 @@ pub(super) fn decode_service(
 
     // ---- load ----
     let clients = f.u32_range(cx, "client_count", 1, 100_000).unwrap_or(1);
-    let rate = f.nonneg_f64(cx, "requests_per_second").unwrap_or(10.0);
+    let rate = f
+        .f64_range(
+            cx,
+            "requests_per_second",
+            0.0,
+            range::MAX_RATE_PER_CLIENT_PER_S,
+        )
+        .unwrap_or(10.0);
+    if rate * clients as f64 > range::MAX_RATE_TOTAL_PER_S {
+        cx.error_help(
+            f.get("requests_per_second")
+                .map(|n| n.pos)
+                .unwrap_or(node.pos),
+            &f.p("requests_per_second"),
+            format!(
+                "client_count × requests_per_second is {} requests/s, above the {} one runner can be asked for",
+                rate * clients as f64,
+                range::MAX_RATE_TOTAL_PER_S
+            ),
+            "lower the rate, or use `arrival: closed` (requests_per_second: 0) to send as fast as the service answers".into(),
+        );
+    }
     let arrival_given = f.enum_of(
         cx,
         "arrival",
@@ -156,7 +177,9 @@ pub(super) fn decode_service(
             "requests_per_second: 0 means closed loop, unthrottled (`arrival: closed`)".into(),
         );
     }
-    let duration_s = f.duration_s(cx, "duration").unwrap_or(60.0);
+    let duration_s = f
+        .duration_s(cx, "duration", range::MAX_DURATION_S)
+        .unwrap_or(60.0);
     if f.get("duration").is_some() && duration_s == 0.0 {
         cx.error(
             f.get("duration").unwrap().pos,
@@ -164,7 +187,7 @@ pub(super) fn decode_service(
             "`duration` must be greater than 0",
         );
     }
-    let requests = f.u64(cx, "requests");
+    let requests = f.u64_range(cx, "requests", 0, range::MAX_COUNT);
     if requests == Some(0) {
         cx.error(
             f.get("requests").unwrap().pos,
@@ -172,7 +195,9 @@ pub(super) fn decode_service(
             "`requests` must be at least 1",
         );
     }
-    let warmup_s = f.duration_s(cx, "warmup").unwrap_or(0.0);
+    let warmup_s = f
+        .duration_s(cx, "warmup", range::MAX_DURATION_S)
+        .unwrap_or(0.0);
     let max_error_rate = f.nonneg_f64(cx, "max_error_rate");
     if let Some(r) = max_error_rate {
         if r > 1.0 {
@@ -185,7 +210,7 @@ pub(super) fn decode_service(
     }
     let is_llm = kind.is_some_and(|k| k.is_llm());
     let timeout_s = f
-        .duration_s(cx, "timeout")
+        .duration_s(cx, "timeout", range::MAX_TIMEOUT_S)
         .unwrap_or(if is_llm { 300.0 } else { 30.0 });
     if f.get("timeout").is_some() && timeout_s == 0.0 {
         cx.error(
@@ -479,9 +504,9 @@ fn decode_sweep_axis(
             SweepParam::ClientCount | SweepParam::BatchSize => {
                 s.parse::<u32>().is_ok_and(|v| v >= 1)
             }
-            SweepParam::RequestsPerSecond => {
-                s.parse::<f64>().is_ok_and(|v| v >= 0.0 && v.is_finite())
-            }
+            SweepParam::RequestsPerSecond => s.parse::<f64>().is_ok_and(|v| {
+                (0.0..=crate::recipe::decode::fields::range::MAX_RATE_PER_CLIENT_PER_S).contains(&v)
+            }),
             // `,` and `=` separate a grid task's label.
             SweepParam::Model => !s.is_empty() && !s.contains([',', '=']),
             SweepParam::Grid => false,

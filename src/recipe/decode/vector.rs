@@ -70,7 +70,14 @@ pub(super) fn decode(cx: &mut Ctx, k: &KindCx) -> Option<Workload> {
         batch_size: f.u32_range(cx, "batch_size", 1, 100_000).unwrap_or(10),
         search_k: f.u32_range(cx, "search_k", 1, 10_000).unwrap_or(10),
         vectors,
-        dataset_size: f.u64(cx, "dataset_size").unwrap_or(1000),
+        dataset_size: f
+            .u64_range(
+                cx,
+                "dataset_size",
+                1,
+                super::fields::range::MAX_DATASET_SIZE,
+            )
+            .unwrap_or(1000),
         recall_queries: f.u32_range(cx, "recall_queries", 0, 100_000).unwrap_or(100),
         index,
     }))

@@ -81,21 +81,23 @@ impl HttpClient {
                 w.url.trim_start_matches('/')
             )
         };
+        // Error messages quote the URL without its credentials.
+        let shown = crate::recipe::redact::url(&url);
         let uri: Uri = url
             .parse()
-            .map_err(|e| bad(format!("invalid url `{url}`: {e}")))?;
+            .map_err(|e| bad(format!("invalid url `{shown}`: {e}")))?;
         let https = match uri.scheme_str() {
             Some("http") => false,
             Some("https") => true,
             other => {
                 return Err(bad(format!(
-                    "url `{url}`: scheme {other:?} is not http or https"
+                    "url `{shown}`: scheme {other:?} is not http or https"
                 )))
             }
         };
         let host = uri
             .host()
-            .ok_or_else(|| bad(format!("url `{url}` has no host")))?;
+            .ok_or_else(|| bad(format!("url `{shown}` has no host")))?;
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let host_for_connect = host.trim_start_matches('[').trim_end_matches(']');
         let authority = if host_for_connect.contains(':') {
@@ -103,21 +105,50 @@ impl HttpClient {
         } else {
             format!("{host_for_connect}:{port}")
         };
+        // `user:pw@` is never sent in the Host header: it becomes Basic authentication (as
+        // curl does) unless the recipe gives its own Authorization header.
+        let userinfo = uri
+            .authority()
+            .and_then(|a| a.as_str().rsplit_once('@'))
+            .map(|(u, _)| u.to_string());
         let host_header = HeaderValue::from_str(
             uri.authority()
-                .map(|a| a.as_str())
+                .map(|a| a.as_str().rsplit('@').next().unwrap_or_default())
                 .unwrap_or(host_for_connect),
         )
-        .map_err(|e| bad(format!("bad host in `{url}`: {e}")))?;
+        .map_err(|e| bad(format!("bad host in `{shown}`: {e}")))?;
         let method = Method::from_bytes(w.method.as_bytes())
             .map_err(|e| bad(format!("bad method `{}`: {e}", w.method)))?;
         let mut headers = Vec::new();
         for (k, v) in &w.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|e| bad(format!("bad header name `{k}`: {e}")))?;
-            let value = HeaderValue::from_str(v)
-                .map_err(|e| bad(format!("bad value for header `{k}`: {e}")))?;
+            // `${VAR}`: a credential header read from the environment at run time.
+            let v = match crate::recipe::decode::env_ref_name(v) {
+                Some(var) => std::env::var(var).map_err(|_| {
+                    bad(format!(
+                        "header `{k}`: environment variable {var} is not set"
+                    ))
+                })?,
+                None => v.clone(),
+            };
+            let value = HeaderValue::from_str(&v)
+                .map_err(|_| bad(format!("bad value for header `{k}`")))?;
             headers.push((name, value));
+        }
+        if let Some(ui) = userinfo {
+            if !headers
+                .iter()
+                .any(|(n, _)| n == hyper::header::AUTHORIZATION)
+            {
+                use base64::Engine;
+                let ui = percent_decode(&ui);
+                let b64 = base64::engine::general_purpose::STANDARD.encode(ui.as_bytes());
+                let mut v = HeaderValue::from_str(&format!("Basic {b64}"))
+                    .map_err(|_| bad("bad credentials in the url".to_string()))?;
+                v.set_sensitive(true);
+                headers.push((hyper::header::AUTHORIZATION, v));
+            }
         }
         let mut t = Target {
             op: op_label(&method),
@@ -527,4 +558,24 @@ impl Worker for HttpsWorker {
             status_outcome(t, o, status)
         })
     }
+}
+
+/// `%XX` escapes of a URL's userinfo decoded (invalid escapes are kept as written).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
+            if let Ok(v) = u8::from_str_radix(hex, 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
