@@ -67,6 +67,40 @@ impl fmt::Display for RecipeError {
 }
 
 /// Render one diagnostic with the source line and a caret under the column.
+/// `line` with the credentials of every URL in it (userinfo, secret query values) masked.
+fn mask_url_credentials(line: &str) -> String {
+    // `KEY: value` with a secret-looking key (POSTGRES_PASSWORD, API_TOKEN, ...): the value.
+    if let Some((key, value)) = line.split_once(':') {
+        let k = key
+            .trim()
+            .trim_start_matches("- ")
+            .trim_matches(['"', '\'']);
+        let v = value.trim();
+        let names_a_source = k.ends_with("_env") || k.ends_with("_file");
+        if !v.is_empty()
+            && !v.contains("://")
+            && !v.starts_with("${")
+            && !names_a_source
+            && super::decode::looks_secret(k)
+        {
+            return format!("{key}: ***");
+        }
+    }
+    let mut out = line.to_string();
+    for tok in line
+        .split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | '[' | ']' | '{' | '}'))
+    {
+        if tok.contains("://") {
+            for secret in super::redact::url_credentials(tok) {
+                if !secret.is_empty() {
+                    out = out.replace(secret.as_str(), "***");
+                }
+            }
+        }
+    }
+    out
+}
+
 pub fn render(d: &Diagnostic, file: &Path, src: &str) -> String {
     let label = match d.severity {
         Severity::Error => "error",
@@ -88,6 +122,9 @@ pub fn render(d: &Diagnostic, file: &Path, src: &str) -> String {
                 line = line.replace(secret.as_str(), "***");
             }
         }
+        // Whatever the diagnostic is about, a URL on the quoted line never shows its
+        // credentials (stderr is the job log on a cluster).
+        line = mask_url_credentials(&line);
         out.push_str(&format!("{pad} |\n{num} | {line}\n{pad} | "));
         out.push_str(&" ".repeat(d.pos.col.saturating_sub(1)));
         out.push_str("^\n");

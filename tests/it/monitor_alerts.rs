@@ -257,6 +257,11 @@ fn a_runner_that_dies_fires_run_stalled_in_the_monitoring_jobs_prometheus() {
             .as_array()
             .cloned()
             .unwrap_or_default();
+        // Only this test's campaign (series of other runs may share the machine).
+        let list: Vec<serde_json::Value> = list
+            .into_iter()
+            .filter(|a| a["labels"]["campaign"] == campaign.as_str())
+            .collect();
         assert!(
             !list.iter().any(|a| a["labels"]["run_id"] == "ok"),
             "an alert for the run that ended normally: {alerts}"

@@ -66,13 +66,18 @@ services:
     service_type: database
     backend: postgresql
     container_image: docker://postgres:16
-    service_url: "postgresql://bench:{p8}@127.0.0.1:5432/bench"
     password: "{p9}"
     environment:
-      POSTGRES_PASSWORD: "{p10}"
+      POSTGRES_PASSWORD: "{p9}"
+      DB_ADMIN_PASSWORD: "{p10}"
       API_TOKEN: "{p11}"
       MY_SECRET_THING: "{p12}"
       SIGNING_KEY: "{p13}"
+    duration: 1
+  - service_name: pg-url
+    service_type: database
+    backend: postgresql
+    service_url: "postgresql://bench:{p8}@127.0.0.1:5432/bench"
     duration: 1
   - service_name: store
     service_type: s3
