@@ -167,7 +167,10 @@ fn monitor_up_status_down_on_slurm() {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    assert!(run.wait().unwrap().success());
+    // 0, or 5 when the open-loop generator fell behind its 5 ms lag limit on a loaded test
+    // machine (the run is then invalid, but its live series are what this test is about).
+    let code = run.wait().unwrap().code();
+    assert!(matches!(code, Some(0) | Some(5)), "run exited {code:?}");
     assert!(
         live,
         "the run's series never reached the stack's Prometheus while it ran"
