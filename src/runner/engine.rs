@@ -750,6 +750,19 @@ fn dispatch_open(
             return (StopReason::Requests, stats);
         }
         if !wait_until(&sh, t) {
+            if sh.clock.now_ns() >= end_ns {
+                // Stopped by the end of the run itself: what was due is not sent, and counted.
+                stats.not_sent += count_rest(
+                    &mut sched,
+                    started_ns,
+                    t,
+                    end_ns,
+                    measure_start_ns,
+                    load,
+                    measured,
+                );
+                return (StopReason::Duration, stats);
+            }
             return (sh.stop_reason().unwrap_or(StopReason::Duration), stats);
         }
         let permit = match sem.clone().try_acquire_owned() {
@@ -766,7 +779,7 @@ fn dispatch_open(
                         p = sem.clone().acquire_owned() => Ok(p.ok()),
                         _ = tokio::time::sleep_until(end_at.into()) => Err(()),
                         _ = async {
-                            while sh2.stop_reason().is_none() && sh2.clock.now_ns() < end_ns {
+                            while sh2.stop_reason().is_none() {
                                 tokio::time::sleep(Duration::from_millis(5)).await;
                             }
                         } => Ok(None),
@@ -777,8 +790,13 @@ fn dispatch_open(
                         last_wait_end = sh.clock.now_ns();
                         p
                     }
-                    Ok(None) => return (sh.stop_reason().unwrap_or(StopReason::Duration), stats),
-                    Err(()) => {
+                    // A stop that is not the end of the run (a signal, max_error_rate).
+                    Ok(None) if sh.clock.now_ns() < end_ns => {
+                        return (sh.stop_reason().unwrap_or(StopReason::Duration), stats)
+                    }
+                    // The end of the run while waiting (whichever of the timers saw it first):
+                    // what was still due is counted as not sent, never dropped silently.
+                    Ok(None) | Err(()) => {
                         let n = count_rest(
                             &mut sched,
                             started_ns,
