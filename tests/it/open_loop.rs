@@ -7,37 +7,9 @@
 use crate::common;
 
 use rusqlite::Connection;
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fb-testserver"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().strip_prefix("port=").unwrap().parse().unwrap();
-        Server { child, port }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::common::Server;
 
 fn run_recipe(dir: &Path, port: u16, rate: &str, extra: &str) -> (Option<i32>, String) {
     let p = dir.join("recipe.yml");

@@ -6,9 +6,8 @@ use crate::common;
 
 use rusqlite::Connection;
 use serde_json::Value;
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn write_recipe(dir: &Path, services: &str) -> std::path::PathBuf {
@@ -405,34 +404,7 @@ fn direct_io_where_the_filesystem_refuses_it_is_a_clear_error() {
     assert_eq!(std::fs::read_dir(&base).unwrap().count(), 0, "cleaned up");
 }
 
-/// The loopback test server (`fb-testserver`), killed on drop.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fb-testserver"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().strip_prefix("port=").unwrap().parse().unwrap();
-        Server { child, port }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::Server;
 
 #[test]
 fn http_run_against_loopback_server() {
