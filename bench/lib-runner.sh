@@ -6,13 +6,18 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-release}"
 FB_BENCH_PROFILE="${FB_BENCH_PROFILE:-release}"
-if [ "$FB_BENCH_PROFILE" = release ]; then
+# FB_BENCH_BIN_DIR: binaries built before (factorybench, fb-testserver): no build here, so a
+# benchmark of one commit can run while the tree changes.
+if [ -n "${FB_BENCH_BIN_DIR:-}" ]; then
+  :
+elif [ "$FB_BENCH_PROFILE" = release ]; then
   (cd "$ROOT" && cargo build --release --bins --examples -q)
 else
   (cd "$ROOT" && cargo build --bins --examples -q)
 fi
-FB="$CARGO_TARGET_DIR/$FB_BENCH_PROFILE/factorybench"
-SRV="$CARGO_TARGET_DIR/$FB_BENCH_PROFILE/fb-testserver"
+BIN_DIR="${FB_BENCH_BIN_DIR:-$CARGO_TARGET_DIR/$FB_BENCH_PROFILE}"
+FB="$BIN_DIR/factorybench"
+SRV="$BIN_DIR/fb-testserver"
 WORK="$(mktemp -d /var/tmp/fb-bench.XXXXXX)"
 SRV_PID=""
 NGINX_PID=""

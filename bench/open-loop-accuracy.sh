@@ -2,11 +2,12 @@
 # Open-loop accuracy: constant arrival at 5k, 10k, 20k req/s; achieved rate vs target, schedule
 # lag p99, generator lag p99, errors, and whether the run ended at its duration.
 # TARGET: nginx (default: Debian nginx-light, one worker, `return 200`) or testserver.
-# RATES (default "5000 10000 20000"), CLIENTS (default 16), DUR seconds (default 10).
+# RATES (default "5000 10000 20000"), CLIENTS (default 16), DUR seconds (default 10), CONNS
+# (connections per client, default: the recipe default, 4).
 source "$(dirname "$0")/lib-runner.sh"
 RATES="${RATES:-5000 10000 20000}"; DUR="${DUR:-10}"; CLIENTS="${CLIENTS:-16}"
 start_target
-printf 'open loop against %s, %s clients, %s s each\n' "${TARGET:-nginx}" "$CLIENTS" "$DUR"
+printf 'open loop against %s, %s clients, %s connections each, %s s each\n' "${TARGET:-nginx}" "$CLIENTS" "${CONNS:-4}" "$DUR"
 printf '%8s %12s %8s %16s %20s %8s %10s %10s\n' target achieved ratio "sched lag p99 ms" "generator lag p99 ms" errors "wall s" saturated
 for rate in $RATES; do
   R="$(recipe ol$rate "  - service_name: ol
@@ -17,7 +18,8 @@ for rate in $RATES; do
     requests_per_second: $(python3 -c "print($rate / $CLIENTS)")
     duration: $DUR
     warmup: 1
-")"
+${CONNS:+    connections_per_client: $CONNS
+}")"
   t0=$(date +%s.%N)
   "$FB" run "$R" --json --no-progress > "$WORK/ol$rate.json" 2> "$WORK/ol$rate.err" || true
   WALL="$(python3 -c "import time; print('%.1f' % (time.time() - $t0))")"

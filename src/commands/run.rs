@@ -12,7 +12,9 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod lifecycle;
 mod summary;
+pub use lifecycle::starts_service;
 pub use summary::{summarize_run, RunSummary};
 
 #[derive(Debug, Args)]
@@ -20,6 +22,12 @@ pub use summary::{summarize_run, RunSummary};
   factorybench run recipes/quickstart.yml
   factorybench run recipes/multi-service.yml --service local-files --json
   factorybench run recipe.yml --sequential --db results.db
+  factorybench run recipes/podman-postgres.yml          # starts the container, then benchmarks it
+
+A service whose recipe names its runtime (`runtime: podman | apptainer | host`) is started by
+`run` itself with the same lifecycle as its SLURM batch script (start, readiness, the run, stop
+on every exit path), and stopped afterwards; --no-start benchmarks it where it already runs,
+--start also starts services whose runtime is only implied by `container_image`.
 
 Services run in parallel unless --sequential (or --max-workers N) says otherwise. A service
 with a sweep runs each value in turn (or only --sweep-index N). Ctrl-C, SIGTERM or SIGUSR1
@@ -66,13 +74,42 @@ pub struct RunArgs {
     /// node's address, for clients on other nodes).
     #[arg(long, value_name = "ADDR")]
     pub endpoint_host: Option<String>,
+    /// Start every service that has a container image or start command (also when the recipe
+    /// does not name the runtime), with its batch script's lifecycle.
+    #[arg(long, conflicts_with = "no_start")]
+    pub start: bool,
+    /// Never start a service: benchmark it where it already runs (batch scripts pass this: the
+    /// service is theirs to start).
+    #[arg(long)]
+    pub no_start: bool,
 }
 
 pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
     let loaded = super::load_recipe(&a.recipe)?;
-    let plan = Arc::new(loaded.plan);
+    let plan = Arc::new(loaded.plan.clone());
     let mut groups = select_jobs(&plan, &a.recipe, a.service.as_deref(), a.sweep_index)
         .map_err(|e| InvalidInput(e.0))?;
+    // Services this run starts itself (their batch script's lifecycle), in recipe order.
+    let mut lifecycle_jobs: lifecycle::LifecycleJobs = Vec::new();
+    if a.fail_setup.is_none() && a.client_share.is_none() && a.endpoint_host.is_none() {
+        groups.retain(|group| {
+            let Some(first) = group.first() else {
+                return true;
+            };
+            let Some(svc) = plan.service(&first.svc.name) else {
+                return true;
+            };
+            if !starts_service(svc, a.start, a.no_start) {
+                return true;
+            }
+            let indices = svc.sweep.as_ref().map(|sw| match a.sweep_index {
+                Some(i) => vec![i],
+                None => (0..sw.values.len()).collect(),
+            });
+            lifecycle_jobs.push((svc.name.clone(), indices));
+            false
+        });
+    }
     if a.client_share.is_some() || a.endpoint_host.is_some() {
         for job in groups.iter_mut().flatten() {
             job.svc = job
@@ -111,6 +148,40 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
             Ok(f) => crate::out::set_log_file(Some(f)),
             Err(e) => tracing::warn!("cannot write the run log {}: {e}", p.display()),
         }
+    }
+    // Runs the campaign file held before (the lifecycles' runs are the ones added after).
+    let runs_before: std::collections::HashSet<String> = if db.is_file() {
+        crate::store::read::open_read_only(&db)
+            .ok()
+            .filter(|c| crate::store::read::has_table(c, "runs"))
+            .and_then(|c| crate::store::read::run_ids(&c).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .collect()
+    } else {
+        Default::default()
+    };
+    let lifecycles = if lifecycle_jobs.is_empty() {
+        None
+    } else {
+        let dir = logs_dir.join(format!(
+            "{}-{stamp}-services",
+            crate::slurm::campaign::slug(&plan.benchmark.name)
+        ));
+        match lifecycle::run_lifecycles(&loaded, &lifecycle_jobs, &db, &dir) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                return match e.downcast::<crate::render::campaign::CampaignError>() {
+                    Ok(c) if c.is_invalid_input() => Err(InvalidInput(c.to_string()).into()),
+                    Ok(c) => Err(c.into()),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    };
+    let lifecycle_stopped = lifecycles.as_ref().is_some_and(|l| l.stopped_by_signal);
+    if lifecycle_stopped {
+        groups.clear();
     }
     let store = Store::open(&db)?;
 
@@ -154,7 +225,11 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
         watch: Some(crate::monitor::session::watch_factory()),
         gpu_facts: Some(crate::monitor::nvml::gpu_facts()),
     };
-    let outcome = session.run(&store);
+    let outcome = if session.groups.is_empty() {
+        Ok(crate::runner::session::SessionOutcome::default())
+    } else {
+        session.run(&store)
+    };
     crate::out::set_progress(None);
     let outcome = outcome?;
     if let Some(e) = &outcome.store_error {
@@ -173,10 +248,47 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
         return Ok(exit::STORE_FAILED);
     }
     store.close()?;
-    let finished = outcome.finished;
+    let mut finished = outcome.finished;
 
     // The summary is read back from the campaign file: what is printed is what is stored.
     let conn = crate::store::read::open_read_only(&db)?;
+    let mut lifecycle_failed = false;
+    if let Some(l) = &lifecycles {
+        let theirs: Vec<crate::store::read::RunRow> = crate::store::read::list_runs(&conn)?
+            .into_iter()
+            .filter(|r| !runs_before.contains(&r.run_id))
+            .filter(|r| !finished.iter().any(|f| f.run_id == r.run_id))
+            .collect();
+        for r in &l.runs {
+            let recorded = theirs.iter().any(|x| x.service == r.service);
+            if !recorded && r.exit_code != Some(exit::OK) {
+                lifecycle_failed = true;
+                eprintln!(
+                    "error: the lifecycle of service {}{} ended with {} and recorded no run (its output above; the script's standard output is in {})",
+                    r.service,
+                    r.sweep_index.map(|i| format!(" (sweep task {i})")).unwrap_or_default(),
+                    match r.exit_code {
+                        Some(c) => format!("exit code {c}"),
+                        None => "a signal".to_string(),
+                    },
+                    r.stdout_log.display()
+                );
+            }
+        }
+        let mut mine: Vec<crate::runner::session::Finished> = theirs
+            .into_iter()
+            .map(|r| crate::runner::session::Finished {
+                run_id: r.run_id,
+                status: r.status,
+            })
+            .collect();
+        mine.append(&mut finished);
+        finished = mine;
+        eprintln!(
+            "services were started from {} (scripts, secrets, service logs)",
+            l.dir.display()
+        );
+    }
     let mut summaries = Vec::new();
     for f in &finished {
         summaries.push(summarize_run(&conn, &f.run_id)?);
@@ -207,10 +319,11 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
         }
     }
     crate::out::set_log_file(None);
-    let code = if finished.iter().any(|f| f.status == RunStatus::Failed) {
+    let code = if lifecycle_failed || finished.iter().any(|f| f.status == RunStatus::Failed) {
         exit::FAILURE
     } else if finished.iter().any(|f| f.status == RunStatus::Partial)
         || outcome.stopped_by.is_some()
+        || lifecycle_stopped
     {
         exit::PARTIAL
     } else if summaries.iter().any(|s| !s.valid) {

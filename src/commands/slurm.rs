@@ -7,7 +7,7 @@
 //! → `afterany:<every service job>`; every dependent job also gets `--kill-on-invalid-dep=yes`
 //! so a failed parent cancels it instead of leaving it pending forever.
 
-use super::{load_recipe, InvalidInput};
+use super::InvalidInput;
 use crate::exit;
 use crate::slurm::campaign::{self, Campaign, JobRole, RunSummary};
 use crate::slurm::status::{any_active, LogTail};
@@ -69,7 +69,8 @@ pub struct CancelArgs {
 }
 
 pub fn submit(a: &SubmitArgs) -> anyhow::Result<i32> {
-    let loaded = load_recipe(&a.recipe)?;
+    // Warnings are printed below: the ones that stop the submission as errors.
+    let loaded = crate::recipe::load(&a.recipe)?;
     let plan = &loaded.plan;
     if let Some(s) = &a.service {
         if plan.service(s).is_none() {
@@ -81,6 +82,48 @@ pub fn submit(a: &SubmitArgs) -> anyhow::Result<i32> {
             ))
             .into());
         }
+    }
+    // Warnings that mean the job could not start on the node (a Triton container without its
+    // model repository): `validate` and `compile` print them; `submit` refuses the service.
+    let stops = |d: &crate::recipe::Diagnostic| {
+        d.stops_submit
+            && match &a.service {
+                None => true,
+                Some(name) => plan
+                    .services
+                    .iter()
+                    .position(|s| &s.name == name)
+                    .is_some_and(|i| {
+                        let p = format!("services[{i}]");
+                        d.path == p || d.path.starts_with(&format!("{p}."))
+                    }),
+            }
+    };
+    for d in loaded.warnings.iter().filter(|d| !stops(d)) {
+        eprint!(
+            "{}",
+            crate::recipe::diag::render(d, &plan.source_path, &loaded.source_text)
+        );
+    }
+    let stopping: Vec<String> = loaded
+        .warnings
+        .iter()
+        .filter(|d| stops(d))
+        .map(|d| {
+            let mut e = d.clone();
+            e.severity = crate::recipe::Severity::Error;
+            crate::recipe::diag::render(&e, &plan.source_path, &loaded.source_text)
+        })
+        .collect();
+    if !stopping.is_empty() {
+        eprint!("{}", stopping.concat());
+        return Err(InvalidInput(format!(
+            "{}: {} service{} could not start on the node (see above); nothing was submitted",
+            a.recipe.display(),
+            stopping.len(),
+            if stopping.len() == 1 { "" } else { "s" }
+        ))
+        .into());
     }
     let t0 = SystemTime::now();
     let unix_s = t0

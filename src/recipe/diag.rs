@@ -28,6 +28,10 @@ pub struct Diagnostic {
     /// More secrets to mask on the source line.
     #[serde(skip)]
     pub redact_all: Vec<String>,
+    /// A warning for `validate` and `compile` (the recipe's format is fine) that `submit`
+    /// refuses as an error: the job could not start on the node.
+    #[serde(skip)]
+    pub stops_submit: bool,
 }
 
 /// Every problem found in one recipe file.

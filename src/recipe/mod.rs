@@ -112,6 +112,7 @@ pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Loaded, RecipeError> {
                 diagnostics: vec![Diagnostic {
                     redact: None,
                     redact_all: Vec::new(),
+                    stops_submit: false,
                     severity: Severity::Error,
                     path: String::new(),
                     pos: yaml::Pos { line, col },
@@ -140,6 +141,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Loaded, RecipeError> {
             return Err(fail(vec![Diagnostic {
                 redact: None,
                 redact_all: Vec::new(),
+                stops_submit: false,
                 severity: Severity::Error,
                 path: String::new(),
                 pos: e.pos,

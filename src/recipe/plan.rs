@@ -120,6 +120,11 @@ pub struct Service {
     pub name: String,
     pub kind: ServiceKind,
     pub runtime: Runtime,
+    /// The recipe names the runtime (`runtime:` of the service or of `global`)
+    /// rather than it being implied by `container_image`/`start_command`: `factorybench run`
+    /// then starts the service itself with the batch script's lifecycle (`run --start` /
+    /// `--no-start` override).
+    pub runtime_explicit: bool,
     pub container_image: Option<String>,
     /// For `runtime: host`: argv of the native server.
     pub start_command: Vec<String>,

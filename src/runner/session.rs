@@ -123,7 +123,7 @@ pub type WatchFactory =
 pub type ObserverFactory = Arc<dyn Fn(&Service) -> Vec<Arc<dyn LiveObserver>> + Send + Sync>;
 
 /// What a session did.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct SessionOutcome {
     pub finished: Vec<Finished>,
     /// The signal that stopped load generation, if any.

@@ -41,6 +41,7 @@ mod report_formats;
 mod report_html;
 mod run;
 mod run_http_close;
+mod run_starts_service;
 mod script_signals;
 mod secret_tracing;
 mod slurm_cluster;

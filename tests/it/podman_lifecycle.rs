@@ -286,4 +286,46 @@ fn podman_lifecycle_runs_for_real_and_leaves_nothing() {
         "",
         "failed readiness: a container is left\n{log}"
     );
+
+    // 4. `factorybench run` of the same recipe starts the container itself (the recipe names
+    //    `runtime: podman`) with the same lifecycle, benchmarks it and removes it.
+    let c = compile("", "    requests: 100");
+    let db = c.dir.path().join("local.db");
+    let o = Command::new(env!("CARGO_BIN_EXE_factorybench"))
+        .args(["run", "--no-progress", "--db"])
+        .arg(&db)
+        .arg(c.dir.path().join("r.yml"))
+        .env("CONTAINERS_CONF", &c.conf)
+        .env("TMPDIR", c.dir.path())
+        .current_dir(c.dir.path())
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    common::assert_run_ok(&o);
+    assert!(log.contains("starting the service (podman)"), "{log}");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let (status, ok): (String, i64) = conn
+        .query_row(
+            "SELECT status, (SELECT count(*) FROM requests WHERE ok = 1) FROM runs",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((status.as_str(), ok), ("success", 100), "{log}");
+    let all = podman(
+        &c.conf,
+        &[
+            "ps",
+            "-a",
+            "--filter",
+            "name=^fb-pg-local-",
+            "--format",
+            "{{.Names}}",
+        ],
+    );
+    assert_eq!(all.trim(), "", "run left a container\n{log}");
 }

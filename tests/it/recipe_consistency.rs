@@ -192,6 +192,78 @@ fn triton_without_a_bound_model_repository_is_warned() {
     assert!(!l.render_warnings().contains("model repository"));
 }
 
+/// `validate` and `compile` warn (the recipe's format is fine, and recipes users already have
+/// keep validating); `submit` refuses the service with the location: its job could not start.
+/// Another service of the same recipe is still submitted with `--service`.
+#[test]
+fn submit_refuses_triton_without_a_model_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path().join("r.yml");
+    std::fs::write(
+        &r,
+        "benchmark: {name: t}
+services:
+  - service_name: files
+    service_type: file_storage
+    base_path: /tmp
+  - service_name: t
+    service_type: triton
+    model: ensemble
+    container_image: docker://nvcr.io/nvidia/tritonserver:24.01-py3
+    port: 8000
+",
+    )
+    .unwrap();
+    let o = common::bin().arg("validate").arg(&r).output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("warning"));
+    let camps = dir.path().join("campaigns");
+    let o = common::bin()
+        .args(["submit", "--dry-run", "--campaigns-dir"])
+        .arg(&camps)
+        .arg(&r)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("error"), "{err}");
+    assert!(
+        err.contains("r.yml:6:5"),
+        "location of the Triton service: {err}"
+    );
+    assert!(
+        !err.contains("warning"),
+        "printed once, as the error: {err}"
+    );
+    assert!(
+        err.contains("model repository `/models` is not bound"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was submitted"), "{err}");
+    assert!(
+        !camps.exists() || std::fs::read_dir(&camps).unwrap().next().is_none(),
+        "no campaign directory is left"
+    );
+    let o = common::bin()
+        .args([
+            "submit",
+            "--dry-run",
+            "--service",
+            "files",
+            "--campaigns-dir",
+        ])
+        .arg(&camps)
+        .arg(&r)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 #[test]
 fn triton_image_models_are_refused_clearly() {
     let e = load("services:\n  - service_name: t\n    service_type: triton\n    model: resnet50\n    runtime: external\n    service_url: http://127.0.0.1:8000\n")

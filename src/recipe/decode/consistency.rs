@@ -265,13 +265,14 @@ pub(super) fn check_triton(
     let repo = triton_model_repository(&container.extra_args);
     let bound = container.binds.iter().any(|b| bind_covers(&b.dst, &repo));
     if !bound {
-        // A warning here (recipes users already have keep validating); `doctor` fails it.
-        cx.warn(
+        // A warning for `validate` and `compile` (recipes users already have keep validating);
+        // `submit` refuses it and `doctor` fails it: the job could not start.
+        cx.warn_stops_submit(
             f.get("binds").map(|n| n.pos).unwrap_or(f.pos()),
             &f.p("binds"),
             format!(
                 "Triton's model repository `{repo}` is not bound into the container: the server \
-                 cannot start without models"
+                 cannot start without models (`submit` refuses this service)"
             ),
             Some(format!(
                 "bind your model repository: `binds: [\"/path/to/model_repository:{repo}:ro\"]`"

@@ -61,6 +61,20 @@ impl Ctx {
         self.push(Severity::Warning, pos, path, message.into(), help);
     }
 
+    /// A warning that `submit` refuses as an error (see [`Diagnostic::stops_submit`]).
+    pub fn warn_stops_submit(
+        &mut self,
+        pos: Pos,
+        path: &str,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) {
+        self.push(Severity::Warning, pos, path, message.into(), help);
+        if let Some(d) = self.diags.last_mut() {
+            d.stops_submit = true;
+        }
+    }
+
     /// A warning about the plain-text secret `secret`: the snippet masks it.
     pub fn warn_secret(
         &mut self,
@@ -102,6 +116,7 @@ impl Ctx {
         self.diags.push(Diagnostic {
             redact: None,
             redact_all: Vec::new(),
+            stops_submit: false,
             severity,
             path: path.to_string(),
             pos,

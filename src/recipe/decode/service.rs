@@ -356,6 +356,7 @@ pub(super) fn decode_service(
         name: name?,
         kind,
         runtime,
+        runtime_explicit: explicit_runtime.is_some(),
         container_image,
         start_command,
         service_url,
