@@ -24,6 +24,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  factorybench doctor recipe.yml && factorybench submit recipe.yml
+  factorybench submit recipe.yml --service vllm --dry-run
+  factorybench submit recipe.yml --capacity        # the capacity search of each service with capacity_search
+
+Each service is one batch job (start, readiness, the run, stop); a service with a sweep is a job
+array; a report job runs after them. `status`, `logs` and `cancel` take the campaign directory
+`submit` prints.")]
 pub struct SubmitArgs {
     pub recipe: PathBuf,
     /// Only this service.
@@ -41,6 +49,10 @@ pub struct SubmitArgs {
     /// Directory that holds the campaign directories.
     #[arg(long, default_value = "campaigns")]
     pub campaigns_dir: PathBuf,
+    /// Submit the capacity search of each service with `capacity_search` (one job per service
+    /// running `factorybench capacity` in the service's lifecycle) instead of its run job.
+    #[arg(long)]
+    pub capacity: bool,
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +94,23 @@ pub fn submit(a: &SubmitArgs) -> anyhow::Result<i32> {
             ))
             .into());
         }
+    }
+    if a.capacity
+        && !plan
+            .services
+            .iter()
+            .filter(|s| a.service.as_ref().map_or(true, |n| &s.name == n))
+            .any(|s| s.capacity_search.is_some())
+    {
+        return Err(InvalidInput(format!(
+            "--capacity: no {} of {} has `capacity_search` (docs/capacity.md)",
+            match &a.service {
+                Some(n) => format!("service `{n}`"),
+                None => "service".to_string(),
+            },
+            a.recipe.display()
+        ))
+        .into());
     }
     // Warnings that mean the job could not start on the node (a Triton container without its
     // model repository): `validate` and `compile` print them; `submit` refuses the service.
@@ -151,6 +180,7 @@ pub fn submit(a: &SubmitArgs) -> anyhow::Result<i32> {
         dry_run: a.dry_run,
         sequential: a.sequential,
         no_report: a.no_report,
+        capacity: a.capacity,
     };
     let result = submit_jobs(&req, plan, &camp, &mut submitted, &mut ids);
     if let Err(e) = result {

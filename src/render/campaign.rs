@@ -1,5 +1,6 @@
 //! Write a campaign directory (the layout in the README / BRIEF): `recipe.yml`, `plan.json`,
-//! `scripts/<service>.sbatch`, `secrets/<service>.env` (0600 in a 0700 directory), and the empty
+//! `scripts/<service>.sbatch` (and `scripts/<service>.capacity.sbatch` for a service with
+//! `capacity_search`), `secrets/<service>.env` (0600 in a 0700 directory), and the empty
 //! `logs/`, `runs/` and `endpoints/` directories the jobs fill.
 //!
 //! Atomic: everything is rendered in memory, written to a temporary directory beside the target
@@ -231,6 +232,13 @@ pub fn write_campaign(
             bytes: script.clone().into_bytes(),
             mode: 0o755,
         });
+        if let Some(capacity) = renderer.render_capacity(plan, svc, &opts)? {
+            files.push(PendingFile {
+                rel: PathBuf::from("scripts").join(format!("{}.capacity.sbatch", svc.name)),
+                bytes: capacity.into_bytes(),
+                mode: 0o755,
+            });
+        }
         let entries = secret_file_entries(svc);
         if entries.is_empty() {
             continue;

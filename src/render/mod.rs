@@ -157,6 +157,32 @@ impl Renderer {
         let tmpl = self.env.get_template(SERVICE_TEMPLATE)?;
         Ok(tmpl.render(&ctx)?)
     }
+
+    /// The capacity-search batch script of a service with `capacity_search`
+    /// (`scripts/<service>.capacity.sbatch`, submitted by `submit --capacity`): the same
+    /// lifecycle as [`Renderer::render_service`], with `factorybench capacity` as the measured
+    /// step. One job on one node (a sweep and client nodes do not apply: the search varies the
+    /// rate itself). None for a service without `capacity_search`.
+    pub fn render_capacity(
+        &self,
+        plan: &Plan,
+        svc: &Service,
+        opts: &RenderOptions,
+    ) -> Result<Option<String>, RenderError> {
+        if svc.capacity_search.is_none() {
+            return Ok(None);
+        }
+        if !campaign_dir_ok(&opts.campaign_dir) {
+            return Err(RenderError::UnsafeCampaignDir(opts.campaign_dir.clone()));
+        }
+        let mut one = svc.clone();
+        one.sweep = None;
+        one.slurm.client_nodes = 0;
+        let mut ctx = ScriptCtx::new(plan, &one, opts)?;
+        ctx.capacity = true;
+        let tmpl = self.env.get_template(SERVICE_TEMPLATE)?;
+        Ok(Some(tmpl.render(&ctx)?))
+    }
 }
 
 impl From<minijinja::Error> for RenderError {
@@ -237,6 +263,8 @@ struct ScriptCtx {
     container: ContainerCtx,
     /// `{"host":...,"port":...,"url":...}` members of the endpoint file (JSON text).
     endpoint_json: String,
+    /// The capacity-search job (`factorybench capacity` instead of `run`).
+    capacity: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -418,6 +446,7 @@ impl ScriptCtx {
             });
         }
         Ok(ScriptCtx {
+            capacity: false,
             factorybench_version: env!("CARGO_PKG_VERSION"),
             benchmark_name: plan.benchmark.name.clone(),
             recipe_sha256: plan.source_sha256.clone(),

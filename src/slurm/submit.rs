@@ -21,6 +21,9 @@ pub struct SubmitRequest {
     pub sequential: bool,
     /// No report job.
     pub no_report: bool,
+    /// Submit the capacity-search job of each service with `capacity_search`
+    /// (`scripts/<service>.capacity.sbatch`) instead of its run job.
+    pub capacity: bool,
 }
 
 pub fn now_ns() -> i64 {
@@ -130,7 +133,14 @@ pub fn submit_jobs(
     let mut previous: Option<String> = None;
     let mut service_ids = Vec::new();
     for s in submission_order(plan, a.service.as_deref()) {
-        let script = dir.join("scripts").join(format!("{}.sbatch", s.name));
+        if a.capacity && s.capacity_search.is_none() {
+            continue;
+        }
+        let script = dir.join("scripts").join(if a.capacity {
+            format!("{}.capacity.sbatch", s.name)
+        } else {
+            format!("{}.sbatch", s.name)
+        });
         if !script.is_file() {
             anyhow::bail!(
                 "compile wrote no batch script for service `{}` ({} is missing)",
@@ -151,7 +161,11 @@ pub fn submit_jobs(
                     .add(DependencyKind::AfterAny, std::slice::from_ref(p));
             }
         }
-        let array_size = s.sweep.as_ref().map(|w| w.values.len() as u32);
+        let array_size = s
+            .sweep
+            .as_ref()
+            .filter(|_| !a.capacity)
+            .map(|w| w.values.len() as u32);
         let id = sub(&s.name, JobRole::Service, Some(&script), opts, array_size)?;
         ids.insert(s.name.clone(), id.clone());
         previous = Some(id.clone());

@@ -26,7 +26,18 @@ fn render(recipe_path: &str) -> Vec<(String, String)> {
         campaign_dir: CAMPAIGN_DIR.into(),
         fb_bin: "/opt/factorybench/bin/factorybench".into(),
     };
-    render_all(&Renderer::new(), &loaded.plan, &opts).expect("renders")
+    let r = Renderer::new();
+    let mut out = render_all(&r, &loaded.plan, &opts).expect("renders");
+    // The capacity-search job of each service with `capacity_search` (`submit --capacity`).
+    for svc in &loaded.plan.services {
+        if let Some(s) = r
+            .render_capacity(&loaded.plan, svc, &opts)
+            .expect("renders")
+        {
+            out.push((format!("{}.capacity", svc.name), s));
+        }
+    }
+    out
 }
 
 fn stem(recipe_path: &str) -> String {

@@ -708,3 +708,68 @@ fn refused_submission_cancels_the_jobs_already_submitted() {
         "{v:#}"
     );
 }
+
+/// Issue 18: the capacity search as a SLURM job (`submit --capacity`): the service's lifecycle
+/// with `factorybench capacity` as the measured step, every step a run in the job's run file,
+/// the search in `report`, the service stopped afterwards. SLOs no step can break (no timing in
+/// the verdict): the ramp runs 20 → 40 → 50 (capped at max_rate) and the answer is 50.
+#[test]
+fn capacity_search_runs_as_a_batch_job() {
+    let Some(_env) = common::server("slurm") else {
+        return;
+    };
+    let port = free_port();
+    let search = "    capacity_search:
+      min_rate: 20
+      max_rate: 50
+      ramp_factor: 2
+      bisect_steps: 1
+      repeats: 1
+      step_duration: 1
+      slo: {latency_p99_ms: 600000, max_error_rate: 1, min_rate_ratio: 0}
+";
+    let mut svc = http_service("web", port, search);
+    svc = svc.replace("    arrival: closed\n", "    arrival: constant\n");
+    let c = submit(&recipe("capacity campaign", &[svc]), &["--capacity"]);
+    let camp = Connection::open(c.dir.join("campaign.db")).unwrap();
+    let script: String = camp
+        .query_row(
+            "SELECT script_path FROM jobs WHERE service = 'web'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(script, "scripts/web.capacity.sbatch");
+    let v = wait_done(&c, Duration::from_secs(180));
+    assert_eq!(
+        states(&v),
+        vec![("web".to_string(), "COMPLETED".to_string())],
+        "{v:#}\n{}",
+        logs(&c)
+    );
+    let log = logs(&c);
+    assert!(log.contains("ready: web answered"), "{log}");
+    let out = fb(&c.root)
+        .args(["report", "--format", "json"])
+        .arg(&c.dir)
+        .output()
+        .unwrap();
+    let rep: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let searches = rep["analysis"]["capacity"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no capacity_searches in the report: {rep:#}"));
+    assert_eq!(searches.len(), 1, "{searches:?}");
+    assert_eq!(searches[0]["outcome"], "found", "{:#}", searches[0]);
+    assert_eq!(searches[0]["sustainable_rate_per_s"], 50.0);
+    let runs = runs(&c);
+    assert_eq!(runs.len(), 3, "one run per step (20, 40, 50): {runs:?}");
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    let server_args = format!("http.server --bind 127.0.0.1 {port}");
+    assert!(!String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .any(|l| l.contains(&server_args)));
+}
