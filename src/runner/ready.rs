@@ -210,14 +210,7 @@ fn is_credential_error(code: &str) -> bool {
 }
 
 fn http_error(e: &reqwest::Error) -> String {
-    use std::error::Error;
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg = format!("{msg}: {s}");
-        src = s.source();
-    }
-    msg
+    crate::runner::clients::util::reqwest_error_text(e)
 }
 
 /// Whether process `pid` still runs (a zombie counts as exited).

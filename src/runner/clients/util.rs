@@ -46,7 +46,21 @@ impl ReqError {
 
 impl From<reqwest::Error> for ReqError {
     fn from(e: reqwest::Error) -> Self {
-        ReqError::new(class_of_reqwest(&e), error_chain(&e))
+        ReqError::new(class_of_reqwest(&e), reqwest_error_text(&e))
+    }
+}
+
+/// The error with its chain of causes, the credentials of the URL it quotes masked: reqwest
+/// writes the request's URL into its message (`error sending request for url (...)`), and a
+/// `service_url` may carry `user:password@` or a `?token=` (errors reach logs and the campaign
+/// file).
+pub fn reqwest_error_text(e: &reqwest::Error) -> String {
+    let text = error_chain(e);
+    match e.url() {
+        Some(u) => {
+            crate::recipe::redact::text(&text, &crate::recipe::redact::url_credentials(u.as_str()))
+        }
+        None => text,
     }
 }
 
@@ -187,4 +201,39 @@ pub async fn http_version_facts(
         }
     }
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refused connection to a URL with credentials: reqwest quotes the URL in its message;
+    /// the text that reaches logs and the campaign file does not carry the password or token.
+    #[test]
+    fn reqwest_errors_do_not_quote_url_credentials() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = rt.block_on(async {
+            reqwest::Client::new()
+                .get(format!(
+                    "http://admin:pw-s3cr3t@127.0.0.1:{port}/v1?token=tok-s3cr3t"
+                ))
+                .send()
+                .await
+                .unwrap_err()
+        });
+        let raw = error_chain(&e);
+        let text = reqwest_error_text(&e);
+        assert!(raw.contains("127.0.0.1"), "{raw}");
+        assert!(!text.contains("pw-s3cr3t"), "{text}");
+        assert!(!text.contains("tok-s3cr3t"), "{text}");
+        assert!(text.contains("127.0.0.1"), "still says where: {text}");
+        assert_eq!(ReqError::from(e).class, ErrorClass::Connect);
+    }
 }

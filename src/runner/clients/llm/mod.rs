@@ -378,16 +378,9 @@ fn classify_reqwest(e: &reqwest::Error, in_body: bool) -> ErrorClass {
     }
 }
 
-/// Error text without the URL's query (none here) and with the chain of causes.
+/// Error text with the chain of causes, the URL's credentials masked.
 fn describe(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
+    crate::runner::clients::util::reqwest_error_text(e)
 }
 
 impl Inner {
