@@ -174,11 +174,6 @@ impl Drop for Killed {
     }
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 fn committed_rows(db: &std::path::Path) -> i64 {
     let Ok(conn) = rusqlite::Connection::open_with_flags(
         db,
@@ -201,8 +196,8 @@ fn real_server_killed_mid_stream_keeps_every_row_and_classifies_errors() {
     };
     let _one_at_a_time = real_model_lock();
     let home = std::env::var("FB_LLM_HOME").unwrap_or("/opt/factorybench-llm".into());
-    let port = free_port();
-    let ollama_port = free_port();
+    let port = common::free_port();
+    let ollama_port = common::free_port();
     let server = Killed(
         std::process::Command::new("node")
             .arg("server.mjs")

@@ -5,6 +5,8 @@
 //! `FactorybenchRunStalled` firing for that run and nothing for a run that ended normally.
 //! Skipped when the Debian `prometheus` package is not installed, unless FB_REQUIRE_SERVERS=1.
 
+use crate::common;
+
 use factorybench::monitor::live::LiveSource;
 use factorybench::monitor::push::{node_name, FinalState, GroupingKey, PushConfig, Pusher};
 use factorybench::monitor::stack::{BindMode, Endpoint, StackRuntime, StackSpec, ALERTS_YML};
@@ -111,14 +113,6 @@ fn wait_until(what: &str, budget_s: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn pushgateway_has(pgw: &str, run_id: &str) -> bool {
     get_json(&format!("{pgw}/api/v1/metrics"))["data"]
         .as_array()
@@ -146,9 +140,9 @@ fn start_stack(dir: &Path, tmp: &Path) -> (Job, Endpoint) {
     );
     s.runtime = StackRuntime::Host;
     s.bind = BindMode::Loopback;
-    s.prometheus_port = free_port();
-    s.pushgateway_port = free_port();
-    s.grafana_port = free_port();
+    s.prometheus_port = common::free_port();
+    s.pushgateway_port = common::free_port();
+    s.grafana_port = common::free_port();
     // Also Prometheus' evaluation interval: rules are evaluated every second.
     s.scrape_interval = "1s".into();
     s.retention = "1h".into();

@@ -8,14 +8,6 @@ use factorybench::monitor::stack::{discover_pushgateway, Endpoint};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn monitor_up_status_down_on_slurm() {
     let Some(slurm) = common::server("slurm") else {
@@ -26,7 +18,11 @@ fn monitor_up_status_down_on_slurm() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("monitor");
-    let (prom, pgw, graf) = (free_port(), free_port(), free_port());
+    let (prom, pgw, graf) = (
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    );
     // On the multi-node test cluster the job runs on a node that is another host (its own
     // network namespace): its 127.0.0.1 is not this one's, so the stack binds the node's address.
     let node_addrs: Vec<String> = slurm

@@ -11,14 +11,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The HTTP status of a request (`PUT` with a body when `body` is given), with or without
 /// basic auth (0 when nothing answered).
 fn http_status(url: &str, auth: Option<&BasicAuth>, body: Option<&str>) -> u16 {
@@ -60,9 +52,9 @@ fn host_spec(dir: &Path) -> StackSpec {
     );
     s.runtime = StackRuntime::Host;
     s.bind = BindMode::Loopback;
-    s.prometheus_port = free_port();
-    s.pushgateway_port = free_port();
-    s.grafana_port = free_port();
+    s.prometheus_port = common::free_port();
+    s.pushgateway_port = common::free_port();
+    s.grafana_port = common::free_port();
     s.scrape_interval = "1s".into();
     s.retention = "1h".into();
     s.ready_timeout_s = 60;

@@ -52,14 +52,6 @@ fn containers_conf(dir: &Path) -> PathBuf {
     p
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn podman(conf: &Path, args: &[&str]) -> String {
     let o = Command::new("podman")
         .env("CONTAINERS_CONF", conf)
@@ -101,7 +93,7 @@ fn compile(extra: &str, requests: &str) -> Case {
     };
     let dir = tempfile::tempdir().unwrap();
     let conf = containers_conf(dir.path());
-    let port = free_port();
+    let port = common::free_port();
     let marker = dir.path().join("marker");
     std::fs::write(&marker, "bench-marker\n").unwrap();
     let recipe = dir.path().join("r.yml");

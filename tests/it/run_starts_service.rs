@@ -10,14 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn port_open(port: u16) -> bool {
     std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
         .is_ok()
@@ -77,7 +69,7 @@ fn runs(db: &Path) -> Vec<(String, String, i64)> {
 #[test]
 fn run_starts_a_host_service_benchmarks_it_and_stops_it() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let r = recipe(
         dir.path(),
         port,
@@ -123,7 +115,7 @@ fn run_starts_a_host_service_benchmarks_it_and_stops_it() {
 #[test]
 fn run_stops_the_started_service_on_sigterm_and_keeps_a_partial_run() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let r = recipe(
         dir.path(),
         port,
@@ -164,7 +156,7 @@ fn run_stops_the_started_service_on_sigterm_and_keeps_a_partial_run() {
 #[test]
 fn run_records_a_service_that_never_becomes_ready_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     // A "server" that lives but never listens: readiness runs out, the script stops it.
     let marker = dir.path().join("sleeper");
     let r = recipe(

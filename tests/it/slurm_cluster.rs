@@ -210,14 +210,6 @@ fn runs(c: &Camp) -> Vec<RunRow> {
     out
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Exactly 150 measured requests (`requests: 150`; 2 clients paced to 50 req/s each, about
 /// 1.5 s). Closed loop: the run's validity does not hang on this busy machine's timer jitter
 /// (open-loop runs are gated on schedule lag), so the job's state depends on SLURM alone.
@@ -349,7 +341,7 @@ fn http_campaign_with_dependency() {
     let Some(_env) = common::server("slurm") else {
         return;
     };
-    let (p1, p2) = (free_port(), free_port());
+    let (p1, p2) = (common::free_port(), common::free_port());
     let c = submit_with(
         &recipe(
             "http campaign",
@@ -418,7 +410,7 @@ fn never_ready_service_fails_and_cancels_its_dependent() {
     let Some(_env) = common::server("slurm") else {
         return;
     };
-    let port = free_port();
+    let port = common::free_port();
     let broken = format!(
         r#"
   - service_name: broken
@@ -718,7 +710,7 @@ fn capacity_search_runs_as_a_batch_job() {
     let Some(_env) = common::server("slurm") else {
         return;
     };
-    let port = free_port();
+    let port = common::free_port();
     let search = "    capacity_search:
       min_rate: 20
       max_rate: 50

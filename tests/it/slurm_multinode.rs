@@ -211,14 +211,6 @@ fn node_runs(c: &Camp) -> Vec<NodeRun> {
     out
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// An HTTP service (Python's http.server, started by the batch script) whose clients run on
 /// two other nodes. The start command says 127.0.0.1: with client nodes the script binds it to
 /// the node's own address instead.
@@ -269,7 +261,7 @@ fn three_node_campaign_merges_client_nodes() {
     let partition = env["FB_TEST_SLURM_PARTITION"].clone();
     let text = recipe(
         "three nodes",
-        free_port(),
+        common::free_port(),
         "arrival: closed\n    requests_per_second: 40\n    requests: 400\n    duration: 60",
         &format!("time: \"00:05:00\", client_nodes: 2, partition: {partition}, qos: {qos}"),
         &env,
@@ -386,7 +378,7 @@ fn job_without_account_is_refused_and_nothing_is_left() {
     }
     let text = recipe(
         "no account",
-        free_port(),
+        common::free_port(),
         "arrival: closed\n    requests_per_second: 10\n    requests: 10\n    duration: 10",
         "time: \"00:02:00\"",
         &env,
@@ -428,7 +420,7 @@ fn killed_client_node_and_time_limit() {
     let Some(env) = cluster() else { return };
     let text = recipe(
         "kill one node",
-        free_port(),
+        common::free_port(),
         "arrival: constant\n    requests_per_second: 10\n    duration: 600",
         "time: \"2\", signal_grace: 30, client_nodes: 2",
         &env,

@@ -43,6 +43,15 @@ pub fn server(component: &str) -> Option<HashMap<String, String>> {
     }
 }
 
+/// A TCP port free on 127.0.0.1 now (the listener is closed on return).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The factorybench binary under test.
 pub fn bin() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("factorybench").expect("binary built")
