@@ -3,9 +3,8 @@
 
 use crate::common;
 
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 fn run(args: &[&str], cwd: &Path) -> Output {
@@ -123,40 +122,16 @@ fn cli_timeouts_out_of_range_are_input_errors() {
     assert_eq!(out.status.code(), Some(2), "{err}");
 }
 
-struct Server(Child, u16);
-
-impl Server {
-    fn start() -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fb-testserver"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().strip_prefix("port=").unwrap().parse().unwrap();
-        Server(child, port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The highest rate `validate` accepts is far beyond what the generator reaches on this
 /// machine: the run still ends at its duration (generous bound: the run's own teardown and
 /// the request timeout are included) and is not a success-looking hang.
 #[test]
 fn an_unreachable_rate_still_ends_at_its_duration() {
-    let srv = Server::start();
+    let srv = common::Server::start(&[]);
     let tmp = tempfile::tempdir().unwrap();
     let text = format!(
         "benchmark: {{name: fast}}\nglobal: {{metrics_db: c.db}}\nservices:\n  - service_name: web\n    service_type: http\n    url: http://127.0.0.1:{}/\n    client_count: 10\n    requests_per_second: 1000000\n    arrival: constant\n    max_in_flight: 64\n    timeout: 2s\n    duration: 2\n",
-        srv.1
+        srv.port
     );
     std::fs::write(tmp.path().join("r.yml"), text).unwrap();
     let t = Instant::now();

@@ -6,33 +6,18 @@
 
 use crate::common;
 
-use std::io::BufRead;
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Server(Child);
+/// A child process killed on drop (python3 -m http.server).
+struct KillOnDrop(Child);
 
-impl Drop for Server {
+impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// `fb-testserver` with ARGS, killed on drop.
-fn test_server(args: &[&str]) -> (Server, u16) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fb-testserver"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line.trim().strip_prefix("port=").unwrap().parse().unwrap();
-    (Server(child), port)
 }
 
 /// Runs `service` (one recipe service entry) and returns the run's JSON summary and the
@@ -72,7 +57,8 @@ fn run(service: &str) -> (serde_json::Value, (i64, i64)) {
 /// resent, so its spacing leaves the server's close far from the next request).
 #[test]
 fn http_server_closing_idle_keep_alive_connections() {
-    let (_srv, port) = test_server(&["--idle-close-ms", "10"]);
+    let srv = common::Server::start(&["--idle-close-ms", "10"]);
+    let port = srv.port;
     let url = format!("http://127.0.0.1:{port}/");
     for (what, load) in [
         (
@@ -100,7 +86,7 @@ fn http_1_0_server_closing_each_connection() {
         .unwrap()
         .port();
     let dir = tempfile::tempdir().unwrap();
-    let server = Server(
+    let server = KillOnDrop(
         Command::new("python3")
             .args([
                 "-m",
@@ -159,7 +145,8 @@ fn http_1_0_server_closing_each_connection() {
 /// requests spaced wider than the server's keep-alive timeout all succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reqwest_pool_and_idle_keep_alive_close() {
-    let (_srv, port) = test_server(&["--idle-close-ms", "20"]);
+    let srv = common::Server::start(&["--idle-close-ms", "20"]);
+    let port = srv.port;
     let c = factorybench::runner::clients::util::http_client(5.0).unwrap();
     for i in 0..10 {
         let r = c

@@ -5,40 +5,15 @@
 
 use crate::common;
 
-use std::io::BufRead;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 const MARK: &str = "PLANTEDx";
 
 fn planted(i: u32) -> String {
     format!("{MARK}{i:02}q")
-}
-
-struct Server(Child, u16);
-
-impl Server {
-    fn start() -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fb-testserver"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().strip_prefix("port=").unwrap().parse().unwrap();
-        Server(child, port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn recipe(port: u16, db: &Path) -> String {
@@ -157,11 +132,11 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn planted_credentials_appear_only_in_private_files() {
-    let srv = Server::start();
+    let srv = common::Server::start(&[]);
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("c.db");
     let r = tmp.path().join("r.yml");
-    std::fs::write(&r, recipe(srv.1, &db)).unwrap();
+    std::fs::write(&r, recipe(srv.port, &db)).unwrap();
     let run = |args: &[&str]| -> Output {
         common::bin()
             .args(args)

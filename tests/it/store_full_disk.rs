@@ -6,35 +6,9 @@
 use crate::common;
 
 use rusqlite::{Connection, OpenFlags};
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Server(Child, u16);
-
-impl Server {
-    fn start() -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fb-testserver"))
-            .args(["--body-bytes", "100"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().strip_prefix("port=").unwrap().parse().unwrap();
-        Server(child, port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A tmpfs of `size` mounted at a fresh directory, unmounted on drop.
 struct TinyFs {
@@ -73,7 +47,7 @@ fn a_full_disk_stops_the_run_at_once_and_is_recorded() {
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
         return;
     };
-    let srv = Server::start();
+    let srv = common::Server::start(&[]);
     let work = tempfile::tempdir().unwrap();
     let db = fs.dir.join("c.db");
     let recipe = work.path().join("r.yml");
@@ -82,7 +56,7 @@ fn a_full_disk_stops_the_run_at_once_and_is_recorded() {
         format!(
             "benchmark: {{name: full}}\nglobal: {{metrics_db: {}}}\nservices:\n  - service_name: web\n    service_type: http\n    url: http://127.0.0.1:{}/\n    client_count: 4\n    requests_per_second: 0\n    duration: 60\n",
             db.display(),
-            srv.1
+            srv.port
         ),
     )
     .unwrap();
