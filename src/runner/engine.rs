@@ -734,9 +734,10 @@ fn dispatch_open(
             return (StopReason::Duration, stats);
         }
         // The run ends at its duration even when the generator is behind its schedule.
-        if sh.clock.now_ns() >= end_ns {
-            stats.not_sent += count_rest(
-                &mut sched,
+        // What was still due when the run ended is counted as not sent, never dropped.
+        let cut_at_end = |sched: &mut Schedule, stats: &mut DispatchStats, waiting: bool| {
+            let n = count_rest(
+                sched,
                 started_ns,
                 t,
                 end_ns,
@@ -744,24 +745,22 @@ fn dispatch_open(
                 load,
                 measured,
             );
-            return (StopReason::Duration, stats);
+            stats.not_sent += n;
+            if waiting {
+                stats.not_sent_connection_limited += n;
+            }
+            (StopReason::Duration, *stats)
+        };
+        if sh.clock.now_ns() >= end_ns {
+            return cut_at_end(&mut sched, &mut stats, false);
         }
         if t >= measure_start_ns && load.requests.is_some_and(|n| measured >= n) {
             return (StopReason::Requests, stats);
         }
         if !wait_until(&sh, t) {
             if sh.clock.now_ns() >= end_ns {
-                // Stopped by the end of the run itself: what was due is not sent, and counted.
-                stats.not_sent += count_rest(
-                    &mut sched,
-                    started_ns,
-                    t,
-                    end_ns,
-                    measure_start_ns,
-                    load,
-                    measured,
-                );
-                return (StopReason::Duration, stats);
+                // Stopped by the end of the run itself.
+                return cut_at_end(&mut sched, &mut stats, false);
             }
             return (sh.stop_reason().unwrap_or(StopReason::Duration), stats);
         }
@@ -794,22 +793,8 @@ fn dispatch_open(
                     Ok(None) if sh.clock.now_ns() < end_ns => {
                         return (sh.stop_reason().unwrap_or(StopReason::Duration), stats)
                     }
-                    // The end of the run while waiting (whichever of the timers saw it first):
-                    // what was still due is counted as not sent, never dropped silently.
-                    Ok(None) | Err(()) => {
-                        let n = count_rest(
-                            &mut sched,
-                            started_ns,
-                            t,
-                            end_ns,
-                            measure_start_ns,
-                            load,
-                            measured,
-                        );
-                        stats.not_sent += n;
-                        stats.not_sent_connection_limited += n;
-                        return (StopReason::Duration, stats);
-                    }
+                    // The end of the run while waiting (whichever of the timers saw it first).
+                    Ok(None) | Err(()) => return cut_at_end(&mut sched, &mut stats, true),
                 }
             }
         };
