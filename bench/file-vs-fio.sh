@@ -19,8 +19,9 @@ for round in $(seq "$ROUNDS"); do
       --iodepth=16 --numjobs=1 --size=256M --runtime="$DUR" --time_based --group_reporting \
       --output-format=json > "$WORK/fio.json"
   FIO_IOPS="$(json "$WORK/fio.json" "j['jobs'][0]['read']['iops']")"
+  FIO_CPU="$(json "$WORK/fio.json" "round(j['jobs'][0]['usr_cpu'] + j['jobs'][0]['sys_cpu'])")"
   rm -f "$D"/rr*
-  printf '  round %s fio (libaio):                  %10.0f IOPS\n' "$round" "$FIO_IOPS"
+  printf '  round %s fio (libaio):                  %10.0f IOPS, CPU %s %% of a core\n' "$round" "$FIO_IOPS" "$FIO_CPU"
   for ENGINE in $ENGINES; do
     R="$(recipe "file-$ENGINE" "  - service_name: files
     service_type: file_storage
@@ -41,8 +42,10 @@ for round in $(seq "$ROUNDS"); do
     FB_IOPS="$(json "$WORK/fb.json" "j['runs'][0]['ops_per_s']")"
     RATIO="$(python3 -c "print('%.3f' % ($FB_IOPS / $FIO_IOPS))")"
     RATIOS[$ENGINE]="${RATIOS[$ENGINE]:-} $RATIO"
-    printf '  round %s factorybench (io_engine %-8s) %10.0f IOPS, ratio factorybench/fio: %s\n' \
-      "$round" "$ENGINE" "$FB_IOPS" "$RATIO"
+    # CPU of the whole process (runner, recorder, setup) over the measured duration.
+    FB_CPU="$(sqlite3 "$WORK/file-$ENGINE.db" "select cast(round(100.0 * (cpu_user_s + cpu_system_s) / duration_s) as int) from runs")"
+    printf '  round %s factorybench (io_engine %-8s) %10.0f IOPS, CPU %s %% of a core, ratio factorybench/fio: %s\n' \
+      "$round" "$ENGINE" "$FB_IOPS" "$FB_CPU" "$RATIO"
   done
 done
 for ENGINE in $ENGINES; do
