@@ -28,5 +28,23 @@ ${CONNS:+    connections_per_client: $CONNS
   E="$(json "$WORK/ol$rate.json" "j['runs'][0]['errors']")"
   G="$(sqlite3 "$WORK/ol$rate.db" "select value from run_metrics where name='generator_lag_p99_ms'")"
   S="$(json "$WORK/ol$rate.json" "j['runs'][0]['generator_saturated']")"
-  python3 -c "print('%8d %12.1f %8.3f %16.3f %20.3f %8d %10s %10s' % ($rate, $A, $A / $rate, $L, ${G:-float('nan')}, $E, '$WALL', '$S'))"
+  P99="$(json "$WORK/ol$rate.json" "(j['runs'][0].get('latency_corrected_ms') or {}).get('p99')")"
+  python3 -c "print('%8d %12.1f %8.3f %16.3f %20.3f %8d %10s %10s   corrected p99 %s ms' % ($rate, $A, $A / $rate, $L, ${G:-float('nan')}, $E, '$WALL', '$S', '$P99'))"
+  # The peer: oha at the same rate and connection count, latency corrected for coordinated
+  # omission (its open-loop mode); it reports no schedule lag, so its corrected p99 is the
+  # figure to compare.
+  if [ -n "$OHA" ]; then
+    "$OHA" -q "$rate" --latency-correction -c "$((CLIENTS * ${CONNS:-4}))" -z "${DUR}s" --no-tui \
+      --output-format json "http://127.0.0.1:$PORT/" > "$WORK/oha$rate.json" 2>/dev/null || true
+    python3 - "$WORK/oha$rate.json" "$rate" <<'PY'
+import json, sys
+try:
+    j = json.load(open(sys.argv[1]))
+    rps = j["summary"]["requestsPerSec"]; p99 = j["latencyPercentiles"]["p99"] * 1000
+    ok = j["summary"]["successRate"]
+    print("%8s %12.1f %8.3f   oha (same rate and connections): corrected p99 %.3f ms, success %.4f" % ("", rps, rps / float(sys.argv[2]), p99, ok))
+except Exception as e:
+    print("   oha: no result (%s)" % e)
+PY
+  fi
 done

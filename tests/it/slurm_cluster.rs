@@ -9,26 +9,13 @@ use crate::common;
 
 use rusqlite::Connection;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-struct Camp {
-    _root: tempfile::TempDir,
-    root: PathBuf,
-    dir: PathBuf,
-    submit_stdout: String,
-}
+use common::slurm::{Camp, JobBin};
 
-fn bin_path() -> PathBuf {
-    assert_cmd::cargo::cargo_bin("factorybench")
-}
-
-/// `factorybench` with the environment a batch job inherits from `sbatch` (FB_BIN points the
-/// scripts at the binary under test).
 fn fb(root: &Path) -> assert_cmd::Command {
-    let mut c = common::bin();
-    c.current_dir(root).env("FB_BIN", bin_path());
-    c
+    common::slurm::fb(root, JobBin::Env)
 }
 
 /// Write `recipe` (with `@ROOT@` replaced by a fresh temporary directory) and submit it
@@ -38,54 +25,11 @@ fn submit(recipe: &str, args: &[&str]) -> Camp {
 }
 
 fn submit_with(recipe: &str, args: &[&str], report_job: bool) -> Camp {
-    let root_t = tempfile::Builder::new()
-        .prefix("fb-slurm-")
-        .tempdir()
-        .unwrap();
-    let root = root_t.path().to_path_buf();
-    let text = recipe.replace("@ROOT@", &root.display().to_string());
-    std::fs::write(root.join("recipe.yml"), text).unwrap();
-    let out = fb(&root)
-        .args(["submit", "recipe.yml"])
-        .args(if report_job {
-            None
-        } else {
-            Some("--no-report")
-        })
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "submit failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rel = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("campaign: "))
-        .expect("submit prints the campaign")
-        .to_string();
-    Camp {
-        dir: root.join(rel),
-        root,
-        _root: root_t,
-        submit_stdout: stdout,
+    let mut all: Vec<&str> = args.to_vec();
+    if !report_job {
+        all.push("--no-report");
     }
-}
-
-fn status_json(c: &Camp) -> Value {
-    let out = fb(&c.root)
-        .args(["status", "--json"])
-        .arg(&c.dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::slurm::submit(recipe, &all, "fb-slurm-", JobBin::Env)
 }
 
 fn states(v: &Value) -> Vec<(String, String)> {
@@ -100,64 +44,6 @@ fn states(v: &Value) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-/// SLURM's final states: anything else (including states this test does not name) is a job
-/// still queued, running or being signalled.
-const FINISHED: &[&str] = &[
-    "COMPLETED",
-    "CANCELLED",
-    "FAILED",
-    "TIMEOUT",
-    "NODE_FAIL",
-    "PREEMPTED",
-    "BOOT_FAIL",
-    "DEADLINE",
-    "OUT_OF_MEMORY",
-    "SPECIAL_EXIT",
-    "REVOKED",
-    "LAUNCH_FAILED",
-];
-
-/// Poll `status --json` until no job is queued or running (panics after `budget`).
-fn wait_done(c: &Camp, budget: Duration) -> Value {
-    let t0 = Instant::now();
-    loop {
-        let v = status_json(c);
-        let active = states(&v)
-            .iter()
-            .any(|(_, s)| !FINISHED.contains(&s.as_str()));
-        if !active {
-            return v;
-        }
-        if t0.elapsed() > budget {
-            panic!(
-                "campaign not done after {budget:?}: {v:#}\nlogs:\n{}",
-                logs(c)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// Poll until `pred(status)` holds.
-fn wait_until(c: &Camp, budget: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let t0 = Instant::now();
-    loop {
-        let v = status_json(c);
-        if pred(&v) {
-            return v;
-        }
-        if t0.elapsed() > budget {
-            panic!("{what}: not after {budget:?}: {v:#}\nlogs:\n{}", logs(c));
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-fn logs(c: &Camp) -> String {
-    let out = fb(&c.root).arg("logs").arg(&c.dir).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[derive(Debug)]
@@ -309,9 +195,9 @@ fn file_storage_campaign_with_simultaneous_jobs() {
         "{}",
         c.submit_stdout
     );
-    let v = wait_done(&c, Duration::from_secs(120));
+    let v = c.wait_done(Duration::from_secs(120));
     for (svc, st) in states(&v) {
-        assert_eq!(st, "COMPLETED", "{svc}: {v:#}\n{}", logs(&c));
+        assert_eq!(st, "COMPLETED", "{svc}: {v:#}\n{}", c.logs());
     }
     let runs = runs(&c);
     assert_eq!(runs.len(), 4, "{runs:?}");
@@ -353,7 +239,7 @@ fn http_campaign_with_dependency() {
         &[],
         true,
     );
-    let v = wait_done(&c, Duration::from_secs(120));
+    let v = c.wait_done(Duration::from_secs(120));
     assert_eq!(
         states(&v),
         vec![
@@ -362,7 +248,7 @@ fn http_campaign_with_dependency() {
             ("report".to_string(), "COMPLETED".to_string())
         ],
         "{v:#}\n{}",
-        logs(&c)
+        c.logs()
     );
     let jobs = v["jobs"].as_array().unwrap();
     let web_id = jobs[0]["job_id"].as_str().unwrap();
@@ -396,7 +282,7 @@ fn http_campaign_with_dependency() {
     let ep: Value =
         serde_json::from_slice(&std::fs::read(c.dir.join("endpoints/web.json")).unwrap()).unwrap();
     assert_eq!(ep["job_id"].as_str(), Some(web_id));
-    let log = logs(&c);
+    let log = c.logs();
     assert!(log.contains("==> "), "{log}");
     let html = std::fs::read_to_string(c.dir.join("report.html")).expect("the report job ran");
     assert!(html.contains("web2"));
@@ -431,7 +317,7 @@ fn never_ready_service_fails_and_cancels_its_dependent() {
         ),
         &[],
     );
-    let v = wait_done(&c, Duration::from_secs(90));
+    let v = c.wait_done(Duration::from_secs(90));
     let st = states(&v);
     assert_eq!(st[0], ("broken".into(), "FAILED".into()), "{v:#}");
     assert_eq!(st[1], ("after".into(), "CANCELLED".into()), "{v:#}");
@@ -448,7 +334,7 @@ fn never_ready_service_fails_and_cancels_its_dependent() {
         "{:?}",
         runs[0]
     );
-    assert!(logs(&c).contains("never became ready"));
+    assert!(c.logs().contains("never became ready"));
     // The `sleep 600` the script started was stopped with the job.
     let ps = std::process::Command::new("ps")
         .args(["-eo", "args"])
@@ -475,13 +361,13 @@ fn cancel_mid_run_keeps_a_partial_run() {
         .output()
         .unwrap();
     let other_id = String::from_utf8_lossy(&other.stdout).trim().to_string();
-    wait_until(&c, Duration::from_secs(60), "requests recorded", |v| {
+    c.wait_until(Duration::from_secs(60), "requests recorded", |v| {
         v["jobs"][0]["runs"][0]["requests"].as_i64().unwrap_or(0) > 20
     });
     let out = fb(&c.root).arg("cancel").arg(&c.dir).output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("cancelled 1 job"));
-    let v = wait_done(&c, Duration::from_secs(60));
+    let v = c.wait_done(Duration::from_secs(60));
     assert_eq!(states(&v)[0].1, "CANCELLED", "{v:#}");
     let q = std::process::Command::new("squeue")
         .args(["-h", "-j", &other_id, "-o", "%T"])
@@ -512,7 +398,7 @@ fn sweep_is_a_job_array() {
     };
     let svc = file_service("sweep", "    sweep: {client_count: [1, 2, 3]}\n");
     let c = submit(&recipe("sweep", &[svc]), &[]);
-    let v = wait_done(&c, Duration::from_secs(120));
+    let v = c.wait_done(Duration::from_secs(120));
     let jobs = v["jobs"].as_array().unwrap();
     let mut tasks: Vec<i64> = jobs
         .iter()
@@ -557,7 +443,7 @@ fn time_limit_leaves_a_partial_readable_run() {
         "slurm: {time: \"1\", signal_grace: 30}",
     );
     let c = submit(&recipe("time limit", &[svc]), &[]);
-    let v = wait_done(&c, Duration::from_secs(150));
+    let v = c.wait_done(Duration::from_secs(150));
     let state = states(&v)[0].1.clone();
     // USR1 at the grace period lets the runner end first (COMPLETED with exit 3 reads as
     // FAILED); without it SLURM's TERM at the limit ends the job as TIMEOUT.
@@ -567,7 +453,7 @@ fn time_limit_leaves_a_partial_readable_run() {
     );
     let runs = runs(&c);
     assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0].status, "partial", "{:?}\n{}", runs[0], logs(&c));
+    assert_eq!(runs[0].status, "partial", "{:?}\n{}", runs[0], c.logs());
     assert!(
         runs[0]
             .stop_reason
@@ -687,13 +573,8 @@ fn refused_submission_cancels_the_jobs_already_submitted() {
         .unwrap()
         .unwrap()
         .path();
-    let c = Camp {
-        _root: tempfile::tempdir().unwrap(),
-        root: root.path().to_path_buf(),
-        dir,
-        submit_stdout: String::new(),
-    };
-    let v = wait_done(&c, Duration::from_secs(60));
+    let c = Camp::from_dir(root, dir, JobBin::Env);
+    let v = c.wait_done(Duration::from_secs(60));
     assert_eq!(
         states(&v),
         vec![("ok".to_string(), "CANCELLED".to_string())],
@@ -732,14 +613,14 @@ fn capacity_search_runs_as_a_batch_job() {
         )
         .unwrap();
     assert_eq!(script, "scripts/web.capacity.sbatch");
-    let v = wait_done(&c, Duration::from_secs(180));
+    let v = c.wait_done(Duration::from_secs(180));
     assert_eq!(
         states(&v),
         vec![("web".to_string(), "COMPLETED".to_string())],
         "{v:#}\n{}",
-        logs(&c)
+        c.logs()
     );
-    let log = logs(&c);
+    let log = c.logs();
     assert!(log.contains("ready: web answered"), "{log}");
     let out = fb(&c.root)
         .args(["report", "--format", "json"])

@@ -27,16 +27,10 @@ fn cluster() -> Option<HashMap<String, String>> {
     Some(env)
 }
 
-fn fb(root: &Path) -> assert_cmd::Command {
-    let mut c = common::bin();
-    c.current_dir(root).env_remove("FB_BIN");
-    c
-}
+use common::slurm::{Camp, JobBin};
 
-struct Camp {
-    _root: tempfile::TempDir,
-    root: PathBuf,
-    dir: PathBuf,
+fn fb(root: &Path) -> assert_cmd::Command {
+    common::slurm::fb(root, JobBin::Compiled)
 }
 
 fn write_recipe(text: &str) -> (tempfile::TempDir, PathBuf) {
@@ -54,82 +48,11 @@ fn write_recipe(text: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 fn submit(text: &str, args: &[&str]) -> Camp {
-    let (t, root) = write_recipe(text);
-    let out = fb(&root)
-        .args(["submit", "recipe.yml"])
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "submit failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rel = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("campaign: "))
-        .expect("submit prints the campaign")
-        .to_string();
-    Camp {
-        dir: root.join(rel),
-        root,
-        _root: t,
-    }
-}
-
-fn status_json(c: &Camp) -> Value {
-    let out = fb(&c.root)
-        .args(["status", "--json"])
-        .arg(&c.dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::slurm::submit(text, args, "fb-multinode-", JobBin::Compiled)
 }
 
 fn jobs(v: &Value) -> Vec<Value> {
     v["jobs"].as_array().cloned().unwrap_or_default()
-}
-
-const FINISHED: &[&str] = &[
-    "COMPLETED",
-    "CANCELLED",
-    "FAILED",
-    "TIMEOUT",
-    "NODE_FAIL",
-    "PREEMPTED",
-    "BOOT_FAIL",
-    "DEADLINE",
-    "OUT_OF_MEMORY",
-];
-
-fn logs(c: &Camp) -> String {
-    let out = fb(&c.root).arg("logs").arg(&c.dir).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn wait_done(c: &Camp, budget: Duration) -> Value {
-    let t0 = Instant::now();
-    loop {
-        let v = status_json(c);
-        let active = jobs(&v)
-            .iter()
-            .any(|j| !FINISHED.contains(&j["state"].as_str().unwrap_or("")));
-        if !active {
-            return v;
-        }
-        assert!(
-            t0.elapsed() < budget,
-            "campaign not done after {budget:?}: {v:#}\nlogs:\n{}",
-            logs(c)
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 /// `scontrol show job ID` as key → value.
@@ -268,7 +191,7 @@ fn three_node_campaign_merges_client_nodes() {
     );
     let c = submit(&text, &[]);
     // Every job submit made, read back from the controller.
-    let v = status_json(&c);
+    let v = c.status_json();
     let all = jobs(&v);
     assert_eq!(all.len(), 2, "service + report jobs: {v:#}");
     for j in &all {
@@ -278,9 +201,9 @@ fn three_node_campaign_merges_client_nodes() {
         assert_eq!(info["Partition"], partition, "job {id}");
         assert_eq!(info["QOS"], qos, "job {id}");
     }
-    let v = wait_done(&c, Duration::from_secs(240));
+    let v = c.wait_done(Duration::from_secs(240));
     for j in jobs(&v) {
-        assert_eq!(j["state"], "COMPLETED", "{v:#}\n{}", logs(&c));
+        assert_eq!(j["state"], "COMPLETED", "{v:#}\n{}", c.logs());
     }
     let runs = node_runs(&c);
     let nodes: Vec<&str> = env["FB_TEST_SLURM_NODES"].split(',').collect();
@@ -342,7 +265,7 @@ fn three_node_campaign_merges_client_nodes() {
     }
     eprintln!("merged: {} requests, p99 {merged_p99:.3} ms", all_ns.len());
     // The report ran on the cluster too (its job carries account/partition/QOS).
-    assert!(c.dir.join("report.html").is_file(), "{}", logs(&c));
+    assert!(c.dir.join("report.html").is_file(), "{}", c.logs());
 
     // Once the controller forgets the jobs (MinJobAge), `status` answers from accounting.
     let ids: Vec<String> = jobs(&v)
@@ -357,7 +280,7 @@ fn three_node_campaign_merges_client_nodes() {
         );
         std::thread::sleep(Duration::from_secs(2));
     }
-    let v = status_json(&c);
+    let v = c.status_json();
     for j in jobs(&v) {
         assert_eq!(j["state"], "COMPLETED", "{v:#}");
         assert_eq!(j["source"], "sacct", "{v:#}");
@@ -449,7 +372,7 @@ fn killed_client_node_and_time_limit() {
         assert!(
             t0.elapsed() < Duration::from_secs(120),
             "client runners did not start: {}",
-            logs(&c)
+            c.logs()
         );
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -500,17 +423,17 @@ fn killed_client_node_and_time_limit() {
         assert!(
             t1.elapsed() < Duration::from_secs(60),
             "the other client node stopped when one runner was killed:\n{}",
-            logs(&c)
+            c.logs()
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    wait_done(&c, Duration::from_secs(180));
+    c.wait_done(Duration::from_secs(180));
     let runs = node_runs(&c);
     assert_eq!(runs.len(), 2, "{runs:?}");
     let survivor = runs
         .iter()
         .find(|r| r.status == "partial")
-        .unwrap_or_else(|| panic!("one runner ends partial: {runs:?}\n{}", logs(&c)));
+        .unwrap_or_else(|| panic!("one runner ends partial: {runs:?}\n{}", c.logs()));
     assert!(
         survivor
             .stop_reason
@@ -524,7 +447,7 @@ fn killed_client_node_and_time_limit() {
         .find(|r| r.file != survivor.file)
         .expect("the killed node's file");
     assert!(!killed.latencies_ns.is_empty(), "{killed:?}");
-    let log = logs(&c);
+    let log = c.logs();
     assert!(
         log.contains(&format!("{}: task", killed.host)),
         "the job log names the failed node {}:\n{log}",

@@ -6,6 +6,8 @@
 //! `FB_REQUIRE_SERVERS=1` (set by `.ci/run`), in which case it fails.
 #![allow(dead_code)]
 
+pub mod slurm;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
