@@ -27,7 +27,7 @@ perf record -q -F 1999 -g -o "$WORK/perf.data" -- "$FB" run "$R" --json --no-pro
 printf 'profile of factorybench, %s loop against %s, %s s: %s req/s achieved\n' "$MODE" "${TARGET:-nginx}" "$DUR" \
   "$(json "$WORK/fb.json" "round(j['runs'][0]['achieved_rps'])")"
 perf report -i "$WORK/perf.data" --no-children --sort sym --stdio -q 2>/dev/null \
-  | grep -E '^ +[0-9.]+%' | head -n 30
+  | grep -E '^ +[0-9.]+%' | head -n 30 || true
 echo "--- by part (self time) ---"
 perf report -i "$WORK/perf.data" --no-children --sort sym --stdio -q -g none 2>/dev/null \
   | python3 -c '
