@@ -133,7 +133,7 @@ fn slurm_time_out_of_range_is_located() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{t}: {err}");
         assert!(err.contains(needle), "{t}: {err}");
-        assert!(err.contains("t.yml:24:19"), "{t}: {err}");
+        assert!(err.contains("t.yml:26:19"), "{t}: {err}");
     }
 }
 
