@@ -114,6 +114,18 @@ pub enum Runtime {
     External,
 }
 
+impl Runtime {
+    /// The recipe's name of the runtime (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Apptainer => "apptainer",
+            Runtime::Podman => "podman",
+            Runtime::Host => "host",
+            Runtime::External => "external",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Service {
     /// Unique, `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`: it names files and jobs.

@@ -455,7 +455,7 @@ impl ScriptCtx {
             service: SvcCtx {
                 name: svc.name.clone(),
                 kind: svc.kind.to_string(),
-                runtime: runtime_name(svc.runtime).into(),
+                runtime: svc.runtime.as_str().into(),
                 image: svc.container_image.clone(),
                 port,
                 url,
@@ -614,15 +614,6 @@ pub fn secret_file_entries(svc: &Service) -> Vec<(String, SecretFileValue)> {
         }
     }
     out
-}
-
-fn runtime_name(r: Runtime) -> &'static str {
-    match r {
-        Runtime::Apptainer => "apptainer",
-        Runtime::Podman => "podman",
-        Runtime::Host => "host",
-        Runtime::External => "external",
-    }
 }
 
 #[cfg(test)]

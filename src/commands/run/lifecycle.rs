@@ -108,7 +108,11 @@ pub fn run_lifecycles(
             };
             eprintln!(
                 "[{service}] starting the service ({}) with its batch script {}",
-                runtime_name(&loaded.plan, service),
+                loaded
+                    .plan
+                    .service(service)
+                    .map_or(Runtime::External, |s| s.runtime)
+                    .as_str(),
                 script.display()
             );
             let mut child = cmd.spawn()?;
@@ -133,15 +137,6 @@ pub fn run_lifecycles(
         runs,
         stopped_by_signal: signalled.load(Ordering::SeqCst),
     })
-}
-
-fn runtime_name(plan: &Plan, service: &str) -> &'static str {
-    match plan.service(service).map(|s| s.runtime) {
-        Some(Runtime::Apptainer) => "apptainer",
-        Some(Runtime::Podman) => "podman",
-        Some(Runtime::Host) => "host",
-        _ => "external",
-    }
 }
 
 /// The plan as it runs on one machine: every client here (no `srun` to client nodes), so the
