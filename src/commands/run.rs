@@ -123,7 +123,9 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
     let db =
         a.db.clone()
             .unwrap_or_else(|| plan.global.metrics_db.clone());
-    let earlier_runs = earlier_runs(&db);
+    // Runs the campaign file held before (the lifecycles' runs are the ones added after).
+    let runs_before = earlier_runs(&db);
+    let earlier_runs = runs_before.len();
     // Local runs keep their log in global.logs_dir (a SLURM job's output already goes to the
     // campaign's logs/). Relative reports_dir/logs_dir are taken next to the campaign file.
     let (reports_dir, logs_dir) = (
@@ -149,18 +151,6 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
             Err(e) => tracing::warn!("cannot write the run log {}: {e}", p.display()),
         }
     }
-    // Runs the campaign file held before (the lifecycles' runs are the ones added after).
-    let runs_before: std::collections::HashSet<String> = if db.is_file() {
-        crate::store::read::open_read_only(&db)
-            .ok()
-            .filter(|c| crate::store::read::has_table(c, "runs"))
-            .and_then(|c| crate::store::read::run_ids(&c).ok())
-            .unwrap_or_default()
-            .into_iter()
-            .collect()
-    } else {
-        Default::default()
-    };
     let lifecycles = if lifecycle_jobs.is_empty() {
         None
     } else {
@@ -334,17 +324,19 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
     Ok(code)
 }
 
-/// Runs the campaign file already holds (0 when it does not exist or is not readable: opening
-/// it for writing reports the real problem).
-fn earlier_runs(db: &std::path::Path) -> i64 {
+/// The run ids the campaign file already holds (none when it does not exist or is not readable:
+/// opening it for writing reports the real problem).
+fn earlier_runs(db: &std::path::Path) -> std::collections::HashSet<String> {
     if !db.is_file() {
-        return 0;
+        return Default::default();
     }
     crate::store::read::open_read_only(db)
         .ok()
         .filter(|c| crate::store::read::has_table(c, "runs"))
-        .and_then(|c| crate::store::read::count_runs(&c).ok())
-        .unwrap_or(0)
+        .and_then(|c| crate::store::read::run_ids(&c).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
 }
 
 /// `dir` as is when absolute, else in the campaign file's directory.

@@ -343,16 +343,8 @@ impl<'n> Fields<'n> {
     }
 
     pub(crate) fn u32_range(&self, cx: &mut Ctx, key: &str, min: u32, max: u32) -> Option<u32> {
-        let v = self.u64(cx, key)?;
-        if v < min as u64 || v > max as u64 {
-            cx.error(
-                self.get(key).unwrap().pos,
-                &self.p(key),
-                format!("`{key}` must be between {min} and {max}, found {v}"),
-            );
-            return None;
-        }
-        Some(v as u32)
+        self.u64_range(cx, key, min.into(), max.into())
+            .map(|v| v as u32)
     }
 
     pub(crate) fn port(&self, cx: &mut Ctx, key: &str) -> Option<u16> {
