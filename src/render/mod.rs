@@ -150,12 +150,7 @@ impl Renderer {
         svc: &Service,
         opts: &RenderOptions,
     ) -> Result<String, RenderError> {
-        if !campaign_dir_ok(&opts.campaign_dir) {
-            return Err(RenderError::UnsafeCampaignDir(opts.campaign_dir.clone()));
-        }
-        let ctx = ScriptCtx::new(plan, svc, opts)?;
-        let tmpl = self.env.get_template(SERVICE_TEMPLATE)?;
-        Ok(tmpl.render(&ctx)?)
+        self.render_script(plan, svc, opts, false)
     }
 
     /// The capacity-search batch script of a service with `capacity_search`
@@ -172,16 +167,26 @@ impl Renderer {
         if svc.capacity_search.is_none() {
             return Ok(None);
         }
-        if !campaign_dir_ok(&opts.campaign_dir) {
-            return Err(RenderError::UnsafeCampaignDir(opts.campaign_dir.clone()));
-        }
         let mut one = svc.clone();
         one.sweep = None;
         one.slurm.client_nodes = 0;
-        let mut ctx = ScriptCtx::new(plan, &one, opts)?;
-        ctx.capacity = true;
+        self.render_script(plan, &one, opts, true).map(Some)
+    }
+
+    fn render_script(
+        &self,
+        plan: &Plan,
+        svc: &Service,
+        opts: &RenderOptions,
+        capacity: bool,
+    ) -> Result<String, RenderError> {
+        if !campaign_dir_ok(&opts.campaign_dir) {
+            return Err(RenderError::UnsafeCampaignDir(opts.campaign_dir.clone()));
+        }
+        let mut ctx = ScriptCtx::new(plan, svc, opts)?;
+        ctx.capacity = capacity;
         let tmpl = self.env.get_template(SERVICE_TEMPLATE)?;
-        Ok(Some(tmpl.render(&ctx)?))
+        Ok(tmpl.render(&ctx)?)
     }
 }
 
