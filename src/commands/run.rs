@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 mod lifecycle;
 mod summary;
-pub use lifecycle::starts_service;
+use lifecycle::starts_service;
 pub use summary::{summarize_run, RunSummary};
 
 #[derive(Debug, Args)]

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 /// Whether `run` starts `svc` itself: `--no-start` never, `--start` whenever the service has a
 /// runtime that starts something, else when the recipe names that runtime.
-pub fn starts_service(svc: &Service, start: bool, no_start: bool) -> bool {
+pub(super) fn starts_service(svc: &Service, start: bool, no_start: bool) -> bool {
     if no_start || svc.runtime == Runtime::External {
         return false;
     }
