@@ -288,18 +288,7 @@ fn check_monitoring(m: &Monitoring, under_slurm: bool) -> Check {
     }
 }
 
-/// The host part of a URL.
-pub fn url_host(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if let Some(v6) = hostport.strip_prefix('[') {
-        v6.split(']').next()?
-    } else {
-        hostport.split(':').next()?
-    };
-    (!host.is_empty()).then(|| host.to_string())
-}
+use crate::recipe::endpoint::url_host;
 
 /// `localhost`, 127.0.0.0/8 or ::1.
 pub fn is_loopback(host: &str) -> bool {

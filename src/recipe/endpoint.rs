@@ -95,6 +95,19 @@ pub fn host_of_url(url: Option<&str>) -> Option<String> {
     }
 }
 
+/// The host part of `scheme://[user@]host[:port]/...` (brackets kept off IPv6 literals).
+pub fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        hostport.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_string())
+}
+
 /// `scheme://[user@]127.0.0.1[:port]/...` with the loopback host replaced by `host` (other
 /// hosts are kept: an external service is reached where its URL says).
 fn replace_url_host(url: &str, host: &str) -> String {

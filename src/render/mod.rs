@@ -431,7 +431,7 @@ impl ScriptCtx {
             BIND_HOST.to_string()
         } else {
             url.as_deref()
-                .and_then(url_host)
+                .and_then(crate::recipe::endpoint::url_host)
                 .unwrap_or_else(|| BIND_HOST.to_string())
         };
         let endpoint = serde_json::json!({
@@ -566,19 +566,6 @@ fn bind_word(w: Word, multi_node: bool) -> Word {
     }
 }
 
-/// The host part of `scheme://[user@]host[:port]/...` (brackets kept off IPv6 literals).
-fn url_host(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if let Some(v6) = hostport.strip_prefix('[') {
-        v6.split(']').next()?
-    } else {
-        hostport.split(':').next()?
-    };
-    (!host.is_empty()).then(|| host.to_string())
-}
-
 /// What `secrets/<service>.env` holds for a service.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SecretFileValue {
@@ -624,6 +611,7 @@ pub fn secret_file_entries(svc: &Service) -> Vec<(String, SecretFileValue)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::recipe::endpoint::url_host;
 
     #[test]
     fn shell_quote_leaves_safe_words_and_quotes_the_rest() {

@@ -106,7 +106,7 @@ impl Acc {
         };
         let sd = var.max(0.0).sqrt();
         let half = if self.n > 1 {
-            t_975(self.n - 1) * sd / (self.n as f64).sqrt()
+            crate::capacity::t95((self.n - 1) as usize) * sd / (self.n as f64).sqrt()
         } else {
             0.0
         };
@@ -168,22 +168,6 @@ impl Acc {
             out.pop();
         }
         out
-    }
-}
-
-/// Two-sided 97.5 % quantile of Student's t distribution.
-pub(crate) fn t_975(df: u64) -> f64 {
-    const T: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-        2.052, 2.048, 2.045, 2.042,
-    ];
-    match df {
-        0 => f64::NAN,
-        1..=30 => T[(df - 1) as usize],
-        31..=60 => 2.000,
-        61..=120 => 1.980,
-        _ => 1.960,
     }
 }
 
