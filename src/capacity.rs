@@ -14,6 +14,12 @@
 //!
 //! The answer assumes the response is monotone in the rate (a service that holds its SLOs at a
 //! rate holds them at every lower one); a confirm repeat that fails says it was not.
+//!
+//! A step whose run the **load generator** limited (its own CPU fell behind the schedule, or
+//! every connection was busy after the caller already raised the connections) is neither a
+//! pass nor a service failure: [`Search::record_limited`] ends the search with
+//! [`Outcome::GeneratorLimited`], the highest rate the service held so far and the rate the
+//! generator could not offer, never a knee.
 
 /// Search bounds and steps (recipe `capacity_search`).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -76,6 +82,14 @@ pub enum Outcome {
     },
     /// Even `min_rate` failed.
     NoneSustainable,
+    /// The load generator could not offer `limited_at_rate_per_s`: the service held its SLOs
+    /// up to `held_rate_per_s` (if any step passed) and no service limit was found below the
+    /// generator's. `first_failing_rate_per_s`: a lower rate where the service did fail, if any.
+    GeneratorLimited {
+        held_rate_per_s: Option<f64>,
+        limited_at_rate_per_s: f64,
+        first_failing_rate_per_s: Option<f64>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +104,8 @@ pub struct Search {
     bisected: u32,
     confirmed: u32,
     done: bool,
+    /// The rate the generator could not offer (ends the search).
+    limited_at: Option<f64>,
 }
 
 impl Search {
@@ -103,7 +119,23 @@ impl Search {
             bisected: 0,
             confirmed: 0,
             done: false,
+            limited_at: None,
         }
+    }
+
+    /// The step [`Search::next_rate`] proposed was limited by the load generator: no verdict
+    /// on the service; the search ends (see the module doc).
+    pub fn record_limited(&mut self) {
+        let Some((phase, rate)) = self.next_rate() else {
+            return;
+        };
+        self.steps.push(Step {
+            phase,
+            rate_per_s: rate,
+            passed: false,
+        });
+        self.limited_at = Some(rate);
+        self.done = true;
     }
 
     /// The next step: its phase and total rate; `None` when the search is over.
@@ -201,6 +233,13 @@ impl Search {
 
     /// The result so far (final once [`Search::is_done`]).
     pub fn outcome(&self) -> Outcome {
+        if let Some(at) = self.limited_at {
+            return Outcome::GeneratorLimited {
+                held_rate_per_s: self.lo,
+                limited_at_rate_per_s: at,
+                first_failing_rate_per_s: self.hi,
+            };
+        }
         match self.lo {
             None => Outcome::NoneSustainable,
             Some(lo) => Outcome::Found {
@@ -357,6 +396,28 @@ mod tests {
             panic!()
         };
         assert!(lo <= 17.3 && hi > 17.3 && hi - lo <= 0.2, "{lo} {hi}");
+    }
+
+    #[test]
+    fn a_generator_limited_step_is_no_knee() {
+        // The service holds everything; the generator cannot offer more than 20/s.
+        let mut s = Search::new(spec());
+        while let Some((_, rate)) = s.next_rate() {
+            if rate > 20.0 {
+                s.record_limited();
+            } else {
+                s.record(true);
+            }
+        }
+        assert_eq!(
+            s.outcome(),
+            Outcome::GeneratorLimited {
+                held_rate_per_s: Some(16.0),
+                limited_at_rate_per_s: 32.0,
+                first_failing_rate_per_s: None,
+            }
+        );
+        assert!(s.steps().iter().all(|x| x.rate_per_s <= 32.0));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 use super::InvalidInput;
 use crate::exit;
 use crate::report::capacity::read_searches;
-use crate::runner::capacity::{run_search, StepDone, StepFigures, StepHooks};
+use crate::report::model::{ReasonCode, RunAnalysis};
+use crate::runner::capacity::{run_search, Limiter, StepDone, StepFigures, StepHooks};
 use crate::store::Store;
 use clap::Args;
 use std::path::PathBuf;
@@ -105,6 +106,7 @@ pub fn exec(a: &CapacityArgs) -> anyhow::Result<i32> {
                 .and_then(|l| l.ttft_from_scheduled_ms.as_ref().or(l.ttft_ms.as_ref()))
                 .map(|s| s.p99),
             error_rate: r.total.error_rate,
+            limited: generator_limit(&r),
         })
     };
     let quiet = a.json;
@@ -128,7 +130,10 @@ pub fn exec(a: &CapacityArgs) -> anyhow::Result<i32> {
                     .unwrap_or_default(),
                 match &x.reason {
                     None => "holds SLOs".to_string(),
-                    Some(r) => format!("fails ({r})"),
+                    Some(r) => match r.strip_prefix(crate::runner::capacity::NOT_JUDGED) {
+                        Some(why) => format!("not judged, load generator side ({why})"),
+                        None => format!("fails ({r})"),
+                    },
                 }
             );
         }
@@ -150,9 +155,26 @@ pub fn exec(a: &CapacityArgs) -> anyhow::Result<i32> {
     }
     Ok(if done.stopped {
         exit::PARTIAL
+    } else if report.limited_at_rate_per_s().is_some() {
+        // No knee: the generator, not the service, set the limit (like an invalid run).
+        exit::INVALID_RUN
     } else if report.sustainable_rate_per_s.is_some() {
         exit::OK
     } else {
         exit::FAILURE
+    })
+}
+
+/// The generator side's limit of a step's run, from its validity gates (generator first: a
+/// generator that fell behind also leaves connections idle).
+fn generator_limit(r: &RunAnalysis) -> Option<(Limiter, String)> {
+    [
+        (ReasonCode::GeneratorSaturated, Limiter::Generator),
+        (ReasonCode::ConnectionLimited, Limiter::Connections),
+    ]
+    .into_iter()
+    .find_map(|(code, lim)| {
+        let why = r.invalid_reasons.iter().find(|x| x.code == code)?;
+        Some((lim, why.message.clone()))
     })
 }

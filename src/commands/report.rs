@@ -39,7 +39,17 @@ pub struct ReportArgs {
     after_help = "Metrics and default limits: throughput_ops_per_s -10%, error_rate +0.01, \
 latency_p50_ms/latency_p99_ms +10% (corrected), ttft_p99_ms/tpot_p99_ms/e2el_p99_ms +10%, \
 output_tokens_per_s -10%, goodput_ratio -0.05; others are shown only (set a limit to gate on \
-them). An invalid or missing candidate service is a regression. Exit 4 on a regression."
+them). Millisecond metrics also have an absolute floor of 0.05 ms (--min-change). A change \
+beyond its limit is a regression only when the data supports it: the 95 % interval of the \
+change (batch means over 20 time batches of each run, or the spread of repeats with \
+--repeats) excludes zero; otherwise it is inconclusive and says what would tell. An invalid or \
+missing candidate service is a regression. Exit 4 on a regression (and, with \
+--fail-on-inconclusive, on an inconclusive metric).
+
+Examples:
+  factorybench compare base.db cand.db
+  factorybench compare base.json cand.db --threshold latency_p99_ms=5% --min-change latency_p99_ms=0.2ms
+  factorybench compare base.db cand.db --repeats     # every run of the same recipe is a repeat"
 )]
 pub struct CompareArgs {
     /// Baseline: campaign (.db or directory) or JSON report.
@@ -50,6 +60,17 @@ pub struct CompareArgs {
     /// `error_rate=0.01`) or `off`. Repeatable; overrides the defaults.
     #[arg(long)]
     pub threshold: Vec<String>,
+    /// METRIC=AMOUNT: the absolute floor under a relative limit (`latency_p50_ms=0.1ms`;
+    /// `latency_p50_ms=0` for none). Repeatable; default 0.05 ms for millisecond metrics.
+    #[arg(long = "min-change", value_name = "METRIC=AMOUNT")]
+    pub min_change: Vec<String>,
+    /// Every measurement of a service with the latest one's recipe is a repeat: compare their
+    /// mean, with their run-to-run spread as the interval (default: the latest measurement).
+    #[arg(long)]
+    pub repeats: bool,
+    /// Exit 4 also when a metric is inconclusive (beyond its limit, but not supported).
+    #[arg(long)]
+    pub fail_on_inconclusive: bool,
     #[arg(long, value_enum, default_value_t = CompareFormat::Text)]
     pub format: CompareFormat,
     /// Write here instead of stdout.
@@ -141,9 +162,17 @@ pub fn report(a: &ReportArgs) -> anyhow::Result<i32> {
 }
 
 pub fn compare(a: &CompareArgs) -> anyhow::Result<i32> {
-    let mut overrides = Vec::new();
+    let mut opts = compare::CompareOptions {
+        repeats: a.repeats,
+        ..Default::default()
+    };
     for t in &a.threshold {
-        overrides.push(compare::parse_threshold(t).map_err(|e| InvalidInput(e.to_string()))?);
+        opts.thresholds
+            .push(compare::parse_threshold(t).map_err(|e| InvalidInput(e.to_string()))?);
+    }
+    for t in &a.min_change {
+        opts.floors
+            .push(compare::parse_floor(t).map_err(|e| InvalidInput(e.to_string()))?);
     }
     let load = |p: &Path| -> anyhow::Result<_> {
         compare::load_side(p).map_err(|e| match e.downcast::<AnalysisError>() {
@@ -161,18 +190,20 @@ pub fn compare(a: &CompareArgs) -> anyhow::Result<i32> {
         &base,
         &a.candidate.display().to_string(),
         &cand,
-        &overrides,
+        &opts,
     );
     let content = render_comparison(&c, a.format)?;
     write_out(a.out.as_deref(), &content)?;
     for w in &c.hardware_warnings {
         eprintln!("warning: {w}");
     }
-    Ok(if c.regressions > 0 {
-        exit::REGRESSION
-    } else {
-        exit::OK
-    })
+    Ok(
+        if c.regressions > 0 || (a.fail_on_inconclusive && c.inconclusive > 0) {
+            exit::REGRESSION
+        } else {
+            exit::OK
+        },
+    )
 }
 
 pub fn verify(a: &VerifyArgs) -> anyhow::Result<i32> {

@@ -21,9 +21,10 @@
 //! - Energy: per device, the increase of its `*_energy_joules` counter over the window, else
 //!   the trapezoidal integral of its `*_power_watts` samples.
 
+use super::judge::{batch_spread, Spread, BATCHES};
 pub use super::model::*;
 pub use super::statistics::Acc;
-use super::statistics::{ratio, LlmAcc, OpAcc, RunAccs, SloSpec};
+use super::statistics::{ratio, BatchAcc, LlmAcc, LlmRow, OpAcc, RequestTimes, RunAccs, SloSpec};
 use crate::store::read::{self as db, Connection, RequestView};
 use crate::store::{DbError, RunStatus, StoreError};
 use hdrhistogram::Histogram;
@@ -215,6 +216,14 @@ fn build_campaign(
             let mut llm: Option<LlmAcc> = None;
             let mut start = i64::MAX;
             let mut end = i64::MIN;
+            // Parallel runs (nodes, array tasks) measured together: batch k of each run covers
+            // the same share of its own window, so their batches merge index by index.
+            let mut batches = first.1.batches.clone();
+            for &i in &idx[1..] {
+                for (b, o) in batches.iter_mut().zip(&runs[i].1.batches) {
+                    b.merge(o);
+                }
+            }
             for &i in &idx {
                 let a = &runs[i].1;
                 total.merge(&a.total);
@@ -241,6 +250,7 @@ fn build_campaign(
                 span_s,
                 total: total.finish("all", span_s),
                 operations: ops.iter().map(|(k, v)| v.finish(k, span_s)).collect(),
+                spread: spreads(&batches, span_s, &first.1.slo, &total, llm.as_ref()),
                 llm: llm.map(|l| l.finish(span_s, total.requests, &first.1.slo)),
             }
         })
@@ -277,6 +287,67 @@ fn build_campaign(
         services,
         capacity: Vec::new(),
     }
+}
+
+/// The standard error of every compared metric of a measurement: the batch-means error over
+/// its time batches (which keeps the autocorrelation of consecutive requests), and for a
+/// percentile at least its order-statistic error over all its values (which keeps the
+/// sparseness of a tail that a few slow requests make).
+fn spreads(
+    batches: &[BatchAcc],
+    span_s: f64,
+    slo: &SloSpec,
+    total: &OpAcc,
+    llm: Option<&LlmAcc>,
+) -> BTreeMap<String, Spread> {
+    let mut out = batch_spreads(batches, span_s, slo);
+    for (name, sp) in out.iter_mut() {
+        let quantile = |a: &Acc, q: f64| a.quantile_stderr(q);
+        let os = match name.as_str() {
+            "latency_p50_ms" => quantile(&total.corrected, 0.5),
+            "latency_p90_ms" => quantile(&total.corrected, 0.9),
+            "latency_p99_ms" => quantile(&total.corrected, 0.99),
+            "latency_p999_ms" => quantile(&total.corrected, 0.999),
+            "latency_uncorrected_p99_ms" => quantile(&total.uncorrected, 0.99),
+            "ttft_p50_ms" => llm.and_then(|l| quantile(&l.ttft, 0.5)),
+            "ttft_p99_ms" => llm.and_then(|l| quantile(&l.ttft, 0.99)),
+            "tpot_p99_ms" => llm.and_then(|l| quantile(&l.tpot, 0.99)),
+            "itl_p99_ms" => llm.and_then(|l| quantile(&l.itl, 0.99)),
+            "e2el_p99_ms" => llm.and_then(|l| quantile(&l.e2el, 0.99)),
+            _ => None,
+        };
+        if let Some(os) = os {
+            sp.stderr = sp.stderr.max(os);
+        }
+    }
+    out
+}
+
+/// The batch-means spread of every compared metric over a measurement's time batches.
+fn batch_spreads(batches: &[BatchAcc], span_s: f64, slo: &SloSpec) -> BTreeMap<String, Spread> {
+    let batch_s = span_s / batches.len().max(1) as f64;
+    let figures: Vec<(OpStats, Option<LlmStats>)> = batches
+        .iter()
+        .map(|b| {
+            let llm = b
+                .llm
+                .as_ref()
+                .map(|l| l.finish(batch_s, b.total.requests, slo));
+            (b.total.finish("all", batch_s), llm)
+        })
+        .collect();
+    crate::recipe::threshold::METRICS
+        .iter()
+        .filter_map(|m| {
+            let values: Vec<f64> = figures
+                .iter()
+                // An empty batch only tells the throughput (zero).
+                .filter(|(t, _)| t.requests > 0 || m.name.starts_with("throughput"))
+                .filter_map(|(t, l)| super::metric::value(m.name, t, l.as_ref()))
+                .collect();
+            Some((m.name.to_string(), batch_spread(&values)?))
+        })
+        .collect()
 }
 
 /// RFC 3339 (UTC, milliseconds) of an epoch-ns timestamp.
@@ -357,122 +428,81 @@ fn analyze_run_inner(
     let mut lag = Acc::new();
     let mut llm = LlmAcc::default();
     let mut any_llm_row = false;
+    let mut batches: Vec<BatchAcc> = (0..BATCHES).map(|_| BatchAcc::new(is_llm)).collect();
     // LLM columns are only decoded for LLM services.
     db::scan_requests(conn, run_id, is_llm, |row| {
         let Some(r) = row else {
             warmup_requests += 1;
             return;
         };
-        {
-            let RequestView {
-                op,
-                scheduled_ns: scheduled,
-                sent_ns: sent,
-                first_byte_ns: first_byte,
-                done_ns: done,
-                ok,
-                bytes_sent,
-                bytes_received,
-                input_tokens,
-                output_tokens,
-                tokens_from_server: from_server,
-                ..
-            } = *r;
-
-            let idx = match ops.iter().position(|(name, _)| name.as_slice() == op) {
-                Some(i) => i,
-                None => {
-                    ops.push((op.to_vec(), OpAcc::default()));
-                    ops.len() - 1
-                }
-            };
-            lag.record_ns(sent - scheduled);
-            let bucket = if done >= start_ns && done <= end_ns && n_buckets > 0 {
-                Some((((done - start_ns) / bucket_ns) as usize).min(n_buckets - 1))
-            } else {
-                None
-            };
-            // Per operation only; the totals are the merge of the operations (below).
-            let acc = &mut ops[idx].1;
-            acc.requests += 1;
+        let RequestView {
+            op,
+            scheduled_ns: scheduled,
+            done_ns: done,
+            ok,
+            output_tokens,
+            ..
+        } = *r;
+        let times = RequestTimes {
+            ok,
+            scheduled_ns: scheduled,
+            sent_ns: r.sent_ns,
+            done_ns: done,
+            bytes_sent: r.bytes_sent,
+            bytes_received: r.bytes_received,
+        };
+        let idx = match ops.iter().position(|(name, _)| name.as_slice() == op) {
+            Some(i) => i,
+            None => {
+                ops.push((op.to_vec(), OpAcc::default()));
+                ops.len() - 1
+            }
+        };
+        lag.record_ns(r.sent_ns - scheduled);
+        let in_window = done >= start_ns && done <= end_ns && window_ns > 0;
+        // Per operation only; the totals are the merge of the operations (below).
+        ops[idx].1.record(&times, r.error_class);
+        let mut batch = in_window.then(|| {
+            let b = (done - start_ns) as i128 * BATCHES as i128 / window_ns as i128;
+            &mut batches[(b as usize).min(BATCHES - 1)]
+        });
+        if let Some(b) = batch.as_mut() {
+            b.total.record(&times, r.error_class);
+        }
+        if in_window && n_buckets > 0 {
+            let b = &mut buckets[(((done - start_ns) / bucket_ns) as usize).min(n_buckets - 1)];
             if ok {
-                acc.ok += 1;
-                acc.bytes_sent += bytes_sent;
-                acc.bytes_received += bytes_received;
-                acc.corrected.record_ns(done - scheduled);
-                acc.uncorrected.record_ns(done - sent);
+                b.ok += 1;
+                let h = b.hist.get_or_insert_with(|| {
+                    Histogram::new(2).expect("2 significant digits is valid")
+                });
+                let _ = h.record(((done - scheduled).max(0) / 1000) as u64);
+                b.output_tokens += output_tokens.unwrap_or(0).max(0) as u64;
             } else {
-                let class = match r.error_class {
-                    Some(t) => String::from_utf8_lossy(t).into_owned(),
-                    None => "unknown".to_string(),
-                };
-                *acc.errors.entry(class).or_default() += 1;
+                b.errors += 1;
             }
-            if let Some(b) = bucket {
-                let b = &mut buckets[b];
-                if ok {
-                    b.ok += 1;
-                    let h = b.hist.get_or_insert_with(|| {
-                        Histogram::new(2).expect("2 significant digits is valid")
-                    });
-                    let _ = h.record(((done - scheduled).max(0) / 1000) as u64);
-                    b.output_tokens += output_tokens.unwrap_or(0).max(0) as u64;
-                } else {
-                    b.errors += 1;
-                }
-            }
+        }
 
-            // LLM figures.
-            if output_tokens.is_some() || input_tokens.is_some() || first_byte.is_some() && is_llm {
-                any_llm_row = true;
-            }
-            if ok && (is_llm || output_tokens.is_some()) {
-                llm.rows += 1;
-                let out = output_tokens.unwrap_or(0).max(0) as u64;
-                llm.input_tokens += input_tokens.unwrap_or(0).max(0) as u64;
-                llm.output_tokens += out;
-                match from_server {
-                    Some(1) => llm.from_server += 1,
-                    Some(_) => llm.counted += 1,
-                    None if output_tokens.is_some() => llm.counted += 1,
-                    None => {}
-                }
-                if output_tokens.is_some() && out == 0 {
-                    llm.zero_output += 1;
-                }
-                let e2el_ns = done - sent;
-                llm.e2el.record_ns(e2el_ns);
-                if e2el_ns > 0 && output_tokens.is_some() {
-                    llm.tok_rate.record(out as f64 / (e2el_ns as f64 / 1e9));
-                }
-                let ttft_ns = first_byte.map(|fb| fb - sent);
-                if let Some(fb) = first_byte {
-                    llm.ttft.record_ns(fb - sent);
-                    llm.ttft_sched.record_ns(fb - scheduled);
-                }
-                let mut tpot_ms = None;
-                if let (Some(t), true) = (ttft_ns, out > 1) {
-                    let v = (e2el_ns - t) as f64 / 1e6 / (out - 1) as f64;
-                    llm.tpot.record(v);
-                    tpot_ms = Some(v);
-                }
-                if let Some(b) = r.itl_us {
-                    for c in b.chunks_exact(4) {
-                        let us = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                        llm.itl.record(us as f64 / 1000.0);
-                    }
-                }
-                let meets = |limit: Option<f64>, v: Option<f64>| match (limit, v) {
-                    (None, _) => true,
-                    (Some(l), Some(v)) => v <= l,
-                    (Some(_), None) => false,
-                };
-                let good = meets(slo.ttft_ms, ttft_ns.map(|t| t as f64 / 1e6))
-                    && meets(slo.tpot_ms, tpot_ms.or(Some(0.0)))
-                    && meets(slo.e2el_ms, Some(e2el_ns as f64 / 1e6));
-                if good {
-                    llm.good += 1;
-                }
+        // LLM figures.
+        if output_tokens.is_some()
+            || r.input_tokens.is_some()
+            || r.first_byte_ns.is_some() && is_llm
+        {
+            any_llm_row = true;
+        }
+        if ok && (is_llm || output_tokens.is_some()) {
+            let l = LlmRow {
+                first_byte_ns: r.first_byte_ns,
+                input_tokens: r.input_tokens,
+                output_tokens,
+                tokens_from_server: r.tokens_from_server,
+                itl_us: r.itl_us,
+            };
+            llm.record(&times, &l, &slo);
+            if let Some(b) = batch {
+                b.llm
+                    .get_or_insert_with(|| BatchAcc::new(true).llm.expect("an LLM batch"))
+                    .record(&times, &l, &slo);
             }
         }
     })
@@ -595,6 +625,7 @@ fn analyze_run_inner(
         slo,
         window_start_ns: start_ns,
         window_end_ns: end_ns,
+        batches,
     };
     Ok((analysis, accs))
 }

@@ -132,6 +132,61 @@ fn interval(c: &Option<CrossRun>, unit: &str) -> String {
     }
 }
 
+/// A step's verdict in words: holds, fails (the service), or not judged (the generator).
+fn step_verdict(x: &CapacityStep) -> String {
+    let reason = x.reason.as_deref().unwrap_or("?");
+    if x.passed {
+        "holds SLOs".to_string()
+    } else if let Some(why) = reason.strip_prefix(crate::runner::capacity::NOT_JUDGED) {
+        format!("NOT JUDGED (load generator side): {why}")
+    } else {
+        format!("FAILS: {reason}")
+    }
+}
+
+impl CapacitySearchReport {
+    /// The rate the load generator could not offer, when that ended the search.
+    pub fn limited_at_rate_per_s(&self) -> Option<f64> {
+        if self.outcome != "generator_limited" {
+            return None;
+        }
+        self.steps
+            .iter()
+            .rev()
+            .find(|x| {
+                x.reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with(crate::runner::capacity::NOT_JUDGED))
+            })
+            .map(|x| x.target_rate_per_s)
+    }
+}
+
+/// With repeats at the knee and a p99 SLO: whether the repeats' 95 % interval of the p99
+/// stays under the SLO (the data supports the knee) or reaches over it (inconclusive).
+fn knee_support(s: &CapacitySearchReport) -> Option<String> {
+    let slo = s.spec.get("slo")?.get("latency_p99_ms")?.as_f64()?;
+    let c = s.latency_p99_at_knee_ms.as_ref()?;
+    let h = c.ci95_half_width?;
+    Some(if c.mean + h <= slo {
+        format!(
+            "knee supported: the p99 of the {} runs there is {} ± {} ms, all of its 95 % interval under the SLO {} ms",
+            c.runs,
+            fmt_num(c.mean),
+            fmt_num(h),
+            fmt_num(slo)
+        )
+    } else {
+        format!(
+            "knee inconclusive: the p99 of the {} runs there is {} ± {} ms, and its 95 % interval reaches over the SLO {} ms: more repeats or a lower rate would tell",
+            c.runs,
+            fmt_num(c.mean),
+            fmt_num(h),
+            fmt_num(slo)
+        )
+    })
+}
+
 /// A plain-text summary of one search.
 pub fn to_text(s: &CapacitySearchReport) -> String {
     let mut t = String::new();
@@ -159,29 +214,37 @@ pub fn to_text(s: &CapacitySearchReport) -> String {
             x.error_rate
                 .map(|e| format!("{}%", fmt_num(e * 100.0)))
                 .unwrap_or_else(|| "–".into()),
-            if x.passed {
-                "holds SLOs".to_string()
-            } else {
-                format!("FAILS: {}", x.reason.as_deref().unwrap_or("?"))
-            }
+            step_verdict(x)
         );
     }
-    match s.sustainable_rate_per_s {
-        Some(r) => {
-            let _ = writeln!(
-                t,
-                "sustainable rate: {} req/s (first failing: {}); throughput there {}; p99 there {}",
-                fmt_num(r),
-                s.first_failing_rate_per_s
-                    .map(|f| format!("{} req/s", fmt_num(f)))
-                    .unwrap_or_else(|| "none up to max_rate".into()),
-                interval(&s.throughput_at_knee_per_s, "req/s"),
-                interval(&s.latency_p99_at_knee_ms, "ms"),
-            );
-        }
-        None => {
-            let _ = writeln!(t, "no sustainable rate: the lowest step broke the SLOs");
-        }
+    if let Some(at) = s.limited_at_rate_per_s() {
+        let _ = writeln!(
+            t,
+            "limited by the load generator at {} req/s: no knee. The service held its SLOs up to {}{}; the generator (or its connections, after raising them) could not offer more, so the service's limit is above what this run measured: add client_nodes",
+            fmt_num(at),
+            s.sustainable_rate_per_s
+                .map(|r| format!("{} req/s", fmt_num(r)))
+                .unwrap_or_else(|| "no step (none passed)".into()),
+            s.first_failing_rate_per_s
+                .map(|f| format!(" (it failed its SLOs at {} req/s)", fmt_num(f)))
+                .unwrap_or_default(),
+        );
+    } else if let Some(r) = s.sustainable_rate_per_s {
+        let _ = writeln!(
+            t,
+            "sustainable rate: {} req/s (first failing: {}); throughput there {}; p99 there {}",
+            fmt_num(r),
+            s.first_failing_rate_per_s
+                .map(|f| format!("{} req/s", fmt_num(f)))
+                .unwrap_or_else(|| "none up to max_rate".into()),
+            interval(&s.throughput_at_knee_per_s, "req/s"),
+            interval(&s.latency_p99_at_knee_ms, "ms"),
+        );
+    } else {
+        let _ = writeln!(t, "no sustainable rate: the lowest step broke the SLOs");
+    }
+    if let Some(line) = knee_support(s) {
+        let _ = writeln!(t, "{line}");
     }
     if let Some(e) = s.elapsed_s {
         let _ = writeln!(
@@ -239,11 +302,7 @@ pub fn html_section(searches: &[CapacitySearchReport]) -> String {
                 x.error_rate
                     .map(|e| format!("{}%", fmt_num(e * 100.0)))
                     .unwrap_or_else(|| "–".into()),
-                if x.passed {
-                    "holds".to_string()
-                } else {
-                    format!("<b>fails</b>: {}", esc(x.reason.as_deref().unwrap_or("")))
-                },
+                esc(&step_verdict(x)),
                 esc(&x.run_id),
                 esc(&x.run_id),
             );
@@ -263,7 +322,15 @@ fn curve(s: &CapacitySearchReport) -> String {
             continue;
         };
         if let Some(l) = x.latency_p99_ms {
-            if x.passed { &mut held } else { &mut broke }.push((a, l));
+            let not_judged = x
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with(crate::runner::capacity::NOT_JUDGED));
+            if x.passed {
+                held.push((a, l));
+            } else if !not_judged {
+                broke.push((a, l));
+            }
         }
         if let Some(t) = x.ttft_p99_ms {
             ttft.push((a, t));

@@ -5,12 +5,18 @@
 //! and [`Comparison::compared`] names the runs on each side and how many earlier measurements
 //! were left out. Each metric has a direction (latency: lower is
 //! better; throughput: higher is better) and a limit: relative (`10%` of the baseline) or
-//! absolute (`+5ms`, `0.01`), always measured in the worse direction. A change beyond the
-//! limit in the worse direction is a regression; so is a candidate service that is invalid or
-//! missing. Percentiles of a service merge its runs' HDR histograms (see `analysis`).
+//! absolute (`+5ms`, `0.01`), always measured in the worse direction, and an absolute floor
+//! (`--min-change`; 0.05 ms for millisecond metrics by default). A change beyond the limit in
+//! the worse direction is a regression only when the data supports it: the 95 % interval of
+//! the change excludes zero (see [`super::judge`]); beyond the limit without that support it
+//! is *inconclusive*, never a regression. A candidate service that is invalid or missing is a
+//! regression. Percentiles of a service merge its runs' HDR histograms (see `analysis`).
+//! With `--repeats`, every measurement of a service with the latest one's recipe is a repeat:
+//! the side's value is their mean and its interval their run-to-run spread.
 
 use super::analysis::{CampaignAnalysis, ServiceAggregate};
 use super::document::ReportDocument;
+use super::judge::{self, Basis, Estimate, Judgement, Verdict, DEFAULT_MS_FLOOR};
 use super::svg::{esc, fmt_num};
 use crate::recipe::threshold;
 pub use crate::recipe::threshold::{Better, Limit, ThresholdError, METRICS};
@@ -39,42 +45,36 @@ impl Limit {
     }
 }
 
-type Getter = fn(&ServiceAggregate) -> Option<f64>;
+type Getter = Box<dyn Fn(&ServiceAggregate) -> Option<f64> + Send + Sync>;
 
 pub struct MetricDef {
     pub name: &'static str,
     pub unit: &'static str,
     pub better: Better,
     pub default: Limit,
+    /// Default absolute floor of the allowance (see [`judge::allowance`]).
+    pub floor: f64,
     pub get: Getter,
 }
 
-fn lat(s: &ServiceAggregate) -> Option<&super::analysis::Summary> {
-    s.total.latency_corrected_ms.as_ref()
+impl MetricDef {
+    /// The metric's value with its batch-means standard error.
+    pub fn estimate(&self, s: &ServiceAggregate) -> Option<Estimate> {
+        let value = (self.get)(s)?;
+        Some(match s.spread.get(self.name) {
+            Some(sp) => Estimate {
+                value,
+                stderr: Some(sp.stderr),
+                basis: Basis::Batches,
+                n: sp.batches,
+            },
+            None => Estimate::bare(value),
+        })
+    }
 }
 
-fn getter(name: &str) -> Getter {
-    match name {
-        "throughput_ops_per_s" => |s| Some(s.total.throughput_ops_per_s),
-        "throughput_mb_per_s" => {
-            |s| (s.total.throughput_mb_per_s > 0.0).then_some(s.total.throughput_mb_per_s)
-        }
-        "error_rate" => |s| Some(s.total.error_rate),
-        "latency_p50_ms" => |s| lat(s).map(|l| l.p50),
-        "latency_p90_ms" => |s| lat(s).map(|l| l.p90),
-        "latency_p99_ms" => |s| lat(s).map(|l| l.p99),
-        "latency_p999_ms" => |s| lat(s).map(|l| l.p999),
-        "latency_mean_ms" => |s| lat(s).map(|l| l.mean),
-        "latency_uncorrected_p99_ms" => |s| s.total.latency_uncorrected_ms.as_ref().map(|l| l.p99),
-        "ttft_p50_ms" => |s| s.llm.as_ref()?.ttft_ms.as_ref().map(|l| l.p50),
-        "ttft_p99_ms" => |s| s.llm.as_ref()?.ttft_ms.as_ref().map(|l| l.p99),
-        "tpot_p99_ms" => |s| s.llm.as_ref()?.tpot_ms.as_ref().map(|l| l.p99),
-        "itl_p99_ms" => |s| s.llm.as_ref()?.itl_ms.as_ref().map(|l| l.p99),
-        "e2el_p99_ms" => |s| s.llm.as_ref()?.e2el_ms.as_ref().map(|l| l.p99),
-        "output_tokens_per_s" => |s| s.llm.as_ref().map(|l| l.output_tokens_per_s),
-        "goodput_ratio" => |s| s.llm.as_ref()?.goodput.as_ref().map(|g| g.goodput_ratio),
-        _ => |_| None,
-    }
+fn getter(name: &'static str) -> impl Fn(&ServiceAggregate) -> Option<f64> {
+    move |s| super::metric::value(name, &s.total, s.llm.as_ref())
 }
 
 /// The compared metrics ([`METRICS`]) with the reader of each from a service aggregate.
@@ -86,7 +86,12 @@ pub fn metrics() -> Vec<MetricDef> {
             unit: m.unit,
             better: m.better,
             default: m.default,
-            get: getter(m.name),
+            floor: if m.unit == "ms" {
+                DEFAULT_MS_FLOOR
+            } else {
+                0.0
+            },
+            get: Box::new(getter(m.name)),
         })
         .collect()
 }
@@ -94,6 +99,30 @@ pub fn metrics() -> Vec<MetricDef> {
 /// Parse `METRIC=LIMIT` (see [`crate::recipe::threshold::parse_threshold`]).
 pub fn parse_threshold(spec: &str) -> Result<(&'static str, Limit), CompareError> {
     Ok(threshold::parse_threshold(spec)?)
+}
+
+/// Parse `METRIC=FLOOR` of `--min-change` (an absolute amount in the metric's unit: `0.1ms`,
+/// `0.2`, `0` for none).
+pub fn parse_floor(spec: &str) -> Result<(&'static str, f64), CompareError> {
+    match threshold::parse_threshold(spec)? {
+        (name, Limit::Absolute(a)) => Ok((name, a)),
+        (name, Limit::Off) => Ok((name, 0.0)),
+        (_, Limit::Relative(_)) => Err(ThresholdError::Syntax(format!(
+            "{spec} (--min-change takes an absolute amount, e.g. latency_p50_ms=0.1ms)"
+        ))
+        .into()),
+    }
+}
+
+/// How `compare` judges (command line and defaults).
+#[derive(Debug, Clone, Default)]
+pub struct CompareOptions {
+    /// `--threshold` limits (last wins), before the recipe's and the defaults.
+    pub thresholds: Vec<(&'static str, Limit)>,
+    /// `--min-change` floors (last wins), before the defaults.
+    pub floors: Vec<(&'static str, f64)>,
+    /// Use every measurement of a service's latest recipe as repeats.
+    pub repeats: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -108,17 +137,31 @@ pub enum Status {
     New,
     /// No limit set: shown only.
     Info,
+    /// Beyond the limit, but the interval of the change includes zero: the runs are too
+    /// short or too noisy to tell (never a regression).
+    Inconclusive,
 }
 
 impl Status {
     pub fn label(&self) -> &'static str {
         match self {
-            Status::Ok => "ok",
-            Status::Improved => "improved",
+            Status::Ok => "no change",
+            Status::Improved => "improvement",
             Status::Regression => "REGRESSION",
             Status::Missing => "MISSING",
             Status::New => "new",
             Status::Info => "",
+            Status::Inconclusive => "inconclusive",
+        }
+    }
+
+    fn of(v: Verdict) -> Status {
+        match v {
+            Verdict::NoChange => Status::Ok,
+            Verdict::Improvement => Status::Improved,
+            Verdict::Regression => Status::Regression,
+            Verdict::Inconclusive => Status::Inconclusive,
+            Verdict::Info => Status::Info,
         }
     }
 }
@@ -137,6 +180,35 @@ pub struct Row {
     pub change_ratio: Option<f64>,
     pub limit: Limit,
     pub status: Status,
+    /// Each side's value with its standard error and where that comes from (metrics only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_estimate: Option<Estimate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_estimate: Option<Estimate>,
+    /// The judgement: allowance, 95 % interval of the change, how much more data would tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judgement: Option<Judgement>,
+}
+
+impl Row {
+    /// A row without estimates (validity, presence).
+    fn plain(service: String, metric: &str, status: Status) -> Row {
+        Row {
+            service,
+            metric: metric.into(),
+            unit: String::new(),
+            better: Better::Higher,
+            baseline: None,
+            candidate: None,
+            change: None,
+            change_ratio: None,
+            limit: Limit::Off,
+            status,
+            baseline_estimate: None,
+            candidate_estimate: None,
+            judgement: None,
+        }
+    }
 }
 
 /// Which measurement of a service was compared on each side.
@@ -150,6 +222,15 @@ pub struct ComparedPair {
     pub candidate_run_ids: Vec<String>,
     pub candidate_measured_from: String,
     pub candidate_skipped: usize,
+    /// Measurements averaged as repeats on each side (`--repeats`; 1 otherwise).
+    #[serde(default = "one")]
+    pub baseline_repeats: usize,
+    #[serde(default = "one")]
+    pub candidate_repeats: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -161,6 +242,9 @@ pub struct Comparison {
     pub compared: Vec<ComparedPair>,
     pub rows: Vec<Row>,
     pub regressions: usize,
+    /// Metrics beyond their limit without the data to support a verdict.
+    #[serde(default)]
+    pub inconclusive: usize,
     /// Validity of each side (an invalid candidate is a regression row `valid`).
     pub baseline_valid: bool,
     pub candidate_valid: bool,
@@ -204,22 +288,77 @@ fn key(s: &ServiceAggregate) -> String {
     }
 }
 
-/// The latest measurement of each service and sweep point (by start of its measured window),
-/// with the number of earlier ones left out, in first-appearance order.
-fn latest_per_key(a: &CampaignAnalysis) -> Vec<(&ServiceAggregate, usize)> {
-    let mut out: Vec<(&ServiceAggregate, usize)> = Vec::new();
+/// The measurements of one service and sweep point on one side.
+struct Side<'a> {
+    /// The latest (by start of its measured window).
+    latest: &'a ServiceAggregate,
+    /// With `--repeats`: every measurement with the latest one's recipe (the latest included);
+    /// otherwise the latest alone.
+    repeats: Vec<&'a ServiceAggregate>,
+    /// Measurements left out.
+    skipped: usize,
+}
+
+fn recipe_hash<'a>(a: &'a CampaignAnalysis, s: &ServiceAggregate) -> Option<&'a str> {
+    a.runs
+        .iter()
+        .find(|r| s.run_ids.contains(&r.run_id))
+        .map(|r| r.provenance.recipe_sha256.as_str())
+}
+
+/// Each service and sweep point of `a`, in first-appearance order.
+fn sides(a: &CampaignAnalysis, repeats: bool) -> Vec<Side<'_>> {
+    let mut groups: Vec<Vec<&ServiceAggregate>> = Vec::new();
     for s in &a.services {
-        match out.iter_mut().find(|(o, _)| key(o) == key(s)) {
-            Some(slot) => {
-                if s.measured_from >= slot.0.measured_from {
-                    slot.0 = s;
-                }
-                slot.1 += 1;
-            }
-            None => out.push((s, 0)),
+        match groups.iter_mut().find(|g| key(g[0]) == key(s)) {
+            Some(g) => g.push(s),
+            None => groups.push(vec![s]),
         }
     }
-    out
+    groups
+        .into_iter()
+        .map(|g| {
+            let latest = *g
+                .iter()
+                .max_by(|x, y| x.measured_from.cmp(&y.measured_from))
+                .expect("a group has a member");
+            let reps: Vec<&ServiceAggregate> = if repeats {
+                let h = recipe_hash(a, latest);
+                g.iter()
+                    .copied()
+                    .filter(|s| recipe_hash(a, s) == h)
+                    .collect()
+            } else {
+                vec![latest]
+            };
+            Side {
+                latest,
+                skipped: g.len() - reps.len(),
+                repeats: reps,
+            }
+        })
+        .collect()
+}
+
+impl Side<'_> {
+    /// The side's estimate of a metric: the repeats' mean and spread when there are two or
+    /// more, else the latest measurement's value and batch-means error.
+    fn estimate(&self, m: &MetricDef) -> Option<Estimate> {
+        if self.repeats.len() >= 2 {
+            let values: Vec<f64> = self.repeats.iter().filter_map(|s| (m.get)(s)).collect();
+            if values.len() >= 2 {
+                return Estimate::from_repeats(&values);
+            }
+        }
+        m.estimate(self.latest)
+    }
+
+    fn run_ids(&self) -> Vec<String> {
+        self.repeats
+            .iter()
+            .flat_map(|s| s.run_ids.iter().cloned())
+            .collect()
+    }
 }
 
 /// `compare_thresholds` of the candidate service's recipe (first run of the group that has
@@ -237,102 +376,92 @@ fn recipe_thresholds(cand: &CampaignAnalysis, s: &ServiceAggregate) -> Vec<(&'st
         .unwrap_or_default()
 }
 
-/// Compare per service (matched by name and sweep point). Limits: `overrides` (command line,
-/// last wins), then the candidate recipe's `compare_thresholds`, then the defaults.
+/// Compare per service (matched by name and sweep point). Limits: `--threshold` (last wins),
+/// then the candidate recipe's `compare_thresholds`, then the defaults; floors: `--min-change`,
+/// then the defaults.
 pub fn compare(
     baseline_name: &str,
     base: &CampaignAnalysis,
     candidate_name: &str,
     cand: &CampaignAnalysis,
-    overrides: &[(&'static str, Limit)],
+    opts: &CompareOptions,
 ) -> Comparison {
     let defs = metrics();
     let mut rows = Vec::new();
     let mut compared = Vec::new();
-    let base_latest = latest_per_key(base);
-    let cand_latest = latest_per_key(cand);
-    for &(b, b_skipped) in &base_latest {
-        let k = key(b);
-        let c = cand_latest.iter().find(|(c, _)| key(c) == k).copied();
-        if let Some((c, c_skipped)) = c {
-            compared.push(ComparedPair {
-                service: k.clone(),
-                baseline_run_ids: b.run_ids.clone(),
-                baseline_measured_from: b.measured_from.clone(),
-                baseline_skipped: b_skipped,
-                candidate_run_ids: c.run_ids.clone(),
-                candidate_measured_from: c.measured_from.clone(),
-                candidate_skipped: c_skipped,
-            });
-        }
-        let Some((c, _)) = c else {
-            rows.push(Row {
-                service: k,
-                metric: "service".into(),
-                unit: String::new(),
-                better: Better::Higher,
-                baseline: Some(1.0),
-                candidate: None,
-                change: None,
-                change_ratio: None,
-                limit: Limit::Off,
-                status: Status::Missing,
-            });
+    let base_sides = sides(base, opts.repeats);
+    let cand_sides = sides(cand, opts.repeats);
+    for b in &base_sides {
+        let k = key(b.latest);
+        let Some(c) = cand_sides.iter().find(|c| key(c.latest) == k) else {
+            let mut r = Row::plain(k, "service", Status::Missing);
+            r.baseline = Some(1.0);
+            rows.push(r);
             continue;
         };
-        rows.push(Row {
+        compared.push(ComparedPair {
             service: k.clone(),
-            metric: "valid".into(),
-            unit: "bool".into(),
-            better: Better::Higher,
-            baseline: Some(b.valid as u8 as f64),
-            candidate: Some(c.valid as u8 as f64),
-            change: Some(c.valid as u8 as f64 - b.valid as u8 as f64),
-            change_ratio: None,
-            limit: Limit::Absolute(0.0),
-            status: if !c.valid {
+            baseline_run_ids: b.run_ids(),
+            baseline_measured_from: b.latest.measured_from.clone(),
+            baseline_skipped: b.skipped,
+            candidate_run_ids: c.run_ids(),
+            candidate_measured_from: c.latest.measured_from.clone(),
+            candidate_skipped: c.skipped,
+            baseline_repeats: b.repeats.len(),
+            candidate_repeats: c.repeats.len(),
+        });
+        let (bv, cv) = (
+            b.repeats.iter().all(|s| s.valid),
+            c.repeats.iter().all(|s| s.valid),
+        );
+        let mut r = Row::plain(
+            k.clone(),
+            "valid",
+            if !cv {
                 Status::Regression
-            } else if !b.valid {
+            } else if !bv {
                 Status::Improved
             } else {
                 Status::Ok
             },
-        });
-        let from_recipe = recipe_thresholds(cand, c);
+        );
+        r.unit = "bool".into();
+        r.baseline = Some(bv as u8 as f64);
+        r.candidate = Some(cv as u8 as f64);
+        r.change = Some(cv as u8 as f64 - bv as u8 as f64);
+        r.limit = Limit::Absolute(0.0);
+        rows.push(r);
+        let from_recipe = recipe_thresholds(cand, c.latest);
         for m in &defs {
-            let (bv, cv) = ((m.get)(b), (m.get)(c));
-            if bv.is_none() && cv.is_none() {
+            let (be, ce) = (b.estimate(m), c.estimate(m));
+            if be.is_none() && ce.is_none() {
                 continue;
             }
-            let limit = overrides
+            let limit = opts
+                .thresholds
                 .iter()
                 .rev()
                 .chain(from_recipe.iter())
                 .find(|(n, _)| *n == m.name)
                 .map(|(_, l)| *l)
                 .unwrap_or(m.default);
+            let floor = opts
+                .floors
+                .iter()
+                .rev()
+                .find(|(n, _)| *n == m.name)
+                .map(|(_, f)| *f)
+                .unwrap_or(m.floor);
+            let (bv, cv) = (be.map(|e| e.value), ce.map(|e| e.value));
             let change = bv.zip(cv).map(|(b, c)| c - b);
             let change_ratio = bv
                 .zip(cv)
                 .and_then(|(b, c)| (b != 0.0).then(|| (c - b) / b.abs()));
-            let status = match (bv, cv) {
-                (Some(bv), Some(cv)) => {
-                    let worse = match m.better {
-                        Better::Lower => cv - bv,
-                        Better::Higher => bv - cv,
-                    };
-                    let allowed = match limit {
-                        Limit::Relative(f) => Some(f * bv.abs()),
-                        Limit::Absolute(a) => Some(a),
-                        Limit::Off => None,
-                    };
-                    match allowed {
-                        None => Status::Info,
-                        Some(a) if worse > a + 1e-12 => Status::Regression,
-                        Some(a) if -worse > a + 1e-12 => Status::Improved,
-                        Some(_) => Status::Ok,
-                    }
-                }
+            let judgement = be.zip(ce).map(|(be, ce)| {
+                judge::judge(m.better, judge::allowance(limit, floor, be.value), &be, &ce)
+            });
+            let status = match (be, ce) {
+                (Some(_), Some(_)) => Status::of(judgement.map_or(Verdict::Info, |j| j.verdict)),
                 (Some(_), None) => {
                     if matches!(limit, Limit::Off) {
                         Status::Info
@@ -353,28 +482,26 @@ pub fn compare(
                 change_ratio,
                 limit,
                 status,
+                baseline_estimate: be,
+                candidate_estimate: ce,
+                judgement,
             });
         }
     }
-    for &(c, _) in &cand_latest {
-        if !base_latest.iter().any(|(b, _)| key(b) == key(c)) {
-            rows.push(Row {
-                service: key(c),
-                metric: "service".into(),
-                unit: String::new(),
-                better: Better::Higher,
-                baseline: None,
-                candidate: Some(1.0),
-                change: None,
-                change_ratio: None,
-                limit: Limit::Off,
-                status: Status::New,
-            });
+    for c in &cand_sides {
+        if !base_sides.iter().any(|b| key(b.latest) == key(c.latest)) {
+            let mut r = Row::plain(key(c.latest), "service", Status::New);
+            r.candidate = Some(1.0);
+            rows.push(r);
         }
     }
     let regressions = rows
         .iter()
         .filter(|r| matches!(r.status, Status::Regression | Status::Missing))
+        .count();
+    let inconclusive = rows
+        .iter()
+        .filter(|r| r.status == Status::Inconclusive)
         .count();
     Comparison {
         baseline: baseline_name.into(),
@@ -382,6 +509,7 @@ pub fn compare(
         compared,
         rows,
         regressions,
+        inconclusive,
         baseline_valid: base.valid,
         candidate_valid: cand.valid,
         hardware_warnings: super::provenance::hardware_warnings(base, cand),
@@ -407,7 +535,75 @@ fn change_text(r: &Row) -> String {
     }
 }
 
-fn cells(r: &Row) -> [String; 7] {
+/// The 95 % interval of the change: relative to the baseline where it is not zero.
+fn interval_text(r: &Row) -> String {
+    let Some(j) = &r.judgement else {
+        return String::new();
+    };
+    let (Some(lo), Some(hi)) = (j.change_low, j.change_high) else {
+        return "n/a".into();
+    };
+    // Relative where the limit is (and the baseline is not zero); else in the metric's unit.
+    match r
+        .baseline
+        .filter(|b| *b != 0.0 && matches!(r.limit, Limit::Relative(_) | Limit::Off))
+    {
+        Some(b) => format!(
+            "{:+.1}%…{:+.1}%",
+            lo / b.abs() * 100.0,
+            hi / b.abs() * 100.0
+        ),
+        None => format!("{}…{}", signed(lo), signed(hi)),
+    }
+}
+
+fn signed(x: f64) -> String {
+    format!("{}{}", if x >= 0.0 { "+" } else { "" }, fmt_num(x))
+}
+
+/// Why each inconclusive metric is inconclusive, and what would tell.
+pub fn inconclusive_lines(c: &Comparison) -> Vec<String> {
+    c.rows
+        .iter()
+        .filter(|r| r.status == Status::Inconclusive)
+        .map(|r| {
+            let j = r.judgement.as_ref();
+            let what = format!("{} {}", r.service, r.metric);
+            match j.and_then(|j| j.more_data_factor) {
+                Some(f) => {
+                    let reps = |e: Option<&Estimate>| {
+                        e.filter(|e| e.basis == Basis::Repeats).map(|e| e.n)
+                    };
+                    let more = match reps(r.baseline_estimate.as_ref())
+                        .max(reps(r.candidate_estimate.as_ref()))
+                    {
+                        Some(n) => format!(
+                            "about {} repeats on each side would tell",
+                            (f * n as f64).ceil() as u64
+                        ),
+                        None => format!(
+                            "runs about {}× as long, or {} repeats on each side compared with --repeats, would tell",
+                            fmt_num((f * 10.0).ceil() / 10.0),
+                            (f.ceil() as u64).max(2)
+                        ),
+                    };
+                    format!(
+                        "{what}: changed by {} but the 95 % interval of the change ({}) includes zero: the runs are too short or too noisy to tell; {more}",
+                        change_text(r),
+                        interval_text(r)
+                    )
+                }
+                None => format!(
+                    "{what}: changed by {} but a side has no interval (fewer than {} time batches with a value, or a JSON report written before intervals were recorded): run longer, or report again from the campaign file",
+                    change_text(r),
+                    judge::MIN_BATCHES
+                ),
+            }
+        })
+        .collect()
+}
+
+fn cells(r: &Row) -> [String; 8] {
     let (b, c) = if r.unit == "bool" {
         let yn = |x: Option<f64>| match x {
             Some(v) if v > 0.5 => "yes".to_string(),
@@ -439,6 +635,7 @@ fn cells(r: &Row) -> [String; 7] {
         b,
         c,
         change_text(r),
+        interval_text(r),
         if r.unit == "bool" || r.metric == "service" {
             "–".into()
         } else {
@@ -448,25 +645,34 @@ fn cells(r: &Row) -> [String; 7] {
     ]
 }
 
-const HEAD: [&str; 7] = [
+const HEAD: [&str; 8] = [
     "service",
     "metric",
     "baseline",
     "candidate",
     "change",
+    "95% interval",
     "limit",
-    "status",
+    "verdict",
 ];
 
 /// One line per compared service: which runs, measured when, and what was left out.
 pub fn compared_lines(c: &Comparison) -> Vec<String> {
-    let side = |ids: &[String], from: &str, skipped: usize, name: &str| {
+    let side = |ids: &[String], from: &str, skipped: usize, repeats: usize, name: &str| {
         let mut t = format!(
             "run{} {} ({from})",
             if ids.len() == 1 { "" } else { "s" },
             ids.join("+")
         );
-        if skipped > 0 {
+        if repeats > 1 {
+            let _ = write!(t, " [mean of {repeats} repeats of the same recipe]");
+        }
+        if skipped > 0 && repeats > 1 {
+            let _ = write!(
+                t,
+                " [{skipped} measurement(s) of another recipe in the {name} not compared]"
+            );
+        } else if skipped > 0 {
             let _ = write!(
                 t,
                 " [latest of {} measurements in the {name}; earlier ones not compared]",
@@ -485,12 +691,14 @@ pub fn compared_lines(c: &Comparison) -> Vec<String> {
                     &p.baseline_run_ids,
                     &p.baseline_measured_from,
                     p.baseline_skipped,
+                    p.baseline_repeats,
                     "baseline"
                 ),
                 side(
                     &p.candidate_run_ids,
                     &p.candidate_measured_from,
                     p.candidate_skipped,
+                    p.candidate_repeats,
                     "candidate"
                 ),
             )
@@ -499,13 +707,18 @@ pub fn compared_lines(c: &Comparison) -> Vec<String> {
 }
 
 fn verdict(c: &Comparison) -> String {
-    if c.regressions == 0 {
-        "OK: no regression beyond the thresholds".into()
-    } else {
+    if c.regressions > 0 {
         format!(
-            "REGRESSION: {} metric(s) beyond the thresholds",
+            "REGRESSION: {} metric(s) beyond the thresholds, supported by the data",
             c.regressions
         )
+    } else if c.inconclusive > 0 {
+        format!(
+            "INCONCLUSIVE: no supported regression; {} metric(s) moved beyond the thresholds but the runs are too short or too noisy to tell",
+            c.inconclusive
+        )
+    } else {
+        "OK: no regression beyond the thresholds".into()
     }
 }
 
@@ -517,9 +730,9 @@ fn warnings_text(c: &Comparison) -> String {
 }
 
 pub fn to_text(c: &Comparison) -> String {
-    let mut rows: Vec<[String; 7]> = vec![HEAD.map(String::from)];
+    let mut rows: Vec<[String; 8]> = vec![HEAD.map(String::from)];
     rows.extend(c.rows.iter().map(cells));
-    let mut w = [0usize; 7];
+    let mut w = [0usize; 8];
     for r in &rows {
         for (i, s) in r.iter().enumerate() {
             w[i] = w[i].max(s.chars().count());
@@ -536,7 +749,7 @@ pub fn to_text(c: &Comparison) -> String {
             .iter()
             .enumerate()
             .map(|(i, x)| {
-                if (2..=4).contains(&i) {
+                if (2..=5).contains(&i) {
                     format!("{x:>width$}", width = w[i])
                 } else {
                     format!("{x:<width$}", width = w[i])
@@ -546,12 +759,15 @@ pub fn to_text(c: &Comparison) -> String {
         s.push_str(line.join("  ").trim_end());
         s.push('\n');
         if n == 0 {
-            let total: usize = w.iter().sum::<usize>() + 2 * 6;
+            let total: usize = w.iter().sum::<usize>() + 2 * 7;
             s.push_str(&"-".repeat(total));
             s.push('\n');
         }
     }
     let _ = write!(s, "\n{}\n", verdict(c));
+    for l in inconclusive_lines(c) {
+        let _ = writeln!(s, "  {l}");
+    }
     s
 }
 
@@ -569,12 +785,15 @@ pub fn to_markdown(c: &Comparison) -> String {
         let _ = writeln!(s, "- compared: {}", l.replace('|', "\\|"));
     }
     let _ = write!(s, "\n**{}**\n\n", verdict(c));
+    for l in inconclusive_lines(c) {
+        let _ = writeln!(s, "- {}", l.replace('|', "\\|"));
+    }
     s.push_str(&format!("| {} |\n", HEAD.join(" | ")));
-    s.push_str("|---|---|---:|---:|---:|---:|---|\n");
+    s.push_str("|---|---|---:|---:|---:|---:|---:|---|\n");
     for r in &c.rows {
         let mut x = cells(r).map(|x| x.replace('|', "\\|"));
         if matches!(r.status, Status::Regression | Status::Missing) {
-            x[6] = format!("**{}**", x[6]);
+            x[7] = format!("**{}**", x[7]);
         }
         s.push_str(&format!("| {} |\n", x.join(" | ")));
     }
@@ -583,7 +802,7 @@ pub fn to_markdown(c: &Comparison) -> String {
 
 pub fn to_html(c: &Comparison) -> String {
     let mut s = String::from(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>factorybench compare</title><style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:0 auto;padding:16px}table{border-collapse:collapse}th,td{border:1px solid #ddd;padding:3px 8px;text-align:right}td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}tr.reg td{background:#fde8e8;font-weight:600}tr.imp td{background:#e8f5e9}.banner{padding:10px 14px;border-radius:6px;color:#fff}.bad{background:#c62828}.good{background:#2e7d32}</style></head><body>",
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>factorybench compare</title><style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:0 auto;padding:16px}table{border-collapse:collapse}th,td{border:1px solid #ddd;padding:3px 8px;text-align:right}td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}tr.reg td{background:#fde8e8;font-weight:600}tr.imp td{background:#e8f5e9}tr.inc td{background:#fff8e1}.banner{padding:10px 14px;border-radius:6px;color:#fff}.bad{background:#c62828}.good{background:#2e7d32}</style></head><body>",
     );
     let _ = write!(
         s,
@@ -597,6 +816,9 @@ pub fn to_html(c: &Comparison) -> String {
         let _ = write!(s, "<br>compared: {}", esc(&l));
     }
     s.push_str("</p>");
+    for l in inconclusive_lines(c) {
+        let _ = write!(s, "<p class=\"warn\">{}</p>", esc(&l));
+    }
     for w in &c.hardware_warnings {
         let _ = write!(s, "<p class=\"warn\"><b>Warning:</b> {}</p>", esc(w));
     }
@@ -609,6 +831,7 @@ pub fn to_html(c: &Comparison) -> String {
         let cls = match r.status {
             Status::Regression | Status::Missing => " class=\"reg\"",
             Status::Improved => " class=\"imp\"",
+            Status::Inconclusive => " class=\"inc\"",
             _ => "",
         };
         let _ = write!(s, "<tr{cls}>");

@@ -9,10 +9,15 @@
 //!   [`MIN_T`] standard errors (pooled within-segment spread). A lone outlier that comes back
 //!   is not a change point.
 //! - **Gate**: the newest point against the median of the up-to-[`BASELINE_POINTS`] points
-//!   before it, with `compare`'s limits (defaults, then `--threshold`): a change beyond the
-//!   limit in the worse direction is a regression (exit 4).
+//!   before it, with `compare`'s limits and floors (defaults, then `--threshold`) and
+//!   `compare`'s rule ([`super::judge`]): a change beyond the limit in the worse direction is
+//!   a regression (exit 4) only when the data supports it. With two or more baseline points
+//!   the noise is their campaign-to-campaign spread (the newest point must leave the band
+//!   their scatter predicts); with one, the batch-means errors of the two campaigns. Beyond
+//!   the limit without support the gate says `inconclusive`.
 
 use super::compare::{metrics, Better, Limit, MetricDef};
+use super::judge::{self, Basis, Estimate, Verdict};
 use super::model::{CampaignAnalysis, RunAnalysis, ServiceAggregate};
 use super::svg::{esc, fmt_num, marked_line_chart, Axis, Mark, Series};
 use crate::capacity::mean_interval;
@@ -39,6 +44,9 @@ pub struct HistoryPoint {
     pub runs: usize,
     /// A change point starts at this point (the mean shifts here).
     pub change_point: bool,
+    /// Batch-means standard error of `value` (see `compare`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -49,6 +57,8 @@ pub enum GateStatus {
     Regression,
     /// Fewer than two points, or no limit.
     Info,
+    /// Beyond the limit, but not supported by the data (too few or too noisy points).
+    Inconclusive,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -133,7 +143,8 @@ pub fn history(
                 let Some(s) = a.services.iter().find(|s| key(s) == *k) else {
                     continue;
                 };
-                let Some(value) = (m.get)(s) else { continue };
+                let Some(est) = m.estimate(s) else { continue };
+                let value = est.value;
                 let per_run: Vec<f64> = a
                     .runs
                     .iter()
@@ -151,6 +162,7 @@ pub fn history(
                     ci95_high: ci.map(|(m, h)| m + h),
                     runs: s.run_ids.len(),
                     change_point: false,
+                    stderr: est.stderr,
                 });
             }
             if points.is_empty() {
@@ -163,14 +175,17 @@ pub fn history(
                 .map(|(_, l)| *l)
                 .unwrap_or(m.default);
             let values: Vec<f64> = points.iter().map(|p| p.value).collect();
-            for cp in change_points(&values, limit) {
+            for cp in change_points(&values, limit, m.floor) {
                 points[cp].change_point = true;
             }
             let latest = values.last().copied();
-            let before = &values[..values.len() - 1];
-            let baseline = median(&before[before.len().saturating_sub(BASELINE_POINTS)..]);
-            let status = match (baseline, latest) {
-                (Some(b), Some(c)) => gate(m.better, limit, b, c),
+            let window = &points[..points.len() - 1];
+            let window = &window[window.len().saturating_sub(BASELINE_POINTS)..];
+            let baseline = median(&window.iter().map(|p| p.value).collect::<Vec<_>>());
+            let status = match (baseline, points.last()) {
+                (Some(b), Some(newest)) if !window.is_empty() => {
+                    gate(m.better, limit, m.floor, b, window, newest)
+                }
                 _ => GateStatus::Info,
             };
             series.push(HistorySeries {
@@ -200,22 +215,79 @@ pub fn history(
     }
 }
 
-fn gate(better: Better, limit: Limit, baseline: f64, latest: f64) -> GateStatus {
-    let worse = match better {
-        Better::Lower => latest - baseline,
-        Better::Higher => baseline - latest,
+/// The campaign-to-campaign scatter of `window`: the pooled standard deviation of its points
+/// around the mean of their own segment (change points split segments, so a step is not
+/// counted as noise), with its degrees of freedom; `None` without a degree of freedom.
+fn scatter(window: &[HistoryPoint]) -> Option<(f64, usize)> {
+    let mut segments: Vec<Vec<f64>> = Vec::new();
+    for p in window {
+        match segments.last_mut() {
+            Some(seg) if !p.change_point => seg.push(p.value),
+            _ => segments.push(vec![p.value]),
+        }
+    }
+    let dof = window
+        .len()
+        .checked_sub(segments.len())
+        .filter(|d| *d > 0)?;
+    let ss: f64 = segments.iter().map(|seg| sse(seg)).sum();
+    Some(((ss / dof as f64).sqrt(), dof))
+}
+
+/// The gate's verdict on the newest point against the `window` before it (median
+/// `baseline`), by `compare`'s rule (module doc).
+fn gate(
+    better: Better,
+    limit: Limit,
+    floor: f64,
+    baseline: f64,
+    window: &[HistoryPoint],
+    newest: &HistoryPoint,
+) -> GateStatus {
+    let point = |p: &HistoryPoint| Estimate {
+        value: p.value,
+        stderr: p.stderr,
+        basis: Basis::Batches,
+        n: judge::BATCHES as u32,
     };
-    let allowed = match limit {
-        Limit::Relative(f) => f * baseline.abs(),
-        Limit::Absolute(a) => a,
-        Limit::Off => return GateStatus::Info,
+    let (base, cand) = match scatter(window) {
+        Some((sd, dof)) => {
+            let n = window.len();
+            // One new point scatters like one of the window's, and at least by its own error.
+            let own = newest.stderr.unwrap_or(0.0);
+            (
+                Estimate {
+                    value: baseline,
+                    stderr: Some(sd / (n as f64).sqrt()),
+                    basis: Basis::Repeats,
+                    n: dof as u32 + 1,
+                },
+                Estimate {
+                    value: newest.value,
+                    stderr: Some(sd.max(own)),
+                    basis: Basis::Repeats,
+                    n: if own > sd {
+                        judge::BATCHES as u32
+                    } else {
+                        dof as u32 + 1
+                    },
+                },
+            )
+        }
+        None => (point(&window[window.len() - 1]), point(newest)),
     };
-    if worse > allowed + 1e-12 {
-        GateStatus::Regression
-    } else if -worse > allowed + 1e-12 {
-        GateStatus::Improved
-    } else {
-        GateStatus::Ok
+    let j = judge::judge(
+        better,
+        judge::allowance(limit, floor, baseline),
+        &base,
+        &cand,
+    );
+    match j.verdict {
+        Verdict::NoChange => GateStatus::Ok,
+        Verdict::Improvement => GateStatus::Improved,
+        Verdict::Regression => GateStatus::Regression,
+        Verdict::Inconclusive => GateStatus::Inconclusive,
+        Verdict::Info => GateStatus::Info,
     }
 }
 
@@ -234,9 +306,9 @@ fn median(v: &[f64]) -> Option<f64> {
 }
 
 /// Indices where a new segment starts (binary segmentation on the mean; see the module doc).
-pub fn change_points(xs: &[f64], limit: Limit) -> Vec<usize> {
+pub fn change_points(xs: &[f64], limit: Limit, floor: f64) -> Vec<usize> {
     let mut out = Vec::new();
-    segment(xs, 0, limit, &mut out);
+    segment(xs, 0, limit, floor, &mut out);
     out.sort_unstable();
     out
 }
@@ -250,7 +322,7 @@ fn sse(v: &[f64]) -> f64 {
     v.iter().map(|x| (x - m).powi(2)).sum()
 }
 
-fn segment(xs: &[f64], offset: usize, limit: Limit, out: &mut Vec<usize>) {
+fn segment(xs: &[f64], offset: usize, limit: Limit, floor: f64, out: &mut Vec<usize>) {
     let n = xs.len();
     if n < 3 {
         return;
@@ -261,11 +333,7 @@ fn segment(xs: &[f64], offset: usize, limit: Limit, out: &mut Vec<usize>) {
     for k in 2..=n - 2 {
         let (l, r) = (&xs[..k], &xs[k..]);
         let shift = (mean(r) - mean(l)).abs();
-        let allowed = match limit {
-            Limit::Relative(f) => f * mean(l).abs(),
-            Limit::Absolute(a) => a,
-            Limit::Off => f64::INFINITY,
-        };
+        let allowed = judge::allowance(limit, floor, mean(l)).unwrap_or(f64::INFINITY);
         if shift <= allowed {
             continue;
         }
@@ -279,8 +347,8 @@ fn segment(xs: &[f64], offset: usize, limit: Limit, out: &mut Vec<usize>) {
     }
     if let Some((k, _)) = best {
         out.push(offset + k);
-        segment(&xs[..k], offset, limit, out);
-        segment(&xs[k..], offset + k, limit, out);
+        segment(&xs[..k], offset, limit, floor, out);
+        segment(&xs[k..], offset + k, limit, floor, out);
     }
 }
 
@@ -320,6 +388,7 @@ pub fn to_text(h: &History) -> String {
                 GateStatus::Ok => "ok",
                 GateStatus::Improved => "improved",
                 GateStatus::Regression => "REGRESSION",
+                GateStatus::Inconclusive => "inconclusive",
                 GateStatus::Info => "",
             },
             trend.join(" ")
@@ -430,34 +499,69 @@ mod tests {
     #[test]
     fn a_step_is_found_and_noise_is_not() {
         let flat = [10.0, 10.2, 9.9, 10.1, 10.0, 9.8, 10.1];
-        assert!(change_points(&flat, Limit::Relative(0.1)).is_empty());
+        assert!(change_points(&flat, Limit::Relative(0.1), 0.0).is_empty());
         let step = [10.0, 10.2, 9.9, 10.1, 13.0, 13.1, 12.9];
-        assert_eq!(change_points(&step, Limit::Relative(0.1)), vec![4]);
+        assert_eq!(change_points(&step, Limit::Relative(0.1), 0.0), vec![4]);
         // A lone outlier that comes back is not a change point.
         let spike = [10.0, 10.1, 9.9, 16.0, 10.0, 10.1, 9.9];
-        assert!(change_points(&spike, Limit::Relative(0.1)).is_empty());
+        assert!(change_points(&spike, Limit::Relative(0.1), 0.0).is_empty());
         // Two steps.
         let two = [5.0, 5.1, 4.9, 8.0, 8.1, 7.9, 12.0, 12.1, 11.9];
-        assert_eq!(change_points(&two, Limit::Relative(0.1)), vec![3, 6]);
+        assert_eq!(change_points(&two, Limit::Relative(0.1), 0.0), vec![3, 6]);
         // A shift inside the limit is not a change, however significant.
         let small = [10.0, 10.0, 10.0, 10.5, 10.5, 10.5];
-        assert!(change_points(&small, Limit::Relative(0.1)).is_empty());
-        assert_eq!(change_points(&small, Limit::Relative(0.01)), vec![3]);
+        assert!(change_points(&small, Limit::Relative(0.1), 0.0).is_empty());
+        assert_eq!(change_points(&small, Limit::Relative(0.01), 0.0), vec![3]);
+    }
+
+    fn pt(value: f64, stderr: Option<f64>) -> HistoryPoint {
+        HistoryPoint {
+            campaign: String::new(),
+            source: String::new(),
+            started_at: String::new(),
+            started_ns: 0,
+            value,
+            ci95_low: None,
+            ci95_high: None,
+            runs: 1,
+            change_point: false,
+            stderr,
+        }
     }
 
     #[test]
-    fn gate_uses_the_direction() {
+    fn gate_uses_the_direction_and_the_data() {
+        let tight = [pt(10.0, Some(0.1)), pt(10.1, Some(0.1)), pt(9.9, Some(0.1))];
+        let g = |better, window: &[HistoryPoint], newest| {
+            let b = median(&window.iter().map(|p| p.value).collect::<Vec<_>>()).unwrap();
+            gate(better, Limit::Relative(0.1), 0.0, b, window, &newest)
+        };
         assert_eq!(
-            gate(Better::Lower, Limit::Relative(0.1), 10.0, 12.0),
+            g(Better::Lower, &tight, pt(12.0, Some(0.1))),
             GateStatus::Regression
         );
         assert_eq!(
-            gate(Better::Higher, Limit::Relative(0.1), 10.0, 12.0),
+            g(Better::Higher, &tight, pt(12.0, Some(0.1))),
             GateStatus::Improved
         );
         assert_eq!(
-            gate(Better::Higher, Limit::Relative(0.1), 10.0, 9.5),
+            g(Better::Higher, &tight, pt(9.5, Some(0.1))),
             GateStatus::Ok
+        );
+        // The same jump inside the scatter of earlier campaigns is not supported.
+        let noisy = [pt(8.0, Some(0.1)), pt(12.0, Some(0.1)), pt(10.0, Some(0.1))];
+        assert_eq!(
+            g(Better::Lower, &noisy, pt(12.0, Some(0.1))),
+            GateStatus::Inconclusive
+        );
+        // One earlier point: the batch-means errors of the two.
+        assert_eq!(
+            g(Better::Lower, &tight[..1], pt(12.0, Some(0.1))),
+            GateStatus::Regression
+        );
+        assert_eq!(
+            g(Better::Lower, &tight[..1], pt(12.0, None)),
+            GateStatus::Inconclusive
         );
         assert_eq!(median(&[3.0, 1.0, 2.0, 10.0]), Some(2.5));
     }

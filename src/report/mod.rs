@@ -13,6 +13,8 @@ pub mod format;
 pub mod history;
 pub mod html;
 pub mod integrity;
+pub mod judge;
+pub mod metric;
 pub mod model;
 pub mod provenance;
 pub mod statistics;

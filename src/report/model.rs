@@ -371,6 +371,11 @@ pub struct ServiceAggregate {
     pub total: OpStats,
     pub operations: Vec<OpStats>,
     pub llm: Option<LlmStats>,
+    /// Batch-means standard error of each compared metric (`compare`'s metric names), from
+    /// [`super::judge::BATCHES`] equal time batches of the measured window; a metric with
+    /// fewer than [`super::judge::MIN_BATCHES`] batches holding a value has none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub spread: BTreeMap<String, super::judge::Spread>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -38,6 +38,15 @@ impl Acc {
         }
     }
 
+    /// A smaller accumulator (2 significant digits: error ≤ 1 %) for the time batches of
+    /// [`BatchAcc`], whose values only estimate a spread.
+    pub fn compact() -> Self {
+        Acc {
+            hist: Histogram::new(2).expect("2 significant digits is valid"),
+            ..Acc::new()
+        }
+    }
+
     /// Record a value in the reported unit (ms, tokens/s).
     pub fn record(&mut self, v: f64) {
         let v = if v.is_finite() { v.max(0.0) } else { 0.0 };
@@ -93,6 +102,27 @@ impl Acc {
         let q2 = (rank - 0.5) / n as f64;
         let v = self.hist.value_at_quantile(q2) as f64 / HIST_PER_UNIT;
         v.clamp(self.min, self.max)
+    }
+
+    /// The standard error of the `q` quantile from its distribution-free order-statistic
+    /// interval: the values at ranks n·q ∓ 1.96·√(n·q·(1−q)) span ±1.96 standard errors.
+    /// `None` for fewer than two values.
+    pub fn quantile_stderr(&self, q: f64) -> Option<f64> {
+        let n = self.hist.len();
+        if n < 2 {
+            return None;
+        }
+        let nf = n as f64;
+        let half = 1.96 * (nf * q * (1.0 - q)).sqrt();
+        let rank = |r: f64| (r.clamp(1.0, nf) - 0.5) / nf;
+        let at = |r: f64| {
+            (self.hist.value_at_quantile(rank(r)) as f64 / HIST_PER_UNIT).clamp(self.min, self.max)
+        };
+        let (lo, hi) = (
+            at((nf * q - half).floor()),
+            at((nf * q + half).ceil() + 1.0),
+        );
+        Some((hi - lo).max(0.0) / (2.0 * 1.96))
     }
 
     pub fn summary(&self) -> Option<Summary> {
@@ -183,6 +213,32 @@ pub(crate) struct OpAcc {
 }
 
 impl OpAcc {
+    fn compact() -> Self {
+        OpAcc {
+            corrected: Acc::compact(),
+            uncorrected: Acc::compact(),
+            ..OpAcc::default()
+        }
+    }
+
+    /// Record one measured request (latencies of successful ones only).
+    pub(crate) fn record(&mut self, r: &RequestTimes, error_class: Option<&[u8]>) {
+        self.requests += 1;
+        if r.ok {
+            self.ok += 1;
+            self.bytes_sent += r.bytes_sent;
+            self.bytes_received += r.bytes_received;
+            self.corrected.record_ns(r.done_ns - r.scheduled_ns);
+            self.uncorrected.record_ns(r.done_ns - r.sent_ns);
+        } else {
+            let class = match error_class {
+                Some(t) => String::from_utf8_lossy(t).into_owned(),
+                None => "unknown".to_string(),
+            };
+            *self.errors.entry(class).or_default() += 1;
+        }
+    }
+
     pub(crate) fn merge(&mut self, o: &OpAcc) {
         self.requests += o.requests;
         self.ok += o.ok;
@@ -243,6 +299,68 @@ pub(crate) struct LlmAcc {
 }
 
 impl LlmAcc {
+    fn compact() -> Self {
+        LlmAcc {
+            ttft: Acc::compact(),
+            ttft_sched: Acc::compact(),
+            itl: Acc::compact(),
+            tpot: Acc::compact(),
+            e2el: Acc::compact(),
+            tok_rate: Acc::compact(),
+            ..LlmAcc::default()
+        }
+    }
+
+    /// Record the LLM figures of one successful request.
+    pub(crate) fn record(&mut self, r: &RequestTimes, l: &LlmRow, slo: &SloSpec) {
+        self.rows += 1;
+        let out = l.output_tokens.unwrap_or(0).max(0) as u64;
+        self.input_tokens += l.input_tokens.unwrap_or(0).max(0) as u64;
+        self.output_tokens += out;
+        match l.tokens_from_server {
+            Some(1) => self.from_server += 1,
+            Some(_) => self.counted += 1,
+            None if l.output_tokens.is_some() => self.counted += 1,
+            None => {}
+        }
+        if l.output_tokens.is_some() && out == 0 {
+            self.zero_output += 1;
+        }
+        let e2el_ns = r.done_ns - r.sent_ns;
+        self.e2el.record_ns(e2el_ns);
+        if e2el_ns > 0 && l.output_tokens.is_some() {
+            self.tok_rate.record(out as f64 / (e2el_ns as f64 / 1e9));
+        }
+        let ttft_ns = l.first_byte_ns.map(|fb| fb - r.sent_ns);
+        if let Some(fb) = l.first_byte_ns {
+            self.ttft.record_ns(fb - r.sent_ns);
+            self.ttft_sched.record_ns(fb - r.scheduled_ns);
+        }
+        let mut tpot_ms = None;
+        if let (Some(t), true) = (ttft_ns, out > 1) {
+            let v = (e2el_ns - t) as f64 / 1e6 / (out - 1) as f64;
+            self.tpot.record(v);
+            tpot_ms = Some(v);
+        }
+        if let Some(b) = l.itl_us {
+            for c in b.chunks_exact(4) {
+                let us = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                self.itl.record(us as f64 / 1000.0);
+            }
+        }
+        let meets = |limit: Option<f64>, v: Option<f64>| match (limit, v) {
+            (None, _) => true,
+            (Some(l), Some(v)) => v <= l,
+            (Some(_), None) => false,
+        };
+        if meets(slo.ttft_ms, ttft_ns.map(|t| t as f64 / 1e6))
+            && meets(slo.tpot_ms, tpot_ms.or(Some(0.0)))
+            && meets(slo.e2el_ms, Some(e2el_ns as f64 / 1e6))
+        {
+            self.good += 1;
+        }
+    }
+
     pub(crate) fn merge(&mut self, o: &LlmAcc) {
         self.rows += o.rows;
         self.ttft.merge(&o.ttft);
@@ -315,6 +433,49 @@ impl SloSpec {
     }
 }
 
+/// The times and sizes of one measured request that the accumulators read.
+pub(crate) struct RequestTimes {
+    pub(crate) ok: bool,
+    pub(crate) scheduled_ns: i64,
+    pub(crate) sent_ns: i64,
+    pub(crate) done_ns: i64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_received: u64,
+}
+
+/// The LLM columns of one request.
+pub(crate) struct LlmRow<'a> {
+    pub(crate) first_byte_ns: Option<i64>,
+    pub(crate) input_tokens: Option<i64>,
+    pub(crate) output_tokens: Option<i64>,
+    pub(crate) tokens_from_server: Option<i64>,
+    pub(crate) itl_us: Option<&'a [u8]>,
+}
+
+/// One time batch of a run's measured window (see [`super::judge`]): what its figures need,
+/// in compact histograms.
+#[derive(Clone)]
+pub(crate) struct BatchAcc {
+    pub(crate) total: OpAcc,
+    pub(crate) llm: Option<LlmAcc>,
+}
+
+impl BatchAcc {
+    pub(crate) fn new(llm: bool) -> Self {
+        BatchAcc {
+            total: OpAcc::compact(),
+            llm: llm.then(LlmAcc::compact),
+        }
+    }
+
+    pub(crate) fn merge(&mut self, o: &BatchAcc) {
+        self.total.merge(&o.total);
+        if let Some(l) = &o.llm {
+            self.llm.get_or_insert_with(LlmAcc::compact).merge(l);
+        }
+    }
+}
+
 /// Everything mergeable about a run (for service aggregates).
 #[derive(Clone)]
 pub(crate) struct RunAccs {
@@ -324,4 +485,6 @@ pub(crate) struct RunAccs {
     pub(crate) slo: SloSpec,
     pub(crate) window_start_ns: i64,
     pub(crate) window_end_ns: i64,
+    /// [`super::judge::BATCHES`] equal time batches of the measured window.
+    pub(crate) batches: Vec<BatchAcc>,
 }

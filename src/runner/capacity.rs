@@ -11,15 +11,33 @@ use crate::recipe::{Arrival, CapacitySearch, CapacitySlo, Plan, Service, SweepPa
 use crate::store::{CapacitySearchRow, CapacityStepRow, RunStatus, Store};
 use std::sync::Arc;
 
+/// What limited a step's run on the load generator's side (the run's validity gates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limiter {
+    /// The generator's own CPU fell behind its schedule.
+    Generator,
+    /// Every connection was busy: requests waited for one, or went unsent.
+    Connections,
+}
+
 /// What one step's run achieved (computed from the campaign file after the run).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StepFigures {
     pub requests: u64,
     pub achieved_rate_per_s: f64,
     pub latency_p99_ms: Option<f64>,
     pub ttft_p99_ms: Option<f64>,
     pub error_rate: f64,
+    /// The generator side limited the run, with the gate's own words.
+    pub limited: Option<(Limiter, String)>,
 }
+
+/// A step's reason starts with this when the load generator, not the service, limited it:
+/// the step is neither a pass nor a service failure.
+pub const NOT_JUDGED: &str = "not judged: ";
+
+/// Times the search doubles the connections of a connection-limited step before it ends.
+pub const CONNECTION_RAISES: u32 = 3;
 
 /// Judge a step: `None` when it holds every SLO, else why not.
 pub fn judge(slo: &CapacitySlo, target_rate_per_s: f64, f: &StepFigures) -> Option<String> {
@@ -132,8 +150,13 @@ pub fn run_search(
     let mut search = Search::new(cs.spec);
     let mut steps = Vec::new();
     let mut stopped = false;
+    // Connection-limited steps double the connections per client and run again.
+    let mut conn_factor: u32 = 1;
+    let mut raises: u32 = 0;
     while let Some((phase, rate)) = search.next_rate() {
-        let stepped = service_at_rate(svc, &cs, rate);
+        let mut stepped = service_at_rate(svc, &cs, rate);
+        raise_connections(&mut stepped, conn_factor);
+        let conns = stepped.load.connections_per_client;
         let per_client = stepped.load.target_rate_per_client_per_s;
         let session = Session {
             plan: plan.clone(),
@@ -159,6 +182,30 @@ pub fn run_search(
         if out.stopped_by.is_some() {
             // A partial step is no verdict: stop without recording it as one.
             stopped = true;
+        }
+        // The generator side limited the run: no verdict on the service.
+        let mut limited = None;
+        let mut retry = false;
+        if let (Some((lim, why)), false) = (&figs.limited, stopped) {
+            let can_raise = *lim == Limiter::Connections
+                && raises < CONNECTION_RAISES
+                && conns < crate::recipe::MAX_CONNECTIONS_PER_CLIENT;
+            reason = Some(if can_raise {
+                retry = true;
+                format!(
+                    "{NOT_JUDGED}{why}; the same rate again with {} connections per client",
+                    (conns * 2).min(crate::recipe::MAX_CONNECTIONS_PER_CLIENT)
+                )
+            } else {
+                limited = Some(*lim);
+                format!(
+                    "{NOT_JUDGED}{why}; {}",
+                    match lim {
+                        Limiter::Generator => "the load generator could not offer this rate: add client_nodes (or clients on more cores) to measure the service beyond it",
+                        Limiter::Connections => "still connection-limited after raising the connections: the service keeps too many requests open at this rate (a service limit, or add client_nodes)",
+                    }
+                )
+            });
         }
         let step = CapacityStepRow {
             search_id: search_id.clone(),
@@ -187,8 +234,17 @@ pub fn run_search(
             steps.push(done);
             break;
         }
-        search.record(done.row.passed);
         steps.push(done);
+        if retry {
+            conn_factor *= 2;
+            raises += 1;
+            continue;
+        }
+        if limited.is_some() {
+            search.record_limited();
+        } else {
+            search.record(steps.last().is_some_and(|d| d.row.passed));
+        }
     }
     let outcome = (!stopped).then(|| search.outcome());
     row.ended_ns = Some(now_ns());
@@ -205,6 +261,17 @@ pub fn run_search(
             row.outcome = Some("none_sustainable".into());
             row.first_failing_rate = steps.first().map(|s| s.row.target_rate);
         }
+        Some(Outcome::GeneratorLimited {
+            held_rate_per_s,
+            first_failing_rate_per_s,
+            ..
+        }) => {
+            // The sustainable rate is what the service held; no first failing rate unless the
+            // service itself failed somewhere (the generator's limit is not the service's).
+            row.outcome = Some("generator_limited".into());
+            row.sustainable_rate = held_rate_per_s;
+            row.first_failing_rate = first_failing_rate_per_s;
+        }
         None => row.outcome = Some("stopped".into()),
     }
     handle.capacity_search(row);
@@ -216,6 +283,21 @@ pub fn run_search(
         stopped,
         elapsed_s: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// Multiply the connections per client by `factor` (capped), and `max_in_flight` with them
+/// where it would bind.
+fn raise_connections(s: &mut Service, factor: u32) {
+    if factor <= 1 {
+        return;
+    }
+    let l = &mut s.load;
+    let before = l.connections_per_client;
+    l.connections_per_client = before
+        .saturating_mul(factor)
+        .min(crate::recipe::MAX_CONNECTIONS_PER_CLIENT);
+    let wanted = l.clients.max(1).saturating_mul(l.connections_per_client);
+    l.max_in_flight = l.max_in_flight.max(wanted);
 }
 
 /// The phase label of a step (for progress lines).
@@ -256,13 +338,14 @@ mod tests {
             latency_p99_ms: Some(50.0),
             ttft_p99_ms: None,
             error_rate: 0.0,
+            limited: None,
         };
         assert_eq!(judge(&slo(), 10.0, &ok), None);
         let bad = StepFigures {
             achieved_rate_per_s: 8.0,
             latency_p99_ms: Some(150.0),
             error_rate: 0.02,
-            ..ok
+            ..ok.clone()
         };
         let why = judge(&slo(), 10.0, &bad).unwrap();
         assert!(why.contains("error rate"), "{why}");

@@ -611,11 +611,22 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
         );
     }
     if generator_saturated {
+        // State the numbers that actually tripped the flag: the lag, the unsent requests, or
+        // both (a lag under the limit with unsent requests is not "lag > limit").
+        let why = match (gen_p99_ms > GENERATOR_LAG_LIMIT_MS, not_sent_by_generator > 0) {
+            (true, true) => format!(
+                "generator lag p99 {gen_p99_ms:.1} ms > {GENERATOR_LAG_LIMIT_MS} ms, and {not_sent_by_generator} scheduled requests were never sent"
+            ),
+            (true, false) => {
+                format!("generator lag p99 {gen_p99_ms:.1} ms > {GENERATOR_LAG_LIMIT_MS} ms")
+            }
+            _ => format!(
+                "{not_sent_by_generator} scheduled requests were never sent (generator lag p99 {gen_p99_ms:.1} ms, within {GENERATOR_LAG_LIMIT_MS} ms)"
+            ),
+        };
         tracing::warn!(
-            "[{}] the load generator could not keep its schedule (generator lag p99 {:.1} ms > {} ms): the runner, not the service, was the bottleneck; the run is INVALID (generator_saturated)",
+            "[{}] the load generator could not keep its schedule ({why}): the runner, not the service, was the bottleneck; the run is INVALID (generator_saturated)",
             cfg.service,
-            gen_p99_ms,
-            GENERATOR_LAG_LIMIT_MS
         );
     }
     let m = |name: &str, value: f64, unit: &str| RunMetric {

@@ -11,6 +11,7 @@ mod weaviate_fixture;
 
 mod capacity_history;
 mod cli;
+mod compare_judgement;
 mod compile_cli;
 mod data_postgres;
 mod data_run;

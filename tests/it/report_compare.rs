@@ -38,10 +38,10 @@ fn slowed_candidate_is_a_regression_with_a_clear_table() {
         "{p99}"
     );
     assert!(line("latency_p50_ms").contains("REGRESSION"));
-    assert!(line("throughput_ops_per_s").ends_with("ok"));
-    assert!(line("error_rate").ends_with("ok"));
+    assert!(line("throughput_ops_per_s").ends_with("no change"));
+    assert!(line("error_rate").ends_with("no change"));
     assert!(
-        text.contains("REGRESSION: 2 metric(s) beyond the thresholds"),
+        text.contains("REGRESSION: 2 metric(s) beyond the thresholds, supported by the data"),
         "{text}"
     );
     insta::assert_snapshot!(

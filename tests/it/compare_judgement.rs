@@ -1,0 +1,333 @@
+//! Issue 29: a regression is a change the data supports. Identical runs against a real server
+//! never make `compare` fail; a 30 % slower server is caught; a change the data cannot tell
+//! is "inconclusive" with what would tell; the capacity search does not blame the service for
+//! a step its connections limited.
+//!
+//! The live tests hold no timing in their verdicts beyond what the server's fixed delay makes
+//! true by construction: 50 ms per answer gives a 5 ms allowance at 10 %, far above the
+//! scheduling noise of a loaded 2-core machine, and 65 ms is 30 % slower whatever the load.
+
+use crate::common::{self, Server};
+use crate::reportdb::*;
+use std::path::{Path, PathBuf};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// One 4 s open-loop run (2 clients × 25 req/s, 1 s warmup) against `port` into `db`. A run
+/// that the load generator could not drive (a CPU-starved CI machine: exit 5, generator
+/// saturated) is measured again, up to three times: this test is about the service's noise.
+fn http_run(dir: &Path, port: u16, db: &Path) {
+    let recipe = dir.join(format!("{}.yml", db.file_stem().unwrap().to_str().unwrap()));
+    std::fs::write(
+        &recipe,
+        format!(
+            "benchmark:\n  name: judged\nglobal:\n  metrics_db: {}\n  reports_dir: {}\n  logs_dir: {}\nservices:\n  - service_name: web\n    service_type: http\n    url: http://127.0.0.1:{port}/\n    client_count: 2\n    requests_per_second: 25\n    connections_per_client: 8\n    arrival: constant\n    warmup: 1\n    duration: 4\n    timeout: 5\n",
+            db.display(),
+            dir.join("reports").display(),
+            dir.join("logs").display()
+        ),
+    )
+    .unwrap();
+    for attempt in 1..=3 {
+        let _ = std::fs::remove_file(db);
+        let out = common::bin()
+            .args(["run", s(&recipe), "--quiet"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        match out.status.code() {
+            Some(0) => return,
+            Some(5) if attempt < 3 && generator_starved(db) => continue,
+            code => panic!("run exited {code:?}: {err}"),
+        }
+    }
+}
+
+/// The run in `db` is invalid only because the load generator was starved of CPU.
+fn generator_starved(db: &Path) -> bool {
+    let o = common::bin()
+        .args(["report", s(db), "--format", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    let reasons = v["analysis"]["runs"][0]["invalid_reasons"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    !reasons.is_empty()
+        && reasons.iter().all(|r| {
+            matches!(
+                r["code"].as_str(),
+                Some("generator_saturated" | "connection_limited" | "target_rate_not_reached")
+            )
+        })
+}
+
+fn compare(base: &Path, cand: &Path, extra: &[&str]) -> (Option<i32>, String) {
+    let o = common::bin()
+        .args(["compare", s(base), s(cand)])
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn identical_runs_are_never_a_regression_and_a_30_percent_slowdown_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let fast = Server::start(&["--delay-ms", "50"]);
+    let slow = Server::start(&["--delay-ms", "65"]);
+    let runs: Vec<PathBuf> = (0..5)
+        .map(|i| {
+            let db = dir.path().join(format!("same-{i}.db"));
+            http_run(dir.path(), fast.port, &db);
+            db
+        })
+        .collect();
+    for pair in runs.windows(2) {
+        let (code, text) = compare(&pair[0], &pair[1], &[]);
+        assert_ne!(code, Some(4), "identical runs, a false regression:\n{text}");
+        assert!(!text.contains("REGRESSION"), "{text}");
+    }
+    let slowed = dir.path().join("slow.db");
+    http_run(dir.path(), slow.port, &slowed);
+    let (code, text) = compare(&runs[4], &slowed, &[]);
+    assert_eq!(
+        code,
+        Some(4),
+        "a 30 % slower server must be caught:\n{text}"
+    );
+    let p50 = text
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("latency_p50_ms"))
+        .unwrap_or_else(|| panic!("p50 row in\n{text}"));
+    assert!(p50.ends_with("REGRESSION"), "{p50}");
+    assert!(
+        text.contains("supported by the data"),
+        "the verdict names its support:\n{text}"
+    );
+    // The JSON carries each side's error and the interval of the change.
+    let o = common::bin()
+        .args(["compare", s(&runs[4]), s(&slowed), "--format", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let row = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["metric"] == "latency_p50_ms")
+        .unwrap();
+    assert_eq!(row["status"], "regression");
+    assert!(row["baseline_estimate"]["stderr"].as_f64().unwrap() >= 0.0);
+    assert_eq!(row["baseline_estimate"]["basis"], "batches");
+    let low = row["judgement"]["change_low"].as_f64().unwrap();
+    assert!(low > 0.0, "the interval of the change excludes zero: {row}");
+}
+
+/// A file with one run of service `api` whose requests alternate, in blocks of 50, between
+/// `lo_us` and `hi_us` of service time: a noisy run (the batches disagree), same shape each.
+fn blocky(path: &Path, run: &str, lo_us: i64, hi_us: i64) -> PathBuf {
+    let mut db = TestDb::create(path);
+    db.add_run(&RunSpec::new(run, "api", "http"));
+    let reqs: Vec<Req> = (0..1000i64)
+        .map(|i| {
+            let t = if (i / 50) % 2 == 0 { lo_us } else { hi_us };
+            Req::ok("GET", T0 + S + i * 10 * MS, 0, t * US)
+        })
+        .collect();
+    db.add_requests(run, &reqs);
+    path.to_path_buf()
+}
+
+#[test]
+fn a_change_the_data_cannot_tell_is_inconclusive_and_says_what_would_tell() {
+    let dir = tempfile::tempdir().unwrap();
+    // Mean 2.0 → 2.3 ms (+15 %), batch means 1/3 vs 1.3/3.3 ms: the 95 % interval of the
+    // change is about ±0.65 ms, so the +0.3 ms cannot be told from noise.
+    let base = blocky(&dir.path().join("b.db"), "run-b", 1000, 3000);
+    let cand = blocky(&dir.path().join("c.db"), "run-c", 1300, 3300);
+    let (code, text) = compare(&base, &cand, &["--threshold", "latency_mean_ms=10%"]);
+    assert_eq!(code, Some(0), "inconclusive is not a regression:\n{text}");
+    assert!(text.contains("INCONCLUSIVE"), "{text}");
+    let mean = text
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("latency_mean_ms"))
+        .unwrap();
+    assert!(mean.ends_with("inconclusive"), "{mean}");
+    assert!(
+        text.contains("latency_mean_ms: changed by")
+            && text.contains("includes zero")
+            && text.contains("would tell"),
+        "says why and what would tell:\n{text}"
+    );
+    // --fail-on-inconclusive makes a pipeline that wants certainty fail.
+    let (code, _) = compare(
+        &base,
+        &cand,
+        &[
+            "--threshold",
+            "latency_mean_ms=10%",
+            "--fail-on-inconclusive",
+        ],
+    );
+    assert_eq!(code, Some(4));
+    // The same +15 % without the noise is a supported regression.
+    let b2 = blocky(&dir.path().join("b2.db"), "run-b2", 2000, 2000);
+    let c2 = blocky(&dir.path().join("c2.db"), "run-c2", 2300, 2300);
+    let (code, text) = compare(&b2, &c2, &["--threshold", "latency_mean_ms=10%"]);
+    assert_eq!(code, Some(4), "{text}");
+}
+
+#[test]
+fn sub_millisecond_noise_is_under_the_floor_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    // The issue's case: p50 0.216 → 0.248 ms (+14.8 %), steady runs (tiny errors).
+    let base = blocky(&dir.path().join("b.db"), "run-b", 216, 216);
+    let cand = blocky(&dir.path().join("c.db"), "run-c", 248, 248);
+    let (code, text) = compare(&base, &cand, &[]);
+    assert_eq!(code, Some(0), "{text}");
+    let p50 = text
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("latency_p50_ms"))
+        .unwrap();
+    assert!(p50.ends_with("no change"), "{p50}");
+    // Asking for no floor makes the same supported change a regression.
+    let (code, text) = compare(&base, &cand, &["--min-change", "latency_p50_ms=0"]);
+    assert_eq!(code, Some(4), "{text}");
+    let (code, err) = {
+        let o = common::bin()
+            .args([
+                "compare",
+                s(&base),
+                s(&cand),
+                "--min-change",
+                "latency_p50_ms=5%",
+            ])
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(2), "a relative floor is bad input: {err}");
+    assert!(err.contains("absolute amount"), "{err}");
+}
+
+#[test]
+fn repeats_compare_means_with_their_run_to_run_spread() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three measurements per side (the same recipe), an hour apart; each run steady, but the
+    // runs disagree with each other by ±20 %: one run per side would call the +10.5 % mean a
+    // supported regression, the repeats say it cannot be told.
+    let side = |name: &str, means_us: [i64; 3]| {
+        let path = dir.path().join(format!("{name}.db"));
+        let mut db = TestDb::create(&path);
+        for (k, us) in means_us.iter().enumerate() {
+            let id = format!("{name}-{k}");
+            let off = k as i64 * 3600 * S;
+            let mut spec = RunSpec::new(&id, "api", "http");
+            spec.started_ns += off;
+            spec.measure_start_ns = spec.measure_start_ns.map(|t| t + off);
+            spec.ended_ns = spec.ended_ns.map(|t| t + off);
+            db.add_run(&spec);
+            let reqs: Vec<Req> = (0..1000i64)
+                .map(|i| Req::ok("GET", T0 + off + S + i * 10 * MS, 0, us * US))
+                .collect();
+            db.add_requests(&id, &reqs);
+        }
+        path
+    };
+    let base = side("base", [8000, 12000, 10000]);
+    let cand = side("cand", [9000, 13500, 11050]);
+    let (code, text) = compare(&base, &cand, &["--threshold", "latency_mean_ms=5%"]);
+    assert_eq!(code, Some(4), "latest only: 10 → 11.05 ms, steady: {text}");
+    let (code, text) = compare(
+        &base,
+        &cand,
+        &["--threshold", "latency_mean_ms=5%", "--repeats"],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("mean of 3 repeats"), "{text}");
+    let mean = text
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("latency_mean_ms"))
+        .unwrap();
+    assert!(mean.ends_with("inconclusive"), "{mean}");
+    assert!(text.contains("repeats on each side would tell"), "{text}");
+}
+
+#[test]
+fn capacity_raises_connections_instead_of_blaming_the_service() {
+    let srv = Server::start(&["--delay-ms", "50"]);
+    let dir = tempfile::tempdir().unwrap();
+    // One client with one connection at 40 req/s against 50 ms answers needs two connections
+    // by construction: the step is connection-limited, never a service failure. The search
+    // doubles the connections and measures the same rate again. (20 req/s, the first step,
+    // needs one connection exactly: limited or not, it ends passing at the same rate.)
+    let recipe = dir.path().join("cap.yml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "benchmark:\n  name: cap\nglobal:\n  metrics_db: {db}\nservices:\n  - service_name: web\n    service_type: http\n    url: http://127.0.0.1:{port}/\n    client_count: 1\n    connections_per_client: 1\n    requests_per_second: 10\n    duration: 1\n    timeout: 5\n    capacity_search:\n      min_rate: 20\n      max_rate: 40\n      ramp_factor: 2\n      bisect_steps: 1\n      repeats: 1\n      step_duration: 2\n      slo: {{latency_p99_ms: 600000, max_error_rate: 0.5, min_rate_ratio: 0}}\n",
+            db = dir.path().join("c.db").display(),
+            port = srv.port
+        ),
+    )
+    .unwrap();
+    let out = common::bin()
+        .args(["capacity", s(&recipe), "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Found at 40/s once the connections sufficed; on a CPU-starved machine the generator
+    // itself may fall behind first: then the search ends "generator_limited" (exit 5), still
+    // without blaming the service.
+    match out.status.code() {
+        Some(0) => {
+            assert_eq!(v["outcome"], "found", "{v}");
+            assert_eq!(v["sustainable_rate_per_s"], 40.0);
+        }
+        Some(5) => assert_eq!(v["outcome"], "generator_limited", "{v}"),
+        code => panic!("capacity exited {code:?}: {stderr}"),
+    }
+    let steps = v["steps"].as_array().unwrap();
+    let first40 = steps
+        .iter()
+        .find(|x| x["target_rate_per_s"] == 40.0)
+        .unwrap_or_else(|| panic!("a step at 40/s: {v}"));
+    let reason = first40["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("not judged: ") && reason.contains("connection"),
+        "one connection cannot keep 40/s of 50 ms answers: {first40}"
+    );
+    assert!(
+        steps
+            .iter()
+            .all(|x| x["passed"] == true
+                || x["reason"].as_str().unwrap().starts_with("not judged: ")),
+        "no step blamed the service: {v}"
+    );
+    // The HTML report says so in words.
+    let html = common::bin()
+        .args(["report", s(&dir.path().join("c.db")), "--format", "html"])
+        .output()
+        .unwrap();
+    let html = String::from_utf8_lossy(&html.stdout);
+    assert!(
+        html.contains("NOT JUDGED (load generator side)"),
+        "capacity section"
+    );
+    assert!(
+        !html.contains("FAILS: connection-limited"),
+        "capacity section"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
