@@ -166,6 +166,7 @@ pub const COMMON_SERVICE_KEYS: &[&str] = &[
     "depends_on",
     "sweep",
     "compare_thresholds",
+    "compare_min_change",
     "capacity_search",
 ];
 pub const LLM_KEYS: &[&str] = &[

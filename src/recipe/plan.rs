@@ -157,6 +157,10 @@ pub struct Service {
     /// `compare` limits for this service (`compare_thresholds`): metric → limit such as
     /// `10%` or `+5ms`; the command line overrides them.
     pub compare_thresholds: std::collections::BTreeMap<String, String>,
+    /// `compare` absolute floors under relative limits (`compare_min_change`): metric → amount
+    /// such as `0.1ms`; the command line's `--min-change` overrides them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub compare_min_change: std::collections::BTreeMap<String, String>,
     /// `capacity_search`: find the highest total rate that holds the SLOs (`factorybench
     /// capacity`). Omitted from serialised plans when absent.
     #[serde(skip_serializing_if = "Option::is_none")]

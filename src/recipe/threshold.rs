@@ -201,3 +201,15 @@ pub fn parse_threshold(spec: &str) -> Result<(&'static str, Limit), ThresholdErr
     }
     Ok((def.name, Limit::Absolute(v * factor.unwrap_or(1.0))))
 }
+
+/// Parse `METRIC=AMOUNT` of `--min-change` / `compare_min_change`: an absolute amount in the
+/// metric's unit (`0.1ms`, `0.2`; `0` or `off` for none), never a percentage.
+pub fn parse_floor(spec: &str) -> Result<(&'static str, f64), ThresholdError> {
+    match parse_threshold(spec)? {
+        (name, Limit::Absolute(a)) => Ok((name, a)),
+        (name, Limit::Off) => Ok((name, 0.0)),
+        (_, Limit::Relative(_)) => Err(ThresholdError::Syntax(format!(
+            "{spec} (a minimum change is an absolute amount, e.g. latency_p50_ms=0.1ms)"
+        ))),
+    }
+}

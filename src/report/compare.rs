@@ -101,17 +101,9 @@ pub fn parse_threshold(spec: &str) -> Result<(&'static str, Limit), CompareError
     Ok(threshold::parse_threshold(spec)?)
 }
 
-/// Parse `METRIC=FLOOR` of `--min-change` (an absolute amount in the metric's unit: `0.1ms`,
-/// `0.2`, `0` for none).
+/// Parse `METRIC=AMOUNT` of `--min-change` (see [`threshold::parse_floor`]).
 pub fn parse_floor(spec: &str) -> Result<(&'static str, f64), CompareError> {
-    match threshold::parse_threshold(spec)? {
-        (name, Limit::Absolute(a)) => Ok((name, a)),
-        (name, Limit::Off) => Ok((name, 0.0)),
-        (_, Limit::Relative(_)) => Err(ThresholdError::Syntax(format!(
-            "{spec} (--min-change takes an absolute amount, e.g. latency_p50_ms=0.1ms)"
-        ))
-        .into()),
-    }
+    Ok(threshold::parse_floor(spec)?)
 }
 
 /// How `compare` judges (command line and defaults).
@@ -364,13 +356,27 @@ impl Side<'_> {
 /// `compare_thresholds` of the candidate service's recipe (first run of the group that has
 /// them); invalid entries are ignored (the recipe was validated when it ran).
 fn recipe_thresholds(cand: &CampaignAnalysis, s: &ServiceAggregate) -> Vec<(&'static str, Limit)> {
+    recipe_map(cand, s, "compare_thresholds", |x| parse_threshold(x).ok())
+}
+
+/// `compare_min_change` of the candidate service's recipe, the same way.
+fn recipe_floors(cand: &CampaignAnalysis, s: &ServiceAggregate) -> Vec<(&'static str, f64)> {
+    recipe_map(cand, s, "compare_min_change", |x| parse_floor(x).ok())
+}
+
+fn recipe_map<T>(
+    cand: &CampaignAnalysis,
+    s: &ServiceAggregate,
+    key: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Vec<T> {
     cand.runs
         .iter()
         .filter(|r| s.run_ids.contains(&r.run_id))
-        .find_map(|r| r.recipe.get("compare_thresholds")?.as_object().cloned())
+        .find_map(|r| r.recipe.get(key)?.as_object().cloned())
         .map(|m| {
             m.iter()
-                .filter_map(|(k, v)| parse_threshold(&format!("{k}={}", v.as_str()?)).ok())
+                .filter_map(|(k, v)| parse(&format!("{k}={}", v.as_str()?)))
                 .collect()
         })
         .unwrap_or_default()
@@ -378,7 +384,7 @@ fn recipe_thresholds(cand: &CampaignAnalysis, s: &ServiceAggregate) -> Vec<(&'st
 
 /// Compare per service (matched by name and sweep point). Limits: `--threshold` (last wins),
 /// then the candidate recipe's `compare_thresholds`, then the defaults; floors: `--min-change`,
-/// then the defaults.
+/// then the recipe's `compare_min_change`, then the defaults.
 pub fn compare(
     baseline_name: &str,
     base: &CampaignAnalysis,
@@ -432,6 +438,7 @@ pub fn compare(
         r.limit = Limit::Absolute(0.0);
         rows.push(r);
         let from_recipe = recipe_thresholds(cand, c.latest);
+        let floors_from_recipe = recipe_floors(cand, c.latest);
         for m in &defs {
             let (be, ce) = (b.estimate(m), c.estimate(m));
             if be.is_none() && ce.is_none() {
@@ -449,6 +456,7 @@ pub fn compare(
                 .floors
                 .iter()
                 .rev()
+                .chain(floors_from_recipe.iter())
                 .find(|(n, _)| *n == m.name)
                 .map(|(_, f)| *f)
                 .unwrap_or(m.floor);

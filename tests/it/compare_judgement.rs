@@ -197,9 +197,24 @@ fn sub_millisecond_noise_is_under_the_floor_unless_asked() {
         .find(|l| l.split_whitespace().nth(1) == Some("latency_p50_ms"))
         .unwrap();
     assert!(p50.ends_with("no change"), "{p50}");
-    // Asking for no floor makes the same supported change a regression.
+    // Asking for no floor makes the same supported change a regression: on the command line,
+    // or in the candidate's recipe (`compare_min_change`).
     let (code, text) = compare(&base, &cand, &["--min-change", "latency_p50_ms=0"]);
     assert_eq!(code, Some(4), "{text}");
+    let cand2 = dir.path().join("c2.db");
+    {
+        let mut db = TestDb::create(&cand2);
+        let mut spec = RunSpec::new("run-c2", "api", "http");
+        spec.recipe_json =
+            r#"{"name":"api","kind":"http","compare_min_change":{"latency_p50_ms":"0"}}"#.into();
+        db.add_run(&spec);
+        let reqs: Vec<Req> = (0..1000i64)
+            .map(|i| Req::ok("GET", T0 + S + i * 10 * MS, 0, 248 * US))
+            .collect();
+        db.add_requests("run-c2", &reqs);
+    }
+    let (code, text) = compare(&base, &cand2, &[]);
+    assert_eq!(code, Some(4), "the recipe's compare_min_change: {text}");
     let (code, err) = {
         let o = common::bin()
             .args([

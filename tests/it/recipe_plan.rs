@@ -231,6 +231,25 @@ fn compare_thresholds_key() {
 }
 
 #[test]
+fn compare_min_change_key() {
+    let yaml = "benchmark: {name: t}\nservices:\n  - service_name: api\n    service_type: http\n    service_url: http://127.0.0.1:1\n    compare_min_change: {p50_ms: 0.1ms, error_rate: 0}\n";
+    let s = one(yaml);
+    assert_eq!(s.compare_min_change["latency_p50_ms"], "0.1ms");
+    assert_eq!(s.compare_min_change["error_rate"], "0");
+    let json = serde_json::to_value(&s).unwrap();
+    assert_eq!(json["compare_min_change"]["latency_p50_ms"], "0.1ms");
+    // A percentage is a limit, not a minimum change: refused with its location.
+    let bad = yaml.replace("p50_ms: 0.1ms", "p50_ms: 5%");
+    let e = recipe::parse_str(&bad, Path::new("t.yml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("compare_min_change.p50_ms") && e.contains("absolute amount"),
+        "{e}"
+    );
+}
+
+#[test]
 fn client_nodes_set_the_node_count_and_split_the_clients() {
     let s = one("services:\n  - service_name: w\n    service_type: http\n    runtime: host\n    start_command: [srv]\n    port: 8080\n    client_count: 5\n    requests: 101\n    slurm: {client_nodes: 2, ntasks-per-node: 1}\n");
     assert_eq!(s.slurm.nodes, 3);

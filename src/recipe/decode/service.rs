@@ -325,6 +325,7 @@ pub(super) fn decode_service(
         return None;
     }
     let compare_thresholds = decode_compare_thresholds(cx, &f);
+    let compare_min_change = decode_compare_min_change(cx, &f);
     let mut container = container;
     let mut workload = workload?;
     let kind = kind?;
@@ -369,8 +370,40 @@ pub(super) fn decode_service(
         sweep,
         depends_on,
         compare_thresholds,
+        compare_min_change,
         capacity_search,
     })
+}
+
+/// `compare_min_change: {METRIC: AMOUNT}` (absolute floors as on `compare --min-change`).
+pub(super) fn decode_compare_min_change(
+    cx: &mut Ctx,
+    f: &Fields,
+) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let Some(n) = f.get("compare_min_change") else {
+        return out;
+    };
+    let path = f.p("compare_min_change");
+    let Some(m) = n.as_map() else {
+        cx.error(
+            n.pos,
+            &path,
+            "`compare_min_change` must be a mapping of METRIC: AMOUNT, e.g. `latency_p50_ms: 0.1ms`",
+        );
+        return out;
+    };
+    for (k, v) in m {
+        let metric = k.as_scalar().unwrap_or_default();
+        let amount = v.as_scalar().unwrap_or_default();
+        match crate::recipe::threshold::parse_floor(&format!("{metric}={amount}")) {
+            Ok((name, _)) => {
+                out.insert(name.to_string(), amount.to_string());
+            }
+            Err(e) => cx.error(v.pos, &format!("{path}.{metric}"), e.to_string()),
+        }
+    }
+    out
 }
 
 /// `compare_thresholds: {METRIC: LIMIT}` (limits as on `compare --threshold`).
