@@ -218,13 +218,15 @@ pub fn to_text(s: &CapacitySearchReport) -> String {
         );
     }
     if let Some(at) = s.limited_at_rate_per_s() {
+        let held = match s.sustainable_rate_per_s {
+            Some(r) => format!("the service held its SLOs up to {} req/s", fmt_num(r)),
+            None => "no step held its SLOs before it (lower min_rate to find where the service does)"
+                .into(),
+        };
         let _ = writeln!(
             t,
-            "limited by the load generator at {} req/s: no knee. The service held its SLOs up to {}{}; the generator (or its connections, after raising them) could not offer more, so the service's limit is above what this run measured: add client_nodes",
+            "limited by the load generator at {} req/s: no knee. {held}{}; the generator (or its connections, after raising them) could not offer more, so the service's limit is not measured: add client_nodes",
             fmt_num(at),
-            s.sustainable_rate_per_s
-                .map(|r| format!("{} req/s", fmt_num(r)))
-                .unwrap_or_else(|| "no step (none passed)".into()),
             s.first_failing_rate_per_s
                 .map(|f| format!(" (it failed its SLOs at {} req/s)", fmt_num(f)))
                 .unwrap_or_default(),
