@@ -47,3 +47,4 @@ mod secret_tracing;
 mod slurm_cluster;
 mod slurm_multinode;
 mod store_full_disk;
+mod tensor_infer;
