@@ -260,3 +260,62 @@ fn faiss_run_records_requests() {
         .unwrap();
     assert!(searches > 200, "{searches} searches recorded");
 }
+
+/// A node without Faiss's C library: `run` fails at setup and `doctor` fails its `faiss[...]`
+/// check, both naming what to load; with the library of scripts/install-faiss.sh, doctor passes.
+#[test]
+fn faiss_missing_library_names_what_to_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("r.yml");
+    std::fs::write(
+        &p,
+        format!(
+            "benchmark: {{name: faiss-missing}}\nglobal: {{metrics_db: \"{}\"}}\nservices:\n  - service_name: vec\n    service_type: vectordb\n    backend: faiss\n    dimension: 8\n    dataset_size: 100\n    client_count: 1\n    requests: 10\n    duration: 10\n",
+            dir.path().join("c.db").display()
+        ),
+    )
+    .unwrap();
+    let missing = "/nonexistent/libfaiss_c.so";
+    let o = common::bin()
+        .args(["run", p.to_str().unwrap(), "--no-progress"])
+        .env("FB_FAISS_LIB", missing)
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("Faiss's C library was not found"), "{err}");
+    assert!(
+        err.contains("FB_FAISS_LIB=/nonexistent/libfaiss_c.so"),
+        "{err}"
+    );
+    assert!(err.contains("module load faiss"), "{err}");
+
+    let doctor = |lib: Option<&str>| -> serde_json::Value {
+        let mut c = common::bin();
+        c.args(["doctor", p.to_str().unwrap(), "--json", "--monitor-dir"])
+            .arg(dir.path().join("mon"))
+            .env_remove("PUSHGATEWAY_URL");
+        match lib {
+            Some(l) => c.env("FB_FAISS_LIB", l),
+            None => c.env_remove("FB_FAISS_LIB"),
+        };
+        let o = c.output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "faiss[vec]")
+            .cloned()
+            .unwrap_or_else(|| panic!("no faiss check: {v}"))
+    };
+    let c = doctor(Some(missing));
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(c["fix"].as_str().unwrap().contains("conda"), "{c}");
+    if common::server("faiss").is_some() {
+        let c = doctor(None);
+        assert_eq!(c["status"], "ok", "{c}");
+        assert!(c["why"].as_str().unwrap().contains("libfaiss_c"), "{c}");
+    }
+}

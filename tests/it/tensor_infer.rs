@@ -155,3 +155,101 @@ fn image_model_run_records_requests() {
     assert_eq!(metric("inferences"), 240.0);
     assert_eq!(metric("binary_tensors"), 1.0);
 }
+
+/// A KServe v2 protocol fixture that refuses the binary tensor extension (as a server without
+/// it does: HTTP 400) and answers JSON: model `m`, input FP32 [-1, 4], output [-1, 2]. Returns
+/// its URL and the count of binary requests it refused.
+fn json_only_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let refused = std::sync::Arc::new(AtomicU32::new(0));
+    let r = refused.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { continue };
+            let r = r.clone();
+            std::thread::spawn(move || {
+                let mut rd = BufReader::new(s.try_clone().unwrap());
+                let mut w = s;
+                loop {
+                    let mut line = String::new();
+                    if rd.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let (mut len, mut binary) = (0usize, false);
+                    loop {
+                        let mut h = String::new();
+                        rd.read_line(&mut h).unwrap();
+                        let h = h.trim().to_ascii_lowercase();
+                        if h.is_empty() {
+                            break;
+                        }
+                        if let Some(v) = h.strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap();
+                        }
+                        binary |= h.starts_with("inference-header-content-length:");
+                    }
+                    let mut body = vec![0u8; len];
+                    rd.read_exact(&mut body).unwrap();
+                    let (status, out) = if line.starts_with("GET /v2/models/m ") {
+                        (200, r#"{"name":"m","inputs":[{"name":"x","datatype":"FP32","shape":[-1,4]}],"outputs":[{"name":"y","datatype":"FP32","shape":[-1,2]}]}"#.to_string())
+                    } else if line.starts_with("POST /v2/models/m/infer ") && binary {
+                        r.fetch_add(1, Ordering::SeqCst);
+                        (
+                            400,
+                            r#"{"error":"binary tensor data is not supported"}"#.to_string(),
+                        )
+                    } else if line.starts_with("POST /v2/models/m/infer ") {
+                        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                        let n = v["inputs"][0]["shape"][0].as_u64().unwrap();
+                        assert_eq!(
+                            v["inputs"][0]["data"].as_array().unwrap().len() as u64,
+                            n * 4
+                        );
+                        let data = vec![0.5; n as usize * 2];
+                        (200, serde_json::json!({"id": v["id"], "outputs": [{"name": "y", "datatype": "FP32", "shape": [n, 2], "data": data}]}).to_string())
+                    } else {
+                        (404, r#"{"error":"not found"}"#.to_string())
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{out}",
+                        out.len()
+                    );
+                    if w.write_all(resp.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, refused)
+}
+
+/// `tensor_encoding: auto` falls back to JSON when the server refuses binary tensors;
+/// `tensor_encoding: binary` does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_falls_back_to_json_when_binary_is_refused() {
+    let (url, refused) = json_only_server();
+    let c = client(&recipe(&url, "    api: tensor\n    batch_size: 3").replace("resnet50", "m"));
+    c.setup().await.unwrap();
+    assert_eq!(refused.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let recs = drive(&c, 2, 5, 1).await;
+    assert!(errors(&recs).is_empty(), "{:?}", errors(&recs).first());
+    let m = c.teardown().await.unwrap();
+    assert_eq!(metric(&m, "binary_tensors"), Some(0.0));
+    assert_eq!(metric(&m, "inferences"), Some(30.0));
+
+    let e = client(
+        &recipe(&url, "    api: tensor\n    tensor_encoding: binary").replace("resnet50", "m"),
+    )
+    .setup()
+    .await
+    .unwrap_err();
+    assert!(e.message.contains("HTTP 400"), "{e}");
+    assert!(
+        e.message.contains("binary tensor data is not supported"),
+        "{e}"
+    );
+}
