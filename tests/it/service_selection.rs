@@ -155,6 +155,22 @@ fn compile_run_and_submit_select_around_the_service() {
         "{t}"
     );
     assert!(!dir.path().join("campaigns").exists(), "nothing submitted");
+    let o = common::bin()
+        .args([
+            "submit",
+            r,
+            "--service",
+            "files",
+            "--dry-run",
+            "--campaigns-dir",
+        ])
+        .arg(dir.path().join("campaigns"))
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert!(t.contains("scripts/files.sbatch"), "{t}");
+    assert!(!t.contains("faiss-hnsw.sbatch"), "{t}");
 
     let o = common::bin()
         .args(["run", r, "--json", "--no-progress"])
