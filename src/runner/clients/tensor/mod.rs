@@ -9,7 +9,9 @@
 //! server refuses binary (`tensor_encoding: auto`, the default). Each timed request is one
 //! `POST /v2/models/{m}/infer` (`op = infer`) whose response is checked (outputs present, one row
 //! per batch item, binary sizes adding up). Teardown reports `inferences`, `inferences_per_s`
-//! (batch items per second from the first request sent to the last answered) and the encoding.
+//! (batch items per second from the first measured request sent to the last answered; requests
+//! sent within `warmup` of the first one are left out, as the engine leaves out the warmup) and
+//! the encoding.
 
 pub mod images;
 pub mod kserve;
@@ -50,11 +52,14 @@ struct Prepared {
     inferences_per_request: u64,
 }
 
-/// Successful inferences and the span they were made in.
+/// Successful measured inferences and the span they were made in.
 #[derive(Default)]
 struct Stats {
     inferences: AtomicU64,
-    /// First request sent / last response checked, as (nanoseconds since `epoch`).
+    /// When the first request of the run was sent (nanoseconds since `epoch`): the warmup ends
+    /// `warmup_s` later.
+    first_sent_ns: OnceLock<u64>,
+    /// First measured request sent / last response checked (nanoseconds since `epoch`).
     span_ns: Mutex<Option<(u64, u64)>>,
 }
 
@@ -63,6 +68,7 @@ pub struct TensorClient {
     wl: TensorWorkload,
     timeout_s: f64,
     seed: u64,
+    warmup_ns: u64,
     epoch: Instant,
     prepared: OnceLock<Arc<Prepared>>,
     stats: Arc<Stats>,
@@ -85,6 +91,7 @@ impl TensorClient {
             wl: wl.clone(),
             timeout_s: svc.load.timeout_s,
             seed: svc.load.seed,
+            warmup_ns: (svc.load.warmup_s * 1e9) as u64,
             epoch: Instant::now(),
             prepared: OnceLock::new(),
             stats: Arc::new(Stats::default()),
@@ -283,6 +290,7 @@ impl Client for TensorClient {
                 prepared,
                 stats: self.stats.clone(),
                 epoch: self.epoch,
+                warmup_ns: self.warmup_ns,
             }) as Box<dyn Worker>)
         })
     }
@@ -339,6 +347,7 @@ struct TensorWorker {
     prepared: Arc<Prepared>,
     stats: Arc<Stats>,
     epoch: Instant,
+    warmup_ns: u64,
 }
 
 impl Worker for TensorWorker {
@@ -347,17 +356,21 @@ impl Worker for TensorWorker {
             let p = &self.prepared;
             let payload = &p.payloads[(ctx.seq % p.payloads.len() as u64) as usize];
             let sent = self.epoch.elapsed().as_nanos() as u64;
+            let first = *self.stats.first_sent_ns.get_or_init(|| sent);
+            let measured = sent >= first + self.warmup_ns;
             match infer(&self.http, &p.url, payload, p.batch_rows, Some(ctx)).await {
                 Ok(received) => {
-                    let done = self.epoch.elapsed().as_nanos() as u64;
-                    self.stats
-                        .inferences
-                        .fetch_add(p.inferences_per_request, Ordering::Relaxed);
-                    let mut span = self.stats.span_ns.lock().expect("lock");
-                    *span = Some(match *span {
-                        None => (sent, done),
-                        Some((a, b)) => (a.min(sent), b.max(done)),
-                    });
+                    if measured {
+                        let done = self.epoch.elapsed().as_nanos() as u64;
+                        self.stats
+                            .inferences
+                            .fetch_add(p.inferences_per_request, Ordering::Relaxed);
+                        let mut span = self.stats.span_ns.lock().expect("lock");
+                        *span = Some(match *span {
+                            None => (sent, done),
+                            Some((a, b)) => (a.min(sent), b.max(done)),
+                        });
+                    }
                     Outcome {
                         op: "infer",
                         http_status: Some(200),
