@@ -44,21 +44,21 @@ struct ValidateJson<'a> {
 }
 
 pub fn validate(a: &ValidateArgs) -> anyhow::Result<i32> {
-    let selected = recipe::load_lenient(&a.recipe).and_then(|l| {
-        if let Some(name) = &a.service {
-            if l.plan.service(name).is_none() {
-                let names: Vec<&str> = l.plan.services.iter().map(|s| s.name.as_str()).collect();
-                return Err(recipe::LoadError::Io {
-                    path: a.recipe.clone(),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::InvalidInput,
-                        format!("no service `{name}` (services: {})", names.join(", ")),
-                    ),
-                });
-            }
+    let lenient = recipe::load_lenient(&a.recipe);
+    if let (Ok(l), Some(name)) = (&lenient, &a.service) {
+        if l.plan.service(name).is_none() {
+            let names: Vec<&str> = l.plan.services.iter().map(|s| s.name.as_str()).collect();
+            return Err(super::InvalidInput(format!(
+                "no service `{name}` in {} (services: {})",
+                a.recipe.display(),
+                names.join(", ")
+            ))
+            .into());
         }
+    }
+    let selected = lenient.and_then(|l| {
         l.select(a.service.as_deref())
-            .map_err(|e| recipe::LoadError::CannotRun(Box::new(e)))
+            .map_err(|e| LoadError::CannotRun(Box::new(e)))
     });
     match selected {
         Ok(l) => {

@@ -80,6 +80,14 @@ fn validate_and_explain_locate_the_service_and_select_around_it() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = common::bin()
+        .args(["validate", r, "--service", "nope"])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains("no service `nope`"), "{t}");
+    assert!(t.contains("services: files, faiss-hnsw"), "{t}");
 
     let o = common::bin()
         .args(["validate", r, "--json"])
