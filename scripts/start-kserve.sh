@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # kserve ModelServer on 127.0.0.1:18600 serving `resnet50`: a small ONNX conv net with ResNet's
 # input (FP32 [-1,3,224,224]) that scripts/kserve/server.py builds with `onnx` and runs with
-# onnxruntime. Waits until a real inference answers, then writes kserve.env: FB_TEST_KSERVE_URL,
+# onnxruntime, and `resnet50_u8` (UINT8 [-1,224,224,3]). Waits until a real inference answers, then writes kserve.env: FB_TEST_KSERVE_URL,
 # FB_TEST_KSERVE_MODEL.
 . "$(dirname "$0")/lib.sh"
 here="$(cd "$(dirname "$0")" && pwd)"
 PORT=${FB_TEST_KSERVE_PORT:-18600}
 GRPC_PORT=${FB_TEST_KSERVE_GRPC_PORT:-18601}
 URL="http://127.0.0.1:$PORT"
-up() { curl -fsS -o /dev/null "$URL/v2/models/resnet50/ready"; }
+up() { curl -fsS -o /dev/null "$URL/v2/models/resnet50/ready" && curl -fsS -o /dev/null "$URL/v2/models/resnet50_u8/ready"; }
 if [ -s "$FB_TEST_STATE/kserve.env" ] && up 2>/dev/null; then log "already running on $PORT"; exit 0; fi
 dir="$FB_TEST_STATE/kserve"
 mkdir -p "$dir"

@@ -103,6 +103,45 @@ async fn json_tensors_from_images() {
     assert!(e.message.contains("is the model loaded?"), "{e}");
 }
 
+/// A UINT8 HWC input (`resnet50_u8`: [-1, 224, 224, 3], raw camera bytes) from images in binary
+/// tensors, and from random bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uint8_hwc_model_from_images_and_random() {
+    let Some(env) = common::server("kserve") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut ppm = b"P6\n4 4\n255\n".to_vec();
+    ppm.extend((0..48).map(|j| j as u8 * 5));
+    std::fs::write(dir.path().join("a.ppm"), ppm).unwrap();
+    let url = &env["FB_TEST_KSERVE_URL"];
+    for extra in [
+        format!(
+            "    batch_size: 3\n    tensor_encoding: binary\n    images: \"{}\"",
+            dir.path().display()
+        ),
+        "    batch_size: 2".to_string(),
+    ] {
+        let c = client(&recipe(url, &extra).replace("resnet50", "resnet50_u8"));
+        c.setup().await.unwrap();
+        let recs = drive(&c, 1, 3, 2).await;
+        assert!(
+            errors(&recs).is_empty(),
+            "{extra}: {:?}",
+            errors(&recs).first()
+        );
+        let m = c.teardown().await.unwrap();
+        assert_eq!(metric(&m, "binary_tensors"), Some(1.0));
+        let per = metric(&m, "batch_size").unwrap();
+        assert_eq!(metric(&m, "inferences"), Some(3.0 * per));
+        // UINT8: one byte per value.
+        assert!(recs
+            .iter()
+            .all(|r| r.outcome.bytes_sent >= per as u64 * 224 * 224 * 3
+                && r.outcome.bytes_sent < per as u64 * 224 * 224 * 3 + 4096));
+    }
+}
+
 /// The real binary runs the users' Triton `resnet50` service (their format: no `api`) against the
 /// KServe v2 server and records every request and the inferences/s in the campaign file.
 #[test]
