@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Optional (not run by test-env.sh): build Faiss's C API as /usr/lib/x86_64-linux-gnu/libfaiss_c.so so that
-# `cargo build --features faiss` links. Debian's libfaiss-dev 1.7.3 ships the C API headers and
+# Build Faiss's C API as /usr/lib/x86_64-linux-gnu/libfaiss_c.so so that
+# factorybench finds it at run time (scripts/install-faiss.sh runs this for test-env.sh). Debian's libfaiss-dev 1.7.3 ships the C API headers and
 # the C++ library (libfaiss.a) but not libfaiss_c; the C API sources come from the faiss-sys
 # crate on crates.io (its vendored Faiss), compiled against Debian's headers and libfaiss.a.
 # About 1 minute (apt + 4 C++ files). Then:
-#   cargo test --features faiss --test data_vector
+#   cargo test --test it data_vector
 . "$(dirname "$0")/lib.sh"
 apt_install libfaiss-dev g++ libopenblas-dev
 LIB=/usr/lib/x86_64-linux-gnu/libfaiss_c.so  # a directory the C compiler driver passes to the linker
-if [ -e "$LIB" ] && nm -D "$LIB" | grep -q ' T faiss_index_factory'; then log "$LIB present"; exit 0; fi
+if [ -e "$LIB" ] && nm -D "$LIB" | grep ' T faiss_index_factory' >/dev/null; then log "$LIB present"; exit 0; fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/fetch/src"

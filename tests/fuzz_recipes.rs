@@ -500,9 +500,7 @@ fn fuzz_recipe_loader() {
         let v = run_case(b, &p.display().to_string(), &mut failures);
         if let Some(Verdict::Invalid { first_message }) = &v {
             classes.insert(message_class(first_message));
-            // recipes/faiss.yml is refused by a binary without the `faiss` feature (issue 14).
-            let faiss_refused = !cfg!(feature = "faiss") && p.ends_with("faiss.yml");
-            if p.starts_with(repo().join("recipes")) && !faiss_refused {
+            if p.starts_with(repo().join("recipes")) {
                 failures.push(format!(
                     "{}: shipped recipe invalid: {first_message}",
                     p.display()

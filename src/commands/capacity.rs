@@ -39,7 +39,7 @@ pub struct CapacityArgs {
 }
 
 pub fn exec(a: &CapacityArgs) -> anyhow::Result<i32> {
-    let loaded = super::load_recipe(&a.recipe)?;
+    let loaded = super::load_recipe(&a.recipe, a.service.as_deref())?;
     let plan = Arc::new(loaded.plan);
     let with: Vec<&crate::recipe::Service> = plan
         .services

@@ -31,7 +31,7 @@ pub struct CompileArgs {
 }
 
 pub fn exec(a: &CompileArgs) -> anyhow::Result<i32> {
-    let loaded = super::load_recipe(&a.recipe)?;
+    let loaded = super::load_recipe(&a.recipe, a.service.as_deref())?;
     let renderer = match &a.templates {
         Some(dir) => {
             if !dir.is_dir() {
@@ -90,7 +90,7 @@ pub struct ReadyArgs {
 /// Wait until the service really answers its health endpoint (used by batch scripts).
 /// Exit 0 when ready, 1 when the budget ran out.
 pub fn ready(a: &ReadyArgs) -> anyhow::Result<i32> {
-    let loaded = super::load_recipe(&a.recipe)?;
+    let loaded = super::load_recipe(&a.recipe, Some(&a.service))?;
     let Some(svc) = loaded.plan.service(&a.service) else {
         let names: Vec<&str> = loaded
             .plan

@@ -24,7 +24,7 @@ pub struct DoctorArgs {
 /// recipe.
 pub fn exec(a: &DoctorArgs) -> anyhow::Result<i32> {
     let loaded = match &a.recipe {
-        Some(p) => Some(super::load_recipe(p)?),
+        Some(p) => Some(super::load_recipe(p, None)?),
         None => None,
     };
     let binary = match &a.binary {

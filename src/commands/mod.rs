@@ -24,6 +24,7 @@ pub fn report_error(e: &anyhow::Error) -> i32 {
     if let Some(le) = e.downcast_ref::<LoadError>() {
         match le {
             LoadError::Invalid(r) => eprintln!("{r}"),
+            LoadError::CannotRun(c) => eprintln!("{c}"),
             LoadError::Io { .. } => eprintln!("error: {le}"),
         }
         return if le.is_invalid_input() {
@@ -45,9 +46,11 @@ pub fn report_error(e: &anyhow::Error) -> i32 {
 #[error("{0}")]
 pub struct InvalidInput(pub String);
 
-/// Load a recipe, print its warnings to stderr, and return it.
-pub fn load_recipe(path: &Path) -> anyhow::Result<Loaded> {
-    let loaded = crate::recipe::load(path)?;
+/// Load a recipe for a command acting on `service` (every service when `None`), print its
+/// warnings to stderr, and return it. A service this binary cannot run refuses only a
+/// selection that holds it (the message lists the runnable services and `--service`).
+pub fn load_recipe(path: &Path, service: Option<&str>) -> anyhow::Result<Loaded> {
+    let loaded = crate::recipe::load_selected(path, service)?;
     let w = loaded.render_warnings();
     if !w.is_empty() {
         eprint!("{w}");

@@ -85,7 +85,7 @@ pub struct RunArgs {
 }
 
 pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
-    let loaded = super::load_recipe(&a.recipe)?;
+    let loaded = super::load_recipe(&a.recipe, a.service.as_deref())?;
     let plan = Arc::new(loaded.plan.clone());
     let mut groups = select_jobs(&plan, &a.recipe, a.service.as_deref(), a.sweep_index)
         .map_err(|e| InvalidInput(e.0))?;

@@ -82,7 +82,9 @@ pub struct CancelArgs {
 
 pub fn submit(a: &SubmitArgs) -> anyhow::Result<i32> {
     // Warnings are printed below: the ones that stop the submission as errors.
-    let loaded = crate::recipe::load(&a.recipe)?;
+    // A service this binary cannot run refuses a submission that holds it, with the runnable
+    // services and the --service flag in the message.
+    let loaded = crate::recipe::load_selected(&a.recipe, a.service.as_deref())?;
     let plan = &loaded.plan;
     if let Some(s) = &a.service {
         if plan.service(s).is_none() {

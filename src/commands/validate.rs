@@ -1,18 +1,22 @@
 //! `validate` and `explain`.
 
 use crate::exit;
-use crate::recipe::{self, LoadError, Plan, Runtime, Service};
+use crate::recipe::{self, LoadError, Runtime, Service};
 use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  factorybench validate recipes/comprehensive.yml\n  factorybench validate --json my.yml | jq '.diagnostics[].message'"
+    after_help = "Examples:\n  factorybench validate recipes/comprehensive.yml\n  factorybench validate recipes/comprehensive.yml --service chromadb-test\n  factorybench validate --json my.yml | jq '.diagnostics[].message'"
 )]
 pub struct ValidateArgs {
     /// The recipe file.
     pub recipe: PathBuf,
+    /// Validate for running this service only: another service this binary cannot run does
+    /// not make it invalid.
+    #[arg(long)]
+    pub service: Option<String>,
     /// Print the result (valid, diagnostics) as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -34,17 +38,44 @@ struct ValidateJson<'a> {
     valid: bool,
     services: usize,
     diagnostics: &'a [recipe::Diagnostic],
+    /// The services this binary can run (when some cannot).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runnable: Option<&'a [String]>,
 }
 
 pub fn validate(a: &ValidateArgs) -> anyhow::Result<i32> {
-    match recipe::load(&a.recipe) {
+    let lenient = recipe::load_lenient(&a.recipe);
+    if let (Ok(l), Some(name)) = (&lenient, &a.service) {
+        if l.plan.service(name).is_none() {
+            let names: Vec<&str> = l.plan.services.iter().map(|s| s.name.as_str()).collect();
+            return Err(super::InvalidInput(format!(
+                "no service `{name}` in {} (services: {})",
+                a.recipe.display(),
+                names.join(", ")
+            ))
+            .into());
+        }
+    }
+    let selected = lenient.and_then(|l| {
+        l.select(a.service.as_deref())
+            .map_err(|e| LoadError::CannotRun(Box::new(e)))
+    });
+    match selected {
         Ok(l) => {
+            // Other services this binary cannot run (not selected): say so, once each.
+            for (name, d) in l.blocked() {
+                eprintln!(
+                    "note: service `{name}` is not validated for running: {}",
+                    d.message
+                );
+            }
             if a.json {
                 let j = ValidateJson {
                     file: a.recipe.display().to_string(),
                     valid: true,
                     services: l.plan.services.len(),
                     diagnostics: &l.warnings,
+                    runnable: None,
                 };
                 crate::outln!("{}", serde_json::to_string_pretty(&j)?)?;
             } else {
@@ -66,6 +97,18 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<i32> {
                 valid: false,
                 services: 0,
                 diagnostics: &e.diagnostics,
+                runnable: None,
+            };
+            crate::outln!("{}", serde_json::to_string_pretty(&j)?)?;
+            Ok(exit::INVALID_INPUT)
+        }
+        Err(LoadError::CannotRun(e)) if a.json => {
+            let j = ValidateJson {
+                file: a.recipe.display().to_string(),
+                valid: false,
+                services: 0,
+                diagnostics: &e.error.diagnostics,
+                runnable: Some(&e.runnable),
             };
             crate::outln!("{}", serde_json::to_string_pretty(&j)?)?;
             Ok(exit::INVALID_INPUT)
@@ -99,10 +142,14 @@ struct ExplainService {
     array_tasks: usize,
     node_hours: f64,
     gpu: bool,
+    /// Why this binary cannot run the service (select the others with --service).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cannot_run: Option<String>,
 }
 
-fn explain_rows(plan: &Plan) -> Vec<ExplainService> {
-    plan.services
+fn explain_rows(l: &recipe::Loaded) -> Vec<ExplainService> {
+    l.plan
+        .services
         .iter()
         .map(|s| ExplainService {
             name: s.name.clone(),
@@ -116,6 +163,7 @@ fn explain_rows(plan: &Plan) -> Vec<ExplainService> {
             array_tasks: s.sweep.as_ref().map_or(1, |w| w.values.len()),
             node_hours: node_hours(s),
             gpu: s.wants_gpu(),
+            cannot_run: l.cannot_run_reason(&s.name).map(|d| d.message.clone()),
         })
         .collect()
 }
@@ -123,7 +171,8 @@ fn explain_rows(plan: &Plan) -> Vec<ExplainService> {
 pub fn explain(a: &ExplainArgs) -> anyhow::Result<i32> {
     // `validate` shows the warnings in full; `explain` names how many, once, so a user who
     // runs both does not read every warning twice.
-    let l = recipe::load(&a.recipe)?;
+    // Every service is shown; one this binary cannot run is marked (not refused).
+    let l = recipe::load_lenient(&a.recipe)?;
     if !l.warnings.is_empty() {
         eprintln!(
             "{} warning{} (details: factorybench validate {})",
@@ -133,7 +182,7 @@ pub fn explain(a: &ExplainArgs) -> anyhow::Result<i32> {
         );
     }
     let plan = &l.plan;
-    let rows = explain_rows(plan);
+    let rows = explain_rows(&l);
     let total: f64 = rows.iter().map(|r| r.node_hours).sum();
     if a.json {
         let j = serde_json::json!({
@@ -185,6 +234,19 @@ pub fn explain(a: &ExplainArgs) -> anyhow::Result<i32> {
             r.array_tasks,
             r.node_hours,
             if r.gpu { "  (GPU)" } else { "" }
+        )?;
+        if let Some(why) = &r.cannot_run {
+            crate::outln!("{:<24} CANNOT RUN with this binary: {why}", "")?;
+        }
+    }
+    let runnable = l.runnable();
+    if runnable.len() < rows.len() {
+        crate::outln!()?;
+        crate::outln!(
+            "{} of {} services cannot run with this binary; the others run with --service NAME ({})",
+            rows.len() - runnable.len(),
+            rows.len(),
+            runnable.join(", ")
         )?;
     }
     crate::outln!()?;

@@ -308,6 +308,7 @@ pub fn check_recipe(site: &Site, plan: &Plan) -> Vec<Check> {
         out.extend(check_gpu(svc));
         out.extend(check_binds(svc));
         out.extend(check_port(svc));
+        out.extend(check_faiss(svc));
         if let Workload::FileStorage(f) = &svc.workload {
             out.push(check_dir(&format!("base_path[{n}]"), &f.base_path, true));
             out.push(check_fs_meaning(n, &f.base_path));
@@ -325,6 +326,45 @@ pub fn check_recipe(site: &Site, plan: &Plan) -> Vec<Check> {
     let need: u64 = plan.services.iter().map(metrics_bytes).sum();
     out.push(check_space("space[campaign]", db_dir, need));
     out
+}
+
+/// A Faiss service needs Faiss's C library, loaded at run time: is it loadable here, and does it
+/// have the GPU C API when the job asks for a GPU?
+fn check_faiss(svc: &Service) -> Option<Check> {
+    use crate::kinds::vector::VectorBackend;
+    use crate::runner::clients::vector::faiss_lib;
+    let Workload::Vectordb(v) = &svc.workload else {
+        return None;
+    };
+    if v.backend != VectorBackend::Faiss {
+        return None;
+    }
+    let name = format!("faiss[{}]", svc.name);
+    Some(match faiss_lib::get() {
+        Err(e) => Check::fail(
+            name,
+            format!("{e} (the batch job loads it on the compute node: give the job the same environment)"),
+            faiss_lib::HOW_TO_GET,
+        ),
+        Ok(lib) if svc.wants_gpu() && lib.gpu.is_none() => Check::warn(
+            name,
+            format!(
+                "{} loads, but has no GPU C API: the index runs on the CPU although the job asks for a GPU",
+                lib.path
+            ),
+            "load a Faiss built with GPU support and the C API (e.g. conda `faiss-gpu`), or drop the GPU request",
+        ),
+        Ok(lib) => Check::ok(
+            name,
+            format!(
+                "{} loads ({}; {} GPU{} seen)",
+                lib.path,
+                if lib.gpu.is_some() { "GPU C API" } else { "CPU only" },
+                lib.gpu_count(),
+                if lib.gpu_count() == 1 { "" } else { "s" }
+            ),
+        ),
+    })
 }
 
 fn check_image(site: &Site, svc: &Service) -> Vec<Check> {

@@ -182,6 +182,10 @@ pub const LLM_KEYS: &[&str] = &[
     "api_key",
     "api_key_env",
     "api_key_file",
+    // Triton tensor inference (`api: tensor`).
+    "batch_size",
+    "images",
+    "tensor_encoding",
 ];
 pub const VECTORDB_KEYS: &[&str] = &[
     "backend",
@@ -375,6 +379,7 @@ pub fn owner_of_key(key: &str) -> Option<String> {
 fn model_word(svc: &Service, cx: &LaunchCtx) -> Word {
     let model = match &svc.workload {
         Workload::Llm(l) => l.model.as_str(),
+        Workload::Tensor(t) => t.model.as_str(),
         _ => "",
     };
     match cx.model_var {

@@ -32,6 +32,23 @@ pub struct Diagnostic {
     /// refuses as an error: the job could not start on the node.
     #[serde(skip)]
     pub stops_submit: bool,
+    /// An error located at one service that this binary cannot run: the other services of the
+    /// recipe stay usable with `--service` (see [`crate::recipe::Loaded::select`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cannot_run: bool,
+}
+
+impl Diagnostic {
+    /// An error that makes the whole recipe unusable (not one that only stops its service).
+    pub fn blocks_recipe(&self) -> bool {
+        self.severity == Severity::Error && !self.cannot_run
+    }
+
+    /// The index of the service this diagnostic is located at (`services[3].backend` → 3).
+    pub fn service_index(&self) -> Option<usize> {
+        let rest = self.path.strip_prefix("services[")?;
+        rest[..rest.find(']')?].parse().ok()
+    }
 }
 
 /// Every problem found in one recipe file.

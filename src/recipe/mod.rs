@@ -24,6 +24,21 @@ pub struct Loaded {
     pub plan: Plan,
     pub warnings: Vec<Diagnostic>,
     pub source_text: String,
+    /// Errors at services this binary cannot run ([`Diagnostic::cannot_run`]); empty from the
+    /// strict [`load`] / [`parse_str`]. Such a service is still in `plan`: select around it
+    /// with [`Loaded::select`].
+    pub cannot_run: Vec<Diagnostic>,
+}
+
+/// A recipe whose selection includes a service this binary cannot run.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{error}\n{hint}")]
+pub struct CannotRunError {
+    pub error: RecipeError,
+    /// "runnable services: …; choose one with --service NAME".
+    pub hint: String,
+    /// The services that can run, in recipe order.
+    pub runnable: Vec<String>,
 }
 
 impl Loaded {
@@ -33,6 +48,86 @@ impl Loaded {
             .iter()
             .map(|d| diag::render(d, &self.plan.source_path, &self.source_text))
             .collect()
+    }
+
+    /// The first reason each service cannot run, by service name.
+    pub fn blocked(&self) -> Vec<(&str, &Diagnostic)> {
+        let mut out: Vec<(&str, &Diagnostic)> = Vec::new();
+        for d in &self.cannot_run {
+            let name = d
+                .service_index()
+                .and_then(|i| self.plan.services.get(i))
+                .map(|s| s.name.as_str())
+                .unwrap_or("");
+            if !out.iter().any(|(n, _)| *n == name) {
+                out.push((name, d));
+            }
+        }
+        out
+    }
+
+    /// Why `service` cannot run in this binary, if it cannot.
+    pub fn cannot_run_reason(&self, service: &str) -> Option<&Diagnostic> {
+        self.blocked()
+            .into_iter()
+            .find(|(n, _)| *n == service)
+            .map(|(_, d)| d)
+    }
+
+    /// The services this binary can run, in recipe order.
+    pub fn runnable(&self) -> Vec<&str> {
+        self.plan
+            .services
+            .iter()
+            .map(|s| s.name.as_str())
+            .filter(|n| self.cannot_run_reason(n).is_none())
+            .collect()
+    }
+
+    /// The recipe for a command that acts on `service` (or on every service when `None`):
+    /// refused when the selection holds a service this binary cannot run, with the runnable
+    /// services and the `--service` flag in the message. A selected runnable service is never
+    /// blocked by another one. An unknown `service` passes (the command names it).
+    pub fn select(self, service: Option<&str>) -> Result<Loaded, CannotRunError> {
+        let blocked = match service {
+            None => !self.cannot_run.is_empty(),
+            Some(name) => self.cannot_run_reason(name).is_some(),
+        };
+        if !blocked {
+            return Ok(self);
+        }
+        let runnable: Vec<String> = self.runnable().iter().map(|s| s.to_string()).collect();
+        let diagnostics: Vec<Diagnostic> = match service {
+            None => self.cannot_run.clone(),
+            Some(name) => self.cannot_run_reason(name).into_iter().cloned().collect(),
+        };
+        let names: Vec<&str> = self.blocked().iter().map(|(n, _)| *n).collect();
+        let hint = match (service, runnable.first()) {
+            (_, None) => "no service of this recipe can run with this binary".to_string(),
+            (Some(name), Some(_)) => format!(
+                "service `{name}` cannot run with this binary; runnable services: {}",
+                runnable.join(", ")
+            ),
+            (None, Some(first)) => format!(
+                "{} cannot run with this binary; select a runnable service with --service NAME \
+                 (runnable: {}), e.g. --service {first}",
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                runnable.join(", ")
+            ),
+        };
+        Err(CannotRunError {
+            error: RecipeError {
+                file: self.plan.source_path.clone(),
+                source_text: self.source_text.clone(),
+                diagnostics,
+            },
+            hint,
+            runnable,
+        })
     }
 }
 
@@ -45,6 +140,8 @@ pub enum LoadError {
     },
     #[error(transparent)]
     Invalid(#[from] Box<RecipeError>),
+    #[error(transparent)]
+    CannotRun(Box<CannotRunError>),
 }
 
 impl LoadError {
@@ -52,7 +149,7 @@ impl LoadError {
     /// no permission): exit 2 like an invalid recipe. Other I/O errors are failures (exit 1).
     pub fn is_invalid_input(&self) -> bool {
         match self {
-            LoadError::Invalid(_) => true,
+            LoadError::Invalid(_) | LoadError::CannotRun(_) => true,
             LoadError::Io { source, .. } => {
                 matches!(
                     source.kind(),
@@ -68,8 +165,37 @@ impl LoadError {
 /// Largest recipe file accepted (real recipes are a few KiB).
 pub const MAX_RECIPE_BYTES: u64 = 4 << 20;
 
-/// Read and validate a recipe file.
+/// Read and validate a recipe file: every service must be one this binary can run.
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+    strict(load_lenient(path)?).map_err(|e| LoadError::Invalid(Box::new(e)))
+}
+
+/// Read a recipe for a command acting on `service` (every service when `None`): a service
+/// this binary cannot run blocks only itself ([`Loaded::select`]).
+pub fn load_selected(path: &Path, service: Option<&str>) -> Result<Loaded, LoadError> {
+    load_lenient(path)?
+        .select(service)
+        .map_err(|e| LoadError::CannotRun(Box::new(e)))
+}
+
+/// The strict form: the errors at services this binary cannot run make the recipe invalid.
+fn strict(l: Loaded) -> Result<Loaded, RecipeError> {
+    if l.cannot_run.is_empty() {
+        return Ok(l);
+    }
+    let mut diagnostics = l.warnings;
+    diagnostics.extend(l.cannot_run);
+    diagnostics.sort_by_key(|d| (d.pos.line, d.pos.col));
+    Err(RecipeError {
+        file: l.plan.source_path,
+        source_text: l.source_text,
+        diagnostics,
+    })
+}
+
+/// Read and validate a recipe file, keeping the services this binary cannot run in
+/// [`Loaded::cannot_run`] instead of refusing the recipe.
+pub fn load_lenient(path: &Path) -> Result<Loaded, LoadError> {
     use std::io::Read as _;
     let io = |source| LoadError::Io {
         path: path.to_path_buf(),
@@ -89,14 +215,19 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
             format!("larger than {MAX_RECIPE_BYTES} bytes; a recipe is a few KiB"),
         )));
     }
-    parse_bytes(&bytes, path).map_err(|e| LoadError::Invalid(Box::new(e)))
+    parse_bytes_lenient(&bytes, path).map_err(|e| LoadError::Invalid(Box::new(e)))
 }
 
 /// Validate recipe bytes: text that is not UTF-8 is refused with the offset of the first bad
 /// byte. `path` is only used in messages.
 pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Loaded, RecipeError> {
+    strict(parse_bytes_lenient(bytes, path)?)
+}
+
+/// [`parse_bytes`] keeping the services this binary cannot run in [`Loaded::cannot_run`].
+pub fn parse_bytes_lenient(bytes: &[u8], path: &Path) -> Result<Loaded, RecipeError> {
     match std::str::from_utf8(bytes) {
-        Ok(text) => parse_str(text, path),
+        Ok(text) => parse_str_lenient(text, path),
         Err(e) => {
             let at = e.valid_up_to();
             let valid = &bytes[..at];
@@ -113,6 +244,7 @@ pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Loaded, RecipeError> {
                     redact: None,
                     redact_all: Vec::new(),
                     stops_submit: false,
+                    cannot_run: false,
                     severity: Severity::Error,
                     path: String::new(),
                     pos: yaml::Pos { line, col },
@@ -129,6 +261,11 @@ pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Loaded, RecipeError> {
 
 /// Validate recipe text; `path` is only used in messages.
 pub fn parse_str(text: &str, path: &Path) -> Result<Loaded, RecipeError> {
+    strict(parse_str_lenient(text, path)?)
+}
+
+/// [`parse_str`] keeping the services this binary cannot run in [`Loaded::cannot_run`].
+pub fn parse_str_lenient(text: &str, path: &Path) -> Result<Loaded, RecipeError> {
     let sha = hex::encode(Sha256::digest(text.as_bytes()));
     let fail = |diagnostics| RecipeError {
         file: path.to_path_buf(),
@@ -142,6 +279,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Loaded, RecipeError> {
                 redact: None,
                 redact_all: Vec::new(),
                 stops_submit: false,
+                cannot_run: false,
                 severity: Severity::Error,
                 path: String::new(),
                 pos: e.pos,
@@ -155,11 +293,15 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Loaded, RecipeError> {
     // Sort by position so the output reads top to bottom.
     cx.diags.sort_by_key(|d| (d.pos.line, d.pos.col));
     match plan {
-        Some(plan) if !cx.diags.iter().any(|d| d.severity == Severity::Error) => Ok(Loaded {
-            plan,
-            warnings: cx.diags,
-            source_text: text.to_string(),
-        }),
+        Some(plan) if !cx.diags.iter().any(|d| d.blocks_recipe()) => {
+            let (cannot_run, warnings) = cx.diags.into_iter().partition(|d| d.cannot_run);
+            Ok(Loaded {
+                plan,
+                warnings,
+                cannot_run,
+                source_text: text.to_string(),
+            })
+        }
         _ => Err(fail(cx.diags)),
     }
 }
@@ -180,11 +322,13 @@ impl Service {
                 }
                 SweepParam::Model => match &mut s.workload {
                     Workload::Llm(l) => l.model = value.clone(),
+                    Workload::Tensor(t) => t.model = value.clone(),
                     _ => return None,
                 },
                 SweepParam::BatchSize => match &mut s.workload {
                     Workload::Vectordb(v) => v.batch_size = value.parse().ok()?,
                     Workload::Database(d) => d.batch_size = value.parse().ok()?,
+                    Workload::Tensor(t) => t.batch_size = value.parse().ok()?,
                     _ => return None,
                 },
                 SweepParam::Grid => return None,

@@ -409,6 +409,8 @@ pub enum Workload {
     S3(S3Workload),
     FileStorage(FileStorageWorkload),
     Http(HttpWorkload),
+    /// Triton image (or any tensor) models through KServe v2 `/v2/models/{m}/infer`.
+    Tensor(TensorWorkload),
 }
 
 // ---------- LLM ----------
@@ -470,6 +472,39 @@ pub struct LlmWorkload {
     /// Ollama: pull the model before the timed phase when it is missing.
     pub pull_model: bool,
     pub api_key: Option<Secret>,
+}
+
+// ---------- tensor inference (KServe v2) ----------
+
+/// How input tensors travel in the infer request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TensorEncoding {
+    /// The binary tensor extension, falling back to JSON when the server refuses it.
+    Auto,
+    /// The binary tensor extension (`Inference-Header-Content-Length`).
+    Binary,
+    /// JSON `data` arrays.
+    Json,
+}
+
+/// Where the input tensors' values come from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum TensorSource {
+    /// Seeded random values (FP32 in [0, 1), UINT8 in 0..=255, ...).
+    Random,
+    /// Binary PPM (P6) / PGM (P5) images from a directory, resized to the model's input.
+    Images { dir: PathBuf },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TensorWorkload {
+    pub model: String,
+    /// Inferences per request (the batch dimension of each input, when the model has one).
+    pub batch_size: u32,
+    pub source: TensorSource,
+    pub encoding: TensorEncoding,
 }
 
 // ---------- vector DB ----------

@@ -394,7 +394,7 @@ fn analyze_run_inner(
         serde_json::from_str(&run.recipe_json).unwrap_or(serde_json::Value::Null);
     let slo = SloSpec::from_recipe(&recipe);
     let system = db::provenance(conn, run_id).map_err(sq)?;
-    let is_llm = run.service_kind.is_llm();
+    let is_llm = generates_text(&run, &recipe);
 
     // The window end is only known for a finished run; otherwise use the last completion.
     // Only an unfinished run needs the last completion (an extra pass over its rows).
@@ -632,6 +632,12 @@ fn analyze_run_inner(
 
 /// The validity gates of a run: whether it is partial, every gate that applies with its
 /// measured value and limit, and every reason it is invalid (one per failed gate).
+/// An LLM run: a Triton service that sends tensors (`workload.kind = tensor`, issue 24)
+/// generates no text.
+fn generates_text(run: &db::RunRow, recipe: &serde_json::Value) -> bool {
+    run.service_kind.is_llm() && recipe["workload"]["kind"] != "tensor"
+}
+
 #[allow(clippy::too_many_arguments)]
 fn validity(
     run: &db::RunRow,
@@ -761,7 +767,7 @@ fn validity(
         }),
     );
     if let Some(l) = llm_stats {
-        if run.service_kind.is_llm() && total.ok > 0 {
+        if generates_text(run, recipe) && total.ok > 0 {
             gate(
                 ReasonCode::ZeroOutputTokens,
                 "output tokens generated",

@@ -1,6 +1,6 @@
 //! Vector-DB clients: ChromaDB against the real server of scripts/start-chroma.sh; Weaviate
 //! against the protocol fixture in `weaviate_fixture` (no Weaviate server installs here);
-//! Faiss without the cargo feature.
+//! Faiss through the C library that scripts/install-faiss.sh builds (loaded at run time).
 
 use crate::common;
 use crate::data_common;
@@ -152,32 +152,21 @@ async fn weaviate_against_protocol_fixture() {
     assert_eq!(e.class, ErrorClass::Validation, "{e}");
 }
 
-/// Issue 14: a binary without the `faiss` feature refuses a Faiss service at validation (with
-/// the location), not at run time on the compute node.
+/// Issue 24: every build accepts Faiss (the C library is loaded at run time).
 #[test]
-fn faiss_without_the_feature_is_refused_by_validate() {
-    if cfg!(feature = "faiss") {
-        return;
-    }
-    let e = factorybench::recipe::parse_str(
-        &recipe("faiss", "http://127.0.0.1:1", ""),
-        std::path::Path::new("t.yml"),
-    )
-    .err()
-    .unwrap_or_else(|| panic!("refused"));
-    let msg = e.to_string();
-    assert!(
-        msg.contains("built without Faiss (cargo feature `faiss`)"),
-        "{msg}"
-    );
-    assert!(msg.contains("services[0].backend"), "{msg}");
+fn faiss_validates_in_every_build() {
+    let s = service(&recipe("faiss", "http://127.0.0.1:1", ""));
+    assert_eq!(s.kind.as_str(), "vectordb");
 }
 
-/// Real Faiss (needs `scripts/build-faiss-c.sh` and `--features faiss`): exact flat index has
-/// recall 1; HNSW32 high recall; HNSW cannot delete.
-#[cfg(feature = "faiss")]
+/// Real Faiss: Faiss's C library of scripts/install-faiss.sh, loaded at run time. The exact flat
+/// index has recall 1 under a mix that inserts, updates and deletes; HNSW32 has high recall;
+/// HNSW cannot delete (refused before any index is built).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faiss_flat_and_hnsw() {
+    if common::server("faiss").is_none() {
+        return;
+    }
     let c = client(&recipe(
         "faiss",
         "http://127.0.0.1:1",
@@ -186,8 +175,12 @@ async fn faiss_flat_and_hnsw() {
     c.setup().await.unwrap();
     let recs = drive(&c, 2, 100, 9).await;
     assert!(errors(&recs).is_empty(), "{:?}", errors(&recs).first());
+    for op in ["insert", "search", "update", "delete"] {
+        assert!(count(&recs, op) > 0, "no {op}");
+    }
     let m = c.teardown().await.unwrap();
     assert_eq!(metric(&m, "recall_at_k"), Some(1.0));
+    assert_eq!(metric(&m, "recall_k"), Some(10.0));
 
     let hnsw = |mix: &str| {
         service(&recipe(
@@ -196,10 +189,6 @@ async fn faiss_flat_and_hnsw() {
             &format!("    dimension: 32\n    dataset_size: 2000\n    recall_queries: 50\n    search_k: 10\n    index: {{type: hnsw, m: 32}}\n    operation_mix: {mix}"),
         ))
     };
-    let e = factorybench::runner::clients::make_client(&hnsw("{insert: 0.5, delete: 0.5}"))
-        .err()
-        .expect("HNSW cannot delete");
-    assert!(e.message.contains("cannot remove"), "{e}");
     let c =
         factorybench::runner::clients::make_client(&hnsw("{insert: 0.3, search: 0.7}")).unwrap();
     c.setup().await.unwrap();
@@ -209,4 +198,124 @@ async fn faiss_flat_and_hnsw() {
     let r = metric(&m, "recall_at_k").unwrap();
     eprintln!("faiss HNSW32 recall@10 = {r}");
     assert!(r > 0.9, "{r}");
+}
+
+/// Issue 24: a Faiss HNSW service whose mix deletes cannot run — an error at that service's
+/// `operation_mix`, not a failure on the compute node.
+#[test]
+fn faiss_hnsw_with_deletes_is_an_error_at_the_service() {
+    let e = factorybench::recipe::parse_str(
+        &recipe(
+            "faiss",
+            "http://127.0.0.1:1",
+            "    index: hnsw\n    operation_mix: {insert: 0.5, delete: 0.5}",
+        ),
+        std::path::Path::new("t.yml"),
+    )
+    .err()
+    .unwrap_or_else(|| panic!("refused"));
+    let msg = e.to_string();
+    assert!(msg.contains("cannot remove vectors"), "{msg}");
+    assert!(msg.contains("services[0].operation_mix"), "{msg}");
+}
+
+/// The real binary runs a Faiss recipe and records every request (and recall@10) in the
+/// campaign file.
+#[test]
+fn faiss_run_records_requests() {
+    if common::server("faiss").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("r.yml");
+    std::fs::write(
+        &p,
+        format!(
+            "benchmark: {{name: faiss-run}}\nglobal: {{metrics_db: \"{}\"}}\nservices:\n  - service_name: faiss-flat\n    service_type: vectordb\n    backend: faiss\n    index: flat\n    dimension: 64\n    dataset_size: 5000\n    recall_queries: 100\n    search_k: 10\n    operation_mix: {{insert: 0.1, search: 0.8, update: 0.05, delete: 0.05}}\n    client_count: 2\n    requests_per_second: 0\n    arrival: closed\n    requests: 400\n    duration: 60\n",
+            dir.path().join("c.db").display()
+        ),
+    )
+    .unwrap();
+    let out = common::bin()
+        .args(["run", p.to_str().unwrap(), "--json", "--no-progress"])
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    common::assert_run_ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = &v["runs"][0];
+    assert_eq!(run["status"], "success", "{run}");
+    assert_eq!(run["requests"], 400, "{run}");
+    assert_eq!(run["errors"], 0, "{run}");
+    let recall = run["recall_at_k"].as_f64().expect("recall reported");
+    eprintln!("faiss run recall@10 = {recall}");
+    assert_eq!(recall, 1.0, "flat index is exact");
+    let db = rusqlite::Connection::open(dir.path().join("c.db")).unwrap();
+    let searches: i64 = db
+        .query_row(
+            "SELECT count(*) FROM requests WHERE op = 'search' AND error_class IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(searches > 200, "{searches} searches recorded");
+}
+
+/// A node without Faiss's C library: `run` fails at setup and `doctor` fails its `faiss[...]`
+/// check, both naming what to load; with the library of scripts/install-faiss.sh, doctor passes.
+#[test]
+fn faiss_missing_library_names_what_to_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("r.yml");
+    std::fs::write(
+        &p,
+        format!(
+            "benchmark: {{name: faiss-missing}}\nglobal: {{metrics_db: \"{}\"}}\nservices:\n  - service_name: vec\n    service_type: vectordb\n    backend: faiss\n    dimension: 8\n    dataset_size: 100\n    client_count: 1\n    requests: 10\n    duration: 10\n",
+            dir.path().join("c.db").display()
+        ),
+    )
+    .unwrap();
+    let missing = "/nonexistent/libfaiss_c.so";
+    let o = common::bin()
+        .args(["run", p.to_str().unwrap(), "--no-progress"])
+        .env("FB_FAISS_LIB", missing)
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("Faiss's C library was not found"), "{err}");
+    assert!(
+        err.contains("FB_FAISS_LIB=/nonexistent/libfaiss_c.so"),
+        "{err}"
+    );
+    assert!(err.contains("module load faiss"), "{err}");
+
+    let doctor = |lib: Option<&str>| -> serde_json::Value {
+        let mut c = common::bin();
+        c.args(["doctor", p.to_str().unwrap(), "--json", "--monitor-dir"])
+            .arg(dir.path().join("mon"))
+            .env_remove("PUSHGATEWAY_URL");
+        match lib {
+            Some(l) => c.env("FB_FAISS_LIB", l),
+            None => c.env_remove("FB_FAISS_LIB"),
+        };
+        let o = c.output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "faiss[vec]")
+            .cloned()
+            .unwrap_or_else(|| panic!("no faiss check: {v}"))
+    };
+    let c = doctor(Some(missing));
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(c["fix"].as_str().unwrap().contains("conda"), "{c}");
+    if common::server("faiss").is_some() {
+        let c = doctor(None);
+        assert_eq!(c["status"], "ok", "{c}");
+        assert!(c["why"].as_str().unwrap().contains("libfaiss_c"), "{c}");
+    }
 }

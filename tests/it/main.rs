@@ -45,6 +45,8 @@ mod run_http_close;
 mod run_starts_service;
 mod script_signals;
 mod secret_tracing;
+mod service_selection;
 mod slurm_cluster;
 mod slurm_multinode;
 mod store_full_disk;
+mod tensor_infer;

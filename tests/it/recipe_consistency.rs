@@ -264,14 +264,58 @@ services:
     );
 }
 
+/// Issue 24: an image model on Triton is driven with tensors (KServe v2 infer); driving it with
+/// a text `api` is refused at `api`.
 #[test]
-fn triton_image_models_are_refused_clearly() {
-    let e = load("services:\n  - service_name: t\n    service_type: triton\n    model: resnet50\n    runtime: external\n    service_url: http://127.0.0.1:8000\n")
-        .err().unwrap_or_else(|| panic!("refused"))
+fn triton_image_models_run_as_tensors_and_refuse_text() {
+    let base = "services:\n  - service_name: t\n    service_type: triton\n    model: resnet50\n    runtime: external\n    service_url: http://127.0.0.1:8000\n";
+    let s = one(base);
+    let Workload::Tensor(t) = &s.workload else {
+        panic!("not tensor: {:?}", s.workload)
+    };
+    assert_eq!((t.model.as_str(), t.batch_size), ("resnet50", 1));
+    assert_eq!(t.encoding, recipe::TensorEncoding::Auto);
+    assert_eq!(t.source, recipe::TensorSource::Random);
+    let s = one(&format!(
+        "{base}    batch_size: 8\n    images: /data/imgs\n    tensor_encoding: json\n"
+    ));
+    let Workload::Tensor(t) = &s.workload else {
+        panic!("not tensor")
+    };
+    assert_eq!(t.batch_size, 8);
+    assert_eq!(t.encoding, recipe::TensorEncoding::Json);
+    assert_eq!(
+        t.source,
+        recipe::TensorSource::Images {
+            dir: "/data/imgs".into()
+        }
+    );
+    // `api: tensor` makes any model a tensor model; a text model stays on generate.
+    let s = one(&base
+        .replace("resnet50", "my_net")
+        .replace("runtime:", "api: tensor\n    runtime:"));
+    assert!(matches!(s.workload, Workload::Tensor(_)));
+    let s = one(&base.replace("resnet50", "ensemble"));
+    assert!(matches!(s.workload, Workload::Llm(_)));
+
+    let e = load(&format!("{base}    api: generate\n"))
+        .err()
+        .unwrap_or_else(|| panic!("refused"))
         .to_string();
     assert!(e.contains("looks like an image model"), "{e}");
-    assert!(e.contains("not supported"), "{e}");
-    assert!(e.contains("services[0].model"), "{e}");
+    assert!(e.contains("api: tensor"), "{e}");
+    assert!(e.contains("services[0].api"), "{e}");
+    let e = load(&format!("{base}    prompt: {{input_tokens: 5}}\n"))
+        .err()
+        .unwrap_or_else(|| panic!("refused"))
+        .to_string();
+    assert!(e.contains("`prompt` is for text models"), "{e}");
+    let e =
+        load("services:\n  - {service_name: o, service_type: ollama, model: m, batch_size: 4}\n")
+            .err()
+            .unwrap_or_else(|| panic!("refused"))
+            .to_string();
+    assert!(e.contains("triton` tensor inference only"), "{e}");
 }
 
 #[test]

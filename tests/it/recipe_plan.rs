@@ -30,14 +30,6 @@ fn every_recipe_in_recipes_dir_is_valid() {
     for e in std::fs::read_dir("recipes").unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "yml" || x == "yaml") {
-            // A binary without the `faiss` feature refuses Faiss at validation (issue 14).
-            if !cfg!(feature = "faiss") && p.ends_with("faiss.yml") {
-                let e = recipe::load(&p)
-                    .err()
-                    .unwrap_or_else(|| panic!("faiss refused"));
-                assert!(e.to_string().contains("cargo feature `faiss`"), "{e}");
-                continue;
-            }
             recipe::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         }
     }
@@ -117,12 +109,9 @@ fn endpoint_is_resolved_once_with_the_kind_default_port() {
         "services:\n  - service_name: o\n    service_type: vllm\n    model: m\n    port: 9001\n",
     );
     assert_eq!(s.endpoint.url.as_deref(), Some("http://127.0.0.1:9001"));
-    // In-process Faiss and file storage have no port.
-    if cfg!(feature = "faiss") {
-        let s =
-            one("services:\n  - service_name: f\n    service_type: vectordb\n    backend: faiss\n");
-        assert_eq!((s.endpoint.port, s.endpoint.url), (None, None));
-    }
+    // In-process Faiss and file storage have no port (every build accepts Faiss: issue 24).
+    let s = one("services:\n  - service_name: f\n    service_type: vectordb\n    backend: faiss\n");
+    assert_eq!((s.endpoint.port, s.endpoint.url), (None, None));
 }
 
 #[test]

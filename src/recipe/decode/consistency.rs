@@ -234,8 +234,8 @@ pub(super) fn reconcile_database(
     }
 }
 
-/// Triton started in a container: a model repository should be bound, and the model must be one
-/// factorybench can drive (text in, text out).
+/// Triton started in a container: a model repository should be bound, and an image model must
+/// not be driven with text.
 pub(super) fn check_triton(
     cx: &mut Ctx,
     f: &Fields,
@@ -243,21 +243,20 @@ pub(super) fn check_triton(
     container: &ContainerSpec,
     workload: &Workload,
 ) {
-    let Workload::Llm(l) = workload else {
-        return;
-    };
-    if is_image_model(&l.model) {
-        cx.error_help(
-            f.get("model").map(|n| n.pos).unwrap_or(f.pos()),
-            &f.p("model"),
-            format!(
-                "`{}` looks like an image model: factorybench drives Triton with text (the \
-                 generate extension, or `api: infer` with a `text_input` tensor); image tensor \
-                 inference through KServe v2 is not supported",
-                l.model.escape_debug()
-            ),
-            "benchmark image models with Triton's perf_analyzer, or serve a text model".into(),
-        );
+    if let Workload::Llm(l) = workload {
+        if is_image_model(&l.model) {
+            cx.error_help(
+                f.get("api").map(|n| n.pos).unwrap_or(f.pos()),
+                &f.p("api"),
+                format!(
+                    "`{}` looks like an image model, but this `api` sends text",
+                    l.model.escape_debug()
+                ),
+                "drop `api` (or write `api: tensor`): image models run through KServe v2 \
+                 tensor inference"
+                    .into(),
+            );
+        }
     }
     if !matches!(runtime, Runtime::Apptainer | Runtime::Podman) {
         return;
@@ -305,7 +304,7 @@ pub fn triton_model_repository(extra_args: &[String]) -> String {
 }
 
 /// Well-known image classification / detection model names (the seed recipes' `resnet50`).
-fn is_image_model(model: &str) -> bool {
+pub(super) fn is_image_model(model: &str) -> bool {
     let m = model.to_ascii_lowercase();
     const IMAGE: &[&str] = &[
         "resnet",
@@ -324,18 +323,30 @@ fn is_image_model(model: &str) -> bool {
     IMAGE.iter().any(|p| m.starts_with(p))
 }
 
-/// `faiss` needs a binary built with the `faiss` feature: refuse it at validation, not at run.
+/// A Faiss HNSW index cannot remove vectors: a mix that deletes or updates cannot run. An error
+/// at this service only ([`Ctx::cannot_run`]): the recipe's other services stay selectable.
 pub(super) fn check_faiss(cx: &mut Ctx, f: &Fields, workload: &Workload) {
-    if cfg!(feature = "faiss") {
+    use crate::kinds::vector::VectorBackend;
+    let Workload::Vectordb(v) = workload else {
+        return;
+    };
+    if v.backend != VectorBackend::Faiss || !matches!(v.index, FaissIndex::Hnsw { .. }) {
         return;
     }
-    if matches!(workload, Workload::Vectordb(v) if v.backend == crate::kinds::vector::VectorBackend::Faiss)
-    {
-        cx.error_help(
-            f.get("backend").map(|n| n.pos).unwrap_or(f.pos()),
-            &f.p("backend"),
-            "this factorybench binary was built without Faiss (cargo feature `faiss`)",
-            "rebuild with `cargo build --release --features faiss` (needs scripts/build-faiss-c.sh), or use chromadb/weaviate".into(),
+    let removes = v
+        .mix
+        .weights
+        .iter()
+        .any(|(op, w)| *w > 0.0 && matches!(op, VectorOp::Delete | VectorOp::Update));
+    if removes {
+        cx.cannot_run(
+            f.get("operation_mix").map(|n| n.pos).unwrap_or(f.pos()),
+            &f.p("operation_mix"),
+            "Faiss HNSW indexes cannot remove vectors, so this service's delete/update \
+             operations cannot run",
+            "use an operation_mix of insert/search only, or `index: flat`; the other services \
+             run with --service NAME"
+                .into(),
         );
     }
 }

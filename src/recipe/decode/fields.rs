@@ -42,11 +42,9 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Errors that make the recipe invalid (not the [`Ctx::cannot_run`] ones).
     pub fn error_count(&self) -> usize {
-        self.diags
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count()
+        self.diags.iter().filter(|d| d.blocks_recipe()).count()
     }
 
     pub fn error(&mut self, pos: Pos, path: &str, message: impl Into<String>) {
@@ -55,6 +53,15 @@ impl Ctx {
 
     pub fn error_help(&mut self, pos: Pos, path: &str, message: impl Into<String>, help: String) {
         self.push(Severity::Error, pos, path, message.into(), Some(help));
+    }
+
+    /// An error at one service this binary cannot run ([`Diagnostic::cannot_run`]): the
+    /// service stays in the plan, and the other services can still be selected.
+    pub fn cannot_run(&mut self, pos: Pos, path: &str, message: impl Into<String>, help: String) {
+        self.push(Severity::Error, pos, path, message.into(), Some(help));
+        if let Some(d) = self.diags.last_mut() {
+            d.cannot_run = true;
+        }
     }
 
     pub fn warn(&mut self, pos: Pos, path: &str, message: impl Into<String>, help: Option<String>) {
@@ -117,6 +124,7 @@ impl Ctx {
             redact: None,
             redact_all: Vec::new(),
             stops_submit: false,
+            cannot_run: false,
             severity,
             path: path.to_string(),
             pos,

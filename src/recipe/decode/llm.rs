@@ -10,6 +10,17 @@ pub(super) fn decode(cx: &mut Ctx, k: &KindCx) -> Option<Workload> {
     let f = k.f;
     let kind = k.kind;
     let pos = f.pos();
+    for key in super::tensor::TENSOR_KEYS {
+        if let Some(n) = f.get(key) {
+            // Triton with a text `api`; other kinds never take tensors.
+            let why = if kind == ServiceKind::Triton {
+                "is for tensor inference (`api: tensor`), not a text `api`"
+            } else {
+                "applies to `service_type: triton` tensor inference only"
+            };
+            cx.error(n.pos, &f.p(key), format!("`{key}` {why}"));
+        }
+    }
     let model = f.nonempty_string(cx, "model");
     if model.is_none() && f.get("model").is_none() {
         cx.error(

@@ -58,6 +58,7 @@ mod http;
 mod llm;
 mod s3;
 mod service;
+mod tensor;
 mod vector;
 
 use fields::Fields;
@@ -79,6 +80,7 @@ pub(super) struct KindCx<'a, 'n> {
 /// The workload of a service of `k.kind`: one decoder per kind.
 pub(super) fn decode_workload(cx: &mut Ctx, k: &KindCx) -> Option<Workload> {
     match k.kind {
+        ServiceKind::Triton if tensor::wanted(k.f) => tensor::decode(cx, k),
         ServiceKind::Ollama | ServiceKind::Vllm | ServiceKind::Triton => llm::decode(cx, k),
         ServiceKind::Vectordb => vector::decode(cx, k),
         ServiceKind::Database => database::decode(cx, k),
@@ -288,7 +290,7 @@ pub fn decode(
     if has_cycle(&services) {
         cx.error(root.pos, "services", "depends_on forms a cycle");
     }
-    if cx.diags.iter().any(|d| d.severity == Severity::Error) {
+    if cx.diags.iter().any(|d| d.blocks_recipe()) {
         return None;
     }
     Some(Plan {

@@ -6,7 +6,6 @@ use super::container::{decode_container, decode_slurm};
 use super::fields::*;
 use super::{check_url, decode_workload, runtime_field, KindCx};
 use crate::kinds::COMMON_SERVICE_KEYS;
-use crate::recipe::diag::Severity;
 use crate::recipe::plan::*;
 use crate::recipe::yaml::Node;
 
@@ -32,11 +31,7 @@ pub(super) fn decode_service(
         return None;
     }
     let f = Fields::new(Some(node), path);
-    let errors_before = cx
-        .diags
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .count();
+    let errors_before = cx.diags.iter().filter(|d| d.blocks_recipe()).count();
 
     let name = match f.get("service_name") {
         None => {
@@ -316,11 +311,7 @@ pub(super) fn decode_service(
         )
     });
 
-    let errors_after = cx
-        .diags
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .count();
+    let errors_after = cx.diags.iter().filter(|d| d.blocks_recipe()).count();
     if errors_after > errors_before {
         return None;
     }
@@ -342,13 +333,7 @@ pub(super) fn decode_service(
         ServiceKind::Vectordb => consistency::check_faiss(cx, &f, &workload),
         _ => {}
     }
-    if cx
-        .diags
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .count()
-        > errors_after
-    {
+    if cx.diags.iter().filter(|d| d.blocks_recipe()).count() > errors_after {
         return None;
     }
     promote_secret_lookalikes(&mut container, &workload);

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 pub mod postgres;
 pub mod s3;
+pub mod tensor;
 pub mod util;
 pub mod vector;
 
@@ -28,5 +29,6 @@ pub fn make_client(svc: &Service) -> Result<Arc<dyn Client>, ClientError> {
         Workload::S3(wl) => Ok(Arc::new(s3::S3Client::new(svc, wl)?)),
         Workload::Vectordb(wl) => vector::make(svc, wl),
         Workload::Llm(_) => llm::make(svc),
+        Workload::Tensor(wl) => Ok(Arc::new(tensor::TensorClient::new(svc, wl)?)),
     }
 }

@@ -1,5 +1,5 @@
 //! Vector-database clients (`service_type: vectordb`): ChromaDB (HTTP v2), Weaviate (REST v1 +
-//! GraphQL), Faiss (in-process, cargo feature `faiss`), all driven by one [`VectorClient`].
+//! GraphQL), Faiss (in-process, the site's `libfaiss_c` loaded at run time), all driven by one [`VectorClient`].
 //!
 //! - The client supplies the embeddings: seeded random unit vectors (`vectors: random`,
 //!   default) or a file of real embeddings (`.npy` float32 2-D, or JSONL with one array — or an
@@ -17,6 +17,7 @@
 
 pub mod chroma;
 pub mod faiss;
+pub mod faiss_lib;
 pub mod weaviate;
 
 use super::util::ReqError;
