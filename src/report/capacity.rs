@@ -220,8 +220,10 @@ pub fn to_text(s: &CapacitySearchReport) -> String {
     if let Some(at) = s.limited_at_rate_per_s() {
         let held = match s.sustainable_rate_per_s {
             Some(r) => format!("the service held its SLOs up to {} req/s", fmt_num(r)),
-            None => "no step held its SLOs before it (lower min_rate to find where the service does)"
-                .into(),
+            None => {
+                "no step held its SLOs before it (lower min_rate to find where the service does)"
+                    .into()
+            }
         };
         let _ = writeln!(
             t,
