@@ -2,6 +2,7 @@
 //! statistics and [`telemetry`] from /proc and NVML), and the monitoring-stack job
 //! (Prometheus + Pushgateway + Grafana) with its endpoint file and SSH tunnel ([`stack`]).
 
+pub mod alerting;
 pub mod disk;
 pub mod expo;
 pub mod live;

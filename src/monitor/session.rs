@@ -84,7 +84,7 @@ impl RunMonitor {
         clock: Clock,
         sink: SampleSink,
     ) -> RunMonitor {
-        let source = Arc::new(SnapshotSource::new());
+        let source = Arc::new(SnapshotSource::new().with_compat(plan.monitoring.compat_metrics));
         let telemetry = match Telemetry::start(clock, Duration::from_secs(1), true, sink) {
             Ok(t) => Some(t),
             Err(e) => {

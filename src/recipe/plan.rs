@@ -15,7 +15,16 @@ pub struct Plan {
     pub source_sha256: String,
     pub benchmark: Benchmark,
     pub global: Global,
+    /// The optional top-level `monitoring` section.
+    pub monitoring: Monitoring,
     pub services: Vec<Service>,
+}
+
+/// The recipe's `monitoring` section.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Monitoring {
+    /// Also export the earlier tool's metric names in live pushes (`compat_metrics: seed`).
+    pub compat_metrics: Option<crate::compat::CompatNames>,
 }
 
 #[derive(Debug, Clone, Serialize)]

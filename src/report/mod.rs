@@ -15,6 +15,8 @@ pub mod html;
 pub mod integrity;
 pub mod model;
 pub mod provenance;
+pub mod push;
+pub mod seed;
 pub mod statistics;
 pub mod svg;
 pub mod table;
