@@ -77,7 +77,7 @@ pub enum Command {
     Verify(commands::report::VerifyArgs),
     /// Push a finished campaign's final figures to a Pushgateway (or --delete them).
     Push(commands::push::PushArgs),
-    /// The monitoring stack job: Prometheus + Pushgateway + Grafana.
+    /// The monitoring stack job: Prometheus + Pushgateway + Alertmanager + Grafana.
     #[command(subcommand)]
     Monitor(commands::monitor::MonitorCommand),
     /// Wait until a service answers its real health endpoint (used inside batch scripts).

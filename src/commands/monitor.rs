@@ -637,6 +637,17 @@ fn tunnel(a: &TunnelArgs) -> anyhow::Result<i32> {
         ep.pushgateway.port,
         ep.pushgateway.port
     )?;
+    if let Some(am) = &ep.alertmanager {
+        crate::outln!(
+            "Alertmanager: http://localhost:{}  (user {}; password: `cat {}` on the cluster; `factorybench monitor alerts` lists the alerts)",
+            am.port,
+            ep.auth_user.as_deref().unwrap_or(AUTH_USER),
+            ep.alertmanager_password_file
+                .as_ref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_default()
+        )?;
+    }
     crate::outln!(
         "Prometheus: http://localhost:{}{}",
         ep.prometheus.port,

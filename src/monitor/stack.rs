@@ -832,12 +832,16 @@ pub fn tunnel_command(
         args.push("-L".into());
         args.push(format!("localhost:{port}:{target}:{port}"));
     };
-    // All three: Grafana (when the stack has it), Prometheus, the Pushgateway.
+    // Grafana (when the stack has it), Prometheus, the Pushgateway, Alertmanager (when the
+    // stack has it).
     if let Some(g) = &ep.grafana {
         forward(g.port);
     }
     forward(ep.prometheus.port);
     forward(ep.pushgateway.port);
+    if let Some(a) = &ep.alertmanager {
+        forward(a.port);
+    }
     if via_jump {
         args.push("-J".into());
         args.push(match login_port {

@@ -18,7 +18,8 @@ fn monitor_up_status_down_on_slurm() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("monitor");
-    let (prom, pgw, graf) = (
+    let (prom, pgw, graf, am) = (
+        common::free_port(),
         common::free_port(),
         common::free_port(),
         common::free_port(),
@@ -63,6 +64,7 @@ fn monitor_up_status_down_on_slurm() {
         .args(["--prometheus-port", &prom.to_string()])
         .args(["--pushgateway-port", &pgw.to_string()])
         .args(["--grafana-port", &graf.to_string()])
+        .args(["--alertmanager-port", &am.to_string()])
         .arg("--state-dir")
         .arg(&dir)
         .output()
@@ -106,6 +108,13 @@ fn monitor_up_status_down_on_slurm() {
     assert_eq!(st.status.code(), Some(0), "{v}");
     assert_eq!(v["ready"], true);
     assert_eq!(v["components"]["pushgateway"]["answers"], true);
+    assert_eq!(v["components"]["alertmanager"]["answers"], true, "{v}");
+    // Under SLURM too, `monitor alerts` reaches the job's Alertmanager with its credentials.
+    common::bin()
+        .args(["monitor", "alerts", "--state-dir"])
+        .arg(&dir)
+        .assert()
+        .success();
 
     // A run without pushgateway_url finds this live stack's Pushgateway.
     assert_eq!(

@@ -55,6 +55,7 @@ fn host_spec(dir: &Path) -> StackSpec {
     s.prometheus_port = common::free_port();
     s.pushgateway_port = common::free_port();
     s.grafana_port = common::free_port();
+    s.alertmanager_port = common::free_port();
     s.scrape_interval = "1s".into();
     s.retention = "1h".into();
     s.ready_timeout_s = 60;
@@ -202,10 +203,11 @@ fn host_runtime_script_starts_the_stack_and_writes_the_endpoint() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(&format!(
-            "ssh -N -L localhost:{p}:127.0.0.1:{p} -L localhost:{g}:127.0.0.1:{g} -J ana@login1 ana@{}",
+            "ssh -N -L localhost:{p}:127.0.0.1:{p} -L localhost:{g}:127.0.0.1:{g} -L localhost:{a}:127.0.0.1:{a} -J ana@login1 ana@{}",
             ep.node,
             p = spec.prometheus_port,
-            g = spec.pushgateway_port
+            g = spec.pushgateway_port,
+            a = spec.alertmanager_port
         )),
         "{text}"
     );
@@ -253,6 +255,8 @@ fn host_runtime_script_starts_the_stack_and_writes_the_endpoint() {
             &format!("localhost:{p}:127.0.0.1:{p}", p = spec.prometheus_port),
             "-L",
             &format!("localhost:{g}:127.0.0.1:{g}", g = spec.pushgateway_port),
+            "-L",
+            &format!("localhost:{a}:127.0.0.1:{a}", a = spec.alertmanager_port),
             "-J",
             "ana@login1",
             &format!("ana@{}", ep.node)
