@@ -81,8 +81,9 @@ services:
     )
 }
 
-/// The guide's queries, narrowed to one campaign (other tests share this Prometheus).
-fn guide_queries(sel: &str) -> [(String, String); 4] {
+/// The guide's queries, narrowed to one campaign (other tests share this Prometheus), and the
+/// factorybench equivalent of the last one.
+fn guide_queries(sel: &str) -> [(String, String); 5] {
     [
         (
             "rate(benchmark_requests_total[1m])".into(),
@@ -99,6 +100,11 @@ fn guide_queries(sel: &str) -> [(String, String); 4] {
         (
             "benchmark_requests_successful".into(),
             format!("benchmark_requests_successful{{{sel}}}"),
+        ),
+        // Its factorybench equivalent (docs/migrating.md).
+        (
+            "factorybench_requests_total - sum without(class) (factorybench_request_errors_total)".into(),
+            format!("factorybench_requests_total{{{sel}}} - sum without(class) (factorybench_request_errors_total{{{sel}}})"),
         ),
     ]
 }
