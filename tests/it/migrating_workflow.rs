@@ -407,3 +407,26 @@ fn seed_names_snapshot() {
         .collect();
     insta::assert_snapshot!("seed_json_fields", keys.join("\n"));
 }
+
+#[test]
+fn the_monitoring_section_is_validated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("r.yml");
+    let mut r = recipe(tmp.path(), "v", "http://pgw.example.org:9091");
+    std::fs::write(&path, &r).unwrap();
+    common::bin().arg("validate").arg(&path).assert().success();
+    r = r.replace("compat_metrics: seed", "compat_metrics: sed");
+    std::fs::write(&path, &r).unwrap();
+    let out = common::bin().arg("validate").arg(&path).output().unwrap();
+    let err =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("did you mean `seed`"), "{err}");
+    r = r.replace("compat_metrics: sed", "compat_names: seed");
+    std::fs::write(&path, &r).unwrap();
+    let out = common::bin().arg("validate").arg(&path).output().unwrap();
+    let err =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("compat_metrics"), "{err}");
+}

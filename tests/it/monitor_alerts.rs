@@ -495,4 +495,46 @@ fn a_runner_that_dies_fires_run_stalled_in_the_monitoring_jobs_prometheus() {
                 && g["labels"]["run_id"] == "run-std"),
         "{groups}"
     );
+    // The same Pushgateway under another name is not the stack's as far as `push` knows: no
+    // credentials (refused, 401), unless a 0600 file or the environment gives them.
+    let other_name = ep.pushgateway.url.replace("127.0.0.1", "localhost");
+    let push_to = |env: &[(&str, &str)]| {
+        let mut cmd = common::bin();
+        cmd.args([
+            "push",
+            db.to_str().unwrap(),
+            "--gateway",
+            &other_name,
+            "--job",
+            "other",
+        ])
+        .arg("--state-dir")
+        .arg(&dir)
+        .env_remove("PUSHGATEWAY_PASSWORD_FILE")
+        .env_remove("PUSHGATEWAY_PASSWORD");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let refused = push_to(&[]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("HTTP 401") && err.contains("credentials: none"),
+        "{err}"
+    );
+    let pw_file = dir.join("pushgateway-password");
+    let ok = push_to(&[("PUSHGATEWAY_PASSWORD_FILE", pw_file.to_str().unwrap())]);
+    let err = String::from_utf8_lossy(&ok.stderr);
+    assert!(ok.status.success(), "{err}");
+    assert!(
+        err.contains("credentials: PUSHGATEWAY_PASSWORD_FILE"),
+        "{err}"
+    );
+    let password = pgw_auth.as_ref().unwrap().password.clone();
+    let ok = push_to(&[("PUSHGATEWAY_PASSWORD", &password)]);
+    let err = String::from_utf8_lossy(&ok.stderr);
+    assert!(ok.status.success(), "{err}");
+    assert!(!err.contains(&password), "{err}");
 }
