@@ -35,7 +35,7 @@ pub struct ReportArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// The earlier tool's JSON layout (top-level summary / timing / percentiles) instead of
-    /// the versioned report; JSON only.
+    /// the versioned report (JSON only; implies --format json).
     #[arg(long, value_enum, value_name = "NAMES")]
     pub compat: Option<CompatNames>,
 }
@@ -106,6 +106,8 @@ pub fn report(a: &ReportArgs) -> anyhow::Result<i32> {
         (Some(f), _, _) => f,
         (None, true, _) => ReportFormat::Json,
         (None, false, Some(p)) => ReportFormat::from_path(p),
+        // The compatibility view is JSON only: no need to say so twice.
+        (None, false, None) if a.compat.is_some() => ReportFormat::Json,
         (None, false, None) if std::io::IsTerminal::is_terminal(&std::io::stdout()) => {
             ReportFormat::Text
         }

@@ -289,6 +289,21 @@ fn run_push_query_with_seed_names_against_real_prometheus() {
         svc["latency_uncorrected_ms"]["p95"]
     );
     assert!(seed["timing"]["duration_seconds"].as_f64().unwrap() > 0.0);
+    // It is a sealed report like the others, and JSON only.
+    let seed_file = tmp.path().join("seed.json");
+    std::fs::write(&seed_file, &out.stdout).unwrap();
+    common::bin()
+        .arg("verify")
+        .arg(&seed_file)
+        .assert()
+        .success();
+    let out = common::bin()
+        .args(["report", "--format", "csv", "--compat", "seed"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JSON view"));
 }
 
 #[test]

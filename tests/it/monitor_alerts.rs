@@ -254,7 +254,35 @@ fn a_runner_that_dies_fires_run_stalled_in_the_monitoring_jobs_prometheus() {
         s.receivers.webhooks = vec![hook_url.clone()];
         s.alert_group_wait = "1s".into();
     });
-    assert!(ep.alertmanager.is_some(), "{ep:?}");
+    // Alertmanager has the stack's basic auth, like Prometheus and the Pushgateway.
+    let am = ep
+        .alertmanager
+        .clone()
+        .expect("the stack has an Alertmanager");
+    let status = |auth: &[&str]| {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "5",
+            ])
+            .args(auth)
+            .arg(format!("{}/api/v2/alerts", am.url))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let am_auth = ep.alertmanager_auth().expect("Alertmanager credentials");
+    assert_eq!(status(&[]), "401");
+    assert_eq!(status(&["-u", "factorybench:guess"]), "401");
+    assert_eq!(
+        status(&["-u", &format!("factorybench:{}", am_auth.password)]),
+        "200"
+    );
     let run_cli = |args: &[&str]| {
         let out = common::bin()
             .args(args)
