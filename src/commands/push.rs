@@ -62,7 +62,18 @@ pub fn exec(a: &PushArgs) -> anyhow::Result<i32> {
             e => InvalidInput(e.to_string()).into(),
         })?;
     let target = found.target;
-    let groups = campaign_groups(&analysis, &a.job, a.compat);
+    // A campaign directory's runs pushed live under its name (FB_CAMPAIGN_DIR); a campaign
+    // file's under the recipe's benchmark name, which the file records.
+    let campaign = if a.campaign.is_dir() {
+        a.campaign
+            .canonicalize()?
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| analysis.campaign.clone())
+    } else {
+        analysis.campaign.clone()
+    };
+    let groups = campaign_groups(&analysis, &a.job, &campaign, a.compat);
     let http = reqwest::Client::builder().no_proxy().build()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -105,7 +116,7 @@ pub fn exec(a: &PushArgs) -> anyhow::Result<i32> {
         groups.len() - failed,
         groups.len(),
         a.job,
-        analysis.campaign,
+        campaign,
         if a.delete { "from" } else { "to" },
         crate::recipe::redact::url(&target.url),
         found.credentials_from

@@ -7,7 +7,8 @@
 //! histogram of its successful requests as `factorybench_request_duration_seconds`. With
 //! `--compat seed` the earlier tool's names ([`crate::compat`]) are added.
 //!
-//! Grouping labels: `job` (`--job`, default [`DEFAULT_JOB`]), `campaign`, `service`, `scope`
+//! Grouping labels: `job` (`--job`, default [`DEFAULT_JOB`]), `campaign` (the label the live
+//! pushes used), `service`, `scope`
 //! (`run` | `service`) and `run_id` (a service measurement's runs joined with `+`, as in the
 //! CSV and Prometheus reports).
 
@@ -66,10 +67,13 @@ fn series_labels(row: &Row) -> String {
         .join(",")
 }
 
-/// The groups of a campaign: every run, then every service measurement.
+/// The groups of a campaign: every run, then every service measurement. `campaign` is the
+/// `campaign` label: what the live pushes of the same runs carried (the campaign directory's
+/// name under SLURM), else the recorded campaign name.
 pub fn campaign_groups(
     a: &CampaignAnalysis,
     job: &str,
+    campaign: &str,
     compat: Option<CompatNames>,
 ) -> Vec<PushGroup> {
     let all = rows(a);
@@ -80,10 +84,10 @@ pub fn campaign_groups(
         let labels: GroupLabels = GROUP_LABELS
             .iter()
             .map(|k| {
-                let v = if *k == "job" {
-                    job.to_string()
-                } else {
-                    row.label(k).to_string()
+                let v = match *k {
+                    "job" => job.to_string(),
+                    "campaign" => campaign.to_string(),
+                    _ => row.label(k).to_string(),
                 };
                 (*k, v)
             })

@@ -385,6 +385,7 @@ fn seed_names_snapshot() {
     let groups = factorybench::report::push::campaign_groups(
         &a,
         "factorybench_campaign",
+        &a.campaign,
         Some(factorybench::compat::CompatNames::Seed),
     );
     let mut names = std::collections::BTreeSet::new();

@@ -507,10 +507,12 @@ fn a_runner_that_dies_fires_run_stalled_in_the_monitoring_jobs_prometheus() {
     assert!(s.deleted, "{s:?}");
 
     // `factorybench push` of a finished campaign finds the stack and its credentials itself.
-    let db = crate::reportdb::standard_http(tmp.path());
+    // A campaign directory: its runs pushed live under the directory's name, and so does push.
+    let db = crate::reportdb::standard_campaign(tmp.path());
     let said = cli(&["push", db.to_str().unwrap()]);
     assert!(
-        said.contains("pushed 2 of 2 groups") && said.contains("credentials: the monitor up stack"),
+        said.contains("pushed 4 of 4 groups (job factorybench_campaign, campaign campaign)")
+            && said.contains("credentials: the monitor up stack"),
         "{said}"
     );
     let groups = get_json(&format!("{pgw}/api/v1/metrics"));
@@ -520,6 +522,7 @@ fn a_runner_that_dies_fires_run_stalled_in_the_monitoring_jobs_prometheus() {
             .unwrap()
             .iter()
             .any(|g| g["labels"]["job"] == "factorybench_campaign"
+                && g["labels"]["campaign"] == "campaign"
                 && g["labels"]["run_id"] == "run-std"),
         "{groups}"
     );
