@@ -741,7 +741,7 @@ fn silence(a: &SilenceArgs) -> anyhow::Result<i32> {
     let dir = absolute(&a.state.state_dir)?;
     let am = alertmanager(&dir)?;
     let user = std::env::var("USER").unwrap_or_else(|_| "factorybench".into());
-    let id = runtime()?.block_on(am.silence_campaign(&a.campaign, duration, &user))?;
+    let id = runtime()?.block_on(am.silence_stress(&a.campaign, None, duration, &user))?;
     crate::outln!(
         "silenced {} of campaign {} for {} (silence {id})",
         crate::monitor::alerting::STRESS_ALERTS.join(", "),

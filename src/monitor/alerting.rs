@@ -221,24 +221,35 @@ impl Alertmanager {
         serde_json::from_str(&text).map_err(|e| err(format!("bad JSON: {e}")))
     }
 
-    /// Silence the [`STRESS_ALERTS`] of `campaign` for `duration`; returns the silence id.
-    pub async fn silence_campaign(
+    /// Silence the [`STRESS_ALERTS`] of `campaign` (of its run `run_id` only, when given) from
+    /// now for `duration`; returns the silence id.
+    pub async fn silence_stress(
         &self,
         campaign: &str,
+        run_id: Option<&str>,
         duration: Duration,
         created_by: &str,
     ) -> Result<String, AlertingError> {
         let now = std::time::SystemTime::now();
         let rfc = |t: std::time::SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+        let exact = |name: &str, value: &str| serde_json::json!({"name": name, "value": value, "isRegex": false, "isEqual": true});
+        let mut matchers = vec![
+            exact("campaign", campaign),
+            serde_json::json!({"name": "alertname", "value": STRESS_ALERTS.join("|"), "isRegex": true, "isEqual": true}),
+        ];
+        let what = match run_id {
+            Some(r) => {
+                matchers.push(exact("run_id", r));
+                format!("run {r} of campaign {campaign}")
+            }
+            None => format!("campaign {campaign}"),
+        };
         let body = serde_json::json!({
-            "matchers": [
-                {"name": "campaign", "value": campaign, "isRegex": false, "isEqual": true},
-                {"name": "alertname", "value": STRESS_ALERTS.join("|"), "isRegex": true, "isEqual": true},
-            ],
+            "matchers": matchers,
             "startsAt": rfc(now),
             "endsAt": rfc(now + duration),
             "createdBy": created_by,
-            "comment": format!("factorybench: campaign {campaign} stresses its services on purpose"),
+            "comment": format!("factorybench: {what} stresses its service on purpose"),
         });
         let v = self
             .send(

@@ -638,12 +638,17 @@ pub fn discover_push_target(recipe_url: Option<&str>, state_dir: &Path) -> Optio
     if let Some(u) = pushgateway_from_env().or(recipe_url.map(String::from)) {
         return Some(PushTarget { url: u, auth: None });
     }
+    running_endpoint(state_dir).map(|ep| PushTarget {
+        auth: ep.pushgateway_auth(),
+        url: ep.pushgateway.url,
+    })
+}
+
+/// The endpoint file of the stack while its job runs (stale files are ignored).
+pub fn running_endpoint(state_dir: &Path) -> Option<Endpoint> {
     let ep = Endpoint::read(state_dir)?;
     match job_state(&ep.job_id) {
-        Some(JobState::Running) => Some(PushTarget {
-            auth: ep.pushgateway_auth(),
-            url: ep.pushgateway.url,
-        }),
+        Some(JobState::Running) => Some(ep),
         state => {
             tracing::debug!(
                 "ignoring stale monitoring endpoint {} (job {} is {})",

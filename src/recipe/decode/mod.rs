@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 pub const TOP_KEYS: &[&str] = &["benchmark", "global", "monitoring", "services"];
 /// Keys of the optional top-level `monitoring` section.
-pub const MONITORING_KEYS: &[&str] = &["compat_metrics"];
+pub const MONITORING_KEYS: &[&str] = &["compat_metrics", "expect_stress"];
 pub const BENCHMARK_KEYS: &[&str] = &["name", "description", "duration"];
 pub const GLOBAL_KEYS: &[&str] = &[
     "log_level",
@@ -306,7 +306,8 @@ pub fn decode(
 }
 
 /// The optional top-level `monitoring` section: `compat_metrics: seed` also exports the
-/// earlier tool's metric names in the live pushes.
+/// earlier tool's metric names in the live pushes; `expect_stress: true` makes each run silence
+/// its own stress alerts.
 fn monitoring_section(cx: &mut Ctx, node: Option<&Node>) -> Monitoring {
     if let Some(m) = node {
         if m.as_map().is_none() {
@@ -321,6 +322,7 @@ fn monitoring_section(cx: &mut Ctx, node: Option<&Node>) -> Monitoring {
             "compat_metrics",
             &[(CompatNames::Seed.as_str(), CompatNames::Seed)],
         ),
+        expect_stress: mf.bool(cx, "expect_stress").unwrap_or(false),
     }
 }
 
