@@ -110,6 +110,8 @@ pub enum StackError {
         value: String,
         why: &'static str,
     },
+    #[error("alert receiver: {0}")]
+    Receiver(#[from] super::alerting::AlertingError),
     #[error("cannot render the monitoring job script: {0}")]
     Template(#[from] minijinja::Error),
     #[error("{path}: {source}")]
@@ -277,13 +279,7 @@ impl StackSpec {
         simple("retention", &Some(self.retention.clone()))?;
         simple("scrape interval", &Some(self.scrape_interval.clone()))?;
         simple("alert group wait", &Some(self.alert_group_wait.clone()))?;
-        self.receivers
-            .validate()
-            .map_err(|e| StackError::BadValue {
-                what: "alert receiver",
-                value: e.to_string(),
-                why: "see `factorybench monitor up --help`",
-            })?;
+        self.receivers.validate()?;
         let dir = self.state_dir.to_string_lossy();
         if !self.state_dir.is_absolute()
             || dir
