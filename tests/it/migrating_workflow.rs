@@ -144,18 +144,18 @@ fn run_push_query_with_seed_names_against_real_prometheus() {
         .unwrap();
     let sel = format!("campaign=\"{campaign}\",service=\"files\"");
     let queries = guide_queries(&sel);
-    let mut live: Vec<Option<f64>> = vec![None; queries.len()];
+    // The first and the last value each query returned while the run was in progress.
+    let mut first: Vec<Option<f64>> = vec![None; queries.len()];
+    let mut last: Vec<Option<f64>> = vec![None; queries.len()];
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
         for (i, (_, q)) in queries.iter().enumerate() {
             if let Some(v) = query(&prom, q).first().map(value) {
                 if v.is_finite() && v > 0.0 {
-                    live[i] = Some(v);
+                    first[i].get_or_insert(v);
+                    last[i] = Some(v);
                 }
             }
-        }
-        if live.iter().all(Option::is_some) {
-            break;
         }
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -165,10 +165,17 @@ fn run_push_query_with_seed_names_against_real_prometheus() {
         status.code().is_some_and(|c| c == 0 || c == 5),
         "{status:?}\n{err}"
     );
-    for ((guide, q), v) in queries.iter().zip(&live) {
-        let v = v.unwrap_or_else(|| panic!("no data while running for {q}\n{err}"));
-        eprintln!("live, compat seed: {guide} = {v}");
+    for (i, (guide, q)) in queries.iter().enumerate() {
+        let (Some(a), Some(b)) = (first[i], last[i]) else {
+            panic!("no data while running for {q}\n{err}");
+        };
+        eprintln!("live, compat seed: {guide} = {a} first, {b} last");
     }
+    // The counters grew while the run went on.
+    assert!(
+        last[0] > first[0] && last[3] > first[3],
+        "{first:?} {last:?}"
+    );
 
     // 2. push the finished campaign; the series carry the JSON report's values.
     let db = tmp.path().join("run.db");
