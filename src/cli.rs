@@ -75,7 +75,9 @@ pub enum Command {
     Compare(commands::report::CompareArgs),
     /// Check a report's content hash (detects edited reports).
     Verify(commands::report::VerifyArgs),
-    /// The monitoring stack job: Prometheus + Pushgateway + Grafana.
+    /// Push a finished campaign's final figures to a Pushgateway (or --delete them).
+    Push(commands::push::PushArgs),
+    /// The monitoring stack job: Prometheus + Pushgateway + Alertmanager + Grafana.
     #[command(subcommand)]
     Monitor(commands::monitor::MonitorCommand),
     /// Wait until a service answers its real health endpoint (used inside batch scripts).
@@ -86,6 +88,41 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// Flags of the earlier Python tool that factorybench does not take, and what replaced them.
+pub const REMOVED_FLAGS: &[(&str, &str)] = &[
+    (
+        "--pushgateway",
+        "live metrics go to $PUSHGATEWAY_URL, else the recipe's `global.pushgateway_url`, else \
+         the `factorybench monitor up` stack (found by itself); to push a finished campaign: \
+         `factorybench push CAMPAIGN --gateway URL`",
+    ),
+    (
+        "--gateway-url",
+        "`factorybench push CAMPAIGN --gateway URL` (credentials from the stack, \
+         $PUSHGATEWAY_PASSWORD_FILE or $PUSHGATEWAY_PASSWORD, never the command line)",
+    ),
+    (
+        "--push",
+        "pushing a finished campaign is its own command: `factorybench push CAMPAIGN`",
+    ),
+];
+
+/// The message for a flag the earlier tool had, when that is why clap refused the arguments.
+fn removed_flag(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let flag = arg.split('=').next().unwrap_or_default();
+    REMOVED_FLAGS
+        .iter()
+        .find(|(f, _)| *f == flag)
+        .map(|(f, instead)| format!("{f} was an option of the earlier tool and is gone: {instead} (see docs/migrating.md)"))
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -115,7 +152,16 @@ fn init_logging(verbose: u8, quiet: bool) {
 /// Entry point: returns the process exit code.
 pub fn main() -> i32 {
     crate::out::install_panic_guard();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some(m) = removed_flag(&e) {
+                eprintln!("error: {m}");
+                return exit::INVALID_INPUT;
+            }
+            e.exit()
+        }
+    };
     init_logging(cli.verbose, cli.quiet);
     let result = match &cli.command {
         Command::Validate(a) => commands::validate::validate(a),
@@ -132,6 +178,7 @@ pub fn main() -> i32 {
         Command::Report(a) => commands::report::report(a),
         Command::Compare(a) => commands::report::compare(a),
         Command::Verify(a) => commands::report::verify(a),
+        Command::Push(a) => commands::push::exec(a),
         Command::Monitor(c) => commands::monitor::exec(c),
         Command::Ready(a) => commands::compile::ready(a),
         Command::Completions { shell } => {

@@ -10,6 +10,7 @@
 pub mod capacity;
 pub mod cli;
 pub mod commands;
+pub mod compat;
 pub mod doctor;
 pub mod exit;
 pub mod kinds;

@@ -6,6 +6,7 @@ pub mod compile;
 pub mod doctor;
 pub mod history;
 pub mod monitor;
+pub mod push;
 pub mod report;
 pub mod run;
 pub mod slurm;

@@ -1,11 +1,13 @@
-//! `factorybench monitor up|status|down|tunnel`: the monitoring-stack job (Prometheus +
-//! Pushgateway + Grafana) and how to reach it. See `monitor::stack` for the state directory.
+//! `factorybench monitor up|status|down|tunnel|alerts|silence`: the monitoring-stack job
+//! (Prometheus + Pushgateway + Alertmanager + Grafana), how to reach it, and its alerts. See
+//! `monitor::stack` for the state directory and `monitor::alerting` for Alertmanager.
 
 use crate::commands::InvalidInput;
 use crate::exit;
+use crate::monitor::alerting::{Alertmanager, EmailReceiver, Receivers, SlackReceiver};
 use crate::monitor::stack::{
-    self, component, BindMode, Endpoint, StackRuntime, StackSpec, AUTH_USER, GRAFANA_USER,
-    PASSWORD_FILE, PROMETHEUS_PASSWORD_FILE, PUSHGATEWAY_PASSWORD_FILE,
+    self, component, BindMode, Endpoint, StackRuntime, StackSpec, ALERTMANAGER_PASSWORD_FILE,
+    AUTH_USER, GRAFANA_USER, PASSWORD_FILE, PROMETHEUS_PASSWORD_FILE, PUSHGATEWAY_PASSWORD_FILE,
 };
 use crate::slurm::{self, JobState, SubmitOptions};
 use anyhow::{bail, Context};
@@ -15,14 +17,19 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Subcommand)]
 pub enum MonitorCommand {
-    /// Submit the monitoring job (Prometheus + Pushgateway + Grafana) and wait until it answers.
-    Up(UpArgs),
+    /// Submit the monitoring job (Prometheus + Pushgateway + Alertmanager + Grafana) and wait
+    /// until it answers.
+    Up(Box<UpArgs>),
     /// Show where the monitoring stack runs and whether each server answers.
     Status(StatusArgs),
     /// Cancel the monitoring job.
     Down(StateArgs),
     /// Print (or run with --exec) the SSH tunnel command to reach Grafana from a laptop.
     Tunnel(TunnelArgs),
+    /// List the alerts the stack's Alertmanager holds (firing, and whether silenced).
+    Alerts(AlertsArgs),
+    /// Silence the alerts a campaign sets off on purpose (error rate, generator, runner CPU).
+    Silence(SilenceArgs),
     /// Wait until the stack's servers answer, then write the endpoint file (run by the job).
     #[command(hide = true)]
     Register(RegisterArgs),
@@ -73,6 +80,32 @@ pub struct UpArgs {
     pub pushgateway_port: u16,
     #[arg(long, default_value_t = 3000)]
     pub grafana_port: u16,
+    #[arg(long, default_value_t = 9093)]
+    pub alertmanager_port: u16,
+    /// Send alerts to this webhook (Alertmanager's JSON; repeatable). No credentials in it.
+    #[arg(long = "alert-webhook", value_name = "URL")]
+    pub alert_webhooks: Vec<String>,
+    /// Send alerts to a Slack-compatible incoming webhook whose URL (a secret) is in this file.
+    #[arg(long, value_name = "FILE")]
+    pub alert_slack_url_file: Option<PathBuf>,
+    /// The Slack channel (default: the webhook's own).
+    #[arg(long, value_name = "CHANNEL", requires = "alert_slack_url_file")]
+    pub alert_slack_channel: Option<String>,
+    /// Send alerts by e-mail to this address (repeatable), through --smtp-relay.
+    #[arg(long = "alert-email-to", value_name = "ADDRESS", requires_all = ["smtp_relay", "alert_email_from"])]
+    pub alert_email_to: Vec<String>,
+    /// Sender address of alert e-mails.
+    #[arg(long, value_name = "ADDRESS")]
+    pub alert_email_from: Option<String>,
+    /// The site's SMTP relay, host:port.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub smtp_relay: Option<String>,
+    /// Require STARTTLS on the SMTP relay.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub smtp_require_tls: bool,
+    /// How long Alertmanager gathers alerts of one group before it notifies.
+    #[arg(long, default_value = "30s")]
+    pub alert_group_wait: String,
     /// Prometheus retention (--storage.tsdb.retention.time).
     #[arg(long, default_value = "15d")]
     pub retention: String,
@@ -85,6 +118,8 @@ pub struct UpArgs {
     pub pushgateway_image: Option<String>,
     #[arg(long)]
     pub grafana_image: Option<String>,
+    #[arg(long)]
+    pub alertmanager_image: Option<String>,
     /// Give up waiting for the stack after this many seconds (the job keeps its place in the
     /// queue; `monitor status` shows it).
     #[arg(long, default_value_t = 600.0)]
@@ -119,6 +154,37 @@ pub struct TunnelArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct AlertsArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Only this campaign's alerts.
+    #[arg(long)]
+    pub campaign: Option<String>,
+    /// Print the alerts as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Silenced: FactorybenchRunErrorRateHigh, FactorybenchRunFailing, \
+FactorybenchGeneratorSaturated and FactorybenchRunnerNodeCpuSaturated of the campaign. A stalled \
+run, a hot GPU or a full disk still alert.
+
+Example: factorybench monitor silence --campaign overload-test --for 6h"
+)]
+pub struct SilenceArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// The campaign label (the campaign directory's name under SLURM, else benchmark.name).
+    #[arg(long)]
+    pub campaign: String,
+    /// How long the silence lasts (90m, 6h, 2d).
+    #[arg(long = "for", value_name = "DURATION", default_value = "12h")]
+    pub duration: String,
+}
+
+#[derive(Debug, Args)]
 pub struct RegisterArgs {
     #[command(flatten)]
     pub state: StateArgs,
@@ -138,6 +204,8 @@ pub struct RegisterArgs {
     pub pushgateway_port: u16,
     #[arg(long)]
     pub grafana_port: Option<u16>,
+    #[arg(long)]
+    pub alertmanager_port: Option<u16>,
     #[arg(long, default_value_t = 180.0)]
     pub timeout: f64,
 }
@@ -148,6 +216,8 @@ pub fn exec(c: &MonitorCommand) -> anyhow::Result<i32> {
         MonitorCommand::Status(a) => status(a),
         MonitorCommand::Down(a) => down(a),
         MonitorCommand::Tunnel(a) => tunnel(a),
+        MonitorCommand::Alerts(a) => alerts(a),
+        MonitorCommand::Silence(a) => silence(a),
         MonitorCommand::Register(a) => register(a),
     }
 }
@@ -207,6 +277,25 @@ fn up(a: &UpArgs) -> anyhow::Result<i32> {
     spec.prometheus_port = a.prometheus_port;
     spec.pushgateway_port = a.pushgateway_port;
     spec.grafana_port = a.grafana_port;
+    spec.alertmanager_port = a.alertmanager_port;
+    spec.alert_group_wait = a.alert_group_wait.clone();
+    let slack = match &a.alert_slack_url_file {
+        Some(f) => Some(SlackReceiver {
+            url_file: absolute(f)?,
+            channel: a.alert_slack_channel.clone(),
+        }),
+        None => None,
+    };
+    spec.receivers = Receivers {
+        webhooks: a.alert_webhooks.clone(),
+        slack,
+        email: (!a.alert_email_to.is_empty()).then(|| EmailReceiver {
+            to: a.alert_email_to.clone(),
+            from: a.alert_email_from.clone().unwrap_or_default(),
+            smarthost: a.smtp_relay.clone().unwrap_or_default(),
+            require_tls: a.smtp_require_tls,
+        }),
+    };
     spec.retention = a.retention.clone();
     spec.scrape_interval = a.scrape_interval.clone();
     if let Some(i) = &a.prometheus_image {
@@ -217,6 +306,9 @@ fn up(a: &UpArgs) -> anyhow::Result<i32> {
     }
     if let Some(i) = &a.grafana_image {
         spec.grafana_image = i.clone();
+    }
+    if let Some(i) = &a.alertmanager_image {
+        spec.alertmanager_image = i.clone();
     }
     if a.timeout.is_nan() || a.timeout <= 0.0 || a.timeout > 86_400.0 * 365.0 {
         return Err(InvalidInput(
@@ -301,6 +393,13 @@ fn print_endpoint(ep: &Endpoint) -> std::io::Result<()> {
         ep.pushgateway.url,
         auth_note(ep, &ep.pushgateway_password_file)
     )?;
+    if let Some(am) = &ep.alertmanager {
+        crate::outln!(
+            "  Alertmanager {}{}",
+            am.url,
+            auth_note(ep, &ep.alertmanager_password_file)
+        )?;
+    }
     match &ep.grafana {
         Some(g) => crate::outln!(
             "  Grafana      {}  (user {}, password in {})",
@@ -337,6 +436,10 @@ fn register(a: &RegisterArgs) -> anyhow::Result<i32> {
         auth_user: Some(AUTH_USER.into()),
         prometheus_password_file: Some(dir.join(PROMETHEUS_PASSWORD_FILE)),
         pushgateway_password_file: Some(dir.join(PUSHGATEWAY_PASSWORD_FILE)),
+        alertmanager: a.alertmanager_port.map(|p| component(&a.address, p)),
+        alertmanager_password_file: a
+            .alertmanager_port
+            .map(|_| dir.join(ALERTMANAGER_PASSWORD_FILE)),
         written_ns: crate::runner::clock::Clock::new().now_ns(),
     };
     let budget = Duration::from_secs_f64(a.timeout.clamp(1.0, 86_400.0 * 365.0));
@@ -534,6 +637,17 @@ fn tunnel(a: &TunnelArgs) -> anyhow::Result<i32> {
         ep.pushgateway.port,
         ep.pushgateway.port
     )?;
+    if let Some(am) = &ep.alertmanager {
+        crate::outln!(
+            "Alertmanager: http://localhost:{}  (user {}; password: `cat {}` on the cluster; `factorybench monitor alerts` lists the alerts)",
+            am.port,
+            ep.auth_user.as_deref().unwrap_or(AUTH_USER),
+            ep.alertmanager_password_file
+                .as_ref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_default()
+        )?;
+    }
     crate::outln!(
         "Prometheus: http://localhost:{}{}",
         ep.prometheus.port,
@@ -557,4 +671,82 @@ fn full_hostname() -> String {
     }
     let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).to_string()
+}
+
+/// The running stack's Alertmanager client.
+fn alertmanager(dir: &Path) -> anyhow::Result<Alertmanager> {
+    let Some(ep) = Endpoint::read(dir) else {
+        bail!(
+            "the monitoring stack is not running (no endpoint file in {}): start it with `factorybench monitor up`",
+            dir.display()
+        );
+    };
+    let am = ep
+        .alertmanager
+        .as_ref()
+        .ok_or(crate::monitor::alerting::AlertingError::NoAlertmanager)?;
+    Ok(Alertmanager::new(&am.url, ep.alertmanager_auth())?)
+}
+
+fn alerts(a: &AlertsArgs) -> anyhow::Result<i32> {
+    let dir = absolute(&a.state.state_dir)?;
+    let am = alertmanager(&dir)?;
+    let mut list = runtime()?.block_on(am.alerts())?;
+    if let Some(c) = &a.campaign {
+        list.retain(|x| &x.campaign == c);
+    }
+    if a.json {
+        crate::outln!("{}", serde_json::to_string_pretty(&list)?)?;
+        return Ok(exit::OK);
+    }
+    if list.is_empty() {
+        crate::outln!("no alerts")?;
+        return Ok(exit::OK);
+    }
+    crate::outln!(
+        "{:<36} {:<9} {:<10} {:<24} {:<16} {:<10} summary",
+        "alert",
+        "severity",
+        "state",
+        "campaign",
+        "service",
+        "run"
+    )?;
+    for x in &list {
+        let state = if x.silenced_by.is_empty() {
+            x.state.clone()
+        } else {
+            "silenced".to_string()
+        };
+        crate::outln!(
+            "{:<36} {:<9} {:<10} {:<24} {:<16} {:<10} {}",
+            x.name,
+            x.severity,
+            state,
+            x.campaign,
+            x.service,
+            x.run_id,
+            x.summary
+        )?;
+    }
+    Ok(exit::OK)
+}
+
+fn silence(a: &SilenceArgs) -> anyhow::Result<i32> {
+    let duration = humantime::parse_duration(&a.duration)
+        .map_err(|e| InvalidInput(format!("--for {:?}: {e}", a.duration)))?;
+    if a.campaign.is_empty() {
+        return Err(InvalidInput("--campaign must not be empty".into()).into());
+    }
+    let dir = absolute(&a.state.state_dir)?;
+    let am = alertmanager(&dir)?;
+    let user = std::env::var("USER").unwrap_or_else(|_| "factorybench".into());
+    let id = runtime()?.block_on(am.silence_stress(&a.campaign, None, duration, &user))?;
+    crate::outln!(
+        "silenced {} of campaign {} for {} (silence {id})",
+        crate::monitor::alerting::STRESS_ALERTS.join(", "),
+        a.campaign,
+        a.duration
+    )?;
+    Ok(exit::OK)
 }

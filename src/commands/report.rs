@@ -1,6 +1,7 @@
 //! `report`, `compare`, `verify`.
 
 use super::InvalidInput;
+use crate::compat::CompatNames;
 use crate::exit;
 use crate::report::analysis::AnalysisError;
 use crate::report::compare::{self, CompareError};
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
   factorybench report quickstart.db                      # summary on a terminal
   factorybench report quickstart.db --format html --out reports/quickstart.html
   factorybench report campaigns/NAME-DATE | jq .analysis.valid   # JSON when piped
+  factorybench report metrics.db --format json --compat seed | jq .summary.total_requests
 
 Without --format: a concise text summary on a terminal, JSON when stdout is a pipe or a
 file; with --out, the format the file name says (.html, .csv, .prom, .txt), else JSON.
@@ -32,6 +34,10 @@ pub struct ReportArgs {
     /// Write here instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// The earlier tool's JSON layout (top-level summary / timing / percentiles) instead of
+    /// the versioned report (JSON only; implies --format json).
+    #[arg(long, value_enum, value_name = "NAMES")]
+    pub compat: Option<CompatNames>,
 }
 
 #[derive(Debug, Args)]
@@ -88,7 +94,7 @@ pub struct VerifyArgs {
     pub report: PathBuf,
 }
 
-fn input_err(e: AnalysisError) -> anyhow::Error {
+pub(crate) fn input_err(e: AnalysisError) -> anyhow::Error {
     if e.is_input_error() {
         InvalidInput(e.to_string()).into()
     } else {
@@ -121,12 +127,26 @@ pub fn report(a: &ReportArgs) -> anyhow::Result<i32> {
         (Some(f), _, _) => f,
         (None, true, _) => ReportFormat::Json,
         (None, false, Some(p)) => ReportFormat::from_path(p),
+        // The compatibility view is JSON only: no need to say so twice.
+        (None, false, None) if a.compat.is_some() => ReportFormat::Json,
         (None, false, None) if std::io::IsTerminal::is_terminal(&std::io::stdout()) => {
             ReportFormat::Text
         }
         (None, false, None) => ReportFormat::Json,
     };
-    let content = render(&doc, format);
+    let content = match a.compat {
+        None => render(&doc, format),
+        Some(CompatNames::Seed) if format == ReportFormat::Json => {
+            crate::report::seed::to_seed_json(&doc)
+        }
+        Some(c) => {
+            return Err(InvalidInput(format!(
+                "--compat {} is a JSON view: use it with --format json",
+                c.as_str()
+            ))
+            .into())
+        }
+    };
     write_out(a.out.as_deref(), &content)?;
     let an = &doc.analysis;
     if let Some(p) = &a.out {

@@ -112,6 +112,13 @@ impl Exposition {
         self
     }
 
+    /// Append families rendered elsewhere with names of their own (the compatibility names of
+    /// [`crate::compat`], which do not carry the `factorybench_` prefix).
+    pub fn raw(&mut self, text: &str) -> &mut Self {
+        self.buf.push_str(text);
+        self
+    }
+
     pub fn as_str(&self) -> &str {
         &self.buf
     }

@@ -1,7 +1,9 @@
 //! Live monitoring: Pushgateway pushes while a run is in progress ([`push`], fed by [`live`]
 //! statistics and [`telemetry`] from /proc and NVML), and the monitoring-stack job
-//! (Prometheus + Pushgateway + Grafana) with its endpoint file and SSH tunnel ([`stack`]).
+//! (Prometheus + Pushgateway + Alertmanager + Grafana) with its endpoint file and SSH tunnel
+//! ([`stack`]), its Alertmanager's receivers, silences and alerts ([`alerting`]).
 
+pub mod alerting;
 pub mod disk;
 pub mod expo;
 pub mod live;

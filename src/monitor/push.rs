@@ -44,27 +44,107 @@ impl GroupingKey {
     /// `/metrics/job/<job>/instance/<node>/...`, each value base64url-encoded (`name@base64`)
     /// when it is empty or holds anything but `[A-Za-z0-9._~-]` (a '/' would split the path).
     pub fn path(&self) -> String {
-        let mut p = String::from("/metrics");
-        for (k, v) in [
+        grouping_path(&[
             ("job", &self.job),
             ("instance", &self.instance),
             ("campaign", &self.campaign),
             ("service", &self.service),
             ("run_id", &self.run_id),
-        ] {
-            let plain = !v.is_empty()
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b));
-            if plain {
-                p.push_str(&format!("/{k}/{v}"));
-            } else if v.is_empty() {
-                p.push_str(&format!("/{k}@base64/="));
-            } else {
-                let enc = base64::engine::general_purpose::URL_SAFE.encode(v.as_bytes());
-                p.push_str(&format!("/{k}@base64/{enc}"));
-            }
+        ])
+    }
+}
+
+/// `/metrics/<k1>/<v1>/<k2>/<v2>...` of a Pushgateway group, each value base64url-encoded
+/// (`name@base64`) when it is empty or holds anything but `[A-Za-z0-9._~-]` (a '/' would split
+/// the path). The first label must be `job`.
+pub fn grouping_path(labels: &[(&str, &str)]) -> String {
+    let mut p = String::from("/metrics");
+    for (k, v) in labels {
+        let plain = !v.is_empty()
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b));
+        if plain {
+            p.push_str(&format!("/{k}/{v}"));
+        } else if v.is_empty() {
+            p.push_str(&format!("/{k}@base64/="));
+        } else {
+            let enc = base64::engine::general_purpose::URL_SAFE.encode(v.as_bytes());
+            p.push_str(&format!("/{k}@base64/{enc}"));
         }
-        p
+    }
+    p
+}
+
+/// Why a one-shot request to a Pushgateway failed (its URL shown without credentials).
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error("{method} {url}: HTTP {status}: {body}")]
+    Refused {
+        method: &'static str,
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{method} {url}: {message}")]
+    Unreachable {
+        method: &'static str,
+        url: String,
+        message: String,
+    },
+}
+
+/// What to do with a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupOp<'a> {
+    /// `PUT`: replace the whole group with this exposition (pushing twice replaces, never adds).
+    Replace(&'a str),
+    /// `DELETE` the group.
+    Delete,
+}
+
+/// One request on one group of the Pushgateway at `base_url` (for `factorybench push`; the
+/// live pusher keeps its own loop).
+pub async fn send_group(
+    http: &reqwest::Client,
+    base_url: &str,
+    auth: Option<&super::stack::BasicAuth>,
+    path: &str,
+    op: GroupOp<'_>,
+    timeout: Duration,
+) -> Result<(), GroupError> {
+    let url = format!("{}{path}", base_url.trim_end_matches('/'));
+    let (method, name) = match op {
+        GroupOp::Replace(_) => (reqwest::Method::PUT, "PUT"),
+        GroupOp::Delete => (reqwest::Method::DELETE, "DELETE"),
+    };
+    let mut req = http.request(method, &url).timeout(timeout);
+    if let Some(a) = auth {
+        req = a.apply(req);
+    }
+    if let GroupOp::Replace(body) = op {
+        req = req
+            .header("Content-Type", "text/plain; version=0.0.4")
+            .body(body.to_string());
+    }
+    let shown = crate::recipe::redact::url(&url);
+    let creds = crate::recipe::redact::url_credentials(base_url);
+    match req.send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap_or_default();
+            Err(GroupError::Refused {
+                method: name,
+                url: shown,
+                status,
+                body: crate::recipe::redact::text(body.trim(), &creds),
+            })
+        }
+        Err(e) => Err(GroupError::Unreachable {
+            method: name,
+            url: shown,
+            message: crate::recipe::redact::text(&error_chain(&e), &creds),
+        }),
     }
 }
 
@@ -392,6 +472,7 @@ mod tests {
             input_tokens_total: 3,
             output_tokens_total: 4,
             runner_cpu_percent: 5.0,
+            success_duration: crate::compat::DurationHistogram::seed(),
         });
         let t = Telemetry::start(
             crate::runner::clock::Clock::new(),

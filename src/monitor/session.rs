@@ -2,6 +2,7 @@
 //! of the engine's snapshots and the telemetry to the Pushgateway, and at the end a final
 //! push and the deletion of the group.
 
+use super::alerting::Alertmanager;
 use super::disk::{DiskSource, PathRole};
 use super::live::LiveSource;
 use super::push::{FinalState, GroupingKey, PushConfig, PushSummary, Pusher};
@@ -73,6 +74,49 @@ pub struct RunMonitor {
     source: Arc<SnapshotSource>,
     telemetry: Option<Telemetry>,
     pusher: Option<Pusher>,
+    /// The request that silences this run's stress alerts (`monitoring.expect_stress`).
+    silence: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// How long after its planned end a run's silence lasts: the drain, the alerts' `for:` and one
+/// evaluation of a stale rate window.
+pub const SILENCE_MARGIN: Duration = Duration::from_secs(600);
+
+/// Silence this run's stress alerts in the running stack's Alertmanager, from now to its
+/// planned end plus [`SILENCE_MARGIN`] (best effort: a failure is logged, the run goes on).
+fn silence_own_stress_alerts(
+    plan: &Plan,
+    svc: &Service,
+    run_id: &str,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let ep = stack::running_endpoint(&stack::default_state_dir())?;
+    let am = ep.alertmanager.as_ref()?;
+    let client = match Alertmanager::new(&am.url, ep.alertmanager_auth()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("[{}] cannot silence its stress alerts: {e}", svc.name);
+            return None;
+        }
+    };
+    let planned = Duration::from_secs_f64((svc.load.warmup_s + svc.load.duration_s).max(0.0));
+    let (campaign, run_id, name) = (campaign_label(plan), run_id.to_string(), svc.name.clone());
+    Some(tokio::spawn(async move {
+        match client
+            .silence_stress(
+                &campaign,
+                Some(&run_id),
+                planned + SILENCE_MARGIN,
+                "factorybench run",
+            )
+            .await
+        {
+            Ok(id) => tracing::info!(
+                "[{name}] expect_stress: its stress alerts are silenced for {} s (silence {id})",
+                (planned + SILENCE_MARGIN).as_secs()
+            ),
+            Err(e) => tracing::warn!("[{name}] cannot silence its stress alerts: {e}"),
+        }
+    }))
 }
 
 impl RunMonitor {
@@ -84,7 +128,7 @@ impl RunMonitor {
         clock: Clock,
         sink: SampleSink,
     ) -> RunMonitor {
-        let source = Arc::new(SnapshotSource::new());
+        let source = Arc::new(SnapshotSource::new().with_compat(plan.monitoring.compat_metrics));
         let telemetry = match Telemetry::start(clock, Duration::from_secs(1), true, sink) {
             Ok(t) => Some(t),
             Err(e) => {
@@ -112,10 +156,16 @@ impl RunMonitor {
             sources.push(Arc::new(disk_source(plan, svc)));
             Pusher::start(cfg, sources)
         });
+        let silence = plan
+            .monitoring
+            .expect_stress
+            .then(|| silence_own_stress_alerts(plan, svc, run_id))
+            .flatten();
         RunMonitor {
             source,
             telemetry,
             pusher,
+            silence,
         }
     }
 
@@ -137,6 +187,9 @@ impl RunMonitor {
                 .unwrap_or_default(),
             None => TelemetryData::default(),
         };
+        if let Some(s) = self.silence {
+            let _ = tokio::time::timeout(Duration::from_secs(10), s).await;
+        }
         let mut out = MonitorOutcome::default();
         if let Some(p) = self.pusher {
             let s = p

@@ -9,6 +9,7 @@
 
 use super::expo::{Exposition, MetricType};
 use super::live::LiveSource;
+use crate::compat::{seed_exposition, CompatNames, SeedFigures};
 use crate::runner::client::ErrorClass;
 use crate::runner::live::{LiveObserver, LiveSnapshot, Phase, Quantiles};
 use std::sync::Mutex;
@@ -17,11 +18,19 @@ use std::sync::Mutex;
 #[derive(Debug, Default)]
 pub struct SnapshotSource {
     latest: Mutex<Option<LiveSnapshot>>,
+    /// Also render the earlier tool's names (`monitoring.compat_metrics`).
+    compat: Option<CompatNames>,
 }
 
 impl SnapshotSource {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Also push the compatibility names of `compat` (none: factorybench's names only).
+    pub fn with_compat(mut self, compat: Option<CompatNames>) -> Self {
+        self.compat = compat;
+        self
     }
 
     pub fn latest(&self) -> Option<LiveSnapshot> {
@@ -51,7 +60,20 @@ impl LiveSource for SnapshotSource {
     fn render(&self, e: &mut Exposition) {
         if let Some(s) = self.latest() {
             render_snapshot(&s, e);
+            if self.compat == Some(CompatNames::Seed) {
+                e.raw(&seed_exposition(&seed_figures(&s)));
+            }
         }
+    }
+}
+
+/// The earlier tool's figures of a live snapshot (cumulative since the run started).
+pub fn seed_figures(s: &LiveSnapshot) -> SeedFigures {
+    SeedFigures {
+        requests_total: s.requests_total,
+        successful: s.requests_total.saturating_sub(s.errors_total),
+        failed: s.errors_total,
+        duration: Some(s.success_duration.clone()),
     }
 }
 

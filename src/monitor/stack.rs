@@ -15,11 +15,14 @@
 //!                                            `factorybench`) of Prometheus and the Pushgateway
 //! config/prometheus-web.yml                  0600, their `--web.config.file` (bcrypt hashes)
 //! config/pushgateway-web.yml
+//! alertmanager-password                      0600, generated once: Alertmanager's basic auth
+//! config/alertmanager-web.yml                0600, its `--web.config.file`
+//! config/alertmanager.yml                    0600, route and receivers (`monitor up --alert-*`)
 //! monitor.sbatch                             the rendered job script
 //! job_id                                     the last submitted job
 //! endpoint.json                              written on the node once every component answers
 //! logs/monitor-<jobid>.out, run/<jobid>/     job output and component logs
-//! prometheus-data/, grafana-data/
+//! prometheus-data/, grafana-data/, alertmanager-data/
 //! ```
 
 use crate::slurm::JobState;
@@ -51,6 +54,11 @@ pub const PROMETHEUS_PASSWORD_FILE: &str = "prometheus-password";
 pub const PUSHGATEWAY_PASSWORD_FILE: &str = "pushgateway-password";
 pub const PROMETHEUS_WEB_CONFIG: &str = "config/prometheus-web.yml";
 pub const PUSHGATEWAY_WEB_CONFIG: &str = "config/pushgateway-web.yml";
+pub const ALERTMANAGER_PASSWORD_FILE: &str = "alertmanager-password";
+pub const ALERTMANAGER_WEB_CONFIG: &str = "config/alertmanager-web.yml";
+pub const ALERTMANAGER_CONFIG: &str = "config/alertmanager.yml";
+/// The private copy of `--alert-slack-url-file` that Alertmanager reads.
+pub const SLACK_URL_FILE: &str = "slack-webhook-url";
 const DATASOURCE_FILE: &str = "config/grafana/provisioning/datasources/prometheus.yml";
 /// bcrypt cost of the web-config hashes. The servers check a password once per connection
 /// and cache the result, so a pushing runner pays it rarely.
@@ -102,6 +110,8 @@ pub enum StackError {
         value: String,
         why: &'static str,
     },
+    #[error("alert receiver: {0}")]
+    Receiver(#[from] super::alerting::AlertingError),
     #[error("cannot render the monitoring job script: {0}")]
     Template(#[from] minijinja::Error),
     #[error("{path}: {source}")]
@@ -175,6 +185,11 @@ pub struct StackSpec {
     pub prometheus_port: u16,
     pub pushgateway_port: u16,
     pub grafana_port: u16,
+    pub alertmanager_port: u16,
+    /// Where Alertmanager sends alerts (none: they are listed by `monitor alerts` only).
+    pub receivers: super::alerting::Receivers,
+    /// Alertmanager's `group_wait`: how long it gathers alerts before the first notification.
+    pub alert_group_wait: String,
     /// Prometheus `--storage.tsdb.retention.time`.
     pub retention: String,
     /// Prometheus scrape interval (`5s`).
@@ -182,6 +197,7 @@ pub struct StackSpec {
     pub prometheus_image: String,
     pub pushgateway_image: String,
     pub grafana_image: String,
+    pub alertmanager_image: String,
     pub ready_timeout_s: u32,
 }
 
@@ -202,11 +218,15 @@ impl StackSpec {
             prometheus_port: 9090,
             pushgateway_port: 9091,
             grafana_port: 3000,
+            alertmanager_port: 9093,
+            receivers: super::alerting::Receivers::default(),
+            alert_group_wait: "30s".into(),
             retention: "15d".into(),
             scrape_interval: "5s".into(),
             prometheus_image: "docker://prom/prometheus:v2.53.2".into(),
             pushgateway_image: "docker://prom/pushgateway:v1.9.0".into(),
             grafana_image: "docker://grafana/grafana-oss:11.2.0".into(),
+            alertmanager_image: "docker://prom/alertmanager:v0.27.0".into(),
             ready_timeout_s: 180,
         }
     }
@@ -258,6 +278,8 @@ impl StackSpec {
         simple("mem", &self.mem)?;
         simple("retention", &Some(self.retention.clone()))?;
         simple("scrape interval", &Some(self.scrape_interval.clone()))?;
+        simple("alert group wait", &Some(self.alert_group_wait.clone()))?;
+        self.receivers.validate()?;
         let dir = self.state_dir.to_string_lossy();
         if !self.state_dir.is_absolute()
             || dir
@@ -274,16 +296,14 @@ impl StackSpec {
             self.prometheus_port,
             self.pushgateway_port,
             self.grafana_port,
+            self.alertmanager_port,
         ];
-        if ports.contains(&0)
-            || ports[0] == ports[1]
-            || ports[0] == ports[2]
-            || ports[1] == ports[2]
-        {
+        let distinct: std::collections::HashSet<u16> = ports.iter().copied().collect();
+        if ports.contains(&0) || distinct.len() != ports.len() {
             return Err(StackError::BadValue {
                 what: "ports",
                 value: format!("{ports:?}"),
-                why: "Prometheus, Pushgateway and Grafana need three different non-zero ports",
+                why: "Prometheus, Pushgateway, Grafana and Alertmanager need four different non-zero ports",
             });
         }
         Ok(())
@@ -312,6 +332,8 @@ impl StackSpec {
             prometheus_port => self.prometheus_port,
             pushgateway_port => self.pushgateway_port,
             grafana_port => self.grafana_port,
+            alertmanager_port => self.alertmanager_port,
+            alertmanager_image => self.alertmanager_image,
             retention => self.retention,
             scrape_interval => self.scrape_interval,
             prometheus_image => self.prometheus_image,
@@ -359,6 +381,24 @@ impl StackSpec {
         ensure_password(&d.join(PASSWORD_FILE))?;
         let prom_pw = ensure_password(&d.join(PROMETHEUS_PASSWORD_FILE))?;
         let pgw_pw = ensure_password(&d.join(PUSHGATEWAY_PASSWORD_FILE))?;
+        let am_pw = ensure_password(&d.join(ALERTMANAGER_PASSWORD_FILE))?;
+        write_private(
+            &d.join(ALERTMANAGER_WEB_CONFIG),
+            &web_config(AUTH_USER, &am_pw),
+        )?;
+        // A Slack webhook URL is a secret: Alertmanager reads it from a private copy in the
+        // state directory (the one directory an Apptainer image of it sees).
+        let mut receivers = self.receivers.clone();
+        if let Some(sl) = &mut receivers.slack {
+            let url = fs::read_to_string(&sl.url_file).map_err(io_err(&sl.url_file))?;
+            let copy = d.join(SLACK_URL_FILE);
+            write_private(&copy, url.trim())?;
+            sl.url_file = copy;
+        }
+        write_private(
+            &d.join(ALERTMANAGER_CONFIG),
+            &super::alerting::alertmanager_config(&receivers, &self.alert_group_wait),
+        )?;
         write_private(
             &d.join(PROMETHEUS_WEB_CONFIG),
             &web_config(AUTH_USER, &prom_pw),
@@ -475,6 +515,11 @@ pub struct Endpoint {
     pub prometheus_password_file: Option<PathBuf>,
     #[serde(default)]
     pub pushgateway_password_file: Option<PathBuf>,
+    /// `None` in endpoint files of stacks started before Alertmanager was part of them.
+    #[serde(default)]
+    pub alertmanager: Option<Component>,
+    #[serde(default)]
+    pub alertmanager_password_file: Option<PathBuf>,
     pub written_ns: i64,
 }
 
@@ -505,6 +550,11 @@ impl Endpoint {
     /// Credentials for queries to this stack's Prometheus.
     pub fn prometheus_auth(&self) -> Option<BasicAuth> {
         self.auth(self.prometheus_password_file.as_ref())
+    }
+
+    /// Credentials for this stack's Alertmanager.
+    pub fn alertmanager_auth(&self) -> Option<BasicAuth> {
+        self.auth(self.alertmanager_password_file.as_ref())
     }
 
     /// Credentials for pushes to this stack's Pushgateway.
@@ -584,12 +634,17 @@ pub fn discover_push_target(recipe_url: Option<&str>, state_dir: &Path) -> Optio
     if let Some(u) = pushgateway_from_env().or(recipe_url.map(String::from)) {
         return Some(PushTarget { url: u, auth: None });
     }
+    running_endpoint(state_dir).map(|ep| PushTarget {
+        auth: ep.pushgateway_auth(),
+        url: ep.pushgateway.url,
+    })
+}
+
+/// The endpoint file of the stack while its job runs (stale files are ignored).
+pub fn running_endpoint(state_dir: &Path) -> Option<Endpoint> {
     let ep = Endpoint::read(state_dir)?;
     match job_state(&ep.job_id) {
-        Some(JobState::Running) => Some(PushTarget {
-            auth: ep.pushgateway_auth(),
-            url: ep.pushgateway.url,
-        }),
+        Some(JobState::Running) => Some(ep),
         state => {
             tracing::debug!(
                 "ignoring stale monitoring endpoint {} (job {} is {})",
@@ -600,6 +655,112 @@ pub fn discover_push_target(recipe_url: Option<&str>, state_dir: &Path) -> Optio
             None
         }
     }
+}
+
+/// A file holding the basic-auth password of a Pushgateway that is not the stack's (0600).
+pub const PUSHGATEWAY_PASSWORD_FILE_ENV: &str = "PUSHGATEWAY_PASSWORD_FILE";
+/// The password itself, for pipelines that inject secrets into the environment.
+pub const PUSHGATEWAY_PASSWORD_ENV: &str = "PUSHGATEWAY_PASSWORD";
+/// The basic-auth user with either of them (default [`AUTH_USER`]).
+pub const PUSHGATEWAY_USER_ENV: &str = "PUSHGATEWAY_USER";
+
+/// Why no usable Pushgateway or credentials were found for a one-shot push.
+#[derive(Debug, thiserror::Error)]
+pub enum PushTargetError {
+    #[error(
+        "no Pushgateway: give --gateway URL, set {PUSHGATEWAY_ENV}, or start the stack with \
+         `factorybench monitor up`"
+    )]
+    NoGateway,
+    #[error(
+        "{url}: credentials in the URL are refused (they would show in `ps` and the shell \
+         history); put the password in a 0600 file named by {PUSHGATEWAY_PASSWORD_FILE_ENV}, \
+         or in {PUSHGATEWAY_PASSWORD_ENV}"
+    )]
+    CredentialsInUrl { url: String },
+    #[error("{path}: the password file is readable by others (mode {mode:o}); `chmod 600 {path}`")]
+    OpenPasswordFile { path: PathBuf, mode: u32 },
+    #[error(transparent)]
+    Stack(#[from] StackError),
+}
+
+/// Where `factorybench push` sends a campaign, and how it found the credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneShotTarget {
+    pub target: PushTarget,
+    /// `the monitor up stack`, `PUSHGATEWAY_PASSWORD_FILE`, `PUSHGATEWAY_PASSWORD` or `none`.
+    pub credentials_from: &'static str,
+}
+
+/// The Pushgateway of a one-shot push and its credentials, never from the command line:
+/// the URL is `gateway`, else `PUSHGATEWAY_URL`, else the stack's endpoint file. A URL that is
+/// the stack's Pushgateway uses the stack's password file; any other uses
+/// `PUSHGATEWAY_PASSWORD_FILE` (a 0600 file), else `PUSHGATEWAY_PASSWORD`, else none.
+pub fn one_shot_target(
+    gateway: Option<&str>,
+    state_dir: &Path,
+) -> Result<OneShotTarget, PushTargetError> {
+    let ep = Endpoint::read(state_dir);
+    let url = gateway
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .or_else(pushgateway_from_env)
+        .or_else(|| ep.as_ref().map(|e| e.pushgateway.url.clone()))
+        .ok_or(PushTargetError::NoGateway)?;
+    if !crate::recipe::redact::url_credentials(&url).is_empty() {
+        return Err(PushTargetError::CredentialsInUrl {
+            url: crate::recipe::redact::url(&url),
+        });
+    }
+    let url = url.trim_end_matches('/').to_string();
+    if let Some(ep) = ep.filter(|e| e.pushgateway.url.trim_end_matches('/') == url) {
+        if let Some(auth) = ep.pushgateway_auth() {
+            return Ok(OneShotTarget {
+                target: PushTarget {
+                    url,
+                    auth: Some(auth),
+                },
+                credentials_from: "the monitor up stack",
+            });
+        }
+    }
+    let user = std::env::var(PUSHGATEWAY_USER_ENV)
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| AUTH_USER.to_string());
+    if let Some(path) = std::env::var_os(PUSHGATEWAY_PASSWORD_FILE_ENV).filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        let mode = fs::metadata(&path)
+            .map_err(io_err(&path))?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(PushTargetError::OpenPasswordFile { path, mode });
+        }
+        return Ok(OneShotTarget {
+            target: PushTarget {
+                url,
+                auth: Some(BasicAuth::from_file(&user, &path)?),
+            },
+            credentials_from: PUSHGATEWAY_PASSWORD_FILE_ENV,
+        });
+    }
+    if let Some(pw) = std::env::var(PUSHGATEWAY_PASSWORD_ENV)
+        .ok()
+        .filter(|p| !p.is_empty())
+    {
+        return Ok(OneShotTarget {
+            target: PushTarget {
+                url,
+                auth: Some(BasicAuth { user, password: pw }),
+            },
+            credentials_from: PUSHGATEWAY_PASSWORD_ENV,
+        });
+    }
+    Ok(OneShotTarget {
+        target: PushTarget { url, auth: None },
+        credentials_from: "none",
+    })
 }
 
 /// Poll `url` until it answers 2xx or the budget runs out.
@@ -641,6 +802,13 @@ pub fn ready_urls(ep: &Endpoint) -> Vec<(&'static str, String, Option<BasicAuth>
             ep.pushgateway_auth(),
         ),
     ];
+    if let Some(a) = &ep.alertmanager {
+        v.push((
+            "Alertmanager",
+            format!("{}/-/ready", a.url),
+            ep.alertmanager_auth(),
+        ));
+    }
     if let Some(g) = &ep.grafana {
         v.push(("Grafana", format!("{}/api/health", g.url), None));
     }
@@ -665,12 +833,16 @@ pub fn tunnel_command(
         args.push("-L".into());
         args.push(format!("localhost:{port}:{target}:{port}"));
     };
-    // All three: Grafana (when the stack has it), Prometheus, the Pushgateway.
+    // Grafana (when the stack has it), Prometheus, the Pushgateway, Alertmanager (when the
+    // stack has it).
     if let Some(g) = &ep.grafana {
         forward(g.port);
     }
     forward(ep.prometheus.port);
     forward(ep.pushgateway.port);
+    if let Some(a) = &ep.alertmanager {
+        forward(a.port);
+    }
     if via_jump {
         args.push("-J".into());
         args.push(match login_port {
@@ -788,6 +960,8 @@ mod tests {
             auth_user: Some(AUTH_USER.into()),
             prometheus_password_file: None,
             pushgateway_password_file: None,
+            alertmanager: None,
+            alertmanager_password_file: None,
             written_ns: 0,
         }
     }
@@ -844,8 +1018,11 @@ mod tests {
         for rel in [
             PROMETHEUS_PASSWORD_FILE,
             PUSHGATEWAY_PASSWORD_FILE,
+            ALERTMANAGER_PASSWORD_FILE,
             PROMETHEUS_WEB_CONFIG,
             PUSHGATEWAY_WEB_CONFIG,
+            ALERTMANAGER_WEB_CONFIG,
+            ALERTMANAGER_CONFIG,
             DATASOURCE_FILE,
         ] {
             let mode = fs::metadata(dir.join(rel)).unwrap().permissions().mode() & 0o777;

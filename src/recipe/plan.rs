@@ -15,7 +15,19 @@ pub struct Plan {
     pub source_sha256: String,
     pub benchmark: Benchmark,
     pub global: Global,
+    /// The optional top-level `monitoring` section.
+    pub monitoring: Monitoring,
     pub services: Vec<Service>,
+}
+
+/// The recipe's `monitoring` section.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Monitoring {
+    /// Also export the earlier tool's metric names in live pushes (`compat_metrics: seed`).
+    pub compat_metrics: Option<crate::compat::CompatNames>,
+    /// The campaign stresses its services on purpose (`expect_stress: true`): each run silences
+    /// its own stress alerts in the monitoring stack's Alertmanager while it runs.
+    pub expect_stress: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

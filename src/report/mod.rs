@@ -17,6 +17,8 @@ pub mod judge;
 pub mod metric;
 pub mod model;
 pub mod provenance;
+pub mod push;
+pub mod seed;
 pub mod statistics;
 pub mod svg;
 pub mod table;

@@ -20,6 +20,7 @@ use super::cpu::process_cpu_s;
 use super::live::{class_index, LiveObserver, LiveSnapshot, Phase, Quantiles};
 use super::rng::Rng;
 use super::schedule::Schedule;
+use crate::compat::DurationHistogram;
 use crate::recipe::{Arrival, Load, ServiceKind};
 use crate::store::{
     encode_histogram, RequestRow, RequestSink, StopReason, StopSignal, StoreHandle,
@@ -127,6 +128,9 @@ struct Agg {
     /// LLM time to first token and time per output token of the last interval (live view).
     iv_ttft: Histogram<u64>,
     iv_tpot: Histogram<u64>,
+    /// Sent → done of every successful request so far, warmup included (the live view's
+    /// compatibility histogram, `crate::compat`).
+    success_duration: DurationHistogram,
 }
 
 fn hist() -> Histogram<u64> {
@@ -201,6 +205,7 @@ impl Shared {
                 a.iv_errors += 1;
             } else {
                 let _ = a.iv_latency.record(corrected_us);
+                a.success_duration.observe(service_us as f64 / 1e6);
                 if let (Some(fb), Some(l)) = (first_byte_ns, &o.llm) {
                     let _ = a.iv_ttft.record(((fb - sent_ns).max(0) / 1000) as u64);
                     if let Some(n) = l.output_tokens.filter(|n| *n > 1) {
@@ -411,6 +416,7 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
             iv_lag: hist(),
             iv_ttft: hist(),
             iv_tpot: hist(),
+            success_duration: DurationHistogram::seed(),
         }),
         idle: Mutex::new(Vec::new()),
         next_conn: AtomicU32::new(pre),
@@ -934,13 +940,21 @@ async fn ticker(sh: Arc<Shared>, cfg: TickerCfg, phase: Arc<AtomicU8>) {
         tick_at += 1_000_000_000;
         let dt_s = ((now - last_ns) as f64 / 1e9).max(1e-6);
         last_ns = now;
-        let (iv_done, iv_errors, lat, lag_p99_ms, ttft, tpot) = {
+        let (iv_done, iv_errors, lat, lag_p99_ms, ttft, tpot, success_duration) = {
             let mut a = sh.agg.lock().expect("agg lock");
             let lat = (!a.iv_latency.is_empty()).then(|| quantiles(&a.iv_latency));
             let lag = a.iv_lag.value_at_quantile(0.99) as f64 / 1000.0;
             let ttft = (!a.iv_ttft.is_empty()).then(|| quantiles(&a.iv_ttft));
             let tpot = (!a.iv_tpot.is_empty()).then(|| quantiles(&a.iv_tpot));
-            let r = (a.iv_done, a.iv_errors, lat, lag, ttft, tpot);
+            let r = (
+                a.iv_done,
+                a.iv_errors,
+                lat,
+                lag,
+                ttft,
+                tpot,
+                a.success_duration.clone(),
+            );
             a.iv_done = 0;
             a.iv_errors = 0;
             a.iv_latency.reset();
@@ -1017,6 +1031,7 @@ async fn ticker(sh: Arc<Shared>, cfg: TickerCfg, phase: Arc<AtomicU8>) {
                 input_tokens_total: sh.input_tokens.load(Ordering::Relaxed),
                 output_tokens_total: sh.output_tokens.load(Ordering::Relaxed),
                 runner_cpu_percent: cpu_pct,
+                success_duration,
             };
             for o in &cfg.observers {
                 o.tick(&snap);

@@ -70,6 +70,10 @@ pub struct LiveSnapshot {
     pub output_tokens_total: u64,
     /// The runner process's CPU use over the last interval, percent of one core.
     pub runner_cpu_percent: f64,
+    /// Sent → done of every successful request so far (cumulative; the compatibility
+    /// histogram `benchmark_request_duration_seconds`).
+    #[serde(skip)]
+    pub success_duration: crate::compat::DurationHistogram,
 }
 
 pub trait LiveObserver: Send + Sync {

@@ -2,16 +2,24 @@
 //! (monitoring/alerts.test.yml, every alert fired there at least once), and one alert fired for
 //! real: the monitoring job (host runtime: the Debian Prometheus and Pushgateway) loads the rules,
 //! a runner's pusher pushes and then dies without its final push, and Prometheus reports
-//! `FactorybenchRunStalled` firing for that run and nothing for a run that ended normally.
+//! `FactorybenchRunStalled` firing for that run and nothing for a run that ended normally. The
+//! job's Alertmanager (Debian `prometheus-alertmanager`) routes that alert to a webhook receiver
+//! this test runs on loopback; a campaign silence keeps the stress alerts of another run
+//! (`FactorybenchRunFailing`) from it, and `monitor alerts` lists both. `factorybench push`
+//! finds the stack's Pushgateway and credentials by itself.
 //! Skipped when the Debian `prometheus` package is not installed, unless FB_REQUIRE_SERVERS=1.
 
 use crate::common;
 
+use factorybench::monitor::expo::Exposition;
 use factorybench::monitor::live::LiveSource;
 use factorybench::monitor::push::{node_name, FinalState, GroupingKey, PushConfig, Pusher};
 use factorybench::monitor::stack::{BindMode, Endpoint, StackRuntime, StackSpec, ALERTS_YML};
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 fn repo() -> PathBuf {
@@ -133,7 +141,63 @@ impl Drop for Job {
     }
 }
 
-fn start_stack(dir: &Path, tmp: &Path) -> (Job, Endpoint) {
+/// A webhook receiver on loopback: every POST body it gets goes to the channel.
+fn webhook_receiver() -> (String, mpsc::Receiver<serde_json::Value>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            if let Ok(v) = serde_json::from_slice(&body) {
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    (url, rx)
+}
+
+/// A run whose requests mostly fail: each push reports 10 more requests, 9 of them timeouts.
+#[derive(Default)]
+struct Failing(AtomicU64);
+
+impl LiveSource for Failing {
+    fn render(&self, e: &mut Exposition) {
+        let n = self.0.fetch_add(1, Ordering::Relaxed) + 1;
+        e.counter("requests_total", "Requests.", (n * 10) as f64);
+        e.family(
+            "request_errors_total",
+            factorybench::monitor::expo::MetricType::Counter,
+            "Errors.",
+        )
+        .sample(
+            "request_errors_total",
+            &[("class", "timeout")],
+            (n * 9) as f64,
+        );
+    }
+}
+
+/// The monitoring job (host runtime, loopback, free ports, 1 s scrape and evaluation), with
+/// `adjust` applied to its spec.
+fn start_stack(dir: &Path, tmp: &Path, adjust: impl FnOnce(&mut StackSpec)) -> (Job, Endpoint) {
     let mut s = StackSpec::new(
         dir.to_path_buf(),
         assert_cmd::cargo::cargo_bin("factorybench"),
@@ -147,6 +211,8 @@ fn start_stack(dir: &Path, tmp: &Path) -> (Job, Endpoint) {
     s.scrape_interval = "1s".into();
     s.retention = "1h".into();
     s.ready_timeout_s = 60;
+    s.alertmanager_port = common::free_port();
+    adjust(&mut s);
     let script = s.install().unwrap();
     let log = tmp.join("job.out");
     let child = Command::new("bash")
@@ -174,12 +240,64 @@ fn start_stack(dir: &Path, tmp: &Path) -> (Job, Endpoint) {
 
 #[test]
 fn a_runner_that_dies_fires_run_stalled_in_the_monitoring_jobs_prometheus() {
-    if !have(&["prometheus", "prometheus-pushgateway"]) {
+    if !have(&[
+        "prometheus",
+        "prometheus-pushgateway",
+        "prometheus-alertmanager",
+    ]) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("monitor");
-    let (_job, ep) = start_stack(&dir, tmp.path());
+    let (hook_url, hooks) = webhook_receiver();
+    let (_job, ep) = start_stack(&dir, tmp.path(), |s| {
+        s.receivers.webhooks = vec![hook_url.clone()];
+        s.alert_group_wait = "1s".into();
+    });
+    // Alertmanager has the stack's basic auth, like Prometheus and the Pushgateway.
+    let am = ep
+        .alertmanager
+        .clone()
+        .expect("the stack has an Alertmanager");
+    let status = |auth: &[&str]| {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "5",
+            ])
+            .args(auth)
+            .arg(format!("{}/api/v2/alerts", am.url))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let am_auth = ep.alertmanager_auth().expect("Alertmanager credentials");
+    assert_eq!(status(&[]), "401");
+    assert_eq!(status(&["-u", "factorybench:guess"]), "401");
+    assert_eq!(
+        status(&["-u", &format!("factorybench:{}", am_auth.password)]),
+        "200"
+    );
+    let run_cli = |args: &[&str]| {
+        let out = common::bin()
+            .args(args)
+            .arg("--state-dir")
+            .arg(&dir)
+            .env_remove("PUSHGATEWAY_URL")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        out
+    };
+    let cli = |args: &[&str]| {
+        let out = run_cli(args);
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+    };
     // The stack requires basic auth: curl gets the credentials in the URL, pushers their own.
     let with_auth = |url: &str, auth: Option<factorybench::monitor::stack::BasicAuth>| match auth {
         Some(a) => url.replacen("://", &format!("://{}:{}@", a.user, a.password), 1),
@@ -215,6 +333,29 @@ fn a_runner_that_dies_fires_run_stalled_in_the_monitoring_jobs_prometheus() {
     // Two runners push every 0.5 s: "ok" ends normally (final push, group deleted); "dead"
     // stops without a final push, as when SLURM kills the runner.
     let campaign = format!("alerts-{}", std::process::id());
+    // This campaign stresses its service on purpose: its stress alerts are silenced.
+    let said = cli(&[
+        "monitor",
+        "silence",
+        "--campaign",
+        &campaign,
+        "--for",
+        "10m",
+    ]);
+    assert!(said.contains("FactorybenchRunFailing"), "{said}");
+    // A third runner whose requests mostly fail keeps pushing (its own runtime) until the end.
+    let stress_rt = tokio::runtime::Runtime::new().unwrap();
+    let stress = stress_rt.block_on(async {
+        Pusher::start(
+            PushConfig::new(
+                &ep.pushgateway.url,
+                GroupingKey::new(&campaign, "pg", "stress"),
+                0.5,
+            )
+            .with_auth(pgw_auth.clone()),
+            vec![Arc::new(Failing::default()) as Arc<dyn LiveSource>],
+        )
+    });
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (dead, ok) = rt.block_on(async {
         let start = |run_id: &str| {
@@ -285,4 +426,146 @@ fn a_runner_that_dies_fires_run_stalled_in_the_monitoring_jobs_prometheus() {
         summary.starts_with("pg: run dead stopped pushing "),
         "{firing}"
     );
+
+    // Alertmanager routed it to the webhook: the payload names the campaign, the service and
+    // the value (in the summary).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut received = Vec::new();
+    let stalled = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let payload = hooks
+            .recv_timeout(left)
+            .expect("no webhook payload for FactorybenchRunStalled within 60 s");
+        received.push(payload.clone());
+        if payload["commonLabels"]["alertname"] == "FactorybenchRunStalled"
+            && payload["commonLabels"]["campaign"] == campaign.as_str()
+        {
+            break payload;
+        }
+    };
+    eprintln!(
+        "webhook payload: {}",
+        serde_json::to_string_pretty(&stalled).unwrap()
+    );
+    let alert = &stalled["alerts"][0];
+    assert_eq!(stalled["status"], "firing", "{stalled}");
+    assert_eq!(alert["labels"]["campaign"], campaign.as_str());
+    assert_eq!(alert["labels"]["service"], "pg");
+    assert_eq!(alert["labels"]["run_id"], "dead");
+    let text = alert["annotations"]["summary"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("pg: run dead stopped pushing ")
+            && text.ends_with(" ago")
+            && text.chars().any(|c| c.is_ascii_digit()),
+        "{stalled}"
+    );
+
+    // The stress run's FactorybenchRunFailing reaches Alertmanager but is silenced: listed by
+    // `monitor alerts`, never sent to the receiver.
+    let mut listed = serde_json::Value::Null;
+    wait_until(
+        "FactorybenchRunFailing, silenced, in Alertmanager",
+        90,
+        || {
+            listed = serde_json::from_slice(
+                &run_cli(&["monitor", "alerts", "--json", "--campaign", &campaign]).stdout,
+            )
+            .unwrap_or_default();
+            listed.as_array().is_some_and(|l| {
+                l.iter().any(|a| {
+                    a["name"] == "FactorybenchRunFailing"
+                        && a["run_id"] == "stress"
+                        && a["state"] == "suppressed"
+                        && !a["silenced_by"].as_array().unwrap().is_empty()
+                })
+            })
+        },
+    );
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"] == "FactorybenchRunStalled" && a["state"] == "active"),
+        "{listed}"
+    );
+    let table = cli(&["monitor", "alerts"]);
+    assert!(
+        table.contains("silenced") && table.contains(&campaign),
+        "{table}"
+    );
+    received.extend(hooks.try_iter());
+    assert!(
+        !received
+            .iter()
+            .any(|p| p["commonLabels"]["alertname"] == "FactorybenchRunFailing"),
+        "a silenced alert reached the receiver: {received:?}"
+    );
+    let s = stress_rt.block_on(stress.finish(FinalState {
+        status: "success".into(),
+    }));
+    assert!(s.deleted, "{s:?}");
+
+    // `factorybench push` of a finished campaign finds the stack and its credentials itself.
+    // A campaign directory: its runs pushed live under the directory's name, and so does push.
+    let db = crate::reportdb::standard_campaign(tmp.path());
+    let said = cli(&["push", db.to_str().unwrap()]);
+    assert!(
+        said.contains("pushed 4 of 4 groups (job factorybench_campaign, campaign campaign)")
+            && said.contains("credentials: the monitor up stack"),
+        "{said}"
+    );
+    let groups = get_json(&format!("{pgw}/api/v1/metrics"));
+    assert!(
+        groups["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["labels"]["job"] == "factorybench_campaign"
+                && g["labels"]["campaign"] == "campaign"
+                && g["labels"]["run_id"] == "run-std"),
+        "{groups}"
+    );
+    // The same Pushgateway under another name is not the stack's as far as `push` knows: no
+    // credentials (refused, 401), unless a 0600 file or the environment gives them.
+    let other_name = ep.pushgateway.url.replace("127.0.0.1", "localhost");
+    let push_to = |env: &[(&str, &str)]| {
+        let mut cmd = common::bin();
+        cmd.args([
+            "push",
+            db.to_str().unwrap(),
+            "--gateway",
+            &other_name,
+            "--job",
+            "other",
+        ])
+        .arg("--state-dir")
+        .arg(&dir)
+        .env_remove("PUSHGATEWAY_PASSWORD_FILE")
+        .env_remove("PUSHGATEWAY_PASSWORD");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let refused = push_to(&[]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("HTTP 401") && err.contains("credentials: none"),
+        "{err}"
+    );
+    let pw_file = dir.join("pushgateway-password");
+    let ok = push_to(&[("PUSHGATEWAY_PASSWORD_FILE", pw_file.to_str().unwrap())]);
+    let err = String::from_utf8_lossy(&ok.stderr);
+    assert!(ok.status.success(), "{err}");
+    assert!(
+        err.contains("credentials: PUSHGATEWAY_PASSWORD_FILE"),
+        "{err}"
+    );
+    let password = pgw_auth.as_ref().unwrap().password.clone();
+    let ok = push_to(&[("PUSHGATEWAY_PASSWORD", &password)]);
+    let err = String::from_utf8_lossy(&ok.stderr);
+    assert!(ok.status.success(), "{err}");
+    assert!(!err.contains(&password), "{err}");
 }

@@ -18,7 +18,8 @@ fn monitor_up_status_down_on_slurm() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("monitor");
-    let (prom, pgw, graf) = (
+    let (prom, pgw, graf, am) = (
+        common::free_port(),
         common::free_port(),
         common::free_port(),
         common::free_port(),
@@ -63,6 +64,7 @@ fn monitor_up_status_down_on_slurm() {
         .args(["--prometheus-port", &prom.to_string()])
         .args(["--pushgateway-port", &pgw.to_string()])
         .args(["--grafana-port", &graf.to_string()])
+        .args(["--alertmanager-port", &am.to_string()])
         .arg("--state-dir")
         .arg(&dir)
         .output()
@@ -106,6 +108,13 @@ fn monitor_up_status_down_on_slurm() {
     assert_eq!(st.status.code(), Some(0), "{v}");
     assert_eq!(v["ready"], true);
     assert_eq!(v["components"]["pushgateway"]["answers"], true);
+    assert_eq!(v["components"]["alertmanager"]["answers"], true, "{v}");
+    // Under SLURM too, `monitor alerts` reaches the job's Alertmanager with its credentials.
+    common::bin()
+        .args(["monitor", "alerts", "--state-dir"])
+        .arg(&dir)
+        .assert()
+        .success();
 
     // A run without pushgateway_url finds this live stack's Pushgateway.
     assert_eq!(
@@ -120,7 +129,7 @@ fn monitor_up_status_down_on_slurm() {
     std::fs::write(
         &recipe,
         format!(
-            "benchmark: {{name: \"{campaign}\"}}\nglobal: {{metrics_db: \"{db}\", push_interval: 0.5}}\nservices:\n  - service_name: files\n    service_type: file_storage\n    base_path: \"{files}\"\n    client_count: 1\n    requests_per_second: 50\n    warmup: 0\n    duration: 6\n    operation_mix: {{write: 0.5, read: 0.5}}\n    file_sizes: {{\"4KB\": 1.0}}\n",
+            "benchmark: {{name: \"{campaign}\"}}\nglobal: {{metrics_db: \"{db}\", push_interval: 0.5}}\nmonitoring: {{expect_stress: true}}\nservices:\n  - service_name: files\n    service_type: file_storage\n    base_path: \"{files}\"\n    client_count: 1\n    requests_per_second: 50\n    warmup: 0\n    duration: 6\n    operation_mix: {{write: 0.5, read: 0.5}}\n    file_sizes: {{\"4KB\": 1.0}}\n",
             db = tmp.path().join("run.db").display(),
             files = tmp.path().join("files").display(),
         ),
@@ -171,6 +180,44 @@ fn monitor_up_status_down_on_slurm() {
         live,
         "the run's series never reached the stack's Prometheus while it ran"
     );
+    // `monitoring.expect_stress`: the run silenced its own stress alerts in the stack's
+    // Alertmanager (campaign and run_id matchers), for its planned duration plus a margin.
+    let am = ep
+        .alertmanager
+        .as_ref()
+        .expect("the stack has an Alertmanager");
+    let am_auth = ep.alertmanager_auth().expect("Alertmanager credentials");
+    let out = Command::new("curl")
+        .args([
+            "-fsS",
+            "-u",
+            &format!("{}:{}", am_auth.user, am_auth.password),
+        ])
+        .arg(format!("{}/api/v2/silences", am.url))
+        .output()
+        .unwrap();
+    let silences: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let ours: Vec<&serde_json::Value> = silences
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| {
+            s["createdBy"] == "factorybench run"
+                && s["status"]["state"] == "active"
+                && s["matchers"].as_array().is_some_and(|m| {
+                    m.iter()
+                        .any(|m| m["name"] == "campaign" && m["value"] == campaign.as_str())
+                        && m.iter().any(|m| m["name"] == "run_id")
+                        && m.iter().any(|m| {
+                            m["name"] == "alertname"
+                                && m["value"]
+                                    .as_str()
+                                    .is_some_and(|v| v.contains("FactorybenchRunFailing"))
+                        })
+                })
+        })
+        .collect();
+    assert_eq!(ours.len(), 1, "{silences}");
 
     // down: the job leaves the queue, the servers stop, the endpoint file goes.
     common::bin()

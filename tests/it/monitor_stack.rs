@@ -55,6 +55,7 @@ fn host_spec(dir: &Path) -> StackSpec {
     s.prometheus_port = common::free_port();
     s.pushgateway_port = common::free_port();
     s.grafana_port = common::free_port();
+    s.alertmanager_port = common::free_port();
     s.scrape_interval = "1s".into();
     s.retention = "1h".into();
     s.ready_timeout_s = 60;
@@ -202,10 +203,11 @@ fn host_runtime_script_starts_the_stack_and_writes_the_endpoint() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(&format!(
-            "ssh -N -L localhost:{p}:127.0.0.1:{p} -L localhost:{g}:127.0.0.1:{g} -J ana@login1 ana@{}",
+            "ssh -N -L localhost:{p}:127.0.0.1:{p} -L localhost:{g}:127.0.0.1:{g} -L localhost:{a}:127.0.0.1:{a} -J ana@login1 ana@{}",
             ep.node,
             p = spec.prometheus_port,
-            g = spec.pushgateway_port
+            g = spec.pushgateway_port,
+            a = spec.alertmanager_port
         )),
         "{text}"
     );
@@ -253,6 +255,8 @@ fn host_runtime_script_starts_the_stack_and_writes_the_endpoint() {
             &format!("localhost:{p}:127.0.0.1:{p}", p = spec.prometheus_port),
             "-L",
             &format!("localhost:{g}:127.0.0.1:{g}", g = spec.pushgateway_port),
+            "-L",
+            &format!("localhost:{a}:127.0.0.1:{a}", a = spec.alertmanager_port),
             "-J",
             "ana@login1",
             &format!("ana@{}", ep.node)
@@ -299,4 +303,88 @@ fn bad_partition_is_invalid_input() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("partition"));
+}
+
+/// `monitor up`'s receiver flags become Alertmanager's configuration (0600); the Slack URL, a
+/// secret, only goes into a 0600 copy Alertmanager reads; a webhook with credentials is refused
+/// before anything is written. A stand-in `sbatch` that refuses keeps the real cluster out.
+#[test]
+fn receiver_flags_become_the_alertmanager_config() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(
+        bin.join("sbatch"),
+        "#!/bin/sh\necho 'refused by the test' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("sbatch"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let secret = "https://hooks.slack.example/services/T0/B0/s3cr3t-token";
+    let slack = tmp.path().join("slack-hook");
+    std::fs::write(&slack, format!("{secret}\n")).unwrap();
+    let dir = tmp.path().join("monitor");
+    let up = |extra: &[&str]| {
+        common::bin()
+            .args(["monitor", "up", "--state-dir"])
+            .arg(&dir)
+            .args(extra)
+            .env("PATH", &path)
+            .output()
+            .unwrap()
+    };
+    let out = up(&[
+        "--alert-webhook",
+        "http://10.0.0.5:8080/hook",
+        "--alert-slack-url-file",
+        slack.to_str().unwrap(),
+        "--alert-slack-channel",
+        "#bench",
+        "--alert-email-to",
+        "ops@example.org",
+        "--alert-email-from",
+        "factorybench@example.org",
+        "--smtp-relay",
+        "smtp.example.org:25",
+        "--smtp-require-tls",
+        "false",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused by the test"));
+    let cfg_path = dir.join("config/alertmanager.yml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    let copy = dir.join("slack-webhook-url");
+    for (p, mode) in [(&cfg_path, 0o600), (&copy, 0o600)] {
+        assert_eq!(
+            std::fs::metadata(p).unwrap().permissions().mode() & 0o777,
+            mode,
+            "{}",
+            p.display()
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), secret);
+    assert!(!cfg.contains("s3cr3t"), "{cfg}");
+    for want in [
+        "url: \"http://10.0.0.5:8080/hook\"",
+        &format!("api_url_file: \"{}\"", copy.display()),
+        "channel: \"#bench\"",
+        "to: \"ops@example.org\"",
+        "smarthost: \"smtp.example.org:25\"",
+        "require_tls: false",
+        "group_wait: 30s",
+    ] {
+        assert!(cfg.contains(want), "{want} missing:\n{cfg}");
+    }
+    let script = std::fs::read_to_string(dir.join("monitor.sbatch")).unwrap();
+    assert!(!script.contains("s3cr3t"));
+
+    let out = up(&["--alert-webhook", "https://ana:hunter2@hooks.example.org/x"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("credentials on the command line are refused"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
 }

@@ -3,9 +3,12 @@
 use super::diag::{did_you_mean, Severity};
 use super::plan::*;
 use super::yaml::{Node, Pos};
+use crate::compat::CompatNames;
 use std::path::PathBuf;
 
-pub const TOP_KEYS: &[&str] = &["benchmark", "global", "services"];
+pub const TOP_KEYS: &[&str] = &["benchmark", "global", "monitoring", "services"];
+/// Keys of the optional top-level `monitoring` section.
+pub const MONITORING_KEYS: &[&str] = &["compat_metrics", "expect_stress"];
 pub const BENCHMARK_KEYS: &[&str] = &["name", "description", "duration"];
 pub const GLOBAL_KEYS: &[&str] = &[
     "log_level",
@@ -202,6 +205,7 @@ pub fn decode(
         pushgateway_url,
         push_interval_s,
     };
+    let monitoring = monitoring_section(cx, top.get("monitoring"));
     let default_runtime = runtime_field(cx, &gf);
     let default_seed = gf.u64(cx, "seed");
     let default_slurm = gf.get("slurm");
@@ -298,8 +302,30 @@ pub fn decode(
         source_sha256,
         benchmark,
         global,
+        monitoring,
         services,
     })
+}
+
+/// The optional top-level `monitoring` section: `compat_metrics: seed` also exports the
+/// earlier tool's metric names in the live pushes; `expect_stress: true` makes each run silence
+/// its own stress alerts.
+fn monitoring_section(cx: &mut Ctx, node: Option<&Node>) -> Monitoring {
+    if let Some(m) = node {
+        if m.as_map().is_none() {
+            cx.error(m.pos, "monitoring", "`monitoring` must be a mapping");
+        }
+        cx.check_keys(m, "monitoring", MONITORING_KEYS, "`monitoring`");
+    }
+    let mf = Fields::new(node, "monitoring");
+    Monitoring {
+        compat_metrics: mf.enum_of(
+            cx,
+            "compat_metrics",
+            &[(CompatNames::Seed.as_str(), CompatNames::Seed)],
+        ),
+        expect_stress: mf.bool(cx, "expect_stress").unwrap_or(false),
+    }
 }
 
 fn has_cycle(services: &[Service]) -> bool {
