@@ -3,9 +3,12 @@
 //! is "inconclusive" with what would tell; the capacity search does not blame the service for
 //! a step its connections limited.
 //!
-//! The live tests hold no timing in their verdicts beyond what the server's fixed delay makes
-//! true by construction: 50 ms per answer gives a 5 ms allowance at 10 %, far above the
-//! scheduling noise of a loaded 2-core machine, and 65 ms is 30 % slower whatever the load.
+//! The live tests run the two sides of each comparison **at the same time** (two `run`
+//! processes against the servers): both see the same machine, so what differs between them is
+//! the sampling noise that the intervals are about, whatever else a loaded CI machine runs.
+//! (Runs at different times on a quiet machine are measured by bench/compare-noise.sh.) No
+//! verdict depends on timing beyond what the server's fixed delay makes true by construction:
+//! 50 ms per answer gives a 5 ms allowance at 10 %, and 65 ms is 30 % slower whatever the load.
 
 use crate::common::{self, Server};
 use crate::reportdb::*;
@@ -15,40 +18,63 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// One 4 s open-loop run (2 clients × 25 req/s, 1 s warmup) against `port` into `db`. A run
-/// that the load generator could not drive (a CPU-starved CI machine: exit 5, generator
-/// saturated) is measured again, up to three times: this test is about the service's noise.
-/// `false` when the machine stayed too starved for a valid run.
-fn http_run(dir: &Path, port: u16, db: &Path) -> bool {
+/// Write the recipe of one 4 s open-loop run (2 clients × 50 req/s, 1 s warmup) against `port`
+/// into `db`; returns the recipe's path.
+fn http_recipe(dir: &Path, port: u16, db: &Path) -> PathBuf {
     let recipe = dir.join(format!("{}.yml", db.file_stem().unwrap().to_str().unwrap()));
     std::fs::write(
         &recipe,
         format!(
-            "benchmark:\n  name: judged\nglobal:\n  metrics_db: {}\n  reports_dir: {}\n  logs_dir: {}\nservices:\n  - service_name: web\n    service_type: http\n    url: http://127.0.0.1:{port}/\n    client_count: 2\n    requests_per_second: 25\n    connections_per_client: 8\n    arrival: constant\n    warmup: 1\n    duration: 4\n    timeout: 5\n",
+            "benchmark:\n  name: judged\nglobal:\n  metrics_db: {}\n  reports_dir: {}\n  logs_dir: {}\nservices:\n  - service_name: web\n    service_type: http\n    url: http://127.0.0.1:{port}/\n    client_count: 2\n    requests_per_second: 50\n    connections_per_client: 8\n    arrival: constant\n    warmup: 1\n    duration: 4\n    timeout: 5\n",
             db.display(),
             dir.join("reports").display(),
             dir.join("logs").display()
         ),
     )
     .unwrap();
-    for attempt in 1..=3 {
-        let _ = std::fs::remove_file(db);
-        let out = common::bin()
-            .args(["run", s(&recipe), "--quiet"])
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        match out.status.code() {
-            Some(0) => return true,
-            Some(5) if generator_starved(db) => {
-                if attempt == 3 {
-                    eprintln!("the load generator was starved of CPU three times: {err}");
-                }
-            }
-            code => panic!("run exited {code:?}: {err}"),
+    recipe
+}
+
+/// Run a baseline against `port_a` and a candidate against `port_b` at the same time into
+/// `NAME-a.db` and `NAME-b.db`. A pair the load generator could not drive (a CPU-starved
+/// machine: exit 5, generator saturated) is measured again, up to three times; `None` when the
+/// machine stayed too starved for two valid runs.
+fn concurrent_pair(dir: &Path, name: &str, port_a: u16, port_b: u16) -> Option<(PathBuf, PathBuf)> {
+    let (a, b) = (
+        dir.join(format!("{name}-a.db")),
+        dir.join(format!("{name}-b.db")),
+    );
+    let (ra, rb) = (http_recipe(dir, port_a, &a), http_recipe(dir, port_b, &b));
+    for _ in 0..3 {
+        let _ = std::fs::remove_file(&a);
+        let _ = std::fs::remove_file(&b);
+        let spawn = |r: &Path| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_factorybench"))
+                .args(["run", s(r), "--quiet"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (pa, pb) = (spawn(&ra), spawn(&rb));
+        let (oa, ob) = (
+            pa.wait_with_output().unwrap(),
+            pb.wait_with_output().unwrap(),
+        );
+        let ok = |o: &std::process::Output, db: &Path| match o.status.code() {
+            Some(0) => true,
+            Some(5) if generator_starved(db) => false,
+            code => panic!(
+                "run exited {code:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        };
+        if ok(&oa, &a) & ok(&ob, &b) {
+            return Some((a, b));
         }
     }
-    false
+    eprintln!("the load generator was starved of CPU three times in pair {name}");
+    None
 }
 
 /// The run in `db` is invalid only because the load generator was starved of CPU.
@@ -88,32 +114,27 @@ fn identical_runs_are_never_a_regression_and_a_30_percent_slowdown_is_caught() {
     let dir = tempfile::tempdir().unwrap();
     let fast = Server::start(&["--delay-ms", "50"]);
     let slow = Server::start(&["--delay-ms", "65"]);
-    let runs: Vec<PathBuf> = (0..5)
-        .filter_map(|i| {
-            let db = dir.path().join(format!("same-{i}.db"));
-            http_run(dir.path(), fast.port, &db).then_some(db)
-        })
-        .collect();
-    if runs.len() < 3 {
-        // Not the service's noise: this machine cannot drive 50 req/s right now.
-        eprintln!(
-            "skipped: the machine is too loaded for valid runs ({} of 5)",
-            runs.len()
-        );
-        return;
-    }
-    for pair in runs.windows(2) {
-        let (code, text) = compare(&pair[0], &pair[1], &[]);
+    let mut judged = 0;
+    for i in 0..4 {
+        let Some((a, b)) = concurrent_pair(dir.path(), &format!("same{i}"), fast.port, fast.port)
+        else {
+            continue;
+        };
+        judged += 1;
+        let (code, text) = compare(&a, &b, &[]);
         assert_ne!(code, Some(4), "identical runs, a false regression:\n{text}");
         assert!(!text.contains("REGRESSION"), "{text}");
     }
-    let slowed = dir.path().join("slow.db");
-    let newest = runs.last().unwrap();
-    if !http_run(dir.path(), slow.port, &slowed) {
-        eprintln!("skipped the slowdown: the machine is too loaded for a valid run");
+    if judged < 2 {
+        // Not the service's noise: this machine cannot drive 2 × 100 req/s right now.
+        eprintln!("skipped: the machine is too loaded for valid runs ({judged} of 4 pairs)");
         return;
     }
-    let (code, text) = compare(newest, &slowed, &[]);
+    let Some((base, slowed)) = concurrent_pair(dir.path(), "slowdown", fast.port, slow.port) else {
+        eprintln!("skipped the slowdown: the machine is too loaded for valid runs");
+        return;
+    };
+    let (code, text) = compare(&base, &slowed, &[]);
     assert_eq!(
         code,
         Some(4),
@@ -130,7 +151,7 @@ fn identical_runs_are_never_a_regression_and_a_30_percent_slowdown_is_caught() {
     );
     // The JSON carries each side's error and the interval of the change.
     let o = common::bin()
-        .args(["compare", s(newest), s(&slowed), "--format", "json"])
+        .args(["compare", s(&base), s(&slowed), "--format", "json"])
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
