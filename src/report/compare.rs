@@ -180,6 +180,10 @@ pub struct Row {
     /// The judgement: allowance, 95 % interval of the change, how much more data would tell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judgement: Option<Judgement>,
+    /// Why a change beyond the limit was not blamed on the service (the load generator's lag
+    /// grew while the service time did not change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl Row {
@@ -199,6 +203,7 @@ impl Row {
             baseline_estimate: None,
             candidate_estimate: None,
             judgement: None,
+            note: None,
         }
     }
 }
@@ -493,8 +498,11 @@ pub fn compare(
                 baseline_estimate: be,
                 candidate_estimate: ce,
                 judgement,
+                note: None,
             });
         }
+        let first = rows.len() - rows.iter().rev().take_while(|r| r.service == k).count();
+        blame_the_generator(&mut rows[first..], (base, b), (cand, c));
     }
     for c in &cand_sides {
         if !base_sides.iter().any(|b| key(b.latest) == key(c.latest)) {
@@ -521,6 +529,66 @@ pub fn compare(
         baseline_valid: base.valid,
         candidate_valid: cand.valid,
         hardware_warnings: super::provenance::hardware_warnings(base, cand),
+    }
+}
+
+/// The load generator's own lag (p99, ms) of a side: the worst of its runs' recorded
+/// `generator_lag_p99_ms` (waits for a busy connection left out), else of their schedule lag.
+fn generator_lag_p99_ms(a: &CampaignAnalysis, side: &Side) -> Option<f64> {
+    let ids = side.run_ids();
+    a.runs
+        .iter()
+        .filter(|r| ids.contains(&r.run_id))
+        .filter_map(|r| {
+            r.run_metrics
+                .iter()
+                .find(|m| m.name == "generator_lag_p99_ms")
+                .map(|m| m.value)
+                .or(r.schedule_lag_ms.as_ref().map(|l| l.p99))
+        })
+        .reduce(f64::max)
+}
+
+/// A corrected latency (from the scheduled time) holds the load generator's lag. When a
+/// corrected-latency regression comes with a generator whose own lag grew while the service
+/// time (the uncorrected latency, sent → done) stayed within the same allowance, the change is
+/// the generator's, not the service's: the row becomes inconclusive with that reason. Waits
+/// for a busy connection are not generator lag, so a service that queues stays blamed.
+fn blame_the_generator(
+    rows: &mut [Row],
+    (base, b): (&CampaignAnalysis, &Side),
+    (cand, c): (&CampaignAnalysis, &Side),
+) {
+    let (Some(lag_b), Some(lag_c)) = (generator_lag_p99_ms(base, b), generator_lag_p99_ms(cand, c))
+    else {
+        return;
+    };
+    let unc = |s: &Side, metric: &str| {
+        let u = s.latest.total.latency_uncorrected_ms.as_ref()?;
+        Some(match metric {
+            "latency_p50_ms" => u.p50,
+            "latency_p90_ms" => u.p90,
+            "latency_p99_ms" => u.p99,
+            "latency_p999_ms" => u.p999,
+            "latency_mean_ms" => u.mean,
+            _ => return None,
+        })
+    };
+    for r in rows.iter_mut().filter(|r| r.status == Status::Regression) {
+        let (Some(ub), Some(uc)) = (unc(b, &r.metric), unc(c, &r.metric)) else {
+            continue;
+        };
+        let allowed = r.judgement.and_then(|j| j.allowed).unwrap_or(0.0);
+        let lag_grew = lag_c - lag_b;
+        if uc - ub <= allowed && lag_grew > 0.0 {
+            r.status = Status::Inconclusive;
+            r.note = Some(format!(
+                "the load generator's own lag grew (p99 {} → {} ms) while the service time (sent → done) moved by {} ms, within the allowance: the change is the generator's, not the service's (a quieter client node, or more client_nodes, would tell)",
+                fmt_num(lag_b),
+                fmt_num(lag_c),
+                fmt_num(uc - ub)
+            ));
+        }
     }
 }
 
@@ -577,6 +645,9 @@ pub fn inconclusive_lines(c: &Comparison) -> Vec<String> {
         .map(|r| {
             let j = r.judgement.as_ref();
             let what = format!("{} {}", r.service, r.metric);
+            if let Some(n) = &r.note {
+                return format!("{what}: changed by {}; {n}", change_text(r));
+            }
             match j.and_then(|j| j.more_data_factor) {
                 Some(f) => {
                     let reps = |e: Option<&Estimate>| {

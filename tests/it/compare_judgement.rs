@@ -386,3 +386,40 @@ fn capacity_raises_connections_instead_of_blaming_the_service() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn a_corrected_latency_change_from_the_generators_own_lag_is_not_the_services() {
+    let dir = tempfile::tempdir().unwrap();
+    // Same service time (2 ms) on both sides; the candidate's requests left 1..4 ms late
+    // because its load generator fell behind (recorded generator lag p99 4 ms): the corrected
+    // p50/p99 grow, the service time does not.
+    let side = |name: &str, lag_us: fn(i64) -> i64, gen_lag_ms: f64| {
+        let path = dir.path().join(format!("{name}.db"));
+        let mut db = TestDb::create(&path);
+        db.add_run(&RunSpec::new(name, "api", "http"));
+        let reqs: Vec<Req> = (0..1000i64)
+            .map(|i| Req::ok("GET", T0 + S + i * 10 * MS, lag_us(i) * US, 2 * MS))
+            .collect();
+        db.add_requests(name, &reqs);
+        db.add_metric(name, "generator_lag_p99_ms", gen_lag_ms, "ms");
+        path
+    };
+    let base = side("base", |_| 10, 0.01);
+    let cand = side("cand", |i| 1000 + (i % 4) * 1000, 4.0);
+    let (code, text) = compare(&base, &cand, &[]);
+    assert_eq!(code, Some(0), "{text}");
+    let p99 = text
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("latency_p99_ms"))
+        .unwrap();
+    assert!(p99.ends_with("inconclusive"), "{p99}");
+    assert!(
+        text.contains("the load generator's own lag grew (p99 0.01 → 4 ms)"),
+        "{text}"
+    );
+    // The same corrected change with a generator that kept up is the service's: queueing for
+    // a busy connection is not generator lag.
+    let cand2 = side("cand2", |i| 1000 + (i % 4) * 1000, 0.01);
+    let (code, text) = compare(&base, &cand2, &[]);
+    assert_eq!(code, Some(4), "{text}");
+}
