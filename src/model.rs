@@ -142,6 +142,15 @@ impl RunStatus {
         }
     }
 
+    /// The status a run shows to users (`run --json`, reports, `status`): a run recorded
+    /// `success` that failed a validity gate shows `invalid`, never `success`.
+    pub fn shown(self, valid: bool) -> &'static str {
+        match self {
+            RunStatus::Success if !valid => "invalid",
+            s => s.as_str(),
+        }
+    }
+
     pub fn parse(s: &str) -> Option<RunStatus> {
         Some(match s {
             "pending" => RunStatus::Pending,

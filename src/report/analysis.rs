@@ -569,7 +569,7 @@ fn analyze_run_inner(
         campaign: run.campaign,
         service: run.service,
         service_kind: run.service_kind.as_str().to_string(),
-        status: run.status.as_str().to_string(),
+        status: run.status.shown(reasons.is_empty()).to_string(),
         stop_reason: run.stop_reason,
         failure_stage: run.failure_stage.map(|s| s.as_str().to_string()),
         failure_message: run.failure_message,
