@@ -237,6 +237,9 @@ pub enum StopReason {
     MaxErrorRate,
     /// The campaign file could not be written (a full disk): measuring on is pointless.
     StoreFailed,
+    /// The service this job started exited (or was found dead) during the run: the batch
+    /// script says so and the runner stops at once instead of loading a dead port.
+    ServiceExited,
 }
 
 impl StopReason {
@@ -247,6 +250,7 @@ impl StopReason {
             StopReason::Signal(s) => format!("signal:{}", s.name()),
             StopReason::MaxErrorRate => "max_error_rate".into(),
             StopReason::StoreFailed => "store_failed".into(),
+            StopReason::ServiceExited => "service_exited".into(),
         }
     }
 }

@@ -36,6 +36,9 @@ pub struct CapacityArgs {
     /// Print the search as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// The file the batch script writes when the service it started exits (see `run`).
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub service_exit_file: Option<PathBuf>,
 }
 
 pub fn exec(a: &CapacityArgs) -> anyhow::Result<i32> {
@@ -91,6 +94,7 @@ pub fn exec(a: &CapacityArgs) -> anyhow::Result<i32> {
         observers: None,
         watch: Some(crate::monitor::session::watch_factory()),
         gpu_facts: Some(crate::monitor::nvml::gpu_facts()),
+        service_exit_file: a.service_exit_file.clone(),
     };
     let db_for_figures = db.clone();
     let figures = move |run_id: &str| -> anyhow::Result<StepFigures> {

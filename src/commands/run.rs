@@ -82,6 +82,10 @@ pub struct RunArgs {
     /// service is theirs to start).
     #[arg(long)]
     pub no_start: bool,
+    /// The file the batch script writes when the service it started exits during the run:
+    /// the run then stops and ends failed with the file's line (batch scripts pass this).
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub service_exit_file: Option<PathBuf>,
 }
 
 pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
@@ -214,6 +218,7 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
         })),
         watch: Some(crate::monitor::session::watch_factory()),
         gpu_facts: Some(crate::monitor::nvml::gpu_facts()),
+        service_exit_file: a.service_exit_file.clone(),
     };
     let outcome = if session.groups.is_empty() {
         Ok(crate::runner::session::SessionOutcome::default())

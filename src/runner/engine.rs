@@ -57,11 +57,21 @@ pub struct DispatchStats {
     pub not_sent_connection_limited: u64,
 }
 
-/// The process-wide stop request (signals). The first signal wins.
+/// The process-wide stop request (signals; the first signal wins) and the news that the
+/// service died (with what the batch script saw: "the service exited (signal KILL) at T").
 #[derive(Debug, Default)]
-pub struct StopFlag(AtomicU8);
+pub struct StopFlag(AtomicU8, std::sync::OnceLock<String>);
 
 impl StopFlag {
+    /// The service this job started is gone: load stops, the run ends failed with `message`.
+    pub fn service_exited(&self, message: String) {
+        let _ = self.1.set(message);
+    }
+
+    pub fn service_exit(&self) -> Option<&str> {
+        self.1.get().map(String::as_str)
+    }
+
     pub fn new() -> Arc<StopFlag> {
         Arc::new(StopFlag::default())
     }
@@ -168,6 +178,9 @@ impl Shared {
     fn stop_reason(&self) -> Option<StopReason> {
         if let Some(s) = self.global_stop.get() {
             return Some(StopReason::Signal(s));
+        }
+        if self.global_stop.service_exit().is_some() {
+            return Some(StopReason::ServiceExited);
         }
         if self.store.write_error().is_some() {
             return Some(StopReason::StoreFailed);

@@ -213,3 +213,92 @@ fn child_output(child: &mut std::process::Child, budget: Duration) -> (Option<i3
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Issue 26: the service dies mid-run (SIGKILL, as an OOM kill would). The batch script sees
+/// it exit, the runner stops within a few seconds instead of loading a dead port for the rest
+/// of the run, and the run ends `failed` with "the service exited (signal KILL) at T", its
+/// rows kept; the report shows `failed`, never `success`.
+#[test]
+fn run_names_a_service_that_dies_mid_run_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let marker = dir.path().join("server.pid");
+    let r = recipe(
+        dir.path(),
+        port,
+        &[
+            "bash".into(),
+            "-c".into(),
+            format!(
+                "echo $$ > {}; exec {} --port {port}",
+                marker.display(),
+                env!("CARGO_BIN_EXE_fb-testserver")
+            ),
+        ],
+        "    client_count: 2\n    requests_per_second: 50\n    duration: 60\n",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_factorybench"))
+        .current_dir(dir.path())
+        .args(["run", "--no-progress"])
+        .arg(&r)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !port_open(port) && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(port_open(port), "the service was started");
+    std::thread::sleep(Duration::from_secs(3));
+    let pid: i32 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill(2) on the test's own service process (its pid written by itself).
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let t1 = Instant::now();
+    let (code, err) = child_output(&mut child, Duration::from_secs(40));
+    let stopped_in = t1.elapsed();
+    assert!(
+        stopped_in < Duration::from_secs(10),
+        "run stopped {stopped_in:?} after the service died (the run was 60 s): {err}"
+    );
+    assert_eq!(code, Some(1), "exit 1 (a run failed): {err}");
+    assert!(
+        err.contains("the service exited (signal KILL) at "),
+        "{err}"
+    );
+    let c = rusqlite::Connection::open(dir.path().join("camp.db")).unwrap();
+    let (status, stage, message, stop, rows): (String, String, String, String, i64) = c
+        .query_row(
+            "SELECT status, failure_stage, failure_message, stop_reason, \
+             (SELECT count(*) FROM requests) FROM runs",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap();
+    assert_eq!((status.as_str(), stage.as_str()), ("failed", "benchmark"));
+    assert_eq!(stop, "service_exited");
+    assert!(
+        message.starts_with("the service exited (signal KILL) at 20"),
+        "{message}"
+    );
+    assert!(rows >= 100, "the rows of the 3 s before are kept: {rows}");
+    let rep = common::bin()
+        .args(["report", "--json"])
+        .arg(dir.path().join("camp.db"))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&rep.stdout).unwrap();
+    let run = &v["analysis"]["runs"][0];
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(
+        run["failure_message"]
+            .as_str()
+            .unwrap()
+            .contains("the service exited (signal KILL)"),
+        "{run}"
+    );
+}
