@@ -46,5 +46,6 @@ mod run_starts_service;
 mod script_signals;
 mod secret_tracing;
 mod slurm_cluster;
+mod slurm_faults;
 mod slurm_multinode;
 mod store_full_disk;
