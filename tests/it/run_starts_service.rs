@@ -302,3 +302,60 @@ fn run_names_a_service_that_dies_mid_run_and_keeps_its_rows() {
         "{run}"
     );
 }
+
+/// Issue 26, never measure someone else's server: the port answers, but the listening socket
+/// belongs to a process outside the tree of the service this job started (here the "service"
+/// only sleeps and a stranger's server, detached from it, holds the port, as another job's
+/// server would after both passed the "port free" check). Readiness refuses it: the run fails
+/// at setup saying so, and not one request is measured against the stranger.
+#[test]
+fn run_refuses_to_measure_a_server_it_did_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let pidfile = dir.path().join("stranger.pid");
+    let r = recipe(
+        dir.path(),
+        port,
+        &[
+            "bash".into(),
+            "-c".into(),
+            format!(
+                "( {} --port {port} >/dev/null 2>&1 & echo $! > {} ); exec sleep 300",
+                env!("CARGO_BIN_EXE_fb-testserver"),
+                pidfile.display()
+            ),
+        ],
+        "    client_count: 1\n    requests: 50\n",
+    );
+    let o = common::bin()
+        .current_dir(dir.path())
+        .args(["run", "--no-progress"])
+        .arg(&r)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    if let Ok(p) = std::fs::read_to_string(&pidfile) {
+        if let Ok(p) = p.trim().parse::<i32>() {
+            // SAFETY: kill(2) on the stranger server this test started.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+    }
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("ready: REFUSED"), "{err}");
+    assert!(err.contains("fb-testserver"), "the holder is named: {err}");
+    let rows = runs(&dir.path().join("camp.db"));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].0.as_str(), rows[0].1.as_str(), rows[0].2),
+        ("failed", "setup", 0)
+    );
+    let msg: String = rusqlite::Connection::open(dir.path().join("camp.db"))
+        .unwrap()
+        .query_row("SELECT failure_message FROM runs", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        msg.contains("answers, but from a server this job did not start"),
+        "{msg}"
+    );
+}
