@@ -66,6 +66,10 @@ pub struct RunArgs {
     /// scripts when the service never became ready.
     #[arg(long, hide = true, requires = "service")]
     pub fail_setup: Option<String>,
+    /// With --fail-setup: a file whose last lines say why (the container runtime's stderr, the
+    /// service's log); added to the failure message and printed, secrets redacted.
+    #[arg(long, hide = true, requires = "fail_setup", value_name = "FILE")]
+    pub fail_detail: Option<PathBuf>,
     /// Run only this client node's share of the clients and of a `requests` budget: INDEX/COUNT
     /// (0-based; set by the batch script of a multi-node job, from srun's task id).
     #[arg(long, value_name = "I/N", value_parser = crate::recipe::ClientShare::parse)]
@@ -180,6 +184,21 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
     let store = Store::open(&db)?;
 
     if let Some(msg) = &a.fail_setup {
+        let detail = a
+            .fail_detail
+            .as_deref()
+            .and_then(|f| failure_detail(f, &loaded.source_text));
+        let msg = match &detail {
+            Some(d) => {
+                eprintln!(
+                    "its own words (last lines, secrets redacted):\n{}",
+                    d.join("\n")
+                );
+                format!("{msg}: {}", d.join(" | "))
+            }
+            None => msg.clone(),
+        };
+        let msg = &msg;
         let ids = record_setup_failure(&plan, &groups, &store, msg)?;
         store.close()?;
         eprintln!(
@@ -456,4 +475,37 @@ impl LiveObserver for LineObserver {
             );
         }
     }
+}
+
+/// The last lines of `file` (a runtime's stderr, a service's log) with every secret the job
+/// knows masked: the recipe's own (secret keys, headers, URL credentials) and the values of
+/// the secret-looking variables of this environment (generated passwords, `${VAR}` secrets).
+fn failure_detail(file: &std::path::Path, recipe_text: &str) -> Option<Vec<String>> {
+    const LINES: usize = 8;
+    const LINE_CHARS: usize = 300;
+    let bytes = std::fs::read(file).ok()?;
+    let text = String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(64 << 10)..]).into_owned();
+    let mut secrets: Vec<String> = crate::recipe::yaml::parse(recipe_text)
+        .map(|root| crate::recipe::redact::recipe_secrets(&root))
+        .unwrap_or_default();
+    secrets.extend(
+        std::env::vars()
+            .filter(|(k, v)| crate::recipe::decode::looks_secret(k) && v.len() >= 4)
+            .map(|(_, v)| v),
+    );
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let lines: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let l = crate::recipe::redact::text(l, &secrets);
+            match l.char_indices().nth(LINE_CHARS) {
+                Some((i, _)) => format!("{}...", &l[..i]),
+                None => l,
+            }
+        })
+        .collect();
+    let tail = lines[lines.len().saturating_sub(LINES)..].to_vec();
+    (!tail.is_empty()).then_some(tail)
 }

@@ -374,7 +374,19 @@ fn check_image(site: &Site, svc: &Service) -> Vec<Check> {
                 )];
             }
             match sys::podman_image_exists(image) {
-                Ok(true) => vec![Check::ok(name, format!("{image} is present locally"))],
+                Ok(true) => match sys::podman_can_start(image) {
+                    Ok(()) => vec![Check::ok(
+                        name,
+                        format!("{image} is present locally and a throwaway container of it started"),
+                    )],
+                    Err(e) => vec![Check::fail(
+                        name,
+                        format!(
+                            "{image} is present, but Podman cannot start a container of it on this host (the job would fail the same way): {e}"
+                        ),
+                        "fix the runtime's setup on the nodes: `error setting rlimit` wants `default_ulimits` within the hard limits in containers.conf; cgroup errors want `cgroup_manager = \"cgroupfs\"` (see containers/README.md)",
+                    )],
+                },
                 Ok(false) => vec![Check::fail(
                     name,
                     format!(
