@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 mod lifecycle;
+pub mod placement;
 mod summary;
 use lifecycle::starts_service;
 pub use summary::{summarize_run, RunSummary};
@@ -181,7 +182,9 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
     if lifecycle_stopped {
         groups.clear();
     }
-    let store = Store::open(&db)?;
+    // On a network filesystem the run file is written node-local and published into place.
+    let mut placement = placement::Placement::new(&db)?;
+    let store = Store::open(placement.write_path())?;
 
     if let Some(msg) = &a.fail_setup {
         let detail = a
@@ -201,6 +204,7 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
         let msg = &msg;
         let ids = record_setup_failure(&plan, &groups, &store, msg)?;
         store.close()?;
+        placement.finish()?;
         eprintln!(
             "recorded failed run{} ({}) in {}: {msg}",
             if ids.len() == 1 { "" } else { "s" },
@@ -249,6 +253,7 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
     if let Some(e) = &outcome.store_error {
         // The writer's error is the outcome's; closing reports it again.
         let _ = store.close();
+        let _ = placement.finish();
         eprintln!(
             "error: the campaign file {} could not be written: {e}\n  the run stopped; rows committed before stay readable (the run is recorded as failed where the file allowed it)",
             db.display()
@@ -262,6 +267,7 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
         return Ok(exit::STORE_FAILED);
     }
     store.close()?;
+    placement.finish()?;
     let mut finished = outcome.finished;
 
     // The summary is read back from the campaign file: what is printed is what is stored.

@@ -41,6 +41,7 @@ mod report_compare;
 mod report_formats;
 mod report_html;
 mod run;
+mod run_files_published;
 mod run_http_close;
 mod run_starts_service;
 mod script_signals;

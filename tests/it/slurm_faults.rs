@@ -119,3 +119,225 @@ fn status_marks_a_controller_that_does_not_answer() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+// ---------------------------------------------------------------- on the 3-node cluster
+
+use common::slurm::{Camp, JobBin};
+
+fn cluster() -> Option<std::collections::HashMap<String, String>> {
+    let env = common::server("slurm")?;
+    let nodes = env.get("FB_TEST_SLURM_NODES")?.split(',').count();
+    (nodes >= 3).then_some(env)
+}
+
+/// An http.server service on `node`, the runner on `client_nodes` other nodes (0: beside it).
+fn http_recipe(
+    env: &std::collections::HashMap<String, String>,
+    name: &str,
+    port: u16,
+    node: &str,
+    client_nodes: u32,
+    duration: u32,
+) -> String {
+    format!(
+        r#"benchmark: {{name: "{name}"}}
+global:
+  metrics_db: "@ROOT@/local.db"
+  slurm: {{account: "{account}"}}
+services:
+  - service_name: web
+    service_type: http
+    runtime: host
+    start_command: [python3, -m, http.server, --bind, 127.0.0.1, "{port}"]
+    port: {port}
+    url: /
+    client_count: 2
+    warmup: 0
+    arrival: constant
+    requests_per_second: 10
+    duration: {duration}
+    readiness_timeout: 30
+    slurm: {{time: "00:04:00", client_nodes: {client_nodes}, extra: ["--nodelist={node}"]}}
+"#,
+        account = env["FB_TEST_SLURM_ACCOUNT"]
+    )
+}
+
+/// Pids whose command line holds every one of `words`.
+fn pids_with(words: &[&str]) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|b| {
+                let args: Vec<String> = b
+                    .split(|&c| c == 0)
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                words.iter().all(|w| args.iter().any(|a| a.contains(w)))
+            })
+        })
+        .collect()
+}
+
+fn run_rows(c: &Camp) -> Vec<(String, String, Option<String>, i64)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(c.dir.join("runs")).unwrap().flatten() {
+        let p = e.path();
+        if !p.extension().is_some_and(|x| x == "db") {
+            continue;
+        }
+        let conn = rusqlite::Connection::open(&p).unwrap();
+        out.push(
+            conn.query_row(
+                "SELECT status, coalesce(failure_stage, ''), failure_message, \
+                 (SELECT count(*) FROM requests) FROM runs",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap(),
+        );
+    }
+    out
+}
+
+/// The service dies mid-run (SIGKILL on the service node, the runner on another node): the
+/// runner stops within seconds (not at the end of its 120 s), the run ends failed with "the
+/// service exited (signal KILL) at T", its rows are kept, the report job that wrote the report
+/// ends COMPLETED, and no process of the campaign is left on any node.
+#[test]
+fn cluster_dead_service_is_named_and_the_report_job_completes() {
+    let Some(env) = cluster() else { return };
+    let nodes: Vec<&str> = env["FB_TEST_SLURM_NODES"].split(',').collect();
+    let port = common::free_port();
+    let c = common::slurm::submit(
+        &http_recipe(&env, "dead service", port, &nodes[..2].join(","), 1, 120),
+        &[],
+        "fb-faults-",
+        JobBin::Compiled,
+    );
+    let port_s = port.to_string();
+    // Wait until the runner has rows, then kill the service (python3 -m http.server PORT).
+    c.wait_until(Duration::from_secs(120), "rows recorded", |v| {
+        v["jobs"][0]["runs"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["requests"].as_i64() > Some(20)))
+    });
+    let server = pids_with(&["http.server", &port_s]);
+    assert_eq!(server.len(), 1, "the service process: {server:?}");
+    // SAFETY: kill(2) on the service process of this test's own job.
+    assert_eq!(unsafe { libc::kill(server[0], libc::SIGKILL) }, 0);
+    let t0 = Instant::now();
+    c.wait_until(Duration::from_secs(60), "the runner stopped", |v| {
+        v["jobs"][0]["runs"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty() && r.iter().all(|r| r["status"] != "running"))
+    });
+    let stopped = t0.elapsed();
+    assert!(
+        stopped < Duration::from_secs(30),
+        "the runner went on for {stopped:?} after the service died:\n{}",
+        c.logs()
+    );
+    let v = c.wait_done(Duration::from_secs(180));
+    let rows = run_rows(&c);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let (status, stage, msg, n) = &rows[0];
+    assert_eq!((status.as_str(), stage.as_str()), ("failed", "benchmark"));
+    let msg = msg.as_deref().unwrap_or_default();
+    assert!(
+        msg.starts_with("the service exited (signal KILL) at ") && msg.contains(nodes[0]),
+        "{msg}"
+    );
+    assert!(*n > 20, "rows kept: {n}");
+    let report_job = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["role"] == "report")
+        .unwrap()
+        .clone();
+    assert_eq!(report_job["state"], "COMPLETED", "{v:#}\n{}", c.logs());
+    let html = std::fs::read_to_string(c.dir.join("report.html")).unwrap();
+    assert!(
+        html.contains("the service exited (signal KILL)"),
+        "the report names it"
+    );
+    let log = c.logs();
+    assert!(log.contains("verdict: INVALID"), "{log}");
+    let dir = c.dir.display().to_string();
+    assert!(
+        pids_with(&[&dir]).is_empty() && pids_with(&["http.server", &port_s]).is_empty(),
+        "a process of the campaign is left"
+    );
+}
+
+/// Two campaigns submitted in the same second from one directory, both on one node with the
+/// same port: two correct measurements (one after the other, or each against its own server),
+/// or one measurement and one clear refusal; never a run that measured the other's server.
+#[test]
+fn cluster_two_campaigns_one_port_one_node() {
+    let Some(env) = cluster() else { return };
+    let nodes: Vec<&str> = env["FB_TEST_SLURM_NODES"].split(',').collect();
+    let port = common::free_port();
+    let text = http_recipe(&env, "same port", port, nodes[2], 0, 15);
+    let t = tempfile::Builder::new()
+        .prefix("fb-faults-")
+        .tempdir()
+        .unwrap();
+    std::fs::write(
+        t.path().join("recipe.yml"),
+        text.replace("@ROOT@", &t.path().display().to_string()),
+    )
+    .unwrap();
+    let mut camps = Vec::new();
+    for _ in 0..2 {
+        let o = common::slurm::fb(t.path(), JobBin::Compiled)
+            .args(["submit", "recipe.yml", "--no-report"])
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "{out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let rel = out
+            .lines()
+            .find_map(|l| l.strip_prefix("campaign: "))
+            .unwrap()
+            .to_string();
+        camps.push(t.path().join(rel));
+    }
+    assert_ne!(camps[0], camps[1], "two campaign directories");
+    let mut outcomes = Vec::new();
+    for d in &camps {
+        let tt = tempfile::tempdir().unwrap();
+        let c = Camp::from_dir(tt, d.clone(), JobBin::Compiled);
+        c.wait_done(Duration::from_secs(180));
+        let rows = run_rows(&c);
+        assert_eq!(rows.len(), 1, "{rows:?}\n{}", c.logs());
+        outcomes.push((rows[0].clone(), c.logs()));
+    }
+    for ((status, stage, msg, n), log) in &outcomes {
+        match status.as_str() {
+            "success" => assert!(*n > 0),
+            "failed" => {
+                assert_eq!(stage, "setup", "{msg:?}\n{log}");
+                let m = msg.as_deref().unwrap_or_default();
+                assert!(
+                    m.contains("already in use")
+                        || m.contains("from a server this job did not start"),
+                    "a clear refusal: {m}\n{log}"
+                );
+                assert_eq!(*n, 0, "not one request measured against the other's server");
+            }
+            s => panic!("{s}: {msg:?}\n{log}"),
+        }
+    }
+    assert!(
+        outcomes.iter().any(|o| o.0 .0 == "success"),
+        "at least one measurement: {outcomes:?}"
+    );
+}
