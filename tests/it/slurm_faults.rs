@@ -341,3 +341,127 @@ fn cluster_two_campaigns_one_port_one_node() {
         "at least one measurement: {outcomes:?}"
     );
 }
+
+/// The campaign directory on a network filesystem (sshfs served by a node over its own address,
+/// scripts/start-sshfs.sh): two client nodes write their run files node-local and publish them
+/// into the campaign directory; `status` and `report` read them while the nodes write (each
+/// node's progress grows), and at the end both files hold every row, in rollback-journal mode
+/// (no `-wal`/`-shm` on the network filesystem).
+#[test]
+fn cluster_campaign_on_a_fuse_network_filesystem() {
+    let Some(env) = cluster() else { return };
+    let Some(fuse) = common::server("sshfs") else {
+        eprintln!("skipped: no sshfs mount (scripts/install-sshfs.sh, scripts/start-sshfs.sh)");
+        return;
+    };
+    let mnt = std::path::PathBuf::from(&fuse["FB_TEST_SSHFS_DIR"]);
+    let nodes: Vec<&str> = env["FB_TEST_SLURM_NODES"].split(',').collect();
+    let port = common::free_port();
+    let root = tempfile::Builder::new()
+        .prefix("fb-fuse-")
+        .tempdir_in(&mnt)
+        .unwrap();
+    let text = http_recipe(&env, "on sshfs", port, &nodes.join(","), 2, 15)
+        .replace("@ROOT@", &root.path().display().to_string());
+    std::fs::write(root.path().join("recipe.yml"), text).unwrap();
+    let o = common::slurm::fb(root.path(), JobBin::Compiled)
+        .args(["submit", "recipe.yml"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let rel = out
+        .lines()
+        .find_map(|l| l.strip_prefix("campaign: "))
+        .unwrap()
+        .to_string();
+    let dir = root.path().join(rel);
+    let c = Camp::from_dir(tempfile::tempdir().unwrap(), dir.clone(), JobBin::Compiled);
+    // While the nodes write: both nodes' progress is visible and grows; report reads it.
+    let mut seen: Vec<i64> = Vec::new();
+    let mut report_read = false;
+    let t0 = Instant::now();
+    loop {
+        let v = c.status_json();
+        let web = &v["jobs"][0];
+        let runs = web["runs"].as_array().cloned().unwrap_or_default();
+        if runs.len() == 2 && runs.iter().all(|r| r["status"] == "running") {
+            seen.push(runs.iter().map(|r| r["requests"].as_i64().unwrap()).sum());
+            if !report_read {
+                let o = c
+                    .fb()
+                    .args(["report", "--json"])
+                    .arg(&dir)
+                    .output()
+                    .unwrap();
+                report_read = o.status.code() == Some(3)
+                    && serde_json::from_slice::<Value>(&o.stdout).is_ok();
+            }
+        }
+        if common::slurm::FINISHED.contains(&web["state"].as_str().unwrap_or("")) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(180),
+            "{v:#}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    assert!(
+        seen.windows(2).any(|w| w[1] > w[0]),
+        "live progress of both nodes that grows while they write: {seen:?}\n{}",
+        c.logs()
+    );
+    assert!(
+        report_read,
+        "report reads the campaign while the nodes write"
+    );
+    c.wait_done(Duration::from_secs(120));
+    let log = c.logs();
+    assert!(
+        log.contains("is on FUSE"),
+        "the job says where it writes:\n{log}"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            format!("web-{}-{}.db", c_job(&c), nodes[1]),
+            format!("web-{}-{}.db", c_job(&c), nodes[2])
+        ],
+        "two published run files, no -wal/-shm"
+    );
+    let o = c
+        .fb()
+        .args(["report", "--json"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let total: i64 = v["analysis"]["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["total"]["requests"].as_i64().unwrap())
+        .sum();
+    assert_eq!(
+        total,
+        2 * 10 * 15,
+        "2 clients x 10/s x 15 s, every row published"
+    );
+}
+
+fn c_job(c: &Camp) -> String {
+    let v = c.status_json();
+    v["jobs"][0]["job_id"].as_str().unwrap().to_string()
+}
