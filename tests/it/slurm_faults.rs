@@ -320,6 +320,9 @@ fn cluster_two_campaigns_one_port_one_node() {
         assert_eq!(rows.len(), 1, "{rows:?}\n{}", c.logs());
         outcomes.push((rows[0].clone(), c.logs()));
     }
+    for (o, _) in &outcomes {
+        eprintln!("two campaigns, one port: {o:?}");
+    }
     for ((status, stage, msg, n), log) in &outcomes {
         match status.as_str() {
             "success" => assert!(*n > 0),
