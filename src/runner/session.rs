@@ -161,6 +161,7 @@ impl Session {
         let finished: Vec<Finished> = rt.block_on(async {
             install_signal_handlers(stop.clone())?;
             if let Some(f) = self.service_exit_file.clone() {
+                stop.watch_silence();
                 watch_service_exit(f, stop.clone());
             }
             let sem = Arc::new(tokio::sync::Semaphore::new(max_par.min(1 << 20)));

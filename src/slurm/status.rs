@@ -128,7 +128,12 @@ pub fn collect_status(camp: &Campaign) -> anyhow::Result<CampaignStatus> {
             let controller = Controller::NotAnswering {
                 why: e.to_string(),
                 last_answer_ns: last.as_ref().map(|l| l.0),
-                last_answer_at: last.as_ref().map(|l| crate::report::analysis::rfc3339(l.0)),
+                last_answer_at: last.as_ref().map(|l| {
+                    humantime::format_rfc3339_millis(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_nanos(l.0.max(0) as u64),
+                    )
+                    .to_string()
+                }),
             };
             (last.map(|l| l.1).unwrap_or_default(), controller)
         }

@@ -359,3 +359,52 @@ fn run_refuses_to_measure_a_server_it_did_not_start() {
         "{msg}"
     );
 }
+
+/// Issue 26: the service stops answering while its process lives on (here its server child
+/// is killed and the port closes; a hung server times out the same way): after 5 s of connect
+/// errors and timeouts without one success the run stops, failed, "the service stopped
+/// answering at T", rows kept, well before its 60 s.
+#[test]
+fn run_names_a_service_that_stops_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let r = recipe(
+        dir.path(),
+        port,
+        &[
+            "bash".into(),
+            "-c".into(),
+            format!(
+                "{} --port {port} & s=$!; sleep 4; kill -9 $s; exec sleep 300",
+                env!("CARGO_BIN_EXE_fb-testserver")
+            ),
+        ],
+        "    client_count: 2\n    requests_per_second: 20\n    duration: 60\n    timeout: 2\n",
+    );
+    let t0 = Instant::now();
+    let o = common::bin()
+        .current_dir(dir.path())
+        .args(["run", "--no-progress"])
+        .arg(&r)
+        .timeout(Duration::from_secs(90))
+        .output()
+        .unwrap();
+    let took = t0.elapsed();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(took < Duration::from_secs(40), "{took:?}: {err}");
+    let c = rusqlite::Connection::open(dir.path().join("camp.db")).unwrap();
+    let (status, message, rows): (String, String, i64) = c
+        .query_row(
+            "SELECT status, failure_message, (SELECT count(*) FROM requests) FROM runs",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(status, "failed");
+    assert!(
+        message.starts_with("the service stopped answering at 20"),
+        "{message}"
+    );
+    assert!(rows > 0, "rows kept");
+}
