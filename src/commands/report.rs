@@ -211,7 +211,7 @@ pub fn compare(a: &CompareArgs) -> anyhow::Result<i32> {
     );
     let content = render_comparison(&c, a.format)?;
     write_out(a.out.as_deref(), &content)?;
-    for w in &c.hardware_warnings {
+    for w in c.hardware_warnings.iter().chain(&c.lost_runs) {
         eprintln!("warning: {w}");
     }
     Ok(

@@ -520,4 +520,17 @@ fn killed_client_node_and_time_limit() {
             .contains(&format!("the runner on {} never finished", killed.host)),
         "{lost}"
     );
+    // compare names the lost runner too (either side).
+    let out = fb(&c.root)
+        .args(["compare", "--format", "text"])
+        .arg(&c.dir)
+        .arg(&c.dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("WARNING: candidate web")
+            && text.contains(&format!("lost: the runner on {}", killed.host)),
+        "{text}"
+    );
 }
