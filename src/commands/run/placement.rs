@@ -51,6 +51,10 @@ impl Placement {
                 .create(&dir)?;
         }
         let write = dir.join(target.file_name().unwrap_or_else(|| "run.db".as_ref()));
+        // The published copy's directory (the store creates only the node-local one).
+        if let Some(p) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(p)?;
+        }
         // Earlier runs of the target (a local `run --db` on a network filesystem) are kept.
         if target.is_file() {
             std::fs::copy(target, &write)?;
