@@ -17,3 +17,6 @@ pub const TAMPERED: i32 = 6;
 /// The campaign file could not be written (a full disk): the run stopped, rows committed
 /// before stay readable, the run row says `failed` with the reason.
 pub const STORE_FAILED: i32 = 7;
+/// `ready`: a server answers on the service's port, but it is not the one this job started
+/// (another job's or user's server holds the port): refused rather than measured.
+pub const NOT_OURS: i32 = 8;

@@ -142,6 +142,15 @@ impl RunStatus {
         }
     }
 
+    /// The status a run shows to users (`run --json`, reports, `status`): a run recorded
+    /// `success` that failed a validity gate shows `invalid`, never `success`.
+    pub fn shown(self, valid: bool) -> &'static str {
+        match self {
+            RunStatus::Success if !valid => "invalid",
+            s => s.as_str(),
+        }
+    }
+
     pub fn parse(s: &str) -> Option<RunStatus> {
         Some(match s {
             "pending" => RunStatus::Pending,
@@ -228,6 +237,9 @@ pub enum StopReason {
     MaxErrorRate,
     /// The campaign file could not be written (a full disk): measuring on is pointless.
     StoreFailed,
+    /// The service this job started exited (or was found dead) during the run: the batch
+    /// script says so and the runner stops at once instead of loading a dead port.
+    ServiceExited,
 }
 
 impl StopReason {
@@ -238,6 +250,7 @@ impl StopReason {
             StopReason::Signal(s) => format!("signal:{}", s.name()),
             StopReason::MaxErrorRate => "max_error_rate".into(),
             StopReason::StoreFailed => "store_failed".into(),
+            StopReason::ServiceExited => "service_exited".into(),
         }
     }
 }

@@ -36,6 +36,9 @@ pub struct CapacityArgs {
     /// Print the search as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// The file the batch script writes when the service it started exits (see `run`).
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub service_exit_file: Option<PathBuf>,
 }
 
 pub fn exec(a: &CapacityArgs) -> anyhow::Result<i32> {
@@ -86,13 +89,16 @@ pub fn exec(a: &CapacityArgs) -> anyhow::Result<i32> {
     let db =
         a.db.clone()
             .unwrap_or_else(|| plan.global.metrics_db.clone());
-    let store = Store::open(&db)?;
+    // On a network filesystem the run file is written node-local and published (see `run`).
+    let mut placement = super::run::placement::Placement::new(&db)?;
+    let store = Store::open(placement.write_path())?;
     let hooks = StepHooks {
         observers: None,
         watch: Some(crate::monitor::session::watch_factory()),
         gpu_facts: Some(crate::monitor::nvml::gpu_facts()),
+        service_exit_file: a.service_exit_file.clone(),
     };
-    let db_for_figures = db.clone();
+    let db_for_figures = placement.write_path().to_path_buf();
     let figures = move |run_id: &str| -> anyhow::Result<StepFigures> {
         let conn = crate::store::read::open_read_only(&db_for_figures)?;
         let r = crate::report::analysis::analyze_run(&conn, run_id)?;
@@ -140,6 +146,7 @@ pub fn exec(a: &CapacityArgs) -> anyhow::Result<i32> {
     };
     let done = run_search(&plan, &svc, &store, &hooks, &figures, &mut on_step)?;
     store.close()?;
+    placement.finish()?;
     let conn = crate::store::read::open_read_only(&db)?;
     let report = read_searches(&conn)?
         .into_iter()

@@ -81,6 +81,11 @@ pub struct ReadyArgs {
     /// Give up at once when this process (the service started by the batch script) has exited.
     #[arg(long)]
     pub watch_pid: Option<u32>,
+    /// The process this job started the service as: once the service answers, the listening
+    /// socket of its port must belong to this process or a descendant, else the server that
+    /// answered is someone else's and `ready` exits 8 (default: --watch-pid).
+    #[arg(long, value_name = "PID")]
+    pub owner_pid: Option<u32>,
     /// Probe the service at this address instead of loopback (a service that binds the node's
     /// address because its clients run on other nodes).
     #[arg(long, value_name = "ADDR")]
@@ -126,6 +131,36 @@ pub fn ready(a: &ReadyArgs) -> anyhow::Result<i32> {
     ));
     match outcome {
         Ok(elapsed) => {
+            let port = probe.port().or(svc.endpoint.port);
+            if let (Some(owner), Some(port)) = (a.owner_pid.or(a.watch_pid), port) {
+                use crate::runner::owner::{check, user_name, Ownership};
+                match check(port, owner) {
+                    Ownership::Ours { pid } => {
+                        eprintln!("ready: port {port} is held by this job's service (pid {pid})")
+                    }
+                    Ownership::NoListener => eprintln!(
+                        "ready: no socket listens on port {port} in this network namespace; the service's ownership of it is not checked"
+                    ),
+                    Ownership::Theirs { holders, uid } => {
+                        let who: Vec<String> = holders
+                            .iter()
+                            .map(|(p, c)| format!("pid {p} `{c}`"))
+                            .collect();
+                        eprintln!(
+                            "ready: REFUSED: {} answered {}, but port {port} is held by {} of user {}, not by the service this job started (pid {owner}): another job's or user's server; refusing to measure it",
+                            svc.name,
+                            probe.describe(),
+                            if who.is_empty() {
+                                "a process this user cannot see".to_string()
+                            } else {
+                                who.join(", ")
+                            },
+                            user_name(uid)
+                        );
+                        return Ok(exit::NOT_OURS);
+                    }
+                }
+            }
             eprintln!(
                 "ready: {} answered {} after {:.1} s",
                 svc.name,

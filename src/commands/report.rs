@@ -21,7 +21,7 @@ Without --format: a concise text summary on a terminal, JSON when stdout is a pi
 file; with --out, the format the file name says (.html, .csv, .prom, .txt), else JSON.
 
 Exit codes: 0 every run valid, 3 a run is partial, 5 a run failed its validity gates (the \
-report is written in every case), 2 bad input.")]
+report is written in every case; with --verdict-in-report 0 once it is written), 2 bad input.")]
 pub struct ReportArgs {
     /// Campaign file (.db) or campaign directory (runs/*.db merged).
     pub campaign: PathBuf,
@@ -38,6 +38,11 @@ pub struct ReportArgs {
     /// the versioned report (JSON only; implies --format json).
     #[arg(long, value_enum, value_name = "NAMES")]
     pub compat: Option<CompatNames>,
+    /// Exit 0 once the report is written, whatever the verdict (which lives in the report
+    /// and is printed on stderr): the report job of a SLURM campaign uses it so that a job
+    /// that wrote its report ends COMPLETED.
+    #[arg(long, requires = "out")]
+    pub verdict_in_report: bool,
 }
 
 #[derive(Debug, Args)]
@@ -172,13 +177,25 @@ pub fn report(a: &ReportArgs) -> anyhow::Result<i32> {
             reasons.join("; ")
         );
     }
-    Ok(if an.partial {
+    let code = if an.partial {
         exit::PARTIAL
     } else if !an.valid {
         exit::INVALID_RUN
     } else {
         exit::OK
-    })
+    };
+    if a.verdict_in_report {
+        let verdict = match code {
+            exit::PARTIAL => "PARTIAL",
+            exit::INVALID_RUN => "INVALID",
+            _ => "VALID",
+        };
+        eprintln!(
+            "verdict: {verdict} (the report is written; exit 0 with --verdict-in-report, the verdict is in the report)"
+        );
+        return Ok(exit::OK);
+    }
+    Ok(code)
 }
 
 pub fn compare(a: &CompareArgs) -> anyhow::Result<i32> {
@@ -214,7 +231,7 @@ pub fn compare(a: &CompareArgs) -> anyhow::Result<i32> {
     );
     let content = render_comparison(&c, a.format)?;
     write_out(a.out.as_deref(), &content)?;
-    for w in &c.hardware_warnings {
+    for w in c.hardware_warnings.iter().chain(&c.lost_runs) {
         eprintln!("warning: {w}");
     }
     Ok(

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 mod lifecycle;
+pub mod placement;
 mod summary;
 use lifecycle::starts_service;
 pub use summary::{summarize_run, RunSummary};
@@ -66,6 +67,10 @@ pub struct RunArgs {
     /// scripts when the service never became ready.
     #[arg(long, hide = true, requires = "service")]
     pub fail_setup: Option<String>,
+    /// With --fail-setup: a file whose last lines say why (the container runtime's stderr, the
+    /// service's log); added to the failure message and printed, secrets redacted.
+    #[arg(long, hide = true, requires = "fail_setup", value_name = "FILE")]
+    pub fail_detail: Option<PathBuf>,
     /// Run only this client node's share of the clients and of a `requests` budget: INDEX/COUNT
     /// (0-based; set by the batch script of a multi-node job, from srun's task id).
     #[arg(long, value_name = "I/N", value_parser = crate::recipe::ClientShare::parse)]
@@ -82,6 +87,10 @@ pub struct RunArgs {
     /// service is theirs to start).
     #[arg(long)]
     pub no_start: bool,
+    /// The file the batch script writes when the service it started exits during the run:
+    /// the run then stops and ends failed with the file's line (batch scripts pass this).
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub service_exit_file: Option<PathBuf>,
 }
 
 pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
@@ -173,11 +182,29 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
     if lifecycle_stopped {
         groups.clear();
     }
-    let store = Store::open(&db)?;
+    // On a network filesystem the run file is written node-local and published into place.
+    let mut placement = placement::Placement::new(&db)?;
+    let store = Store::open(placement.write_path())?;
 
     if let Some(msg) = &a.fail_setup {
+        let detail = a
+            .fail_detail
+            .as_deref()
+            .and_then(|f| failure_detail(f, &loaded.source_text));
+        let msg = match &detail {
+            Some(d) => {
+                eprintln!(
+                    "its own words (last lines, secrets redacted):\n{}",
+                    d.join("\n")
+                );
+                format!("{msg}: {}", d.join(" | "))
+            }
+            None => msg.clone(),
+        };
+        let msg = &msg;
         let ids = record_setup_failure(&plan, &groups, &store, msg)?;
         store.close()?;
+        placement.finish()?;
         eprintln!(
             "recorded failed run{} ({}) in {}: {msg}",
             if ids.len() == 1 { "" } else { "s" },
@@ -214,6 +241,7 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
         })),
         watch: Some(crate::monitor::session::watch_factory()),
         gpu_facts: Some(crate::monitor::nvml::gpu_facts()),
+        service_exit_file: a.service_exit_file.clone(),
     };
     let outcome = if session.groups.is_empty() {
         Ok(crate::runner::session::SessionOutcome::default())
@@ -225,6 +253,7 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
     if let Some(e) = &outcome.store_error {
         // The writer's error is the outcome's; closing reports it again.
         let _ = store.close();
+        let _ = placement.finish();
         eprintln!(
             "error: the campaign file {} could not be written: {e}\n  the run stopped; rows committed before stay readable (the run is recorded as failed where the file allowed it)",
             db.display()
@@ -238,6 +267,7 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
         return Ok(exit::STORE_FAILED);
     }
     store.close()?;
+    placement.finish()?;
     let mut finished = outcome.finished;
 
     // The summary is read back from the campaign file: what is printed is what is stored.
@@ -451,4 +481,37 @@ impl LiveObserver for LineObserver {
             );
         }
     }
+}
+
+/// The last lines of `file` (a runtime's stderr, a service's log) with every secret the job
+/// knows masked: the recipe's own (secret keys, headers, URL credentials) and the values of
+/// the secret-looking variables of this environment (generated passwords, `${VAR}` secrets).
+fn failure_detail(file: &std::path::Path, recipe_text: &str) -> Option<Vec<String>> {
+    const LINES: usize = 8;
+    const LINE_CHARS: usize = 300;
+    let bytes = std::fs::read(file).ok()?;
+    let text = String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(64 << 10)..]).into_owned();
+    let mut secrets: Vec<String> = crate::recipe::yaml::parse(recipe_text)
+        .map(|root| crate::recipe::redact::recipe_secrets(&root))
+        .unwrap_or_default();
+    secrets.extend(
+        std::env::vars()
+            .filter(|(k, v)| crate::recipe::decode::looks_secret(k) && v.len() >= 4)
+            .map(|(_, v)| v),
+    );
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let lines: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let l = crate::recipe::redact::text(l, &secrets);
+            match l.char_indices().nth(LINE_CHARS) {
+                Some((i, _)) => format!("{}...", &l[..i]),
+                None => l,
+            }
+        })
+        .collect();
+    let tail = lines[lines.len().saturating_sub(LINES)..].to_vec();
+    (!tail.is_empty()).then_some(tail)
 }

@@ -11,7 +11,7 @@ use super::InvalidInput;
 use crate::exit;
 use crate::slurm::campaign::{self, Campaign, JobRole, RunSummary};
 use crate::slurm::status::{any_active, LogTail};
-pub use crate::slurm::status::{collect_status, JobStatus, StateSource};
+pub use crate::slurm::status::{collect_status, Controller, JobStatus, StateSource};
 use crate::slurm::submit::{now_ns, shell_quote, submit_jobs, SubmitRequest, Submitted};
 use crate::slurm::{self, JobState};
 use crate::store::RunStatus;
@@ -279,13 +279,55 @@ fn compile_into(a: &SubmitArgs, loaded: &crate::recipe::Loaded, dir: &Path) -> a
 struct StatusReport {
     campaign: String,
     accounting: Option<String>,
+    /// Whether slurmctld answered; when not, the job states are its last answer.
+    controller: Controller,
     jobs: Vec<JobStatus>,
 }
 
-fn run_cell(runs: &[RunSummary], now_ns: i64) -> String {
-    let Some(r) = runs.last() else {
-        return "-".into();
-    };
+/// Whether a run recorded `running` belongs to a job SLURM says is over (its batch script
+/// ended: finished, or completing): its runner is gone without finishing it, so it is `lost`.
+fn is_lost(r: &RunSummary, job: JobState) -> bool {
+    r.status == RunStatus::Running && (job.is_finished() || job == JobState::Completing)
+}
+
+fn clock_time(ns: i64) -> String {
+    crate::report::analysis::rfc3339(ns)
+        .get(11..19)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The RUN cell: the latest run, or one entry per client node for a multi-node job.
+fn run_cell(runs: &[RunSummary], now_ns: i64, job: JobState) -> String {
+    if runs.iter().any(|r| r.node.is_some()) {
+        let cells: Vec<String> = runs
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}: {}",
+                    r.node.as_deref().unwrap_or("?"),
+                    one_run_cell(r, now_ns, job)
+                )
+            })
+            .collect();
+        return cells.join("; ");
+    }
+    match runs.last() {
+        Some(r) => one_run_cell(r, now_ns, job),
+        None => "-".into(),
+    }
+}
+
+fn one_run_cell(r: &RunSummary, now_ns: i64, job: JobState) -> String {
+    if is_lost(r, job) {
+        return format!(
+            "lost {} req{}",
+            r.requests,
+            r.last_sent_ns
+                .map(|t| format!(" (last at {})", clock_time(t)))
+                .unwrap_or_default()
+        );
+    }
     let mut s = format!("{} {} req", r.status, r.requests);
     if r.errors > 0 {
         s.push_str(&format!(" ({} err)", r.errors));
@@ -321,11 +363,13 @@ fn campaign_arg(c: Option<&Path>) -> anyhow::Result<Campaign> {
 
 pub fn status(a: &StatusArgs) -> anyhow::Result<i32> {
     let camp = campaign_arg(a.campaign.as_deref())?;
-    let (rows, note) = collect_status(&camp)?;
+    let st = collect_status(&camp)?;
+    let (rows, note, controller) = (st.jobs, st.accounting, st.controller);
     if a.json {
         let rep = StatusReport {
             campaign: camp.dir.display().to_string(),
             accounting: note,
+            controller,
             jobs: rows,
         };
         crate::outln!("{}", serde_json::to_string_pretty(&rep)?)?;
@@ -333,6 +377,25 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<i32> {
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "campaign: {}", display_path(&camp.dir))?;
+    let stale = match &controller {
+        Controller::Answered => false,
+        Controller::NotAnswering {
+            why,
+            last_answer_ns,
+            ..
+        } => {
+            let last = match last_answer_ns {
+                Some(t) => format!(
+                    "STALE: states marked `?` are its last answer, at {} ({} ago)",
+                    crate::report::analysis::rfc3339(*t),
+                    slurm::format_hms(((now_ns() - t).max(0) / 1_000_000_000) as u64)
+                ),
+                None => "no earlier answer is known: only the run files are shown".into(),
+            };
+            writeln!(out, "controller: NOT ANSWERING ({why}); {last}")?;
+            true
+        }
+    };
     let header = [
         "SERVICE", "JOB ID", "TASK", "STATE", "NODE", "ELAPSED", "LIMIT", "REASON", "RUN",
     ];
@@ -343,10 +406,17 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<i32> {
             r.service.clone(),
             r.job_id.clone(),
             r.array_task.to_string(),
-            if r.state == JobState::Unknown && !r.state_raw.is_empty() {
-                r.state_raw.clone()
-            } else {
-                r.state.to_string()
+            {
+                let s = if r.state == JobState::Unknown && !r.state_raw.is_empty() {
+                    r.state_raw.clone()
+                } else {
+                    r.state.to_string()
+                };
+                if stale && r.source == StateSource::LastAnswer {
+                    format!("{s}?")
+                } else {
+                    s
+                }
             },
             if r.node.is_empty() {
                 "-".into()
@@ -365,7 +435,7 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<i32> {
                 r.reason.clone()
             },
             if r.role == JobRole::Service {
-                run_cell(&r.runs, now)
+                run_cell(&r.runs, now, r.state)
             } else {
                 "-".into()
             },
@@ -396,8 +466,26 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<i32> {
     }
     for r in &rows {
         for run in &r.runs {
+            let on = run
+                .node
+                .as_deref()
+                .map(|n| format!(" on {n}"))
+                .unwrap_or_default();
             if let Some(m) = &run.failure_message {
-                writeln!(out, "{} {}: {}", r.service, r.job_id, m)?;
+                writeln!(out, "{} {}{on}: {}", r.service, r.job_id, m)?;
+            }
+            if is_lost(run, r.state) {
+                writeln!(
+                    out,
+                    "{} {}{on}: LOST: the job is {} but this runner never finished its run; {} requests kept{}",
+                    r.service,
+                    r.job_id,
+                    r.state,
+                    run.requests,
+                    run.last_sent_ns
+                        .map(|t| format!(", the last sent at {}", crate::report::analysis::rfc3339(t)))
+                        .unwrap_or_default()
+                )?;
             }
         }
     }
@@ -542,7 +630,34 @@ mod tests {
         assert_eq!(web[0].state, JobState::Running);
         assert_eq!(web[0].source, StateSource::Squeue);
         assert_eq!(web[0].runs[0].requests, 5);
-        assert_eq!(run_cell(&web[0].runs, 0), "success 5 req");
+        assert_eq!(
+            run_cell(&web[0].runs, 0, JobState::Running),
+            "success 5 req"
+        );
+
+        // A multi-node job: one run file per client node, each shown with its node; a run
+        // left `running` by a job that is over is `lost`, with the requests it kept.
+        run_file(t.path(), "web-30-fbn2.db", "30", None, 4);
+        run_file(t.path(), "web-30-fbn3.db", "30", None, 6);
+        rusqlite::Connection::open(t.path().join("runs/web-30-fbn3.db"))
+            .unwrap()
+            .execute("UPDATE runs SET status = 'running', ended_ns = NULL", [])
+            .unwrap();
+        let multi = job_rows(
+            &camp,
+            &record("30", "web", None),
+            &[],
+            &acct,
+            AcctSource::JobComp,
+        );
+        assert_eq!(multi.len(), 1, "{multi:?}");
+        let nodes: Vec<Option<&str>> = multi[0].runs.iter().map(|r| r.node.as_deref()).collect();
+        assert_eq!(nodes, vec![Some("fbn2"), Some("fbn3")]);
+        assert_eq!(
+            run_cell(&multi[0].runs, 0, JobState::Completed),
+            "fbn2: success 4 req; fbn3: lost 6 req (last at 00:00:02)"
+        );
+        assert!(run_cell(&multi[0].runs, 0, JobState::Running).contains("fbn3: running 6 req"));
 
         let sw = job_rows(
             &camp,

@@ -161,6 +161,33 @@ pub fn probe_writable(dir: &Path, _create: bool) -> io::Result<Writable> {
     }
 }
 
+/// How a run file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunFileMode {
+    /// In place (a local filesystem, or `FB_RUN_FILES=direct`).
+    Direct,
+    /// Node-local, published into place (a network filesystem, or `FB_RUN_FILES=local`).
+    LocalPublished,
+}
+
+/// What `auto` decides for a campaign file at `target`, and the filesystem it is on.
+pub fn run_file_mode(target: &Path) -> (RunFileMode, Option<FsType>) {
+    let fs = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::current_dir().ok())
+        .and_then(|p| existing_ancestor(&p))
+        .and_then(|p| fs_type(&p));
+    let mode = match std::env::var("FB_RUN_FILES").as_deref() {
+        Ok("direct") => RunFileMode::Direct,
+        Ok("local") => RunFileMode::LocalPublished,
+        _ if fs.is_some_and(FsType::is_shared) => RunFileMode::LocalPublished,
+        _ => RunFileMode::Direct,
+    };
+    (mode, fs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -323,6 +323,7 @@ pub fn check_recipe(site: &Site, plan: &Plan) -> Vec<Check> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     out.push(check_dir("campaign_dir", db_dir, false));
+    out.push(check_run_files(db));
     let need: u64 = plan.services.iter().map(metrics_bytes).sum();
     out.push(check_space("space[campaign]", db_dir, need));
     out
@@ -365,6 +366,30 @@ fn check_faiss(svc: &Service) -> Option<Check> {
             ),
         ),
     })
+}
+
+/// Where jobs will write their run files (issue 26: SQLite WAL needs one host).
+fn check_run_files(db: &Path) -> Check {
+    use fs::RunFileMode;
+    let (mode, fsk) = fs::run_file_mode(db);
+    let on = fsk
+        .map(fs::FsType::name)
+        .unwrap_or_else(|| "an unknown filesystem".into());
+    match mode {
+        RunFileMode::Direct if fsk.is_some_and(fs::FsType::is_shared) => Check::warn(
+            "run_files",
+            format!("{} is on {on} and FB_RUN_FILES=direct: run files are written in place in WAL mode, which is unsafe when status/report read them from another host", db.display()),
+            "unset FB_RUN_FILES (auto writes node-local and publishes)",
+        ),
+        RunFileMode::Direct => Check::ok(
+            "run_files",
+            format!("{} is on {on}: run files are written in place (SQLite WAL)", db.display()),
+        ),
+        RunFileMode::LocalPublished => Check::ok(
+            "run_files",
+            format!("{} is on {on}: each job writes its run file on node-local storage ($SLURM_TMPDIR, $TMPDIR or /tmp) and publishes a consistent copy into the campaign directory every 5 s and at the end (status reads that copy; it lags by up to one interval)", db.display()),
+        ),
+    }
 }
 
 fn check_image(site: &Site, svc: &Service) -> Vec<Check> {
@@ -414,7 +439,19 @@ fn check_image(site: &Site, svc: &Service) -> Vec<Check> {
                 )];
             }
             match sys::podman_image_exists(image) {
-                Ok(true) => vec![Check::ok(name, format!("{image} is present locally"))],
+                Ok(true) => match sys::podman_can_start(image) {
+                    Ok(()) => vec![Check::ok(
+                        name,
+                        format!("{image} is present locally and a throwaway container of it started"),
+                    )],
+                    Err(e) => vec![Check::fail(
+                        name,
+                        format!(
+                            "{image} is present, but Podman cannot start a container of it on this host (the job would fail the same way): {e}"
+                        ),
+                        "fix the runtime's setup on the nodes: `error setting rlimit` wants `default_ulimits` within the hard limits in containers.conf; cgroup errors want `cgroup_manager = \"cgroupfs\"` (see containers/README.md)",
+                    )],
+                },
                 Ok(false) => vec![Check::fail(
                     name,
                     format!(

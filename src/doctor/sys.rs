@@ -222,6 +222,39 @@ pub fn sbatch_test_only(args: &[String]) -> Result<(), String> {
     run("sbatch", &all).map(|_| ())
 }
 
+/// Start a throwaway container of `image` (`podman run --rm --pull=never --network=none
+/// --entrypoint true IMAGE`): proves that Podman can create and start containers of it on this
+/// host (rlimits, cgroups, the OCI runtime) without starting the service. An image without a
+/// `true` binary still proves it: the runtime got as far as executing the entrypoint. Err: the
+/// runtime's own last words.
+pub fn podman_can_start(image: &str) -> Result<(), String> {
+    match run(
+        "podman",
+        &[
+            "run",
+            "--rm",
+            "--pull=never",
+            "--network=none",
+            "--entrypoint",
+            "true",
+            image,
+        ],
+    ) {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.contains("executable file `true` not found")
+                || e.contains("\"true\": executable file not found")
+                || (e.contains("true") && e.contains("no such file or directory")) =>
+        {
+            Ok(())
+        }
+        Err(e) => {
+            let lines: Vec<&str> = e.lines().filter(|l| !l.trim().is_empty()).collect();
+            Err(lines[lines.len().saturating_sub(3)..].join(" | "))
+        }
+    }
+}
+
 /// `podman image exists IMAGE`: Ok(false) when it does not.
 pub fn podman_image_exists(image: &str) -> Result<bool, String> {
     let st = Command::new("podman")

@@ -107,7 +107,7 @@ fn mask_url_credentials(line: &str) -> String {
             return format!("{key}: ***");
         }
     }
-    let mut out = line.to_string();
+    let mut out = mask_flow_pairs(line);
     for tok in line
         .split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | '[' | ']' | '{' | '}'))
     {
@@ -119,6 +119,39 @@ fn mask_url_credentials(line: &str) -> String {
             }
         }
     }
+    out
+}
+
+/// `line` with the value of every `key: value` pair of a flow mapping (`{password: x, ...}`)
+/// whose key looks secret masked: the fallback for a line whose recipe did not parse.
+fn mask_flow_pairs(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find(['{', ',']) {
+        out.push_str(&rest[..=i]);
+        rest = &rest[i + 1..];
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
+        let piece = &rest[..end];
+        if let Some((k, v)) = piece.split_once(':') {
+            let key = k.trim().trim_matches(['"', '\'']);
+            let v = v.trim();
+            let names_a_source = key.ends_with("_env") || key.ends_with("_file");
+            if !v.is_empty()
+                && !v.starts_with('{')
+                && !v.starts_with("${")
+                && !v.contains("://")
+                && !names_a_source
+                && v.parse::<f64>().is_err()
+                && (super::decode::looks_secret(key) || super::redact::header_is_secret(key))
+            {
+                out.push_str(k);
+                out.push_str(": ***");
+                rest = &rest[end..];
+                continue;
+            }
+        }
+    }
+    out.push_str(rest);
     out
 }
 
@@ -138,7 +171,11 @@ pub fn render(d: &Diagnostic, file: &Path, src: &str) -> String {
         let num = d.pos.line.to_string();
         let pad = " ".repeat(num.len());
         let mut line = line.to_string();
-        for secret in d.redact.iter().chain(&d.redact_all) {
+        // Every secret of the recipe, whatever this diagnostic is about (a flow mapping puts
+        // several credentials on one line); the longest first, so that none is left in part.
+        let mut secrets: Vec<&String> = d.redact.iter().chain(&d.redact_all).collect();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        for secret in secrets {
             if !secret.is_empty() {
                 line = line.replace(secret.as_str(), "***");
             }

@@ -290,6 +290,16 @@ pub fn parse_str_lenient(text: &str, path: &Path) -> Result<Loaded, RecipeError>
     };
     let mut cx = decode::Ctx::default();
     let plan = decode::decode(&root, path.to_path_buf(), sha, &mut cx);
+    // Every line a diagnostic quotes is masked with every secret of the recipe, not only the
+    // one the diagnostic is about.
+    let secrets = redact::recipe_secrets(&root);
+    for d in &mut cx.diags {
+        for s in &secrets {
+            if !d.redact_all.contains(s) {
+                d.redact_all.push(s.clone());
+            }
+        }
+    }
     // Sort by position so the output reads top to bottom.
     cx.diags.sort_by_key(|d| (d.pos.line, d.pos.col));
     match plan {

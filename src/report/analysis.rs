@@ -562,6 +562,7 @@ fn analyze_run_inner(
         schedule_lag_ms.as_ref(),
         generator_lag_p99_ms,
         &run_metrics,
+        end_ns,
     );
 
     let analysis = RunAnalysis {
@@ -569,7 +570,7 @@ fn analyze_run_inner(
         campaign: run.campaign,
         service: run.service,
         service_kind: run.service_kind.as_str().to_string(),
-        status: run.status.as_str().to_string(),
+        status: run.status.shown(reasons.is_empty()).to_string(),
         stop_reason: run.stop_reason,
         failure_stage: run.failure_stage.map(|s| s.as_str().to_string()),
         failure_message: run.failure_message,
@@ -650,6 +651,7 @@ fn validity(
     schedule_lag_ms: Option<&Summary>,
     generator_lag_p99_ms: Option<f64>,
     run_metrics: &[RunMetricValue],
+    last_done_ns: i64,
 ) -> (bool, Vec<InvalidReason>, Vec<Gate>) {
     let metric = |name: &str| run_metrics.iter().find(|m| m.name == name).map(|m| m.value);
     let mut reasons = Vec::new();
@@ -684,6 +686,16 @@ fn validity(
         1.0,
         "bool",
         partial.then(|| {
+            if run.status == RunStatus::Running && run.ended_ns.is_none() {
+                // A runner that died (its node lost, killed) never finishes its run: say
+                // where, until when, and what it kept (a run still going reads the same).
+                return format!(
+                    "lost: the runner on {} never finished this run (its node or process lost, or still running); {} requests kept, recorded until {}",
+                    if run.host.is_empty() { "?" } else { &run.host },
+                    total.requests,
+                    rfc3339(last_done_ns)
+                );
+            }
             format!(
                 "partial run: status {}{}",
                 run.status,

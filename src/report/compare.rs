@@ -249,6 +249,23 @@ pub struct Comparison {
     /// the comparison still runs, but differences may be the hardware's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hardware_warnings: Vec<String>,
+    /// Runs of either side whose runner was lost (a client node that died): which node,
+    /// until when, and how many requests it kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost_runs: Vec<String>,
+}
+
+/// One line per run of `side` whose runner was lost (its `lost:` validity reason).
+fn lost_runs(label: &str, side: &CampaignAnalysis) -> Vec<String> {
+    side.runs
+        .iter()
+        .flat_map(|r| {
+            r.invalid_reasons
+                .iter()
+                .filter(|x| x.message.starts_with("lost:"))
+                .map(move |x| format!("{label} {} (run {}): {}", r.service, r.run_id, x.message))
+        })
+        .collect()
 }
 
 /// Load one side: a JSON report (hash checked) or a campaign (.db / directory).
@@ -529,6 +546,10 @@ pub fn compare(
         baseline_valid: base.valid,
         candidate_valid: cand.valid,
         hardware_warnings: super::provenance::hardware_warnings(base, cand),
+        lost_runs: lost_runs("baseline", base)
+            .into_iter()
+            .chain(lost_runs("candidate", cand))
+            .collect(),
     }
 }
 
@@ -804,6 +825,7 @@ fn verdict(c: &Comparison) -> String {
 fn warnings_text(c: &Comparison) -> String {
     c.hardware_warnings
         .iter()
+        .chain(&c.lost_runs)
         .map(|w| format!("WARNING: {w}\n"))
         .collect()
 }
@@ -857,6 +879,7 @@ pub fn to_markdown(c: &Comparison) -> String {
         c.candidate,
         c.hardware_warnings
             .iter()
+            .chain(&c.lost_runs)
             .map(|w| format!("> **Warning:** {w}\n\n"))
             .collect::<String>(),
     );
@@ -898,7 +921,7 @@ pub fn to_html(c: &Comparison) -> String {
     for l in inconclusive_lines(c) {
         let _ = write!(s, "<p class=\"warn\">{}</p>", esc(&l));
     }
-    for w in &c.hardware_warnings {
+    for w in c.hardware_warnings.iter().chain(&c.lost_runs) {
         let _ = write!(s, "<p class=\"warn\"><b>Warning:</b> {}</p>", esc(w));
     }
     s.push_str("<table><tr>");

@@ -295,7 +295,8 @@ pub struct RunAnalysis {
     pub campaign: String,
     pub service: String,
     pub service_kind: String,
-    /// `success`, `partial`, `failed`, `running`, `pending` as recorded.
+    /// `success`, `partial`, `failed`, `running`, `pending` as recorded, except that a run
+    /// recorded `success` that failed a validity gate shows `invalid`.
     pub status: String,
     pub stop_reason: Option<String>,
     pub failure_stage: Option<String>,

@@ -113,6 +113,8 @@ pub struct StepHooks {
     pub observers: Option<ObserverFactory>,
     pub watch: Option<WatchFactory>,
     pub gpu_facts: Option<GpuFacts>,
+    /// See [`crate::runner::session::Session::service_exit_file`].
+    pub service_exit_file: Option<std::path::PathBuf>,
 }
 
 /// Run the capacity search of `svc` against `store`. `figures` reads a finished run's figures;
@@ -168,6 +170,7 @@ pub fn run_search(
             observers: hooks.observers.clone(),
             watch: hooks.watch.clone(),
             gpu_facts: hooks.gpu_facts.clone(),
+            service_exit_file: hooks.service_exit_file.clone(),
         };
         let out = session.run(store)?;
         let Some(fin) = out.finished.into_iter().next() else {
@@ -181,6 +184,10 @@ pub fn run_search(
         }
         if out.stopped_by.is_some() {
             // A partial step is no verdict: stop without recording it as one.
+            stopped = true;
+        }
+        if hooks.service_exit_file.as_ref().is_some_and(|f| f.exists()) {
+            // The service is gone: this step failed with the reason, no later step can run.
             stopped = true;
         }
         // The generator side limited the run: no verdict on the service.

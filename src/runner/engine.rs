@@ -58,11 +58,32 @@ pub struct DispatchStats {
     pub not_sent_connection_limited: u64,
 }
 
-/// The process-wide stop request (signals). The first signal wins.
+/// The process-wide stop request (signals; the first signal wins) and the news that the
+/// service died (with what the batch script saw: "the service exited (signal KILL) at T").
 #[derive(Debug, Default)]
-pub struct StopFlag(AtomicU8);
+pub struct StopFlag(AtomicU8, std::sync::OnceLock<String>, AtomicBool);
+
+/// With [`StopFlag::watch_silence`]: this many whole seconds in which requests failed to
+/// connect or timed out and not one succeeded mean the service stopped answering.
+pub const SILENT_S: u32 = 5;
 
 impl StopFlag {
+    /// The service is this job's own (a batch script started it): a service that stops
+    /// answering (only connect errors and timeouts, no success, for [`SILENT_S`] seconds) ends
+    /// the run like one that exited.
+    pub fn watch_silence(&self) {
+        self.2.store(true, Ordering::SeqCst);
+    }
+
+    /// The service this job started is gone: load stops, the run ends failed with `message`.
+    pub fn service_exited(&self, message: String) {
+        let _ = self.1.set(message);
+    }
+
+    pub fn service_exit(&self) -> Option<&str> {
+        self.1.get().map(String::as_str)
+    }
+
     pub fn new() -> Arc<StopFlag> {
         Arc::new(StopFlag::default())
     }
@@ -172,6 +193,9 @@ impl Shared {
     fn stop_reason(&self) -> Option<StopReason> {
         if let Some(s) = self.global_stop.get() {
             return Some(StopReason::Signal(s));
+        }
+        if self.global_stop.service_exit().is_some() {
+            return Some(StopReason::ServiceExited);
         }
         if self.store.write_error().is_some() {
             return Some(StopReason::StoreFailed);
@@ -926,6 +950,13 @@ async fn ticker(sh: Arc<Shared>, cfg: TickerCfg, phase: Arc<AtomicU8>) {
     let mut last_ns = clock.now_ns();
     let mut last_cpu = process_cpu_s();
     let mut tick_at = cfg.started_ns + 1_000_000_000;
+    // Whole seconds in a row with connect/timeout errors and no success.
+    let mut silent_s: u32 = 0;
+    let unanswered = |sh: &Shared| {
+        sh.by_class[class_index(ErrorClass::Connect)].load(Ordering::Relaxed)
+            + sh.by_class[class_index(ErrorClass::Timeout)].load(Ordering::Relaxed)
+    };
+    let mut unanswered_before = unanswered(&sh);
     loop {
         let done = phase.load(Ordering::SeqCst) == 2;
         if !done {
@@ -979,6 +1010,30 @@ async fn ticker(sh: Arc<Shared>, cfg: TickerCfg, phase: Arc<AtomicU8>) {
                 s("latency_p99_ms", l.p99_ms);
             }
         }
+        // A service of this job's that stops answering (its port closed, or hung past the
+        // request timeout) is named like one that exited.
+        let unanswered_now = unanswered(&sh);
+        if sh.global_stop.2.load(Ordering::SeqCst) && !done {
+            let ok = iv_done.saturating_sub(iv_errors);
+            if ok == 0 && unanswered_now > unanswered_before {
+                silent_s += 1;
+            } else if ok > 0 {
+                silent_s = 0;
+            }
+            if silent_s >= SILENT_S && sh.global_stop.service_exit().is_none() {
+                let at = humantime::format_rfc3339_millis(
+                    std::time::UNIX_EPOCH + Duration::from_nanos(now.max(0) as u64),
+                )
+                .to_string();
+                let msg = format!(
+                    "the service stopped answering at {at} (no successful answer for {SILENT_S} s; {} connect errors and timeouts so far)",
+                    unanswered_now
+                );
+                tracing::error!("[{}] {msg}: stopping the run", sh.service);
+                sh.global_stop.service_exited(msg);
+            }
+        }
+        unanswered_before = unanswered_now;
         // The error-rate gate, over every completed request so far (at least 10).
         if let Some(max) = cfg.max_error_rate {
             let n = sh.completed.load(Ordering::SeqCst);

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod cpu;
 pub mod engine;
 pub mod live;
+pub mod owner;
 pub mod provenance;
 pub mod ready;
 pub use crate::rng;

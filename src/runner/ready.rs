@@ -99,6 +99,17 @@ impl Probe {
     }
 
     /// One line for people: what is being asked.
+    /// The TCP port the probe reaches (when it reaches one).
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            Probe::HttpOk { url, .. } | Probe::HttpAny { url } => {
+                crate::recipe::endpoint::port_of_url(url)
+            }
+            Probe::Postgres { port, .. } => Some(*port),
+            Probe::Path { .. } | Probe::Nothing => None,
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Probe::HttpOk { url, .. } => format!("GET {url} (2xx)"),

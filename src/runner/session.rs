@@ -142,6 +142,10 @@ pub struct Session {
     pub watch: Option<WatchFactory>,
     /// GPU facts for each run's provenance (NVML lives in `monitor`); `None`: no GPU facts.
     pub gpu_facts: Option<super::provenance::GpuFacts>,
+    /// The file the batch script writes when the service it started exits during the run
+    /// (its one line says how and when): polled every 250 ms; when it appears load stops and
+    /// the run ends `failed` with that line, its rows kept.
+    pub service_exit_file: Option<std::path::PathBuf>,
 }
 
 impl Session {
@@ -156,6 +160,10 @@ impl Session {
         let max_par = self.max_parallel;
         let finished: Vec<Finished> = rt.block_on(async {
             install_signal_handlers(stop.clone())?;
+            if let Some(f) = self.service_exit_file.clone() {
+                stop.watch_silence();
+                watch_service_exit(f, stop.clone());
+            }
             let sem = Arc::new(tokio::sync::Semaphore::new(max_par.min(1 << 20)));
             let mut tasks = Vec::new();
             for jobs in self.groups {
@@ -242,6 +250,27 @@ pub fn record_setup_failure(
         ids.push(run_id.to_string());
     }
     Ok(ids)
+}
+
+/// How often the runner looks for the batch script's word that the service exited.
+pub const SERVICE_EXIT_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Poll `file` (written by the batch script when the service it started exits); once it
+/// holds a line, tell the engine the service is gone.
+fn watch_service_exit(file: std::path::PathBuf, stop: Arc<StopFlag>) {
+    tokio::spawn(async move {
+        loop {
+            if let Ok(text) = tokio::fs::read_to_string(&file).await {
+                let line = text.lines().next().unwrap_or_default().trim().to_string();
+                if !line.is_empty() {
+                    eprintln!("{line}: stopping load (the rows recorded so far are kept)");
+                    stop.service_exited(line);
+                    return;
+                }
+            }
+            tokio::time::sleep(SERVICE_EXIT_POLL).await;
+        }
+    });
 }
 
 /// Ctrl-C / SIGTERM / SIGUSR1: stop load generation and drain; a second signal exits at once.
@@ -370,7 +399,7 @@ async fn run_job(
         load: svc.load.clone(),
         clock,
         store: store.clone(),
-        stop,
+        stop: stop.clone(),
         observers,
     };
     let out = match engine::run(client.clone(), cfg).await {
@@ -389,6 +418,15 @@ async fn run_job(
     let teardown = client.teardown().await;
     let (mut status, mut stage, mut message) = match out.stop_reason {
         StopReason::Signal(_) => (RunStatus::Partial, None, None),
+        StopReason::ServiceExited => (
+            RunStatus::Failed,
+            Some(FailureStage::Benchmark),
+            Some(format!(
+                "{}; {} requests recorded before are kept",
+                stop.service_exit().unwrap_or("the service exited"),
+                out.requests
+            )),
+        ),
         StopReason::StoreFailed => (
             RunStatus::Failed,
             Some(FailureStage::Benchmark),

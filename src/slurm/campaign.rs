@@ -153,7 +153,8 @@ impl Campaign {
         jobs::read_jobs(&self.db_path()).map_err(|e| self.db_err(e))
     }
 
-    /// Run files of one service: `runs/<service>-<id>[_<task>].db`, with the parsed id/task.
+    /// Run files of one service: `runs/<service>-<id>[_<task>][-<node>].db` (the node part:
+    /// one file per client node of a multi-node job), with the parsed id, task and node.
     pub fn run_files(&self, service: &str) -> Vec<RunFile> {
         let mut out = Vec::new();
         let prefix = format!("{service}-");
@@ -166,9 +167,18 @@ impl Campaign {
                 else {
                     continue;
                 };
-                let (id, task) = match stem.split_once('_') {
-                    Some((i, t)) => (i, t.parse::<u32>().ok()),
+                // A client node's file: the job part, then `-<node>` (node names may hold `-`).
+                let (job, node) = match stem.split_once('-') {
+                    Some((j, n)) if !n.is_empty() => (j, Some(n.to_string())),
+                    Some(_) => continue,
                     None => (stem, None),
+                };
+                let (id, task) = match job.split_once('_') {
+                    Some((i, t)) => match t.parse::<u32>() {
+                        Ok(t) => (i, Some(t)),
+                        Err(_) => continue,
+                    },
+                    None => (job, None),
                 };
                 if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
                     continue; // another service whose name starts with ours
@@ -177,10 +187,13 @@ impl Campaign {
                     path: e.path(),
                     job_id: id.to_string(),
                     array_task: task,
+                    node,
                 });
             }
         }
-        out.sort_by(|a, b| (&a.job_id, a.array_task).cmp(&(&b.job_id, b.array_task)));
+        out.sort_by(|a, b| {
+            (&a.job_id, a.array_task, &a.node).cmp(&(&b.job_id, b.array_task, &b.node))
+        });
         out
     }
 
@@ -213,6 +226,8 @@ pub struct RunFile {
     /// The id in the file name: the job id, or for array tasks the array job id or task job id.
     pub job_id: String,
     pub array_task: Option<u32>,
+    /// The client node that wrote it (multi-node jobs: one file per client node).
+    pub node: Option<String>,
 }
 
 #[cfg(test)]
@@ -262,12 +277,34 @@ mod tests {
         let c = Campaign::open(t.path()).unwrap();
         assert_eq!(c.jobs().unwrap(), vec![j]);
         std::fs::create_dir(t.path().join("runs")).unwrap();
-        for f in ["web-12_0.db", "web-12_1.db", "web-api-13.db", "web-x.db"] {
+        for f in [
+            "web-12_0.db",
+            "web-12_1.db",
+            "web-api-13.db",
+            "web-x.db",
+            "web-80-fbn2.db",
+            "web-80-fbn-3.db",
+            "web-81_2-fbn1.db",
+        ] {
             std::fs::write(t.path().join("runs").join(f), b"").unwrap();
         }
         let files = c.run_files("web");
-        assert_eq!(files.len(), 2);
-        assert_eq!(files[1].array_task, Some(1));
+        let got: Vec<(&str, Option<u32>, Option<&str>)> = files
+            .iter()
+            .map(|f| (f.job_id.as_str(), f.array_task, f.node.as_deref()))
+            .collect();
+        // Per-node files of multi-node jobs are listed with their node (issue 26: they were
+        // skipped, so `status` showed no run for a multi-node campaign).
+        assert_eq!(
+            got,
+            vec![
+                ("12", Some(0), None),
+                ("12", Some(1), None),
+                ("80", None, Some("fbn-3")),
+                ("80", None, Some("fbn2")),
+                ("81", Some(2), Some("fbn1")),
+            ]
+        );
         assert_eq!(c.run_files("web-api")[0].job_id, "13");
         let root = t
             .path()

@@ -25,6 +25,7 @@ use serde::Serialize;
 use std::fmt;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 /// Errors of the SLURM client commands.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,10 @@ pub enum SlurmError {
     Parse { command: String, detail: String },
     #[error("sacct unavailable: {0}")]
     AccountingUnavailable(String),
+    #[error(
+        "`{command}` gave no answer within {budget_ms} ms (the SLURM controller is not answering)"
+    )]
+    NoAnswer { command: String, budget_ms: u128 },
 }
 
 /// A SLURM job state (`squeue %T`, `sacct State`).
@@ -328,6 +333,56 @@ fn run(program: &str, args: &[String], cwd: Option<&Path>) -> Result<Output, Slu
     })
 }
 
+/// `run` with a time budget: the command is killed when it has not ended within `budget`
+/// (squeue against a controller that is down retries for many seconds).
+fn run_within(program: &str, args: &[String], budget: Duration) -> Result<Output, SlurmError> {
+    use std::io::Read as _;
+    use std::process::Stdio;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| SlurmError::NotFound {
+            command: program.to_string(),
+            source,
+        })?;
+    // Read both pipes on their own threads: a large answer must not block the child.
+    let mut so = child.stdout.take().expect("piped stdout");
+    let mut se = child.stderr.take().expect("piped stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = so.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = se.read_to_end(&mut v);
+        v
+    });
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if t0.elapsed() < budget => std::thread::sleep(Duration::from_millis(5)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(SlurmError::NoAnswer {
+                    command: program.to_string(),
+                    budget_ms: budget.as_millis(),
+                });
+            }
+        }
+    };
+    Ok(Output {
+        status,
+        stdout: t_out.join().unwrap_or_default(),
+        stderr: t_err.join().unwrap_or_default(),
+    })
+}
+
 fn failed(program: &str, args: &[String], out: &Output) -> SlurmError {
     SlurmError::Failed {
         command: format!("{program} {}", args.join(" ")),
@@ -421,6 +476,12 @@ pub const SQUEUE_FORMAT: &str = "%A|%F|%K|%T|%N|%M|%l|%r|%j";
 /// `MinJobAge` seconds). Filtered by the caller: `squeue -j` fails as a whole when one id has
 /// already left slurmctld's memory.
 pub fn squeue() -> Result<Vec<QueueRow>, SlurmError> {
+    squeue_within(None).map(|(rows, _)| rows)
+}
+
+/// [`squeue`] that gives up after `budget` ([`SlurmError::NoAnswer`]); also returns its raw
+/// output (status keeps the campaign's lines as the controller's last answer).
+pub fn squeue_within(budget: Option<Duration>) -> Result<(Vec<QueueRow>, String), SlurmError> {
     let args: Vec<String> = [
         "--me",
         "--states=all",
@@ -431,14 +492,19 @@ pub fn squeue() -> Result<Vec<QueueRow>, SlurmError> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let out = run("squeue", &args, None)?;
+    let out = match budget {
+        Some(b) => run_within("squeue", &args, b)?,
+        None => run("squeue", &args, None)?,
+    };
     if !out.status.success() {
         return Err(failed("squeue", &args, &out));
     }
-    parse_squeue(&String::from_utf8_lossy(&out.stdout)).map_err(|detail| SlurmError::Parse {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rows = parse_squeue(&text).map_err(|detail| SlurmError::Parse {
         command: "squeue".into(),
         detail,
-    })
+    })?;
+    Ok((rows, text))
 }
 
 /// Parse `squeue --noheader --format=SQUEUE_FORMAT` output.

@@ -37,21 +37,108 @@ pub enum StateSource {
     JobComp,
     /// SLURM no longer knows the job and there is no accounting: only the run file is left.
     RunFile,
+    /// The controller did not answer this time: squeue's last answer for the campaign, kept
+    /// in the campaign directory (see [`Controller::NotAnswering`]).
+    LastAnswer,
     None,
+}
+
+/// Whether the SLURM controller answered `status` this time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Controller {
+    Answered,
+    /// squeue gave no answer within the budget, or failed: the states shown are its last
+    /// answer (when there was one), marked as such, and accounting is not asked (its states
+    /// are as stale while the controller is down).
+    NotAnswering {
+        why: String,
+        last_answer_ns: Option<i64>,
+        last_answer_at: Option<String>,
+    },
+}
+
+/// Everything `status` shows about a campaign.
+#[derive(Debug, Clone)]
+pub struct CampaignStatus {
+    pub jobs: Vec<JobStatus>,
+    /// Why accounting could not be read (when it could not).
+    pub accounting: Option<String>,
+    pub controller: Controller,
+}
+
+/// How long `status` waits for squeue (FB_SQUEUE_BUDGET_MS overrides): a controller that is
+/// down makes squeue retry for many seconds, and status must answer in under a second.
+pub fn squeue_budget() -> std::time::Duration {
+    let ms = std::env::var("FB_SQUEUE_BUDGET_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(800);
+    std::time::Duration::from_millis(ms)
+}
+
+/// The campaign's copy of squeue's last answer: `<epoch ns>` then its lines for this
+/// campaign's jobs.
+const LAST_ANSWER: &str = ".squeue-last-answer";
+
+fn save_last_answer(camp: &Campaign, jobs: &[JobRecord], raw: &str, now_ns: i64) {
+    let mut text = format!("{now_ns}\n");
+    for line in raw.lines() {
+        let id = line.split('|').nth(1).unwrap_or_default();
+        if jobs.iter().any(|j| j.job_id == id) {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    let path = camp.dir.join(LAST_ANSWER);
+    let tmp = camp
+        .dir
+        .join(format!("{LAST_ANSWER}.{}", std::process::id()));
+    if std::fs::write(&tmp, text).is_ok() && std::fs::rename(&tmp, &path).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+fn last_answer(camp: &Campaign) -> Option<(i64, Vec<QueueRow>)> {
+    let text = std::fs::read_to_string(camp.dir.join(LAST_ANSWER)).ok()?;
+    let (first, rest) = text.split_once('\n')?;
+    let ns = first.trim().parse::<i64>().ok()?;
+    Some((ns, super::parse_squeue(rest).ok()?))
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 /// Collect the state of every job of a campaign: squeue, then sacct / the job completion log,
 /// then the run files.
-pub fn collect_status(camp: &Campaign) -> anyhow::Result<(Vec<JobStatus>, Option<String>)> {
+pub fn collect_status(camp: &Campaign) -> anyhow::Result<CampaignStatus> {
     let jobs = camp.jobs()?;
-    let queue = match super::squeue() {
-        Ok(q) => q,
+    let (queue, controller) = match super::squeue_within(Some(squeue_budget())) {
+        Ok((q, raw)) => {
+            save_last_answer(camp, &jobs, &raw, now_ns());
+            (q, Controller::Answered)
+        }
         Err(e @ SlurmError::NotFound { .. }) => return Err(e.into()),
         Err(e) => {
-            tracing::warn!("{e}");
-            Vec::new()
+            let last = last_answer(camp);
+            let controller = Controller::NotAnswering {
+                why: e.to_string(),
+                last_answer_ns: last.as_ref().map(|l| l.0),
+                last_answer_at: last.as_ref().map(|l| {
+                    humantime::format_rfc3339_millis(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_nanos(l.0.max(0) as u64),
+                    )
+                    .to_string()
+                }),
+            };
+            (last.map(|l| l.1).unwrap_or_default(), controller)
         }
     };
+    let answered = controller == Controller::Answered;
     let mut out = Vec::new();
     let mut missing: Vec<String> = Vec::new();
     for j in &jobs {
@@ -73,7 +160,7 @@ pub fn collect_status(camp: &Campaign) -> anyhow::Result<(Vec<JobStatus>, Option
         }
     }
     let mut accounting_note = None;
-    let (acct_source, acct) = if missing.is_empty() {
+    let (acct_source, acct) = if missing.is_empty() || !answered {
         (AcctSource::Accounting, Vec::new())
     } else {
         match super::sacct(&missing) {
@@ -91,7 +178,55 @@ pub fn collect_status(camp: &Campaign) -> anyhow::Result<(Vec<JobStatus>, Option
     for j in &jobs {
         out.extend(job_rows(camp, j, &queue, &acct, acct_source));
     }
-    Ok((out, accounting_note))
+    if !answered {
+        for r in &mut out {
+            if r.source == StateSource::Squeue {
+                r.source = StateSource::LastAnswer;
+            }
+        }
+    }
+    explain_dependencies(&jobs, &mut out);
+    Ok(CampaignStatus {
+        jobs: out,
+        accounting: accounting_note,
+        controller,
+    })
+}
+
+/// A job waiting on a dependency says on which jobs, and what they are doing (a parent stuck
+/// in COMPLETING after a node died holds its children for minutes).
+fn explain_dependencies(jobs: &[JobRecord], rows: &mut [JobStatus]) {
+    let states: Vec<(String, String, JobState, String)> = rows
+        .iter()
+        .map(|r| (r.job_id.clone(), r.service.clone(), r.state, r.node.clone()))
+        .collect();
+    for r in rows.iter_mut() {
+        if r.state != JobState::Pending || !r.reason.starts_with("Dependency") {
+            continue;
+        }
+        let Some(j) = jobs.iter().find(|j| j.job_id == r.job_id) else {
+            continue;
+        };
+        let waits: Vec<String> = j
+            .depends_on
+            .iter()
+            .filter_map(|id| {
+                // Only parents not over yet hold the job (afterany/afterok).
+                let (_, svc, st, node) = states.iter().find(|s| &s.0 == id)?;
+                (!st.is_finished()).then(|| {
+                    let on = if node.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" on {node}")
+                    };
+                    format!("{svc} {id} {st}{on}")
+                })
+            })
+            .collect();
+        if !waits.is_empty() {
+            r.reason = format!("{}: waits for {}", r.reason, waits.join(", "));
+        }
+    }
 }
 
 pub fn acct_state_source(s: AcctSource) -> StateSource {
@@ -159,7 +294,10 @@ pub fn job_rows(
             .filter(|f| f.job_id == j.job_id || task_ids.contains(&f.job_id))
             .collect();
         for f in &mine {
-            let runs = campaign::read_runs(&f.path).unwrap_or_default();
+            let mut runs = campaign::read_runs(&f.path).unwrap_or_default();
+            for r in &mut runs {
+                r.node.clone_from(&f.node);
+            }
             let task = f.array_task.or_else(|| {
                 runs.iter()
                     .find_map(|r| r.slurm_array_task.map(|t| t as u32))

@@ -175,7 +175,7 @@ pub fn submit_jobs(
         let exe = super::factorybench_bin()?;
         let d = dir.display().to_string();
         let wrap = format!(
-            "{} report {} --format html --out {}",
+            "{} report {} --format html --out {} --verdict-in-report",
             shell_quote(&exe.display().to_string()),
             shell_quote(&d),
             shell_quote(&format!("{d}/report.html")),

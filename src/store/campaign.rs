@@ -137,10 +137,21 @@ pub struct RunSummary {
     pub requests: i64,
     pub errors: i64,
     pub first_sent_ns: Option<i64>,
+    /// Send time of the last request recorded (how recent the run file's news is).
+    pub last_sent_ns: Option<i64>,
+    /// The client node whose run file this is (multi-node jobs), from the file's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl RunSummary {
-    fn new(run: RunRow, requests: i64, errors: i64, first_sent_ns: Option<i64>) -> RunSummary {
+    fn new(
+        run: RunRow,
+        requests: i64,
+        errors: i64,
+        first_sent_ns: Option<i64>,
+        last_sent_ns: Option<i64>,
+    ) -> RunSummary {
         RunSummary {
             run_id: run.run_id,
             status: run.status,
@@ -156,6 +167,8 @@ impl RunSummary {
             requests,
             errors,
             first_sent_ns,
+            last_sent_ns,
+            node: None,
         }
     }
 }
@@ -169,7 +182,8 @@ pub fn read_runs(path: &Path) -> Result<Vec<RunSummary>, DbError> {
         "SELECT {RUN_COLUMNS},
                 (SELECT COUNT(*) FROM requests q WHERE q.run_id = runs.run_id),
                 (SELECT COUNT(*) FROM requests q WHERE q.run_id = runs.run_id AND q.ok = 0),
-                (SELECT MIN(sent_ns) FROM requests q WHERE q.run_id = runs.run_id)
+                (SELECT MIN(sent_ns) FROM requests q WHERE q.run_id = runs.run_id),
+                (SELECT MAX(sent_ns) FROM requests q WHERE q.run_id = runs.run_id)
          FROM runs ORDER BY runs.started_ns"
     ))?;
     let n = super::read::RUN_COLUMN_COUNT;
@@ -179,6 +193,7 @@ pub fn read_runs(path: &Path) -> Result<Vec<RunSummary>, DbError> {
             r.get(n)?,
             r.get(n + 1)?,
             r.get(n + 2)?,
+            r.get(n + 3)?,
         ))
     })?;
     rows.collect()

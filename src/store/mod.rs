@@ -15,6 +15,7 @@
 //! No other module speaks SQL.
 
 pub mod campaign;
+pub mod publish;
 pub mod read;
 mod writer;
 

@@ -153,7 +153,8 @@ fn kill_at(dir: &Path, name: &str, kill_after_rows: i64, offset: Duration) -> Ou
     assert_eq!(run["valid"], false);
     assert_eq!(v["analysis"]["partial"], true);
     let reasons = run["invalid_reasons"].to_string();
-    assert!(reasons.contains("partial run"), "{reasons}");
+    // A run its runner never finished says so, with where it ran (issue 26).
+    assert!(reasons.contains("lost: the runner on "), "{reasons}");
 
     Outcome {
         rows,

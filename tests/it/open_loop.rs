@@ -90,6 +90,31 @@ fn one_connection_too_slow_for_the_rate_is_connection_limited() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("connection_limited"), "{text}");
+    // An invalid run never shows `success` (issue 26): its status says `invalid`.
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let runs = v["analysis"]["runs"].as_array().unwrap();
+    assert!(
+        runs.iter()
+            .all(|r| r["valid"] == false && r["status"] == "invalid"),
+        "{text}"
+    );
+    // The report job's form: the report is written and the exit is 0; the verdict is in
+    // the report and on stderr.
+    let html = dir.path().join("r.html");
+    let out = common::bin()
+        .args([
+            "report",
+            dir.path().join("metrics.db").to_str().unwrap(),
+            "--out",
+            html.to_str().unwrap(),
+            "--verdict-in-report",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("verdict: INVALID"), "{err}");
+    assert!(std::fs::read_to_string(&html).unwrap().contains("INVALID"));
     // The connection wait is part of the request's lag (50 ms per answer, one connection).
     assert!(max_wait_ms >= 50.0, "{max_wait_ms}");
 }

@@ -321,3 +321,82 @@ fn podman_lifecycle_runs_for_real_and_leaves_nothing() {
     );
     assert_eq!(all.trim(), "", "run left a container\n{log}");
 }
+
+/// Issue 26: a container that cannot start says why. Without the site's containers.conf
+/// ulimits, runc cannot set the container's rlimits on this host: the run's failure message and
+/// the job log carry Podman's own words (not only "could not start the service"), and
+/// `doctor` starts a throwaway container of the image, so it fails the image there too (and
+/// passes it with the site's containers.conf).
+#[test]
+fn podman_that_cannot_start_says_why_and_doctor_knows() {
+    if common::server("podman").is_none() || !podman_ready() {
+        eprintln!("skipped: podman or {IMAGE} missing");
+        return;
+    }
+    let c = compile("", "    requests: 10");
+    let bad = c.dir.path().join("no-ulimits.conf");
+    std::fs::write(
+        &bad,
+        "[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+    )
+    .unwrap();
+    let o = Command::new("bash")
+        .arg(&c.script)
+        .env("FB_BIN", env!("CARGO_BIN_EXE_factorybench"))
+        .env("CONTAINERS_CONF", &bad)
+        .env("TMPDIR", c.dir.path())
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(1), "{log}");
+    assert!(log.contains("error setting rlimit"), "the job log: {log}");
+    let db = std::fs::read_dir(c.campaign.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "db"))
+        .expect("a run file");
+    let msg: String = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT failure_message FROM runs", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        msg.starts_with("could not start the service (podman): ") && msg.contains("rlimit"),
+        "{msg}"
+    );
+
+    let recipe = c.campaign.join("recipe.yml");
+    for (conf, ok) in [(&bad, false), (&c.conf, true)] {
+        let o = common::bin()
+            .args(["doctor", "--json"])
+            .arg(&recipe)
+            .arg("--monitor-dir")
+            .arg(c.dir.path())
+            .env("CONTAINERS_CONF", conf)
+            .env_remove("PUSHGATEWAY_URL")
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+        let check = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == "image[pg]")
+            .cloned()
+            .unwrap_or_else(|| panic!("{v:#}"));
+        if ok {
+            assert_eq!(check["status"], "ok", "{check}");
+            assert!(check["why"]
+                .as_str()
+                .unwrap()
+                .contains("throwaway container"));
+        } else {
+            assert_eq!(check["status"], "fail", "{check}");
+            assert!(check["why"].as_str().unwrap().contains("rlimit"), "{check}");
+        }
+    }
+}

@@ -231,3 +231,110 @@ fn planted_credentials_appear_only_in_private_files() {
         }
     }
 }
+
+/// The same credentials in flow style: each service is one line, so every warning (about one
+/// header, one URL, one environment variable) and every error (a mistyped key) quotes a line
+/// that holds the other services' fields' secrets too. With `typo` each line also carries an
+/// unknown key, so every planted value appears on a line quoted by a diagnostic whose subject
+/// is another key.
+fn flow_recipe(port: u16, db: &Path, typo: bool) -> String {
+    let p = planted;
+    let t = if typo { ", client_cont: 2" } else { "" };
+    format!(
+        r#"benchmark: {{name: tracing-flow}}
+global: {{metrics_db: "{db}", pushgateway_url: "http://push:{p20}@127.0.0.1:1/"}}
+services:
+  - {{service_name: web, service_type: http, url: "http://user:{p1}@127.0.0.1:{port}/x?token={p2}&n=1", headers: {{Authorization: "Bearer {p3}", X-Api-Key: "{p4}", Proxy-Authorization: "Basic {p5}", Cookie: "sid={p6}", X-Auth-Token: "{p7}", Content-Type: text/plain}}, client_count: 2, duration: 1{t}}}
+  - {{service_name: pg, service_type: database, backend: postgresql, container_image: "docker://postgres:16", password: "{p9}", environment: {{POSTGRES_PASSWORD: "{p9}", DB_ADMIN_PASSWORD: "{p10}", API_TOKEN: "{p11}", MY_SECRET_THING: "{p12}", SIGNING_KEY: "{p13}"}}, duration: 1{t}}}
+  - {{service_name: pg-url, service_type: database, backend: postgresql, service_url: "postgresql://bench:{p8}@127.0.0.1:5432/bench", duration: 1{t}}}
+  - {{service_name: store, service_type: s3, service_url: "http://127.0.0.1:9000/?X-Amz-Signature={p14}&X-Amz-Credential={p15}", access_key: "{p16}", secret_key: "{p17}", bucket_name: fb-bench, duration: 1{t}}}
+  - {{service_name: llm, service_type: vllm, service_url: "http://tok:{p18}@127.0.0.1:8000", model: m, api_key: "{p19}", duration: 1{t}}}
+"#,
+        db = db.display(),
+        p1 = p(1),
+        p2 = p(2),
+        p3 = p(3),
+        p4 = p(4),
+        p5 = p(5),
+        p6 = p(6),
+        p7 = p(7),
+        p8 = p(8),
+        p9 = p(9),
+        p10 = p(10),
+        p11 = p(11),
+        p12 = p(12),
+        p13 = p(13),
+        p14 = p(14),
+        p15 = p(15),
+        p16 = p(16),
+        p17 = p(17),
+        p18 = p(18),
+        p19 = p(19),
+        p20 = p(20),
+    )
+}
+
+#[test]
+fn secret_every_quoted_line_masks_every_planted_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("c.db");
+    for typo in [false, true] {
+        let text = flow_recipe(9, &db, typo);
+        // Every planted value sits on a line with another key (the premise of the test).
+        for i in 1..=20 {
+            let line = text.lines().find(|l| l.contains(&planted(i))).unwrap();
+            assert!(line.matches(": ").count() > 2, "{line}");
+        }
+        let r = tmp.path().join("flow.yml");
+        std::fs::write(&r, &text).unwrap();
+        for args in [
+            &["validate", "flow.yml"][..],
+            &["validate", "flow.yml", "--json"],
+            &["explain", "flow.yml"],
+            &["compile", "flow.yml", "--out", "camp-flow"],
+        ] {
+            let o = common::bin()
+                .args(args)
+                .current_dir(tmp.path())
+                .timeout(Duration::from_secs(60))
+                .output()
+                .unwrap();
+            assert_clean(&format!("{args:?} (typo: {typo})"), &o);
+            let err = String::from_utf8_lossy(&o.stderr);
+            if args == ["validate", "flow.yml"] {
+                assert_eq!(o.status.code(), Some(if typo { 2 } else { 0 }), "{err}");
+                // Each service line is quoted by several diagnostics, each about one key,
+                // and every quote masks the other keys' secrets as well.
+                for svc in ["web", "pg", "pg-url", "store", "llm"] {
+                    let quoted = format!("service_name: {svc},");
+                    assert!(
+                        err.matches(&quoted).count() >= 1,
+                        "{svc} is never quoted:\n{err}"
+                    );
+                }
+                let warnings = err.matches("warning: plain-text").count();
+                assert!(warnings >= 12, "{warnings} secret warnings:\n{err}");
+                if typo {
+                    assert_eq!(err.matches("unknown key `client_cont`").count(), 5, "{err}");
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(tmp.path().join("camp-flow"));
+    }
+    // A recipe that does not parse: the quoted line is masked by its `key: value` pairs.
+    let bad = format!(
+        "benchmark: {{name: x}}\nservices:\n  - {{service_name: pg, password: {}, api_key: \"{}\", headers: {{X-Api-Key: {}}}, bad: [ }}\n",
+        planted(1),
+        planted(2),
+        planted(3)
+    );
+    std::fs::write(tmp.path().join("bad.yml"), bad).unwrap();
+    let o = common::bin()
+        .args(["validate", "bad.yml"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("invalid YAML"));
+    assert_clean("validate (invalid YAML)", &o);
+}

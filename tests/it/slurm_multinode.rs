@@ -205,8 +205,30 @@ fn three_node_campaign_merges_client_nodes() {
     for j in jobs(&v) {
         assert_eq!(j["state"], "COMPLETED", "{v:#}\n{}", c.logs());
     }
-    let runs = node_runs(&c);
     let nodes: Vec<&str> = env["FB_TEST_SLURM_NODES"].split(',').collect();
+    // `status` shows each client node's run (issue 26: the per-node run files were skipped,
+    // so RUN read `-` and --json gave no runs).
+    let web = jobs(&v)
+        .into_iter()
+        .find(|j| j["service"] == "web")
+        .unwrap();
+    let mut run_nodes: Vec<String> = web["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["status"], "success", "{web:#}");
+            r["node"].as_str().unwrap().to_string()
+        })
+        .collect();
+    run_nodes.sort();
+    assert_eq!(run_nodes, nodes[1..3].to_vec(), "{web:#}");
+    let text = fb(&c.root).arg("status").arg(&c.dir).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    for n in &nodes[1..3] {
+        assert!(text.contains(&format!("{n}: success 200 req")), "{text}");
+    }
+    let runs = node_runs(&c);
     assert_eq!(runs.len(), 2, "one run file per client node: {runs:?}");
     let mut hosts: Vec<&str> = runs.iter().map(|r| r.host.as_str()).collect();
     hosts.sort();
@@ -447,6 +469,22 @@ fn killed_client_node_and_time_limit() {
         .find(|r| r.file != survivor.file)
         .expect("the killed node's file");
     assert!(!killed.latencies_ns.is_empty(), "{killed:?}");
+    // `status` names the lost node once the job is over (issue 26: it read `running` forever),
+    // with the requests it kept; the report says the same.
+    let text = fb(&c.root).arg("status").arg(&c.dir).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!(
+            "{}: lost {} req",
+            killed.host,
+            killed.latencies_ns.len()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("on {}: LOST:", killed.host)),
+        "{text}"
+    );
     let log = c.logs();
     assert!(
         log.contains(&format!("{}: task", killed.host)),
@@ -464,4 +502,35 @@ fn killed_client_node_and_time_limit() {
     });
     assert_eq!(report["analysis"]["partial"], true, "{report:#}");
     assert_eq!(report["analysis"]["services"].as_array().unwrap().len(), 1);
+    let lost = report["analysis"]["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["invalid_reasons"].as_array().cloned().unwrap_or_default())
+        .find(|x| {
+            x["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("lost:"))
+        })
+        .unwrap_or_else(|| panic!("the report says a runner was lost: {report:#}"));
+    assert!(
+        lost["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("the runner on {} never finished", killed.host)),
+        "{lost}"
+    );
+    // compare names the lost runner too (either side).
+    let out = fb(&c.root)
+        .args(["compare", "--format", "text"])
+        .arg(&c.dir)
+        .arg(&c.dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("WARNING: candidate web")
+            && text.contains(&format!("lost: the runner on {}", killed.host)),
+        "{text}"
+    );
 }

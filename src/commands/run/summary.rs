@@ -132,10 +132,10 @@ pub fn render_table(runs: &[RunSummary]) -> String {
                 .map(|l| f(g(l)))
                 .unwrap_or_else(|| "-".into())
         };
-        let status = if r.valid || r.status != "success" {
-            r.status.clone()
-        } else {
+        let status = if r.status == "invalid" {
             "INVALID".into()
+        } else {
+            r.status.clone()
         };
         rows.push(vec![
             name,
@@ -207,7 +207,7 @@ pub fn render_table(runs: &[RunSummary]) -> String {
                 r.stop_reason.as_deref().unwrap_or("?")
             ));
         }
-        if !r.valid && r.status == "success" {
+        if r.status == "invalid" {
             out.push_str(&format!(
                 "{}: INVALID: {}\n",
                 r.service,

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# sshfs + OpenSSH server (Debian): a FUSE network filesystem for tests/it/slurm_faults.rs
+# (campaign directory on a network filesystem, issue 26).
+. "$(dirname "$0")/lib.sh"
+apt_install sshfs openssh-server
+sshfs --version 2>&1 | head -n 1
