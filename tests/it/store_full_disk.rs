@@ -1,6 +1,6 @@
 //! Issue 15 item 3: a full disk under the campaign file. The run stops within about a second
 //! of the first failed commit with exit 7 and a clear error; the rows committed before stay
-//! readable; the run row says `failed` with the reason. A real tiny filesystem (a 1 MiB
+//! readable; the run row says `failed` with the reason. A real tiny filesystem (a 4 MiB
 //! tmpfs, mounted as root) fills up; without root the test says so and passes.
 
 use crate::common;
@@ -43,7 +43,7 @@ fn read_only(db: &Path) -> Connection {
 
 #[test]
 fn a_full_disk_stops_the_run_at_once_and_is_recorded() {
-    let Some(fs) = TinyFs::mount("1m") else {
+    let Some(fs) = TinyFs::mount("4m") else {
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
         return;
     };
@@ -69,7 +69,7 @@ fn a_full_disk_stops_the_run_at_once_and_is_recorded() {
         .unwrap();
     let took = t.elapsed();
     let err = String::from_utf8_lossy(&out.stderr);
-    eprintln!("a 60 s run on a 1 MiB filesystem ended after {took:?}");
+    eprintln!("a 60 s run on a 4 MiB filesystem ended after {took:?}");
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(7), "{err}");
     assert!(err.contains("could not be written"), "{err}");
