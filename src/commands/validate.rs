@@ -99,6 +99,10 @@ struct ExplainService {
     array_tasks: usize,
     node_hours: f64,
     gpu: bool,
+    /// Nodes of the job: the service's, plus one per client node.
+    nodes: u32,
+    /// Nodes that run the clients (0: beside the service, in the batch step).
+    client_nodes: u32,
 }
 
 fn explain_rows(plan: &Plan) -> Vec<ExplainService> {
@@ -116,6 +120,8 @@ fn explain_rows(plan: &Plan) -> Vec<ExplainService> {
             array_tasks: s.sweep.as_ref().map_or(1, |w| w.values.len()),
             node_hours: node_hours(s),
             gpu: s.wants_gpu(),
+            nodes: s.slurm.nodes,
+            client_nodes: s.slurm.client_nodes,
         })
         .collect()
 }
@@ -188,6 +194,16 @@ pub fn explain(a: &ExplainArgs) -> anyhow::Result<i32> {
         )?;
     }
     crate::outln!()?;
+    // Placement: the service takes the job's first node; `client_nodes: N`, or the seed's
+    // `nodes: N` without it, puts the clients on the other nodes.
+    for r in rows.iter().filter(|r| r.client_nodes > 0) {
+        crate::outln!(
+            "{}: service on 1 node, clients on the other {} (nodes: {})",
+            r.name,
+            r.client_nodes,
+            r.nodes
+        )?;
+    }
     crate::outln!(
         "{} service{}; at most {total:.2} node-hours if every job runs to its time limit.",
         rows.len(),

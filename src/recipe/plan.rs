@@ -240,6 +240,16 @@ impl Service {
         }
         if let Some(h) = endpoint_host {
             s.endpoint = self.endpoint.with_host(h);
+            // A workload URL of its own (HTTP `url` defaulted from `port` to
+            // `http://127.0.0.1:PORT/`, S3 `endpoint_url`) names the loopback address the
+            // service no longer binds: it moves to the node's address too.
+            let moved = |u: &str| super::endpoint::replace_url_host(u, h);
+            match &mut s.workload {
+                Workload::Http(w) => w.url = moved(&w.url),
+                Workload::S3(w) => w.endpoint_url = moved(&w.endpoint_url),
+                _ => {}
+            }
+            s.service_url = s.service_url.as_deref().map(moved);
         }
         s
     }
@@ -322,6 +332,12 @@ pub struct Load {
     /// keeps for its whole length, as wrk2's `-c`. A request whose time has come waits for a
     /// free one; the wait counts in the corrected latency.
     pub connections_per_client: u32,
+    /// The measured window starts at this Unix-epoch instant, ns, instead of `warmup` after
+    /// the first request: the common start a multi-node job's batch step hands every client
+    /// node (`run --measure-from`), so that the nodes measure together; the warmup lasts until
+    /// then (at least `warmup`'s share already elapsed is not required). Never from the recipe.
+    #[serde(skip)]
+    pub measure_from_ns: Option<i64>,
 }
 
 /// Default `connections_per_client`: LLM requests last seconds (many in flight per client);

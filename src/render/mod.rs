@@ -170,6 +170,7 @@ impl Renderer {
         let mut one = svc.clone();
         one.sweep = None;
         one.slurm.client_nodes = 0;
+        one.slurm.nodes = 1;
         self.render_script(plan, &one, opts, true).map(Some)
     }
 
@@ -270,7 +271,15 @@ struct ScriptCtx {
     endpoint_json: String,
     /// The capacity-search job (`factorybench capacity` instead of `run`).
     capacity: bool,
+    /// Client nodes: seconds from the batch step's start of the srun step to the common
+    /// instant at which every node starts measuring (the warmup, and at least
+    /// [`MIN_CLIENT_LEAD_S`] for srun to launch the runners and their connections to open).
+    client_lead_s: u64,
 }
+
+/// The least lead, seconds, from starting the client nodes' srun step to their common
+/// measuring instant: launching a step on every node and opening connections takes seconds.
+pub const MIN_CLIENT_LEAD_S: u64 = 5;
 
 #[derive(Debug, Serialize)]
 struct SvcCtx {
@@ -360,6 +369,15 @@ struct ContainerCtx {
     args: Vec<Word>,
     scratch: Vec<(String, String)>,
     writable_tmpfs: bool,
+    /// Environment that names the bind address (clients on other nodes): set in the script
+    /// from `$FB_BIND_ADDR` and passed by name (its name is also in `secret_names`).
+    bound_env: Vec<BoundEnv>,
+}
+
+#[derive(Debug, Serialize)]
+struct BoundEnv {
+    name: String,
+    value: Word,
 }
 
 #[derive(Debug, Serialize)]
@@ -416,6 +434,24 @@ impl ScriptCtx {
         }
         let mut env = l.env.clone();
         env.extend(plain_env);
+        // With clients on other nodes a bind address carried in the environment (Ollama's
+        // `OLLAMA_HOST=127.0.0.1:PORT`, or the recipe's own) must name the node's address too,
+        // as the arguments do: such a variable is set in the script from `$FB_BIND_ADDR` and
+        // passed into the container by name.
+        let mut bound_env = Vec::new();
+        if multi_node {
+            env.retain(|(name, value)| {
+                if value.contains(BIND_HOST) {
+                    bound_env.push(BoundEnv {
+                        name: name.clone(),
+                        value: bind_word(Word::lit(value.clone()), true),
+                    });
+                    false
+                } else {
+                    true
+                }
+            });
+        }
         for (name, from) in &l.secret_env {
             secrets.aliases.push(Alias {
                 name: name.clone(),
@@ -423,6 +459,7 @@ impl ScriptCtx {
             });
             container_secret_names.push(name.clone());
         }
+        container_secret_names.extend(bound_env.iter().map(|b| b.name.clone()));
 
         // Scripts are 0755 and endpoint files are read by others: the URL without credentials.
         let url = svc.endpoint.url.as_deref().map(crate::recipe::redact::url);
@@ -452,6 +489,7 @@ impl ScriptCtx {
         }
         Ok(ScriptCtx {
             capacity: false,
+            client_lead_s: (svc.load.warmup_s.ceil() as u64).max(MIN_CLIENT_LEAD_S),
             factorybench_version: env!("CARGO_PKG_VERSION"),
             benchmark_name: plan.benchmark.name.clone(),
             recipe_sha256: plan.source_sha256.clone(),
@@ -484,7 +522,7 @@ impl ScriptCtx {
                 nodes: svc.slurm.nodes,
                 // srun starts one runner per client node inside the allocation: it needs a task
                 // slot on each node.
-                ntasks: if multi_node {
+                ntasks: if svc.slurm.client_nodes > 0 {
                     svc.slurm.ntasks.max(svc.slurm.nodes)
                 } else {
                     svc.slurm.ntasks
@@ -550,6 +588,7 @@ impl ScriptCtx {
                     .collect(),
                 scratch: l.scratch,
                 writable_tmpfs: l.writable_tmpfs,
+                bound_env,
             },
             endpoint_json,
         })

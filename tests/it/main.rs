@@ -29,6 +29,7 @@ mod monitor_push;
 mod monitor_slurm;
 mod monitor_stack;
 mod open_loop;
+mod placement;
 mod podman_lifecycle;
 mod ready_cli;
 mod recipe_consistency;

@@ -28,6 +28,7 @@ pub const SLURM_KEYS: &[&str] = &[
     "ntasks-per-node",
     "client_nodes",
     "cpus_per_task",
+    "cpus-per-task",
     "mem",
     "qos",
     "gres",

@@ -249,6 +249,7 @@ pub(super) fn decode_service(
         timeout_s,
         max_in_flight,
         connections_per_client,
+        measure_from_ns: None,
     };
 
     // ---- slurm ----
@@ -256,20 +257,40 @@ pub(super) fn decode_service(
     if slurm.client_nodes > clients {
         // Each client node runs at least one client: fewer clients than nodes would inflate
         // the load the recipe asks for.
-        let pos = f
+        let explicit = f.get("slurm").and_then(|s| s.get("client_nodes"));
+        let from_nodes = f
             .get("slurm")
-            .and_then(|s| s.get("client_nodes"))
+            .and_then(|s| s.get("nodes"))
+            .filter(|_| explicit.is_none());
+        let pos = explicit
+            .or(from_nodes)
             .or(f.get("client_count"))
             .map_or(node.pos, |n| n.pos);
-        cx.error_help(
-            pos,
-            &f.p("slurm.client_nodes"),
-            format!(
-                "`client_nodes: {}` is more than `client_count: {clients}` (each client node runs at least one client)",
-                slurm.client_nodes
-            ),
-            format!("raise `client_count` to at least {} or lower `client_nodes`", slurm.client_nodes),
-        );
+        if from_nodes.is_some() || explicit.is_none() {
+            // `nodes: N` without `client_nodes`: clients on the other N-1 nodes.
+            cx.error_help(
+                pos,
+                &f.p("slurm.nodes"),
+                format!(
+                    "`nodes: {}` runs the clients on the other {} nodes, more than `client_count: {clients}` (each client node runs at least one client)",
+                    slurm.nodes, slurm.client_nodes
+                ),
+                format!(
+                    "raise `client_count` to at least {}, or write `nodes: 1` to run the clients beside the service",
+                    slurm.client_nodes
+                ),
+            );
+        } else {
+            cx.error_help(
+                pos,
+                &f.p("slurm.client_nodes"),
+                format!(
+                    "`client_nodes: {}` is more than `client_count: {clients}` (each client node runs at least one client)",
+                    slurm.client_nodes
+                ),
+                format!("raise `client_count` to at least {} or lower `client_nodes`", slurm.client_nodes),
+            );
+        }
     }
 
     // ---- container ----
@@ -280,6 +301,7 @@ pub(super) fn decode_service(
             .unwrap_or(if is_llm { 900 } else { 180 }),
         interval_s: 1.0,
     };
+    check_time_limit(cx, &f, &slurm, &load, readiness.timeout_s);
     let depends_on = f.string_list(cx, "depends_on");
     let starts_service = matches!(
         runtime,
@@ -586,5 +608,62 @@ pub(super) fn promote_secret_lookalikes(container: &mut ContainerSpec, workload:
                 e.value = EnvValue::Secret(Secret::Plain(v.clone()));
             }
         }
+    }
+}
+
+/// The job's time limit against what one job (one array task) has to do: readiness, warmup
+/// and the measured duration, with `signal_grace` before the limit where the run is stopped.
+/// A limit that cannot hold warmup + duration is an error (the run would always be cut short,
+/// unless a `requests` budget ends it first: then a warning); one that leaves less than the
+/// readiness budget on top is a warning.
+fn check_time_limit(cx: &mut Ctx, f: &Fields, slurm: &SlurmSpec, load: &Load, readiness_s: u32) {
+    let Some(limit_s) = slurm.time_limit_s else {
+        return;
+    };
+    let pos = f
+        .get("slurm")
+        .and_then(|s| s.get("time"))
+        .map_or(f.pos(), |n| n.pos);
+    let usable_s = limit_s.saturating_sub(u64::from(slurm.signal_grace_s)) as f64;
+    let measured_s = load.warmup_s + load.duration_s;
+    let with_ready_s = measured_s + f64::from(readiness_s);
+    let path = f.p("slurm.time");
+    if usable_s < measured_s {
+        let msg = format!(
+            "time limit {limit_s} s leaves {usable_s:.0} s before the stop signal (signal_grace {} s), less than warmup + duration ({measured_s:.0} s)",
+            slurm.signal_grace_s
+        );
+        let help = format!(
+            "raise `time` to at least {} s (readiness {readiness_s} s + warmup + duration + signal_grace), or shorten `duration`",
+            (with_ready_s + f64::from(slurm.signal_grace_s)).ceil()
+        );
+        if load.requests.is_some() {
+            cx.warn(
+                pos,
+                &path,
+                format!("{msg}: the run ends early unless its `requests` budget is reached first"),
+                Some(help),
+            );
+        } else {
+            cx.error_help(
+                pos,
+                &path,
+                format!("{msg}: every run would be cut short"),
+                help,
+            );
+        }
+    } else if usable_s < with_ready_s {
+        cx.warn(
+            pos,
+            &path,
+            format!(
+                "time limit {limit_s} s may not hold readiness ({readiness_s} s budget) + warmup + duration ({measured_s:.0} s) + signal_grace ({} s)",
+                slurm.signal_grace_s
+            ),
+            Some(format!(
+                "raise `time` to {} s, or lower `readiness_timeout` if the service starts faster",
+                (with_ready_s + f64::from(slurm.signal_grace_s)).ceil()
+            )),
+        );
     }
 }
