@@ -237,6 +237,15 @@ impl Service {
             s.load.clients = (sh.part(self.load.clients as u64) as u32).max(1);
             s.load.requests = self.load.requests.map(|r| sh.part(r).max(1));
             s.load.seed = self.load.seed.wrapping_add(sh.index as u64);
+            // A vector database's setup (re)creates its collection and loads the dataset: two
+            // client nodes doing that to one collection delete each other's (ChromaDB answers
+            // 404 mid-load). Each node gets its own collection, `<collection_name>-<node>`,
+            // loaded with the whole dataset, so every node searches the same amount of data.
+            if let Workload::Vectordb(v) = &mut s.workload {
+                if sh.of > 1 {
+                    v.collection_name = format!("{}-{}", v.collection_name, sh.index);
+                }
+            }
         }
         if let Some(h) = endpoint_host {
             s.endpoint = self.endpoint.with_host(h);
