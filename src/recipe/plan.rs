@@ -263,6 +263,18 @@ impl Service {
         s
     }
 
+    /// The job is heterogeneous: a GPU service with its clients on other nodes. GRES counts
+    /// per node, so one homogeneous job would give every client node a GPU it never uses; the
+    /// service's component takes the GPU, the clients' component none (`#SBATCH hetjob`,
+    /// `srun --het-group=1`). Job arrays of heterogeneous jobs are not supported by SLURM: a
+    /// sweep keeps one component (and `validate` warns).
+    pub fn heterogeneous(&self) -> bool {
+        self.wants_gpu()
+            && self.slurm.client_nodes > 0
+            && self.sweep.is_none()
+            && self.runtime != Runtime::External
+    }
+
     /// Whether the service needs a GPU (`gres` asks for one): `--nv` for Apptainer.
     pub fn wants_gpu(&self) -> bool {
         self.slurm
@@ -693,6 +705,10 @@ pub struct SlurmSpec {
     /// Nodes that run the clients (one runner each, started with `srun`); the service runs on
     /// the job's first node. 0: the clients run in the batch step, on the service's node.
     pub client_nodes: u32,
+    /// Partition of the client nodes when the service asks for a GPU (`gres: gpu...`): the job
+    /// is then heterogeneous (`#SBATCH hetjob`), the service's component on `partition` with the
+    /// GPU, the clients' on this partition (default: the cluster's default) without one.
+    pub client_partition: Option<String>,
     pub cpus_per_task: Option<u32>,
     pub mem: Option<String>,
     pub qos: Option<String>,

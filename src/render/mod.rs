@@ -316,6 +316,15 @@ struct SlurmCtx {
     extra: Vec<String>,
     modules: Vec<String>,
     signal_grace_s: u32,
+    /// A heterogeneous job (GPU service, clients on other nodes): the clients' component.
+    het_clients: Option<HetClientsCtx>,
+}
+
+/// The clients' component of a heterogeneous job (`#SBATCH hetjob`): CPU nodes, one task each.
+#[derive(Debug, Serialize)]
+struct HetClientsCtx {
+    partition: Option<String>,
+    nodes: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -402,6 +411,7 @@ impl ScriptCtx {
         };
         let port = svc.endpoint.port;
         let multi_node = svc.slurm.client_nodes > 0 && started;
+        let het = svc.heterogeneous();
 
         let mut secrets = SecretsCtx::default();
         for (name, s) in svc.secrets() {
@@ -519,15 +529,22 @@ impl ScriptCtx {
                 partition: svc.slurm.partition.clone(),
                 account: svc.slurm.account.clone(),
                 time: svc.slurm.time.clone(),
-                nodes: svc.slurm.nodes,
+                // A heterogeneous job's first component is the service's one node.
+                nodes: if het { 1 } else { svc.slurm.nodes },
                 // srun starts one runner per client node inside the allocation: it needs a task
                 // slot on each node.
-                ntasks: if svc.slurm.client_nodes > 0 {
+                ntasks: if het {
+                    svc.slurm.ntasks
+                } else if svc.slurm.client_nodes > 0 {
                     svc.slurm.ntasks.max(svc.slurm.nodes)
                 } else {
                     svc.slurm.ntasks
                 },
-                ntasks_per_node: svc.slurm.ntasks_per_node,
+                ntasks_per_node: if het { None } else { svc.slurm.ntasks_per_node },
+                het_clients: het.then(|| HetClientsCtx {
+                    partition: svc.slurm.client_partition.clone(),
+                    nodes: svc.slurm.client_nodes,
+                }),
                 client_nodes: svc.slurm.client_nodes,
                 cpus_per_task: svc.slurm.cpus_per_task,
                 mem: svc.slurm.mem.clone(),

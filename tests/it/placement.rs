@@ -294,3 +294,40 @@ fn staggered_client_nodes_sum_their_rates() {
     assert!((s.span_s - 9.0).abs() < 1e-9);
     assert!((s.stagger_s - 1.0).abs() < 1e-9, "{}", s.stagger_s);
 }
+
+/// Case 5: `gres: gpu:1` with client nodes gave every node a GPU (GRES counts per node). The job
+/// is now heterogeneous: the service's component takes the GPU, the clients' none.
+#[test]
+fn gpu_service_with_client_nodes_is_a_heterogeneous_job() {
+    let l = parse(&one(
+        "  - service_name: llm\n    service_type: ollama\n    runtime: apptainer\n    container_image: docker://ollama/ollama\n    model: m\n    client_count: 3\n    slurm: {partition: gpu, gres: \"gpu:1\", client_partition: cpu, client_nodes: 3, account: a, time: \"01:00:00\"}\n",
+    ));
+    let s = script(&l, &l.plan.services[0]);
+    let header: Vec<&str> = s.lines().filter(|l| l.starts_with("#SBATCH")).collect();
+    let het = header
+        .iter()
+        .position(|l| *l == "#SBATCH hetjob")
+        .unwrap_or_else(|| panic!("no hetjob line:\n{s}"));
+    let (service, clients) = header.split_at(het);
+    assert!(service.contains(&"#SBATCH --partition=gpu"));
+    assert!(service.contains(&"#SBATCH --gres=gpu:1"));
+    assert!(service.contains(&"#SBATCH --nodes=1"));
+    assert!(service.contains(&"#SBATCH --ntasks=1"));
+    assert!(clients.contains(&"#SBATCH --partition=cpu"));
+    assert!(clients.contains(&"#SBATCH --nodes=3"));
+    assert!(clients.contains(&"#SBATCH --ntasks=3"));
+    assert!(clients.contains(&"#SBATCH --account=a"));
+    assert!(clients.contains(&"#SBATCH --time=01:00:00"));
+    assert!(!clients.iter().any(|l| l.contains("gres")), "{clients:?}");
+    assert!(s.contains("srun --het-group=1 --nodes=3 --ntasks=3 --ntasks-per-node=1"));
+    assert!(s.contains(" --nv"), "the service still gets its GPU");
+    // A sweep cannot be heterogeneous (no arrays of heterogeneous jobs): warned.
+    let l = parse(&one(
+        "  - service_name: llm\n    service_type: ollama\n    runtime: apptainer\n    container_image: docker://ollama/ollama\n    model: m\n    client_count: 3\n    sweep: {client_count: [3, 6]}\n    slurm: {partition: gpu, gres: \"gpu:1\", client_nodes: 2}\n",
+    ));
+    assert!(
+        l.warnings.iter().any(|w| w.path == "services[0].sweep"),
+        "{:?}",
+        l.warnings
+    );
+}

@@ -319,7 +319,7 @@ fn rendered_matrix_of_every_kind_runtime_placement_and_key() {
                         );
                         // shellcheck one script per kind × runtime × placement (GPU and keys
                         // change single lines, not the shell structure).
-                        if ki == 15 && !gres {
+                        if ki == 15 {
                             to_shellcheck.push(path);
                         }
                     }
@@ -357,21 +357,42 @@ fn check_cell(
     s: &str,
 ) {
     let (nodes, client_nodes) = p.nodes();
+    // A GPU service with client nodes is a heterogeneous job: the service's component (one
+    // node, the GPU), then the clients' (`#SBATCH hetjob`, no GRES).
+    let het = gres && client_nodes > 0 && rt.is_some();
+    assert_eq!(s.contains("\n#SBATCH hetjob\n"), het, "{name}: hetjob");
+    let (head, clients) = match s.split_once("\n#SBATCH hetjob\n") {
+        Some((a, b)) => (a, Some(b)),
+        None => (s, None),
+    };
     // Nodes and tasks SLURM keeps: one task per node at least.
     assert_eq!(svc.slurm.client_nodes, client_nodes, "{name}");
-    assert_eq!(sbatch(s, "nodes"), Some(nodes.to_string()), "{name}");
-    let ntasks: u32 = sbatch(s, "ntasks").unwrap().parse().unwrap();
+    let own_nodes = if het { 1 } else { nodes };
+    assert_eq!(sbatch(head, "nodes"), Some(own_nodes.to_string()), "{name}");
+    let ntasks: u32 = sbatch(head, "ntasks").unwrap().parse().unwrap();
     assert!(
-        ntasks >= nodes,
-        "{name}: --ntasks={ntasks} on {nodes} nodes"
+        ntasks >= own_nodes,
+        "{name}: --ntasks={ntasks} on {own_nodes} nodes"
     );
+    if let Some(c) = clients {
+        assert_eq!(sbatch(c, "nodes"), Some(client_nodes.to_string()), "{name}");
+        assert_eq!(
+            sbatch(c, "ntasks"),
+            Some(client_nodes.to_string()),
+            "{name}"
+        );
+        assert_eq!(sbatch(c, "gres"), None, "{name}: GPUs for the clients");
+        assert_eq!(sbatch(c, "account").as_deref(), Some("acct"), "{name}");
+    }
     assert_eq!(sbatch(s, "qos").is_some(), k.qos, "{name}");
     assert_eq!(sbatch(s, "account").as_deref(), Some("acct"), "{name}");
     if client_nodes > 0 {
-        assert!(
-            s.contains(&format!("srun --nodes={client_nodes} --ntasks={client_nodes} --ntasks-per-node=1 --relative=1")),
-            "{name}: no client step"
-        );
+        let step = if het {
+            format!("srun --het-group=1 --nodes={client_nodes} --ntasks={client_nodes} --ntasks-per-node=1")
+        } else {
+            format!("srun --nodes={client_nodes} --ntasks={client_nodes} --ntasks-per-node=1 --relative=1")
+        };
+        assert!(s.contains(&step), "{name}: no client step `{step}`");
         assert!(s.contains("--measure-from \"$fb_measure_from\""), "{name}");
     } else {
         assert!(!s.contains("\nsrun "), "{name}: client step on one node");
@@ -430,6 +451,6 @@ fn check_cell(
         }
     }
     if gres {
-        assert_eq!(sbatch(s, "gres").as_deref(), Some("gpu:1"), "{name}");
+        assert_eq!(sbatch(head, "gres").as_deref(), Some("gpu:1"), "{name}");
     }
 }

@@ -385,3 +385,87 @@ fn check_cell(c: &Cell, v: &Value, nodes: &[String], addrs: &[String]) -> Result
     }
     Ok(())
 }
+
+/// Case 5 on the cluster: a GPU service with two client nodes is one heterogeneous job: the
+/// service's component on the GPU partition with `gres/gpu=1`, the clients' on the CPU partition
+/// on two other nodes with no GPU; the rows come from those nodes, the endpoint from the GPU node.
+#[test]
+fn gpu_service_runs_as_a_heterogeneous_job_on_the_cluster() {
+    let Some(env) = cluster() else { return };
+    let (Some(gpu_part), Some(gpu_nodes)) = (
+        env.get("FB_TEST_SLURM_GPU_PARTITION"),
+        env.get("FB_TEST_SLURM_GPU_NODES"),
+    ) else {
+        eprintln!("skipped: the cluster has no GPU partition");
+        return;
+    };
+    let port = 20_000 + (std::process::id() % 1000) as u16 * 40 + 38;
+    let text = format!(
+        "benchmark: {{name: \"matrix het\"}}\nglobal:\n  metrics_db: \"@ROOT@/local.db\"\nservices:\n  - service_name: svc\n{}    warmup: 0\n    readiness_timeout: 60\n    slurm: {{account: {}, partition: {gpu_part}, gres: \"gpu:1\", client_partition: {}, client_nodes: 2, time: \"00:05:00\"}}\n",
+        RealKind::Http.lines(port, false),
+        env["FB_TEST_SLURM_ACCOUNT"],
+        env["FB_TEST_SLURM_PARTITION"],
+    );
+    let c = common::slurm::submit(&text, &[], "fb-matrix-het-", JobBin::Compiled);
+    let v = c.wait_done(Duration::from_secs(300));
+    let service = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["role"] == "service")
+        .cloned()
+        .unwrap();
+    assert_eq!(service["state"], "COMPLETED", "{v:#}\n{}", c.logs());
+    let id = service["job_id"].as_str().unwrap();
+    // The components as accounting recorded them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rows: Vec<Vec<String>> = loop {
+        let out = std::process::Command::new("sacct")
+            .args([
+                "-n",
+                "-X",
+                "-P",
+                "-o",
+                "JobID,Partition,NodeList,AllocTRES,Account",
+                "-j",
+                id,
+            ])
+            .output()
+            .unwrap();
+        let rows: Vec<Vec<String>> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split('|').map(String::from).collect())
+            .collect();
+        if rows.len() == 2 || Instant::now() > deadline {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(rows.len(), 2, "two components: {rows:?}");
+    let (svc_c, cli_c) = (&rows[0], &rows[1]);
+    assert_eq!(svc_c[0], format!("{id}+0"));
+    assert_eq!(&svc_c[1], gpu_part);
+    assert!(gpu_nodes.split(',').any(|n| n == svc_c[2]), "{svc_c:?}");
+    assert!(svc_c[3].contains("gres/gpu=1"), "{svc_c:?}");
+    assert_eq!(cli_c[1], env["FB_TEST_SLURM_PARTITION"]);
+    assert!(!cli_c[3].contains("gpu"), "clients hold no GPU: {cli_c:?}");
+    assert!(
+        rows.iter().all(|r| r[4] == env["FB_TEST_SLURM_ACCOUNT"]),
+        "{rows:?}"
+    );
+    // Service on the GPU node, rows from the two others.
+    let ep: Value =
+        serde_json::from_slice(&std::fs::read(c.dir.join("endpoints/svc.json")).unwrap()).unwrap();
+    assert_eq!(ep["node"], svc_c[2].as_str());
+    let runs = run_hosts(&c);
+    let hosts: Vec<&str> = runs.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(hosts.len(), 2, "{runs:?}");
+    assert!(!hosts.contains(&svc_c[2].as_str()), "{hosts:?}");
+    for (host, status, n) in &runs {
+        assert!(status == "success" && *n > 0, "{host}: {status} {n}");
+    }
+    eprintln!(
+        "heterogeneous job {id}: service on {} ({}, {}), clients on {:?} ({})",
+        svc_c[2], svc_c[1], svc_c[3], hosts, cli_c[1]
+    );
+}

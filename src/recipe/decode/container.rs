@@ -145,6 +145,7 @@ pub(super) fn decode_slurm(
         ntasks: ntasks.unwrap_or(1),
         ntasks_per_node,
         client_nodes,
+        client_partition: pick!(nonempty_string, "client_partition"),
         cpus_per_task: cpus,
         mem: pick!(nonempty_string, "mem"),
         qos: pick!(nonempty_string, "qos"),
@@ -156,6 +157,7 @@ pub(super) fn decode_slurm(
     };
     for (key, v) in [
         ("partition", &spec.partition),
+        ("client_partition", &spec.client_partition),
         ("account", &spec.account),
         ("qos", &spec.qos),
         ("gres", &spec.gres),

@@ -27,6 +27,7 @@ pub const SLURM_KEYS: &[&str] = &[
     "ntasks_per_node",
     "ntasks-per-node",
     "client_nodes",
+    "client_partition",
     "cpus_per_task",
     "cpus-per-task",
     "mem",

@@ -329,6 +329,20 @@ pub(super) fn decode_service(
     let sweep = f
         .get("sweep")
         .and_then(|n| decode_sweep(cx, n, &f.p("sweep"), kind));
+    if sweep.is_some() && slurm.client_nodes > 0 {
+        let gpu = slurm
+            .gres
+            .as_deref()
+            .is_some_and(|g| g.split(',').any(|g| g.trim_start().starts_with("gpu")));
+        if gpu {
+            cx.warn(
+                f.get("sweep").map_or(f.pos(), |n| n.pos),
+                &f.p("sweep"),
+                "a sweep is a job array, and SLURM has no arrays of heterogeneous jobs: with `gres` and client nodes every node of each task gets the GPUs (GRES count per node), the client nodes' stay idle",
+                Some("submit one service per sweep value to give only the service its GPU, or run the clients beside the service (no client_nodes)".into()),
+            );
+        }
+    }
     let capacity_search = f.get("capacity_search").and_then(|n| {
         super::capacity::decode_capacity_search(
             cx,
