@@ -331,3 +331,43 @@ fn gpu_service_with_client_nodes_is_a_heterogeneous_job() {
         l.warnings
     );
 }
+
+/// Case 7 (ports): vLLM, Triton and ChromaDB all on 8000 in one campaign could land on one node,
+/// where the second job's port check failed after the queue wait. Now a warning at the later
+/// service's `port` that `submit` refuses; ordered services (depends_on) may share a port.
+#[test]
+fn services_that_may_share_a_node_never_share_a_port() {
+    let two = |extra: &str| {
+        one(&format!(
+            "  - service_name: a\n    service_type: vllm\n    container_image: docker://v\n    model: m\n    port: 8000\n  - service_name: b\n    service_type: vectordb\n    backend: chromadb\n    container_image: docker://c\n    port: 8000\n{extra}"
+        ))
+    };
+    let l = parse(&two(""));
+    let w = l
+        .warnings
+        .iter()
+        .find(|w| w.path == "services[1].port")
+        .unwrap_or_else(|| panic!("{:?}", l.warnings));
+    assert!(
+        w.message.contains("also the port of service `a`"),
+        "{}",
+        w.message
+    );
+
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(t.path().join("r.yml"), two("")).unwrap();
+    let out = common::bin()
+        .args(["submit", "r.yml", "--dry-run"])
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "submit refuses");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("services[1].port"));
+    // Ordered: never at the same time.
+    let l = parse(&two("    depends_on: [a]\n"));
+    assert!(
+        !l.warnings.iter().any(|w| w.path.ends_with(".port")),
+        "{:?}",
+        l.warnings
+    );
+}
