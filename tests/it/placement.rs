@@ -353,6 +353,7 @@ fn services_that_may_share_a_node_never_share_a_port() {
         "{}",
         w.message
     );
+    assert_eq!(w.pos.line, 13, "at b's `port`");
 
     let t = tempfile::tempdir().unwrap();
     std::fs::write(t.path().join("r.yml"), two("")).unwrap();
