@@ -313,6 +313,12 @@ fn run_cell(runs: &[RunSummary], now_ns: i64) -> String {
             s.push_str(&format!(" ({reason})"));
         }
     }
+    if let Some(n) = r.push_failures.filter(|n| *n > 0) {
+        s.push_str(&format!(
+            " [live metrics: {n} push{} failed, see the job log]",
+            if n == 1 { "" } else { "es" }
+        ));
+    }
     s
 }
 

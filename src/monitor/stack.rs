@@ -582,7 +582,15 @@ pub fn pushgateway_with_source(
 /// `PUSHGATEWAY_URL` or the recipe; see [`pushgateway_with_source`] for the precedence).
 pub fn discover_push_target(recipe_url: Option<&str>, state_dir: &Path) -> Option<PushTarget> {
     if let Some(u) = pushgateway_from_env().or(recipe_url.map(String::from)) {
-        return Some(PushTarget { url: u, auth: None });
+        // A URL that names the running stack's Pushgateway (by its address, its node's name
+        // or an address that node resolves to, as `monitor tunnel` and the seed's
+        // `export PUSHGATEWAY_URL=http://<monitor-node>:9091` write it) uses the stack's
+        // credentials: without them every push is refused with 401.
+        let auth = Endpoint::read(state_dir)
+            .filter(|ep| names_stack_pushgateway(&u, ep))
+            .filter(|ep| job_state(&ep.job_id) == Some(JobState::Running))
+            .and_then(|ep| ep.pushgateway_auth());
+        return Some(PushTarget { url: u, auth });
     }
     let ep = Endpoint::read(state_dir)?;
     match job_state(&ep.job_id) {
@@ -600,6 +608,28 @@ pub fn discover_push_target(recipe_url: Option<&str>, state_dir: &Path) -> Optio
             None
         }
     }
+}
+
+/// Whether `url` reaches the Pushgateway of the stack described by `ep`: the same port, and a
+/// host that is the stack's address, its node's name (short or qualified), or resolves to the
+/// stack's address.
+pub fn names_stack_pushgateway(url: &str, ep: &Endpoint) -> bool {
+    use crate::recipe::endpoint::{port_of_url, url_host};
+    let (Some(host), Some(port)) = (url_host(url), port_of_url(url)) else {
+        return false;
+    };
+    if port != ep.pushgateway.port {
+        return false;
+    }
+    let node_short = ep.node.split('.').next().unwrap_or(&ep.node);
+    if host == ep.address || host == ep.node || host.split('.').next() == Some(node_short) {
+        return true;
+    }
+    use std::net::ToSocketAddrs;
+    (host.as_str(), port)
+        .to_socket_addrs()
+        .map(|mut a| a.any(|a| a.ip().to_string() == ep.address))
+        .unwrap_or(false)
 }
 
 /// Poll `url` until it answers 2xx or the budget runs out.
@@ -790,6 +820,22 @@ mod tests {
             pushgateway_password_file: None,
             written_ns: 0,
         }
+    }
+
+    /// Issue 23, case 8: `PUSHGATEWAY_URL=http://<monitor-node>:9091` (the seed's habit) names
+    /// the running stack, whose credentials are then used; another Pushgateway's URL does not.
+    #[test]
+    fn a_url_naming_the_stack_gets_its_credentials() {
+        let ep = endpoint(BindMode::Node, true);
+        assert!(names_stack_pushgateway("http://10.1.2.3:9091", &ep));
+        assert!(names_stack_pushgateway("http://gpu017:9091/", &ep));
+        assert!(names_stack_pushgateway(
+            "http://gpu017.cluster.local:9091",
+            &ep
+        ));
+        assert!(!names_stack_pushgateway("http://gpu017:9092", &ep));
+        assert!(!names_stack_pushgateway("http://gpu018:9091", &ep));
+        assert!(!names_stack_pushgateway("not a url", &ep));
     }
 
     #[test]

@@ -137,6 +137,9 @@ pub struct RunSummary {
     pub requests: i64,
     pub errors: i64,
     pub first_sent_ns: Option<i64>,
+    /// Live-metrics pushes the Pushgateway refused or that failed (`pushgateway_push_failures`,
+    /// recorded when the run ends); None while running or when nothing was pushed.
+    pub push_failures: Option<u64>,
 }
 
 impl RunSummary {
@@ -156,6 +159,7 @@ impl RunSummary {
             requests,
             errors,
             first_sent_ns,
+            push_failures: None,
         }
     }
 }
@@ -181,7 +185,17 @@ pub fn read_runs(path: &Path) -> Result<Vec<RunSummary>, DbError> {
             r.get(n + 2)?,
         ))
     })?;
-    rows.collect()
+    let mut runs: Vec<RunSummary> = rows.collect::<Result<_, _>>()?;
+    for r in &mut runs {
+        r.push_failures = super::read::run_metrics(&conn, &r.run_id)
+            .ok()
+            .and_then(|m| {
+                m.into_iter()
+                    .find(|m| m.name == "pushgateway_push_failures")
+            })
+            .map(|m| m.value as u64);
+    }
+    Ok(runs)
 }
 
 /// A run file with one finished run and `requests` successful rows (unit-test fixture).
