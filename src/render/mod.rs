@@ -95,6 +95,38 @@ pub fn campaign_dir_ok(dir: &str) -> bool {
         })
 }
 
+/// Host environment variables that cross Apptainer's `--cleanenv` (and reach a Podman container)
+/// when they are set in the job's environment and the recipe does not set them: tokens
+/// (Hugging Face), proxies, and the GPUs SLURM assigned. Passed by name, never written into the
+/// script; a token is better given as a secret (`environment: {HF_TOKEN: {from_env: HF_TOKEN}}`
+/// or `from_file`), which goes through the campaign's 0600 secrets file.
+pub const PASS_THROUGH_ENV: &[&str] = &[
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "CUDA_VISIBLE_DEVICES",
+];
+
+/// Where the model caches of a containerised LLM server go by default: `<campaign>/cache`,
+/// bound at this path, with the server's cache variable pointing into it (Apptainer binds
+/// `$HOME`, so without it Ollama's and Hugging Face's caches fill the user's home).
+pub const MODEL_CACHE_MOUNT: &str = "/fb-cache";
+
+/// The cache variable of a kind's server and its directory under [`MODEL_CACHE_MOUNT`].
+fn model_cache_env(kind: crate::recipe::ServiceKind) -> Option<(&'static str, &'static str)> {
+    use crate::recipe::ServiceKind;
+    match kind {
+        ServiceKind::Ollama => Some(("OLLAMA_MODELS", "ollama")),
+        ServiceKind::Vllm => Some(("HF_HOME", "huggingface")),
+        _ => None,
+    }
+}
+
 /// Everything outside the plan that a script depends on.
 #[derive(Debug, Clone, Serialize)]
 pub struct RenderOptions {
@@ -378,6 +410,12 @@ struct ContainerCtx {
     args: Vec<Word>,
     scratch: Vec<(String, String)>,
     writable_tmpfs: bool,
+    /// `<campaign>/cache`, created before the start: the default model cache (bound at
+    /// [`MODEL_CACHE_MOUNT`]), when the service has one.
+    cache_dir: Option<String>,
+    /// [`PASS_THROUGH_ENV`] names the container gets from the job's environment when set
+    /// (those the recipe sets are left out).
+    passthrough: Vec<String>,
     /// Environment that names the bind address (clients on other nodes): set in the script
     /// from `$FB_BIND_ADDR` and passed by name (its name is also in `secret_names`).
     bound_env: Vec<BoundEnv>,
@@ -444,6 +482,48 @@ impl ScriptCtx {
         }
         let mut env = l.env.clone();
         env.extend(plain_env);
+        // Model cache under the campaign directory, unless the recipe binds a cache or sets
+        // the variable itself.
+        let mut binds: Vec<BindCtx> = svc
+            .container
+            .binds
+            .iter()
+            .map(|b| BindCtx {
+                src: b.src.clone(),
+                dst: b.dst.clone(),
+                ro: b.read_only,
+                spec: format!(
+                    "{}:{}{}",
+                    b.src,
+                    b.dst,
+                    if b.read_only { ":ro" } else { "" }
+                ),
+            })
+            .collect();
+        let mut cache_dir = None;
+        let containerised = matches!(svc.runtime, Runtime::Apptainer | Runtime::Podman);
+        if let Some((var, sub)) = model_cache_env(svc.kind).filter(|_| containerised) {
+            let recipe_cache = svc.container.binds.iter().any(|b| {
+                ["/root/.ollama", "/root/.cache", MODEL_CACHE_MOUNT]
+                    .iter()
+                    .any(|p| {
+                        crate::recipe::decode::bind_covers(p, &b.dst)
+                            || crate::recipe::decode::bind_covers(&b.dst, p)
+                    })
+            }) || env.iter().any(|(k, _)| k == var)
+                || svc.container.env.iter().any(|e| e.name == var);
+            if !recipe_cache {
+                let src = format!("{}/cache", opts.campaign_dir);
+                binds.push(BindCtx {
+                    spec: format!("{src}:{MODEL_CACHE_MOUNT}"),
+                    src: src.clone(),
+                    dst: MODEL_CACHE_MOUNT.into(),
+                    ro: false,
+                });
+                env.push((var.to_string(), format!("{MODEL_CACHE_MOUNT}/{sub}")));
+                cache_dir = Some(src);
+            }
+        }
         // With clients on other nodes a bind address carried in the environment (Ollama's
         // `OLLAMA_HOST=127.0.0.1:PORT`, or the recipe's own) must name the node's address too,
         // as the arguments do: such a variable is set in the script from `$FB_BIND_ADDR` and
@@ -470,6 +550,13 @@ impl ScriptCtx {
             container_secret_names.push(name.clone());
         }
         container_secret_names.extend(bound_env.iter().map(|b| b.name.clone()));
+        let passthrough: Vec<String> = PASS_THROUGH_ENV
+            .iter()
+            .filter(|n| {
+                !env.iter().any(|(k, _)| k == *n) && !container_secret_names.iter().any(|e| e == *n)
+            })
+            .map(|n| n.to_string())
+            .collect();
 
         // Scripts are 0755 and endpoint files are read by others: the URL without credentials.
         let url = svc.endpoint.url.as_deref().map(crate::recipe::redact::url);
@@ -581,22 +668,9 @@ impl ScriptCtx {
             container: ContainerCtx {
                 env,
                 secret_names: container_secret_names,
-                binds: svc
-                    .container
-                    .binds
-                    .iter()
-                    .map(|b| BindCtx {
-                        src: b.src.clone(),
-                        dst: b.dst.clone(),
-                        ro: b.read_only,
-                        spec: format!(
-                            "{}:{}{}",
-                            b.src,
-                            b.dst,
-                            if b.read_only { ":ro" } else { "" }
-                        ),
-                    })
-                    .collect(),
+                binds,
+                cache_dir,
+                passthrough,
                 extra_args: svc.container.extra_args.clone(),
                 args: l
                     .args

@@ -372,3 +372,96 @@ fn services_that_may_share_a_node_never_share_a_port() {
         l.warnings
     );
 }
+
+/// Case 9: `--cleanenv` dropped HF_TOKEN, proxies and CUDA_VISIBLE_DEVICES unless each was
+/// listed, and model caches landed in `$HOME`. The documented pass-through list crosses by name
+/// (only when set; never written into the script), and an LLM server's cache defaults to the
+/// campaign's `cache/` unless the recipe binds or sets one.
+#[test]
+fn containers_get_the_pass_through_env_and_a_campaign_model_cache() {
+    let l = parse(&one(
+        "  - service_name: llm\n    service_type: vllm\n    runtime: apptainer\n    container_image: docker://vllm/vllm-openai\n    model: m\n    environment: {https_proxy: \"http://proxy:3128\"}\n",
+    ));
+    let s = script(&l, &l.plan.services[0]);
+    for name in factorybench::render::PASS_THROUGH_ENV {
+        let line = format!(
+            "if [[ -n \"${{{name}+x}}\" ]]; then export APPTAINERENV_{name}=\"${{{name}}}\"; fi"
+        );
+        // The recipe's own value wins: that name is not passed through.
+        assert_eq!(s.contains(&line), *name != "https_proxy", "{name}:\n{s}");
+    }
+    assert!(!s.contains("hf_secret_value"));
+    assert!(
+        s.contains(&format!("args+=(--bind {CAMPAIGN_DIR}/cache:/fb-cache)")),
+        "{s}"
+    );
+    assert!(
+        s.contains("args+=(--env 'HF_HOME=/fb-cache/huggingface')"),
+        "{s}"
+    );
+    assert!(s.contains(&format!("mkdir -p {CAMPAIGN_DIR}/cache")), "{s}");
+    // What bash makes of the pass-through: set ones cross, unset ones stay unset.
+    let body: String = s
+        .lines()
+        .filter(|l| l.trim_start().starts_with("if [[ -n \"${"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -u; HF_TOKEN=hf_secret_value; CUDA_VISIBLE_DEVICES=1; unset HTTP_PROXY; {body}\nprintf '%s|%s|%s' \"$APPTAINERENV_HF_TOKEN\" \"$APPTAINERENV_CUDA_VISIBLE_DEVICES\" \"${{APPTAINERENV_HTTP_PROXY-unset}}\""))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hf_secret_value|1|unset"
+    );
+    // Podman: by name too.
+    let l = parse(&one(
+        "  - service_name: llm\n    service_type: ollama\n    runtime: podman\n    container_image: docker.io/ollama/ollama\n    model: m\n",
+    ));
+    let s = script(&l, &l.plan.services[0]);
+    assert!(
+        s.contains("if [[ -n \"${HF_TOKEN+x}\" ]]; then args+=(--env HF_TOKEN); fi"),
+        "{s}"
+    );
+    assert!(
+        s.contains("args+=(--env 'OLLAMA_MODELS=/fb-cache/ollama')"),
+        "{s}"
+    );
+    // The recipe's own cache: no default.
+    let l = parse(&one(
+        "  - service_name: llm\n    service_type: ollama\n    runtime: apptainer\n    container_image: docker://ollama/ollama\n    model: m\n    binds: [\"/project/ollama:/root/.ollama\"]\n",
+    ));
+    let s = script(&l, &l.plan.services[0]);
+    assert!(!s.contains("/fb-cache"), "{s}");
+}
+
+/// Case 9: `validate` says when an Ollama model must be pulled (a container with no model store
+/// of the recipe's and `pull_model: false` fails at setup, after the queue wait).
+#[test]
+fn validate_says_when_an_ollama_model_must_be_pulled() {
+    let svc = |extra: &str| {
+        one(&format!(
+            "  - service_name: o\n    service_type: ollama\n    runtime: apptainer\n    container_image: docker://ollama/ollama\n    model: llama3\n{extra}"
+        ))
+    };
+    let l = parse(&svc(""));
+    assert!(
+        l.warnings
+            .iter()
+            .any(|w| w.path == "services[0].pull_model"
+                && w.message.contains("`llama3` must be pulled")),
+        "{:?}",
+        l.warnings
+    );
+    for extra in [
+        "    pull_model: true\n",
+        "    binds: [\"/p/ollama:/root/.ollama\"]\n",
+    ] {
+        let l = parse(&svc(extra));
+        assert!(
+            !l.warnings.iter().any(|w| w.path.ends_with("pull_model")),
+            "{extra}"
+        );
+    }
+}
