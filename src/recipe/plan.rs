@@ -275,6 +275,18 @@ impl Service {
             && self.runtime != Runtime::External
     }
 
+    /// `--cpus-per-task` of the job: the recipe's, else [`SHARED_NODE_CPUS`] when the job starts
+    /// the service and runs the load generator beside it (SLURM's default of one CPU would make
+    /// them share one core, and the measurement would be the generator's), else none.
+    pub fn cpus_per_task(&self) -> Option<u32> {
+        self.slurm
+            .cpus_per_task
+            .or(
+                (self.runtime != Runtime::External && self.slurm.client_nodes == 0)
+                    .then_some(SHARED_NODE_CPUS),
+            )
+    }
+
     /// Whether the service needs a GPU (`gres` asks for one): `--nv` for Apptainer.
     pub fn wants_gpu(&self) -> bool {
         self.slurm
@@ -311,6 +323,10 @@ impl Service {
         out
     }
 }
+
+/// Default `--cpus-per-task` of a job that runs a service and its load generator on one node:
+/// one core each at least.
+pub const SHARED_NODE_CPUS: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

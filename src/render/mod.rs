@@ -633,7 +633,7 @@ impl ScriptCtx {
                     nodes: svc.slurm.client_nodes,
                 }),
                 client_nodes: svc.slurm.client_nodes,
-                cpus_per_task: svc.slurm.cpus_per_task,
+                cpus_per_task: svc.cpus_per_task(),
                 mem: svc.slurm.mem.clone(),
                 qos: svc.slurm.qos.clone(),
                 gres: svc.slurm.gres.clone(),

@@ -237,12 +237,26 @@ fn sbatch_spellings_and_time_limit_against_the_work() {
     ));
     let s = script(&l, &l.plan.services[0]);
     assert_eq!(sbatch(&s, "cpus-per-task").as_deref(), Some("4"));
-    // 5 minutes, 60 s of them signal_grace, for 30 s warmup + 600 s duration: refused.
-    let err = parse_err(&one(
+    // 5 minutes, 60 s of them signal_grace, for 30 s warmup + 600 s duration: every run cut
+    // short (a warning with the time that fits: a short limit is also a deliberate cap).
+    let l = parse(&one(
         "  - service_name: web\n    service_type: http\n    url: http://web.site/\n    warmup: 30\n    duration: 600\n    slurm: {time: \"00:05:00\"}\n",
     ));
-    assert!(err.contains("services[0].slurm.time"), "{err}");
-    assert!(err.contains("less than warmup + duration (630 s)"), "{err}");
+    let w = l
+        .warnings
+        .iter()
+        .find(|w| w.path == "services[0].slurm.time")
+        .unwrap_or_else(|| panic!("{:?}", l.warnings));
+    assert!(
+        w.message.contains("less than warmup + duration (630 s)"),
+        "{}",
+        w.message
+    );
+    assert!(
+        w.help.as_deref().unwrap_or("").contains("at least 870 s"),
+        "{:?}",
+        w.help
+    );
     // Enough for the run, not for the readiness budget on top: a warning.
     let l = parse(&one(
         "  - service_name: web\n    service_type: http\n    url: http://web.site/\n    duration: 200\n    readiness_timeout: 120\n    slurm: {time: \"00:05:00\"}\n",
@@ -464,4 +478,40 @@ fn validate_says_when_an_ollama_model_must_be_pulled() {
             "{extra}"
         );
     }
+}
+
+/// Case 7 (resources): no job asked for `--cpus-per-task`, so a service and its load generator
+/// shared SLURM's one default CPU without a word. A job that runs both now asks for 2 by
+/// default, and `cpus_per_task: 1` there is warned about; client nodes need no default.
+#[test]
+fn a_service_and_its_load_generator_get_two_cpus_by_default() {
+    let host = |slurm: &str| {
+        one(&format!(
+            "  - service_name: web\n    service_type: http\n    runtime: host\n    start_command: [srv, \"8080\"]\n    port: 8080\n    client_count: 2\n    slurm: {{{slurm}}}\n"
+        ))
+    };
+    let l = parse(&host(""));
+    let s = script(&l, &l.plan.services[0]);
+    assert_eq!(sbatch(&s, "cpus-per-task").as_deref(), Some("2"));
+    let l = parse(&host("cpus_per_task: 1"));
+    assert!(
+        l.warnings
+            .iter()
+            .any(|w| w.path == "services[0].slurm.cpus_per_task"),
+        "{:?}",
+        l.warnings
+    );
+    let l = parse(&host("client_nodes: 2"));
+    assert_eq!(
+        sbatch(&script(&l, &l.plan.services[0]), "cpus-per-task"),
+        None
+    );
+    // An external service: only the generator runs in the job.
+    let l = parse(&one(
+        "  - service_name: web\n    service_type: http\n    url: http://web.site/\n",
+    ));
+    assert_eq!(
+        sbatch(&script(&l, &l.plan.services[0]), "cpus-per-task"),
+        None
+    );
 }

@@ -302,6 +302,24 @@ pub(super) fn decode_service(
         interval_s: 1.0,
     };
     check_time_limit(cx, &f, &slurm, &load, readiness.timeout_s);
+    // One CPU for a service and its load generator: the measurement is the generator's.
+    if slurm.cpus_per_task == Some(1)
+        && slurm.client_nodes == 0
+        && matches!(
+            runtime,
+            Runtime::Apptainer | Runtime::Podman | Runtime::Host
+        )
+    {
+        let n = f
+            .get("slurm")
+            .and_then(|s| s.get("cpus_per_task").or(s.get("cpus-per-task")));
+        cx.warn(
+            n.map_or(f.pos(), |n| n.pos),
+            &f.p("slurm.cpus_per_task"),
+            "the service and the load generator share this job's one CPU: the results measure their contention",
+            Some(format!("leave `cpus_per_task` out (default {SHARED_NODE_CPUS} for a job that runs both), raise it, or run the clients on other nodes (`client_nodes`)")),
+        );
+    }
     let depends_on = f.string_list(cx, "depends_on");
     let starts_service = matches!(
         runtime,
@@ -651,9 +669,9 @@ pub(super) fn promote_secret_lookalikes(container: &mut ContainerSpec, workload:
 
 /// The job's time limit against what one job (one array task) has to do: readiness, warmup
 /// and the measured duration, with `signal_grace` before the limit where the run is stopped.
-/// A limit that cannot hold warmup + duration is an error (the run would always be cut short,
-/// unless a `requests` budget ends it first: then a warning); one that leaves less than the
-/// readiness budget on top is a warning.
+/// Both are warnings with the time that fits: a limit that cannot hold warmup + duration cuts
+/// every run short (unless a `requests` budget ends it first), one that leaves less than the
+/// readiness budget on top may.
 fn check_time_limit(cx: &mut Ctx, f: &Fields, slurm: &SlurmSpec, load: &Load, readiness_s: u32) {
     let Some(limit_s) = slurm.time_limit_s else {
         return;
@@ -675,21 +693,14 @@ fn check_time_limit(cx: &mut Ctx, f: &Fields, slurm: &SlurmSpec, load: &Load, re
             "raise `time` to at least {} s (readiness {readiness_s} s + warmup + duration + signal_grace), or shorten `duration`",
             (with_ready_s + f64::from(slurm.signal_grace_s)).ceil()
         );
-        if load.requests.is_some() {
-            cx.warn(
-                pos,
-                &path,
-                format!("{msg}: the run ends early unless its `requests` budget is reached first"),
-                Some(help),
-            );
+        // A warning, not an error: a limit shorter than the run is also how a run is capped
+        // on purpose (the signal stops it and keeps a partial run).
+        let what = if load.requests.is_some() {
+            "the run ends at the stop signal unless its `requests` budget is reached first"
         } else {
-            cx.error_help(
-                pos,
-                &path,
-                format!("{msg}: every run would be cut short"),
-                help,
-            );
-        }
+            "every run will be cut short at the stop signal (kept as partial)"
+        };
+        cx.warn(pos, &path, format!("{msg}: {what}"), Some(help));
     } else if usable_s < with_ready_s {
         cx.warn(
             pos,
