@@ -384,17 +384,26 @@ pub(super) fn warn_url_credentials(cx: &mut Ctx, pos: Pos, path: &str, url: &str
 fn check_shared_ports(cx: &mut Ctx, items: &[Node], services: &[(Service, Pos, String)]) {
     let started = |s: &Service| s.runtime != Runtime::External;
     let exclusive = |s: &Service| s.slurm.extra.iter().any(|e| e.starts_with("--exclusive"));
-    // Whether `a` runs only after `b` ended (depends_on, transitively).
-    fn after(a: &str, b: &str, services: &[(Service, Pos, String)], depth: usize) -> bool {
-        if depth > services.len() {
-            return false;
+    // Whether `a` runs only after `b` ended (depends_on, transitively; a visited set keeps a
+    // cyclic or dense graph linear).
+    fn after(a: &str, b: &str, services: &[(Service, Pos, String)]) -> bool {
+        let mut seen: Vec<&str> = vec![a];
+        let mut todo: Vec<&str> = vec![a];
+        while let Some(x) = todo.pop() {
+            let Some((s, _, _)) = services.iter().find(|(s, _, _)| s.name == x) else {
+                continue;
+            };
+            for d in &s.depends_on {
+                if d == b {
+                    return true;
+                }
+                if !seen.contains(&d.as_str()) {
+                    seen.push(d);
+                    todo.push(d);
+                }
+            }
         }
-        let Some((s, _, _)) = services.iter().find(|(s, _, _)| s.name == a) else {
-            return false;
-        };
-        s.depends_on
-            .iter()
-            .any(|d| d == b || after(d, b, services, depth + 1))
+        false
     }
     for (j, (b, bpos, bpath)) in services.iter().enumerate() {
         let Some(port) = b.endpoint.port else {
@@ -407,8 +416,8 @@ fn check_shared_ports(cx: &mut Ctx, items: &[Node], services: &[(Service, Pos, S
             a.endpoint.port == Some(port)
                 && started(a)
                 && !exclusive(a)
-                && !after(&a.name, &b.name, services, 0)
-                && !after(&b.name, &a.name, services, 0)
+                && !after(&a.name, &b.name, services)
+                && !after(&b.name, &a.name, services)
         });
         if let Some((a, apos, _)) = clash {
             let item = items
