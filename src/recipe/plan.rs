@@ -161,6 +161,11 @@ pub struct Service {
     /// such as `0.1ms`; the command line's `--min-change` overrides them.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub compare_min_change: std::collections::BTreeMap<String, String>,
+    /// This runner's part when it runs on a client node of a multi-node job
+    /// ([`Service::for_client_node`]); never from the recipe. Such a runner is not on the
+    /// service's node: the GPUs it could see are not the service's, and it samples none.
+    #[serde(skip)]
+    pub client_share: Option<ClientShare>,
     /// `capacity_search`: find the highest total rate that holds the SLOs (`factorybench
     /// capacity`). Omitted from serialised plans when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -234,6 +239,7 @@ impl Service {
     ) -> Service {
         let mut s = self.clone();
         if let Some(sh) = share {
+            s.client_share = Some(sh);
             s.load.clients = (sh.part(self.load.clients as u64) as u32).max(1);
             s.load.requests = self.load.requests.map(|r| sh.part(r).max(1));
             s.load.seed = self.load.seed.wrapping_add(sh.index as u64);

@@ -464,6 +464,13 @@ fn gpu_service_runs_as_a_heterogeneous_job_on_the_cluster() {
     for (host, status, n) in &runs {
         assert!(status == "success" && *n > 0, "{host}: {status} {n}");
     }
+    // The client nodes' runners sample no GPU (the service's is on its own node).
+    let log = c.logs();
+    assert_eq!(
+        log.matches("GPU telemetry off on this client node").count(),
+        2,
+        "{log}"
+    );
     eprintln!(
         "heterogeneous job {id}: service on {} ({}, {}), clients on {:?} ({})",
         svc_c[2], svc_c[1], svc_c[3], hosts, cli_c[1]

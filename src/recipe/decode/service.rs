@@ -449,6 +449,7 @@ pub(super) fn decode_service(
         depends_on,
         compare_thresholds,
         compare_min_change,
+        client_share: None,
         capacity_search,
     })
 }
