@@ -515,3 +515,62 @@ fn a_service_and_its_load_generator_get_two_cpus_by_default() {
         None
     );
 }
+
+/// Case 10, the runner's side: `run --measure-from T` (what the batch step hands every client
+/// node) starts the measured window exactly at T; the requests before it are warmup.
+#[test]
+fn measured_window_starts_at_the_instant_the_batch_step_hands_out() {
+    let srv = common::Server::start(&[]);
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(
+        t.path().join("r.yml"),
+        one(&format!(
+            "  - service_name: web\n    service_type: http\n    url: http://127.0.0.1:{}/\n    client_count: 2\n    arrival: constant\n    requests_per_second: 20\n    warmup: 0\n    duration: 4\n",
+            srv.port
+        )),
+    )
+    .unwrap();
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    // Far enough ahead that the runner is surely up before it (no timing is asserted: a runner
+    // arriving later would measure from its own start, and this equality would say so).
+    let at = now_ns + 3_000_000_000;
+    let out = common::bin()
+        .args([
+            "run",
+            "r.yml",
+            "--db",
+            "c.db",
+            "--no-progress",
+            "--client-share",
+            "0/1",
+        ])
+        .arg("--measure-from")
+        .arg(at.to_string())
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conn = rusqlite::Connection::open(t.path().join("c.db")).unwrap();
+    let (start, warm, measured): (i64, i64, i64) = conn
+        .query_row(
+            "SELECT measure_start_ns,
+                    (SELECT COUNT(*) FROM requests WHERE warmup = 1),
+                    (SELECT COUNT(*) FROM requests WHERE warmup = 0) FROM runs",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        start, at,
+        "the measured window starts at the instant handed out"
+    );
+    assert!(warm > 0, "the wait until then is warmup");
+    assert!(measured > 0);
+}
