@@ -586,10 +586,12 @@ pub fn discover_push_target(recipe_url: Option<&str>, state_dir: &Path) -> Optio
         // or an address that node resolves to, as `monitor tunnel` and the seed's
         // `export PUSHGATEWAY_URL=http://<monitor-node>:9091` write it) uses the stack's
         // credentials: without them every push is refused with 401.
+        // Any other Pushgateway: credentials from the environment (a 0600 password file).
         let auth = Endpoint::read(state_dir)
             .filter(|ep| names_stack_pushgateway(&u, ep))
             .filter(|ep| job_state(&ep.job_id) == Some(JobState::Running))
-            .and_then(|ep| ep.pushgateway_auth());
+            .and_then(|ep| ep.pushgateway_auth())
+            .or_else(pushgateway_auth_from_env);
         return Some(PushTarget { url: u, auth });
     }
     let ep = Endpoint::read(state_dir)?;
@@ -605,6 +607,36 @@ pub fn discover_push_target(recipe_url: Option<&str>, state_dir: &Path) -> Optio
                 ep.job_id,
                 state.map(|s| s.as_str()).unwrap_or("not running")
             );
+            None
+        }
+    }
+}
+
+/// User of a Pushgateway that is not the running stack's (with [`PUSHGATEWAY_PASSWORD_FILE_ENV`]).
+pub const PUSHGATEWAY_USER_ENV: &str = "PUSHGATEWAY_USER";
+/// File holding that Pushgateway's password: must not be readable by group or others (0600).
+pub const PUSHGATEWAY_PASSWORD_FILE_ENV: &str = "PUSHGATEWAY_PASSWORD_FILE";
+
+/// Basic auth for a Pushgateway named by URL from `PUSHGATEWAY_USER` and the 0600 file
+/// `PUSHGATEWAY_PASSWORD_FILE`. A file others can read is refused (warned, not used).
+pub fn pushgateway_auth_from_env() -> Option<BasicAuth> {
+    let user = std::env::var(PUSHGATEWAY_USER_ENV)
+        .ok()
+        .filter(|u| !u.is_empty())?;
+    let path = std::path::PathBuf::from(std::env::var_os(PUSHGATEWAY_PASSWORD_FILE_ENV)?);
+    use std::os::unix::fs::PermissionsExt;
+    match fs::metadata(&path) {
+        Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+            tracing::warn!(
+                "live metrics: {} is readable by others (mode {:o}); not used: chmod 600 it",
+                path.display(),
+                m.permissions().mode() & 0o777
+            );
+            None
+        }
+        Ok(_) => BasicAuth::from_file(&user, &path).ok(),
+        Err(e) => {
+            tracing::warn!("live metrics: cannot read {}: {e}", path.display());
             None
         }
     }
@@ -836,6 +868,30 @@ mod tests {
         assert!(!names_stack_pushgateway("http://gpu017:9092", &ep));
         assert!(!names_stack_pushgateway("http://gpu018:9091", &ep));
         assert!(!names_stack_pushgateway("not a url", &ep));
+    }
+
+    /// Credentials for another Pushgateway come from a 0600 file named in the environment; a
+    /// file others can read is not used.
+    #[test]
+    fn pushgateway_credentials_from_a_private_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("pw");
+        fs::write(&f, "s3cret\n").unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o644)).unwrap();
+        // The only test that sets these variables.
+        std::env::set_var(PUSHGATEWAY_USER_ENV, "pusher");
+        std::env::set_var(PUSHGATEWAY_PASSWORD_FILE_ENV, &f);
+        assert!(
+            pushgateway_auth_from_env().is_none(),
+            "a 0644 file is refused"
+        );
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+        let a = pushgateway_auth_from_env().expect("0600 file used");
+        assert_eq!(a.user, "pusher");
+        assert_eq!(a.password, "s3cret");
+        std::env::remove_var(PUSHGATEWAY_USER_ENV);
+        std::env::remove_var(PUSHGATEWAY_PASSWORD_FILE_ENV);
     }
 
     #[test]
