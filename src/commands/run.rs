@@ -79,6 +79,11 @@ pub struct RunArgs {
     /// node's address, for clients on other nodes).
     #[arg(long, value_name = "ADDR")]
     pub endpoint_host: Option<String>,
+    /// Start the measured window at this instant (Unix epoch, ns) instead of `warmup` after
+    /// the first request; the warmup lasts until then. The batch step of a multi-node job hands
+    /// every client node the same instant, so that the nodes measure together.
+    #[arg(long, value_name = "EPOCH_NS", hide = true)]
+    pub measure_from: Option<i64>,
     /// Start every service that has a container image or start command (also when the recipe
     /// does not name the runtime), with its batch script's lifecycle.
     #[arg(long, conflicts_with = "no_start")]
@@ -124,6 +129,11 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
             job.svc = job
                 .svc
                 .for_client_node(a.client_share, a.endpoint_host.as_deref());
+        }
+    }
+    if let Some(at) = a.measure_from {
+        for job in groups.iter_mut().flatten() {
+            job.svc.load.measure_from_ns = Some(at);
         }
     }
     if a.max_workers == Some(0) {

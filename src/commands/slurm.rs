@@ -53,6 +53,13 @@ pub struct SubmitArgs {
     /// running `factorybench capacity` in the service's lifecycle) instead of its run job.
     #[arg(long)]
     pub capacity: bool,
+    /// Partition of the report job (default: that of the first service on a CPU partition
+    /// that asks for no GPU, else the cluster's default partition).
+    #[arg(long, value_name = "PARTITION")]
+    pub report_partition: Option<String>,
+    /// Time limit of the report job (SLURM time, e.g. `10` minutes or `00:10:00`).
+    #[arg(long, value_name = "TIME", default_value = crate::slurm::submit::REPORT_TIME)]
+    pub report_time: String,
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +190,8 @@ pub fn submit(a: &SubmitArgs) -> anyhow::Result<i32> {
         sequential: a.sequential,
         no_report: a.no_report,
         capacity: a.capacity,
+        report_partition: a.report_partition.clone(),
+        report_time: Some(a.report_time.clone()),
     };
     let result = submit_jobs(&req, plan, &camp, &mut submitted, &mut ids);
     if let Err(e) = result {
@@ -347,6 +356,12 @@ fn one_run_cell(r: &RunSummary, now_ns: i64, job: JobState) -> String {
         if r.status != RunStatus::Success {
             s.push_str(&format!(" ({reason})"));
         }
+    }
+    if let Some(n) = r.push_failures.filter(|n| *n > 0) {
+        s.push_str(&format!(
+            " [live metrics: {n} push{} failed, see the job log]",
+            if n == 1 { "" } else { "es" }
+        ));
     }
     s
 }

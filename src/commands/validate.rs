@@ -145,6 +145,10 @@ struct ExplainService {
     /// Why this binary cannot run the service (select the others with --service).
     #[serde(skip_serializing_if = "Option::is_none")]
     cannot_run: Option<String>,
+    /// Nodes of the job: the service's, plus one per client node.
+    nodes: u32,
+    /// Nodes that run the clients (0: beside the service, in the batch step).
+    client_nodes: u32,
 }
 
 fn explain_rows(l: &recipe::Loaded) -> Vec<ExplainService> {
@@ -164,6 +168,8 @@ fn explain_rows(l: &recipe::Loaded) -> Vec<ExplainService> {
             node_hours: node_hours(s),
             gpu: s.wants_gpu(),
             cannot_run: l.cannot_run_reason(&s.name).map(|d| d.message.clone()),
+            nodes: s.slurm.nodes,
+            client_nodes: s.slurm.client_nodes,
         })
         .collect()
 }
@@ -250,6 +256,16 @@ pub fn explain(a: &ExplainArgs) -> anyhow::Result<i32> {
         )?;
     }
     crate::outln!()?;
+    // Placement: the service takes the job's first node; `client_nodes: N`, or the seed's
+    // `nodes: N` without it, puts the clients on the other nodes.
+    for r in rows.iter().filter(|r| r.client_nodes > 0) {
+        crate::outln!(
+            "{}: service on 1 node, clients on the other {} (nodes: {})",
+            r.name,
+            r.client_nodes,
+            r.nodes
+        )?;
+    }
     crate::outln!(
         "{} service{}; at most {total:.2} node-hours if every job runs to its time limit.",
         rows.len(),

@@ -309,6 +309,7 @@ pub fn check_recipe(site: &Site, plan: &Plan) -> Vec<Check> {
         out.extend(check_binds(svc));
         out.extend(check_port(svc));
         out.extend(check_faiss(svc));
+        out.extend(check_ollama_model(svc));
         if let Workload::FileStorage(f) = &svc.workload {
             out.push(check_dir(&format!("base_path[{n}]"), &f.base_path, true));
             out.push(check_fs_meaning(n, &f.base_path));
@@ -676,6 +677,68 @@ fn check_binds(svc: &Service) -> Vec<Check> {
     out
 }
 
+/// The manifest Ollama keeps for `model` (`name[:tag]`, tag `latest` by default) under a
+/// model store directory (`~/.ollama` or `OLLAMA_MODELS`).
+pub fn ollama_manifest(store: &Path, model: &str) -> std::path::PathBuf {
+    let (name, tag) = model.split_once(':').unwrap_or((model, "latest"));
+    let (ns, name) = name.split_once('/').unwrap_or(("library", name));
+    store
+        .join("models/manifests/registry.ollama.ai")
+        .join(ns)
+        .join(name)
+        .join(tag)
+}
+
+/// An Ollama server the job starts without `pull_model` serves only models already in its
+/// store: a missing one fails the job at setup, after the queue wait. With a bound store
+/// (`/root/.ollama`), look for the model's manifest there.
+fn check_ollama_model(svc: &Service) -> Option<Check> {
+    let Workload::Llm(l) = &svc.workload else {
+        return None;
+    };
+    if svc.kind != ServiceKind::Ollama || svc.runtime == Runtime::External || l.pull_model {
+        return None;
+    }
+    let n = &svc.name;
+    let store = svc
+        .container
+        .binds
+        .iter()
+        .find(|b| b.dst.trim_end_matches('/') == "/root/.ollama")
+        .map(|b| std::path::PathBuf::from(&b.src));
+    let fix = "set `pull_model: true` (the job pulls it before measuring), or pull it into the bound store first (`OLLAMA_MODELS=<store>/models ollama pull MODEL`)";
+    Some(match store {
+        Some(store) => {
+            let manifest = ollama_manifest(&store, &l.model);
+            if manifest.is_file() {
+                Check::ok(
+                    format!("model[{n}]"),
+                    format!("{} is in the bound store {}", l.model, store.display()),
+                )
+            } else {
+                Check::fail(
+                    format!("model[{n}]"),
+                    format!(
+                        "{} is not in the bound store {} (no {}) and pull_model is false: the job would fail at setup",
+                        l.model,
+                        store.display(),
+                        manifest.display()
+                    ),
+                    fix,
+                )
+            }
+        }
+        None => Check::fail(
+            format!("model[{n}]"),
+            format!(
+                "{} must be pulled: the server starts with an empty model store and pull_model is false",
+                l.model
+            ),
+            fix,
+        ),
+    })
+}
+
 /// Kinds that cannot serve without a GPU when factorybench starts them.
 fn needs_gpu(svc: &Service) -> bool {
     matches!(svc.kind, ServiceKind::Vllm | ServiceKind::Triton) && svc.runtime != Runtime::External
@@ -887,6 +950,41 @@ pub fn diagnose(plan: Option<&Plan>, state_dir: &Path, binary: &Path) -> Report 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 23, case 9: doctor says when an Ollama model must be pulled, and looks for it in a
+    /// bound model store.
+    #[test]
+    fn ollama_model_must_be_in_the_store_or_pulled() {
+        let store = tempfile::tempdir().unwrap();
+        let recipe = |pull: bool| {
+            format!(
+                "benchmark: {{name: x}}\nservices:\n  - service_name: o\n    service_type: ollama\n    container_image: docker://ollama/ollama\n    model: smollm2:135m\n    pull_model: {pull}\n    binds: [\"{}:/root/.ollama\"]\n",
+                store.path().display()
+            )
+        };
+        let svc = |text: &str| {
+            crate::recipe::parse_str(text, Path::new("r.yml"))
+                .unwrap()
+                .plan
+                .services[0]
+                .clone()
+        };
+        let c = check_ollama_model(&svc(&recipe(false))).unwrap();
+        assert_eq!(c.status, Status::Fail, "{c:?}");
+        assert!(
+            c.why.contains("smollm2:135m is not in the bound store"),
+            "{c:?}"
+        );
+        let m = ollama_manifest(store.path(), "smollm2:135m");
+        assert!(m.ends_with("models/manifests/registry.ollama.ai/library/smollm2/135m"));
+        std::fs::create_dir_all(m.parent().unwrap()).unwrap();
+        std::fs::write(&m, "{}").unwrap();
+        assert_eq!(
+            check_ollama_model(&svc(&recipe(false))).unwrap().status,
+            Status::Ok
+        );
+        assert!(check_ollama_model(&svc(&recipe(true))).is_none());
+    }
 
     #[test]
     fn loopback_hosts() {

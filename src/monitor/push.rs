@@ -319,7 +319,20 @@ impl Shipper {
             Ok(r) => {
                 let status = r.status();
                 let text = r.text().await.unwrap_or_default();
-                Err(format!("HTTP {status}: {}", text.trim()))
+                let fix = match status.as_u16() {
+                    401 | 403 => {
+                        if self.cfg.auth.is_some() {
+                            " (the Pushgateway refused the credentials)"
+                        } else {
+                            " (the Pushgateway wants credentials: for the `monitor up` stack point \
+                             PUSHGATEWAY_URL or pushgateway_url at its address, or unset them so \
+                             that the stack is found from its endpoint file; its credentials are \
+                             then used)"
+                        }
+                    }
+                    _ => "",
+                };
+                Err(format!("HTTP {status}: {}{fix}", text.trim()))
             }
             Err(e) if e.is_timeout() => Err(format!("timed out after {:?}", self.cfg.timeout)),
             Err(e) => Err(error_chain(&e)),

@@ -129,7 +129,16 @@ impl RunMonitor {
         sink: SampleSink,
     ) -> RunMonitor {
         let source = Arc::new(SnapshotSource::new().with_compat(plan.monitoring.compat_metrics));
-        let telemetry = match Telemetry::start(clock, Duration::from_secs(1), true, sink) {
+        // A runner on a client node of a multi-node job is not on the service's node: any
+        // GPU it sees is idle (a heterogeneous job gives it none), so it samples none.
+        let gpus = svc.client_share.is_none();
+        if !gpus {
+            tracing::info!(
+                "[{}] GPU telemetry off on this client node: the service's GPUs are on its own node",
+                svc.name
+            );
+        }
+        let telemetry = match Telemetry::start(clock, Duration::from_secs(1), gpus, sink) {
             Ok(t) => Some(t),
             Err(e) => {
                 tracing::warn!("[{}] node telemetry off: {e}", svc.name);

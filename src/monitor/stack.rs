@@ -632,7 +632,17 @@ pub fn pushgateway_with_source(
 /// `PUSHGATEWAY_URL` or the recipe; see [`pushgateway_with_source`] for the precedence).
 pub fn discover_push_target(recipe_url: Option<&str>, state_dir: &Path) -> Option<PushTarget> {
     if let Some(u) = pushgateway_from_env().or(recipe_url.map(String::from)) {
-        return Some(PushTarget { url: u, auth: None });
+        // A URL that names the running stack's Pushgateway (by its address, its node's name
+        // or an address that node resolves to, as `monitor tunnel` and the seed's
+        // `export PUSHGATEWAY_URL=http://<monitor-node>:9091` write it) uses the stack's
+        // credentials: without them every push is refused with 401.
+        // Any other Pushgateway: credentials from the environment (a 0600 password file).
+        let auth = Endpoint::read(state_dir)
+            .filter(|ep| names_stack_pushgateway(&u, ep))
+            .filter(|ep| job_state(&ep.job_id) == Some(JobState::Running))
+            .and_then(|ep| ep.pushgateway_auth())
+            .or_else(pushgateway_auth_from_env);
+        return Some(PushTarget { url: u, auth });
     }
     running_endpoint(state_dir).map(|ep| PushTarget {
         auth: ep.pushgateway_auth(),
@@ -761,6 +771,62 @@ pub fn one_shot_target(
         target: PushTarget { url, auth: None },
         credentials_from: "none",
     })
+}
+
+/// Basic auth for a Pushgateway named by URL, as for `push`: user `PUSHGATEWAY_USER` (default
+/// the stack's user), password from the 0600 file `PUSHGATEWAY_PASSWORD_FILE`, else
+/// `PUSHGATEWAY_PASSWORD`. A file others can read is refused (warned, not used).
+pub fn pushgateway_auth_from_env() -> Option<BasicAuth> {
+    let user = std::env::var(PUSHGATEWAY_USER_ENV)
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| AUTH_USER.to_string());
+    let Some(path) = std::env::var_os(PUSHGATEWAY_PASSWORD_FILE_ENV).filter(|p| !p.is_empty())
+    else {
+        return std::env::var(PUSHGATEWAY_PASSWORD_ENV)
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map(|password| BasicAuth { user, password });
+    };
+    let path = std::path::PathBuf::from(path);
+    use std::os::unix::fs::PermissionsExt;
+    match fs::metadata(&path) {
+        Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+            tracing::warn!(
+                "live metrics: {} is readable by others (mode {:o}); not used: chmod 600 it",
+                path.display(),
+                m.permissions().mode() & 0o777
+            );
+            None
+        }
+        Ok(_) => BasicAuth::from_file(&user, &path).ok(),
+        Err(e) => {
+            tracing::warn!("live metrics: cannot read {}: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// Whether `url` reaches the Pushgateway of the stack described by `ep`: the same port, and a
+/// host that is the stack's address, its node's name (short or qualified), or resolves to the
+/// stack's address.
+pub fn names_stack_pushgateway(url: &str, ep: &Endpoint) -> bool {
+    use crate::recipe::endpoint::{port_of_url, url_host};
+    let (Some(host), Some(port)) = (url_host(url), port_of_url(url)) else {
+        return false;
+    };
+    if port != ep.pushgateway.port {
+        return false;
+    }
+    let node_short = ep.node.split('.').next().unwrap_or(&ep.node);
+    if host == ep.address || host == ep.node || host.split('.').next() == Some(node_short) {
+        return true;
+    }
+    use std::net::ToSocketAddrs;
+    (host.as_str(), port)
+        .to_socket_addrs()
+        .map(|mut a| a.any(|a| a.ip().to_string() == ep.address))
+        .unwrap_or(false)
 }
 
 /// Poll `url` until it answers 2xx or the budget runs out.
@@ -964,6 +1030,46 @@ mod tests {
             alertmanager_password_file: None,
             written_ns: 0,
         }
+    }
+
+    /// Issue 23, case 8: `PUSHGATEWAY_URL=http://<monitor-node>:9091` (the seed's habit) names
+    /// the running stack, whose credentials are then used; another Pushgateway's URL does not.
+    #[test]
+    fn a_url_naming_the_stack_gets_its_credentials() {
+        let ep = endpoint(BindMode::Node, true);
+        assert!(names_stack_pushgateway("http://10.1.2.3:9091", &ep));
+        assert!(names_stack_pushgateway("http://gpu017:9091/", &ep));
+        assert!(names_stack_pushgateway(
+            "http://gpu017.cluster.local:9091",
+            &ep
+        ));
+        assert!(!names_stack_pushgateway("http://gpu017:9092", &ep));
+        assert!(!names_stack_pushgateway("http://gpu018:9091", &ep));
+        assert!(!names_stack_pushgateway("not a url", &ep));
+    }
+
+    /// Credentials for another Pushgateway come from a 0600 file named in the environment; a
+    /// file others can read is not used.
+    #[test]
+    fn pushgateway_credentials_from_a_private_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("pw");
+        fs::write(&f, "s3cret\n").unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o644)).unwrap();
+        // The only test that sets these variables.
+        std::env::set_var(PUSHGATEWAY_USER_ENV, "pusher");
+        std::env::set_var(PUSHGATEWAY_PASSWORD_FILE_ENV, &f);
+        assert!(
+            pushgateway_auth_from_env().is_none(),
+            "a 0644 file is refused"
+        );
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+        let a = pushgateway_auth_from_env().expect("0600 file used");
+        assert_eq!(a.user, "pusher");
+        assert_eq!(a.password, "s3cret");
+        std::env::remove_var(PUSHGATEWAY_USER_ENV);
+        std::env::remove_var(PUSHGATEWAY_PASSWORD_FILE_ENV);
     }
 
     #[test]

@@ -110,7 +110,7 @@ pub fn url_host(url: &str) -> Option<String> {
 
 /// `scheme://[user@]127.0.0.1[:port]/...` with the loopback host replaced by `host` (other
 /// hosts are kept: an external service is reached where its URL says).
-fn replace_url_host(url: &str, host: &str) -> String {
+pub(crate) fn replace_url_host(url: &str, host: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };

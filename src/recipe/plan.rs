@@ -173,6 +173,11 @@ pub struct Service {
     /// such as `0.1ms`; the command line's `--min-change` overrides them.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub compare_min_change: std::collections::BTreeMap<String, String>,
+    /// This runner's part when it runs on a client node of a multi-node job
+    /// ([`Service::for_client_node`]); never from the recipe. Such a runner is not on the
+    /// service's node: the GPUs it could see are not the service's, and it samples none.
+    #[serde(skip)]
+    pub client_share: Option<ClientShare>,
     /// `capacity_search`: find the highest total rate that holds the SLOs (`factorybench
     /// capacity`). Omitted from serialised plans when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -246,14 +251,58 @@ impl Service {
     ) -> Service {
         let mut s = self.clone();
         if let Some(sh) = share {
+            s.client_share = Some(sh);
             s.load.clients = (sh.part(self.load.clients as u64) as u32).max(1);
             s.load.requests = self.load.requests.map(|r| sh.part(r).max(1));
             s.load.seed = self.load.seed.wrapping_add(sh.index as u64);
+            // A vector database's setup (re)creates its collection and loads the dataset: two
+            // client nodes doing that to one collection delete each other's (ChromaDB answers
+            // 404 mid-load). Each node gets its own collection, `<collection_name>-<node>`,
+            // loaded with the whole dataset, so every node searches the same amount of data.
+            if let Workload::Vectordb(v) = &mut s.workload {
+                if sh.of > 1 {
+                    v.collection_name = format!("{}-{}", v.collection_name, sh.index);
+                }
+            }
         }
         if let Some(h) = endpoint_host {
             s.endpoint = self.endpoint.with_host(h);
+            // A workload URL of its own (HTTP `url` defaulted from `port` to
+            // `http://127.0.0.1:PORT/`, S3 `endpoint_url`) names the loopback address the
+            // service no longer binds: it moves to the node's address too.
+            let moved = |u: &str| super::endpoint::replace_url_host(u, h);
+            match &mut s.workload {
+                Workload::Http(w) => w.url = moved(&w.url),
+                Workload::S3(w) => w.endpoint_url = moved(&w.endpoint_url),
+                _ => {}
+            }
+            s.service_url = s.service_url.as_deref().map(moved);
         }
         s
+    }
+
+    /// The job is heterogeneous: a GPU service with its clients on other nodes. GRES counts
+    /// per node, so one homogeneous job would give every client node a GPU it never uses; the
+    /// service's component takes the GPU, the clients' component none (`#SBATCH hetjob`,
+    /// `srun --het-group=1`). Job arrays of heterogeneous jobs are not supported by SLURM: a
+    /// sweep keeps one component (and `validate` warns).
+    pub fn heterogeneous(&self) -> bool {
+        self.wants_gpu()
+            && self.slurm.client_nodes > 0
+            && self.sweep.is_none()
+            && self.runtime != Runtime::External
+    }
+
+    /// `--cpus-per-task` of the job: the recipe's, else [`SHARED_NODE_CPUS`] when the job starts
+    /// the service and runs the load generator beside it (SLURM's default of one CPU would make
+    /// them share one core, and the measurement would be the generator's), else none.
+    pub fn cpus_per_task(&self) -> Option<u32> {
+        self.slurm
+            .cpus_per_task
+            .or(
+                (self.runtime != Runtime::External && self.slurm.client_nodes == 0)
+                    .then_some(SHARED_NODE_CPUS),
+            )
     }
 
     /// Whether the service needs a GPU (`gres` asks for one): `--nv` for Apptainer.
@@ -292,6 +341,10 @@ impl Service {
         out
     }
 }
+
+/// Default `--cpus-per-task` of a job that runs a service and its load generator on one node:
+/// one core each at least.
+pub const SHARED_NODE_CPUS: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -334,6 +387,12 @@ pub struct Load {
     /// keeps for its whole length, as wrk2's `-c`. A request whose time has come waits for a
     /// free one; the wait counts in the corrected latency.
     pub connections_per_client: u32,
+    /// The measured window starts at this Unix-epoch instant, ns, instead of `warmup` after
+    /// the first request: the common start a multi-node job's batch step hands every client
+    /// node (`run --measure-from`), so that the nodes measure together; the warmup lasts until
+    /// then (at least `warmup`'s share already elapsed is not required). Never from the recipe.
+    #[serde(skip)]
+    pub measure_from_ns: Option<i64>,
 }
 
 /// Default `connections_per_client`: LLM requests last seconds (many in flight per client);
@@ -715,6 +774,10 @@ pub struct SlurmSpec {
     /// Nodes that run the clients (one runner each, started with `srun`); the service runs on
     /// the job's first node. 0: the clients run in the batch step, on the service's node.
     pub client_nodes: u32,
+    /// Partition of the client nodes when the service asks for a GPU (`gres: gpu...`): the job
+    /// is then heterogeneous (`#SBATCH hetjob`), the service's component on `partition` with the
+    /// GPU, the clients' on this partition (default: the cluster's default) without one.
+    pub client_partition: Option<String>,
     pub cpus_per_task: Option<u32>,
     pub mem: Option<String>,
     pub qos: Option<String>,

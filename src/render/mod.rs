@@ -95,6 +95,38 @@ pub fn campaign_dir_ok(dir: &str) -> bool {
         })
 }
 
+/// Host environment variables that cross Apptainer's `--cleanenv` (and reach a Podman container)
+/// when they are set in the job's environment and the recipe does not set them: tokens
+/// (Hugging Face), proxies, and the GPUs SLURM assigned. Passed by name, never written into the
+/// script; a token is better given as a secret (`environment: {HF_TOKEN: {from_env: HF_TOKEN}}`
+/// or `from_file`), which goes through the campaign's 0600 secrets file.
+pub const PASS_THROUGH_ENV: &[&str] = &[
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "CUDA_VISIBLE_DEVICES",
+];
+
+/// Where the model caches of a containerised LLM server go by default: `<campaign>/cache`,
+/// bound at this path, with the server's cache variable pointing into it (Apptainer binds
+/// `$HOME`, so without it Ollama's and Hugging Face's caches fill the user's home).
+pub const MODEL_CACHE_MOUNT: &str = "/fb-cache";
+
+/// The cache variable of a kind's server and its directory under [`MODEL_CACHE_MOUNT`].
+fn model_cache_env(kind: crate::recipe::ServiceKind) -> Option<(&'static str, &'static str)> {
+    use crate::recipe::ServiceKind;
+    match kind {
+        ServiceKind::Ollama => Some(("OLLAMA_MODELS", "ollama")),
+        ServiceKind::Vllm => Some(("HF_HOME", "huggingface")),
+        _ => None,
+    }
+}
+
 /// Everything outside the plan that a script depends on.
 #[derive(Debug, Clone, Serialize)]
 pub struct RenderOptions {
@@ -170,6 +202,7 @@ impl Renderer {
         let mut one = svc.clone();
         one.sweep = None;
         one.slurm.client_nodes = 0;
+        one.slurm.nodes = 1;
         self.render_script(plan, &one, opts, true).map(Some)
     }
 
@@ -270,7 +303,15 @@ struct ScriptCtx {
     endpoint_json: String,
     /// The capacity-search job (`factorybench capacity` instead of `run`).
     capacity: bool,
+    /// Client nodes: seconds from the batch step's start of the srun step to the common
+    /// instant at which every node starts measuring (the warmup, and at least
+    /// [`MIN_CLIENT_LEAD_S`] for srun to launch the runners and their connections to open).
+    client_lead_s: u64,
 }
+
+/// The least lead, seconds, from starting the client nodes' srun step to their common
+/// measuring instant: launching a step on every node and opening connections takes seconds.
+pub const MIN_CLIENT_LEAD_S: u64 = 5;
 
 #[derive(Debug, Serialize)]
 struct SvcCtx {
@@ -307,6 +348,15 @@ struct SlurmCtx {
     extra: Vec<String>,
     modules: Vec<String>,
     signal_grace_s: u32,
+    /// A heterogeneous job (GPU service, clients on other nodes): the clients' component.
+    het_clients: Option<HetClientsCtx>,
+}
+
+/// The clients' component of a heterogeneous job (`#SBATCH hetjob`): CPU nodes, one task each.
+#[derive(Debug, Serialize)]
+struct HetClientsCtx {
+    partition: Option<String>,
+    nodes: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -360,6 +410,21 @@ struct ContainerCtx {
     args: Vec<Word>,
     scratch: Vec<(String, String)>,
     writable_tmpfs: bool,
+    /// `<campaign>/cache`, created before the start: the default model cache (bound at
+    /// [`MODEL_CACHE_MOUNT`]), when the service has one.
+    cache_dir: Option<String>,
+    /// [`PASS_THROUGH_ENV`] names the container gets from the job's environment when set
+    /// (those the recipe sets are left out).
+    passthrough: Vec<String>,
+    /// Environment that names the bind address (clients on other nodes): set in the script
+    /// from `$FB_BIND_ADDR` and passed by name (its name is also in `secret_names`).
+    bound_env: Vec<BoundEnv>,
+}
+
+#[derive(Debug, Serialize)]
+struct BoundEnv {
+    name: String,
+    value: Word,
 }
 
 #[derive(Debug, Serialize)]
@@ -384,6 +449,7 @@ impl ScriptCtx {
         };
         let port = svc.endpoint.port;
         let multi_node = svc.slurm.client_nodes > 0 && started;
+        let het = svc.heterogeneous();
 
         let mut secrets = SecretsCtx::default();
         for (name, s) in svc.secrets() {
@@ -416,6 +482,66 @@ impl ScriptCtx {
         }
         let mut env = l.env.clone();
         env.extend(plain_env);
+        // Model cache under the campaign directory, unless the recipe binds a cache or sets
+        // the variable itself.
+        let mut binds: Vec<BindCtx> = svc
+            .container
+            .binds
+            .iter()
+            .map(|b| BindCtx {
+                src: b.src.clone(),
+                dst: b.dst.clone(),
+                ro: b.read_only,
+                spec: format!(
+                    "{}:{}{}",
+                    b.src,
+                    b.dst,
+                    if b.read_only { ":ro" } else { "" }
+                ),
+            })
+            .collect();
+        let mut cache_dir = None;
+        let containerised = matches!(svc.runtime, Runtime::Apptainer | Runtime::Podman);
+        if let Some((var, sub)) = model_cache_env(svc.kind).filter(|_| containerised) {
+            let recipe_cache = svc.container.binds.iter().any(|b| {
+                ["/root/.ollama", "/root/.cache", MODEL_CACHE_MOUNT]
+                    .iter()
+                    .any(|p| {
+                        crate::recipe::decode::bind_covers(p, &b.dst)
+                            || crate::recipe::decode::bind_covers(&b.dst, p)
+                    })
+            }) || env.iter().any(|(k, _)| k == var)
+                || svc.container.env.iter().any(|e| e.name == var);
+            if !recipe_cache {
+                let src = format!("{}/cache", opts.campaign_dir);
+                binds.push(BindCtx {
+                    spec: format!("{src}:{MODEL_CACHE_MOUNT}"),
+                    src: src.clone(),
+                    dst: MODEL_CACHE_MOUNT.into(),
+                    ro: false,
+                });
+                env.push((var.to_string(), format!("{MODEL_CACHE_MOUNT}/{sub}")));
+                cache_dir = Some(src);
+            }
+        }
+        // With clients on other nodes a bind address carried in the environment (Ollama's
+        // `OLLAMA_HOST=127.0.0.1:PORT`, or the recipe's own) must name the node's address too,
+        // as the arguments do: such a variable is set in the script from `$FB_BIND_ADDR` and
+        // passed into the container by name.
+        let mut bound_env = Vec::new();
+        if multi_node {
+            env.retain(|(name, value)| {
+                if value.contains(BIND_HOST) {
+                    bound_env.push(BoundEnv {
+                        name: name.clone(),
+                        value: bind_word(Word::lit(value.clone()), true),
+                    });
+                    false
+                } else {
+                    true
+                }
+            });
+        }
         for (name, from) in &l.secret_env {
             secrets.aliases.push(Alias {
                 name: name.clone(),
@@ -423,6 +549,14 @@ impl ScriptCtx {
             });
             container_secret_names.push(name.clone());
         }
+        container_secret_names.extend(bound_env.iter().map(|b| b.name.clone()));
+        let passthrough: Vec<String> = PASS_THROUGH_ENV
+            .iter()
+            .filter(|n| {
+                !env.iter().any(|(k, _)| k == *n) && !container_secret_names.iter().any(|e| e == *n)
+            })
+            .map(|n| n.to_string())
+            .collect();
 
         // Scripts are 0755 and endpoint files are read by others: the URL without credentials.
         let url = svc.endpoint.url.as_deref().map(crate::recipe::redact::url);
@@ -452,6 +586,7 @@ impl ScriptCtx {
         }
         Ok(ScriptCtx {
             capacity: false,
+            client_lead_s: (svc.load.warmup_s.ceil() as u64).max(MIN_CLIENT_LEAD_S),
             factorybench_version: env!("CARGO_PKG_VERSION"),
             benchmark_name: plan.benchmark.name.clone(),
             recipe_sha256: plan.source_sha256.clone(),
@@ -481,17 +616,24 @@ impl ScriptCtx {
                 partition: svc.slurm.partition.clone(),
                 account: svc.slurm.account.clone(),
                 time: svc.slurm.time.clone(),
-                nodes: svc.slurm.nodes,
+                // A heterogeneous job's first component is the service's one node.
+                nodes: if het { 1 } else { svc.slurm.nodes },
                 // srun starts one runner per client node inside the allocation: it needs a task
                 // slot on each node.
-                ntasks: if multi_node {
+                ntasks: if het {
+                    svc.slurm.ntasks
+                } else if svc.slurm.client_nodes > 0 {
                     svc.slurm.ntasks.max(svc.slurm.nodes)
                 } else {
                     svc.slurm.ntasks
                 },
-                ntasks_per_node: svc.slurm.ntasks_per_node,
+                ntasks_per_node: if het { None } else { svc.slurm.ntasks_per_node },
+                het_clients: het.then(|| HetClientsCtx {
+                    partition: svc.slurm.client_partition.clone(),
+                    nodes: svc.slurm.client_nodes,
+                }),
                 client_nodes: svc.slurm.client_nodes,
-                cpus_per_task: svc.slurm.cpus_per_task,
+                cpus_per_task: svc.cpus_per_task(),
                 mem: svc.slurm.mem.clone(),
                 qos: svc.slurm.qos.clone(),
                 gres: svc.slurm.gres.clone(),
@@ -526,22 +668,9 @@ impl ScriptCtx {
             container: ContainerCtx {
                 env,
                 secret_names: container_secret_names,
-                binds: svc
-                    .container
-                    .binds
-                    .iter()
-                    .map(|b| BindCtx {
-                        src: b.src.clone(),
-                        dst: b.dst.clone(),
-                        ro: b.read_only,
-                        spec: format!(
-                            "{}:{}{}",
-                            b.src,
-                            b.dst,
-                            if b.read_only { ":ro" } else { "" }
-                        ),
-                    })
-                    .collect(),
+                binds,
+                cache_dir,
+                passthrough,
                 extra_args: svc.container.extra_args.clone(),
                 args: l
                     .args
@@ -550,6 +679,7 @@ impl ScriptCtx {
                     .collect(),
                 scratch: l.scratch,
                 writable_tmpfs: l.writable_tmpfs,
+                bound_env,
             },
             endpoint_json,
         })

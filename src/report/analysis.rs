@@ -237,6 +237,36 @@ fn build_campaign(
                 end = end.max(a.window_end_ns);
             }
             let span_s = ((end - start).max(0)) as f64 / 1e9;
+            // Parallel runs (client nodes, array tasks) whose windows do not start together:
+            // the union of their windows holds stretches where only some of them measured, so
+            // requests / union understates what the service served while all of them ran. The
+            // rate is the sum of each run's rate over its own window (equal to the rate in the
+            // common window when each run's rate is steady); every per-second figure uses the
+            // span that gives it: rate_span = successful requests / that sum.
+            let starts = idx.iter().map(|&i| runs[i].1.window_start_ns);
+            let stagger_s =
+                (starts.clone().max().unwrap_or(0) - starts.min().unwrap_or(0)).max(0) as f64 / 1e9;
+            let rate_span_s = if idx.len() > 1 {
+                let sum_rate: f64 = idx
+                    .iter()
+                    .map(|&i| {
+                        let a = &runs[i].1;
+                        let w = (a.window_end_ns - a.window_start_ns).max(0) as f64 / 1e9;
+                        if w > 0.0 {
+                            a.total.ok as f64 / w
+                        } else {
+                            0.0
+                        }
+                    })
+                    .sum();
+                if sum_rate > 0.0 {
+                    total.ok as f64 / sum_rate
+                } else {
+                    span_s
+                }
+            } else {
+                span_s
+            };
             ServiceAggregate {
                 service,
                 service_kind: first.0.service_kind.clone(),
@@ -248,10 +278,12 @@ fn build_campaign(
                 measured_from: rfc3339(start),
                 measured_to: rfc3339(end),
                 span_s,
-                total: total.finish("all", span_s),
-                operations: ops.iter().map(|(k, v)| v.finish(k, span_s)).collect(),
+                rate_span_s,
+                stagger_s,
+                total: total.finish("all", rate_span_s),
+                operations: ops.iter().map(|(k, v)| v.finish(k, rate_span_s)).collect(),
                 spread: spreads(&batches, span_s, &first.1.slo, &total, llm.as_ref()),
-                llm: llm.map(|l| l.finish(span_s, total.requests, &first.1.slo)),
+                llm: llm.map(|l| l.finish(rate_span_s, total.requests, &first.1.slo)),
             }
         })
         .collect();

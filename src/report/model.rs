@@ -368,7 +368,17 @@ pub struct ServiceAggregate {
     pub measured_to: String,
     /// Wall-clock span covering the measured windows of the runs, seconds.
     pub span_s: f64,
-    /// Totals (`op: "all"`); throughput = successful requests / span.
+    /// The span the per-second figures use, seconds: `span_s` for one run; for parallel runs
+    /// (client nodes, array tasks) successful requests / the sum of each run's rate over its
+    /// own window, so that throughput is what the service served while all of them measured,
+    /// not the requests spread over the union of staggered windows.
+    #[serde(default)]
+    pub rate_span_s: f64,
+    /// How far apart the merged runs' measured windows started, seconds (0 for one run): the
+    /// stagger that remains after the client nodes' common start instant.
+    #[serde(default)]
+    pub stagger_s: f64,
+    /// Totals (`op: "all"`); throughput = successful requests / `rate_span_s`.
     pub total: OpStats,
     pub operations: Vec<OpStats>,
     pub llm: Option<LlmStats>,

@@ -417,7 +417,13 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
 
     let clock = cfg.clock;
     let started_ns = clock.now_ns() + 1_000_000; // first request 1 ms from now
-    let measure_start_ns = started_ns + (load.warmup_s * 1e9) as i64;
+                                                 // A common start instant (client nodes of one job): the warmup runs until then, so the
+                                                 // nodes' measured windows begin together however far apart srun launched them. A node
+                                                 // that arrives after the instant starts measuring at once (the report states the stagger).
+    let measure_start_ns = match load.measure_from_ns {
+        Some(at) => at.max(started_ns),
+        None => started_ns + (load.warmup_s * 1e9) as i64,
+    };
     let end_ns = measure_start_ns + (load.duration_s * 1e9) as i64;
     let (cancel, _) = watch::channel(false);
     let sh = Arc::new(Shared {
@@ -467,7 +473,7 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
         TickerCfg {
             kind: cfg.kind,
             target_rate_total_per_s: load.target_rate_total_per_s(),
-            planned_s: load.warmup_s + load.duration_s,
+            planned_s: (end_ns - started_ns) as f64 / 1e9,
             max_error_rate: load.max_error_rate,
             started_ns,
             observers: cfg.observers.clone(),

@@ -262,6 +262,8 @@ pub struct SubmitOptions {
     pub account: Option<String>,
     pub partition: Option<String>,
     pub qos: Option<String>,
+    /// `--time` (the report job; service scripts carry their own).
+    pub time: Option<String>,
 }
 
 impl SubmitOptions {
@@ -282,6 +284,9 @@ impl SubmitOptions {
         }
         if let Some(v) = &self.qos {
             a.push(format!("--qos={v}"));
+        }
+        if let Some(v) = &self.time {
+            a.push(format!("--time={v}"));
         }
         if !self.dependency.is_empty() {
             a.push(format!("--dependency={}", self.dependency.to_arg()));

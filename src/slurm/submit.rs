@@ -24,7 +24,15 @@ pub struct SubmitRequest {
     /// Submit the capacity-search job of each service with `capacity_search`
     /// (`scripts/<service>.capacity.sbatch`) instead of its run job.
     pub capacity: bool,
+    /// Partition of the report job instead of the one [`report_placement`] picks.
+    pub report_partition: Option<String>,
+    /// Time limit of the report job (default [`REPORT_TIME`]).
+    pub report_time: Option<String>,
 }
+
+/// The report job's default time limit: it reads the campaign's files and writes one HTML
+/// file; without a limit it would take the partition's maximum and wait behind long jobs.
+pub const REPORT_TIME: &str = "00:10:00";
 
 pub fn now_ns() -> i64 {
     SystemTime::now()
@@ -183,9 +191,14 @@ pub fn submit_jobs(
         let placement = report_placement(plan, a.service.as_deref());
         let mut opts = SubmitOptions {
             wrap: Some(wrap),
-            account: placement.account.clone(),
-            partition: placement.partition.clone(),
-            qos: placement.qos.clone(),
+            account: placement.account,
+            partition: a.report_partition.clone().or(placement.partition),
+            qos: placement.qos,
+            time: Some(
+                a.report_time
+                    .clone()
+                    .unwrap_or_else(|| REPORT_TIME.to_string()),
+            ),
             job_name: Some(format!(
                 "fb-report-{}",
                 campaign::slug(&plan.benchmark.name)
@@ -199,15 +212,34 @@ pub fn submit_jobs(
     Ok(())
 }
 
-/// Where the report job runs: the account, partition and QOS of the campaign's services (the
-/// first one that asks for no GPU, so that the report does not hold a GPU node; else the first).
-/// A site that requires an account refuses a job without one, and `submit` would roll back.
-pub fn report_placement<'a>(plan: &'a Plan, only: Option<&str>) -> &'a crate::recipe::SlurmSpec {
+/// Where the report job runs: the account and QOS of the campaign's first service, and the
+/// partition of the first service that asks for no GPU and whose partition is not a GPU one
+/// (a name containing `gpu`), so that the report never holds a GPU node; when every service is
+/// on a GPU partition, none (the cluster's default partition). A site that requires an account
+/// refuses a job without one, and `submit` would roll back.
+pub fn report_placement(plan: &Plan, only: Option<&str>) -> ReportPlacement {
     let services = submission_order(plan, only);
-    let pick = services
-        .iter()
-        .find(|s| !s.wants_gpu())
-        .or(services.first())
-        .expect("report job only with services");
-    &pick.slurm
+    let first = services.first().expect("report job only with services");
+    let cpu = services.iter().find(|s| {
+        !s.wants_gpu()
+            && !s
+                .slurm
+                .partition
+                .as_deref()
+                .is_some_and(|p| p.to_ascii_lowercase().contains("gpu"))
+    });
+    let pick = cpu.unwrap_or(first);
+    ReportPlacement {
+        account: pick.slurm.account.clone().or(first.slurm.account.clone()),
+        partition: cpu.and_then(|s| s.slurm.partition.clone()),
+        qos: pick.slurm.qos.clone().or(first.slurm.qos.clone()),
+    }
+}
+
+/// The account, partition and QOS of the report job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportPlacement {
+    pub account: Option<String>,
+    pub partition: Option<String>,
+    pub qos: Option<String>,
 }

@@ -142,6 +142,9 @@ pub struct RunSummary {
     /// The client node whose run file this is (multi-node jobs), from the file's name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Live-metrics pushes the Pushgateway refused or that failed (`pushgateway_push_failures`,
+    /// recorded when the run ends); None while running or when nothing was pushed.
+    pub push_failures: Option<u64>,
 }
 
 impl RunSummary {
@@ -169,6 +172,7 @@ impl RunSummary {
             first_sent_ns,
             last_sent_ns,
             node: None,
+            push_failures: None,
         }
     }
 }
@@ -196,7 +200,17 @@ pub fn read_runs(path: &Path) -> Result<Vec<RunSummary>, DbError> {
             r.get(n + 3)?,
         ))
     })?;
-    rows.collect()
+    let mut runs: Vec<RunSummary> = rows.collect::<Result<_, _>>()?;
+    for r in &mut runs {
+        r.push_failures = super::read::run_metrics(&conn, &r.run_id)
+            .ok()
+            .and_then(|m| {
+                m.into_iter()
+                    .find(|m| m.name == "pushgateway_push_failures")
+            })
+            .map(|m| m.value as u64);
+    }
+    Ok(runs)
 }
 
 /// A run file with one finished run and `requests` successful rows (unit-test fixture).

@@ -435,6 +435,41 @@ fn killed_client_node_and_time_limit() {
             })
         })
         .expect("the first client node's run file");
+    // The nodes start measuring at the common instant the batch step hands them (warmup until
+    // then): kill the runner once it has measured rows, so the killed node has some to keep.
+    let second_client = env["FB_TEST_SLURM_NODES"]
+        .split(',')
+        .nth(2)
+        .unwrap()
+        .to_string();
+    let victim_file = c.dir.join("runs").join(
+        survivor_file
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace(
+                &format!("-{first_client}.db"),
+                &format!("-{second_client}.db"),
+            ),
+    );
+    let measured = |p: &Path| -> i64 {
+        Connection::open(p)
+            .and_then(|c| {
+                c.query_row("SELECT COUNT(*) FROM requests WHERE warmup = 0", [], |r| {
+                    r.get(0)
+                })
+            })
+            .unwrap_or(0)
+    };
+    let t2 = Instant::now();
+    while measured(&victim_file) == 0 {
+        assert!(
+            t2.elapsed() < Duration::from_secs(60),
+            "the second client node never measured: {}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // SAFETY: kill(2) on a pid found above; no memory is involved.
     let rc = unsafe { libc::kill(victim, libc::SIGKILL) };
     assert_eq!(rc, 0);

@@ -74,12 +74,19 @@ pub(super) fn decode_slurm(
     } else {
         d.u32_range(&mut Ctx::default(), per_node_key, 1, 1_000_000)
     };
-    let client_nodes = if f.get("client_nodes").is_some() {
+    let explicit_client_nodes = if f.get("client_nodes").is_some() {
         f.u32_range(cx, "client_nodes", 0, 10_000)
     } else {
         d.u32_range(&mut Ctx::default(), "client_nodes", 0, 10_000)
-    }
-    .unwrap_or(0);
+    };
+    // The seed's multi-node form, `nodes: N` (with `ntasks-per-node`), and no `client_nodes`:
+    // the service takes the job's first node and the clients run on the other N-1. Without
+    // this rule the job asked for N nodes and one task, and SLURM shrank it to one node.
+    let client_nodes = match (explicit_client_nodes, nodes) {
+        (Some(c), _) => c,
+        (None, Some(n)) if n > 1 => n - 1,
+        _ => 0,
+    };
     let nodes = if client_nodes > 0 {
         match nodes {
             Some(n) if n != client_nodes + 1 && f.get("nodes").is_some() => {
@@ -98,10 +105,16 @@ pub(super) fn decode_slurm(
     } else {
         nodes
     };
-    let cpus = if f.get("cpus_per_task").is_some() {
-        f.u32_range(cx, "cpus_per_task", 1, 100_000)
+    // sbatch spells it `--cpus-per-task`.
+    let cpus_key = if f.get("cpus-per-task").is_some() || d.get("cpus-per-task").is_some() {
+        "cpus-per-task"
     } else {
-        d.u32_range(&mut Ctx::default(), "cpus_per_task", 1, 100_000)
+        "cpus_per_task"
+    };
+    let cpus = if f.get(cpus_key).is_some() {
+        f.u32_range(cx, cpus_key, 1, 100_000)
+    } else {
+        d.u32_range(&mut Ctx::default(), cpus_key, 1, 100_000)
     };
     let grace = if f.get("signal_grace").is_some() {
         f.u32_range(cx, "signal_grace", 10, 3600)
@@ -132,6 +145,7 @@ pub(super) fn decode_slurm(
         ntasks: ntasks.unwrap_or(1),
         ntasks_per_node,
         client_nodes,
+        client_partition: pick!(nonempty_string, "client_partition"),
         cpus_per_task: cpus,
         mem: pick!(nonempty_string, "mem"),
         qos: pick!(nonempty_string, "qos"),
@@ -143,6 +157,7 @@ pub(super) fn decode_slurm(
     };
     for (key, v) in [
         ("partition", &spec.partition),
+        ("client_partition", &spec.client_partition),
         ("account", &spec.account),
         ("qos", &spec.qos),
         ("gres", &spec.gres),

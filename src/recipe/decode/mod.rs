@@ -30,7 +30,9 @@ pub const SLURM_KEYS: &[&str] = &[
     "ntasks_per_node",
     "ntasks-per-node",
     "client_nodes",
+    "client_partition",
     "cpus_per_task",
+    "cpus-per-task",
     "mem",
     "qos",
     "gres",
@@ -287,6 +289,7 @@ pub fn decode(
                         }
                     }
                 }
+                check_shared_ports(cx, items, &services);
             }
         },
     }
@@ -400,4 +403,67 @@ pub(super) fn warn_url_credentials(cx: &mut Ctx, pos: Pos, path: &str, url: &str
         "plain-text credential in a URL",
         Some("it is shown redacted in plans, campaign files and reports; prefer a secret key (`password_env`, `api_key_env`, ...) or `${VAR}`".into()),
     );
+}
+
+/// Two started services on one port whose jobs may run at the same time: SLURM may place them
+/// on one node (jobs share nodes unless `--exclusive`), where the second finds the port taken
+/// and fails its setup after the queue wait (doctor's port check runs on the login node and
+/// cannot see it). A warning that `submit` refuses, at the later service's `port`.
+fn check_shared_ports(cx: &mut Ctx, items: &[Node], services: &[(Service, Pos, String)]) {
+    let started = |s: &Service| s.runtime != Runtime::External;
+    let exclusive = |s: &Service| s.slurm.extra.iter().any(|e| e.starts_with("--exclusive"));
+    // Whether `a` runs only after `b` ended (depends_on, transitively; a visited set keeps a
+    // cyclic or dense graph linear).
+    fn after(a: &str, b: &str, services: &[(Service, Pos, String)]) -> bool {
+        let mut seen: Vec<&str> = vec![a];
+        let mut todo: Vec<&str> = vec![a];
+        while let Some(x) = todo.pop() {
+            let Some((s, _, _)) = services.iter().find(|(s, _, _)| s.name == x) else {
+                continue;
+            };
+            for d in &s.depends_on {
+                if d == b {
+                    return true;
+                }
+                if !seen.contains(&d.as_str()) {
+                    seen.push(d);
+                    todo.push(d);
+                }
+            }
+        }
+        false
+    }
+    for (j, (b, bpos, bpath)) in services.iter().enumerate() {
+        let Some(port) = b.endpoint.port else {
+            continue;
+        };
+        if !started(b) || exclusive(b) {
+            continue;
+        }
+        let clash = services[..j].iter().find(|(a, _, _)| {
+            a.endpoint.port == Some(port)
+                && started(a)
+                && !exclusive(a)
+                && !after(&a.name, &b.name, services)
+                && !after(&b.name, &a.name, services)
+        });
+        if let Some((a, apos, _)) = clash {
+            let item = items
+                .iter()
+                .find(|n| n.pos == *bpos)
+                .and_then(|n| n.get("port"));
+            cx.warn_stops_submit(
+                item.map_or(*bpos, |n| n.pos),
+                &format!("{bpath}.port"),
+                format!(
+                    "port {port} is also the port of service `{}` (line {}): their jobs may run at the same time on one node, where the second finds the port taken and fails its setup",
+                    a.name, apos.line
+                ),
+                Some(format!(
+                    "give `{}` another `port`, order the two with `depends_on`, or add `--exclusive` to `slurm.extra`",
+                    b.name
+                )),
+            );
+        }
+    }
 }

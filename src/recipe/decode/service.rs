@@ -244,6 +244,7 @@ pub(super) fn decode_service(
         timeout_s,
         max_in_flight,
         connections_per_client,
+        measure_from_ns: None,
     };
 
     // ---- slurm ----
@@ -251,20 +252,40 @@ pub(super) fn decode_service(
     if slurm.client_nodes > clients {
         // Each client node runs at least one client: fewer clients than nodes would inflate
         // the load the recipe asks for.
-        let pos = f
+        let explicit = f.get("slurm").and_then(|s| s.get("client_nodes"));
+        let from_nodes = f
             .get("slurm")
-            .and_then(|s| s.get("client_nodes"))
+            .and_then(|s| s.get("nodes"))
+            .filter(|_| explicit.is_none());
+        let pos = explicit
+            .or(from_nodes)
             .or(f.get("client_count"))
             .map_or(node.pos, |n| n.pos);
-        cx.error_help(
-            pos,
-            &f.p("slurm.client_nodes"),
-            format!(
-                "`client_nodes: {}` is more than `client_count: {clients}` (each client node runs at least one client)",
-                slurm.client_nodes
-            ),
-            format!("raise `client_count` to at least {} or lower `client_nodes`", slurm.client_nodes),
-        );
+        if from_nodes.is_some() || explicit.is_none() {
+            // `nodes: N` without `client_nodes`: clients on the other N-1 nodes.
+            cx.error_help(
+                pos,
+                &f.p("slurm.nodes"),
+                format!(
+                    "`nodes: {}` runs the clients on the other {} nodes, more than `client_count: {clients}` (each client node runs at least one client)",
+                    slurm.nodes, slurm.client_nodes
+                ),
+                format!(
+                    "raise `client_count` to at least {}, or write `nodes: 1` to run the clients beside the service",
+                    slurm.client_nodes
+                ),
+            );
+        } else {
+            cx.error_help(
+                pos,
+                &f.p("slurm.client_nodes"),
+                format!(
+                    "`client_nodes: {}` is more than `client_count: {clients}` (each client node runs at least one client)",
+                    slurm.client_nodes
+                ),
+                format!("raise `client_count` to at least {} or lower `client_nodes`", slurm.client_nodes),
+            );
+        }
     }
 
     // ---- container ----
@@ -275,6 +296,25 @@ pub(super) fn decode_service(
             .unwrap_or(if is_llm { 900 } else { 180 }),
         interval_s: 1.0,
     };
+    check_time_limit(cx, &f, &slurm, &load, readiness.timeout_s);
+    // One CPU for a service and its load generator: the measurement is the generator's.
+    if slurm.cpus_per_task == Some(1)
+        && slurm.client_nodes == 0
+        && matches!(
+            runtime,
+            Runtime::Apptainer | Runtime::Podman | Runtime::Host
+        )
+    {
+        let n = f
+            .get("slurm")
+            .and_then(|s| s.get("cpus_per_task").or(s.get("cpus-per-task")));
+        cx.warn(
+            n.map_or(f.pos(), |n| n.pos),
+            &f.p("slurm.cpus_per_task"),
+            "the service and the load generator share this job's one CPU: the results measure their contention",
+            Some(format!("leave `cpus_per_task` out (default {SHARED_NODE_CPUS} for a job that runs both), raise it, or run the clients on other nodes (`client_nodes`)")),
+        );
+    }
     let depends_on = f.string_list(cx, "depends_on");
     let starts_service = matches!(
         runtime,
@@ -302,6 +342,20 @@ pub(super) fn decode_service(
     let sweep = f
         .get("sweep")
         .and_then(|n| decode_sweep(cx, n, &f.p("sweep"), kind));
+    if sweep.is_some() && slurm.client_nodes > 0 {
+        let gpu = slurm
+            .gres
+            .as_deref()
+            .is_some_and(|g| g.split(',').any(|g| g.trim_start().starts_with("gpu")));
+        if gpu {
+            cx.warn(
+                f.get("sweep").map_or(f.pos(), |n| n.pos),
+                &f.p("sweep"),
+                "a sweep is a job array, and SLURM has no arrays of heterogeneous jobs: with `gres` and client nodes every node of each task gets the GPUs (GRES count per node), the client nodes' stay idle",
+                Some("submit one service per sweep value to give only the service its GPU, or run the clients beside the service (no client_nodes)".into()),
+            );
+        }
+    }
     let capacity_search = f.get("capacity_search").and_then(|n| {
         super::capacity::decode_capacity_search(
             cx,
@@ -336,6 +390,30 @@ pub(super) fn decode_service(
     if cx.diags.iter().filter(|d| d.blocks_recipe()).count() > errors_after {
         return None;
     }
+    // An Ollama server the job starts in a container, with no model store of the recipe's
+    // (the default store is the campaign's fresh cache) and no pull: it has no model, and the
+    // job fails at setup after the queue wait.
+    if let Workload::Llm(l) = &workload {
+        let store_bound = container.binds.iter().any(|b| {
+            super::consistency::bind_covers(&b.dst, "/root/.ollama")
+                || super::consistency::bind_covers("/root/.ollama", &b.dst)
+        }) || container.env.iter().any(|e| e.name == "OLLAMA_MODELS");
+        if kind == ServiceKind::Ollama
+            && matches!(runtime, Runtime::Apptainer | Runtime::Podman)
+            && !l.pull_model
+            && !store_bound
+        {
+            cx.warn(
+                f.get("pull_model").or(f.get("model")).map_or(f.pos(), |n| n.pos),
+                &f.p("pull_model"),
+                format!(
+                    "model `{}` must be pulled: the container starts with an empty model store (the campaign's cache/ollama) and `pull_model` is false, so the job would fail at setup",
+                    l.model
+                ),
+                Some("set `pull_model: true`, or bind a store that holds it to /root/.ollama (`factorybench doctor` checks it)".into()),
+            );
+        }
+    }
     promote_secret_lookalikes(&mut container, &workload);
     let endpoint = Endpoint::resolve(kind, &workload, port, service_url.as_deref(), host);
     Some(Service {
@@ -356,6 +434,7 @@ pub(super) fn decode_service(
         depends_on,
         compare_thresholds,
         compare_min_change,
+        client_share: None,
         capacity_search,
     })
 }
@@ -571,5 +650,55 @@ pub(super) fn promote_secret_lookalikes(container: &mut ContainerSpec, workload:
                 e.value = EnvValue::Secret(Secret::Plain(v.clone()));
             }
         }
+    }
+}
+
+/// The job's time limit against what one job (one array task) has to do: readiness, warmup
+/// and the measured duration, with `signal_grace` before the limit where the run is stopped.
+/// Both are warnings with the time that fits: a limit that cannot hold warmup + duration cuts
+/// every run short (unless a `requests` budget ends it first), one that leaves less than the
+/// readiness budget on top may.
+fn check_time_limit(cx: &mut Ctx, f: &Fields, slurm: &SlurmSpec, load: &Load, readiness_s: u32) {
+    let Some(limit_s) = slurm.time_limit_s else {
+        return;
+    };
+    let pos = f
+        .get("slurm")
+        .and_then(|s| s.get("time"))
+        .map_or(f.pos(), |n| n.pos);
+    let usable_s = limit_s.saturating_sub(u64::from(slurm.signal_grace_s)) as f64;
+    let measured_s = load.warmup_s + load.duration_s;
+    let with_ready_s = measured_s + f64::from(readiness_s);
+    let path = f.p("slurm.time");
+    if usable_s < measured_s {
+        let msg = format!(
+            "time limit {limit_s} s leaves {usable_s:.0} s before the stop signal (signal_grace {} s), less than warmup + duration ({measured_s:.0} s)",
+            slurm.signal_grace_s
+        );
+        let help = format!(
+            "raise `time` to at least {} s (readiness {readiness_s} s + warmup + duration + signal_grace), or shorten `duration`",
+            (with_ready_s + f64::from(slurm.signal_grace_s)).ceil()
+        );
+        // A warning, not an error: a limit shorter than the run is also how a run is capped
+        // on purpose (the signal stops it and keeps a partial run).
+        let what = if load.requests.is_some() {
+            "the run ends at the stop signal unless its `requests` budget is reached first"
+        } else {
+            "every run will be cut short at the stop signal (kept as partial)"
+        };
+        cx.warn(pos, &path, format!("{msg}: {what}"), Some(help));
+    } else if usable_s < with_ready_s {
+        cx.warn(
+            pos,
+            &path,
+            format!(
+                "time limit {limit_s} s may not hold readiness ({readiness_s} s budget) + warmup + duration ({measured_s:.0} s) + signal_grace ({} s)",
+                slurm.signal_grace_s
+            ),
+            Some(format!(
+                "raise `time` to {} s, or lower `readiness_timeout` if the service starts faster",
+                (with_ready_s + f64::from(slurm.signal_grace_s)).ceil()
+            )),
+        );
     }
 }
