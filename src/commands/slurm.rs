@@ -337,7 +337,7 @@ fn one_run_cell(r: &RunSummary, now_ns: i64, job: JobState) -> String {
                 .unwrap_or_default()
         );
     }
-    let mut s = format!("{} {} req", r.status, r.requests);
+    let mut s = format!("{} {} req", r.shown_status(), r.requests);
     if r.errors > 0 {
         s.push_str(&format!(" ({} err)", r.errors));
     }
@@ -366,6 +366,23 @@ fn one_run_cell(r: &RunSummary, now_ns: i64, job: JobState) -> String {
     s
 }
 
+/// A finished `success` run shows `invalid` when its validity gates fail: the same analysis
+/// as `report` (one pass over the run's rows), for finished runs only.
+fn judge_finished_runs(jobs: &mut [JobStatus]) {
+    for r in jobs.iter_mut().flat_map(|j| j.runs.iter_mut()) {
+        if r.status != RunStatus::Success {
+            continue;
+        }
+        let Some(file) = r.file.as_deref() else {
+            continue;
+        };
+        r.valid = crate::store::read::open_read_only(file)
+            .ok()
+            .and_then(|c| crate::report::analysis::analyze_run(&c, &r.run_id).ok())
+            .map(|a| a.valid);
+    }
+}
+
 fn campaign_arg(c: Option<&Path>) -> anyhow::Result<Campaign> {
     let dir = match c {
         Some(d) => d.to_path_buf(),
@@ -378,7 +395,8 @@ fn campaign_arg(c: Option<&Path>) -> anyhow::Result<Campaign> {
 
 pub fn status(a: &StatusArgs) -> anyhow::Result<i32> {
     let camp = campaign_arg(a.campaign.as_deref())?;
-    let st = collect_status(&camp)?;
+    let mut st = collect_status(&camp)?;
+    judge_finished_runs(&mut st.jobs);
     let (rows, note, controller) = (st.jobs, st.accounting, st.controller);
     if a.json {
         let rep = StatusReport {
@@ -649,6 +667,17 @@ mod tests {
             run_cell(&web[0].runs, 0, JobState::Running),
             "success 5 req"
         );
+        // Judged like `report` (5 requests: under the 100 a percentile needs), the finished
+        // run shows `invalid`, never `success`; `status --json` carries `valid: false`.
+        let mut judged = web.clone();
+        judge_finished_runs(&mut judged);
+        assert_eq!(judged[0].runs[0].valid, Some(false));
+        assert_eq!(
+            run_cell(&judged[0].runs, 0, JobState::Completed),
+            "invalid 5 req"
+        );
+        let js = serde_json::to_value(&judged[0].runs[0]).unwrap();
+        assert_eq!(js["valid"], false);
 
         // A multi-node job: one run file per client node, each shown with its node; a run
         // left `running` by a job that is over is `lost`, with the requests it kept.

@@ -145,6 +145,13 @@ pub struct RunSummary {
     /// Live-metrics pushes the Pushgateway refused or that failed (`pushgateway_push_failures`,
     /// recorded when the run ends); None while running or when nothing was pushed.
     pub push_failures: Option<u64>,
+    /// The run file this summary was read from (set by `read_runs`).
+    #[serde(skip)]
+    pub file: Option<std::path::PathBuf>,
+    /// The verdict of a finished `success` run's validity gates (set by whoever analyses the
+    /// file, e.g. `status`): a run that fails a gate shows `invalid`, never `success`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid: Option<bool>,
 }
 
 impl RunSummary {
@@ -173,7 +180,14 @@ impl RunSummary {
             last_sent_ns,
             node: None,
             push_failures: None,
+            file: None,
+            valid: None,
         }
+    }
+
+    /// The status shown to users: `invalid` for a `success` run that failed a gate.
+    pub fn shown_status(&self) -> &'static str {
+        self.status.shown(self.valid.unwrap_or(true))
     }
 }
 
@@ -202,6 +216,7 @@ pub fn read_runs(path: &Path) -> Result<Vec<RunSummary>, DbError> {
     })?;
     let mut runs: Vec<RunSummary> = rows.collect::<Result<_, _>>()?;
     for r in &mut runs {
+        r.file = Some(path.to_path_buf());
         r.push_failures = super::read::run_metrics(&conn, &r.run_id)
             .ok()
             .and_then(|m| {
@@ -224,6 +239,11 @@ pub(crate) fn write_test_run(
 ) {
     let conn = Connection::open(path).unwrap();
     conn.execute_batch(super::SCHEMA_SQL).unwrap();
+    conn.execute(
+        "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?1)",
+        [super::SCHEMA_VERSION.to_string()],
+    )
+    .unwrap();
     conn.execute(
         "INSERT INTO runs (run_id, campaign, service, service_kind, status, started_ns,
          ended_ns, arrival, clients, duration_s, warmup_s, seed, recipe_json, recipe_sha256,

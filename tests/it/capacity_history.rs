@@ -73,6 +73,20 @@ fn capacity_search_records_every_step_and_reports_it() {
     }
     let out = out.unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(5) {
+        // Three times starved: the search must still have blamed the generator, not the
+        // service, and recorded what it did.
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["outcome"], "generator_limited", "{v}");
+        assert!(v["first_failing_rate_per_s"].is_null(), "{v}");
+        let last = v["steps"].as_array().unwrap().last().unwrap().clone();
+        assert!(
+            last["reason"].as_str().unwrap().starts_with("not judged: "),
+            "{last}"
+        );
+        eprintln!("skipped the rest: the load generator was starved of CPU three times");
+        return;
+    }
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["outcome"], "found");

@@ -86,6 +86,8 @@ struct NodeRun {
     stop_reason: Option<String>,
     clients: i64,
     latencies_ns: Vec<i64>,
+    /// Every request row of the run, warmup included (what `status` counts).
+    rows: i64,
 }
 
 fn node_runs(c: &Camp) -> Vec<NodeRun> {
@@ -122,7 +124,15 @@ fn node_runs(c: &Camp) -> Vec<NodeRun> {
             .unwrap()
             .map(Result::unwrap)
             .collect();
+        let rows: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM requests WHERE run_id = ?1",
+                [&run_id],
+                |r| r.get(0),
+            )
+            .unwrap();
         out.push(NodeRun {
+            rows,
             file: f.file_name().unwrap().to_string_lossy().into_owned(),
             host,
             status,
@@ -225,8 +235,12 @@ fn three_node_campaign_merges_client_nodes() {
     assert_eq!(run_nodes, nodes[1..3].to_vec(), "{web:#}");
     let text = fb(&c.root).arg("status").arg(&c.dir).output().unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
+    // Each node's run with every row it recorded (the warmup until the common start
+    // instant included).
+    let runs_now = node_runs(&c);
     for n in &nodes[1..3] {
-        assert!(text.contains(&format!("{n}: success 200 req")), "{text}");
+        let rows = runs_now.iter().find(|r| &r.host == n).map_or(0, |r| r.rows);
+        assert!(text.contains(&format!("{n}: success {rows} req")), "{text}");
     }
     let runs = node_runs(&c);
     assert_eq!(runs.len(), 2, "one run file per client node: {runs:?}");
@@ -509,11 +523,7 @@ fn killed_client_node_and_time_limit() {
     let text = fb(&c.root).arg("status").arg(&c.dir).output().unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
-        text.contains(&format!(
-            "{}: lost {} req",
-            killed.host,
-            killed.latencies_ns.len()
-        )),
+        text.contains(&format!("{}: lost {} req", killed.host, killed.rows)),
         "{text}"
     );
     assert!(
