@@ -3,4 +3,6 @@
 # (campaign directory on a network filesystem, issue 26).
 . "$(dirname "$0")/lib.sh"
 apt_install sshfs openssh-server
-sshfs --version 2>&1 | head -n 1
+# (not `| head`: under pipefail, sshfs killed by SIGPIPE would fail the install)
+v="$(sshfs --version 2>&1 || true)"
+echo "${v%%$'\n'*}"
