@@ -282,7 +282,7 @@ fn build_campaign(
                 stagger_s,
                 total: total.finish("all", rate_span_s),
                 operations: ops.iter().map(|(k, v)| v.finish(k, rate_span_s)).collect(),
-                spread: batch_spreads(&batches, span_s, &first.1.slo),
+                spread: spreads(&batches, span_s, &first.1.slo, &total, llm.as_ref()),
                 llm: llm.map(|l| l.finish(rate_span_s, total.requests, &first.1.slo)),
             }
         })
@@ -319,6 +319,40 @@ fn build_campaign(
         services,
         capacity: Vec::new(),
     }
+}
+
+/// The standard error of every compared metric of a measurement: the batch-means error over
+/// its time batches (which keeps the autocorrelation of consecutive requests), and for a
+/// percentile at least its order-statistic error over all its values (which keeps the
+/// sparseness of a tail that a few slow requests make).
+fn spreads(
+    batches: &[BatchAcc],
+    span_s: f64,
+    slo: &SloSpec,
+    total: &OpAcc,
+    llm: Option<&LlmAcc>,
+) -> BTreeMap<String, Spread> {
+    let mut out = batch_spreads(batches, span_s, slo);
+    for (name, sp) in out.iter_mut() {
+        let quantile = |a: &Acc, q: f64| a.quantile_stderr(q);
+        let os = match name.as_str() {
+            "latency_p50_ms" => quantile(&total.corrected, 0.5),
+            "latency_p90_ms" => quantile(&total.corrected, 0.9),
+            "latency_p99_ms" => quantile(&total.corrected, 0.99),
+            "latency_p999_ms" => quantile(&total.corrected, 0.999),
+            "latency_uncorrected_p99_ms" => quantile(&total.uncorrected, 0.99),
+            "ttft_p50_ms" => llm.and_then(|l| quantile(&l.ttft, 0.5)),
+            "ttft_p99_ms" => llm.and_then(|l| quantile(&l.ttft, 0.99)),
+            "tpot_p99_ms" => llm.and_then(|l| quantile(&l.tpot, 0.99)),
+            "itl_p99_ms" => llm.and_then(|l| quantile(&l.itl, 0.99)),
+            "e2el_p99_ms" => llm.and_then(|l| quantile(&l.e2el, 0.99)),
+            _ => None,
+        };
+        if let Some(os) = os {
+            sp.stderr = sp.stderr.max(os);
+        }
+    }
+    out
 }
 
 /// The batch-means spread of every compared metric over a measurement's time batches.

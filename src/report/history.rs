@@ -143,8 +143,8 @@ pub fn history(
                 let Some(s) = a.services.iter().find(|s| key(s) == *k) else {
                     continue;
                 };
-                let Some(value) = (m.get)(s) else { continue };
-                let est = m.estimate(s);
+                let Some(est) = m.estimate(s) else { continue };
+                let value = est.value;
                 let per_run: Vec<f64> = a
                     .runs
                     .iter()
@@ -162,7 +162,7 @@ pub fn history(
                     ci95_high: ci.map(|(m, h)| m + h),
                     runs: s.run_ids.len(),
                     change_point: false,
-                    stderr: est.and_then(|e| e.stderr),
+                    stderr: est.stderr,
                 });
             }
             if points.is_empty() {

@@ -1,14 +1,12 @@
 //! When the data supports a change: the one rule behind `compare`, the `history` gate and the
 //! capacity search's repeats.
 //!
-//! A metric on each side is an [`Estimate`]: a value and its standard error, either from
-//! **batch means** (the run's measured window cut into [`BATCHES`] equal time batches, the
-//! metric computed in each; the estimate is the batches' mean and its error their spread
-//! divided by √batches: this keeps the autocorrelation of consecutive requests out of the
-//! error, and a percentile judged this way is not thrown by a burst in one or two batches —
-//! a page-cache flush, a neighbour's job — that moves a whole run's p99 by half) or, when a
-//! side holds several measurements of the same recipe, from the **spread of the repeats**
-//! (which also holds the run-to-run noise of the machine).
+//! A metric on each side is an [`Estimate`]: its value and the standard error of that value,
+//! either from **batch means** (the run's measured window cut into [`BATCHES`] equal time
+//! batches; the spread of the metric over the batches, divided by √batches: this keeps the
+//! autocorrelation of consecutive requests out of the error) or, when a side holds several
+//! measurements of the same recipe, from the **spread of the repeats** (which also holds the
+//! run-to-run noise of the machine).
 //!
 //! A change is
 //! - **no change** when it stays within the metric's allowance: its limit (`10%` of the
@@ -86,16 +84,10 @@ impl Estimate {
 /// A stored batch-means spread of one metric (see [`super::model::ServiceAggregate`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Spread {
-    /// Standard error of the batch mean of the metric.
+    /// Standard error of the metric (batch means).
     pub stderr: f64,
     /// Batches with a value.
     pub batches: u32,
-    /// The mean of the metric over the batches: the estimate `compare` judges (for a mean or a
-    /// rate it equals the run's figure; for a percentile it is the typical batch's, which a
-    /// burst in one or two batches moves by its share of the run, not past the whole run's
-    /// 1 %). Absent in reports written before it was recorded: the run's figure is judged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batch_mean: Option<f64>,
 }
 
 /// Mean and sample standard deviation (0 for one value).
@@ -118,11 +110,10 @@ pub fn batch_spread(batch_values: &[f64]) -> Option<Spread> {
     if batch_values.len() < MIN_BATCHES {
         return None;
     }
-    let (mean, sd) = mean_sd(batch_values)?;
+    let (_, sd) = mean_sd(batch_values)?;
     Some(Spread {
         stderr: sd / (batch_values.len() as f64).sqrt(),
         batches: batch_values.len() as u32,
-        batch_mean: Some(mean),
     })
 }
 

@@ -104,6 +104,27 @@ impl Acc {
         v.clamp(self.min, self.max)
     }
 
+    /// The standard error of the `q` quantile from its distribution-free order-statistic
+    /// interval: the values at ranks n·q ∓ 1.96·√(n·q·(1−q)) span ±1.96 standard errors.
+    /// `None` for fewer than two values.
+    pub fn quantile_stderr(&self, q: f64) -> Option<f64> {
+        let n = self.hist.len();
+        if n < 2 {
+            return None;
+        }
+        let nf = n as f64;
+        let half = 1.96 * (nf * q * (1.0 - q)).sqrt();
+        let rank = |r: f64| (r.clamp(1.0, nf) - 0.5) / nf;
+        let at = |r: f64| {
+            (self.hist.value_at_quantile(rank(r)) as f64 / HIST_PER_UNIT).clamp(self.min, self.max)
+        };
+        let (lo, hi) = (
+            at((nf * q - half).floor()),
+            at((nf * q + half).ceil() + 1.0),
+        );
+        Some((hi - lo).max(0.0) / (2.0 * 1.96))
+    }
+
     pub fn summary(&self) -> Option<Summary> {
         if self.n == 0 {
             return None;
