@@ -17,6 +17,7 @@ pub mod kinds;
 pub mod model;
 pub mod monitor;
 pub mod out;
+pub mod proc;
 pub mod recipe;
 pub mod render;
 pub mod report;

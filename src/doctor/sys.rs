@@ -3,9 +3,8 @@
 //! time limit, so a hung slurmdbd cannot hang the doctor.
 
 use crate::recipe::SlurmSpec;
-use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long one external command may take.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
@@ -15,43 +14,16 @@ pub type Cmd = Result<String, String>;
 
 /// Run `program args`, returning stdout on exit 0, else stderr (or why it could not run).
 pub fn run(program: &str, args: &[&str]) -> Cmd {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{program}: {e}"))?;
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break st,
-            Ok(None) if start.elapsed() > COMMAND_TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "{program} did not answer within {} s",
-                    COMMAND_TIMEOUT.as_secs()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("{program}: {e}")),
-        }
-    };
-    let out = out_t.join().unwrap_or_default();
-    let err = err_t.join().unwrap_or_default();
+    let o = crate::proc::output_within(Command::new(program).args(args), COMMAND_TIMEOUT)
+        .map_err(|e| format!("{program}: {e}"))?
+        .ok_or_else(|| {
+            format!(
+                "{program} did not answer within {} s",
+                COMMAND_TIMEOUT.as_secs()
+            )
+        })?;
+    let (status, out) = (o.status, String::from_utf8_lossy(&o.stdout).into_owned());
+    let err = String::from_utf8_lossy(&o.stderr);
     if status.success() {
         Ok(out)
     } else {

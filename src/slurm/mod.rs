@@ -341,51 +341,15 @@ fn run(program: &str, args: &[String], cwd: Option<&Path>) -> Result<Output, Slu
 /// `run` with a time budget: the command is killed when it has not ended within `budget`
 /// (squeue against a controller that is down retries for many seconds).
 fn run_within(program: &str, args: &[String], budget: Duration) -> Result<Output, SlurmError> {
-    use std::io::Read as _;
-    use std::process::Stdio;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    crate::proc::output_within(Command::new(program).args(args), budget)
         .map_err(|source| SlurmError::NotFound {
             command: program.to_string(),
             source,
-        })?;
-    // Read both pipes on their own threads: a large answer must not block the child.
-    let mut so = child.stdout.take().expect("piped stdout");
-    let mut se = child.stderr.take().expect("piped stderr");
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = so.read_to_end(&mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = se.read_to_end(&mut v);
-        v
-    });
-    let t0 = std::time::Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if t0.elapsed() < budget => std::thread::sleep(Duration::from_millis(5)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(SlurmError::NoAnswer {
-                    command: program.to_string(),
-                    budget_ms: budget.as_millis(),
-                });
-            }
-        }
-    };
-    Ok(Output {
-        status,
-        stdout: t_out.join().unwrap_or_default(),
-        stderr: t_err.join().unwrap_or_default(),
-    })
+        })?
+        .ok_or_else(|| SlurmError::NoAnswer {
+            command: program.to_string(),
+            budget_ms: budget.as_millis(),
+        })
 }
 
 fn failed(program: &str, args: &[String], out: &Output) -> SlurmError {
