@@ -19,32 +19,7 @@ use factorybench::monitor::push::{FinalState, GroupingKey, PushConfig, Pusher};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-fn get_json(url: &str) -> serde_json::Value {
-    let out = std::process::Command::new("curl")
-        .args(["-fsS", "--max-time", "5", url])
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
-
-fn esc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-fn query(prom: &str, q: &str) -> Vec<serde_json::Value> {
-    get_json(&format!("{prom}/api/v1/query?query={}", esc(q)))["data"]["result"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
+use crate::common::{get_json, prom_query as query, url_escape as esc};
 
 fn query_range(prom: &str, q: &str, start: f64, end: f64) -> serde_json::Value {
     get_json(&format!(

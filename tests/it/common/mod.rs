@@ -127,3 +127,33 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// GET `url` with curl (5 s) and parse its JSON (`Null` when it failed).
+pub fn get_json(url: &str) -> serde_json::Value {
+    let out = std::process::Command::new("curl")
+        .args(["-fsS", "--max-time", "5", url])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// Percent-encode `s` for a URL query value.
+pub fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The result vector of the instant PromQL query `q` against the Prometheus at `prom`.
+pub fn prom_query(prom: &str, q: &str) -> Vec<serde_json::Value> {
+    get_json(&format!("{prom}/api/v1/query?query={}", url_escape(q)))["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
