@@ -533,7 +533,7 @@ fn analyze_run_inner(
             llm.record(&times, &l, &slo);
             if let Some(b) = batch {
                 b.llm
-                    .get_or_insert_with(|| BatchAcc::new(true).llm.expect("an LLM batch"))
+                    .get_or_insert_with(LlmAcc::compact)
                     .record(&times, &l, &slo);
             }
         }

@@ -299,7 +299,8 @@ pub(crate) struct LlmAcc {
 }
 
 impl LlmAcc {
-    fn compact() -> Self {
+    /// See [`Acc::compact`].
+    pub(crate) fn compact() -> Self {
         LlmAcc {
             ttft: Acc::compact(),
             ttft_sched: Acc::compact(),
