@@ -11,6 +11,11 @@ wait_for "slurm.env (start-slurm.sh)" 600 test -e "$FB_TEST_STATE/slurm.env"
 ns="${FB_TEST_SLURM_NODES%%,*}"
 addr="${FB_TEST_SLURM_NODE_ADDRS%%,*}"
 d="$FB_TEST_STATE/sshfs"
+# A mount left by an sshfs whose server went away (the node namespaces were recreated) answers
+# "Transport endpoint is not connected" to everything: lazily unmount it and mount afresh.
+if ! stat "$d/mnt" >/dev/null 2>&1; then
+  fusermount -uz "$d/mnt" 2>/dev/null || umount -l "$d/mnt" 2>/dev/null || true
+fi
 mkdir -p "$d/export" "$d/mnt" /run/sshd
 if ! mountpoint -q "$d/mnt"; then
   [ -e "$d/hostkey" ] || ssh-keygen -q -t ed25519 -N '' -f "$d/hostkey"
