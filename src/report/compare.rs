@@ -520,6 +520,7 @@ pub fn compare(
         }
         let first = rows.len() - rows.iter().rev().take_while(|r| r.service == k).count();
         blame_the_generator(&mut rows[first..], (base, b), (cand, c));
+        within_timing_jitter(&mut rows[first..], (base, b), (cand, c));
     }
     for c in &cand_sides {
         if !base_sides.iter().any(|b| key(b.latest) == key(c.latest)) {
@@ -608,6 +609,78 @@ fn blame_the_generator(
                 fmt_num(lag_b),
                 fmt_num(lag_c),
                 fmt_num(uc - ub)
+            ));
+        }
+    }
+}
+
+/// The load generator's own timing jitter (its lag behind the schedule, waits for a busy
+/// connection left out) at the percentile that bounds its share of `metric` (see
+/// [`jitter_percentile`]), over the runs `run_ids` of `a`: the worst of their recorded
+/// `generator_lag_pN_ms`. `None` for metrics it does not bound, closed-loop runs and files
+/// that predate these metrics.
+pub(super) fn timing_jitter_ms(a: &CampaignAnalysis, run_ids: &[String], metric: &str) -> Option<f64> {
+    let name = format!("generator_lag_p{}_ms", jitter_percentile(metric)?);
+    a.runs
+        .iter()
+        .filter(|r| run_ids.contains(&r.run_id))
+        .filter_map(|r| r.run_metrics.iter().find(|m| m.name == name).map(|m| m.value))
+        .reduce(f64::max)
+}
+
+/// Whether a change beyond the allowance is still within the load generator's timing jitter
+/// (the larger of the two sides'), so that the client cannot tell it from its own noise.
+pub(super) fn within_jitter(change: f64, allowed: f64, jitter: [Option<f64>; 2]) -> Option<f64> {
+    let jitter = jitter.into_iter().flatten().reduce(f64::max)?;
+    (change.abs() <= allowed + jitter).then_some(jitter)
+}
+
+/// The percentile of the generator's lag that bounds the client's share of a latency metric.
+fn jitter_percentile(metric: &str) -> Option<u32> {
+    Some(match metric {
+        "latency_p50_ms" | "latency_mean_ms" | "ttft_p50_ms" => 50,
+        "latency_p90_ms" => 90,
+        "latency_p99_ms" | "latency_uncorrected_p99_ms" | "ttft_p99_ms" | "tpot_p99_ms"
+        | "itl_p99_ms" | "e2el_p99_ms" => 99,
+        "latency_p999_ms" => 999,
+        _ => return None,
+    })
+}
+
+/// A latency is timed by the load generator, on a machine that wakes it late now and then: the
+/// generator's own lag at a percentile says how far its timing alone can move that percentile
+/// (a late wake-up delays a send, or the noticing of a completion). A change beyond the
+/// allowance but not beyond the allowance *plus* that jitter (the larger of the two sides')
+/// cannot be told apart from the client machine's own noise, however narrow the interval: it
+/// becomes inconclusive with that reason. Changes larger than the jitter are judged as before.
+fn within_timing_jitter(
+    rows: &mut [Row],
+    (base, b): (&CampaignAnalysis, &Side),
+    (cand, c): (&CampaignAnalysis, &Side),
+) {
+    for r in rows
+        .iter_mut()
+        .filter(|r| matches!(r.status, Status::Regression | Status::Improved))
+    {
+        let jitter = [
+            timing_jitter_ms(base, &b.run_ids(), &r.metric),
+            timing_jitter_ms(cand, &c.run_ids(), &r.metric),
+        ];
+        let (Some(change), Some(allowed)) = (r.change, r.judgement.and_then(|j| j.allowed)) else {
+            continue;
+        };
+        if let Some(jitter) = within_jitter(change, allowed, jitter) {
+            r.status = Status::Inconclusive;
+            let pct = match jitter_percentile(&r.metric) {
+                Some(999) => "99.9".to_string(),
+                Some(p) => p.to_string(),
+                None => continue,
+            };
+            r.note = Some(format!(
+                "within the load generator's own timing jitter: the change ({} ms) is no larger than the allowance ({} ms) plus the generator's lag p{pct} in these runs ({} ms), so this client cannot tell it from its own noise (a quieter client node would)",
+                signed(change),
+                fmt_num(allowed),
+                fmt_num(jitter)
             ));
         }
     }

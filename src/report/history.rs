@@ -47,6 +47,10 @@ pub struct HistoryPoint {
     /// Batch-means standard error of `value` (see `compare`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stderr: Option<f64>,
+    /// The load generator's own timing jitter behind this latency, in ms (its lag at the
+    /// matching percentile; see `compare`): a change within it is not the service's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing_jitter_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -163,6 +167,7 @@ pub fn history(
                     runs: s.run_ids.len(),
                     change_point: false,
                     stderr: est.stderr,
+                    timing_jitter_ms: super::compare::timing_jitter_ms(a, &s.run_ids, m.name),
                 });
             }
             if points.is_empty() {
@@ -276,12 +281,18 @@ fn gate(
         }
         None => (point(&window[window.len() - 1]), point(newest)),
     };
-    let j = judge::judge(
-        better,
-        judge::allowance(limit, floor, baseline),
-        &base,
-        &cand,
-    );
+    let allowed = judge::allowance(limit, floor, baseline);
+    let j = judge::judge(better, allowed, &base, &cand);
+    // Without a campaign-to-campaign scatter (one point before the newest), the points'
+    // errors hold no run-to-run noise: a latency change within the load generator's own
+    // timing jitter is not the service's (the rule of `compare`).
+    if scatter(window).is_none() && matches!(j.verdict, Verdict::Regression | Verdict::Improvement) {
+        let last = &window[window.len() - 1];
+        let jitter = [last.timing_jitter_ms, newest.timing_jitter_ms];
+        if allowed.is_some_and(|a| super::compare::within_jitter(newest.value - last.value, a, jitter).is_some()) {
+            return GateStatus::Inconclusive;
+        }
+    }
     match j.verdict {
         Verdict::NoChange => GateStatus::Ok,
         Verdict::Improvement => GateStatus::Improved,
@@ -526,6 +537,7 @@ mod tests {
             runs: 1,
             change_point: false,
             stderr,
+            timing_jitter_ms: None,
         }
     }
 
@@ -557,6 +569,19 @@ mod tests {
         // One earlier point: the batch-means errors of the two.
         assert_eq!(
             g(Better::Lower, &tight[..1], pt(12.0, Some(0.1))),
+            GateStatus::Regression
+        );
+        // ... unless the load generator's own timing jitter (3 ms) could account for it.
+        let jittery = |v| HistoryPoint {
+            timing_jitter_ms: Some(3.0),
+            ..pt(v, Some(0.1))
+        };
+        assert_eq!(
+            g(Better::Lower, &[jittery(10.0)], jittery(12.0)),
+            GateStatus::Inconclusive
+        );
+        assert_eq!(
+            g(Better::Lower, &[jittery(10.0)], jittery(16.0)),
             GateStatus::Regression
         );
         assert_eq!(

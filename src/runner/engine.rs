@@ -570,7 +570,7 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
     let _ = ticker.await;
 
     // Histograms: per client and merged.
-    let (gen_p99_ms, sched_p99_ms) = {
+    let (gen_p99_ms, sched_p99_ms, gen_lag_ms) = {
         let a = sh.agg.lock().expect("agg lock");
         let mut merged_c = hist();
         let mut merged_s = hist();
@@ -613,9 +613,11 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
             None,
             encode_histogram(&a.sched_lag),
         );
+        let gen_q = |q: f64| a.gen_lag.value_at_quantile(q) as f64 / 1000.0;
         (
-            a.gen_lag.value_at_quantile(0.99) as f64 / 1000.0,
+            gen_q(0.99),
             a.sched_lag.value_at_quantile(0.99) as f64 / 1000.0,
+            [(50, gen_q(0.5)), (90, gen_q(0.9)), (999, gen_q(0.999))],
         )
     };
     dispatch.connections = if open_loop { pre } else { 0 };
@@ -680,6 +682,11 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
     ];
     if open_loop {
         metrics.push(m("generator_lag_p99_ms", gen_p99_ms, "ms"));
+        // The generator's own timing jitter at the other percentiles: `compare` does not
+        // attribute to the service a latency change within it (see report::compare).
+        for (p, v) in gen_lag_ms {
+            metrics.push(m(&format!("generator_lag_p{p}_ms"), v, "ms"));
+        }
         metrics.push(m(
             "connection_limited",
             if connection_limited { 1.0 } else { 0.0 },

@@ -423,3 +423,51 @@ fn a_corrected_latency_change_from_the_generators_own_lag_is_not_the_services() 
     let (code, text) = compare(&base, &cand2, &[]);
     assert_eq!(code, Some(4), "{text}");
 }
+
+#[test]
+fn a_latency_change_within_the_generators_own_timing_jitter_is_not_the_services() {
+    let dir = tempfile::tempdir().unwrap();
+    // Service time 0.20 ms → 0.30 ms (+50 %, beyond 10 % and the 0.05 ms floor), timed by a
+    // load generator whose own lag p50/p99 was `jitter_ms` in both runs.
+    let side = |name: &str, service_us: i64, jitter_ms: f64| {
+        let path = dir.path().join(format!("{name}.db"));
+        let mut db = TestDb::create(&path);
+        db.add_run(&RunSpec::new(name, "files", "file_storage"));
+        let reqs: Vec<Req> = (0..2000i64)
+            .map(|i| Req::ok("read", T0 + S + i * 5 * MS, 10 * US, (service_us + i % 7) * US))
+            .collect();
+        db.add_requests(name, &reqs);
+        for p in [50, 90, 99, 999] {
+            db.add_metric(name, &format!("generator_lag_p{p}_ms"), jitter_ms, "ms");
+        }
+        path
+    };
+    let p50_line = |text: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some("latency_p50_ms"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    // A client that woke up to 0.2 ms late cannot tell a 0.1 ms change from its own noise.
+    let base = side("base", 200, 0.2);
+    let cand = side("cand", 300, 0.2);
+    let (code, text) = compare(&base, &cand, &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(p50_line(&text).ends_with("inconclusive"), "{text}");
+    assert!(
+        text.contains("within the load generator's own timing jitter")
+            && text.contains("the generator's lag p50 in these runs (0.2 ms)"),
+        "{text}"
+    );
+    // The same change timed by a steady client is the service's.
+    let base = side("base2", 200, 0.01);
+    let cand = side("cand2", 300, 0.01);
+    let (code, text) = compare(&base, &cand, &[]);
+    assert_eq!(code, Some(4), "{text}");
+    assert!(p50_line(&text).ends_with("REGRESSION"), "{text}");
+    // A change far beyond the jitter stays a regression with the jittery client too.
+    let base = side("base3", 10_000, 0.2);
+    let cand = side("cand3", 13_000, 0.2);
+    let (code, text) = compare(&base, &cand, &[]);
+    assert_eq!(code, Some(4), "{text}");
+}
