@@ -585,16 +585,22 @@ fn blame_the_generator(
     else {
         return;
     };
+    // The service time of a side: the latest measurement's, or with --repeats the mean over
+    // the repeats (the same measurements the corrected figure was judged on).
     let unc = |s: &Side, metric: &str| {
-        let u = s.latest.total.latency_uncorrected_ms.as_ref()?;
-        Some(match metric {
-            "latency_p50_ms" => u.p50,
-            "latency_p90_ms" => u.p90,
-            "latency_p99_ms" => u.p99,
-            "latency_p999_ms" => u.p999,
-            "latency_mean_ms" => u.mean,
-            _ => return None,
-        })
+        let one = |a: &ServiceAggregate| {
+            let u = a.total.latency_uncorrected_ms.as_ref()?;
+            Some(match metric {
+                "latency_p50_ms" => u.p50,
+                "latency_p90_ms" => u.p90,
+                "latency_p99_ms" => u.p99,
+                "latency_p999_ms" => u.p999,
+                "latency_mean_ms" => u.mean,
+                _ => return None,
+            })
+        };
+        let values: Vec<f64> = s.repeats.iter().filter_map(|a| one(a)).collect();
+        judge::mean_sd(&values).map(|(mean, _)| mean)
     };
     for r in rows.iter_mut().filter(|r| r.status == Status::Regression) {
         let (Some(ub), Some(uc)) = (unc(b, &r.metric), unc(c, &r.metric)) else {
