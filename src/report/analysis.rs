@@ -382,12 +382,6 @@ fn batch_spreads(batches: &[BatchAcc], span_s: f64, slo: &SloSpec) -> BTreeMap<S
         .collect()
 }
 
-/// RFC 3339 (UTC, milliseconds) of an epoch-ns timestamp.
-pub fn rfc3339(ns: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
 /// Analyze one run of an open campaign file with the default policy.
 pub fn analyze_run(conn: &Connection, run_id: &str) -> Result<RunAnalysis> {
     analyze_run_with(conn, run_id, &ValidityPolicy::default())

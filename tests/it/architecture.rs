@@ -24,7 +24,9 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "0 (leaf: model, rng, exit, compat, out, proc, capacity, crate root)",
-        &["", "model", "rng", "exit", "compat", "out", "proc", "capacity"],
+        &[
+            "", "model", "rng", "exit", "compat", "out", "proc", "capacity",
+        ],
     ),
     ("0.5 kinds", &["kinds"]),
     ("1 recipe", &["recipe"]),
@@ -267,7 +269,11 @@ fn drop_test_items(code: &str) -> String {
                 _ => {}
             }
         }
-        out.extend(item[..end].chars().map(|c| if c == '\n' { '\n' } else { ' ' }));
+        out.extend(
+            item[..end]
+                .chars()
+                .map(|c| if c == '\n' { '\n' } else { ' ' }),
+        );
         rest = &item[end..];
     }
     out.push_str(rest);
@@ -298,7 +304,12 @@ fn load_sources() -> Vec<SourceFile> {
 /// Read one path tree at `s[i..]` (after `crate::`, `super::` or `self::`): identifiers
 /// separated by `::`, with `{a, b::c}` groups expanded. Returns the paths (each a list of
 /// segments) and pushes them after `prefix`.
-fn read_tree(s: &[u8], mut i: usize, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) -> usize {
+fn read_tree(
+    s: &[u8],
+    mut i: usize,
+    prefix: &mut Vec<String>,
+    out: &mut Vec<Vec<String>>,
+) -> usize {
     let skip_ws = |i: &mut usize| {
         while *i < s.len() && (s[*i] as char).is_whitespace() {
             *i += 1;
@@ -374,7 +385,8 @@ fn crate_paths(code: &str, module: &[String], modules: &BTreeSet<Vec<String>>) -
     let mut out = Vec::new();
     let mut i = 0;
     while i < s.len() {
-        let boundary = i == 0 || !(s[i - 1].is_ascii_alphanumeric() || s[i - 1] == b'_' || s[i - 1] == b':');
+        let boundary =
+            i == 0 || !(s[i - 1].is_ascii_alphanumeric() || s[i - 1] == b'_' || s[i - 1] == b':');
         if !boundary {
             i += 1;
             continue;
@@ -395,7 +407,12 @@ fn crate_paths(code: &str, module: &[String], modules: &BTreeSet<Vec<String>>) -
             }
             base = Some(m);
         } else if s[i..].starts_with(b"use ") {
-            let k = i + 4 + s[i + 4..].iter().take_while(|c| c.is_ascii_whitespace()).count();
+            let k = i
+                + 4
+                + s[i + 4..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_whitespace())
+                    .count();
             let ident: String = s[k..]
                 .iter()
                 .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
@@ -461,7 +478,10 @@ fn names_of(f: &SourceFile, modules: &BTreeSet<Vec<String>>) -> Names {
                         names.items.insert(ident);
                     }
                 }
-                "use" if f.code[..i].trim_end().ends_with("pub") || f.code[..i].trim_end().ends_with(')') => {
+                "use"
+                    if f.code[..i].trim_end().ends_with("pub")
+                        || f.code[..i].trim_end().ends_with(')') =>
+                {
                     let end = after.find(';').map_or(f.code.len(), |e| i + word.len() + e);
                     for p in crate_paths(&f.code[i..end], &f.module, modules) {
                         match p.last().map(String::as_str) {
@@ -493,7 +513,9 @@ fn resolve(
 ) -> Option<Vec<String>> {
     let m = target_module(path, modules);
     let rest = &path[m.len()..];
-    let Some(first) = rest.first() else { return Some(m) };
+    let Some(first) = rest.first() else {
+        return Some(m);
+    };
     if first == "*" || hops > 8 {
         return Some(m);
     }
@@ -681,7 +703,9 @@ fn long_functions(f: &SourceFile) -> Vec<LongFn> {
     let code_lines: Vec<&str> = f.code.lines().collect();
     let mut out = Vec::new();
     for (ln, line) in code_lines.iter().enumerate() {
-        let Some(fn_at) = find_fn_keyword(line) else { continue };
+        let Some(fn_at) = find_fn_keyword(line) else {
+            continue;
+        };
         let fn_name: String = line[fn_at + 3..]
             .trim_start()
             .chars()
@@ -733,7 +757,15 @@ fn long_functions(f: &SourceFile) -> Vec<LongFn> {
 fn find_fn_keyword(line: &str) -> Option<usize> {
     let t = line.trim_start();
     let mut rest = t;
-    for q in ["pub(crate) ", "pub(super) ", "pub ", "const ", "async ", "unsafe ", "extern \"C\" "] {
+    for q in [
+        "pub(crate) ",
+        "pub(super) ",
+        "pub ",
+        "const ",
+        "async ",
+        "unsafe ",
+        "extern \"C\" ",
+    ] {
         rest = rest.strip_prefix(q).unwrap_or(rest);
     }
     for q in ["const ", "async ", "unsafe "] {
@@ -764,7 +796,11 @@ fn has_long_marker(lines: &[String], fn_line: usize) -> bool {
 #[test]
 fn architecture_layers_circles_and_function_length() {
     let files = load_sources();
-    assert!(files.len() > 50, "found only {} source files under src/", files.len());
+    assert!(
+        files.len() > 50,
+        "found only {} source files under src/",
+        files.len()
+    );
     let mut report = String::new();
 
     let (graph, layer_errors) = import_graph(&files);
@@ -781,12 +817,23 @@ fn architecture_layers_circles_and_function_length() {
         if allowed {
             continue;
         }
-        writeln!(report, "circle between {} modules: {}", comp.len(), comp.join(", ")).unwrap();
+        writeln!(
+            report,
+            "circle between {} modules: {}",
+            comp.len(),
+            comp.join(", ")
+        )
+        .unwrap();
         for from in &comp {
             for (to, paths) in &graph[from] {
                 if comp.contains(to) {
                     let shown: Vec<&str> = paths.iter().map(String::as_str).take(3).collect();
-                    writeln!(report, "    {from} → {to}  (crate::{})", shown.join(", crate::")).unwrap();
+                    writeln!(
+                        report,
+                        "    {from} → {to}  (crate::{})",
+                        shown.join(", crate::")
+                    )
+                    .unwrap();
                 }
             }
         }
@@ -808,7 +855,10 @@ fn architecture_layers_circles_and_function_length() {
             .unwrap();
             continue;
         };
-        eprintln!("allowed long function: {}:{} fn {} ({} lines, {state})", f.file, f.line, f.name, f.lines);
+        eprintln!(
+            "allowed long function: {}:{} fn {} ({} lines, {state})",
+            f.file, f.line, f.name, f.lines
+        );
     }
 
     assert!(report.is_empty(), "architecture check failed:\n{report}");
@@ -835,7 +885,8 @@ fn path_reader_expands_groups_and_resolves_super() {
             m("x::y::z::q")
         ]
     );
-    let code = blank_non_code("let s = \"{ crate::z }\"; // crate::w {\nlet c = '{'; fn f<'a>() {}");
+    let code =
+        blank_non_code("let s = \"{ crate::z }\"; // crate::w {\nlet c = '{'; fn f<'a>() {}");
     assert!(!code.contains("crate::"), "{code}");
     assert_eq!(code.matches('{').count(), 1, "{code}");
 }

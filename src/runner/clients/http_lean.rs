@@ -10,7 +10,7 @@
 //! fails before any response byte (the close raced the request) is retried once on a new
 //! connection when the request is idempotent or the write itself failed.
 
-use super::http::{classify_io, status_outcome, Target};
+use super::http_target::{classify_io, status_outcome, Target};
 use crate::runner::client::{BoxFuture, ErrorClass, Outcome, RequestCtx, Worker};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
