@@ -137,6 +137,16 @@ pub struct RunMetricValue {
     pub unit: String,
 }
 
+impl From<crate::model::RunMetric> for RunMetricValue {
+    fn from(m: crate::model::RunMetric) -> Self {
+        RunMetricValue {
+            name: m.name,
+            value: m.value,
+            unit: m.unit,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SampleSummary {
     pub name: String,
