@@ -840,7 +840,7 @@ fn architecture_layers_circles_and_function_length() {
     }
 
     let mut longest: Vec<LongFn> = files.iter().flat_map(long_functions).collect();
-    longest.sort_by(|a, b| b.lines.cmp(&a.lines));
+    longest.sort_by_key(|f| std::cmp::Reverse(f.lines));
     for f in &longest {
         let state = if f.marked {
             "marked `// long:`"
