@@ -514,7 +514,66 @@ fn check_slurm(site: &Site, svc: &Service) -> Vec<Check> {
         },
         None => parts.iter().find(|p| p.default),
     };
-    // Account.
+    check_account(site, svc, &mut out);
+    if let (Some(q), Some(all)) = (&s.qos, &site.qos) {
+        if !all.contains(q) {
+            out.push(Check::fail(
+                format!("slurm.qos[{n}]"),
+                format!("QOS {q} does not exist (QOS: {})", all.join(", ")),
+                "set `slurm.qos` to one of them",
+            ));
+        }
+    }
+    // GRES offered by the partition's nodes.
+    if let (Some(g), Some(p)) = (&s.gres, part) {
+        for want in g.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+            let kind = want.split(':').next().unwrap_or(want);
+            if p.gres
+                .iter()
+                .any(|have| have.split(':').next() == Some(kind))
+            {
+                out.push(Check::ok(
+                    format!("slurm.gres[{n}]"),
+                    format!("partition {} offers {kind} ({})", p.name, p.gres.join(",")),
+                ));
+            } else {
+                out.push(Check::fail(
+                    format!("slurm.gres[{n}]"),
+                    format!(
+                        "partition {} has no {kind} GRES (it offers: {})",
+                        p.name,
+                        if p.gres.is_empty() {
+                            "none".into()
+                        } else {
+                            p.gres.join(",")
+                        }
+                    ),
+                    "pick the GPU partition (`slurm.partition`) or drop the GRES",
+                ));
+            }
+        }
+    }
+    // Finally the controller's own verdict on the whole request.
+    let args = sys::sbatch_test_args(s);
+    match sys::sbatch_test_only(&args) {
+        Ok(()) => out.push(Check::ok(
+            format!("slurm.submit[{n}]"),
+            "sbatch --test-only accepts the request",
+        )),
+        Err(e) => out.push(Check::fail(
+            format!("slurm.submit[{n}]"),
+            format!("sbatch --test-only {} refuses it: {e}", args.join(" ")),
+            "fix the service's `slurm:` block",
+        )),
+    }
+    out
+}
+
+/// The account: the user may charge it (and its QOS is allowed for it), or one is given
+/// where the cluster requires one.
+fn check_account(site: &Site, svc: &Service, out: &mut Vec<Check>) {
+    let n = &svc.name;
+    let s = &svc.slurm;
     if let Some(assocs) = &site.associations {
         match &s.account {
             Some(a) => {
@@ -581,58 +640,6 @@ fn check_slurm(site: &Site, svc: &Service) -> Vec<Check> {
             "check it with `sacctmgr show assoc user=$USER`",
         ));
     }
-    if let (Some(q), Some(all)) = (&s.qos, &site.qos) {
-        if !all.contains(q) {
-            out.push(Check::fail(
-                format!("slurm.qos[{n}]"),
-                format!("QOS {q} does not exist (QOS: {})", all.join(", ")),
-                "set `slurm.qos` to one of them",
-            ));
-        }
-    }
-    // GRES offered by the partition's nodes.
-    if let (Some(g), Some(p)) = (&s.gres, part) {
-        for want in g.split(',').map(str::trim).filter(|x| !x.is_empty()) {
-            let kind = want.split(':').next().unwrap_or(want);
-            if p.gres
-                .iter()
-                .any(|have| have.split(':').next() == Some(kind))
-            {
-                out.push(Check::ok(
-                    format!("slurm.gres[{n}]"),
-                    format!("partition {} offers {kind} ({})", p.name, p.gres.join(",")),
-                ));
-            } else {
-                out.push(Check::fail(
-                    format!("slurm.gres[{n}]"),
-                    format!(
-                        "partition {} has no {kind} GRES (it offers: {})",
-                        p.name,
-                        if p.gres.is_empty() {
-                            "none".into()
-                        } else {
-                            p.gres.join(",")
-                        }
-                    ),
-                    "pick the GPU partition (`slurm.partition`) or drop the GRES",
-                ));
-            }
-        }
-    }
-    // Finally the controller's own verdict on the whole request.
-    let args = sys::sbatch_test_args(s);
-    match sys::sbatch_test_only(&args) {
-        Ok(()) => out.push(Check::ok(
-            format!("slurm.submit[{n}]"),
-            "sbatch --test-only accepts the request",
-        )),
-        Err(e) => out.push(Check::fail(
-            format!("slurm.submit[{n}]"),
-            format!("sbatch --test-only {} refuses it: {e}", args.join(" ")),
-            "fix the service's `slurm:` block",
-        )),
-    }
-    out
 }
 
 /// Bind sources must exist on the shared filesystem; Triton needs its model repository bound.

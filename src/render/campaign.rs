@@ -280,6 +280,25 @@ pub fn write_campaign(
     });
 
     // 2. Write into a temporary directory beside the target, then rename it into place.
+    write_in_place(&files, &dir, parent, name, existing)?;
+    Ok(CampaignOutput {
+        dir,
+        files: files.into_iter().map(|f| f.rel).collect(),
+        services: selected.iter().map(|s| s.name.clone()).collect(),
+    })
+}
+
+/// Write `files` into a temporary directory beside `dir`, then rename it into place:
+/// `existing` says what is there (`None`: nothing; `Some(false)`: only empty directories,
+/// removed; `Some(true)`: files, moved aside and removed once the new tree is in place, put
+/// back if the rename fails).
+fn write_in_place(
+    files: &[PendingFile],
+    dir: &Path,
+    parent: &Path,
+    name: &std::ffi::OsStr,
+    existing: Option<bool>,
+) -> Result<(), CampaignError> {
     std::fs::create_dir_all(parent).map_err(io("cannot create", parent))?;
     let tmp = parent.join(format!(
         ".{}.tmp-{}",
@@ -287,36 +306,32 @@ pub fn write_campaign(
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&tmp);
-    let result = write_tree(&tmp, &files).and_then(|()| {
+    let result = write_tree(&tmp, files).and_then(|()| {
         match existing {
-            Some(false) => std::fs::remove_dir_all(&dir).map_err(io("cannot replace", &dir))?,
+            Some(false) => std::fs::remove_dir_all(dir).map_err(io("cannot replace", dir))?,
             Some(true) => {
                 let old = parent.join(format!(
                     ".{}.old-{}",
                     name.to_string_lossy(),
                     std::process::id()
                 ));
-                std::fs::rename(&dir, &old).map_err(io("cannot move aside", &dir))?;
-                if let Err(e) = std::fs::rename(&tmp, &dir) {
-                    let _ = std::fs::rename(&old, &dir);
-                    return Err(io("cannot rename into", &dir)(e));
+                std::fs::rename(dir, &old).map_err(io("cannot move aside", dir))?;
+                if let Err(e) = std::fs::rename(&tmp, dir) {
+                    let _ = std::fs::rename(&old, dir);
+                    return Err(io("cannot rename into", dir)(e));
                 }
                 let _ = std::fs::remove_dir_all(&old);
                 return Ok(());
             }
             None => {}
         }
-        std::fs::rename(&tmp, &dir).map_err(io("cannot rename into", &dir))
+        std::fs::rename(&tmp, dir).map_err(io("cannot rename into", dir))
     });
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    Ok(CampaignOutput {
-        dir,
-        files: files.into_iter().map(|f| f.rel).collect(),
-        services: selected.iter().map(|s| s.name.clone()).collect(),
-    })
+    Ok(())
 }
 
 /// Whether `dir` holds anything but (nested) empty directories.

@@ -451,24 +451,7 @@ impl ScriptCtx {
         let multi_node = svc.slurm.client_nodes > 0 && started;
         let het = svc.heterogeneous();
 
-        let mut secrets = SecretsCtx::default();
-        for (name, s) in svc.secrets() {
-            match s {
-                Secret::Plain(_) | Secret::Generated => {}
-                Secret::Env(var) => secrets.from_env.push(FromEnv {
-                    name: name.to_string(),
-                    var: var.clone(),
-                }),
-                Secret::File(p) => secrets.from_file.push(FromFile {
-                    name: name.to_string(),
-                    path: p.display().to_string(),
-                }),
-            }
-        }
-        secrets.file_names = secret_file_entries(svc)
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
+        let mut secrets = secrets_ctx(svc);
         let mut container_secret_names = Vec::new();
         let mut plain_env = Vec::new();
         for e in &svc.container.env {
@@ -482,48 +465,7 @@ impl ScriptCtx {
         }
         let mut env = l.env.clone();
         env.extend(plain_env);
-        // Model cache under the campaign directory, unless the recipe binds a cache or sets
-        // the variable itself.
-        let mut binds: Vec<BindCtx> = svc
-            .container
-            .binds
-            .iter()
-            .map(|b| BindCtx {
-                src: b.src.clone(),
-                dst: b.dst.clone(),
-                ro: b.read_only,
-                spec: format!(
-                    "{}:{}{}",
-                    b.src,
-                    b.dst,
-                    if b.read_only { ":ro" } else { "" }
-                ),
-            })
-            .collect();
-        let mut cache_dir = None;
-        let containerised = matches!(svc.runtime, Runtime::Apptainer | Runtime::Podman);
-        if let Some((var, sub)) = model_cache_env(svc.kind).filter(|_| containerised) {
-            let recipe_cache = svc.container.binds.iter().any(|b| {
-                ["/root/.ollama", "/root/.cache", MODEL_CACHE_MOUNT]
-                    .iter()
-                    .any(|p| {
-                        crate::recipe::decode::bind_covers(p, &b.dst)
-                            || crate::recipe::decode::bind_covers(&b.dst, p)
-                    })
-            }) || env.iter().any(|(k, _)| k == var)
-                || svc.container.env.iter().any(|e| e.name == var);
-            if !recipe_cache {
-                let src = format!("{}/cache", opts.campaign_dir);
-                binds.push(BindCtx {
-                    spec: format!("{src}:{MODEL_CACHE_MOUNT}"),
-                    src: src.clone(),
-                    dst: MODEL_CACHE_MOUNT.into(),
-                    ro: false,
-                });
-                env.push((var.to_string(), format!("{MODEL_CACHE_MOUNT}/{sub}")));
-                cache_dir = Some(src);
-            }
-        }
+        let (binds, cache_dir) = binds_and_model_cache(svc, opts, &mut env);
         // With clients on other nodes a bind address carried in the environment (Ollama's
         // `OLLAMA_HOST=127.0.0.1:PORT`, or the recipe's own) must name the node's address too,
         // as the arguments do: such a variable is set in the script from `$FB_BIND_ADDR` and
@@ -558,25 +500,7 @@ impl ScriptCtx {
             .map(|n| n.to_string())
             .collect();
 
-        // Scripts are 0755 and endpoint files are read by others: the URL without credentials.
-        let url = svc.endpoint.url.as_deref().map(crate::recipe::redact::url);
-        // A started service listens on the node's loopback; an external one where its URL says.
-        let host = if started {
-            BIND_HOST.to_string()
-        } else {
-            url.as_deref()
-                .and_then(crate::recipe::endpoint::url_host)
-                .unwrap_or_else(|| BIND_HOST.to_string())
-        };
-        let endpoint = serde_json::json!({
-            "host": host,
-            "port": port,
-            "url": url,
-        });
-        let endpoint_json = endpoint.to_string();
-        // Strip the braces: the script adds job_id/node/written_ns around these members.
-        let endpoint_json = endpoint_json[1..endpoint_json.len() - 1].to_string();
-
+        let (url, endpoint_json) = endpoint_members(svc, started);
         // The validator rejects these already; a Plan built in code gets the same guarantee.
         if let Some(bad) = secrets.from_env.iter().find(|s| !is_env_name(&s.var)) {
             return Err(RenderError::InvalidEnvName {
@@ -612,57 +536,8 @@ impl ScriptCtx {
                     .collect(),
                 started,
             },
-            slurm: SlurmCtx {
-                partition: svc.slurm.partition.clone(),
-                account: svc.slurm.account.clone(),
-                time: svc.slurm.time.clone(),
-                // A heterogeneous job's first component is the service's one node.
-                nodes: if het { 1 } else { svc.slurm.nodes },
-                // srun starts one runner per client node inside the allocation: it needs a task
-                // slot on each node.
-                ntasks: if het {
-                    svc.slurm.ntasks
-                } else if svc.slurm.client_nodes > 0 {
-                    svc.slurm.ntasks.max(svc.slurm.nodes)
-                } else {
-                    svc.slurm.ntasks
-                },
-                ntasks_per_node: if het { None } else { svc.slurm.ntasks_per_node },
-                het_clients: het.then(|| HetClientsCtx {
-                    partition: svc.slurm.client_partition.clone(),
-                    nodes: svc.slurm.client_nodes,
-                }),
-                client_nodes: svc.slurm.client_nodes,
-                cpus_per_task: svc.cpus_per_task(),
-                mem: svc.slurm.mem.clone(),
-                qos: svc.slurm.qos.clone(),
-                gres: svc.slurm.gres.clone(),
-                constraint: svc.slurm.constraint.clone(),
-                extra: svc.slurm.extra.clone(),
-                modules: svc.slurm.modules.clone(),
-                signal_grace_s: svc.slurm.signal_grace_s,
-            },
-            sweep: svc.sweep.as_ref().map(|s| SweepCtx {
-                param: s.param.as_str(),
-                last_index: s.values.len().saturating_sub(1),
-                // The template exports values[task] as the model of a model sweep: for a grid,
-                // the model of each task.
-                values: if s.param == SweepParam::Grid {
-                    (0..s.values.len())
-                        .map(|i| {
-                            s.assignments(i)
-                                .unwrap_or_default()
-                                .into_iter()
-                                .find(|(p, _)| *p == SweepParam::Model)
-                                .map(|(_, v)| v)
-                                .unwrap_or_default()
-                        })
-                        .collect()
-                } else {
-                    s.values.clone()
-                },
-                model_var,
-            }),
+            slurm: slurm_ctx(svc, het),
+            sweep: sweep_ctx(svc, model_var),
             readiness_timeout_s: svc.readiness.timeout_s,
             secrets,
             container: ContainerCtx {
@@ -684,6 +559,167 @@ impl ScriptCtx {
             endpoint_json,
         })
     }
+}
+
+/// Where the script reads each secret from (the submitting environment, a file) and the
+/// names in the service's secrets file.
+fn secrets_ctx(svc: &Service) -> SecretsCtx {
+    let mut secrets = SecretsCtx::default();
+    for (name, s) in svc.secrets() {
+        match s {
+            Secret::Plain(_) | Secret::Generated => {}
+            Secret::Env(var) => secrets.from_env.push(FromEnv {
+                name: name.to_string(),
+                var: var.clone(),
+            }),
+            Secret::File(p) => secrets.from_file.push(FromFile {
+                name: name.to_string(),
+                path: p.display().to_string(),
+            }),
+        }
+    }
+    secrets.file_names = secret_file_entries(svc)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    secrets
+}
+
+/// The recipe's binds, and the model cache under the campaign directory (bound, its variable
+/// added to `env`) unless the recipe binds a cache or sets the variable itself.
+fn binds_and_model_cache(
+    svc: &Service,
+    opts: &RenderOptions,
+    env: &mut Vec<(String, String)>,
+) -> (Vec<BindCtx>, Option<String>) {
+    // Model cache under the campaign directory, unless the recipe binds a cache or sets
+    // the variable itself.
+    let mut binds: Vec<BindCtx> = svc
+        .container
+        .binds
+        .iter()
+        .map(|b| BindCtx {
+            src: b.src.clone(),
+            dst: b.dst.clone(),
+            ro: b.read_only,
+            spec: format!(
+                "{}:{}{}",
+                b.src,
+                b.dst,
+                if b.read_only { ":ro" } else { "" }
+            ),
+        })
+        .collect();
+    let mut cache_dir = None;
+    let containerised = matches!(svc.runtime, Runtime::Apptainer | Runtime::Podman);
+    if let Some((var, sub)) = model_cache_env(svc.kind).filter(|_| containerised) {
+        let recipe_cache = svc.container.binds.iter().any(|b| {
+            ["/root/.ollama", "/root/.cache", MODEL_CACHE_MOUNT]
+                .iter()
+                .any(|p| {
+                    crate::recipe::decode::bind_covers(p, &b.dst)
+                        || crate::recipe::decode::bind_covers(&b.dst, p)
+                })
+        }) || env.iter().any(|(k, _)| k == var)
+            || svc.container.env.iter().any(|e| e.name == var);
+        if !recipe_cache {
+            let src = format!("{}/cache", opts.campaign_dir);
+            binds.push(BindCtx {
+                spec: format!("{src}:{MODEL_CACHE_MOUNT}"),
+                src: src.clone(),
+                dst: MODEL_CACHE_MOUNT.into(),
+                ro: false,
+            });
+            env.push((var.to_string(), format!("{MODEL_CACHE_MOUNT}/{sub}")));
+            cache_dir = Some(src);
+        }
+    }
+    (binds, cache_dir)
+}
+
+/// The service's URL without credentials (scripts are 0755 and endpoint files are read by
+/// others), and the members of its endpoint file: where a started service listens (the
+/// node's loopback), or where an external one's URL says.
+fn endpoint_members(svc: &Service, started: bool) -> (Option<String>, String) {
+    let port = svc.endpoint.port;
+    let url = svc.endpoint.url.as_deref().map(crate::recipe::redact::url);
+    // A started service listens on the node's loopback; an external one where its URL says.
+    let host = if started {
+        BIND_HOST.to_string()
+    } else {
+        url.as_deref()
+            .and_then(crate::recipe::endpoint::url_host)
+            .unwrap_or_else(|| BIND_HOST.to_string())
+    };
+    let endpoint = serde_json::json!({
+        "host": host,
+        "port": port,
+        "url": url,
+    });
+    let endpoint_json = endpoint.to_string();
+    // Strip the braces: the script adds job_id/node/written_ns around these members.
+    let endpoint_json = endpoint_json[1..endpoint_json.len() - 1].to_string();
+
+    (url, endpoint_json)
+}
+
+/// The job's `#SBATCH` settings.
+fn slurm_ctx(svc: &Service, het: bool) -> SlurmCtx {
+    SlurmCtx {
+        partition: svc.slurm.partition.clone(),
+        account: svc.slurm.account.clone(),
+        time: svc.slurm.time.clone(),
+        // A heterogeneous job's first component is the service's one node.
+        nodes: if het { 1 } else { svc.slurm.nodes },
+        // srun starts one runner per client node inside the allocation: it needs a task
+        // slot on each node.
+        ntasks: if het {
+            svc.slurm.ntasks
+        } else if svc.slurm.client_nodes > 0 {
+            svc.slurm.ntasks.max(svc.slurm.nodes)
+        } else {
+            svc.slurm.ntasks
+        },
+        ntasks_per_node: if het { None } else { svc.slurm.ntasks_per_node },
+        het_clients: het.then(|| HetClientsCtx {
+            partition: svc.slurm.client_partition.clone(),
+            nodes: svc.slurm.client_nodes,
+        }),
+        client_nodes: svc.slurm.client_nodes,
+        cpus_per_task: svc.cpus_per_task(),
+        mem: svc.slurm.mem.clone(),
+        qos: svc.slurm.qos.clone(),
+        gres: svc.slurm.gres.clone(),
+        constraint: svc.slurm.constraint.clone(),
+        extra: svc.slurm.extra.clone(),
+        modules: svc.slurm.modules.clone(),
+        signal_grace_s: svc.slurm.signal_grace_s,
+    }
+}
+
+/// A swept service's array: the parameter, its values, and the model variable.
+fn sweep_ctx(svc: &Service, model_var: Option<&'static str>) -> Option<SweepCtx> {
+    svc.sweep.as_ref().map(|s| SweepCtx {
+        param: s.param.as_str(),
+        last_index: s.values.len().saturating_sub(1),
+        // The template exports values[task] as the model of a model sweep: for a grid,
+        // the model of each task.
+        values: if s.param == SweepParam::Grid {
+            (0..s.values.len())
+                .map(|i| {
+                    s.assignments(i)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .find(|(p, _)| *p == SweepParam::Model)
+                        .map(|(_, v)| v)
+                        .unwrap_or_default()
+                })
+                .collect()
+        } else {
+            s.values.clone()
+        },
+        model_var,
+    })
 }
 
 /// With clients on other nodes a started service must listen on the node's own address, not

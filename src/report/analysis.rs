@@ -163,18 +163,17 @@ pub fn analyze_files(files: &[PathBuf], policy: &ValidityPolicy) -> Result<Campa
     Ok(a)
 }
 
-fn build_campaign(
-    files: &[PathBuf],
-    runs: Vec<(RunAnalysis, RunAccs)>,
-    jobs: Vec<JobRow>,
-    policy: &ValidityPolicy,
-) -> CampaignAnalysis {
+/// A measurement: one service at one sweep point (service, sweep parameter, sweep value).
+type MeasurementKey = (String, Option<String>, Option<String>);
+
+/// The measurements of a campaign: its runs (indices into `runs`) by service and sweep point,
+/// split where their measured windows do not overlap.
+fn measurements(runs: &[(RunAnalysis, RunAccs)]) -> Vec<(MeasurementKey, Vec<usize>)> {
     // Group runs of the same service and sweep point into measurements: runs whose measured
     // windows overlap ran together (parallel jobs or nodes) and are merged; runs at different
     // times (separate invocations appending to one file) are separate measurements, so no
     // aggregate ever spans the idle time between them.
-    type Key = (String, Option<String>, Option<String>);
-    let mut groups: Vec<(Key, Vec<usize>)> = Vec::new();
+    let mut groups: Vec<(MeasurementKey, Vec<usize>)> = Vec::new();
     for (i, (r, _)) in runs.iter().enumerate() {
         let key = (
             r.service.clone(),
@@ -186,7 +185,7 @@ fn build_campaign(
             None => groups.push((key, vec![i])),
         }
     }
-    let mut measurements: Vec<(Key, Vec<usize>)> = Vec::new();
+    let mut measurements: Vec<(MeasurementKey, Vec<usize>)> = Vec::new();
     for (key, mut idx) in groups {
         idx.sort_by_key(|&i| (runs[i].1.window_start_ns, runs[i].1.window_end_ns));
         let mut current: Vec<usize> = Vec::new();
@@ -207,85 +206,102 @@ fn build_campaign(
             measurements.push((key, current));
         }
     }
-    let services = measurements
-        .into_iter()
-        .map(|((service, sweep_param, sweep_value), idx)| {
-            let first = &runs[idx[0]];
-            let mut total = OpAcc::default();
-            let mut ops: BTreeMap<String, OpAcc> = BTreeMap::new();
-            let mut llm: Option<LlmAcc> = None;
-            let mut start = i64::MAX;
-            let mut end = i64::MIN;
-            // Parallel runs (nodes, array tasks) measured together: batch k of each run covers
-            // the same share of its own window, so their batches merge index by index.
-            let mut batches = first.1.batches.clone();
-            for &i in &idx[1..] {
-                for (b, o) in batches.iter_mut().zip(&runs[i].1.batches) {
-                    b.merge(o);
-                }
-            }
-            for &i in &idx {
+    measurements
+}
+
+/// One measurement's aggregate: its runs' accumulators merged, rates over the span that
+/// gives each of them.
+fn aggregate(
+    (service, sweep_param, sweep_value): MeasurementKey,
+    idx: &[usize],
+    runs: &[(RunAnalysis, RunAccs)],
+) -> ServiceAggregate {
+    let first = &runs[idx[0]];
+    let mut total = OpAcc::default();
+    let mut ops: BTreeMap<String, OpAcc> = BTreeMap::new();
+    let mut llm: Option<LlmAcc> = None;
+    let mut start = i64::MAX;
+    let mut end = i64::MIN;
+    // Parallel runs (nodes, array tasks) measured together: batch k of each run covers
+    // the same share of its own window, so their batches merge index by index.
+    let mut batches = first.1.batches.clone();
+    for &i in &idx[1..] {
+        for (b, o) in batches.iter_mut().zip(&runs[i].1.batches) {
+            b.merge(o);
+        }
+    }
+    for &i in idx {
+        let a = &runs[i].1;
+        total.merge(&a.total);
+        for (k, v) in &a.ops {
+            ops.entry(k.clone()).or_default().merge(v);
+        }
+        if let Some(l) = &a.llm {
+            llm.get_or_insert_with(LlmAcc::default).merge(l);
+        }
+        start = start.min(a.window_start_ns);
+        end = end.max(a.window_end_ns);
+    }
+    let span_s = ((end - start).max(0)) as f64 / 1e9;
+    // Parallel runs (client nodes, array tasks) whose windows do not start together:
+    // the union of their windows holds stretches where only some of them measured, so
+    // requests / union understates what the service served while all of them ran. The
+    // rate is the sum of each run's rate over its own window (equal to the rate in the
+    // common window when each run's rate is steady); every per-second figure uses the
+    // span that gives it: rate_span = successful requests / that sum.
+    let starts = idx.iter().map(|&i| runs[i].1.window_start_ns);
+    let stagger_s =
+        (starts.clone().max().unwrap_or(0) - starts.min().unwrap_or(0)).max(0) as f64 / 1e9;
+    let rate_span_s = if idx.len() > 1 {
+        let sum_rate: f64 = idx
+            .iter()
+            .map(|&i| {
                 let a = &runs[i].1;
-                total.merge(&a.total);
-                for (k, v) in &a.ops {
-                    ops.entry(k.clone()).or_default().merge(v);
-                }
-                if let Some(l) = &a.llm {
-                    llm.get_or_insert_with(LlmAcc::default).merge(l);
-                }
-                start = start.min(a.window_start_ns);
-                end = end.max(a.window_end_ns);
-            }
-            let span_s = ((end - start).max(0)) as f64 / 1e9;
-            // Parallel runs (client nodes, array tasks) whose windows do not start together:
-            // the union of their windows holds stretches where only some of them measured, so
-            // requests / union understates what the service served while all of them ran. The
-            // rate is the sum of each run's rate over its own window (equal to the rate in the
-            // common window when each run's rate is steady); every per-second figure uses the
-            // span that gives it: rate_span = successful requests / that sum.
-            let starts = idx.iter().map(|&i| runs[i].1.window_start_ns);
-            let stagger_s =
-                (starts.clone().max().unwrap_or(0) - starts.min().unwrap_or(0)).max(0) as f64 / 1e9;
-            let rate_span_s = if idx.len() > 1 {
-                let sum_rate: f64 = idx
-                    .iter()
-                    .map(|&i| {
-                        let a = &runs[i].1;
-                        let w = (a.window_end_ns - a.window_start_ns).max(0) as f64 / 1e9;
-                        if w > 0.0 {
-                            a.total.ok as f64 / w
-                        } else {
-                            0.0
-                        }
-                    })
-                    .sum();
-                if sum_rate > 0.0 {
-                    total.ok as f64 / sum_rate
+                let w = (a.window_end_ns - a.window_start_ns).max(0) as f64 / 1e9;
+                if w > 0.0 {
+                    a.total.ok as f64 / w
                 } else {
-                    span_s
+                    0.0
                 }
-            } else {
-                span_s
-            };
-            ServiceAggregate {
-                service,
-                service_kind: first.0.service_kind.clone(),
-                sweep_param,
-                sweep_value,
-                run_ids: idx.iter().map(|&i| runs[i].0.run_id.clone()).collect(),
-                valid: idx.iter().all(|&i| runs[i].0.valid),
-                partial: idx.iter().any(|&i| runs[i].0.partial),
-                measured_from: rfc3339(start),
-                measured_to: rfc3339(end),
-                span_s,
-                rate_span_s,
-                stagger_s,
-                total: total.finish("all", rate_span_s),
-                operations: ops.iter().map(|(k, v)| v.finish(k, rate_span_s)).collect(),
-                spread: spreads(&batches, span_s, &first.1.slo, &total, llm.as_ref()),
-                llm: llm.map(|l| l.finish(rate_span_s, total.requests, &first.1.slo)),
-            }
-        })
+            })
+            .sum();
+        if sum_rate > 0.0 {
+            total.ok as f64 / sum_rate
+        } else {
+            span_s
+        }
+    } else {
+        span_s
+    };
+    ServiceAggregate {
+        service,
+        service_kind: first.0.service_kind.clone(),
+        sweep_param,
+        sweep_value,
+        run_ids: idx.iter().map(|&i| runs[i].0.run_id.clone()).collect(),
+        valid: idx.iter().all(|&i| runs[i].0.valid),
+        partial: idx.iter().any(|&i| runs[i].0.partial),
+        measured_from: rfc3339(start),
+        measured_to: rfc3339(end),
+        span_s,
+        rate_span_s,
+        stagger_s,
+        total: total.finish("all", rate_span_s),
+        operations: ops.iter().map(|(k, v)| v.finish(k, rate_span_s)).collect(),
+        spread: spreads(&batches, span_s, &first.1.slo, &total, llm.as_ref()),
+        llm: llm.map(|l| l.finish(rate_span_s, total.requests, &first.1.slo)),
+    }
+}
+
+fn build_campaign(
+    files: &[PathBuf],
+    runs: Vec<(RunAnalysis, RunAccs)>,
+    jobs: Vec<JobRow>,
+    policy: &ValidityPolicy,
+) -> CampaignAnalysis {
+    let services = measurements(&runs)
+        .into_iter()
+        .map(|(key, idx)| aggregate(key, &idx, &runs))
         .collect();
 
     let runs: Vec<RunAnalysis> = runs.into_iter().map(|(r, _)| r).collect();
@@ -382,12 +398,6 @@ fn batch_spreads(batches: &[BatchAcc], span_s: f64, slo: &SloSpec) -> BTreeMap<S
         .collect()
 }
 
-/// RFC 3339 (UTC, milliseconds) of an epoch-ns timestamp.
-pub fn rfc3339(ns: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
 /// Analyze one run of an open campaign file with the default policy.
 pub fn analyze_run(conn: &Connection, run_id: &str) -> Result<RunAnalysis> {
     analyze_run_with(conn, run_id, &ValidityPolicy::default())
@@ -409,6 +419,198 @@ struct Bucket {
     output_tokens: u64,
 }
 
+/// The accumulators of one pass over a run's measured request rows: per operation, the
+/// schedule lag, LLM figures, the time batches of the measured window and the time points of
+/// its time series.
+struct RequestScan {
+    start_ns: i64,
+    end_ns: i64,
+    window_ns: i64,
+    is_llm: bool,
+    warmup_requests: u64,
+    /// Per operation, in the order they first appear (the op name as stored).
+    ops: Vec<(Vec<u8>, OpAcc)>,
+    lag: Acc,
+    llm: LlmAcc,
+    /// A row carried LLM columns (a service that is not an LLM kind but returned tokens).
+    any_llm_row: bool,
+    batches: Vec<BatchAcc>,
+    buckets: Vec<Bucket>,
+    bucket_ns: i64,
+}
+
+/// What a [`RequestScan`] leaves: the totals are the merge of the operations.
+struct Scanned {
+    total: OpAcc,
+    ops: BTreeMap<String, OpAcc>,
+    llm: Option<LlmAcc>,
+    lag: Acc,
+    batches: Vec<BatchAcc>,
+    buckets: Vec<Bucket>,
+    bucket_ns: i64,
+    warmup_requests: u64,
+}
+
+impl RequestScan {
+    fn new(start_ns: i64, end_ns: i64, is_llm: bool) -> Self {
+        let window_ns = end_ns - start_ns;
+        let bucket_ns: i64 = {
+            let secs = (window_ns as u64).div_ceil(1_000_000_000).max(1);
+            secs.div_ceil(MAX_TIME_POINTS).max(1) as i64 * 1_000_000_000
+        };
+        let n_buckets = ((window_ns + bucket_ns - 1) / bucket_ns).max(0) as usize;
+        RequestScan {
+            start_ns,
+            end_ns,
+            window_ns,
+            is_llm,
+            warmup_requests: 0,
+            ops: Vec::new(),
+            lag: Acc::new(),
+            llm: LlmAcc::default(),
+            any_llm_row: false,
+            batches: (0..BATCHES).map(|_| BatchAcc::new(is_llm)).collect(),
+            buckets: (0..n_buckets)
+                .map(|_| Bucket {
+                    ok: 0,
+                    errors: 0,
+                    hist: None,
+                    output_tokens: 0,
+                })
+                .collect(),
+            bucket_ns,
+        }
+    }
+
+    /// One measured request row.
+    #[inline]
+    fn record(&mut self, r: &RequestView<'_>, slo: &SloSpec) {
+        let (start_ns, end_ns, window_ns, is_llm) =
+            (self.start_ns, self.end_ns, self.window_ns, self.is_llm);
+        let n_buckets = self.buckets.len();
+        let RequestView {
+            op,
+            scheduled_ns: scheduled,
+            done_ns: done,
+            ok,
+            output_tokens,
+            ..
+        } = *r;
+        let times = RequestTimes {
+            ok,
+            scheduled_ns: scheduled,
+            sent_ns: r.sent_ns,
+            done_ns: done,
+            bytes_sent: r.bytes_sent,
+            bytes_received: r.bytes_received,
+        };
+        let ops = &mut self.ops;
+        let idx = match ops.iter().position(|(name, _)| name.as_slice() == op) {
+            Some(i) => i,
+            None => {
+                ops.push((op.to_vec(), OpAcc::default()));
+                ops.len() - 1
+            }
+        };
+        self.lag.record_ns(r.sent_ns - scheduled);
+        let in_window = done >= start_ns && done <= end_ns && window_ns > 0;
+        // Per operation only; the totals are the merge of the operations (`finish`).
+        ops[idx].1.record(&times, r.error_class);
+        let mut batch = in_window.then(|| {
+            let b = (done - start_ns) as i128 * BATCHES as i128 / window_ns as i128;
+            &mut self.batches[(b as usize).min(BATCHES - 1)]
+        });
+        if let Some(b) = batch.as_mut() {
+            b.total.record(&times, r.error_class);
+        }
+        if in_window && n_buckets > 0 {
+            let b = &mut self.buckets
+                [(((done - start_ns) / self.bucket_ns) as usize).min(n_buckets - 1)];
+            if ok {
+                b.ok += 1;
+                let h = b.hist.get_or_insert_with(|| {
+                    Histogram::new(2).expect("2 significant digits is valid")
+                });
+                let _ = h.record(((done - scheduled).max(0) / 1000) as u64);
+                b.output_tokens += output_tokens.unwrap_or(0).max(0) as u64;
+            } else {
+                b.errors += 1;
+            }
+        }
+
+        // LLM figures.
+        if output_tokens.is_some()
+            || r.input_tokens.is_some()
+            || r.first_byte_ns.is_some() && is_llm
+        {
+            self.any_llm_row = true;
+        }
+        if ok && (is_llm || output_tokens.is_some()) {
+            let l = LlmRow {
+                first_byte_ns: r.first_byte_ns,
+                input_tokens: r.input_tokens,
+                output_tokens,
+                tokens_from_server: r.tokens_from_server,
+                itl_us: r.itl_us,
+            };
+            self.llm.record(&times, &l, slo);
+            if let Some(b) = batch {
+                b.llm
+                    .get_or_insert_with(LlmAcc::compact)
+                    .record(&times, &l, slo);
+            }
+        }
+    }
+
+    fn finish(self) -> Scanned {
+        let llm = (self.is_llm || self.any_llm_row).then_some(self.llm);
+        let ops: BTreeMap<String, OpAcc> = self
+            .ops
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
+            .collect();
+        let mut total = OpAcc::default();
+        for acc in ops.values() {
+            total.merge(acc);
+        }
+        Scanned {
+            total,
+            ops,
+            llm,
+            lag: self.lag,
+            batches: self.batches,
+            buckets: self.buckets,
+            bucket_ns: self.bucket_ns,
+            warmup_requests: self.warmup_requests,
+        }
+    }
+}
+
+/// The measured window of a run, epoch ns: from the end of its warmup to its end. The end
+/// is only known for a finished run; an unfinished one ends at its last completion (an extra
+/// pass over its rows, which only an unfinished run needs).
+fn measured_window(conn: &Connection, run: &db::RunRow) -> Result<(i64, i64), DbError> {
+    let max_done: Option<i64> = if run.ended_ns.is_none() {
+        db::last_measured_done_ns(conn, &run.run_id)?
+    } else {
+        None
+    };
+    let start_ns = run.measure_start_ns.unwrap_or(run.started_ns);
+    let end_ns = run.ended_ns.or(max_done).unwrap_or(start_ns).max(start_ns);
+    Ok((start_ns, end_ns))
+}
+
+/// The achieved rate over the measured window, against the target (when one was set).
+fn rate_stats(target_rate: Option<f64>, requests: u64, window_s: f64) -> RateStats {
+    let achieved = ratio(requests as f64, window_s);
+    let target = target_rate.filter(|t| *t > 0.0);
+    RateStats {
+        target_rate_rps: target,
+        achieved_rate_rps: achieved,
+        achieved_ratio: target.map(|t| achieved / t),
+    }
+}
+
 fn analyze_run_inner(
     conn: &Connection,
     run_id: &str,
@@ -428,150 +630,40 @@ fn analyze_run_inner(
     let system = db::provenance(conn, run_id).map_err(sq)?;
     let is_llm = generates_text(&run, &recipe);
 
-    // The window end is only known for a finished run; otherwise use the last completion.
-    // Only an unfinished run needs the last completion (an extra pass over its rows).
-    let max_done: Option<i64> = if run.ended_ns.is_none() {
-        db::last_measured_done_ns(conn, run_id).map_err(sq)?
-    } else {
-        None
-    };
-    let start_ns = run.measure_start_ns.unwrap_or(run.started_ns);
-    let end_ns = run.ended_ns.or(max_done).unwrap_or(start_ns).max(start_ns);
+    let (start_ns, end_ns) = measured_window(conn, &run).map_err(sq)?;
     let window_ns = end_ns - start_ns;
     let window_s = window_ns as f64 / 1e9;
-    let bucket_ns: i64 = {
-        let secs = (window_ns as u64).div_ceil(1_000_000_000).max(1);
-        secs.div_ceil(MAX_TIME_POINTS).max(1) as i64 * 1_000_000_000
-    };
-    let n_buckets = ((window_ns + bucket_ns - 1) / bucket_ns).max(0) as usize;
-    let mut buckets: Vec<Bucket> = (0..n_buckets)
-        .map(|_| Bucket {
-            ok: 0,
-            errors: 0,
-            hist: None,
-            output_tokens: 0,
-        })
-        .collect();
-
-    let mut warmup_requests: u64 = 0;
-
-    let mut total = OpAcc::default();
-    let mut ops: Vec<(Vec<u8>, OpAcc)> = Vec::new();
-    let mut lag = Acc::new();
-    let mut llm = LlmAcc::default();
-    let mut any_llm_row = false;
-    let mut batches: Vec<BatchAcc> = (0..BATCHES).map(|_| BatchAcc::new(is_llm)).collect();
+    let mut scan = RequestScan::new(start_ns, end_ns, is_llm);
     // LLM columns are only decoded for LLM services.
-    db::scan_requests(conn, run_id, is_llm, |row| {
-        let Some(r) = row else {
-            warmup_requests += 1;
-            return;
-        };
-        let RequestView {
-            op,
-            scheduled_ns: scheduled,
-            done_ns: done,
-            ok,
-            output_tokens,
-            ..
-        } = *r;
-        let times = RequestTimes {
-            ok,
-            scheduled_ns: scheduled,
-            sent_ns: r.sent_ns,
-            done_ns: done,
-            bytes_sent: r.bytes_sent,
-            bytes_received: r.bytes_received,
-        };
-        let idx = match ops.iter().position(|(name, _)| name.as_slice() == op) {
-            Some(i) => i,
-            None => {
-                ops.push((op.to_vec(), OpAcc::default()));
-                ops.len() - 1
-            }
-        };
-        lag.record_ns(r.sent_ns - scheduled);
-        let in_window = done >= start_ns && done <= end_ns && window_ns > 0;
-        // Per operation only; the totals are the merge of the operations (below).
-        ops[idx].1.record(&times, r.error_class);
-        let mut batch = in_window.then(|| {
-            let b = (done - start_ns) as i128 * BATCHES as i128 / window_ns as i128;
-            &mut batches[(b as usize).min(BATCHES - 1)]
-        });
-        if let Some(b) = batch.as_mut() {
-            b.total.record(&times, r.error_class);
-        }
-        if in_window && n_buckets > 0 {
-            let b = &mut buckets[(((done - start_ns) / bucket_ns) as usize).min(n_buckets - 1)];
-            if ok {
-                b.ok += 1;
-                let h = b.hist.get_or_insert_with(|| {
-                    Histogram::new(2).expect("2 significant digits is valid")
-                });
-                let _ = h.record(((done - scheduled).max(0) / 1000) as u64);
-                b.output_tokens += output_tokens.unwrap_or(0).max(0) as u64;
-            } else {
-                b.errors += 1;
-            }
-        }
-
-        // LLM figures.
-        if output_tokens.is_some()
-            || r.input_tokens.is_some()
-            || r.first_byte_ns.is_some() && is_llm
-        {
-            any_llm_row = true;
-        }
-        if ok && (is_llm || output_tokens.is_some()) {
-            let l = LlmRow {
-                first_byte_ns: r.first_byte_ns,
-                input_tokens: r.input_tokens,
-                output_tokens,
-                tokens_from_server: r.tokens_from_server,
-                itl_us: r.itl_us,
-            };
-            llm.record(&times, &l, &slo);
-            if let Some(b) = batch {
-                b.llm
-                    .get_or_insert_with(LlmAcc::compact)
-                    .record(&times, &l, &slo);
-            }
-        }
+    db::scan_requests(conn, run_id, is_llm, |row| match row {
+        Some(r) => scan.record(r, &slo),
+        None => scan.warmup_requests += 1,
     })
     .map_err(sq)?;
-
-    let llm_acc = (is_llm || any_llm_row).then_some(llm);
-    let ops_map: BTreeMap<String, OpAcc> = ops
-        .into_iter()
-        .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
-        .collect();
-    for acc in ops_map.values() {
-        total.merge(acc);
-    }
+    let Scanned {
+        total,
+        ops: ops_map,
+        llm: llm_acc,
+        lag,
+        batches,
+        buckets,
+        bucket_ns,
+        warmup_requests,
+    } = scan.finish();
 
     let total_stats = total.finish("all", window_s);
     let operations: Vec<OpStats> = ops_map.iter().map(|(k, v)| v.finish(k, window_s)).collect();
     let llm_stats = llm_acc
         .as_ref()
         .map(|l| l.finish(window_s, total.requests, &slo));
-    let achieved = ratio(total.requests as f64, window_s);
-    let target = run.target_rate.filter(|t| *t > 0.0);
-    let rate = RateStats {
-        target_rate_rps: target,
-        achieved_rate_rps: achieved,
-        achieved_ratio: target.map(|t| achieved / t),
-    };
+    let rate = rate_stats(run.target_rate, total.requests, window_s);
     let schedule_lag_ms = lag.summary();
 
     // run_metrics and samples.
     let run_metrics: Vec<RunMetricValue> = db::run_metrics(conn, run_id)
         .map_err(sq)?
         .into_iter()
-        .map(|m| RunMetricValue {
-            name: m.name,
-            value: m.value,
-            unit: m.unit,
-        })
+        .map(RunMetricValue::from)
         .collect();
     let series = db::samples(conn, run_id).map_err(sq)?;
     let (samples, sample_series, energy) =
@@ -671,6 +763,43 @@ fn generates_text(run: &db::RunRow, recipe: &serde_json::Value) -> bool {
     run.service_kind.is_llm() && recipe["workload"]["kind"] != "tensor"
 }
 
+/// The gates of a run as they are added: every gate with its measured value and limit,
+/// and a reason for each one that failed.
+#[derive(Default)]
+struct Gates {
+    reasons: Vec<InvalidReason>,
+    gates: Vec<Gate>,
+}
+
+impl Gates {
+    /// One gate; `failure` is the reason it failed (`None`: passed).
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        code: ReasonCode,
+        name: &str,
+        measured: Option<f64>,
+        at_least: bool,
+        limit: f64,
+        unit: &str,
+        failure: Option<String>,
+    ) {
+        let passed = failure.is_none();
+        if let Some(message) = failure {
+            self.reasons.push(InvalidReason { code, message });
+        }
+        self.gates.push(Gate {
+            code,
+            gate: name.into(),
+            measured,
+            comparison: if at_least { ">=" } else { "<=" }.into(),
+            limit,
+            unit: unit.into(),
+            passed,
+        });
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn validity(
     run: &db::RunRow,
@@ -685,32 +814,45 @@ fn validity(
     run_metrics: &[RunMetricValue],
     last_done_ns: i64,
 ) -> (bool, Vec<InvalidReason>, Vec<Gate>) {
-    let metric = |name: &str| run_metrics.iter().find(|m| m.name == name).map(|m| m.value);
-    let mut reasons = Vec::new();
-    let mut gates = Vec::new();
+    let mut g = Gates::default();
     let partial = !matches!(run.status, RunStatus::Success | RunStatus::Failed);
-    let mut gate = |code: ReasonCode,
-                    name: &str,
-                    measured: Option<f64>,
-                    at_least: bool,
-                    limit: f64,
-                    unit: &str,
-                    failure: Option<String>| {
-        let passed = failure.is_none();
-        if let Some(message) = failure {
-            reasons.push(InvalidReason { code, message });
-        }
-        gates.push(Gate {
-            code,
-            gate: name.into(),
-            measured,
-            comparison: if at_least { ">=" } else { "<=" }.into(),
-            limit,
-            unit: unit.into(),
-            passed,
-        });
-    };
-    gate(
+    completion_gates(&mut g, run, partial, total.requests, last_done_ns);
+    measurement_gates(
+        &mut g,
+        run,
+        recipe,
+        policy,
+        total,
+        total_stats,
+        rate,
+        llm_stats,
+    );
+    // Open loop only (a closed loop has no schedule to fall behind). The engine tells
+    // connection-limited (every connection busy: the service did not keep up with this many
+    // connections) from generator-saturated (the runner's own CPU). The runner's generator lag
+    // excludes waits for a free max_in_flight slot; files written before it was recorded fall
+    // back to the schedule lag of the rows (an upper bound of it).
+    if run.arrival != "closed" {
+        generator_gates(
+            &mut g,
+            policy,
+            run_metrics,
+            schedule_lag_ms,
+            generator_lag_p99_ms,
+        );
+    }
+    (partial, g.reasons, g.gates)
+}
+
+/// The run ran to its end (not interrupted, not lost) and did not fail.
+fn completion_gates(
+    g: &mut Gates,
+    run: &db::RunRow,
+    partial: bool,
+    requests: u64,
+    last_done_ns: i64,
+) {
+    g.add(
         ReasonCode::PartialRun,
         "run completed (not interrupted)",
         Some(if partial { 0.0 } else { 1.0 }),
@@ -724,7 +866,7 @@ fn validity(
                 return format!(
                     "lost: the runner on {} never finished this run (its node or process lost, or still running); {} requests kept, recorded until {}",
                     if run.host.is_empty() { "?" } else { &run.host },
-                    total.requests,
+                    requests,
                     rfc3339(last_done_ns)
                 );
             }
@@ -739,7 +881,7 @@ fn validity(
         }),
     );
     let failed = run.status == RunStatus::Failed;
-    gate(
+    g.add(
         ReasonCode::FailedRun,
         "run did not fail",
         Some(if failed { 0.0 } else { 1.0 }),
@@ -759,7 +901,21 @@ fn validity(
             )
         }),
     );
-    gate(
+}
+
+/// Enough requests, the target rate reached, errors under the limit, text generated.
+#[allow(clippy::too_many_arguments)]
+fn measurement_gates(
+    g: &mut Gates,
+    run: &db::RunRow,
+    recipe: &serde_json::Value,
+    policy: &ValidityPolicy,
+    total: &OpAcc,
+    total_stats: &OpStats,
+    rate: &RateStats,
+    llm_stats: Option<&LlmStats>,
+) {
+    g.add(
         ReasonCode::TooFewRequests,
         "measured requests (enough for percentiles)",
         Some(total.requests as f64),
@@ -775,7 +931,7 @@ fn validity(
     );
     if let (Some(t), false) = (rate.target_rate_rps, run.arrival == "closed") {
         let achieved = rate.achieved_rate_rps;
-        gate(
+        g.add(
             ReasonCode::TargetRateNotReached,
             "achieved rate / target rate",
             Some(if t > 0.0 { achieved / t } else { 0.0 }),
@@ -793,7 +949,7 @@ fn validity(
     let max_err = recipe["load"]["max_error_rate"]
         .as_f64()
         .unwrap_or(policy.max_error_rate);
-    gate(
+    g.add(
         ReasonCode::ErrorRateAboveThreshold,
         "error rate",
         Some(total_stats.error_rate),
@@ -812,7 +968,7 @@ fn validity(
     );
     if let Some(l) = llm_stats {
         if generates_text(run, recipe) && total.ok > 0 {
-            gate(
+            g.add(
                 ReasonCode::ZeroOutputTokens,
                 "output tokens generated",
                 Some(l.output_tokens as f64),
@@ -828,53 +984,56 @@ fn validity(
             );
         }
     }
-    // Open loop only (a closed loop has no schedule to fall behind). The engine tells
-    // connection-limited (every connection busy: the service did not keep up with this many
-    // connections) from generator-saturated (the runner's own CPU). The runner's generator lag
-    // excludes waits for a free max_in_flight slot; files written before it was recorded fall
-    // back to the schedule lag of the rows (an upper bound of it).
-    if run.arrival != "closed" {
-        let connection_limited = metric("connection_limited") == Some(1.0);
-        gate(
-            ReasonCode::ConnectionLimited,
-            "connections sufficed (no request had to wait for a busy connection or went unsent)",
-            Some(if connection_limited { 1.0 } else { 0.0 }),
+}
+
+/// Open loop: the connections sufficed and the load generator kept its schedule.
+fn generator_gates(
+    g: &mut Gates,
+    policy: &ValidityPolicy,
+    run_metrics: &[RunMetricValue],
+    schedule_lag_ms: Option<&Summary>,
+    generator_lag_p99_ms: Option<f64>,
+) {
+    let metric = |name: &str| run_metrics.iter().find(|m| m.name == name).map(|m| m.value);
+    let connection_limited = metric("connection_limited") == Some(1.0);
+    g.add(
+        ReasonCode::ConnectionLimited,
+        "connections sufficed (no request had to wait for a busy connection or went unsent)",
+        Some(if connection_limited { 1.0 } else { 0.0 }),
+        false,
+        0.0,
+        "bool",
+        connection_limited.then(|| {
+            format!(
+                "connection-limited: all {} connections were busy; {} requests waited for one (p99 schedule lag {:.1} ms, in the corrected latency) and {} were never sent (raise connections_per_client, or the service cannot keep this rate)",
+                metric("connections").unwrap_or(0.0),
+                metric("requests_waited_for_connection").unwrap_or(0.0),
+                schedule_lag_ms.map(|l| l.p99).unwrap_or(0.0),
+                metric("requests_not_sent_connection_limited").unwrap_or(0.0),
+            )
+        }),
+    );
+    let not_sent_by_generator = metric("requests_not_sent").unwrap_or(0.0)
+        - metric("requests_not_sent_connection_limited").unwrap_or(0.0);
+    if let Some(lag) = generator_lag_p99_ms.or(schedule_lag_ms.map(|l| l.p99)) {
+        let limit = policy.max_generator_lag_p99_ms;
+        // The generator lag leaves out waits for a busy connection (those are the
+        // connection-limited gate's): the same rule as the runner's own flag.
+        let saturated = lag > limit || not_sent_by_generator > 0.0;
+        g.add(
+            ReasonCode::GeneratorSaturated,
+            "generator lag p99 (load generator kept its schedule)",
+            Some(lag),
             false,
-            0.0,
-            "bool",
-            connection_limited.then(|| {
+            limit,
+            "ms",
+            saturated.then(|| {
                 format!(
-                    "connection-limited: all {} connections were busy; {} requests waited for one (p99 schedule lag {:.1} ms, in the corrected latency) and {} were never sent (raise connections_per_client, or the service cannot keep this rate)",
-                    metric("connections").unwrap_or(0.0),
-                    metric("requests_waited_for_connection").unwrap_or(0.0),
-                    schedule_lag_ms.map(|l| l.p99).unwrap_or(0.0),
-                    metric("requests_not_sent_connection_limited").unwrap_or(0.0),
+                    "generator saturated: generator lag p99 {lag:.1} ms (limit {limit:.1} ms), {not_sent_by_generator} scheduled requests never sent (requests left later than scheduled because the load generator could not keep up: rate and latency reflect the runner, not the service)"
                 )
             }),
         );
-        let not_sent_by_generator = metric("requests_not_sent").unwrap_or(0.0)
-            - metric("requests_not_sent_connection_limited").unwrap_or(0.0);
-        if let Some(lag) = generator_lag_p99_ms.or(schedule_lag_ms.map(|l| l.p99)) {
-            let limit = policy.max_generator_lag_p99_ms;
-            // The generator lag leaves out waits for a busy connection (those are the
-            // connection-limited gate's): the same rule as the runner's own flag.
-            let saturated = lag > limit || not_sent_by_generator > 0.0;
-            gate(
-                ReasonCode::GeneratorSaturated,
-                "generator lag p99 (load generator kept its schedule)",
-                Some(lag),
-                false,
-                limit,
-                "ms",
-                saturated.then(|| {
-                    format!(
-                        "generator saturated: generator lag p99 {lag:.1} ms (limit {limit:.1} ms), {not_sent_by_generator} scheduled requests never sent (requests left later than scheduled because the load generator could not keep up: rate and latency reflect the runner, not the service)"
-                    )
-                }),
-            );
-        }
     }
-    (partial, reasons, gates)
 }
 
 /// The per-bucket time series of a run's measured window.

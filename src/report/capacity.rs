@@ -2,60 +2,12 @@
 //! answer with its cross-run interval, and the throughput–latency curve with the knee and the
 //! SLO lines.
 
+use super::model::rfc3339;
+pub use super::model::{CapacitySearchReport, CapacityStep, CrossRun};
 use super::svg::{esc, fmt_num, marked_line_chart, Axis, Mark, Series};
 use crate::capacity::{mean_interval, Phase};
 use crate::store::read::{self as db, Connection};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use std::fmt::Write;
-
-/// A mean over repeated runs and its 95 % Student-t half-width (`None` with one run).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct CrossRun {
-    pub mean: f64,
-    pub ci95_half_width: Option<f64>,
-    pub runs: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct CapacityStep {
-    pub step: u32,
-    pub run_id: String,
-    /// `ramp`, `bisect`, `confirm`.
-    pub phase: String,
-    pub target_rate_per_s: f64,
-    pub achieved_rate_per_s: Option<f64>,
-    pub latency_p99_ms: Option<f64>,
-    pub ttft_p99_ms: Option<f64>,
-    pub error_rate: Option<f64>,
-    pub passed: bool,
-    /// Why the step broke its SLOs.
-    pub reason: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct CapacitySearchReport {
-    pub search_id: String,
-    pub service: String,
-    /// The recipe's `capacity_search` (bounds, steps, SLOs) as recorded.
-    pub spec: serde_json::Value,
-    /// `found`, `none_sustainable`, `stopped`, or `running`.
-    pub outcome: String,
-    /// Highest total rate that held every SLO (the knee).
-    pub sustainable_rate_per_s: Option<f64>,
-    /// Lowest failing total rate above it (`None`: `max_rate` held).
-    pub first_failing_rate_per_s: Option<f64>,
-    /// Achieved throughput of the runs at the sustainable rate, across runs.
-    pub throughput_at_knee_per_s: Option<CrossRun>,
-    /// p99 latency of the runs at the sustainable rate, across runs.
-    pub latency_p99_at_knee_ms: Option<CrossRun>,
-    /// Every run at the sustainable rate held the SLOs (a failing repeat: not monotone/noisy).
-    pub knee_repeats_all_passed: bool,
-    pub started_at: String,
-    /// Wall-clock length of the search, seconds.
-    pub elapsed_s: Option<f64>,
-    pub steps: Vec<CapacityStep>,
-}
 
 /// The capacity searches recorded in one campaign file.
 pub fn read_searches(
@@ -109,7 +61,7 @@ pub fn read_searches(
                 at_knee.iter().filter_map(|x| x.latency_p99_ms).collect(),
             ),
             knee_repeats_all_passed: !at_knee.is_empty() && at_knee.iter().all(|x| x.passed),
-            started_at: super::analysis::rfc3339(s.started_ns),
+            started_at: rfc3339(s.started_ns),
             elapsed_s: s.ended_ns.map(|e| (e - s.started_ns) as f64 / 1e9),
             steps,
         });

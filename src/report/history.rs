@@ -159,7 +159,7 @@ pub fn history(
                 points.push(HistoryPoint {
                     campaign: a.campaign.clone(),
                     source: src.clone(),
-                    started_at: super::analysis::rfc3339(start(a)),
+                    started_at: super::model::rfc3339(start(a)),
                     started_ns: start(a),
                     value,
                     ci95_low: ci.map(|(m, h)| m - h),

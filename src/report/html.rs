@@ -1,191 +1,186 @@
 //! One self-contained HTML file: inline CSS and SVG, no script, no external resource.
 
-use super::analysis::{OpStats, RunAnalysis, ServiceAggregate, Summary, TokenSource};
+use super::analysis::{RunAnalysis, ServiceAggregate, Summary, TokenSource};
 use super::document::ReportDocument;
 use super::integrity;
 use super::svg::{self, bar_chart, esc, fmt_num, histogram_chart, line_chart, Axis, Series};
-use std::fmt::Write;
+use minijinja::{Environment, Value};
+use serde::Serialize;
+use std::sync::OnceLock;
 
 const CSS: &str = include_str!("report.css");
 
-fn f(v: f64) -> String {
-    fmt_num(v)
+/// The report's templates (`templates/report/`), embedded in the binary.
+const TEMPLATES: [(&str, &str); 3] = [
+    (
+        "report.html.j2",
+        include_str!("../../templates/report/report.html.j2"),
+    ),
+    (
+        "run.html.j2",
+        include_str!("../../templates/report/run.html.j2"),
+    ),
+    (
+        "macros.html.j2",
+        include_str!("../../templates/report/macros.html.j2"),
+    ),
+];
+
+/// A template file as minijinja reads it: each line without its indentation and line break
+/// (the files are indented for reading; the page has no whitespace between its tags).
+fn compact(source: &str) -> String {
+    source.lines().map(str::trim_start).collect()
+}
+
+/// The template environment, built once: no automatic escaping (text goes through `esc`,
+/// the same escaping the SVG charts use), the report's number filters.
+fn environment() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        for (name, source) in TEMPLATES {
+            env.add_template_owned(name, compact(source))
+                .unwrap_or_else(|e| panic!("built-in template {name}: {e:#}"));
+        }
+        env.add_filter("esc", |s: &str| esc(s));
+        env.add_filter("num", fmt_num);
+        env.add_filter("pct", pct);
+        env.add_filter("opt", |v: Option<f64>| opt(v));
+        env.add_filter("opt_text", |v: Option<String>| {
+            v.unwrap_or_else(|| "–".into())
+        });
+        env
+    })
 }
 
 fn opt(v: Option<f64>) -> String {
-    v.map(f).unwrap_or_else(|| "–".into())
+    v.map(fmt_num).unwrap_or_else(|| "–".into())
 }
 
-fn sum_cells(s: Option<&Summary>) -> String {
-    match s {
-        Some(s) => format!(
-            "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ± {}</td>",
-            f(s.p50),
-            f(s.p90),
-            f(s.p95),
-            f(s.p99),
-            f(s.p999),
-            f(s.max),
-            f(s.mean),
-            f(s.mean_ci95_high - s.mean)
-        ),
-        None => "<td colspan=\"7\">no successful requests</td>".into(),
-    }
+fn pct(v: f64) -> String {
+    format!("{}%", fmt_num(v * 100.0))
 }
 
-const SUM_HEAD: &str =
-    "<th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th><th>mean ± 95% CI</th>";
+/// What the templates get beside the analysis itself.
+#[derive(Serialize)]
+struct Page<'a> {
+    a: &'a super::analysis::CampaignAnalysis,
+    p: &'a super::document::ReportProvenance,
+    schema_version: u32,
+    marker: &'static str,
+    placeholder: &'static str,
+    css: &'static str,
+    capacity: String,
+    service_charts: String,
+    sweep_charts: String,
+    runs: Vec<RunPage<'a>>,
+}
+
+#[derive(Serialize)]
+struct RunPage<'a> {
+    r: &'a RunAnalysis,
+    v: RunView,
+}
+
+/// One run's figures that the template shows as prepared text or markup.
+#[derive(Serialize)]
+struct RunView {
+    gates: Vec<GateView>,
+    provenance: String,
+    charts: String,
+    token_source: &'static str,
+    llm_charts: String,
+    telemetry_charts: String,
+    samples: Vec<SampleView>,
+    /// The resolved recipe, pretty JSON.
+    recipe: String,
+}
+
+#[derive(Serialize)]
+struct GateView {
+    passed: bool,
+    gate: String,
+    measured: String,
+    limit: String,
+}
+
+/// A telemetry sample's figures, bytes in binary units (MiB, GiB) as in the charts.
+#[derive(Serialize)]
+struct SampleView {
+    name: String,
+    count: u64,
+    min: String,
+    mean: String,
+    max: String,
+    last: String,
+}
 
 pub fn to_html(d: &ReportDocument) -> String {
     let a = &d.analysis;
-    let p = &d.provenance;
-    let mut h = String::new();
-    let _ = write!(
-        h,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta name=\"factorybench-{}\" content=\"{}\">\
-         <meta name=\"factorybench-schema-version\" content=\"{}\">\
-         <title>factorybench report: {}</title><style>{CSS}</style></head><body>\n",
-        integrity::MARKER,
-        integrity::PLACEHOLDER,
-        d.schema_version,
-        esc(&a.campaign)
-    );
-    // Banner.
-    if !a.valid {
-        let _ = write!(
-            h,
-            "<div class=\"banner invalid\" id=\"verdict\"><strong>INVALID</strong>{}<ul>",
-            if a.partial {
-                " · <strong>PARTIAL</strong>"
-            } else {
-                ""
-            }
-        );
-        for r in &a.runs {
-            for x in &r.invalid_reasons {
-                let _ = write!(
-                    h,
-                    "<li>{} ({}): {}</li>",
-                    esc(&r.service),
-                    esc(&r.run_id),
-                    esc(&x.message)
-                );
-            }
-        }
-        if a.runs.is_empty() {
-            h.push_str("<li>no runs recorded</li>");
-        }
-        h.push_str("</ul></div>\n");
-    } else {
-        h.push_str("<div class=\"banner valid\" id=\"verdict\"><strong>VALID</strong>: every run passed its validity gates.</div>\n");
-    }
-    let _ = writeln!(h, "<h1>{}</h1>", esc(&a.campaign));
-
-    // Provenance.
-    h.push_str("<h2>Provenance</h2><table class=\"kv\">");
-    let mut kv = |k: &str, v: String| {
-        let _ = write!(h, "<tr><th>{}</th><td>{}</td></tr>", esc(k), v);
+    let page = Page {
+        a,
+        p: &d.provenance,
+        schema_version: d.schema_version,
+        marker: integrity::MARKER,
+        placeholder: integrity::PLACEHOLDER,
+        css: CSS,
+        capacity: super::capacity::html_section(&a.capacity),
+        service_charts: service_charts(&a.services),
+        sweep_charts: sweep_charts(&a.services),
+        runs: a
+            .runs
+            .iter()
+            .map(|r| RunPage { r, v: run_view(r) })
+            .collect(),
     };
-    kv("tool", format!("{} {}", esc(&p.tool), esc(&p.tool_version)));
-    kv(
-        "git commit",
-        esc(p.git_commit.as_deref().unwrap_or("unknown")),
-    );
-    kv(
-        "generated",
-        format!("{} on {}", esc(&p.generated_at), esc(&p.generated_on_host)),
-    );
-    kv("campaign path", esc(&p.campaign_path));
-    if let Some(r) = &p.campaign_recipe {
-        kv(
-            "recipe",
-            format!("{} <code>sha256 {}</code>", esc(&r.path), esc(&r.sha256)),
-        );
-    }
-    kv(
-        "period",
-        format!(
-            "{} → {}",
-            esc(p.started_at.as_deref().unwrap_or("–")),
-            esc(p.ended_at.as_deref().unwrap_or("–"))
-        ),
-    );
-    kv("SLURM job ids", esc(&p.slurm_job_ids.join(", ")));
-    kv("hosts", esc(&p.hosts.join(", ")));
-    kv("sources", esc(&a.sources.join(", ")));
-    kv(
-        "report sha256",
-        format!(
-            "<code>{}</code> (check with <code>factorybench verify</code>)",
-            integrity::PLACEHOLDER
-        ),
-    );
-    h.push_str("</table>\n");
+    let html = environment()
+        .get_template("report.html.j2")
+        .and_then(|t| t.render(Value::from_serialize(&page)))
+        .unwrap_or_else(|e| panic!("HTML report template: {e:#}"));
+    integrity::seal(html)
+}
 
-    h.push_str(&super::capacity::html_section(&a.capacity));
-    // Service summary.
-    h.push_str("<h2>Services</h2><table><tr><th>service</th><th>kind</th><th>sweep</th><th>runs</th><th>valid</th><th>requests</th><th>errors</th><th>ops/s</th><th>MB/s</th><th>p50 ms</th><th>p99 ms</th><th>TTFT p99 ms</th><th>TPOT p99 ms</th><th>output tok/s</th><th>goodput</th></tr>");
-    for s in &a.services {
-        service_row(&mut h, s);
+/// With two or more services: their latency and throughput side by side.
+fn service_charts(services: &[ServiceAggregate]) -> String {
+    if services.len() < 2 {
+        return String::new();
     }
-    h.push_str("</table>\n");
-    if a.services.len() > 1 {
-        let cats: Vec<String> = a.services.iter().map(service_label).collect();
-        let p50: Vec<f64> = a
-            .services
+    let cats: Vec<String> = services.iter().map(service_label).collect();
+    let corrected = |q: fn(&Summary) -> f64| -> Vec<f64> {
+        services
             .iter()
-            .map(|s| {
-                s.total
-                    .latency_corrected_ms
-                    .as_ref()
-                    .map(|x| x.p50)
-                    .unwrap_or(0.0)
-            })
-            .collect();
-        let p99: Vec<f64> = a
-            .services
-            .iter()
-            .map(|s| {
-                s.total
-                    .latency_corrected_ms
-                    .as_ref()
-                    .map(|x| x.p99)
-                    .unwrap_or(0.0)
-            })
-            .collect();
-        h.push_str("<div class=\"charts\">");
-        h.push_str(&bar_chart(
-            "Corrected latency by service",
-            Axis::lin("latency (ms)"),
-            &cats,
-            &[("p50".into(), p50), ("p99".into(), p99)],
-        ));
-        let tput: Vec<f64> = a
-            .services
-            .iter()
-            .map(|s| s.total.throughput_ops_per_s)
-            .collect();
-        h.push_str(&bar_chart(
-            "Throughput by service",
-            Axis::lin("successful requests/s"),
-            &cats,
-            &[("ops/s".into(), tput)],
-        ));
-        h.push_str("</div>");
-    }
-    sweep_charts(&mut h, &a.services);
-
-    for r in &a.runs {
-        run_section(&mut h, r);
-    }
-    h.push_str("<footer>Figures are computed from the recorded requests; latency is over successful requests; corrected = done − scheduled, uncorrected = done − sent; percentiles are nearest-rank from HDR histograms (3 significant digits).</footer>\n</body></html>\n");
-    integrity::seal(h)
+            .map(|s| s.total.latency_corrected_ms.as_ref().map(q).unwrap_or(0.0))
+            .collect()
+    };
+    let tput: Vec<f64> = services
+        .iter()
+        .map(|s| s.total.throughput_ops_per_s)
+        .collect();
+    let mut h = String::from("<div class=\"charts\">");
+    h.push_str(&bar_chart(
+        "Corrected latency by service",
+        Axis::lin("latency (ms)"),
+        &cats,
+        &[
+            ("p50".into(), corrected(|x| x.p50)),
+            ("p99".into(), corrected(|x| x.p99)),
+        ],
+    ));
+    h.push_str(&bar_chart(
+        "Throughput by service",
+        Axis::lin("successful requests/s"),
+        &cats,
+        &[("ops/s".into(), tput)],
+    ));
+    h.push_str("</div>");
+    h
 }
 
 /// For a service measured at two or more sweep points: the latency/throughput curve.
-fn sweep_charts(h: &mut String, services: &[ServiceAggregate]) {
+fn sweep_charts(services: &[ServiceAggregate]) -> String {
+    let mut h = String::new();
     let mut names: Vec<&str> = services
         .iter()
         .filter(|s| s.sweep_value.is_some())
@@ -233,6 +228,7 @@ fn sweep_charts(h: &mut String, services: &[ServiceAggregate]) {
     if any {
         h.push_str("</div>");
     }
+    h
 }
 
 fn service_label(s: &ServiceAggregate) -> String {
@@ -241,239 +237,42 @@ fn service_label(s: &ServiceAggregate) -> String {
         None => s.service.clone(),
     }
 }
-fn service_row(h: &mut String, s: &ServiceAggregate) {
-    let l = s.llm.as_ref();
-    let _ = write!(
-        h,
-        "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({})</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        if s.valid { "" } else { "bad" },
-        esc(&s.service),
-        esc(&s.service_kind),
-        esc(&match (&s.sweep_param, &s.sweep_value) {
-            (Some(p), Some(v)) => format!("{p}={v}"),
-            _ => "–".into(),
-        }),
-        s.run_ids.len(),
-        if s.valid { "yes" } else if s.partial { "PARTIAL" } else { "INVALID" },
-        s.total.requests,
-        s.total.errors,
-        pct(s.total.error_rate),
-        f(s.total.throughput_ops_per_s),
-        f(s.total.throughput_mb_per_s),
-        opt(s.total.latency_corrected_ms.as_ref().map(|x| x.p50)),
-        opt(s.total.latency_corrected_ms.as_ref().map(|x| x.p99)),
-        opt(l.and_then(|l| l.ttft_ms.as_ref()).map(|x| x.p99)),
-        opt(l.and_then(|l| l.tpot_ms.as_ref()).map(|x| x.p99)),
-        opt(l.map(|l| l.output_tokens_per_s)),
-        l.and_then(|l| l.goodput.as_ref())
-            .map(|g| pct(g.goodput_ratio))
-            .unwrap_or_else(|| "–".into()),
-    );
-}
 
-fn pct(v: f64) -> String {
-    format!("{}%", fmt_num(v * 100.0))
-}
-
-fn op_rows(h: &mut String, ops: &[&OpStats], corrected: bool) {
-    for o in ops {
-        let s = if corrected {
-            o.latency_corrected_ms.as_ref()
-        } else {
-            o.latency_uncorrected_ms.as_ref()
-        };
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}</tr>",
-            esc(&o.op),
-            o.requests,
-            o.errors,
-            f(o.throughput_ops_per_s),
-            f(o.throughput_mb_per_s),
-            sum_cells(s)
-        );
+/// What the run template shows as prepared text or markup.
+fn run_view(r: &RunAnalysis) -> RunView {
+    RunView {
+        gates: r
+            .gates
+            .iter()
+            .map(|g| {
+                let (measured, limit) = g.describe();
+                GateView {
+                    passed: g.passed,
+                    gate: g.gate.clone(),
+                    measured,
+                    limit,
+                }
+            })
+            .collect(),
+        provenance: super::provenance::html_block(r),
+        charts: run_charts(r),
+        token_source: match r.llm.as_ref().map(|l| l.tokens_source) {
+            Some(TokenSource::Server) => "server-reported counts",
+            Some(TokenSource::Client) => "counted by the client",
+            Some(TokenSource::Mixed) => "partly server-reported, partly counted",
+            Some(TokenSource::None) | None => "no token counts",
+        },
+        llm_charts: llm_charts(r),
+        telemetry_charts: telemetry_charts(r),
+        samples: r.samples.iter().map(sample_view).collect(),
+        recipe: serde_json::to_string_pretty(&r.recipe).unwrap_or_default(),
     }
 }
 
-fn run_section(h: &mut String, r: &RunAnalysis) {
-    let _ = write!(
-        h,
-        "<section class=\"run\" id=\"run-{id}\"><h2>{svc} <small>{kind} · run {id}{sweep}</small></h2>",
-        id = esc(&r.run_id),
-        svc = esc(&r.service),
-        kind = esc(&r.service_kind),
-        sweep = match (&r.sweep_param, &r.sweep_value) {
-            (Some(p), Some(v)) => format!(" · {}={}", esc(p), esc(v)),
-            _ => String::new(),
-        }
-    );
-    if !r.valid {
-        let _ = write!(
-            h,
-            "<div class=\"banner invalid small\"><strong>INVALID{}</strong><ul>",
-            if r.partial { " · PARTIAL" } else { "" }
-        );
-        for x in &r.invalid_reasons {
-            let _ = write!(h, "<li>{}</li>", esc(&x.message));
-        }
-        h.push_str("</ul></div>");
-    }
-    if !r.gates.is_empty() {
-        h.push_str("<table class=\"gates\"><tr><th>validity gate</th><th>measured</th><th>limit</th><th>result</th></tr>");
-        for g in &r.gates {
-            let (m, l) = g.describe();
-            let _ = write!(
-                h,
-                "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                if g.passed { "pass" } else { "fail" },
-                esc(&g.gate),
-                esc(&m),
-                esc(&l),
-                if g.passed { "pass" } else { "FAIL" }
-            );
-        }
-        h.push_str("</table>");
-    }
-    h.push_str("<table class=\"kv\">");
-    let rows: Vec<(&str, String)> = vec![
-        (
-            "status",
-            format!(
-                "{}{}",
-                esc(&r.status),
-                r.stop_reason
-                    .as_deref()
-                    .map(|s| format!(" ({})", esc(s)))
-                    .unwrap_or_default()
-            ),
-        ),
-        (
-            "host / SLURM job",
-            format!(
-                "{} / {}",
-                esc(&r.provenance.host),
-                esc(&r
-                    .provenance
-                    .slurm_job_id
-                    .clone()
-                    .map(|j| match r.provenance.slurm_array_task {
-                        Some(t) => format!("{j}_{t}"),
-                        None => j,
-                    })
-                    .unwrap_or_else(|| "–".into()))
-            ),
-        ),
-        (
-            "period",
-            format!(
-                "{} → {} (measured {} s, warmup {} s, {} warmup requests excluded)",
-                esc(&r.started_at),
-                esc(&r.ended_at),
-                f(r.measured_duration_s),
-                f(r.warmup_s),
-                r.warmup_requests
-            ),
-        ),
-        (
-            "load",
-            format!(
-                "{} arrival, {} clients, target {} req/s, achieved {} req/s{}",
-                esc(&r.arrival),
-                r.clients,
-                opt(r.rate.target_rate_rps),
-                f(r.rate.achieved_rate_rps),
-                r.rate
-                    .achieved_ratio
-                    .map(|x| format!(" ({})", pct(x)))
-                    .unwrap_or_default()
-            ),
-        ),
-        (
-            "requests",
-            format!(
-                "{} ({} ok, {} errors = {})",
-                r.total.requests,
-                r.total.ok,
-                r.total.errors,
-                pct(r.total.error_rate)
-            ),
-        ),
-        (
-            "errors by class",
-            if r.total.errors_by_class.is_empty() {
-                "none".into()
-            } else {
-                r.total
-                    .errors_by_class
-                    .iter()
-                    .map(|(k, v)| format!("{} {}", esc(k), v))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-        ),
-        (
-            "throughput",
-            format!(
-                "{} ops/s, {} MB/s",
-                f(r.total.throughput_ops_per_s),
-                f(r.total.throughput_mb_per_s)
-            ),
-        ),
-        (
-            "schedule lag",
-            r.schedule_lag_ms
-                .as_ref()
-                .map(|s| {
-                    format!(
-                        "p50 {} ms, p99 {} ms, max {} ms",
-                        f(s.p50),
-                        f(s.p99),
-                        f(s.max)
-                    )
-                })
-                .unwrap_or_else(|| "–".into()),
-        ),
-        (
-            "runner CPU",
-            format!(
-                "user {} s, system {} s",
-                opt(r.cpu_user_s),
-                opt(r.cpu_system_s)
-            ),
-        ),
-        (
-            "recipe sha256",
-            format!("<code>{}</code>", esc(&r.provenance.recipe_sha256)),
-        ),
-        (
-            "runner version",
-            format!(
-                "{} {}",
-                esc(&r.provenance.tool_version),
-                esc(r.provenance.git_commit.as_deref().unwrap_or(""))
-            ),
-        ),
-    ];
-    for (k, v) in rows {
-        let _ = write!(h, "<tr><th>{k}</th><td>{v}</td></tr>");
-    }
-    h.push_str("</table>");
-    h.push_str(&super::provenance::html_block(r));
-
-    let ops: Vec<&OpStats> = std::iter::once(&r.total)
-        .chain(r.operations.iter())
-        .collect();
-    for (corrected, title) in [
-        (true, "Latency corrected (done − scheduled), ms"),
-        (false, "Latency uncorrected (done − sent), ms"),
-    ] {
-        let _ = write!(h, "<h3>{title}</h3><table><tr><th>op</th><th>requests</th><th>errors</th><th>ops/s</th><th>MB/s</th>{SUM_HEAD}</tr>");
-        op_rows(h, &ops, corrected);
-        h.push_str("</table>");
-    }
-
-    h.push_str("<div class=\"charts\">");
+/// Throughput, latency over time, the latency CDF and histogram, and per operation.
+fn run_charts(r: &RunAnalysis) -> String {
     let ts = &r.timeseries;
+    let mut h = String::new();
     h.push_str(&line_chart(
         "Throughput over time",
         Axis::time(r.measured_duration_s),
@@ -564,183 +363,119 @@ fn run_section(h: &mut String, r: &RunAnalysis) {
             )],
         ));
     }
-    h.push_str("</div>");
+    h
+}
 
-    if let Some(l) = &r.llm {
-        h.push_str("<h3>LLM</h3><table><tr><th>metric (ms)</th>");
-        h.push_str(SUM_HEAD);
-        h.push_str("</tr>");
-        for (name, s) in [
-            ("TTFT (from send)", l.ttft_ms.as_ref()),
-            ("TTFT (from scheduled)", l.ttft_from_scheduled_ms.as_ref()),
-            ("ITL", l.itl_ms.as_ref()),
-            ("TPOT", l.tpot_ms.as_ref()),
-            ("E2EL", l.e2el_ms.as_ref()),
-        ] {
-            let _ = write!(h, "<tr><td>{name}</td>{}</tr>", sum_cells(s));
-        }
-        h.push_str("</table><table class=\"kv\">");
-        let _ = write!(
-            h,
-            "<tr><th>tokens</th><td>{} input, {} output ({}); {} successful requests with zero output</td></tr>\
-             <tr><th>token throughput</th><td>{} output tokens/s, {} total tokens/s; per request p50 {} output tokens/s</td></tr>",
-            l.input_tokens,
-            l.output_tokens,
-            match l.tokens_source {
-                TokenSource::Server => "server-reported counts",
-                TokenSource::Client => "counted by the client",
-                TokenSource::Mixed => "partly server-reported, partly counted",
-                TokenSource::None => "no token counts",
-            },
-            l.zero_output_requests,
-            f(l.output_tokens_per_s),
-            f(l.total_tokens_per_s),
-            opt(l.request_output_tokens_per_s.as_ref().map(|s| s.p50)),
-        );
-        if let Some(g) = &l.goodput {
-            let _ = write!(
-                h,
-                "<tr><th>goodput</th><td>{} of requests ({} good, {} req/s) meet TTFT ≤ {} ms, TPOT ≤ {} ms, E2EL ≤ {} ms</td></tr>",
-                pct(g.goodput_ratio),
-                g.good_requests,
-                f(g.goodput_rps),
-                opt(g.slo_ttft_ms),
-                opt(g.slo_tpot_ms),
-                opt(g.slo_e2el_ms)
-            );
-        }
-        h.push_str("</table><div class=\"charts\">");
-        h.push_str(&histogram_chart(
-            "TTFT distribution",
-            "time to first token (ms), log scale",
-            &l.ttft_histogram_ms
-                .iter()
-                .map(|b| (b.upper, b.count))
-                .collect::<Vec<_>>(),
-        ));
-        h.push_str(&histogram_chart(
-            "Per-request output token rate",
-            "output tokens/s, log scale",
-            &l.request_output_tokens_per_s_histogram
-                .iter()
-                .map(|b| (b.upper, b.count))
-                .collect::<Vec<_>>(),
-        ));
-        h.push_str(&line_chart(
-            "Output tokens/s over time",
-            Axis::time(r.measured_duration_s),
-            Axis::lin("output tokens/s"),
-            &[Series {
-                name: "output tokens/s".into(),
-                points: ts.iter().map(|p| (p.t_s, p.output_tokens_per_s)).collect(),
-            }],
-        ));
-        h.push_str("</div>");
-    }
-
-    if !r.sample_series.is_empty() {
-        h.push_str("<h3>Telemetry</h3><div class=\"charts\">");
-        // One chart per unit family (gpu*_util_percent together, *_power_watts together, ...).
-        let mut families: Vec<(String, Vec<&svg_series::S>)> = Vec::new();
-        let all: Vec<svg_series::S> = r
-            .sample_series
+/// The LLM charts: TTFT and per-request token rate distributions, output tokens over time.
+fn llm_charts(r: &RunAnalysis) -> String {
+    let Some(l) = &r.llm else {
+        return String::new();
+    };
+    let ts = &r.timeseries;
+    let mut h = String::new();
+    h.push_str(&histogram_chart(
+        "TTFT distribution",
+        "time to first token (ms), log scale",
+        &l.ttft_histogram_ms
             .iter()
-            .map(|s| svg_series::S {
+            .map(|b| (b.upper, b.count))
+            .collect::<Vec<_>>(),
+    ));
+    h.push_str(&histogram_chart(
+        "Per-request output token rate",
+        "output tokens/s, log scale",
+        &l.request_output_tokens_per_s_histogram
+            .iter()
+            .map(|b| (b.upper, b.count))
+            .collect::<Vec<_>>(),
+    ));
+    h.push_str(&line_chart(
+        "Output tokens/s over time",
+        Axis::time(r.measured_duration_s),
+        Axis::lin("output tokens/s"),
+        &[Series {
+            name: "output tokens/s".into(),
+            points: ts.iter().map(|p| (p.t_s, p.output_tokens_per_s)).collect(),
+        }],
+    ));
+    h
+}
+
+/// One chart per unit family of the telemetry series (gpu*_util_percent together, ...).
+fn telemetry_charts(r: &RunAnalysis) -> String {
+    let mut h = String::new();
+    // One chart per unit family (gpu*_util_percent together, *_power_watts together, ...).
+    let mut families: Vec<(String, Vec<&svg_series::S>)> = Vec::new();
+    let all: Vec<svg_series::S> = r
+        .sample_series
+        .iter()
+        .map(|s| svg_series::S {
+            name: s.name.clone(),
+            pts: s.points.iter().map(|p| (p.t_s, p.value)).collect(),
+        })
+        .collect();
+    for s in &all {
+        let fam = svg_series::family(&s.name);
+        match families.iter_mut().find(|(k, _)| *k == fam) {
+            Some((_, v)) => v.push(s),
+            None => families.push((fam, vec![s])),
+        }
+    }
+    for (fam, ss) in families {
+        // Byte series (memory, filesystem) in binary units, not raw byte counts.
+        let per_s = fam.ends_with("_bytes_per_s");
+        let (div, unit) = if fam.ends_with("_bytes") || per_s {
+            let max = ss
+                .iter()
+                .flat_map(|s| s.pts.iter().map(|p| p.1.abs()))
+                .fold(0.0, f64::max);
+            svg::byte_unit(max)
+        } else {
+            (1.0, "")
+        };
+        let series: Vec<Series> = ss
+            .iter()
+            .map(|s| Series {
                 name: s.name.clone(),
-                pts: s.points.iter().map(|p| (p.t_s, p.value)).collect(),
+                points: s.pts.iter().map(|&(t, v)| (t, v / div)).collect(),
             })
             .collect();
-        for s in &all {
-            let fam = svg_series::family(&s.name);
-            match families.iter_mut().find(|(k, _)| *k == fam) {
-                Some((_, v)) => v.push(s),
-                None => families.push((fam, vec![s])),
-            }
-        }
-        for (fam, ss) in families {
-            // Byte series (memory, filesystem) in binary units, not raw byte counts.
-            let per_s = fam.ends_with("_bytes_per_s");
-            let (div, unit) = if fam.ends_with("_bytes") || per_s {
-                let max = ss
-                    .iter()
-                    .flat_map(|s| s.pts.iter().map(|p| p.1.abs()))
-                    .fold(0.0, f64::max);
-                svg::byte_unit(max)
-            } else {
-                (1.0, "")
-            };
-            let series: Vec<Series> = ss
-                .iter()
-                .map(|s| Series {
-                    name: s.name.clone(),
-                    points: s.pts.iter().map(|&(t, v)| (t, v / div)).collect(),
-                })
-                .collect();
-            let y_label = if unit.is_empty() {
-                fam.clone()
-            } else if per_s {
-                format!("{} ({unit}/s)", fam.trim_end_matches("_bytes_per_s"))
-            } else {
-                format!("{} ({unit})", fam.trim_end_matches("_bytes"))
-            };
-            h.push_str(&line_chart(
-                &format!("Telemetry: {fam}"),
-                Axis::time(r.measured_duration_s),
-                Axis::lin(&y_label),
-                &series,
-            ));
-        }
-        h.push_str("</div><table><tr><th>sample</th><th>count</th><th>min</th><th>mean</th><th>max</th><th>last</th></tr>");
-        for s in &r.samples {
-            // Bytes in binary units (MiB, GiB), as in the charts.
-            let bytes = s.name.ends_with("_bytes") || s.name.ends_with("_bytes_per_s");
-            let (div, unit) = svg::byte_unit(s.max.abs().max(s.min.abs()));
-            let g = |v: f64| {
-                if bytes {
-                    format!("{} {unit}", fmt_num(v / div))
-                } else {
-                    f(v)
-                }
-            };
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&s.name),
-                s.count,
-                g(s.min),
-                g(s.mean),
-                g(s.max),
-                g(s.last)
-            );
-        }
-        h.push_str("</table>");
+        let y_label = if unit.is_empty() {
+            fam.clone()
+        } else if per_s {
+            format!("{} ({unit}/s)", fam.trim_end_matches("_bytes_per_s"))
+        } else {
+            format!("{} ({unit})", fam.trim_end_matches("_bytes"))
+        };
+        h.push_str(&line_chart(
+            &format!("Telemetry: {fam}"),
+            Axis::time(r.measured_duration_s),
+            Axis::lin(&y_label),
+            &series,
+        ));
     }
-    if let Some(e) = &r.energy {
-        let _ = write!(
-            h,
-            "<p>Energy over the measured window: {} J ({} J per request{}).</p>",
-            f(e.total_energy_j),
-            opt(e.energy_per_request_j),
-            e.energy_per_output_token_j
-                .map(|x| format!(", {} J per output token", f(x)))
-                .unwrap_or_default()
-        );
-    }
-    if !r.run_metrics.is_empty() {
-        h.push_str("<h3>Run metrics</h3><table><tr><th>name</th><th>value</th><th>unit</th></tr>");
-        for m in &r.run_metrics {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&m.name),
-                f(m.value),
-                esc(&m.unit)
-            );
+    h
+}
+
+fn sample_view(s: &super::model::SampleSummary) -> SampleView {
+    // Bytes in binary units (MiB, GiB), as in the charts.
+    let bytes = s.name.ends_with("_bytes") || s.name.ends_with("_bytes_per_s");
+    let (div, unit) = svg::byte_unit(s.max.abs().max(s.min.abs()));
+    let g = |v: f64| {
+        if bytes {
+            format!("{} {unit}", fmt_num(v / div))
+        } else {
+            fmt_num(v)
         }
-        h.push_str("</table>");
+    };
+    SampleView {
+        name: s.name.clone(),
+        count: s.count,
+        min: g(s.min),
+        mean: g(s.mean),
+        max: g(s.max),
+        last: g(s.last),
     }
-    let recipe = serde_json::to_string_pretty(&r.recipe).unwrap_or_default();
-    let _ = writeln!(h, "<details><summary>Resolved recipe (secrets redacted)</summary><pre>{}</pre></details></section>", esc(&recipe));
 }
 
 mod svg_series {

@@ -137,6 +137,16 @@ pub struct RunMetricValue {
     pub unit: String,
 }
 
+impl From<crate::model::RunMetric> for RunMetricValue {
+    fn from(m: crate::model::RunMetric) -> Self {
+        RunMetricValue {
+            name: m.name,
+            value: m.value,
+            unit: m.unit,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SampleSummary {
     pub name: String,
@@ -416,5 +426,61 @@ pub struct CampaignAnalysis {
     pub services: Vec<ServiceAggregate>,
     /// Capacity searches recorded in the campaign (`factorybench capacity`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub capacity: Vec<super::capacity::CapacitySearchReport>,
+    pub capacity: Vec<CapacitySearchReport>,
+}
+
+/// RFC 3339 (UTC, milliseconds) of an epoch-ns timestamp.
+pub fn rfc3339(ns: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+// ---- capacity searches (built by `report::capacity`) ----
+
+/// A mean over repeated runs and its 95 % Student-t half-width (`None` with one run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CrossRun {
+    pub mean: f64,
+    pub ci95_half_width: Option<f64>,
+    pub runs: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CapacityStep {
+    pub step: u32,
+    pub run_id: String,
+    /// `ramp`, `bisect`, `confirm`.
+    pub phase: String,
+    pub target_rate_per_s: f64,
+    pub achieved_rate_per_s: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub ttft_p99_ms: Option<f64>,
+    pub error_rate: Option<f64>,
+    pub passed: bool,
+    /// Why the step broke its SLOs.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CapacitySearchReport {
+    pub search_id: String,
+    pub service: String,
+    /// The recipe's `capacity_search` (bounds, steps, SLOs) as recorded.
+    pub spec: serde_json::Value,
+    /// `found`, `none_sustainable`, `stopped`, or `running`.
+    pub outcome: String,
+    /// Highest total rate that held every SLO (the knee).
+    pub sustainable_rate_per_s: Option<f64>,
+    /// Lowest failing total rate above it (`None`: `max_rate` held).
+    pub first_failing_rate_per_s: Option<f64>,
+    /// Achieved throughput of the runs at the sustainable rate, across runs.
+    pub throughput_at_knee_per_s: Option<CrossRun>,
+    /// p99 latency of the runs at the sustainable rate, across runs.
+    pub latency_p99_at_knee_ms: Option<CrossRun>,
+    /// Every run at the sustainable rate held the SLOs (a failing repeat: not monotone/noisy).
+    pub knee_repeats_all_passed: bool,
+    pub started_at: String,
+    /// Wall-clock length of the search, seconds.
+    pub elapsed_s: Option<f64>,
+    pub steps: Vec<CapacityStep>,
 }

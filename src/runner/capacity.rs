@@ -194,25 +194,8 @@ pub fn run_search(
         let mut limited = None;
         let mut retry = false;
         if let (Some((lim, why)), false) = (&figs.limited, stopped) {
-            let can_raise = *lim == Limiter::Connections
-                && raises < CONNECTION_RAISES
-                && conns < crate::recipe::MAX_CONNECTIONS_PER_CLIENT;
-            reason = Some(if can_raise {
-                retry = true;
-                format!(
-                    "{NOT_JUDGED}{why}; the same rate again with {} connections per client",
-                    (conns * 2).min(crate::recipe::MAX_CONNECTIONS_PER_CLIENT)
-                )
-            } else {
-                limited = Some(*lim);
-                format!(
-                    "{NOT_JUDGED}{why}; {}",
-                    match lim {
-                        Limiter::Generator => "the load generator could not offer this rate: add client_nodes (or clients on more cores) to measure the service beyond it",
-                        Limiter::Connections => "still connection-limited after raising the connections: the service keeps too many requests open at this rate (a service limit, or add client_nodes)",
-                    }
-                )
-            });
+            let (why, limit, again) = limited_verdict(*lim, why, conns, raises);
+            (reason, limited, retry) = (Some(why), limit, again);
         }
         let step = CapacityStepRow {
             search_id: search_id.clone(),
@@ -255,6 +238,20 @@ pub fn run_search(
     }
     let outcome = (!stopped).then(|| search.outcome());
     row.ended_ns = Some(now_ns());
+    record_outcome(&mut row, outcome, &steps);
+    handle.capacity_search(row);
+    handle.flush_sync()?;
+    Ok(SearchDone {
+        search_id,
+        outcome,
+        steps,
+        stopped,
+        elapsed_s: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// The search row's outcome, sustainable and first failing rate.
+fn record_outcome(row: &mut CapacitySearchRow, outcome: Option<Outcome>, steps: &[StepDone]) {
     match outcome {
         Some(Outcome::Found {
             sustainable_rate_per_s,
@@ -281,15 +278,35 @@ pub fn run_search(
         }
         None => row.outcome = Some("stopped".into()),
     }
-    handle.capacity_search(row);
-    handle.flush_sync()?;
-    Ok(SearchDone {
-        search_id,
-        outcome,
-        steps,
-        stopped,
-        elapsed_s: t0.elapsed().as_secs_f64(),
-    })
+}
+
+/// The reason of a step that the load generator's side limited (no verdict on the service):
+/// `(reason, the limit when it ends the search, whether to run the rate again with more
+/// connections)`.
+fn limited_verdict(
+    lim: Limiter,
+    why: &str,
+    conns: u32,
+    raises: u32,
+) -> (String, Option<Limiter>, bool) {
+    let can_raise = lim == Limiter::Connections
+        && raises < CONNECTION_RAISES
+        && conns < crate::recipe::MAX_CONNECTIONS_PER_CLIENT;
+    if can_raise {
+        let why = format!(
+            "{NOT_JUDGED}{why}; the same rate again with {} connections per client",
+            (conns * 2).min(crate::recipe::MAX_CONNECTIONS_PER_CLIENT)
+        );
+        return (why, None, true);
+    }
+    let why = format!(
+                    "{NOT_JUDGED}{why}; {}",
+                    match lim {
+                        Limiter::Generator => "the load generator could not offer this rate: add client_nodes (or clients on more cores) to measure the service beyond it",
+                        Limiter::Connections => "still connection-limited after raising the connections: the service keeps too many requests open at this rate (a service limit, or add client_nodes)",
+                    }
+            );
+    (why, Some(lim), false)
 }
 
 /// Multiply the connections per client by `factor` (capped), and `max_in_flight` with them

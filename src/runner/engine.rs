@@ -398,8 +398,97 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
     } else {
         clients
     };
-    let mut workers = Vec::with_capacity(pre as usize);
-    for i in 0..pre {
+    let workers = preconnect(client.as_ref(), &load, pre).await?;
+
+    let clock = cfg.clock;
+    // The first request 1 ms from now. A common start instant (client nodes of one job): the
+    // warmup runs until then, so the nodes' measured windows begin together however far apart
+    // srun launched them. A node that arrives after the instant starts measuring at once (the
+    // report states the stagger).
+    let started_ns = clock.now_ns() + 1_000_000;
+    let measure_start_ns = match load.measure_from_ns {
+        Some(at) => at.max(started_ns),
+        None => started_ns + (load.warmup_s * 1e9) as i64,
+    };
+    let end_ns = measure_start_ns + (load.duration_s * 1e9) as i64;
+    let sh = new_shared(&cfg, client.clone(), clients, pre, measure_start_ns);
+
+    let phase = Arc::new(AtomicU8::new(0)); // 0 load, 1 drain, 2 done
+    let ticker = tokio::spawn(ticker(
+        sh.clone(),
+        TickerCfg {
+            kind: cfg.kind,
+            target_rate_total_per_s: load.target_rate_total_per_s(),
+            planned_s: (end_ns - started_ns) as f64 / 1e9,
+            max_error_rate: load.max_error_rate,
+            started_ns,
+            observers: cfg.observers.clone(),
+        },
+        phase.clone(),
+    ));
+
+    let mut dispatch = DispatchStats::default();
+    let dispatch_reason = if open_loop {
+        sh.idle.lock().expect("idle lock").extend(workers);
+        // One permit per connection: a request takes a permit and an idle connection.
+        let sem = Arc::new(Semaphore::new(pre as usize));
+        let rt = tokio::runtime::Handle::current();
+        let sh2 = sh.clone();
+        let load2 = load.clone();
+        let (reason, stats) = tokio::task::spawn_blocking(move || {
+            dispatch_open(sh2, rt, sem, &load2, started_ns, measure_start_ns, end_ns)
+        })
+        .await
+        .unwrap_or((StopReason::Duration, DispatchStats::default()));
+        dispatch = stats;
+        reason
+    } else {
+        dispatch_closed(&sh, workers, &load, started_ns, measure_start_ns, end_ns).await
+    };
+
+    // Drain: in-flight requests finish (bounded), then whatever remains is cancelled.
+    phase.store(1, Ordering::SeqCst);
+    drain(&sh, open_loop).await;
+    let ended_ns = clock.now_ns();
+    // A signal that arrives after the schedule ended does not make the run partial.
+    let stop_reason = dispatch_reason;
+    phase.store(2, Ordering::SeqCst);
+    let _ = ticker.await;
+
+    // Histograms: per client and merged.
+    let (gen_p99_ms, sched_p99_ms, gen_lag_ms) = store_histograms(&sh);
+    dispatch.connections = if open_loop { pre } else { 0 };
+    let (generator_saturated, metrics) = judge_generator(
+        &cfg.service,
+        &load,
+        &dispatch,
+        open_loop,
+        gen_p99_ms,
+        sched_p99_ms,
+        gen_lag_ms,
+    );
+    Ok(EngineOutcome {
+        stop_reason,
+        started_ns,
+        measure_start_ns,
+        ended_ns,
+        requests: sh.completed.load(Ordering::SeqCst),
+        errors: sh.errors.load(Ordering::SeqCst),
+        generator_lag_p99_ms: gen_p99_ms,
+        generator_saturated,
+        metrics,
+    })
+}
+
+/// Open the first `n` connections before the timed region, each within the request timeout
+/// (at least 1 s).
+async fn preconnect(
+    client: &dyn Client,
+    load: &Load,
+    n: u32,
+) -> Result<Vec<Box<dyn Worker>>, ClientError> {
+    let mut workers = Vec::with_capacity(n as usize);
+    for i in 0..n {
         let w = tokio::time::timeout(
             Duration::from_secs_f64(load.timeout_s.max(1.0)),
             client.connect(i),
@@ -414,19 +503,21 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
         })??;
         workers.push(w);
     }
+    Ok(workers)
+}
 
+/// The state the request tasks, the dispatcher and the ticker share.
+fn new_shared(
+    cfg: &EngineConfig,
+    client: Arc<dyn Client>,
+    clients: u32,
+    pre: u32,
+    measure_start_ns: i64,
+) -> Arc<Shared> {
+    let load = &cfg.load;
     let clock = cfg.clock;
-    let started_ns = clock.now_ns() + 1_000_000; // first request 1 ms from now
-                                                 // A common start instant (client nodes of one job): the warmup runs until then, so the
-                                                 // nodes' measured windows begin together however far apart srun launched them. A node
-                                                 // that arrives after the instant starts measuring at once (the report states the stagger).
-    let measure_start_ns = match load.measure_from_ns {
-        Some(at) => at.max(started_ns),
-        None => started_ns + (load.warmup_s * 1e9) as i64,
-    };
-    let end_ns = measure_start_ns + (load.duration_s * 1e9) as i64;
     let (cancel, _) = watch::channel(false);
-    let sh = Arc::new(Shared {
+    Arc::new(Shared {
         run_id: cfg.run_id.clone(),
         clock,
         store: cfg.store.clone(),
@@ -465,78 +556,60 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
         service: cfg.service.clone(),
         error_stop: AtomicBool::new(false),
         global_stop: cfg.stop.clone(),
-    });
+    })
+}
 
-    let phase = Arc::new(AtomicU8::new(0)); // 0 load, 1 drain, 2 done
-    let ticker = tokio::spawn(ticker(
-        sh.clone(),
-        TickerCfg {
-            kind: cfg.kind,
-            target_rate_total_per_s: load.target_rate_total_per_s(),
-            planned_s: (end_ns - started_ns) as f64 / 1e9,
-            max_error_rate: load.max_error_rate,
+/// Closed loop: one task per client, each sending its next request when the last is done;
+/// ends when every client ended (the end time) or on a stop.
+async fn dispatch_closed(
+    sh: &Arc<Shared>,
+    workers: Vec<Box<dyn Worker>>,
+    load: &Load,
+    started_ns: i64,
+    measure_start_ns: i64,
+    end_ns: i64,
+) -> StopReason {
+    let issued = Arc::new(AtomicU64::new(0));
+    let reason = Arc::new(Mutex::new(None::<StopReason>));
+    let mut tasks = Vec::new();
+    for (i, w) in workers.into_iter().enumerate() {
+        tasks.push(tokio::spawn(closed_client(
+            sh.clone(),
+            i as u32,
+            w,
+            load.clone(),
             started_ns,
-            observers: cfg.observers.clone(),
-        },
-        phase.clone(),
-    ));
+            measure_start_ns,
+            end_ns,
+            issued.clone(),
+            reason.clone(),
+        )));
+    }
+    // Closed-loop clients end on their own at the end time; on a stop they end after
+    // their current request, which the drain below bounds.
+    let mut set: Vec<_> = tasks;
+    loop {
+        if set.iter().all(|t| t.is_finished()) {
+            break;
+        }
+        if sh.stop_reason().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let r = sh.stop_reason();
+    if r.is_none() {
+        for t in set.drain(..) {
+            let _ = t.await;
+        }
+    }
+    let local = *reason.lock().expect("reason lock");
+    r.or(local).unwrap_or(StopReason::Duration)
+}
 
-    let mut dispatch = DispatchStats::default();
-    let dispatch_reason = if open_loop {
-        sh.idle.lock().expect("idle lock").extend(workers);
-        // One permit per connection: a request takes a permit and an idle connection.
-        let sem = Arc::new(Semaphore::new(pre as usize));
-        let rt = tokio::runtime::Handle::current();
-        let sh2 = sh.clone();
-        let load2 = load.clone();
-        let (reason, stats) = tokio::task::spawn_blocking(move || {
-            dispatch_open(sh2, rt, sem, &load2, started_ns, measure_start_ns, end_ns)
-        })
-        .await
-        .unwrap_or((StopReason::Duration, DispatchStats::default()));
-        dispatch = stats;
-        reason
-    } else {
-        let issued = Arc::new(AtomicU64::new(0));
-        let reason = Arc::new(Mutex::new(None::<StopReason>));
-        let mut tasks = Vec::new();
-        for (i, w) in workers.into_iter().enumerate() {
-            tasks.push(tokio::spawn(closed_client(
-                sh.clone(),
-                i as u32,
-                w,
-                load.clone(),
-                started_ns,
-                measure_start_ns,
-                end_ns,
-                issued.clone(),
-                reason.clone(),
-            )));
-        }
-        // Closed-loop clients end on their own at the end time; on a stop they end after
-        // their current request, which the drain below bounds.
-        let mut set: Vec<_> = tasks;
-        loop {
-            if set.iter().all(|t| t.is_finished()) {
-                break;
-            }
-            if sh.stop_reason().is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let r = sh.stop_reason();
-        if r.is_none() {
-            for t in set.drain(..) {
-                let _ = t.await;
-            }
-        }
-        let local = *reason.lock().expect("reason lock");
-        r.or(local).unwrap_or(StopReason::Duration)
-    };
-
-    // Drain: in-flight requests finish (bounded), then whatever remains is cancelled.
-    phase.store(1, Ordering::SeqCst);
+/// Drain: in-flight requests finish (bounded: after a stop signal, after the duration of
+/// an open loop, or the timeout), then whatever remains is cancelled.
+async fn drain(sh: &Shared, open_loop: bool) {
     let drain_start = std::time::Instant::now();
     let mut signal_seen_at: Option<std::time::Instant> = None;
     loop {
@@ -563,64 +636,77 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let ended_ns = clock.now_ns();
-    // A signal that arrives after the schedule ended does not make the run partial.
-    let stop_reason = dispatch_reason;
-    phase.store(2, Ordering::SeqCst);
-    let _ = ticker.await;
+}
 
-    // Histograms: per client and merged.
-    let (gen_p99_ms, sched_p99_ms, gen_lag_ms) = {
-        let a = sh.agg.lock().expect("agg lock");
-        let mut merged_c = hist();
-        let mut merged_s = hist();
-        for (i, (c, s)) in a.corrected.iter().zip(a.service.iter()).enumerate() {
-            sh.store.histogram(
-                &sh.run_id,
-                i as i32,
-                "latency_corrected_us",
-                None,
-                encode_histogram(c),
-            );
-            sh.store.histogram(
-                &sh.run_id,
-                i as i32,
-                "latency_service_us",
-                None,
-                encode_histogram(s),
-            );
-            let _ = merged_c.add(c);
-            let _ = merged_s.add(s);
-        }
+/// The generator's own lag at p50, p90 and p99.9, ms (beside its p99).
+type GenLagMs = [(u32, f64); 3];
+
+/// Store the latency histograms (per client and merged) and the schedule lag; returns the
+/// p99 of the generator lag and of the schedule lag, and the generator lag's other
+/// percentiles, ms.
+fn store_histograms(sh: &Shared) -> (f64, f64, GenLagMs) {
+    let a = sh.agg.lock().expect("agg lock");
+    let mut merged_c = hist();
+    let mut merged_s = hist();
+    for (i, (c, s)) in a.corrected.iter().zip(a.service.iter()).enumerate() {
         sh.store.histogram(
             &sh.run_id,
-            -1,
+            i as i32,
             "latency_corrected_us",
             None,
-            encode_histogram(&merged_c),
+            encode_histogram(c),
         );
         sh.store.histogram(
             &sh.run_id,
-            -1,
+            i as i32,
             "latency_service_us",
             None,
-            encode_histogram(&merged_s),
+            encode_histogram(s),
         );
-        sh.store.histogram(
-            &sh.run_id,
-            -1,
-            "schedule_lag_us",
-            None,
-            encode_histogram(&a.sched_lag),
-        );
-        let gen_q = |q: f64| a.gen_lag.value_at_quantile(q) as f64 / 1000.0;
-        (
-            gen_q(0.99),
-            a.sched_lag.value_at_quantile(0.99) as f64 / 1000.0,
-            [(50, gen_q(0.5)), (90, gen_q(0.9)), (999, gen_q(0.999))],
-        )
-    };
-    dispatch.connections = if open_loop { pre } else { 0 };
+        let _ = merged_c.add(c);
+        let _ = merged_s.add(s);
+    }
+    sh.store.histogram(
+        &sh.run_id,
+        -1,
+        "latency_corrected_us",
+        None,
+        encode_histogram(&merged_c),
+    );
+    sh.store.histogram(
+        &sh.run_id,
+        -1,
+        "latency_service_us",
+        None,
+        encode_histogram(&merged_s),
+    );
+    sh.store.histogram(
+        &sh.run_id,
+        -1,
+        "schedule_lag_us",
+        None,
+        encode_histogram(&a.sched_lag),
+    );
+    let gen_q = |q: f64| a.gen_lag.value_at_quantile(q) as f64 / 1000.0;
+    (
+        gen_q(0.99),
+        a.sched_lag.value_at_quantile(0.99) as f64 / 1000.0,
+        [(50, gen_q(0.5)), (90, gen_q(0.9)), (999, gen_q(0.999))],
+    )
+}
+
+/// Whether the load generator (not the service) limited the run: its own lag or unsent
+/// requests (saturated), or every connection busy (connection-limited); warns with the
+/// numbers and returns the flag with the self-monitoring run metrics.
+fn judge_generator(
+    service: &str,
+    load: &Load,
+    dispatch: &DispatchStats,
+    open_loop: bool,
+    gen_p99_ms: f64,
+    sched_p99_ms: f64,
+    gen_lag_ms: GenLagMs,
+) -> (bool, Vec<RunMetric>) {
     let not_sent_by_generator = dispatch.not_sent - dispatch.not_sent_connection_limited;
     let generator_saturated =
         open_loop && (gen_p99_ms > GENERATOR_LAG_LIMIT_MS || not_sent_by_generator > 0);
@@ -632,7 +718,7 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
     if connection_limited {
         tracing::warn!(
             "[{}] connection-limited: all {} connections ({} per client, max_in_flight {}) were busy; {} requests waited for one (schedule lag p99 {:.1} ms, counted in the corrected latency) and {} were never sent before the run ended: the service did not keep the rate with this many connections (raise connections_per_client to measure it with more)",
-            cfg.service,
+            service,
             dispatch.connections,
             load.connections_per_client,
             load.max_in_flight,
@@ -644,7 +730,7 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
     if not_sent_by_generator > 0 {
         tracing::warn!(
             "[{}] the load generator fell behind its schedule: {} requests scheduled before the end were never sent",
-            cfg.service,
+            service,
             not_sent_by_generator
         );
     }
@@ -664,7 +750,7 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
         };
         tracing::warn!(
             "[{}] the load generator could not keep its schedule ({why}): the runner, not the service, was the bottleneck; the run is INVALID (generator_saturated)",
-            cfg.service,
+            service,
         );
     }
     let m = |name: &str, value: f64, unit: &str| RunMetric {
@@ -705,17 +791,7 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
             "count",
         ));
     }
-    Ok(EngineOutcome {
-        stop_reason,
-        started_ns,
-        measure_start_ns,
-        ended_ns,
-        requests: sh.completed.load(Ordering::SeqCst),
-        errors: sh.errors.load(Ordering::SeqCst),
-        generator_lag_p99_ms: gen_p99_ms,
-        generator_saturated,
-        metrics,
-    })
+    (generator_saturated, metrics)
 }
 
 /// Precise wait until `t_ns` (epoch ns) on a plain thread; gives up early on a stop.
@@ -957,6 +1033,24 @@ fn quantiles(h: &Histogram<u64>) -> Quantiles {
     }
 }
 
+/// The error-rate gate, over every completed request so far (at least 10): sets the local
+/// stop when the rate exceeds `max_error_rate`.
+fn check_error_rate(sh: &Shared, max_error_rate: Option<f64>) {
+    let Some(max) = max_error_rate else { return };
+    let n = sh.completed.load(Ordering::SeqCst);
+    let e = sh.errors.load(Ordering::SeqCst)
+        - sh.by_class[class_index(ErrorClass::Cancelled)].load(Ordering::SeqCst);
+    if n >= 10 && e as f64 / n as f64 > max && !sh.error_stop.load(Ordering::SeqCst) {
+        tracing::error!(
+            "[{}] error rate {:.1}% exceeds max_error_rate {:.1}%: stopping the run",
+            sh.service,
+            e as f64 * 100.0 / n as f64,
+            max * 100.0
+        );
+        sh.error_stop.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Once a second: samples into the store, a snapshot to the observers, the error-rate gate.
 async fn ticker(sh: Arc<Shared>, cfg: TickerCfg, phase: Arc<AtomicU8>) {
     let clock = sh.clock;
@@ -1047,21 +1141,7 @@ async fn ticker(sh: Arc<Shared>, cfg: TickerCfg, phase: Arc<AtomicU8>) {
             }
         }
         unanswered_before = unanswered_now;
-        // The error-rate gate, over every completed request so far (at least 10).
-        if let Some(max) = cfg.max_error_rate {
-            let n = sh.completed.load(Ordering::SeqCst);
-            let e = sh.errors.load(Ordering::SeqCst)
-                - sh.by_class[class_index(ErrorClass::Cancelled)].load(Ordering::SeqCst);
-            if n >= 10 && e as f64 / n as f64 > max && !sh.error_stop.load(Ordering::SeqCst) {
-                tracing::error!(
-                    "[{}] error rate {:.1}% exceeds max_error_rate {:.1}%: stopping the run",
-                    sh.service,
-                    e as f64 * 100.0 / n as f64,
-                    max * 100.0
-                );
-                sh.error_stop.store(true, Ordering::SeqCst);
-            }
-        }
+        check_error_rate(&sh, cfg.max_error_rate);
         if !cfg.observers.is_empty() {
             let mut by_class = BTreeMap::new();
             for (i, c) in ErrorClass::ALL.iter().enumerate() {

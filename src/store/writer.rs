@@ -335,6 +335,51 @@ impl Sinks {
     }
 }
 
+/// The next message: `None` once the channel is closed, or (`polling`: sinks are attached)
+/// when none came within the poll interval.
+#[inline]
+fn next_message(rx: &Receiver<Msg>, polling: bool, disconnected: &mut bool) -> Option<Msg> {
+    if *disconnected {
+        None
+    } else if !polling {
+        match rx.recv() {
+            Ok(m) => Some(m),
+            Err(_) => {
+                *disconnected = true;
+                None
+            }
+        }
+    } else {
+        match rx.recv_timeout(POLL_INTERVAL) {
+            Ok(m) => Some(m),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                *disconnected = true;
+                None
+            }
+        }
+    }
+}
+
+/// Answer the sync calls of a committed transaction: after a write error every answer is
+/// that error, except the replies that went in a transaction of their own.
+#[inline]
+fn send_replies(replies: Replies, own_replies: Replies, error: Option<&str>) {
+    for (reply, r) in replies {
+        let r = match (error, r) {
+            (Some(e), Ok(())) => Err(e.to_string()),
+            (_, r) => r,
+        };
+        let _ = reply.send(r);
+    }
+    for (reply, r) in own_replies {
+        let _ = reply.send(r);
+    }
+}
+
+/// Sync calls waiting for the end of a transaction, with their answers.
+type Replies = Vec<(Reply, Result<(), String>)>;
+
 fn writer_loop(
     conn: Connection,
     rx: Receiver<Msg>,
@@ -363,32 +408,13 @@ fn writer_loop(
     let mut disconnected = false;
     loop {
         // Wait for a message, or (with sinks attached) for the next poll.
-        let first = if disconnected {
-            None
-        } else if sinks.sinks.is_empty() {
-            match rx.recv() {
-                Ok(m) => Some(m),
-                Err(_) => {
-                    disconnected = true;
-                    None
-                }
-            }
-        } else {
-            match rx.recv_timeout(POLL_INTERVAL) {
-                Ok(m) => Some(m),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    disconnected = true;
-                    None
-                }
-            }
-        };
+        let first = next_message(&rx, !sinks.sinks.is_empty(), &mut disconnected);
         if first.is_none() && !disconnected && !sinks.any_pending() {
             continue;
         }
         let deadline = Instant::now() + COMMIT_INTERVAL;
-        let mut replies: Vec<(Reply, Result<(), String>)> = Vec::new();
-        let mut own_replies: Vec<(Reply, Result<(), String>)> = Vec::new();
+        let mut replies: Replies = Vec::new();
+        let mut own_replies: Replies = Vec::new();
         let mut shutdown = disconnected;
         if let Err(e) = conn.execute_batch("BEGIN") {
             note(&mut error, e.to_string());
@@ -473,16 +499,7 @@ fn writer_loop(
             let _ = conn.execute_batch("ROLLBACK");
         }
         stats.transactions += 1;
-        for (reply, r) in replies {
-            let r = match (&error, r) {
-                (Some(e), Ok(())) => Err(e.clone()),
-                (_, r) => r,
-            };
-            let _ = reply.send(r);
-        }
-        for (reply, r) in own_replies {
-            let _ = reply.send(r);
-        }
+        send_replies(replies, own_replies, error.as_deref());
         if shutdown {
             // The run has ended: build the index readers use (dropped at open).
             if let Err(e) = conn.execute_batch(super::CREATE_REQUEST_INDEX_SQL) {

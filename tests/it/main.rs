@@ -9,6 +9,7 @@ mod llm_support;
 mod reportdb;
 mod weaviate_fixture;
 
+mod architecture;
 mod capacity_history;
 mod cli;
 mod compare_judgement;

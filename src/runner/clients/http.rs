@@ -10,6 +10,8 @@
 //! (rustls) per worker with a one-connection pool. The first byte is the arrival of the
 //! response head; the body is read to the end and counted.
 
+pub(crate) use super::http_target::Target;
+use super::http_target::{classify_io, status_outcome};
 use crate::recipe::{HttpWorkload, Service};
 use crate::runner::client::{
     BoxFuture, Client, ClientError, ErrorClass, Outcome, RequestCtx, RunMetric, Worker,
@@ -23,25 +25,6 @@ use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-
-pub(crate) struct Target {
-    pub(crate) method: Method,
-    pub(crate) uri: Uri,
-    /// `host:port` to connect to.
-    pub(crate) authority: String,
-    pub(crate) host_header: HeaderValue,
-    pub(crate) path_and_query: String,
-    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
-    pub(crate) body: Bytes,
-    expect_status: Option<u16>,
-    https: bool,
-    pub(crate) op: &'static str,
-    /// The whole request as the lean path writes it (plain `http://`).
-    pub(crate) wire: Vec<u8>,
-    /// Plain `http://` through hyper instead of the lean path (`FB_HTTP_CLIENT=hyper`, for
-    /// comparisons).
-    hyper: bool,
-}
 
 pub struct HttpClient {
     t: Arc<Target>,
@@ -203,16 +186,6 @@ impl HttpClient {
     }
 }
 
-pub(crate) fn classify_io(e: &std::io::Error) -> ErrorClass {
-    use std::io::ErrorKind::*;
-    match e.kind() {
-        ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected
-        | AddrNotAvailable => ErrorClass::Connect,
-        TimedOut => ErrorClass::Timeout,
-        _ => ErrorClass::Io,
-    }
-}
-
 /// The connection future, driven inside the request's own task (no hand-off to a separate
 /// connection task: one fewer task wake-up per request on the hot path).
 type ConnFut = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
@@ -330,30 +303,6 @@ fn build_request(t: &Target) -> Result<Request<Full<Bytes>>, String> {
     }
     req.body(Full::new(t.body.clone()))
         .map_err(|e| e.to_string())
-}
-
-pub(crate) fn status_outcome(t: &Target, mut o: Outcome, status: u16) -> Outcome {
-    o.http_status = Some(status);
-    let ok = match t.expect_status {
-        Some(s) => s == status,
-        None => (200..300).contains(&status),
-    };
-    if !ok {
-        o.error = Some(if status == 401 || status == 403 {
-            ErrorClass::Auth
-        } else {
-            ErrorClass::HttpStatus
-        });
-        o.error_message = Some(format!(
-            "HTTP {status} from {} {} (expected {})",
-            t.method,
-            t.uri,
-            t.expect_status
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "2xx".into())
-        ));
-    }
-    o
 }
 
 impl Client for HttpClient {

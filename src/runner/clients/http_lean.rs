@@ -10,7 +10,7 @@
 //! fails before any response byte (the close raced the request) is retried once on a new
 //! connection when the request is idempotent or the write itself failed.
 
-use super::http::{classify_io, status_outcome, Target};
+use super::http_target::{classify_io, status_outcome, Target};
 use crate::runner::client::{BoxFuture, ErrorClass, Outcome, RequestCtx, Worker};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -151,43 +151,7 @@ async fn read_response(
         let mut resp = httparse::Response::new(&mut headers);
         match resp.parse(&buf[..end]) {
             Ok(httparse::Status::Complete(len)) => {
-                let status = resp.code.unwrap_or(0);
-                let mut keep = resp.version == Some(1);
-                let mut length = None;
-                let mut chunked = false;
-                for h in resp.headers.iter() {
-                    if h.name.eq_ignore_ascii_case("content-length") {
-                        length = std::str::from_utf8(h.value)
-                            .ok()
-                            .and_then(|v| v.trim().parse::<u64>().ok());
-                        if length.is_none() {
-                            return Err(ReadError::Protocol("bad content-length".into()));
-                        }
-                    } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                        chunked = h
-                            .value
-                            .rsplit(|&b| b == b',')
-                            .next()
-                            .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-                    } else if h.name.eq_ignore_ascii_case("connection") {
-                        if h.value.eq_ignore_ascii_case(b"close") {
-                            keep = false;
-                        } else if h.value.eq_ignore_ascii_case(b"keep-alive") {
-                            keep = true;
-                        }
-                    }
-                }
-                let no_body = head_request || status == 204 || status == 304 || status < 200;
-                let body = if no_body {
-                    Body::Length(0)
-                } else if chunked {
-                    Body::Chunked
-                } else if let Some(l) = length {
-                    Body::Length(l)
-                } else {
-                    keep = false;
-                    Body::UntilClose
-                };
+                let (status, body, keep) = framing(&resp, head_request)?;
                 if status < 200 && status != 101 {
                     // An interim response (100 Continue): drop it and read the final one.
                     buf.copy_within(len..end, 0);
@@ -210,7 +174,7 @@ async fn read_response(
     ctx.mark_first_byte();
     let io = |e: std::io::Error| ReadError::Io(format!("reading body: {e}"));
     let eof = || ReadError::Io("connection closed inside the body".into());
-    let mut have = end - head_len; // body bytes already in buf[head_len..end]
+    let have = end - head_len; // body bytes already in buf[head_len..end]
     match body {
         Body::Length(l) => {
             let mut got = have as u64;
@@ -237,71 +201,134 @@ async fn read_response(
             }
         }
         Body::Chunked => {
-            // Move what follows the head to the front; decode in place, refilling as needed.
-            buf.copy_within(head_len..end, 0);
-            let mut pos = 0usize;
-            let mut total = 0u64;
+            let total = read_chunked(s, buf, head_len, end).await?;
+            Ok((status, total, keep))
+        }
+    }
+}
+
+/// How a parsed response head frames its body (length, chunked, or until the connection
+/// closes) and whether the connection stays open after it.
+#[inline]
+fn framing(
+    resp: &httparse::Response<'_, '_>,
+    head_request: bool,
+) -> Result<(u16, Body, bool), ReadError> {
+    let status = resp.code.unwrap_or(0);
+    let mut keep = resp.version == Some(1);
+    let mut length = None;
+    let mut chunked = false;
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            length = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if length.is_none() {
+                return Err(ReadError::Protocol("bad content-length".into()));
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = h
+                .value
+                .rsplit(|&b| b == b',')
+                .next()
+                .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            if h.value.eq_ignore_ascii_case(b"close") {
+                keep = false;
+            } else if h.value.eq_ignore_ascii_case(b"keep-alive") {
+                keep = true;
+            }
+        }
+    }
+    let no_body = head_request || status == 204 || status == 304 || status < 200;
+    let body = if no_body {
+        Body::Length(0)
+    } else if chunked {
+        Body::Chunked
+    } else if let Some(l) = length {
+        Body::Length(l)
+    } else {
+        keep = false;
+        Body::UntilClose
+    };
+    Ok((status, body, keep))
+}
+
+/// Read a chunked body whose first bytes are `buf[head_len..end]`: decoded in place in `buf`,
+/// refilled as needed; returns the data bytes (trailers are read and dropped).
+#[inline]
+async fn read_chunked(
+    s: &mut TcpStream,
+    buf: &mut [u8],
+    head_len: usize,
+    end: usize,
+) -> Result<u64, ReadError> {
+    let io = |e: std::io::Error| ReadError::Io(format!("reading body: {e}"));
+    let eof = || ReadError::Io("connection closed inside the body".into());
+    // Move what follows the head to the front; decode in place, refilling as needed.
+    buf.copy_within(head_len..end, 0);
+    let mut have = end - head_len;
+    let mut pos = 0usize;
+    let mut total = 0u64;
+    loop {
+        // A size line.
+        let (size, line) = loop {
+            if let Some(x) = chunk_size(&buf[pos..have]).map_err(ReadError::Protocol)? {
+                break x;
+            }
+            if pos > 0 {
+                buf.copy_within(pos..have, 0);
+                have -= pos;
+                pos = 0;
+            }
+            if have == buf.len() {
+                return Err(ReadError::Protocol("chunk size line too long".into()));
+            }
+            let n = s.read(&mut buf[have..]).await.map_err(io)?;
+            if n == 0 {
+                return Err(eof());
+            }
+            have += n;
+        };
+        pos += line;
+        if size == 0 {
+            // Trailers until an empty line.
             loop {
-                // A size line.
-                let (size, line) = loop {
-                    if let Some(x) = chunk_size(&buf[pos..have]).map_err(ReadError::Protocol)? {
-                        break x;
+                if let Some(nl) = buf[pos..have].iter().position(|&b| b == b'\n') {
+                    let empty = nl == 0 || (nl == 1 && buf[pos] == b'\r');
+                    pos += nl + 1;
+                    if empty {
+                        return Ok(total);
                     }
-                    if pos > 0 {
-                        buf.copy_within(pos..have, 0);
-                        have -= pos;
-                        pos = 0;
-                    }
-                    if have == buf.len() {
-                        return Err(ReadError::Protocol("chunk size line too long".into()));
-                    }
-                    let n = s.read(&mut buf[have..]).await.map_err(io)?;
-                    if n == 0 {
-                        return Err(eof());
-                    }
-                    have += n;
-                };
-                pos += line;
-                if size == 0 {
-                    // Trailers until an empty line.
-                    loop {
-                        if let Some(nl) = buf[pos..have].iter().position(|&b| b == b'\n') {
-                            let empty = nl == 0 || (nl == 1 && buf[pos] == b'\r');
-                            pos += nl + 1;
-                            if empty {
-                                return Ok((status, total, keep));
-                            }
-                            continue;
-                        }
-                        buf.copy_within(pos..have, 0);
-                        have -= pos;
-                        pos = 0;
-                        if have == buf.len() {
-                            return Err(ReadError::Protocol("trailer too long".into()));
-                        }
-                        let n = s.read(&mut buf[have..]).await.map_err(io)?;
-                        if n == 0 {
-                            return Err(eof());
-                        }
-                        have += n;
-                    }
+                    continue;
                 }
-                total += size;
-                // Skip `size` data bytes and the CRLF after them.
-                let mut skip = size + 2;
-                loop {
-                    let avail = (have - pos) as u64;
-                    if avail >= skip {
-                        pos += skip as usize;
-                        break;
-                    }
-                    skip -= avail;
-                    pos = 0;
-                    have = s.read(buf).await.map_err(io)?;
-                    if have == 0 {
-                        return Err(eof());
-                    }
+                buf.copy_within(pos..have, 0);
+                have -= pos;
+                pos = 0;
+                if have == buf.len() {
+                    return Err(ReadError::Protocol("trailer too long".into()));
                 }
+                let n = s.read(&mut buf[have..]).await.map_err(io)?;
+                if n == 0 {
+                    return Err(eof());
+                }
+                have += n;
+            }
+        }
+        total += size;
+        // Skip `size` data bytes and the CRLF after them.
+        let mut skip = size + 2;
+        loop {
+            let avail = (have - pos) as u64;
+            if avail >= skip {
+                pos += skip as usize;
+                break;
+            }
+            skip -= avail;
+            pos = 0;
+            have = s.read(buf).await.map_err(io)?;
+            if have == 0 {
+                return Err(eof());
             }
         }
     }

@@ -5,6 +5,7 @@
 pub mod file_storage;
 pub mod http;
 mod http_lean;
+mod http_target;
 pub mod llm;
 
 use super::client::{Client, ClientError};
