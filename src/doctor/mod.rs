@@ -9,7 +9,8 @@
 pub mod fs;
 pub mod sys;
 
-use crate::recipe::{Plan, Runtime, Service, ServiceKind, Workload};
+use crate::kinds::{DoctorRule, GpuNeed};
+use crate::recipe::{Plan, Runtime, Service, Workload};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -309,7 +310,7 @@ pub fn check_recipe(site: &Site, plan: &Plan) -> Vec<Check> {
         out.extend(check_binds(svc));
         out.extend(check_port(svc));
         out.extend(check_faiss(svc));
-        out.extend(check_ollama_model(svc));
+        out.extend(check_kind_rules(svc));
         if let Workload::FileStorage(f) = &svc.workload {
             out.push(check_dir(&format!("base_path[{n}]"), &f.base_path, true));
             out.push(check_fs_meaning(n, &f.base_path));
@@ -654,27 +655,81 @@ fn check_binds(svc: &Service) -> Vec<Check> {
             ));
         }
     }
-    if svc.kind == ServiceKind::Triton {
-        let repo = crate::recipe::decode::triton_model_repository(&svc.container.extra_args);
-        let bound = svc
-            .container
-            .binds
-            .iter()
-            .any(|b| crate::recipe::decode::bind_covers(&b.dst, &repo));
-        out.push(if bound {
-            Check::ok(
-                format!("models[{n}]"),
-                format!("model repository {repo} is bound"),
-            )
-        } else {
-            Check::fail(
-                format!("models[{n}]"),
-                format!("Triton's model repository {repo} is not bound: the server cannot start"),
-                format!("add `binds: [\"/path/to/model_repository:{repo}:ro\"]`"),
-            )
-        });
+    out
+}
+
+/// The kind's own checks ([`crate::kinds::Kind::doctor`]).
+fn check_kind_rules(svc: &Service) -> Vec<Check> {
+    let mut out = Vec::new();
+    for rule in svc.kind.spec().doctor() {
+        match rule {
+            DoctorRule::TritonModelRepository => out.extend(check_triton_repository(svc)),
+            DoctorRule::OllamaModel => out.extend(check_ollama_model(svc)),
+            DoctorRule::AmbientSecrets => out.extend(check_ambient_secrets(svc)),
+        }
     }
     out
+}
+
+/// Triton needs its model repository bound.
+fn check_triton_repository(svc: &Service) -> Option<Check> {
+    let n = &svc.name;
+    if !matches!(svc.runtime, Runtime::Apptainer | Runtime::Podman) {
+        return None;
+    }
+    let repo = crate::recipe::decode::triton_model_repository(&svc.container.extra_args);
+    let bound = svc
+        .container
+        .binds
+        .iter()
+        .any(|b| crate::recipe::decode::bind_covers(&b.dst, &repo));
+    Some(if bound {
+        Check::ok(
+            format!("models[{n}]"),
+            format!("model repository {repo} is bound"),
+        )
+    } else {
+        Check::fail(
+            format!("models[{n}]"),
+            format!("Triton's model repository {repo} is not bound: the server cannot start"),
+            format!("add `binds: [\"/path/to/model_repository:{repo}:ro\"]`"),
+        )
+    })
+}
+
+/// The kind's expected ambient secrets (NIM's `NGC_API_KEY`): set here (they travel through
+/// the campaign's secrets file) or given in `environment`.
+fn check_ambient_secrets(svc: &Service) -> Vec<Check> {
+    let n = &svc.name;
+    if svc.runtime == Runtime::External {
+        return Vec::new();
+    }
+    svc.kind
+        .spec()
+        .ambient_secrets()
+        .iter()
+        .filter(|a| a.expected)
+        .map(|a| {
+            if svc.container.env.iter().any(|e| e.name == a.name) {
+                Check::ok(
+                    format!("secret[{n}]"),
+                    format!("{} is given (it travels through the secrets file)", a.name),
+                )
+            } else {
+                Check::warn(
+                    format!("secret[{n}]"),
+                    format!(
+                        "{} is not set: a {} server that must download its model cannot",
+                        a.name, svc.kind
+                    ),
+                    format!(
+                        "export {} before `factorybench compile`, or set it in `environment` with `from_env` / `from_file`",
+                        a.name
+                    ),
+                )
+            }
+        })
+        .collect()
 }
 
 /// The manifest Ollama keeps for `model` (`name[:tag]`, tag `latest` by default) under a
@@ -696,7 +751,7 @@ fn check_ollama_model(svc: &Service) -> Option<Check> {
     let Workload::Llm(l) = &svc.workload else {
         return None;
     };
-    if svc.kind != ServiceKind::Ollama || svc.runtime == Runtime::External || l.pull_model {
+    if svc.runtime == Runtime::External || l.pull_model {
         return None;
     }
     let n = &svc.name;
@@ -739,26 +794,30 @@ fn check_ollama_model(svc: &Service) -> Option<Check> {
     })
 }
 
-/// Kinds that cannot serve without a GPU when factorybench starts them.
-fn needs_gpu(svc: &Service) -> bool {
-    matches!(svc.kind, ServiceKind::Vllm | ServiceKind::Triton) && svc.runtime != Runtime::External
-}
-
+/// A started server without the GPU its kind needs ([`crate::kinds::Kind::gpu`]).
 fn check_gpu(svc: &Service) -> Option<Check> {
     let n = &svc.name;
-    if needs_gpu(svc) && !svc.wants_gpu() {
-        return Some(Check::fail(
-            format!("gpu[{n}]"),
-            format!("{} needs a GPU, and the job requests none", svc.kind),
-            "add `slurm: {gres: \"gpu:1\"}` (and a GPU partition)",
-        ));
-    }
-    if svc.kind == ServiceKind::Ollama && svc.runtime != Runtime::External && !svc.wants_gpu() {
-        return Some(Check::warn(
-            format!("gpu[{n}]"),
-            "ollama without a GPU runs on the CPU: tokens/s will not be representative",
-            "add `slurm: {gres: \"gpu:1\"}`",
-        ));
+    if svc.runtime != Runtime::External && !svc.wants_gpu() {
+        match svc.kind.spec().gpu() {
+            GpuNeed::Required => {
+                return Some(Check::fail(
+                    format!("gpu[{n}]"),
+                    format!("{} needs a GPU, and the job requests none", svc.kind),
+                    "add `slurm: {gres: \"gpu:1\"}` (and a GPU partition)",
+                ))
+            }
+            GpuNeed::Recommended => {
+                return Some(Check::warn(
+                    format!("gpu[{n}]"),
+                    format!(
+                        "{} without a GPU runs on the CPU: tokens/s will not be representative",
+                        svc.kind
+                    ),
+                    "add `slurm: {gres: \"gpu:1\"}`",
+                ))
+            }
+            GpuNeed::None => {}
+        }
     }
     svc.wants_gpu()
         .then(|| Check::ok(format!("gpu[{n}]"), "a GPU is requested"))

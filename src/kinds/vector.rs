@@ -5,7 +5,6 @@
 //! (`make`). Recipe decoding, ports, readiness and launch arguments follow from the entry.
 
 use super::{no_launch, Health, Launch, LaunchCtx, Server, Word, BIND_HOST};
-use crate::recipe::Service;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -83,7 +82,7 @@ pub fn backend_names() -> Vec<(&'static str, VectorBackend)> {
         .collect()
 }
 
-fn launch_chroma(_: &Service, cx: &LaunchCtx) -> Launch {
+fn launch_chroma(cx: &LaunchCtx) -> Launch {
     let mut l = Launch::default();
     l.args
         .extend(["run", "--host", BIND_HOST].into_iter().map(Word::lit));
@@ -96,7 +95,7 @@ fn launch_chroma(_: &Service, cx: &LaunchCtx) -> Launch {
     l
 }
 
-fn launch_weaviate(_: &Service, cx: &LaunchCtx) -> Launch {
+fn launch_weaviate(cx: &LaunchCtx) -> Launch {
     let mut l = Launch::default();
     for (k, v) in [
         ("PERSISTENCE_DATA_PATH", "/var/lib/weaviate"),

@@ -4,6 +4,7 @@ use super::diag::{did_you_mean, Severity};
 use super::plan::*;
 use super::yaml::{Node, Pos};
 use crate::compat::CompatNames;
+use crate::kinds::Decoder;
 use std::path::PathBuf;
 
 pub const TOP_KEYS: &[&str] = &["benchmark", "global", "monitoring", "services"];
@@ -82,16 +83,16 @@ pub(super) struct KindCx<'a, 'n> {
     pub port: Option<u16>,
 }
 
-/// The workload of a service of `k.kind`: one decoder per kind.
+/// The workload of a service of `k.kind`: the decoder its entry in [`crate::kinds`] names.
 pub(super) fn decode_workload(cx: &mut Ctx, k: &KindCx) -> Option<Workload> {
-    match k.kind {
-        ServiceKind::Triton if tensor::wanted(k.f) => tensor::decode(cx, k),
-        ServiceKind::Ollama | ServiceKind::Vllm | ServiceKind::Triton => llm::decode(cx, k),
-        ServiceKind::Vectordb => vector::decode(cx, k),
-        ServiceKind::Database => database::decode(cx, k),
-        ServiceKind::S3 => s3::decode(cx, k),
-        ServiceKind::FileStorage => file_storage::decode(cx, k),
-        ServiceKind::Http => http::decode(cx, k),
+    match k.kind.spec().decoder() {
+        Decoder::LlmOrTensor if tensor::wanted(k.f) => tensor::decode(cx, k),
+        Decoder::Llm | Decoder::LlmOrTensor => llm::decode(cx, k),
+        Decoder::Vector => vector::decode(cx, k),
+        Decoder::Database => database::decode(cx, k),
+        Decoder::S3 => s3::decode(cx, k),
+        Decoder::FileStorage => file_storage::decode(cx, k),
+        Decoder::Http => http::decode(cx, k),
     }
 }
 
