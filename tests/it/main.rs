@@ -23,6 +23,7 @@ mod hostile_cli;
 mod hostile_values;
 mod llm;
 mod llm_run;
+mod nim;
 mod migrating_workflow;
 mod monitor_alerts;
 mod monitor_live_run;

@@ -93,8 +93,8 @@ fn fixtures() -> Vec<KindFixture> {
     let mut out = Vec::new();
     let started: &[&str] = &["apptainer", "podman", "host"];
     for k in KINDS.iter() {
-        let port = k.server.as_ref().and_then(|s| s.default_port);
-        match k.kind {
+        let port = k.server().and_then(|s| s.default_port);
+        match k.kind() {
             ServiceKind::Ollama => out.push(KindFixture {
                 label: "ollama",
                 service_type: "ollama",
@@ -174,6 +174,14 @@ fn fixtures() -> Vec<KindFixture> {
                 runtimes: started,
                 default_port: port,
                 gpu: false,
+            }),
+            ServiceKind::Nim => out.push(KindFixture {
+                label: "nim",
+                service_type: "nim",
+                lines: "    model: meta/llama-3.1-8b-instruct\n",
+                runtimes: started,
+                default_port: port,
+                gpu: true,
             }),
         }
     }
