@@ -1,7 +1,10 @@
 //! The data services: vector databases, PostgreSQL, S3, file storage, and any HTTP service.
 
-use super::{no_launch, Check, Decoder, Health, Kind, Launch, LaunchCtx, Server, ServiceKind, Word, BIND_HOST};
 use super::workload::Workload;
+use super::{
+    no_launch, Check, Decoder, Health, Kind, Launch, LaunchCtx, Server, ServiceKind, Word,
+    BIND_HOST,
+};
 
 pub const VECTORDB_KEYS: &[&str] = &[
     "backend",

@@ -1,10 +1,10 @@
 //! The LLM servers: Ollama, vLLM (and any OpenAI-compatible server), Triton, NVIDIA NIM.
 
-use super::{
-    AmbientSecret, Check, Decoder, DoctorRule, GpuNeed, Health, Kind, Launch, LaunchCtx,
-    LlmFacts, ModelCache, Server, ServiceKind, Word, BIND_HOST,
-};
 use super::workload::{LlmApi, Workload};
+use super::{
+    AmbientSecret, Check, Decoder, DoctorRule, GpuNeed, Health, Kind, Launch, LaunchCtx, LlmFacts,
+    ModelCache, Server, ServiceKind, Word, BIND_HOST,
+};
 
 pub const LLM_KEYS: &[&str] = &[
     "model",

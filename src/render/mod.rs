@@ -116,7 +116,6 @@ pub const PASS_THROUGH_ENV: &[&str] = &[
 /// `$HOME`, so without it Ollama's and Hugging Face's caches fill the user's home).
 pub const MODEL_CACHE_MOUNT: &str = "/fb-cache";
 
-
 /// Everything outside the plan that a script depends on.
 #[derive(Debug, Clone, Serialize)]
 pub struct RenderOptions {
@@ -501,13 +500,10 @@ impl ScriptCtx {
         }) = cache
         {
             let recipe_cache = svc.container.binds.iter().any(|b| {
-                own_cache_paths
-                    .iter()
-                    .chain([&MODEL_CACHE_MOUNT])
-                    .any(|p| {
-                        crate::recipe::decode::bind_covers(p, &b.dst)
-                            || crate::recipe::decode::bind_covers(&b.dst, p)
-                    })
+                own_cache_paths.iter().chain([&MODEL_CACHE_MOUNT]).any(|p| {
+                    crate::recipe::decode::bind_covers(p, &b.dst)
+                        || crate::recipe::decode::bind_covers(&b.dst, p)
+                })
             }) || env.iter().any(|(k, _)| k == var)
                 || svc.container.env.iter().any(|e| e.name == var);
             if !recipe_cache {

@@ -65,8 +65,7 @@ fn nim_server(env: &std::collections::HashMap<String, String>) -> Option<NimServ
     let dir = tempfile::tempdir().unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/llm/server.mjs");
     std::fs::copy(script, dir.path().join("server.mjs")).unwrap();
-    std::os::unix::fs::symlink(home.join("node_modules"), dir.path().join("node_modules"))
-        .unwrap();
+    std::os::unix::fs::symlink(home.join("node_modules"), dir.path().join("node_modules")).unwrap();
     let port = common::free_port();
     let child = Command::new("node")
         .arg("server.mjs")

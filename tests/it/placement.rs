@@ -477,19 +477,39 @@ fn hf_token_travels_through_the_secrets_file() {
     );
     let c = t.path().join("c");
     let secrets = std::fs::read_to_string(c.join("secrets/llm.env")).unwrap();
-    assert!(secrets.contains("HF_TOKEN=hf_from_the_login_shell"), "{secrets}");
+    assert!(
+        secrets.contains("HF_TOKEN=hf_from_the_login_shell"),
+        "{secrets}"
+    );
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(c.join("secrets/llm.env")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(c.join("secrets/llm.env"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let nim = std::fs::read_to_string(c.join("secrets/nim.env")).unwrap();
-    assert!(nim.contains("NGC_API_KEY=nvapi-from-the-login-shell"), "{nim}");
+    assert!(
+        nim.contains("NGC_API_KEY=nvapi-from-the-login-shell"),
+        "{nim}"
+    );
     assert!(nim.contains("HF_TOKEN=hf_from_the_login_shell"), "{nim}");
-    assert!(!c.join("secrets/o.env").exists(), "ollama reads no HF token");
+    assert!(
+        !c.join("secrets/o.env").exists(),
+        "ollama reads no HF token"
+    );
     let script = std::fs::read_to_string(c.join("scripts/llm.sbatch")).unwrap();
-    assert!(script.contains("export APPTAINERENV_HF_TOKEN=\"${HF_TOKEN}\""), "{script}");
+    assert!(
+        script.contains("export APPTAINERENV_HF_TOKEN=\"${HF_TOKEN}\""),
+        "{script}"
+    );
     let nim_script = std::fs::read_to_string(c.join("scripts/nim.sbatch")).unwrap();
     assert!(nim_script.contains("NGC_API_KEY"), "{nim_script}");
-    for f in ["scripts/llm.sbatch", "scripts/nim.sbatch", "scripts/o.sbatch", "plan.json"] {
+    for f in [
+        "scripts/llm.sbatch",
+        "scripts/nim.sbatch",
+        "scripts/o.sbatch",
+        "plan.json",
+    ] {
         let text = std::fs::read_to_string(c.join(f)).unwrap();
         assert!(!text.contains("from_the_login_shell"), "{f}: {text}");
     }

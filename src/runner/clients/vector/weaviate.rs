@@ -113,9 +113,14 @@ impl Backend for Weaviate {
 
     fn prepare<'a>(&'a self, c: &'a reqwest::Client) -> BoxFuture<'a, Result<(), ClientError>> {
         Box::pin(async move {
-            self.send(c, reqwest::Method::GET, health_path(VectorBackend::Weaviate), None)
-                .await
-                .map_err(|e| setup_error("ready", &self.base, e))?;
+            self.send(
+                c,
+                reqwest::Method::GET,
+                health_path(VectorBackend::Weaviate),
+                None,
+            )
+            .await
+            .map_err(|e| setup_error("ready", &self.base, e))?;
             match self
                 .send(
                     c,
