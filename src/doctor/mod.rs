@@ -472,50 +472,11 @@ fn check_image(site: &Site, svc: &Service) -> Vec<Check> {
     }
 }
 
-fn check_slurm(site: &Site, svc: &Service) -> Vec<Check> {
+/// The account (and its QOS) the job charges: may this user charge it?
+fn check_account(site: &Site, svc: &Service) -> Vec<Check> {
     let n = &svc.name;
     let s = &svc.slurm;
     let mut out = Vec::new();
-    let Some(parts) = &site.partitions else {
-        return out;
-    };
-    // Partition.
-    let part = match &s.partition {
-        Some(p) => match parts.iter().find(|x| &x.name == p) {
-            Some(x) if x.available => {
-                out.push(Check::ok(
-                    format!("slurm.partition[{n}]"),
-                    format!("{p} is up"),
-                ));
-                Some(x)
-            }
-            Some(_) => {
-                out.push(Check::warn(
-                    format!("slurm.partition[{n}]"),
-                    format!("partition {p} exists but is not up: jobs wait"),
-                    "pick another partition (`sinfo`)",
-                ));
-                parts.iter().find(|x| &x.name == p)
-            }
-            None => {
-                out.push(Check::fail(
-                    format!("slurm.partition[{n}]"),
-                    format!(
-                        "partition {p} does not exist here (partitions: {})",
-                        parts
-                            .iter()
-                            .map(|p| p.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                    "set `slurm.partition` to one of them",
-                ));
-                None
-            }
-        },
-        None => parts.iter().find(|p| p.default),
-    };
-    // Account.
     if let Some(assocs) = &site.associations {
         match &s.account {
             Some(a) => {
@@ -582,6 +543,53 @@ fn check_slurm(site: &Site, svc: &Service) -> Vec<Check> {
             "check it with `sacctmgr show assoc user=$USER`",
         ));
     }
+    out
+}
+
+fn check_slurm(site: &Site, svc: &Service) -> Vec<Check> {
+    let n = &svc.name;
+    let s = &svc.slurm;
+    let mut out = Vec::new();
+    let Some(parts) = &site.partitions else {
+        return out;
+    };
+    // Partition.
+    let part = match &s.partition {
+        Some(p) => match parts.iter().find(|x| &x.name == p) {
+            Some(x) if x.available => {
+                out.push(Check::ok(
+                    format!("slurm.partition[{n}]"),
+                    format!("{p} is up"),
+                ));
+                Some(x)
+            }
+            Some(_) => {
+                out.push(Check::warn(
+                    format!("slurm.partition[{n}]"),
+                    format!("partition {p} exists but is not up: jobs wait"),
+                    "pick another partition (`sinfo`)",
+                ));
+                parts.iter().find(|x| &x.name == p)
+            }
+            None => {
+                out.push(Check::fail(
+                    format!("slurm.partition[{n}]"),
+                    format!(
+                        "partition {p} does not exist here (partitions: {})",
+                        parts
+                            .iter()
+                            .map(|p| p.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    "set `slurm.partition` to one of them",
+                ));
+                None
+            }
+        },
+        None => parts.iter().find(|p| p.default),
+    };
+    out.extend(check_account(site, svc));
     if let (Some(q), Some(all)) = (&s.qos, &site.qos) {
         if !all.contains(q) {
             out.push(Check::fail(
@@ -636,7 +644,7 @@ fn check_slurm(site: &Site, svc: &Service) -> Vec<Check> {
     out
 }
 
-/// Bind sources must exist on the shared filesystem; Triton needs its model repository bound.
+/// Bind sources must exist on the shared filesystem (a kind's own binds: `check_kind_rules`).
 fn check_binds(svc: &Service) -> Vec<Check> {
     let n = &svc.name;
     let mut out = Vec::new();
