@@ -33,7 +33,7 @@ pub mod workload;
 use serde::Serialize;
 use std::fmt;
 
-pub use vector::{VectorBackend, VectorBackendSpec};
+pub use vector::{BackendKind, VectorBackend};
 pub use workload::{LlmApi, Secret, Workload};
 
 pub use data::{DATABASE_KEYS, FILE_KEYS, HTTP_KEYS, S3_KEYS, VECTORDB_KEYS};
@@ -115,7 +115,7 @@ pub trait Kind: Sync {
     fn recipe_keys(&self) -> &'static [&'static str];
     /// Which decoder of `recipe::decode` reads the kind's keys into a [`Workload`].
     fn decoder(&self) -> Decoder;
-    /// The server; `None` for `vectordb`, whose backends each have one ([`VectorBackendSpec`]).
+    /// The server; `None` for `vectordb`, whose backends each have one ([`BackendKind`]).
     fn server(&self) -> Option<&'static Server>;
     /// Schemes `service_url` may use.
     fn url_schemes(&self) -> &'static [&'static str] {
@@ -407,7 +407,7 @@ pub const COMMON_SERVICE_KEYS: &[&str] = &[
 /// The server of `kind` with workload `workload` (a vector database's is its backend's).
 pub fn server(kind: ServiceKind, workload: Option<&Workload>) -> Option<&'static Server> {
     match (workload, kind.spec().server()) {
-        (Some(Workload::Vectordb(v)), _) => Some(&v.backend.spec().server),
+        (Some(Workload::Vectordb(v)), _) => Some(v.backend.spec().server()),
         (_, Some(s)) => Some(s),
         (_, None) => None,
     }

@@ -121,7 +121,7 @@ fn fixtures() -> Vec<KindFixture> {
             }),
             ServiceKind::Vectordb => {
                 for b in BACKENDS.iter() {
-                    match b.backend {
+                    match b.backend() {
                         // Faiss runs in-process: nothing to start or place.
                         VectorBackend::Faiss => {}
                         VectorBackend::Chromadb => out.push(KindFixture {
@@ -129,7 +129,7 @@ fn fixtures() -> Vec<KindFixture> {
                             service_type: "vectordb",
                             lines: "    backend: chromadb\n",
                             runtimes: started,
-                            default_port: b.server.default_port,
+                            default_port: b.server().default_port,
                             gpu: false,
                         }),
                         VectorBackend::Weaviate => out.push(KindFixture {
@@ -137,7 +137,7 @@ fn fixtures() -> Vec<KindFixture> {
                             service_type: "vectordb",
                             lines: "    backend: weaviate\n",
                             runtimes: started,
-                            default_port: b.server.default_port,
+                            default_port: b.server().default_port,
                             gpu: false,
                         }),
                     }

@@ -589,7 +589,7 @@ pub fn make(svc: &Service, wl: &VectorDbWorkload) -> Result<Arc<dyn Client>, Cli
 /// `factorybench ready` asks).
 pub(crate) fn health_path(b: VectorBackend) -> &'static str {
     b.spec()
-        .server
+        .server()
         .health
         .http_path()
         .expect("an HTTP backend has an HTTP health check")
