@@ -4,8 +4,8 @@
 //! others to read (plan.json, the campaign file's stored recipe, reports, logs) shows them
 //! redacted; the value itself reaches only the runner.
 //!
-//! The bottom layer: plain string functions, used by the plan types of [`crate::kinds`] and by
-//! [`crate::recipe::redact`] (which adds the walk over a recipe's YAML).
+//! The bottom layer: plain string functions, used by the plan types of `kinds` and by
+//! `recipe::redact` (which adds the walk over a recipe's YAML).
 
 use serde::Serializer;
 

@@ -1,7 +1,7 @@
 //! What a service of each kind does when measured: the workload types of the plan, one per
-//! kind family, with the secrets they carry. The recipe decoder ([`crate::recipe::decode`])
+//! kind family, with the secrets they carry. The recipe decoder (`recipe::decode`)
 //! builds them; the clients (`runner/clients/`) run them. Re-exported by
-//! [`crate::recipe::plan`].
+//! `recipe::plan`.
 
 use serde::Serialize;
 use std::fmt;
