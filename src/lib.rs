@@ -19,6 +19,7 @@ pub mod monitor;
 pub mod out;
 pub mod proc;
 pub mod recipe;
+pub mod redact;
 pub mod render;
 pub mod report;
 pub mod rng;

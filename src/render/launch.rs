@@ -20,8 +20,10 @@ pub fn launch(svc: &Service, model_var: Option<&str>) -> Launch {
     let cx = LaunchCtx {
         port: svc.endpoint.port,
         model_var,
+        workload: &svc.workload,
+        extra_args: &svc.container.extra_args,
     };
-    let mut l = (crate::kinds::server_of(svc).launch)(svc, &cx);
+    let mut l = (crate::kinds::server_of(svc.kind, &svc.workload).launch)(&cx);
     // The recipe's own `environment` wins over the kind's defaults.
     l.env.retain(|(k, _)| !has_env(svc, k));
     l.secret_env.retain(|(k, _)| !has_env(svc, k));

@@ -96,13 +96,12 @@ pub fn campaign_dir_ok(dir: &str) -> bool {
 }
 
 /// Host environment variables that cross Apptainer's `--cleanenv` (and reach a Podman container)
-/// when they are set in the job's environment and the recipe does not set them: tokens
-/// (Hugging Face), proxies, and the GPUs SLURM assigned. Passed by name, never written into the
-/// script; a token is better given as a secret (`environment: {HF_TOKEN: {from_env: HF_TOKEN}}`
-/// or `from_file`), which goes through the campaign's 0600 secrets file.
+/// when they are set in the job's environment and the recipe does not set them: proxies, and
+/// the GPUs SLURM assigned. Passed by name, never written into the script. Tokens are not here:
+/// the ones a kind's server reads (`HF_TOKEN`, NIM's `NGC_API_KEY`: `Kind::ambient_secrets`)
+/// become secrets of the service when set where the recipe is compiled, and travel through the
+/// campaign's 0600 secrets file.
 pub const PASS_THROUGH_ENV: &[&str] = &[
-    "HF_TOKEN",
-    "HUGGING_FACE_HUB_TOKEN",
     "HTTP_PROXY",
     "HTTPS_PROXY",
     "NO_PROXY",
@@ -116,16 +115,6 @@ pub const PASS_THROUGH_ENV: &[&str] = &[
 /// bound at this path, with the server's cache variable pointing into it (Apptainer binds
 /// `$HOME`, so without it Ollama's and Hugging Face's caches fill the user's home).
 pub const MODEL_CACHE_MOUNT: &str = "/fb-cache";
-
-/// The cache variable of a kind's server and its directory under [`MODEL_CACHE_MOUNT`].
-fn model_cache_env(kind: crate::recipe::ServiceKind) -> Option<(&'static str, &'static str)> {
-    use crate::recipe::ServiceKind;
-    match kind {
-        ServiceKind::Ollama => Some(("OLLAMA_MODELS", "ollama")),
-        ServiceKind::Vllm => Some(("HF_HOME", "huggingface")),
-        _ => None,
-    }
-}
 
 /// Everything outside the plan that a script depends on.
 #[derive(Debug, Clone, Serialize)]
@@ -612,14 +601,19 @@ fn binds_and_model_cache(
         .collect();
     let mut cache_dir = None;
     let containerised = matches!(svc.runtime, Runtime::Apptainer | Runtime::Podman);
-    if let Some((var, sub)) = model_cache_env(svc.kind).filter(|_| containerised) {
+    // The kind's cache variable and its directory under [`MODEL_CACHE_MOUNT`].
+    let cache = svc.kind.spec().model_cache().filter(|_| containerised);
+    if let Some(&crate::kinds::ModelCache {
+        var,
+        dir: sub,
+        own_cache_paths,
+    }) = cache
+    {
         let recipe_cache = svc.container.binds.iter().any(|b| {
-            ["/root/.ollama", "/root/.cache", MODEL_CACHE_MOUNT]
-                .iter()
-                .any(|p| {
-                    crate::recipe::decode::bind_covers(p, &b.dst)
-                        || crate::recipe::decode::bind_covers(&b.dst, p)
-                })
+            own_cache_paths.iter().chain([&MODEL_CACHE_MOUNT]).any(|p| {
+                crate::recipe::decode::bind_covers(p, &b.dst)
+                    || crate::recipe::decode::bind_covers(&b.dst, p)
+            })
         }) || env.iter().any(|(k, _)| k == var)
             || svc.container.env.iter().any(|e| e.name == var);
         if !recipe_cache {

@@ -1,13 +1,13 @@
 //! Readiness probes: does a service really answer its health endpoint? Used by
 //! `factorybench ready` inside batch scripts between starting a service and measuring it.
 //!
-//! Each kind is probed with its real, documented health request:
-//! Ollama `GET /api/tags`, vLLM/OpenAI `GET /v1/models`, Triton `GET /v2/health/ready`,
-//! ChromaDB `GET /api/v2/heartbeat`, Weaviate `GET /v1/.well-known/ready`, HTTP the configured
-//! URL answers, PostgreSQL a TCP connect plus a real login with the client's credentials (an
-//! authentication error is not ready when the probe has the password the client will use, only
-//! when it has none; "starting up" never is), S3 any HTTP response from the
-//! endpoint, file storage the base path exists or can be created.
+//! Each kind is probed with its real, documented health request: the [`Health`] check of its
+//! entry in [`crate::kinds`] (or of its vector backend's). An HTTP check `GET`s the kind's path
+//! under the endpoint; PostgreSQL is a TCP connect plus a real login with the client's
+//! credentials (an authentication error is not ready when the probe has the password the client
+//! will use, only when it has none; "starting up" never is); S3 is any HTTP response from the
+//! endpoint, HTTP the configured URL answering, file storage the base path existing or being
+//! creatable.
 
 use crate::kinds::{server_of, Health};
 use crate::recipe::{Secret, Service, Workload};
@@ -50,18 +50,17 @@ impl Probe {
     /// endpoint resolved at plan time.
     pub fn for_service(svc: &Service) -> Probe {
         let base = svc.endpoint.url.as_deref();
-        match (server_of(svc).health, &svc.workload) {
+        match (server_of(svc.kind, &svc.workload).health, &svc.workload) {
             (Health::Nothing, _) => Probe::Nothing,
             (Health::HttpOk { path, bearer }, w) => match base {
                 Some(b) => Probe::HttpOk {
                     url: join(b, path),
-                    bearer: match w {
-                        Workload::Llm(l) if bearer => l
-                            .api_key
-                            .as_ref()
-                            .and_then(|k| secret_value("FB_API_KEY", k)),
-                        _ => None,
-                    },
+                    // The client's API key (`FB_API_KEY`), when the check sends one.
+                    bearer: w
+                        .secrets()
+                        .into_iter()
+                        .find(|(name, _)| bearer && *name == "FB_API_KEY")
+                        .and_then(|(name, k)| secret_value(name, k)),
                 },
                 None => Probe::Nothing,
             },
@@ -93,8 +92,9 @@ impl Probe {
             (Health::Path, Workload::FileStorage(f)) => Probe::Path {
                 path: f.base_path.clone(),
             },
-            // A descriptor whose check does not fit its workload: nothing to ask.
-            _ => Probe::Nothing,
+            // A check that does not fit its workload (no entry of `kinds` pairs them): nothing
+            // to ask. Every `Health` is named, so a new check must be placed here.
+            (Health::Postgres | Health::HttpAny | Health::Path, _) => Probe::Nothing,
         }
     }
 

@@ -30,6 +30,7 @@ mod monitor_live_run;
 mod monitor_push;
 mod monitor_slurm;
 mod monitor_stack;
+mod nim;
 mod open_loop;
 mod placement;
 mod placement_matrix;

@@ -389,8 +389,9 @@ fn services_that_may_share_a_node_never_share_a_port() {
 
 /// Case 9: `--cleanenv` dropped HF_TOKEN, proxies and CUDA_VISIBLE_DEVICES unless each was
 /// listed, and model caches landed in `$HOME`. The documented pass-through list crosses by name
-/// (only when set; never written into the script), and an LLM server's cache defaults to the
-/// campaign's `cache/` unless the recipe binds or sets one.
+/// (only when set; never written into the script), tokens a kind's server reads travel through
+/// the secrets file (`hf_token_travels_through_the_secrets_file`), and an LLM server's cache
+/// defaults to the campaign's `cache/` unless the recipe binds or sets one.
 #[test]
 fn containers_get_the_pass_through_env_and_a_campaign_model_cache() {
     let l = parse(&one(
@@ -422,22 +423,22 @@ fn containers_get_the_pass_through_env_and_a_campaign_model_cache() {
         .join("\n");
     let out = std::process::Command::new("bash")
         .arg("-c")
-        .arg(format!("set -u; HF_TOKEN=hf_secret_value; CUDA_VISIBLE_DEVICES=1; unset HTTP_PROXY; {body}\nprintf '%s|%s|%s' \"$APPTAINERENV_HF_TOKEN\" \"$APPTAINERENV_CUDA_VISIBLE_DEVICES\" \"${{APPTAINERENV_HTTP_PROXY-unset}}\""))
+        .arg(format!("set -u; HF_TOKEN=hf_secret_value; CUDA_VISIBLE_DEVICES=1; unset HTTP_PROXY; {body}\nprintf '%s|%s|%s' \"${{APPTAINERENV_HF_TOKEN-unset}}\" \"$APPTAINERENV_CUDA_VISIBLE_DEVICES\" \"${{APPTAINERENV_HTTP_PROXY-unset}}\""))
         .output()
         .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "hf_secret_value|1|unset"
-    );
+    // A token is no pass-through any more: it crosses from the secrets file, not the job's
+    // environment.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "unset|1|unset");
     // Podman: by name too.
     let l = parse(&one(
         "  - service_name: llm\n    service_type: ollama\n    runtime: podman\n    container_image: docker.io/ollama/ollama\n    model: m\n",
     ));
     let s = script(&l, &l.plan.services[0]);
     assert!(
-        s.contains("if [[ -n \"${HF_TOKEN+x}\" ]]; then args+=(--env HF_TOKEN); fi"),
+        s.contains("if [[ -n \"${CUDA_VISIBLE_DEVICES+x}\" ]]; then args+=(--env CUDA_VISIBLE_DEVICES); fi"),
         "{s}"
     );
+    assert!(!s.contains("HF_TOKEN"), "{s}");
     assert!(
         s.contains("args+=(--env 'OLLAMA_MODELS=/fb-cache/ollama')"),
         "{s}"
@@ -448,6 +449,70 @@ fn containers_get_the_pass_through_env_and_a_campaign_model_cache() {
     ));
     let s = script(&l, &l.plan.services[0]);
     assert!(!s.contains("/fb-cache"), "{s}");
+}
+
+/// Issue #23 case 9, the token part: `HF_TOKEN` (a fact of the vLLM, Triton and NIM kinds, as
+/// NIM's `NGC_API_KEY`) set where the recipe is compiled travels through the campaign's 0600
+/// secrets file into the container; the script and plan.json never hold the value, and a kind
+/// that does not read it (Ollama) does not get it.
+#[test]
+fn hf_token_travels_through_the_secrets_file() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(
+        t.path().join("r.yml"),
+        one("  - service_name: llm\n    service_type: vllm\n    runtime: apptainer\n    container_image: docker://vllm/vllm-openai\n    model: m\n  - service_name: nim\n    service_type: nim\n    runtime: podman\n    container_image: nvcr.io/nim/meta/llama-3.1-8b-instruct:latest\n    model: meta/llama-3.1-8b-instruct\n    port: 8010\n  - service_name: o\n    service_type: ollama\n    runtime: apptainer\n    container_image: docker://ollama/ollama\n    model: m\n    pull_model: true\n    port: 11500\n"),
+    )
+    .unwrap();
+    let out = common::bin()
+        .args(["compile", "r.yml", "--out", "c"])
+        .env("HF_TOKEN", "hf_from_the_login_shell")
+        .env("NGC_API_KEY", "nvapi-from-the-login-shell")
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = t.path().join("c");
+    let secrets = std::fs::read_to_string(c.join("secrets/llm.env")).unwrap();
+    assert!(
+        secrets.contains("HF_TOKEN=hf_from_the_login_shell"),
+        "{secrets}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(c.join("secrets/llm.env"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let nim = std::fs::read_to_string(c.join("secrets/nim.env")).unwrap();
+    assert!(
+        nim.contains("NGC_API_KEY=nvapi-from-the-login-shell"),
+        "{nim}"
+    );
+    assert!(nim.contains("HF_TOKEN=hf_from_the_login_shell"), "{nim}");
+    assert!(
+        !c.join("secrets/o.env").exists(),
+        "ollama reads no HF token"
+    );
+    let script = std::fs::read_to_string(c.join("scripts/llm.sbatch")).unwrap();
+    assert!(
+        script.contains("export APPTAINERENV_HF_TOKEN=\"${HF_TOKEN}\""),
+        "{script}"
+    );
+    let nim_script = std::fs::read_to_string(c.join("scripts/nim.sbatch")).unwrap();
+    assert!(nim_script.contains("NGC_API_KEY"), "{nim_script}");
+    for f in [
+        "scripts/llm.sbatch",
+        "scripts/nim.sbatch",
+        "scripts/o.sbatch",
+        "plan.json",
+    ] {
+        let text = std::fs::read_to_string(c.join(f)).unwrap();
+        assert!(!text.contains("from_the_login_shell"), "{f}: {text}");
+    }
 }
 
 /// Case 9: `validate` says when an Ollama model must be pulled (a container with no model store

@@ -93,8 +93,8 @@ fn fixtures() -> Vec<KindFixture> {
     let mut out = Vec::new();
     let started: &[&str] = &["apptainer", "podman", "host"];
     for k in KINDS.iter() {
-        let port = k.server.as_ref().and_then(|s| s.default_port);
-        match k.kind {
+        let port = k.server().and_then(|s| s.default_port);
+        match k.kind() {
             ServiceKind::Ollama => out.push(KindFixture {
                 label: "ollama",
                 service_type: "ollama",
@@ -121,7 +121,7 @@ fn fixtures() -> Vec<KindFixture> {
             }),
             ServiceKind::Vectordb => {
                 for b in BACKENDS.iter() {
-                    match b.backend {
+                    match b.backend() {
                         // Faiss runs in-process: nothing to start or place.
                         VectorBackend::Faiss => {}
                         VectorBackend::Chromadb => out.push(KindFixture {
@@ -129,7 +129,7 @@ fn fixtures() -> Vec<KindFixture> {
                             service_type: "vectordb",
                             lines: "    backend: chromadb\n",
                             runtimes: started,
-                            default_port: b.server.default_port,
+                            default_port: b.server().default_port,
                             gpu: false,
                         }),
                         VectorBackend::Weaviate => out.push(KindFixture {
@@ -137,7 +137,7 @@ fn fixtures() -> Vec<KindFixture> {
                             service_type: "vectordb",
                             lines: "    backend: weaviate\n",
                             runtimes: started,
-                            default_port: b.server.default_port,
+                            default_port: b.server().default_port,
                             gpu: false,
                         }),
                     }
@@ -174,6 +174,14 @@ fn fixtures() -> Vec<KindFixture> {
                 runtimes: started,
                 default_port: port,
                 gpu: false,
+            }),
+            ServiceKind::Nim => out.push(KindFixture {
+                label: "nim",
+                service_type: "nim",
+                lines: "    model: meta/llama-3.1-8b-instruct\n",
+                runtimes: started,
+                default_port: port,
+                gpu: true,
             }),
         }
     }

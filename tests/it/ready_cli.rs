@@ -94,6 +94,7 @@ fn each_kind_probes_its_documented_health_endpoint() {
     for (kind_yaml, path) in [
         ("service_type: vllm, model: m", "/v1/models"),
         ("service_type: triton, model: m", "/v2/health/ready"),
+        ("service_type: nim, model: m", "/v1/health/ready"),
         (
             "service_type: vectordb, backend: chromadb",
             "/api/v2/heartbeat",

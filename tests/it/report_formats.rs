@@ -544,7 +544,9 @@ fn every_service_kind_renders_in_every_format() {
             ServiceKind::S3 => &["get", "put"],
             ServiceKind::FileStorage => &["read", "write"],
             ServiceKind::Http => &["GET"],
-            _ => &["generate"],
+            ServiceKind::Ollama | ServiceKind::Vllm | ServiceKind::Triton | ServiceKind::Nim => {
+                &["generate"]
+            }
         };
         let id = format!("run-{}", kind.as_str());
         db.add_run(&RunSpec::new(&id, kind.as_str(), kind.as_str()));
@@ -586,12 +588,12 @@ fn every_service_kind_renders_in_every_format() {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("all.json")).unwrap())
             .unwrap();
     let runs = doc["analysis"]["runs"].as_array().unwrap();
-    assert_eq!(runs.len(), 8);
+    assert_eq!(runs.len(), ServiceKind::ALL.len());
     for r in runs {
         assert_eq!(r["valid"], true, "{}", r["run_id"]);
         let llm = matches!(
             r["service_kind"].as_str().unwrap(),
-            "ollama" | "vllm" | "triton"
+            "ollama" | "vllm" | "triton" | "nim"
         );
         assert_eq!(r["llm"].is_object(), llm, "{}", r["run_id"]);
     }

@@ -351,6 +351,37 @@ pub(super) fn check_faiss(cx: &mut Ctx, f: &Fields, workload: &Workload) {
     }
 }
 
+/// An Ollama server the job starts in a container, with no model store of the recipe's (the
+/// default store is the campaign's fresh cache) and no pull: it has no model, and the job fails
+/// at setup after the queue wait. A warning.
+pub(super) fn check_ollama_store(
+    cx: &mut Ctx,
+    f: &Fields,
+    runtime: Runtime,
+    container: &ContainerSpec,
+    workload: &Workload,
+) {
+    let Workload::Llm(l) = workload else {
+        return;
+    };
+    let store_bound = container
+        .binds
+        .iter()
+        .any(|b| bind_covers(&b.dst, "/root/.ollama") || bind_covers("/root/.ollama", &b.dst))
+        || container.env.iter().any(|e| e.name == "OLLAMA_MODELS");
+    if matches!(runtime, Runtime::Apptainer | Runtime::Podman) && !l.pull_model && !store_bound {
+        cx.warn(
+            f.get("pull_model").or(f.get("model")).map_or(f.pos(), |n| n.pos),
+            &f.p("pull_model"),
+            format!(
+                "model `{}` must be pulled: the container starts with an empty model store (the campaign's cache/ollama) and `pull_model` is false, so the job would fail at setup",
+                l.model
+            ),
+            Some("set `pull_model: true`, or bind a store that holds it to /root/.ollama (`factorybench doctor` checks it)".into()),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,27 +32,7 @@ pub(super) fn decode_slurm(
             }
         };
     }
-    let time = pick!(nonempty_string, "time");
-    let time_limit_s = match &time {
-        Some(t) => match parse_slurm_time_s(t) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                let pos = f
-                    .get("time")
-                    .or(d.get("time"))
-                    .map(|n| n.pos)
-                    .unwrap_or_default();
-                cx.error_help(
-                    pos,
-                    &format!("{path}.time"),
-                    format!("invalid SLURM time `{t}`: {e}"),
-                    "use minutes, MM:SS, HH:MM:SS or D-HH:MM:SS".into(),
-                );
-                None
-            }
-        },
-        None => None,
-    };
+    let (time, time_limit_s) = slurm_time(cx, &f, &d, path);
     let nodes = if f.get("nodes").is_some() {
         f.u32_range(cx, "nodes", 1, 100_000)
     } else {
@@ -74,6 +54,87 @@ pub(super) fn decode_slurm(
     } else {
         d.u32_range(&mut Ctx::default(), per_node_key, 1, 1_000_000)
     };
+    let (nodes, client_nodes) = slurm_client_nodes(cx, &f, &d, path, nodes);
+    // sbatch spells it `--cpus-per-task`.
+    let cpus_key = if f.get("cpus-per-task").is_some() || d.get("cpus-per-task").is_some() {
+        "cpus-per-task"
+    } else {
+        "cpus_per_task"
+    };
+    let cpus = if f.get(cpus_key).is_some() {
+        f.u32_range(cx, cpus_key, 1, 100_000)
+    } else {
+        d.u32_range(&mut Ctx::default(), cpus_key, 1, 100_000)
+    };
+    let grace = if f.get("signal_grace").is_some() {
+        f.u32_range(cx, "signal_grace", 10, 3600)
+    } else {
+        d.u32_range(&mut Ctx::default(), "signal_grace", 10, 3600)
+    };
+    let extra = slurm_extra(cx, &f, &d, path);
+    let mut modules = d.string_list(&mut Ctx::default(), "modules");
+    modules.extend(f.string_list(cx, "modules"));
+    let spec = SlurmSpec {
+        partition: pick!(nonempty_string, "partition"),
+        account: pick!(nonempty_string, "account"),
+        time,
+        time_limit_s,
+        nodes: nodes.unwrap_or(1),
+        ntasks: ntasks.unwrap_or(1),
+        ntasks_per_node,
+        client_nodes,
+        client_partition: pick!(nonempty_string, "client_partition"),
+        cpus_per_task: cpus,
+        mem: pick!(nonempty_string, "mem"),
+        qos: pick!(nonempty_string, "qos"),
+        gres: pick!(nonempty_string, "gres"),
+        constraint: pick!(nonempty_string, "constraint"),
+        extra,
+        modules,
+        signal_grace_s: grace.unwrap_or(60),
+    };
+    check_slurm_spec(cx, &f, &d, path, &spec);
+    spec
+}
+
+/// `time` (service first, then `global.slurm`) and the limit in seconds.
+fn slurm_time(cx: &mut Ctx, f: &Fields, d: &Fields, path: &str) -> (Option<String>, Option<u64>) {
+    let time = if f.get("time").is_some() {
+        f.nonempty_string(cx, "time")
+    } else {
+        d.nonempty_string(&mut Ctx::default(), "time")
+    };
+    let time_limit_s = match &time {
+        Some(t) => match parse_slurm_time_s(t) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let pos = f
+                    .get("time")
+                    .or(d.get("time"))
+                    .map(|n| n.pos)
+                    .unwrap_or_default();
+                cx.error_help(
+                    pos,
+                    &format!("{path}.time"),
+                    format!("invalid SLURM time `{t}`: {e}"),
+                    "use minutes, MM:SS, HH:MM:SS or D-HH:MM:SS".into(),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    (time, time_limit_s)
+}
+
+/// `client_nodes` with `nodes`: the job's nodes and those that run the clients.
+fn slurm_client_nodes(
+    cx: &mut Ctx,
+    f: &Fields,
+    d: &Fields,
+    path: &str,
+    nodes: Option<u32>,
+) -> (Option<u32>, u32) {
     let explicit_client_nodes = if f.get("client_nodes").is_some() {
         f.u32_range(cx, "client_nodes", 0, 10_000)
     } else {
@@ -105,22 +166,11 @@ pub(super) fn decode_slurm(
     } else {
         nodes
     };
-    // sbatch spells it `--cpus-per-task`.
-    let cpus_key = if f.get("cpus-per-task").is_some() || d.get("cpus-per-task").is_some() {
-        "cpus-per-task"
-    } else {
-        "cpus_per_task"
-    };
-    let cpus = if f.get(cpus_key).is_some() {
-        f.u32_range(cx, cpus_key, 1, 100_000)
-    } else {
-        d.u32_range(&mut Ctx::default(), cpus_key, 1, 100_000)
-    };
-    let grace = if f.get("signal_grace").is_some() {
-        f.u32_range(cx, "signal_grace", 10, 3600)
-    } else {
-        d.u32_range(&mut Ctx::default(), "signal_grace", 10, 3600)
-    };
+    (nodes, client_nodes)
+}
+
+/// `extra` #SBATCH options: `global.slurm`'s, then the service's; each one long option.
+fn slurm_extra(cx: &mut Ctx, f: &Fields, d: &Fields, path: &str) -> Vec<String> {
     let mut extra = d.string_list(&mut Ctx::default(), "extra");
     extra.extend(f.string_list(cx, "extra"));
     let extra_node = f.get("extra").or(d.get("extra"));
@@ -134,27 +184,11 @@ pub(super) fn decode_slurm(
             );
         }
     }
-    let mut modules = d.string_list(&mut Ctx::default(), "modules");
-    modules.extend(f.string_list(cx, "modules"));
-    let spec = SlurmSpec {
-        partition: pick!(nonempty_string, "partition"),
-        account: pick!(nonempty_string, "account"),
-        time,
-        time_limit_s,
-        nodes: nodes.unwrap_or(1),
-        ntasks: ntasks.unwrap_or(1),
-        ntasks_per_node,
-        client_nodes,
-        client_partition: pick!(nonempty_string, "client_partition"),
-        cpus_per_task: cpus,
-        mem: pick!(nonempty_string, "mem"),
-        qos: pick!(nonempty_string, "qos"),
-        gres: pick!(nonempty_string, "gres"),
-        constraint: pick!(nonempty_string, "constraint"),
-        extra,
-        modules,
-        signal_grace_s: grace.unwrap_or(60),
-    };
+    extra
+}
+
+/// Values SLURM would misread, a GPU partition without a GPU, a limit inside the grace.
+fn check_slurm_spec(cx: &mut Ctx, f: &Fields, d: &Fields, path: &str, spec: &SlurmSpec) {
     for (key, v) in [
         ("partition", &spec.partition),
         ("client_partition", &spec.client_partition),
@@ -209,7 +243,6 @@ pub(super) fn decode_slurm(
             );
         }
     }
-    spec
 }
 
 pub(super) fn decode_container(cx: &mut Ctx, f: &Fields) -> ContainerSpec {

@@ -571,12 +571,7 @@ pub(crate) fn secret_from_value(cx: &mut Ctx, pos: Pos, path: &str, v: &str) -> 
     Secret::Plain(v.to_string())
 }
 
-pub fn looks_secret(name: &str) -> bool {
-    let up = name.to_ascii_uppercase();
-    ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY", "CREDENTIAL"]
-        .iter()
-        .any(|w| up.contains(w))
-}
+pub use crate::redact::looks_secret;
 
 pub fn valid_service_name(name: &str) -> bool {
     let b = name.as_bytes();

@@ -1,4 +1,5 @@
-//! LLM services (`service_type: ollama | vllm | triton`).
+//! LLM services (`service_type: ollama | vllm | triton | nim`): the API choices are the kind's
+//! [`crate::kinds::LlmFacts`].
 
 use super::fields::*;
 use super::KindCx;
@@ -13,7 +14,7 @@ pub(super) fn decode(cx: &mut Ctx, k: &KindCx) -> Option<Workload> {
     for key in super::tensor::TENSOR_KEYS {
         if let Some(n) = f.get(key) {
             // Triton with a text `api`; other kinds never take tensors.
-            let why = if kind == ServiceKind::Triton {
+            let why = if kind.spec().decoder() == crate::kinds::Decoder::LlmOrTensor {
                 "is for tensor inference (`api: tensor`), not a text `api`"
             } else {
                 "applies to `service_type: triton` tensor inference only"
@@ -29,49 +30,24 @@ pub(super) fn decode(cx: &mut Ctx, k: &KindCx) -> Option<Workload> {
             format!("service_type {kind} needs `model`"),
         );
     }
-    let default_api = match kind {
-        ServiceKind::Ollama => LlmApi::OllamaGenerate,
-        ServiceKind::Vllm => LlmApi::Completions,
-        _ => LlmApi::TritonGenerate,
-    };
+    let facts = kind
+        .spec()
+        .llm()
+        .expect("the LLM decoder reads LLM kinds only");
     let api = f
         .enum_of(
             cx,
             "api",
             &[
-                (
-                    "generate",
-                    if kind == ServiceKind::Triton {
-                        LlmApi::TritonGenerate
-                    } else {
-                        LlmApi::OllamaGenerate
-                    },
-                ),
-                (
-                    "chat",
-                    if kind == ServiceKind::Ollama {
-                        LlmApi::OllamaChat
-                    } else {
-                        LlmApi::ChatCompletions
-                    },
-                ),
+                ("generate", facts.generate),
+                ("chat", facts.chat),
                 ("completions", LlmApi::Completions),
                 ("chat_completions", LlmApi::ChatCompletions),
                 ("infer", LlmApi::TritonInfer),
             ],
         )
-        .unwrap_or(default_api);
-    let ok_api = match kind {
-        ServiceKind::Ollama => matches!(
-            api,
-            LlmApi::OllamaGenerate
-                | LlmApi::OllamaChat
-                | LlmApi::Completions
-                | LlmApi::ChatCompletions
-        ),
-        ServiceKind::Vllm => matches!(api, LlmApi::Completions | LlmApi::ChatCompletions),
-        _ => matches!(api, LlmApi::TritonGenerate | LlmApi::TritonInfer),
-    };
+        .unwrap_or(facts.default_api);
+    let ok_api = facts.apis.contains(&api);
     if !ok_api {
         cx.error(
             f.get("api").map(|n| n.pos).unwrap_or(pos),

@@ -4,6 +4,7 @@ use super::diag::{did_you_mean, Severity};
 use super::plan::*;
 use super::yaml::{Node, Pos};
 use crate::compat::CompatNames;
+use crate::kinds::Decoder;
 use std::path::PathBuf;
 
 pub const TOP_KEYS: &[&str] = &["benchmark", "global", "monitoring", "services"];
@@ -82,16 +83,16 @@ pub(super) struct KindCx<'a, 'n> {
     pub port: Option<u16>,
 }
 
-/// The workload of a service of `k.kind`: one decoder per kind.
+/// The workload of a service of `k.kind`: the decoder its entry in [`crate::kinds`] names.
 pub(super) fn decode_workload(cx: &mut Ctx, k: &KindCx) -> Option<Workload> {
-    match k.kind {
-        ServiceKind::Triton if tensor::wanted(k.f) => tensor::decode(cx, k),
-        ServiceKind::Ollama | ServiceKind::Vllm | ServiceKind::Triton => llm::decode(cx, k),
-        ServiceKind::Vectordb => vector::decode(cx, k),
-        ServiceKind::Database => database::decode(cx, k),
-        ServiceKind::S3 => s3::decode(cx, k),
-        ServiceKind::FileStorage => file_storage::decode(cx, k),
-        ServiceKind::Http => http::decode(cx, k),
+    match k.kind.spec().decoder() {
+        Decoder::LlmOrTensor if tensor::wanted(k.f) => tensor::decode(cx, k),
+        Decoder::Llm | Decoder::LlmOrTensor => llm::decode(cx, k),
+        Decoder::Vector => vector::decode(cx, k),
+        Decoder::Database => database::decode(cx, k),
+        Decoder::S3 => s3::decode(cx, k),
+        Decoder::FileStorage => file_storage::decode(cx, k),
+        Decoder::Http => http::decode(cx, k),
     }
 }
 
@@ -124,6 +125,57 @@ pub fn decode(
     cx.check_keys(root, "", TOP_KEYS, "the recipe's top level");
     let top = Fields::new(Some(root), "");
 
+    let benchmark = decode_benchmark(cx, &top, &source_path);
+    let global_node = top.get("global");
+    if let Some(g) = global_node {
+        if g.as_map().is_none() {
+            cx.error(g.pos, "global", "`global` must be a mapping");
+        }
+        cx.check_keys(g, "global", GLOBAL_KEYS, "`global`");
+    }
+    let gf = Fields::new(global_node, "global");
+    let global = decode_global(cx, &gf);
+    let monitoring = monitoring_section(cx, top.get("monitoring"));
+    let defaults = ServiceDefaults {
+        runtime: runtime_field(cx, &gf),
+        seed: gf.u64(cx, "seed"),
+        slurm: gf.get("slurm"),
+    };
+    if let Some(s) = defaults.slurm {
+        cx.check_keys(s, "global.slurm", SLURM_KEYS, "`slurm`");
+    }
+    let services = match top.get("services") {
+        None => {
+            cx.error(root.pos, "services", "missing required key `services`");
+            Vec::new()
+        }
+        Some(n) => decode_services(cx, n, &defaults),
+    };
+    if has_cycle(&services) {
+        cx.error(root.pos, "services", "depends_on forms a cycle");
+    }
+    if cx.diags.iter().any(|d| d.blocks_recipe()) {
+        return None;
+    }
+    Some(Plan {
+        source_path,
+        source_sha256,
+        benchmark,
+        global,
+        monitoring,
+        services,
+    })
+}
+
+/// What `global` gives every service that does not say otherwise.
+struct ServiceDefaults<'n> {
+    runtime: Option<Runtime>,
+    seed: Option<u64>,
+    slurm: Option<&'n Node>,
+}
+
+/// The `benchmark` section (its name defaults to the recipe file's stem).
+fn decode_benchmark(cx: &mut Ctx, top: &Fields, source_path: &std::path::Path) -> Benchmark {
     let stem = source_path
         .file_stem()
         .map(|s| s.to_string_lossy().to_string())
@@ -136,20 +188,15 @@ pub fn decode(
         cx.check_keys(b, "benchmark", BENCHMARK_KEYS, "`benchmark`");
     }
     let bf = Fields::new(bench_node, "benchmark");
-    let benchmark = Benchmark {
+    Benchmark {
         name: bf.nonempty_string(cx, "name").unwrap_or(stem),
         description: bf.string(cx, "description").unwrap_or_default(),
         duration_s: bf.duration_s(cx, "duration", fields::range::MAX_DURATION_S),
-    };
-
-    let global_node = top.get("global");
-    if let Some(g) = global_node {
-        if g.as_map().is_none() {
-            cx.error(g.pos, "global", "`global` must be a mapping");
-        }
-        cx.check_keys(g, "global", GLOBAL_KEYS, "`global`");
     }
-    let gf = Fields::new(global_node, "global");
+}
+
+/// The `global` section's own settings (its service defaults are read by [`decode`]).
+fn decode_global(cx: &mut Ctx, gf: &Fields) -> Global {
     let log_level = gf
         .enum_of(
             cx,
@@ -190,7 +237,7 @@ pub fn decode(
             "`push_interval` must be at least 0.5 seconds",
         );
     }
-    let global = Global {
+    Global {
         log_level,
         metrics_db: PathBuf::from(
             gf.nonempty_string(cx, "metrics_db")
@@ -206,108 +253,95 @@ pub fn decode(
         ),
         pushgateway_url,
         push_interval_s,
-    };
-    let monitoring = monitoring_section(cx, top.get("monitoring"));
-    let default_runtime = runtime_field(cx, &gf);
-    let default_seed = gf.u64(cx, "seed");
-    let default_slurm = gf.get("slurm");
-    if let Some(s) = default_slurm {
-        cx.check_keys(s, "global.slurm", SLURM_KEYS, "`slurm`");
     }
+}
 
-    let mut services = Vec::new();
-    match top.get("services") {
+/// The `services` list: each service, unique names, known `depends_on`, shared ports.
+fn decode_services(cx: &mut Ctx, n: &Node, defaults: &ServiceDefaults) -> Vec<Service> {
+    let items = match n.as_seq() {
         None => {
-            cx.error(root.pos, "services", "missing required key `services`");
-        }
-        Some(n) => match n.as_seq() {
-            None => cx.error(
+            cx.error(
                 n.pos,
                 "services",
                 format!("`services` must be a list, found a {}", n.type_name()),
-            ),
-            Some([]) => cx.error(
+            );
+            return Vec::new();
+        }
+        Some([]) => {
+            cx.error(
                 n.pos,
                 "services",
                 "`services` is empty: a recipe needs at least one service",
-            ),
-            Some(items) => {
-                let mut names: Vec<(String, Pos)> = Vec::new();
-                for (i, item) in items.iter().enumerate() {
-                    let Some(name_node) = item.get("service_name") else {
-                        continue;
-                    };
-                    let Some(name) = name_node.as_scalar() else {
-                        continue;
-                    };
-                    if let Some((_, first)) = names.iter().find(|(n, _)| n == name) {
-                        cx.error(
-                            name_node.pos,
-                            &format!("services[{i}].service_name"),
-                            format!(
-                                "duplicate service_name `{name}` (first defined at line {})",
-                                first.line
-                            ),
-                        );
-                    } else {
-                        names.push((name.to_string(), name_node.pos));
-                    }
-                }
-                for (i, item) in items.iter().enumerate() {
-                    let path = format!("services[{i}]");
-                    if let Some(svc) = decode_service(
-                        cx,
-                        item,
-                        &path,
-                        default_runtime,
-                        default_seed,
-                        default_slurm,
-                        i,
-                    ) {
-                        services.push((svc, item.pos, path));
-                    }
-                }
-                let all: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
-                for (svc, pos, path) in &services {
-                    for d in &svc.depends_on {
-                        if d == &svc.name {
-                            cx.error(
-                                *pos,
-                                &format!("{path}.depends_on"),
-                                "a service cannot depend on itself",
-                            );
-                        } else if !all.contains(&d.as_str()) {
-                            let help =
-                                did_you_mean(d, &all).map(|m| format!("did you mean `{m}`?"));
-                            cx.push(
-                                Severity::Error,
-                                *pos,
-                                &format!("{path}.depends_on"),
-                                format!("depends_on names unknown service `{d}`"),
-                                help,
-                            );
-                        }
-                    }
-                }
-                check_shared_ports(cx, items, &services);
+            );
+            return Vec::new();
+        }
+        Some(items) => items,
+    };
+    let names = unique_service_names(cx, items);
+    let mut services = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("services[{i}]");
+        if let Some(svc) = decode_service(
+            cx,
+            item,
+            &path,
+            defaults.runtime,
+            defaults.seed,
+            defaults.slurm,
+            i,
+        ) {
+            services.push((svc, item.pos, path));
+        }
+    }
+    let all: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+    for (svc, pos, path) in &services {
+        for d in &svc.depends_on {
+            if d == &svc.name {
+                cx.error(
+                    *pos,
+                    &format!("{path}.depends_on"),
+                    "a service cannot depend on itself",
+                );
+            } else if !all.contains(&d.as_str()) {
+                let help = did_you_mean(d, &all).map(|m| format!("did you mean `{m}`?"));
+                cx.push(
+                    Severity::Error,
+                    *pos,
+                    &format!("{path}.depends_on"),
+                    format!("depends_on names unknown service `{d}`"),
+                    help,
+                );
             }
-        },
+        }
     }
-    let services: Vec<Service> = services.into_iter().map(|(s, _, _)| s).collect();
-    if has_cycle(&services) {
-        cx.error(root.pos, "services", "depends_on forms a cycle");
+    check_shared_ports(cx, items, &services);
+    services.into_iter().map(|(s, _, _)| s).collect()
+}
+
+/// The services' names, each once (a second one is an error at it).
+fn unique_service_names(cx: &mut Ctx, items: &[Node]) -> Vec<(String, Pos)> {
+    let mut names: Vec<(String, Pos)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let Some(name_node) = item.get("service_name") else {
+            continue;
+        };
+        let Some(name) = name_node.as_scalar() else {
+            continue;
+        };
+        if let Some((_, first)) = names.iter().find(|(n, _)| n == name) {
+            cx.error(
+                name_node.pos,
+                &format!("services[{i}].service_name"),
+                format!(
+                    "duplicate service_name `{name}` (first defined at line {})",
+                    first.line
+                ),
+            );
+        } else {
+            names.push((name.to_string(), name_node.pos));
+        }
     }
-    if cx.diags.iter().any(|d| d.blocks_recipe()) {
-        return None;
-    }
-    Some(Plan {
-        source_path,
-        source_sha256,
-        benchmark,
-        global,
-        monitoring,
-        services,
-    })
+    names
 }
 
 /// The optional top-level `monitoring` section: `compat_metrics: seed` also exports the

@@ -5,9 +5,14 @@ use super::consistency;
 use super::container::{decode_container, decode_slurm};
 use super::fields::*;
 use super::{check_url, decode_workload, runtime_field, KindCx};
-use crate::kinds::COMMON_SERVICE_KEYS;
+use crate::kinds::{Check, COMMON_SERVICE_KEYS};
 use crate::recipe::plan::*;
 use crate::recipe::yaml::Node;
+
+/// Counts blocking diagnostics: a part that added one makes the service `None`.
+fn blocking(cx: &Ctx) -> usize {
+    cx.diags.iter().filter(|d| d.blocks_recipe()).count()
+}
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn decode_service(
@@ -31,67 +36,187 @@ pub(super) fn decode_service(
         return None;
     }
     let f = Fields::new(Some(node), path);
-    let errors_before = cx.diags.iter().filter(|d| d.blocks_recipe()).count();
+    let errors_before = blocking(cx);
 
-    let name = match f.get("service_name") {
-        None => {
-            cx.error(
-                node.pos,
+    let name = decode_name(cx, node, &f);
+    let kind = decode_kind(cx, node, &f);
+    check_service_keys(cx, node, path, name.as_deref(), kind);
+    let started = decode_started(cx, node, &f, default_runtime);
+    let runtime = started.runtime;
+    let port = f.port(cx, "port");
+    let service_url = f.nonempty_string(cx, "service_url");
+    if let (Some(u), Some(n)) = (&service_url, f.get("service_url")) {
+        let schemes = kind.map_or(&["http", "https"][..], |k| k.spec().url_schemes());
+        check_url(cx, n.pos, &f.p("service_url"), u, schemes);
+    }
+    let is_llm = kind.is_some_and(|k| k.is_llm());
+    let load = decode_load(cx, node, &f, is_llm, default_seed, index);
+    let slurm = decode_slurm(cx, f.get("slurm"), default_slurm, &f.p("slurm"));
+    check_client_nodes(cx, node, &f, &slurm, load.clients);
+    let mut container = decode_container(cx, &f);
+    let readiness = Readiness {
+        timeout_s: f
+            .u32_range(cx, "readiness_timeout", 1, 86_400)
+            .unwrap_or(if is_llm { 900 } else { 180 }),
+        interval_s: 1.0,
+    };
+    check_time_limit(cx, &f, &slurm, &load, readiness.timeout_s);
+    check_shared_cpu(cx, &f, &slurm, runtime);
+    let depends_on = f.string_list(cx, "depends_on");
+    let starts_service = matches!(
+        runtime,
+        Runtime::Apptainer | Runtime::Podman | Runtime::Host
+    );
+
+    // Only the kinds that have a `host` key (vectordb, database) read it.
+    let host = match kind {
+        Some(k) if k.spec().recipe_keys().contains(&"host") => f.nonempty_string(cx, "host"),
+        Some(_) | None => None,
+    };
+    let workload = kind.and_then(|kind| {
+        let k = KindCx {
+            f: &f,
+            kind,
+            starts_service,
+            service_url: service_url.as_deref(),
+            port,
+        };
+        decode_workload(cx, &k)
+    });
+    let sweep = decode_service_sweep(cx, &f, &slurm, kind);
+    let capacity_search = f.get("capacity_search").and_then(|n| {
+        super::capacity::decode_capacity_search(cx, n, &f.p("capacity_search"), is_llm)
+    });
+
+    let errors_after = blocking(cx);
+    if errors_after > errors_before {
+        return None;
+    }
+    let compare_thresholds = decode_compare_thresholds(cx, &f);
+    let compare_min_change = decode_compare_min_change(cx, &f);
+    let mut workload = workload?;
+    let kind = kind?;
+    run_checks(
+        cx,
+        &f,
+        kind,
+        runtime,
+        service_url.as_deref(),
+        &mut container,
+        &mut workload,
+    );
+    if blocking(cx) > errors_after {
+        return None;
+    }
+    if starts_service {
+        add_ambient_secrets(&mut container, kind);
+    }
+    promote_secret_lookalikes(&mut container, &workload);
+    let endpoint = Endpoint::resolve(kind, &workload, port, service_url.as_deref(), host);
+    Some(Service {
+        name: name?,
+        kind,
+        runtime,
+        runtime_explicit: started.explicit,
+        container_image: started.container_image,
+        start_command: started.start_command,
+        service_url,
+        endpoint,
+        load,
+        workload,
+        slurm,
+        container,
+        readiness,
+        sweep,
+        depends_on,
+        compare_thresholds,
+        compare_min_change,
+        client_share: None,
+        capacity_search,
+    })
+}
+
+/// `service_name`: present and usable as a file and job name.
+fn decode_name(cx: &mut Ctx, node: &Node, f: &Fields) -> Option<String> {
+    let Some(n) = f.get("service_name") else {
+        cx.error(
+            node.pos,
+            &f.p("service_name"),
+            "missing required key `service_name`",
+        );
+        return None;
+    };
+    match f.string(cx, "service_name") {
+        Some(v) if valid_service_name(&v) => Some(v),
+        Some(v) => {
+            cx.error_help(
+                n.pos,
                 &f.p("service_name"),
-                "missing required key `service_name`",
+                format!("invalid service_name `{}`", v.escape_debug()),
+                "use 1-64 characters from A-Z a-z 0-9 . _ - starting with a letter or digit (it names files and SLURM jobs)".into(),
             );
             None
         }
-        Some(n) => {
-            let v = f.string(cx, "service_name");
-            match v {
-                Some(v) if valid_service_name(&v) => Some(v),
-                Some(v) => {
-                    cx.error_help(
-                        n.pos,
-                        &f.p("service_name"),
-                        format!("invalid service_name `{}`", v.escape_debug()),
-                        "use 1-64 characters from A-Z a-z 0-9 . _ - starting with a letter or digit (it names files and SLURM jobs)".into(),
-                    );
-                    None
-                }
-                None => None,
-            }
-        }
-    };
-    let kind = match f.get("service_type") {
-        None => {
-            cx.error(
-                node.pos,
-                &f.p("service_type"),
-                "missing required key `service_type`",
-            );
-            None
-        }
-        Some(_) => f.enum_of(cx, "service_type", &crate::kinds::service_type_names()),
-    };
+        None => None,
+    }
+}
+
+/// `service_type`: one of the registry's spellings.
+fn decode_kind(cx: &mut Ctx, node: &Node, f: &Fields) -> Option<ServiceKind> {
+    if f.get("service_type").is_none() {
+        cx.error(
+            node.pos,
+            &f.p("service_type"),
+            "missing required key `service_type`",
+        );
+        return None;
+    }
+    f.enum_of(cx, "service_type", &crate::kinds::service_type_names())
+}
+
+/// Unknown keys: the common ones and the kind's (any kind's when the kind is unknown).
+fn check_service_keys(
+    cx: &mut Ctx,
+    node: &Node,
+    path: &str,
+    name: Option<&str>,
+    kind: Option<ServiceKind>,
+) {
     let ctx_name = match kind {
-        Some(k) => format!(
-            "service `{}` (service_type {k})",
-            name.as_deref().unwrap_or("?")
-        ),
+        Some(k) => format!("service `{}` (service_type {k})", name.unwrap_or("?")),
         None => "a service".to_string(),
     };
     let mut allowed: Vec<&str> = COMMON_SERVICE_KEYS.to_vec();
     match kind {
-        Some(k) => allowed.extend_from_slice(k.spec().recipe_keys),
+        Some(k) => allowed.extend_from_slice(k.spec().recipe_keys()),
         None => {
             // Without a known type, accept any type's keys rather than pile up noise.
-            for k in ServiceKind::ALL {
-                allowed.extend_from_slice(k.spec().recipe_keys);
+            for k in crate::kinds::KINDS {
+                allowed.extend_from_slice(k.recipe_keys());
             }
         }
     }
     cx.check_keys(node, path, &allowed, &ctx_name);
+}
 
+/// How the service is started: its runtime and what the runtime needs.
+struct Started {
+    runtime: Runtime,
+    /// The recipe names the runtime (`runtime:` of the service or of `global`).
+    explicit: bool,
+    container_image: Option<String>,
+    start_command: Vec<String>,
+}
+
+fn decode_started(
+    cx: &mut Ctx,
+    node: &Node,
+    f: &Fields,
+    default_runtime: Option<Runtime>,
+) -> Started {
     let container_image = f.nonempty_string(cx, "container_image");
     let start_command = f.string_list(cx, "start_command");
-    let explicit_runtime = runtime_field(cx, &f).or(default_runtime);
+    let explicit_runtime = runtime_field(cx, f).or(default_runtime);
     let runtime = match explicit_runtime {
         Some(r) => r,
         None if container_image.is_some() => Runtime::Apptainer,
@@ -110,68 +235,27 @@ pub(super) fn decode_service(
             "runtime host needs `start_command` (the native server's argv)",
             "or use `runtime: external` for a service that is already running".into(),
         ),
-        _ => {}
+        Runtime::Apptainer | Runtime::Podman | Runtime::Host | Runtime::External => {}
     }
-
-    let port = f.port(cx, "port");
-    let service_url = f.nonempty_string(cx, "service_url");
-    if let (Some(u), Some(n)) = (&service_url, f.get("service_url")) {
-        let schemes: &[&str] = if kind == Some(ServiceKind::Database) {
-            &["postgresql", "postgres"]
-        } else {
-            &["http", "https"]
-        };
-        check_url(cx, n.pos, &f.p("service_url"), u, schemes);
+    Started {
+        runtime,
+        explicit: explicit_runtime.is_some(),
+        container_image,
+        start_command,
     }
+}
 
-    // ---- load ----
+/// The load: clients, arrival, rate, duration and the limits of one run.
+fn decode_load(
+    cx: &mut Ctx,
+    node: &Node,
+    f: &Fields,
+    is_llm: bool,
+    default_seed: Option<u64>,
+    index: usize,
+) -> Load {
     let clients = f.u32_range(cx, "client_count", 1, 100_000).unwrap_or(1);
-    let rate = f
-        .f64_range(
-            cx,
-            "requests_per_second",
-            0.0,
-            range::MAX_RATE_PER_CLIENT_PER_S,
-        )
-        .unwrap_or(10.0);
-    if rate * clients as f64 > range::MAX_RATE_TOTAL_PER_S {
-        cx.error_help(
-            f.get("requests_per_second")
-                .map(|n| n.pos)
-                .unwrap_or(node.pos),
-            &f.p("requests_per_second"),
-            format!(
-                "client_count × requests_per_second is {} requests/s, above the {} one runner can be asked for",
-                rate * clients as f64,
-                range::MAX_RATE_TOTAL_PER_S
-            ),
-            "lower the rate, or use `arrival: closed` (requests_per_second: 0) to send as fast as the service answers".into(),
-        );
-    }
-    let arrival_given = f.enum_of(
-        cx,
-        "arrival",
-        &[
-            ("constant", Arrival::Constant),
-            ("poisson", Arrival::Poisson),
-            ("closed", Arrival::Closed),
-        ],
-    );
-    let arrival = match arrival_given {
-        Some(a) => a,
-        None if rate == 0.0 => Arrival::Closed,
-        None => Arrival::Constant,
-    };
-    if rate == 0.0 && matches!(arrival, Arrival::Constant | Arrival::Poisson) {
-        cx.error_help(
-            f.get("requests_per_second")
-                .map(|n| n.pos)
-                .unwrap_or(node.pos),
-            &f.p("requests_per_second"),
-            "an open-loop arrival needs `requests_per_second` > 0",
-            "requests_per_second: 0 means closed loop, unthrottled (`arrival: closed`)".into(),
-        );
-    }
+    let (arrival, rate) = decode_arrival(cx, node, f, clients);
     let duration_s = f
         .duration_s(cx, "duration", range::MAX_DURATION_S)
         .unwrap_or(60.0);
@@ -203,7 +287,6 @@ pub(super) fn decode_service(
             );
         }
     }
-    let is_llm = kind.is_some_and(|k| k.is_llm());
     let timeout_s = f
         .duration_s(cx, "timeout", range::MAX_TIMEOUT_S)
         .unwrap_or(if is_llm { 300.0 } else { 30.0 });
@@ -229,7 +312,7 @@ pub(super) fn decode_service(
         } else {
             crate::recipe::plan::DEFAULT_CONNECTIONS_PER_CLIENT
         });
-    let load = Load {
+    Load {
         clients,
         arrival,
         target_rate_per_client_per_s: rate,
@@ -245,59 +328,104 @@ pub(super) fn decode_service(
         max_in_flight,
         connections_per_client,
         measure_from_ns: None,
-    };
-
-    // ---- slurm ----
-    let slurm = decode_slurm(cx, f.get("slurm"), default_slurm, &f.p("slurm"));
-    if slurm.client_nodes > clients {
-        // Each client node runs at least one client: fewer clients than nodes would inflate
-        // the load the recipe asks for.
-        let explicit = f.get("slurm").and_then(|s| s.get("client_nodes"));
-        let from_nodes = f
-            .get("slurm")
-            .and_then(|s| s.get("nodes"))
-            .filter(|_| explicit.is_none());
-        let pos = explicit
-            .or(from_nodes)
-            .or(f.get("client_count"))
-            .map_or(node.pos, |n| n.pos);
-        if from_nodes.is_some() || explicit.is_none() {
-            // `nodes: N` without `client_nodes`: clients on the other N-1 nodes.
-            cx.error_help(
-                pos,
-                &f.p("slurm.nodes"),
-                format!(
-                    "`nodes: {}` runs the clients on the other {} nodes, more than `client_count: {clients}` (each client node runs at least one client)",
-                    slurm.nodes, slurm.client_nodes
-                ),
-                format!(
-                    "raise `client_count` to at least {}, or write `nodes: 1` to run the clients beside the service",
-                    slurm.client_nodes
-                ),
-            );
-        } else {
-            cx.error_help(
-                pos,
-                &f.p("slurm.client_nodes"),
-                format!(
-                    "`client_nodes: {}` is more than `client_count: {clients}` (each client node runs at least one client)",
-                    slurm.client_nodes
-                ),
-                format!("raise `client_count` to at least {} or lower `client_nodes`", slurm.client_nodes),
-            );
-        }
     }
+}
 
-    // ---- container ----
-    let container = decode_container(cx, &f);
-    let readiness = Readiness {
-        timeout_s: f
-            .u32_range(cx, "readiness_timeout", 1, 86_400)
-            .unwrap_or(if is_llm { 900 } else { 180 }),
-        interval_s: 1.0,
+/// `requests_per_second` and `arrival`: the per-client rate and how requests arrive.
+fn decode_arrival(cx: &mut Ctx, node: &Node, f: &Fields, clients: u32) -> (Arrival, f64) {
+    let rate = f
+        .f64_range(
+            cx,
+            "requests_per_second",
+            0.0,
+            range::MAX_RATE_PER_CLIENT_PER_S,
+        )
+        .unwrap_or(10.0);
+    let rate_pos = f
+        .get("requests_per_second")
+        .map(|n| n.pos)
+        .unwrap_or(node.pos);
+    if rate * clients as f64 > range::MAX_RATE_TOTAL_PER_S {
+        cx.error_help(
+            rate_pos,
+            &f.p("requests_per_second"),
+            format!(
+                "client_count × requests_per_second is {} requests/s, above the {} one runner can be asked for",
+                rate * clients as f64,
+                range::MAX_RATE_TOTAL_PER_S
+            ),
+            "lower the rate, or use `arrival: closed` (requests_per_second: 0) to send as fast as the service answers".into(),
+        );
+    }
+    let arrival_given = f.enum_of(
+        cx,
+        "arrival",
+        &[
+            ("constant", Arrival::Constant),
+            ("poisson", Arrival::Poisson),
+            ("closed", Arrival::Closed),
+        ],
+    );
+    let arrival = match arrival_given {
+        Some(a) => a,
+        None if rate == 0.0 => Arrival::Closed,
+        None => Arrival::Constant,
     };
-    check_time_limit(cx, &f, &slurm, &load, readiness.timeout_s);
-    // One CPU for a service and its load generator: the measurement is the generator's.
+    if rate == 0.0 && matches!(arrival, Arrival::Constant | Arrival::Poisson) {
+        cx.error_help(
+            rate_pos,
+            &f.p("requests_per_second"),
+            "an open-loop arrival needs `requests_per_second` > 0",
+            "requests_per_second: 0 means closed loop, unthrottled (`arrival: closed`)".into(),
+        );
+    }
+    (arrival, rate)
+}
+
+/// Each client node runs at least one client: fewer clients than nodes would inflate the load
+/// the recipe asks for.
+fn check_client_nodes(cx: &mut Ctx, node: &Node, f: &Fields, slurm: &SlurmSpec, clients: u32) {
+    if slurm.client_nodes <= clients {
+        return;
+    }
+    let explicit = f.get("slurm").and_then(|s| s.get("client_nodes"));
+    let from_nodes = f
+        .get("slurm")
+        .and_then(|s| s.get("nodes"))
+        .filter(|_| explicit.is_none());
+    let pos = explicit
+        .or(from_nodes)
+        .or(f.get("client_count"))
+        .map_or(node.pos, |n| n.pos);
+    if from_nodes.is_some() || explicit.is_none() {
+        // `nodes: N` without `client_nodes`: clients on the other N-1 nodes.
+        cx.error_help(
+            pos,
+            &f.p("slurm.nodes"),
+            format!(
+                "`nodes: {}` runs the clients on the other {} nodes, more than `client_count: {clients}` (each client node runs at least one client)",
+                slurm.nodes, slurm.client_nodes
+            ),
+            format!(
+                "raise `client_count` to at least {}, or write `nodes: 1` to run the clients beside the service",
+                slurm.client_nodes
+            ),
+        );
+    } else {
+        cx.error_help(
+            pos,
+            &f.p("slurm.client_nodes"),
+            format!(
+                "`client_nodes: {}` is more than `client_count: {clients}` (each client node runs at least one client)",
+                slurm.client_nodes
+            ),
+            format!("raise `client_count` to at least {} or lower `client_nodes`", slurm.client_nodes),
+        );
+    }
+}
+
+/// One CPU for a service and its load generator: the measurement is the generator's.
+fn check_shared_cpu(cx: &mut Ctx, f: &Fields, slurm: &SlurmSpec, runtime: Runtime) {
     if slurm.cpus_per_task == Some(1)
         && slurm.client_nodes == 0
         && matches!(
@@ -315,30 +443,15 @@ pub(super) fn decode_service(
             Some(format!("leave `cpus_per_task` out (default {SHARED_NODE_CPUS} for a job that runs both), raise it, or run the clients on other nodes (`client_nodes`)")),
         );
     }
-    let depends_on = f.string_list(cx, "depends_on");
-    let starts_service = matches!(
-        runtime,
-        Runtime::Apptainer | Runtime::Podman | Runtime::Host
-    );
+}
 
-    // Only the kinds that have a `host` key (vectordb, database) read it.
-    let host = match kind {
-        Some(k) if k.spec().recipe_keys.contains(&"host") => f.nonempty_string(cx, "host"),
-        _ => None,
-    };
-    let workload = match kind {
-        Some(kind) => decode_workload(
-            cx,
-            &KindCx {
-                f: &f,
-                kind,
-                starts_service,
-                service_url: service_url.as_deref(),
-                port,
-            },
-        ),
-        None => None,
-    };
+/// `sweep`, with the warning for a GPU job array whose client nodes would get GPUs too.
+fn decode_service_sweep(
+    cx: &mut Ctx,
+    f: &Fields,
+    slurm: &SlurmSpec,
+    kind: Option<ServiceKind>,
+) -> Option<Sweep> {
     let sweep = f
         .get("sweep")
         .and_then(|n| decode_sweep(cx, n, &f.p("sweep"), kind));
@@ -356,87 +469,51 @@ pub(super) fn decode_service(
             );
         }
     }
-    let capacity_search = f.get("capacity_search").and_then(|n| {
-        super::capacity::decode_capacity_search(
-            cx,
-            n,
-            &f.p("capacity_search"),
-            kind.is_some_and(|k| k.is_llm()),
-        )
-    });
+    sweep
+}
 
-    let errors_after = cx.diags.iter().filter(|d| d.blocks_recipe()).count();
-    if errors_after > errors_before {
-        return None;
-    }
-    let compare_thresholds = decode_compare_thresholds(cx, &f);
-    let compare_min_change = decode_compare_min_change(cx, &f);
-    let mut container = container;
-    let mut workload = workload?;
-    let kind = kind?;
-    match kind {
-        ServiceKind::Database => consistency::reconcile_database(
-            cx,
-            &f,
-            runtime,
-            service_url.as_deref(),
-            &mut container,
-            &mut workload,
-        ),
-        ServiceKind::Triton => consistency::check_triton(cx, &f, runtime, &container, &workload),
-        ServiceKind::Vectordb => consistency::check_faiss(cx, &f, &workload),
-        _ => {}
-    }
-    if cx.diags.iter().filter(|d| d.blocks_recipe()).count() > errors_after {
-        return None;
-    }
-    // An Ollama server the job starts in a container, with no model store of the recipe's
-    // (the default store is the campaign's fresh cache) and no pull: it has no model, and the
-    // job fails at setup after the queue wait.
-    if let Workload::Llm(l) = &workload {
-        let store_bound = container.binds.iter().any(|b| {
-            super::consistency::bind_covers(&b.dst, "/root/.ollama")
-                || super::consistency::bind_covers("/root/.ollama", &b.dst)
-        }) || container.env.iter().any(|e| e.name == "OLLAMA_MODELS");
-        if kind == ServiceKind::Ollama
-            && matches!(runtime, Runtime::Apptainer | Runtime::Podman)
-            && !l.pull_model
-            && !store_bound
-        {
-            cx.warn(
-                f.get("pull_model").or(f.get("model")).map_or(f.pos(), |n| n.pos),
-                &f.p("pull_model"),
-                format!(
-                    "model `{}` must be pulled: the container starts with an empty model store (the campaign's cache/ollama) and `pull_model` is false, so the job would fail at setup",
-                    l.model
-                ),
-                Some("set `pull_model: true`, or bind a store that holds it to /root/.ollama (`factorybench doctor` checks it)".into()),
-            );
+/// The kind's checks across keys ([`crate::kinds::Kind::checks`]).
+fn run_checks(
+    cx: &mut Ctx,
+    f: &Fields,
+    kind: ServiceKind,
+    runtime: Runtime,
+    service_url: Option<&str>,
+    container: &mut ContainerSpec,
+    workload: &mut Workload,
+) {
+    for check in kind.spec().checks() {
+        match check {
+            Check::ReconcileDatabase => {
+                consistency::reconcile_database(cx, f, runtime, service_url, container, workload)
+            }
+            Check::TritonRepository => {
+                consistency::check_triton(cx, f, runtime, container, workload)
+            }
+            Check::FaissIndex => consistency::check_faiss(cx, f, workload),
+            Check::OllamaModelStore => {
+                consistency::check_ollama_store(cx, f, runtime, container, workload)
+            }
         }
     }
-    promote_secret_lookalikes(&mut container, &workload);
-    let endpoint = Endpoint::resolve(kind, &workload, port, service_url.as_deref(), host);
-    Some(Service {
-        name: name?,
-        kind,
-        runtime,
-        runtime_explicit: explicit_runtime.is_some(),
-        container_image,
-        start_command,
-        service_url,
-        endpoint,
-        load,
-        workload,
-        slurm,
-        container,
-        readiness,
-        sweep,
-        depends_on,
-        compare_thresholds,
-        compare_min_change,
-        client_share: None,
-        capacity_search,
-    })
+}
+
+/// The kind's ambient secrets ([`crate::kinds::Kind::ambient_secrets`], e.g. `HF_TOKEN`) that
+/// are set where the recipe is read and not in its `environment`: secrets of the container's
+/// environment, whose value the campaign's 0600 secrets file carries to the job (never the
+/// script, and redacted wherever the plan is shown).
+fn add_ambient_secrets(container: &mut ContainerSpec, kind: ServiceKind) {
+    for a in kind.spec().ambient_secrets() {
+        if container.env.iter().any(|e| e.name == a.name) {
+            continue;
+        }
+        if let Some(v) = std::env::var(a.name).ok().filter(|v| !v.is_empty()) {
+            container.env.push(EnvVar {
+                name: a.name.to_string(),
+                value: EnvValue::Secret(Secret::Plain(v)),
+            });
+        }
+    }
 }
 
 /// `compare_min_change: {METRIC: AMOUNT}` (absolute floors as on `compare --min-change`).
@@ -626,18 +703,10 @@ fn decode_sweep_axis(
 /// coincidence into scripts, logs or reports.
 pub(super) fn promote_secret_lookalikes(container: &mut ContainerSpec, workload: &Workload) {
     let mut values: Vec<String> = Vec::new();
-    let plain = |s: Option<&Secret>| match s {
-        Some(Secret::Plain(v)) => Some(v.clone()),
-        _ => None,
-    };
-    match workload {
-        Workload::Database(d) => values.extend(plain(d.password.as_ref())),
-        Workload::S3(s) => {
-            values.extend(plain(Some(&s.access_key)));
-            values.extend(plain(Some(&s.secret_key)));
+    for (_, s) in workload.secrets() {
+        if let Secret::Plain(v) = s {
+            values.push(v.clone());
         }
-        Workload::Llm(l) => values.extend(plain(l.api_key.as_ref())),
-        _ => {}
     }
     for e in &container.env {
         if let EnvValue::Secret(Secret::Plain(v)) = &e.value {

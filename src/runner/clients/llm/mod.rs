@@ -218,11 +218,11 @@ impl Client for LlmClient {
                 .as_deref()
                 .map(|a| vec![("authorization", a)])
                 .unwrap_or_default();
-            let (path, product) = match (i.kind, i.api) {
-                (_, LlmApi::OllamaGenerate | LlmApi::OllamaChat) => ("/api/version", "ollama"),
-                (_, LlmApi::TritonGenerate | LlmApi::TritonInfer) => ("/v2", "triton"),
+            let (path, product) = match i.api {
+                LlmApi::OllamaGenerate | LlmApi::OllamaChat => ("/api/version", "ollama"),
+                LlmApi::TritonGenerate | LlmApi::TritonInfer => ("/v2", "triton"),
                 // vLLM answers `/version`; other OpenAI-compatible servers may not.
-                _ => ("/version", "openai-compatible"),
+                LlmApi::Completions | LlmApi::ChatCompletions => ("/version", "openai-compatible"),
             };
             let mut f = super::util::http_version_facts(
                 &i.http,

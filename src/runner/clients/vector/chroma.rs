@@ -1,14 +1,16 @@
 //! ChromaDB over its HTTP v2 API (`/api/v2/...`, tenant `default_tenant`, database
 //! `default_database`).
 //!
-//! - readiness: `GET /api/v2/heartbeat`
+//! - readiness: the backend's health path in `crate::kinds::vector` (`GET /api/v2/heartbeat`),
+//!   asked again before the collection is made
 //! - `DELETE .../collections/{name}` then `POST .../collections {"name", "metadata":
 //!   {"hnsw:space": "l2"}}` → collection id
 //! - `POST .../collections/{id}/add|upsert {"ids", "embeddings"}`,
 //!   `POST .../query {"query_embeddings": [q], "n_results": k, "include": ["distances"]}`,
 //!   `POST .../delete {"ids"}`; ids are the decimal vector numbers.
 
-use super::{http_base, json_response, Backend};
+use super::{health_path, http_base, json_response, Backend};
+use crate::kinds::VectorBackend;
 use crate::recipe::{Service, VectorDbWorkload};
 use crate::runner::client::{BoxFuture, ClientError, ErrorClass};
 use crate::runner::clients::util::{http_client, ReqError};
@@ -94,7 +96,7 @@ impl Backend for Chroma {
 
     fn prepare<'a>(&'a self, c: &'a reqwest::Client) -> BoxFuture<'a, Result<(), ClientError>> {
         Box::pin(async move {
-            let hb = format!("{}/api/v2/heartbeat", self.base);
+            let hb = format!("{}{}", self.base, health_path(VectorBackend::Chromadb));
             let r = c
                 .get(&hb)
                 .send()

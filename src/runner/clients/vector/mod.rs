@@ -585,6 +585,16 @@ pub fn make(svc: &Service, wl: &VectorDbWorkload) -> Result<Arc<dyn Client>, Cli
     })
 }
 
+/// The health path of an HTTP backend, from its entry in [`crate::kinds::vector`] (the one
+/// `factorybench ready` asks).
+pub(crate) fn health_path(b: VectorBackend) -> &'static str {
+    b.spec()
+        .server()
+        .health
+        .http_path()
+        .expect("an HTTP backend has an HTTP health check")
+}
+
 /// `http://host:port` of an HTTP vector database: `service_url` when it is http(s), else the
 /// resolved endpoint's host and port.
 pub fn http_base(svc: &Service) -> String {

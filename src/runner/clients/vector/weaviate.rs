@@ -2,7 +2,7 @@
 //! Weaviate server installs on the test machines: this client is tested against a protocol
 //! fixture (tests/weaviate_fixture.rs), not the real server.
 //!
-//! - readiness: `GET /v1/.well-known/ready`
+//! - readiness: the backend's health path in `crate::kinds::vector` (`GET /v1/.well-known/ready`)
 //! - class: `DELETE /v1/schema/{Class}`, then `POST /v1/schema` with `vectorizer: none`,
 //!   `vectorIndexConfig.distance: l2-squared` and one int property `n` (the vector number)
 //! - insert/update: `POST /v1/batch/objects {"objects": [{"class", "id", "properties": {"n"},
@@ -13,7 +13,8 @@
 //! - delete: `DELETE /v1/batch/objects` with a `where` filter `id ContainsAny [...]`
 //! - ids: vector number n ↔ UUID `00000000-0000-4000-8000-{n:012x}`.
 
-use super::{http_base, json_response, Backend};
+use super::{health_path, http_base, json_response, Backend};
+use crate::kinds::VectorBackend;
 use crate::recipe::{Service, VectorDbWorkload};
 use crate::runner::client::{BoxFuture, ClientError, ErrorClass};
 use crate::runner::clients::util::{http_client, snippet, ReqError};
@@ -112,9 +113,14 @@ impl Backend for Weaviate {
 
     fn prepare<'a>(&'a self, c: &'a reqwest::Client) -> BoxFuture<'a, Result<(), ClientError>> {
         Box::pin(async move {
-            self.send(c, reqwest::Method::GET, "/v1/.well-known/ready", None)
-                .await
-                .map_err(|e| setup_error("ready", &self.base, e))?;
+            self.send(
+                c,
+                reqwest::Method::GET,
+                health_path(VectorBackend::Weaviate),
+                None,
+            )
+            .await
+            .map_err(|e| setup_error("ready", &self.base, e))?;
             match self
                 .send(
                     c,
