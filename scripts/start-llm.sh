@@ -12,6 +12,13 @@ openai_model="SmolLM2-135M-Instruct"
 ollama_model="smollm2:135m"
 cp "$here/llm/server.mjs" "$home/server.mjs"
 pidfile="$FB_TEST_STATE/llm.pid"
+# A server started from another server.mjs (the tree gained a route since) is restarted.
+sum="$(sha256sum < "$home/server.mjs" | cut -c1-16)"
+if [ -s "$pidfile" ] && [ "$(cat "$FB_TEST_STATE/llm.sum" 2>/dev/null)" != "$sum" ]; then
+  log "server.mjs changed: restarting"
+  kill "$(cat "$pidfile")" 2>/dev/null || true
+  sleep 1
+fi
 if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null \
    && curl -fsS "http://127.0.0.1:$openai_port/v1/models" >/dev/null 2>&1; then
   log "already running (pid $(cat "$pidfile"))"
@@ -24,6 +31,7 @@ else
      nohup node server.mjs > "$FB_TEST_STATE/llm-server.log" 2>&1 & echo $! > "$pidfile"; })
   wait_for "LLM OpenAI API" 120 curl -fsS "http://127.0.0.1:$openai_port/v1/models"
   wait_for "LLM Ollama API" 30 curl -fsS "http://127.0.0.1:$ollama_port/api/tags"
+  echo "$sum" > "$FB_TEST_STATE/llm.sum"
 fi
 # A real generation (also warms the model up).
 curl -fsS "http://127.0.0.1:$openai_port/v1/completions" -H 'content-type: application/json' \
