@@ -261,19 +261,14 @@ pub fn tcp_reachable(addr: &str) -> Result<(), String> {
 }
 
 /// The URL's host:port accepts TCP connections (the Pushgateway's HTTP is checked by runs).
+/// Without a port, the scheme's (443 for https, else 80).
 pub fn http_reachable(url: &str) -> Result<(), String> {
-    let rest = url.split_once("://").map(|x| x.1).unwrap_or(url);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let has_port = authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
-    let addr = if has_port {
-        authority.to_string()
-    } else if url.starts_with("https") {
-        format!("{authority}:443")
-    } else {
-        format!("{authority}:80")
+    let u = url::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    let port = u.port_or_known_default().unwrap_or(80);
+    let addr = match u.host() {
+        Some(url::Host::Ipv6(a)) => format!("[{a}]:{port}"),
+        Some(h) => format!("{h}:{port}"),
+        None => return Err(format!("`{url}` names no host")),
     };
     tcp_reachable(&addr)
 }
