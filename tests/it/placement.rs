@@ -625,3 +625,37 @@ fn measured_window_starts_at_the_instant_the_batch_step_hands_out() {
     assert!(warm > 0, "the wait until then is warmup");
     assert!(measured > 0);
 }
+
+/// Case 7 (memory): `slurm.mem` is sbatch's `--mem`, checked as sbatch reads it, and has no
+/// default of ours (the cluster's DefMemPerNode / DefMemPerCPU applies; `doctor` says how much).
+#[test]
+fn slurm_mem_is_rendered_as_written_and_checked_as_sbatch_reads_it() {
+    let svc = |mem: &str| {
+        one(&format!(
+            "  - service_name: web\n    service_type: http\n    url: http://127.0.0.1:1/\n    slurm: {{{mem}}}\n"
+        ))
+    };
+    let l = parse(&svc("mem: 16G"));
+    assert_eq!(
+        sbatch(&script(&l, &l.plan.services[0]), "mem").as_deref(),
+        Some("16G")
+    );
+    let l = parse(&svc(""));
+    assert_eq!(
+        sbatch(&script(&l, &l.plan.services[0]), "mem"),
+        None,
+        "no invented default"
+    );
+    for bad in ["16GB", "lots", "-1", "1.5G"] {
+        let e = parse_err(&svc(&format!("mem: \"{bad}\"")));
+        assert!(
+            e.contains("services[0].slurm.mem") && e.contains("is not a memory size"),
+            "{bad}: {e}"
+        );
+    }
+    assert_eq!(factorybench::recipe::plan::mem_mib("512"), Some(512));
+    assert_eq!(factorybench::recipe::plan::mem_mib("2g"), Some(2048));
+    assert_eq!(factorybench::recipe::plan::mem_mib("1T"), Some(1 << 20));
+    assert_eq!(factorybench::recipe::plan::mem_mib("1536K"), Some(2));
+    assert_eq!(factorybench::recipe::plan::mem_mib("0"), Some(0));
+}
