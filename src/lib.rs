@@ -24,6 +24,7 @@ pub mod render;
 pub mod report;
 pub mod rng;
 pub mod runner;
+pub mod shell;
 pub mod slurm;
 pub mod store;
 

@@ -94,7 +94,7 @@ pub fn exec(a: &CapacityArgs) -> anyhow::Result<i32> {
     let store = Store::open(placement.write_path())?;
     let hooks = StepHooks {
         observers: None,
-        watch: Some(crate::monitor::session::watch_factory()),
+        watch: Some(crate::monitor::session::watch_factory(Some(db.clone()))),
         gpu_facts: Some(crate::monitor::nvml::gpu_facts()),
         service_exit_file: a.service_exit_file.clone(),
     };

@@ -33,6 +33,23 @@ pub enum MonitorCommand {
     /// Wait until the stack's servers answer, then write the endpoint file (run by the job).
     #[command(hide = true)]
     Register(RegisterArgs),
+    /// Sample this node's GPUs (NVML) into a file until the batch step ends (run by a
+    /// multi-node GPU service's job on the service node).
+    #[command(hide = true)]
+    SampleServiceNode(SampleServiceNodeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SampleServiceNodeArgs {
+    /// The service whose GPUs these are.
+    #[arg(long)]
+    pub service: String,
+    /// The samples file (`runs/<service>-<run>.service-node.jsonl`).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Seconds between readings.
+    #[arg(long, default_value_t = 1.0)]
+    pub interval_s: f64,
 }
 
 #[derive(Debug, Args)]
@@ -219,6 +236,16 @@ pub fn exec(c: &MonitorCommand) -> anyhow::Result<i32> {
         MonitorCommand::Alerts(a) => alerts(a),
         MonitorCommand::Silence(a) => silence(a),
         MonitorCommand::Register(a) => register(a),
+        MonitorCommand::SampleServiceNode(a) => {
+            if !(a.interval_s.is_finite() && (0.1..=3600.0).contains(&a.interval_s)) {
+                return Err(
+                    InvalidInput("--interval-s must be between 0.1 and 3600".into()).into(),
+                );
+            }
+            let interval = Duration::from_secs_f64(a.interval_s);
+            crate::monitor::service_node::sample(&a.out, &a.service, interval)?;
+            Ok(exit::OK)
+        }
     }
 }
 

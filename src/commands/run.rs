@@ -249,7 +249,7 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
         observers: Some(Arc::new(move |svc: &Service| {
             observers_for(svc, show_bars, &multi)
         })),
-        watch: Some(crate::monitor::session::watch_factory()),
+        watch: Some(crate::monitor::session::watch_factory(Some(db.clone()))),
         gpu_facts: Some(crate::monitor::nvml::gpu_facts()),
         service_exit_file: a.service_exit_file.clone(),
     };

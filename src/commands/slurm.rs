@@ -771,4 +771,21 @@ services:
             .collect();
         assert_eq!(only, vec!["client"]);
     }
+
+    /// Issue 23 case 8: the failed pushes of a run still going (kept beside its run file)
+    /// show in its status cell.
+    #[test]
+    fn a_running_count_of_failed_pushes_shows_in_status() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("runs")).unwrap();
+        run_file(t.path(), "web-7.db", "7", None, 3);
+        let file = t.path().join("runs/web-7.db");
+        crate::store::campaign::write_live_push_failures(&file, "web-7.db", 3).unwrap();
+        let runs = crate::store::campaign::read_runs(&file).unwrap();
+        let cell = run_cell(&runs, 0, JobState::Running);
+        assert!(
+            cell.contains("[live metrics: 3 pushes failed, see the job log]"),
+            "{cell}"
+        );
+    }
 }

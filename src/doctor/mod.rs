@@ -108,6 +108,8 @@ pub struct Site {
     pub accounting_error: Option<String>,
     /// QOS names that exist.
     pub qos: Option<Vec<String>>,
+    /// The memory a job without `--mem` gets (DefMemPerNode / DefMemPerCPU).
+    pub mem_default: Option<sys::MemDefault>,
     pub user: String,
 }
 
@@ -126,7 +128,9 @@ impl Site {
             Err(e) => (None, Some(e)),
         };
         let qos = sys::qos_names().ok();
+        let mem_default = partitions.as_ref().and_then(|_| sys::mem_default());
         Site {
+            mem_default,
             apptainer,
             podman,
             partitions,
@@ -306,6 +310,7 @@ pub fn check_recipe(site: &Site, plan: &Plan) -> Vec<Check> {
         let n = &svc.name;
         out.extend(check_image(site, svc));
         out.extend(check_slurm(site, svc));
+        out.extend(check_memory(site, svc));
         out.extend(check_gpu(svc));
         out.extend(check_binds(svc));
         out.extend(check_port(svc));
@@ -642,6 +647,57 @@ fn check_slurm(site: &Site, svc: &Service) -> Vec<Check> {
         )),
     }
     out
+}
+
+/// What memory the service's job gets: its `slurm.mem`, else the cluster's default (there is
+/// no default of our own); a warning when a server the job starts would get less than its
+/// kind's floor.
+fn check_memory(site: &Site, svc: &Service) -> Vec<Check> {
+    use sys::MemDefault;
+    let n = &svc.name;
+    let cpus = u64::from(svc.cpus_per_task().unwrap_or(1));
+    let (mib, how) = match (svc.slurm.mem.as_deref(), site.mem_default) {
+        (Some(m), _) => match crate::recipe::plan::mem_mib(m) {
+            Some(0) | None => (None, format!("slurm.mem {m}: all of the node's memory")),
+            Some(x) => (Some(x), format!("slurm.mem {m} (--mem)")),
+        },
+        (None, Some(MemDefault::PerNode(None))) => (
+            None,
+            "no slurm.mem: the cluster's DefMemPerNode=UNLIMITED gives the job all of the node's memory"
+                .to_string(),
+        ),
+        (None, Some(MemDefault::PerNode(Some(x)))) => (
+            Some(x),
+            format!("no slurm.mem: the cluster's DefMemPerNode gives the job {x} MiB"),
+        ),
+        (None, Some(MemDefault::PerCpu(x))) => (
+            Some(x * cpus),
+            format!(
+                "no slurm.mem: the cluster's DefMemPerCPU={x} MiB x {cpus} CPU(s) gives the job {} MiB",
+                x * cpus
+            ),
+        ),
+        (None, None) => return Vec::new(),
+    };
+    // The kind's floor (`Kind::mem_floor_mib`), for a server the job starts.
+    let floor = if svc.runtime == crate::recipe::Runtime::External {
+        None
+    } else {
+        svc.kind.spec().mem_floor_mib()
+    };
+    match (mib, floor) {
+        (Some(have), Some(floor)) if have < floor => vec![Check::warn(
+            format!("slurm.mem[{n}]"),
+            format!(
+                "{how}: less than the {} GiB a started {} server should have (it may be \
+                 OOM-killed while loading)",
+                floor / 1024,
+                svc.kind.as_str()
+            ),
+            format!("set `slurm.mem` (e.g. `mem: {}G`) on `{n}`", floor / 1024),
+        )],
+        _ => vec![Check::ok(format!("slurm.mem[{n}]"), how)],
+    }
 }
 
 /// Bind sources must exist on the shared filesystem (a kind's own binds: `check_kind_rules`).
@@ -1020,6 +1076,50 @@ mod tests {
 
     /// Issue 23, case 9: doctor says when an Ollama model must be pulled, and looks for it in a
     /// bound model store.
+    #[test]
+    fn memory_is_the_recipes_or_the_clusters_default_and_an_llm_gets_a_floor() {
+        use sys::MemDefault;
+        let svc = |extra: &str| {
+            crate::recipe::parse_str(
+                &format!(
+                    "benchmark: {{name: x}}\nservices:\n  - service_name: o\n    service_type: ollama\n    container_image: docker://ollama/ollama\n    model: m\n    pull_model: true\n{extra}"
+                ),
+                Path::new("r.yml"),
+            )
+            .unwrap()
+            .plan
+            .services[0]
+            .clone()
+        };
+        let site = |d: Option<MemDefault>| Site {
+            mem_default: d,
+            ..Site::default()
+        };
+        // The service and its load generator on one node: 2 CPUs by default.
+        let c = &check_memory(&site(Some(MemDefault::PerCpu(2048))), &svc(""))[0];
+        assert_eq!(c.status, Status::Warn, "{c:?}");
+        assert!(
+            c.why
+                .contains("DefMemPerCPU=2048 MiB x 2 CPU(s) gives the job 4096 MiB"),
+            "{c:?}"
+        );
+        assert!(
+            c.fix.as_deref().unwrap_or_default().contains("mem: 16G"),
+            "{c:?}"
+        );
+        let c = &check_memory(&site(Some(MemDefault::PerNode(None))), &svc(""))[0];
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+        assert!(c.why.contains("all of the node's memory"), "{c:?}");
+        let c = &check_memory(
+            &site(Some(MemDefault::PerCpu(2048))),
+            &svc("    slurm: {mem: 32G}\n"),
+        )[0];
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+        assert!(c.why.contains("slurm.mem 32G"), "{c:?}");
+        // Nothing known about the cluster, nothing asked: no line.
+        assert!(check_memory(&site(None), &svc("")).is_empty());
+    }
+
     #[test]
     fn ollama_model_must_be_in_the_store_or_pulled() {
         let store = tempfile::tempdir().unwrap();

@@ -163,6 +163,36 @@ pub fn accounts_enforced() -> bool {
     })
 }
 
+/// The memory the cluster gives a job that asks for none (`scontrol show config`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemDefault {
+    /// `DefMemPerNode`: MiB per node; `None`: UNLIMITED (all of the node's memory).
+    PerNode(Option<u64>),
+    /// `DefMemPerCPU`: MiB per allocated CPU.
+    PerCpu(u64),
+}
+
+/// The controller's default job memory (`None` when scontrol does not say).
+pub fn mem_default() -> Option<MemDefault> {
+    parse_mem_default(&run("scontrol", &["show", "config"]).ok()?)
+}
+
+pub fn parse_mem_default(config: &str) -> Option<MemDefault> {
+    let value = |key: &str| {
+        config.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == key).then(|| v.trim().to_string())
+        })
+    };
+    let mib = |v: &str| v.parse::<u64>().ok().filter(|n| *n > 0);
+    if let Some(v) = value("DefMemPerCPU") {
+        if let Some(n) = mib(&v) {
+            return Some(MemDefault::PerCpu(n));
+        }
+    }
+    value("DefMemPerNode").map(|v| MemDefault::PerNode(mib(&v)))
+}
+
 /// The `sbatch` options a service's job asks for.
 pub fn sbatch_test_args(s: &SlurmSpec) -> Vec<String> {
     let mut a = Vec::new();
@@ -261,19 +291,14 @@ pub fn tcp_reachable(addr: &str) -> Result<(), String> {
 }
 
 /// The URL's host:port accepts TCP connections (the Pushgateway's HTTP is checked by runs).
+/// Without a port, the scheme's (443 for https, else 80).
 pub fn http_reachable(url: &str) -> Result<(), String> {
-    let rest = url.split_once("://").map(|x| x.1).unwrap_or(url);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let has_port = authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
-    let addr = if has_port {
-        authority.to_string()
-    } else if url.starts_with("https") {
-        format!("{authority}:443")
-    } else {
-        format!("{authority}:80")
+    let u = url::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    let port = u.port_or_known_default().unwrap_or(80);
+    let addr = match u.host() {
+        Some(url::Host::Ipv6(a)) => format!("[{a}]:{port}"),
+        Some(h) => format!("{h}:{port}"),
+        None => return Err(format!("`{url}` names no host")),
     };
     tcp_reachable(&addr)
 }
@@ -288,6 +313,23 @@ mod tests {
         assert_eq!(p.len(), 2);
         assert!(p[0].default && p[0].gres.is_empty());
         assert_eq!(p[1].gres, vec!["gpu:2", "gpu:4"]);
+    }
+
+    #[test]
+    fn default_memory_from_the_controller_config() {
+        assert_eq!(
+            parse_mem_default("DefMemPerNode           = UNLIMITED\nMaxMemPerNode = UNLIMITED\n"),
+            Some(MemDefault::PerNode(None))
+        );
+        assert_eq!(
+            parse_mem_default("DefMemPerCPU = 2048\n"),
+            Some(MemDefault::PerCpu(2048))
+        );
+        assert_eq!(
+            parse_mem_default("DefMemPerNode = 64000\n"),
+            Some(MemDefault::PerNode(Some(64000)))
+        );
+        assert_eq!(parse_mem_default("ClusterName = x\n"), None);
     }
 
     #[test]

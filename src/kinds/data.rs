@@ -83,6 +83,9 @@ impl Kind for Vectordb {
     fn checks(&self) -> &'static [Check] {
         &[Check::FaissIndex]
     }
+    fn mem_floor_mib(&self) -> Option<u64> {
+        Some(super::VECTORDB_MEM_FLOOR_MIB)
+    }
 }
 
 // ---------- PostgreSQL ----------

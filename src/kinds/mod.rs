@@ -147,7 +147,17 @@ pub trait Kind: Sync {
     fn doctor(&self) -> &'static [DoctorRule] {
         &[]
     }
+    /// The least memory a started server should get before `doctor` warns, MiB: an LLM
+    /// server's model weights pass through host memory ([`LLM_MEM_FLOOR_MIB`]).
+    fn mem_floor_mib(&self) -> Option<u64> {
+        self.llm().map(|_| LLM_MEM_FLOOR_MIB)
+    }
 }
+
+/// The least memory a started LLM server should get before `doctor` warns, MiB.
+pub const LLM_MEM_FLOOR_MIB: u64 = 16 * 1024;
+/// The least memory a started vector database should get before `doctor` warns, MiB.
+pub const VECTORDB_MEM_FLOOR_MIB: u64 = 2 * 1024;
 
 /// The registry: every kind, in [`ServiceKind::ALL`] order.
 pub static KINDS: [&dyn Kind; 9] = [

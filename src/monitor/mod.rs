@@ -10,6 +10,7 @@ pub mod live;
 pub mod nvml;
 pub mod procfs;
 pub mod push;
+pub mod service_node;
 pub mod session;
 pub mod snapshot;
 pub mod stack;

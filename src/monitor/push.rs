@@ -179,6 +179,9 @@ pub struct PushConfig {
     pub timeout: Duration,
     /// Basic auth of the monitoring stack's Pushgateway (`None`: an open Pushgateway).
     pub auth: Option<super::stack::BasicAuth>,
+    /// The run file of the run (`key.run_id`) whose running count of failed pushes is kept
+    /// beside it for `status` (`store::campaign::live_push_failures_path`); `None`: not kept.
+    pub run_file: Option<std::path::PathBuf>,
 }
 
 impl PushConfig {
@@ -192,7 +195,14 @@ impl PushConfig {
             interval,
             timeout,
             auth: None,
+            run_file: None,
         }
+    }
+
+    /// Keep the running count of failed pushes beside `run_file` while the run goes on.
+    pub fn with_run_file(mut self, run_file: &std::path::Path) -> Self {
+        self.run_file = Some(run_file.to_path_buf());
+        self
     }
 
     pub fn with_auth(mut self, auth: Option<super::stack::BasicAuth>) -> Self {
@@ -262,6 +272,23 @@ struct Shipper {
 }
 
 impl Shipper {
+    /// Write the failed-push count beside the run file (best effort: `status` shows it while
+    /// the run goes on; the job log already said the first failure).
+    fn keep_live_count(&self) {
+        if let Some(f) = &self.cfg.run_file {
+            if let Err(e) = crate::store::campaign::write_live_push_failures(
+                f,
+                &self.cfg.key.run_id,
+                self.summary.pushes_failed,
+            ) {
+                tracing::debug!(
+                    "live metrics: cannot keep the failure count beside {}: {e}",
+                    f.display()
+                );
+            }
+        }
+    }
+
     fn body(&self, sources: &[Arc<dyn LiveSource>], fin: Option<&FinalState>) -> String {
         let mut e = Exposition::new();
         for s in sources {
@@ -405,6 +432,7 @@ async fn run(
                     sh.summary.pushes_ok += 1;
                 } else {
                     sh.summary.pushes_failed += 1;
+                    sh.keep_live_count();
                 }
             }
         }
@@ -416,6 +444,13 @@ async fn run(
         sh.summary.deleted = sh.send(reqwest::Method::DELETE, None).await;
     } else {
         sh.summary.pushes_failed += 1;
+    }
+    // From here the count is the run's `pushgateway_push_failures`, stored with it.
+    if let Some(f) = &sh.cfg.run_file {
+        let _ = std::fs::remove_file(crate::store::campaign::live_push_failures_path(
+            f,
+            &sh.cfg.key.run_id,
+        ));
     }
     if sh.summary.pushes_failed > 0 {
         tracing::info!(

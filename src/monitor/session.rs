@@ -127,6 +127,7 @@ impl RunMonitor {
         run_id: &str,
         clock: Clock,
         sink: SampleSink,
+        run_file: Option<&std::path::Path>,
     ) -> RunMonitor {
         let source = Arc::new(SnapshotSource::new().with_compat(plan.monitoring.compat_metrics));
         // A runner on a client node of a multi-node job is not on the service's node: any
@@ -151,7 +152,11 @@ impl RunMonitor {
         );
         let pusher = target.map(|t| {
             let key = GroupingKey::new(&campaign_label(plan), &svc.name, run_id);
-            let cfg = PushConfig::new(&t.url, key, plan.global.push_interval_s).with_auth(t.auth);
+            let mut cfg =
+                PushConfig::new(&t.url, key, plan.global.push_interval_s).with_auth(t.auth);
+            if let Some(f) = run_file {
+                cfg = cfg.with_run_file(f);
+            }
             tracing::info!(
                 "[{}] live metrics to {} every {} s",
                 svc.name,
@@ -232,8 +237,10 @@ impl crate::runner::session::RunWatch for RunMonitor {
 }
 
 /// The session's run monitor: samples into the run's file, live pushes to the Pushgateway.
-pub fn watch_factory() -> crate::runner::session::WatchFactory {
-    Arc::new(|plan, svc, run_id, clock, store| {
+/// `run_file` is the campaign file as readers see it (the published path, not a node-local
+/// copy): the running count of failed pushes is kept beside it for `status`.
+pub fn watch_factory(run_file: Option<std::path::PathBuf>) -> crate::runner::session::WatchFactory {
+    Arc::new(move |plan, svc, run_id, clock, store| {
         let sink_store = store.clone();
         let sink_run = run_id.clone();
         Box::new(RunMonitor::start(
@@ -242,6 +249,7 @@ pub fn watch_factory() -> crate::runner::session::WatchFactory {
             run_id,
             clock,
             Box::new(move |s| sink_store.sample(&sink_run, s.t_ns, intern(&s.name), s.value)),
+            run_file.as_deref(),
         ))
     })
 }

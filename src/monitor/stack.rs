@@ -313,7 +313,7 @@ impl StackSpec {
     pub fn render(&self) -> Result<String, StackError> {
         self.validate()?;
         let mut env = minijinja::Environment::new();
-        env.add_filter("shq", |v: String| shell_quote(&v));
+        env.add_filter("shq", |v: String| crate::shell::quote(&v));
         env.add_template("monitor.sbatch", TEMPLATE)?;
         let t = env.get_template("monitor.sbatch")?;
         let mut s = t.render(minijinja::context! {
@@ -416,17 +416,6 @@ impl StackSpec {
         fs::set_permissions(&p, fs::Permissions::from_mode(0o700)).map_err(io_err(&p))?;
         Ok(p)
     }
-}
-
-/// POSIX single-quoting: safe for any value in any shell position.
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-./:=@,+".contains(&b))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// Grafana's datasource with the Prometheus credentials filled in (written 0600).
@@ -996,14 +985,6 @@ mod tests {
                 "{bad:?}"
             );
         }
-    }
-
-    #[test]
-    fn quotes() {
-        assert_eq!(shell_quote("/a/b"), "/a/b");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote(""), "''");
     }
 
     fn endpoint(bind: BindMode, grafana: bool) -> Endpoint {

@@ -76,40 +76,62 @@ impl Endpoint {
     }
 }
 
-/// The explicit port of a URL (`scheme://[user@]host:port/...`).
+/// The explicit port of a URL (`scheme://[user@]host:port/...`); `None` when the URL names
+/// none or does not parse.
 pub fn port_of_url(url: &str) -> Option<u16> {
-    let rest = url.split_once("://")?.1;
-    let hostport = rest.split(['/', '?', '#']).next()?;
-    let hostport = hostport.rsplit_once('@').map_or(hostport, |(_, h)| h);
-    hostport.rsplit_once(':')?.1.parse::<u16>().ok()
+    let u = url::Url::parse(url).ok()?;
+    u.port().or_else(|| {
+        // `url` forgets a port equal to the scheme's default (`http://h:80`), which was still
+        // written; read it again under a scheme that has no default port.
+        u.port_or_known_default()?;
+        url::Url::parse(&format!("x-{url}")).ok()?.port()
+    })
 }
 
-/// The host of a URL, as the recipe's `host` defaults to it.
+/// The host of a URL, as the recipe's `host` defaults to it (an IPv6 literal keeps its
+/// brackets).
 pub fn host_of_url(url: Option<&str>) -> Option<String> {
-    let rest = url?.split_once("://")?.1;
-    let authority = rest.split(['/', '?']).next()?;
-    let authority = authority.rsplit('@').next()?;
-    match authority.rsplit_once(':') {
-        Some((h, _)) if !h.ends_with(']') || authority.starts_with('[') => Some(h.to_string()),
-        _ => Some(authority.to_string()),
+    let u = url::Url::parse(url?).ok()?;
+    match u.host()? {
+        url::Host::Ipv6(a) => Some(format!("[{a}]")),
+        h => Some(h.to_string()).filter(|h| !h.is_empty()),
     }
 }
 
 /// The host part of `scheme://[user@]host[:port]/...` (brackets kept off IPv6 literals).
 pub fn url_host(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if let Some(v6) = hostport.strip_prefix('[') {
-        v6.split(']').next()?
-    } else {
-        hostport.split(':').next()?
+    let u = url::Url::parse(url).ok()?;
+    match u.host()? {
+        url::Host::Ipv6(a) => Some(a.to_string()),
+        h => Some(h.to_string()).filter(|h| !h.is_empty()),
+    }
+}
+
+/// Whether `url` names `localhost`, 127.0.0.0/8 or `[::1]` as its host.
+pub fn is_loopback_url(url: &str) -> bool {
+    let Ok(u) = url::Url::parse(url) else {
+        return false;
     };
-    (!host.is_empty()).then(|| host.to_string())
+    match u.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        // Hosts of schemes `url` does not know (`postgresql://`) are kept as written.
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost")
+                || d.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        None => false,
+    }
 }
 
 /// `scheme://[user@]127.0.0.1[:port]/...` with the loopback host replaced by `host` (other
 /// hosts are kept: an external service is reached where its URL says).
+///
+/// This one splices the text rather than going through `url::Url`: `host` is often a shell
+/// reference (`${FB_BIND_ADDR}`) that `url` would lowercase, and `url` would rewrite the rest
+/// of a URL written without a path (`http://h:1` → `http://h:1/`), which scripts and plan.json
+/// show as written.
 pub(crate) fn replace_url_host(url: &str, host: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
@@ -148,5 +170,37 @@ mod host_tests {
             replace_url_host("http://db.site:80/", "10.0.0.5"),
             "http://db.site:80/"
         );
+    }
+
+    #[test]
+    fn hosts_and_ports_of_urls() {
+        assert_eq!(port_of_url("http://h:8080/x"), Some(8080));
+        assert_eq!(
+            port_of_url("http://h:80/x"),
+            Some(80),
+            "written, though the default"
+        );
+        assert_eq!(port_of_url("https://u:p@h:443"), Some(443));
+        assert_eq!(port_of_url("postgresql://u:p@db:5432/x"), Some(5432));
+        assert_eq!(port_of_url("http://h/x"), None);
+        assert_eq!(port_of_url("nonsense"), None);
+        assert_eq!(
+            host_of_url(Some("http://[::1]:80/")).as_deref(),
+            Some("[::1]")
+        );
+        assert_eq!(
+            host_of_url(Some("postgresql://u@db.site/x")).as_deref(),
+            Some("db.site")
+        );
+        assert_eq!(url_host("http://u:p@[::1]:9091/x").as_deref(), Some("::1"));
+        assert_eq!(
+            url_host("http://10.0.0.5:8080/x").as_deref(),
+            Some("10.0.0.5")
+        );
+        assert!(is_loopback_url("http://localhost:1/"));
+        assert!(is_loopback_url("postgresql://u:p@127.0.0.2/db"));
+        assert!(is_loopback_url("http://[::1]:8000"));
+        assert!(!is_loopback_url("http://10.0.0.5/"));
+        assert!(!is_loopback_url("nonsense"));
     }
 }

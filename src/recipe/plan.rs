@@ -388,6 +388,8 @@ pub struct SlurmSpec {
     /// GPU, the clients' on this partition (default: the cluster's default) without one.
     pub client_partition: Option<String>,
     pub cpus_per_task: Option<u32>,
+    /// `--mem` as sbatch spells it (`16G`, `512M`, `0` = all of a node's memory); no default:
+    /// without it the cluster's DefMemPerNode / DefMemPerCPU applies (`doctor` says how much).
     pub mem: Option<String>,
     pub qos: Option<String>,
     pub gres: Option<String>,
@@ -398,6 +400,27 @@ pub struct SlurmSpec {
     pub modules: Vec<String>,
     /// Seconds before the time limit at which SLURM sends USR1 (`--signal=B:USR1@N`).
     pub signal_grace_s: u32,
+}
+
+/// Mebibytes of an sbatch `--mem` value: digits with an optional unit `K`, `M` (the default),
+/// `G` or `T` (either case). `None` when it is not such a value or beyond 1 PiB.
+pub fn mem_mib(v: &str) -> Option<u64> {
+    let (digits, unit) = match v.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&v[..i], c.to_ascii_uppercase()),
+        _ => (v, 'M'),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    let mib = match unit {
+        'K' => n.div_ceil(1024),
+        'M' => n,
+        'G' => n.checked_mul(1024)?,
+        'T' => n.checked_mul(1024 * 1024)?,
+        _ => return None,
+    };
+    (mib <= 1 << 30).then_some(mib)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

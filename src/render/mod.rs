@@ -59,32 +59,8 @@ pub enum RenderError {
     UnsafeCampaignDir(String),
 }
 
-/// Quote a string as one POSIX shell word. Plain words of safe characters stay as they are;
-/// anything else is put in single quotes, with `'` written as `'\''`.
-pub fn shell_quote(s: &str) -> String {
-    let safe = !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'_' | b'-' | b'.' | b'/' | b':' | b',' | b'@' | b'+' | b'%'
-                )
-        });
-    if safe {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        if c == '\'' {
-            out.push_str("'\\''");
-        } else {
-            out.push(c);
-        }
-    }
-    out.push('\'');
-    out
-}
+/// The shell quoter, here for the templates' `shell_quote` filter and render's callers.
+pub use crate::shell::quote as shell_quote;
 
 /// Whether `dir` can be written into `#SBATCH --output=` lines and quoted safely.
 pub fn campaign_dir_ok(dir: &str) -> bool {
@@ -772,45 +748,6 @@ pub fn secret_file_entries(svc: &Service) -> Vec<(String, SecretFileValue)> {
 mod tests {
     use super::*;
     use crate::recipe::endpoint::url_host;
-
-    #[test]
-    fn shell_quote_leaves_safe_words_and_quotes_the_rest() {
-        assert_eq!(shell_quote("gpu:1"), "gpu:1");
-        assert_eq!(shell_quote("/a/b-c_d.e"), "/a/b-c_d.e");
-        assert_eq!(shell_quote(""), "''");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("A=b"), "'A=b'");
-        assert_eq!(shell_quote("~root"), "'~root'");
-        assert_eq!(shell_quote("$(x)"), "'$(x)'");
-    }
-
-    #[test]
-    fn shell_quote_round_trips_through_bash() {
-        let tricky = [
-            "plain",
-            "it's",
-            "$(touch /nonexistent/x)",
-            "`id`",
-            "a;b|c&d",
-            "\"double\" and 'single'",
-            "line1\nline2",
-            "back\\slash",
-            "*?[glob]{a,b}",
-            "",
-            "-n",
-            "tab\there",
-            "ünïcödé",
-        ];
-        for t in tricky {
-            let out = std::process::Command::new("bash")
-                .arg("-c")
-                .arg(format!("printf %s {}", shell_quote(t)))
-                .output()
-                .unwrap();
-            assert_eq!(String::from_utf8(out.stdout).unwrap(), t, "{t:?}");
-        }
-    }
 
     #[test]
     fn url_host_parts() {

@@ -159,6 +159,7 @@ pub fn analyze_files(files: &[PathBuf], policy: &ValidityPolicy) -> Result<Campa
         });
     }
     let mut a = build_campaign(files, runs, jobs, policy);
+    super::service_node::attach(&mut a, files);
     a.capacity = capacity;
     Ok(a)
 }
@@ -290,6 +291,7 @@ fn aggregate(
         operations: ops.iter().map(|(k, v)| v.finish(k, rate_span_s)).collect(),
         spread: spreads(&batches, span_s, &first.1.slo, &total, llm.as_ref()),
         llm: llm.map(|l| l.finish(rate_span_s, total.requests, &first.1.slo)),
+        service_node: None,
     }
 }
 
@@ -1066,7 +1068,7 @@ fn timeseries(buckets: &[Bucket], bucket_ns: i64, window_ns: i64) -> Vec<TimePoi
 
 type SampleParts = (Vec<SampleSummary>, Vec<SampleSeries>, Option<EnergyStats>);
 
-fn summarize_samples(
+pub(super) fn summarize_samples(
     series: &[db::SampleSeriesRows],
     start_ns: i64,
     end_ns: i64,

@@ -19,6 +19,7 @@ pub mod model;
 pub mod provenance;
 pub mod push;
 pub mod seed;
+pub mod service_node;
 pub mod statistics;
 pub mod svg;
 pub mod table;

@@ -397,6 +397,22 @@ pub struct ServiceAggregate {
     /// fewer than [`super::judge::MIN_BATCHES`] batches holding a value has none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub spread: BTreeMap<String, super::judge::Spread>,
+    /// GPU telemetry of the service node of a multi-node job, whose runners on the client
+    /// nodes sample no GPU (absent when the service node was not sampled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_node: Option<ServiceNodeTelemetry>,
+}
+
+/// The service node's GPUs over a service aggregate's measured window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ServiceNodeTelemetry {
+    /// The node the service ran on.
+    pub node: String,
+    /// GPUs NVML showed there.
+    pub gpus: u32,
+    /// Energy of those GPUs over the aggregate's window, per successful request and per output
+    /// token of all client nodes together.
+    pub energy: Option<EnergyStats>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -41,10 +41,7 @@ pub fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-/// Quote for a POSIX shell (`'...'`, with `'` as `'\''`).
-pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
+pub use crate::shell::quote as shell_quote;
 
 /// Services to submit, parents before children (depends_on is validated acyclic).
 pub fn submission_order<'a>(plan: &'a Plan, only: Option<&str>) -> Vec<&'a crate::recipe::Service> {

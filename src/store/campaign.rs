@@ -142,8 +142,9 @@ pub struct RunSummary {
     /// The client node whose run file this is (multi-node jobs), from the file's name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
-    /// Live-metrics pushes the Pushgateway refused or that failed (`pushgateway_push_failures`,
-    /// recorded when the run ends); None while running or when nothing was pushed.
+    /// Live-metrics pushes the Pushgateway refused or that failed: `pushgateway_push_failures`,
+    /// recorded when the run ends; while it runs, the count the runner keeps beside the run
+    /// file ([`live_push_failures_path`]). None when nothing was pushed or nothing failed yet.
     pub push_failures: Option<u64>,
     /// The run file this summary was read from (set by `read_runs`).
     #[serde(skip)]
@@ -223,9 +224,40 @@ pub fn read_runs(path: &Path) -> Result<Vec<RunSummary>, DbError> {
                 m.into_iter()
                     .find(|m| m.name == "pushgateway_push_failures")
             })
-            .map(|m| m.value as u64);
+            .map(|m| m.value as u64)
+            .or_else(|| read_live_push_failures(path, &r.run_id));
     }
     Ok(runs)
+}
+
+/// Where a running run keeps its count of failed live-metrics pushes: beside its run file,
+/// `<run file>.<run id>.push-failures`, holding the count as text. The runner writes it when a
+/// push fails and removes it when the run ends and the count is stored with the run
+/// (`pushgateway_push_failures`); `status` reads it while the run is going.
+pub fn live_push_failures_path(run_file: &Path, run_id: &str) -> std::path::PathBuf {
+    let name = run_file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    run_file.with_file_name(format!("{name}.{run_id}.push-failures"))
+}
+
+/// The running count of [`live_push_failures_path`], if the file is there.
+pub fn read_live_push_failures(run_file: &Path, run_id: &str) -> Option<u64> {
+    std::fs::read_to_string(live_push_failures_path(run_file, run_id))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Replace the running count of failed pushes (written whole: a reader sees the old count or
+/// the new one).
+pub fn write_live_push_failures(run_file: &Path, run_id: &str, failed: u64) -> std::io::Result<()> {
+    let path = live_push_failures_path(run_file, run_id);
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, format!("{failed}\n"))?;
+    std::fs::rename(&tmp, &path)
 }
 
 /// A run file with one finished run and `requests` successful rows (unit-test fixture).

@@ -17,6 +17,7 @@
 pub mod campaign;
 pub mod publish;
 pub mod read;
+pub mod service_node;
 mod writer;
 
 pub use writer::{RequestSink, Store, StoreHandle, WriterStats};

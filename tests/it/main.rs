@@ -18,6 +18,7 @@ mod data_postgres;
 mod data_run;
 mod data_s3;
 mod data_vector;
+mod docs_commands;
 mod doctor_cli;
 mod durability_kill;
 mod hostile_cli;

@@ -197,3 +197,74 @@ async fn a_hanging_pushgateway_times_out() {
     });
     assert_run_unaffected(format!("http://127.0.0.1:{port}")).await;
 }
+
+/// Issue 23 case 8: while a run is still going, the failed pushes it counted are visible to
+/// `status` (kept beside the run file), not only once the run has ended.
+#[test]
+fn failed_pushes_are_visible_while_the_run_goes_on() {
+    use factorybench::store::campaign::{live_push_failures_path, read_runs};
+    use factorybench::store::RunStatus;
+    let tmp = tempfile::tempdir().unwrap();
+    // A closed port: every push is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let db = tmp.path().join("runs").join("files-1.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let recipe = tmp.path().join("r.yml");
+    std::fs::write(
+        &recipe,
+        format!(
+            r#"benchmark: {{name: live-failures}}
+global: {{pushgateway_url: "{url}", push_interval: 0.5}}
+services:
+  - service_name: files
+    service_type: file_storage
+    base_path: "{files}"
+    client_count: 1
+    requests_per_second: 20
+    warmup: 0
+    duration: 6
+"#,
+            files = tmp.path().join("files").display()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("factorybench"))
+        .args(["run", "--no-progress", "--db"])
+        .arg(&db)
+        .arg(&recipe)
+        .env_remove("PUSHGATEWAY_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut live = None;
+    while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        let running = read_runs(&db)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|r| r.status == RunStatus::Running && r.push_failures.is_some_and(|n| n > 0));
+        if let Some(r) = running {
+            live = Some(r);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = child.wait().unwrap();
+    let live = live.expect("a running run with its failed pushes counted");
+    assert!(
+        status.code().is_some_and(|c| c == 0 || c == 5),
+        "{status:?}"
+    );
+    // At the end the count is stored with the run and the running count is gone.
+    let done = read_runs(&db).unwrap().remove(0);
+    assert_eq!(done.run_id, live.run_id);
+    assert_ne!(done.status, RunStatus::Running);
+    assert!(
+        done.push_failures.unwrap() >= live.push_failures.unwrap(),
+        "{done:?} {live:?}"
+    );
+    assert!(!live_push_failures_path(&db, &done.run_id).exists());
+}

@@ -346,6 +346,57 @@ fn gpu_service_with_client_nodes_is_a_heterogeneous_job() {
     );
 }
 
+/// Case 5 (telemetry): the runners on the client nodes sample no GPU, so the batch step samples
+/// the service node's GPUs beside the service and stops the sampler at teardown. Without NVML
+/// (this machine) the sampler says so in one line, records nothing and exits at once.
+#[test]
+fn gpu_service_with_client_nodes_samples_the_service_node() {
+    let recipe = |gres: &str| {
+        one(&format!(
+            "  - service_name: llm\n    service_type: ollama\n    runtime: apptainer\n    container_image: docker://ollama/ollama\n    model: m\n    client_count: 2\n    slurm: {{partition: gpu, {gres}client_nodes: 2}}\n"
+        ))
+    };
+    let l = parse(&recipe("gres: \"gpu:1\", "));
+    let s = script(&l, &l.plan.services[0]);
+    let start = s
+        .find("monitor sample-service-node --service \"$FB_SERVICE\" --out \"${FB_DB%.db}.service-node.jsonl\" &")
+        .unwrap_or_else(|| panic!("no service-node sampler:\n{s}"));
+    assert!(
+        start < s.find("srun --het-group=1").unwrap(),
+        "started before the clients"
+    );
+    assert!(
+        s.contains("kill \"$FB_SAMPLER_PID\""),
+        "stopped at teardown"
+    );
+    // No GPU asked for: nothing to sample.
+    let l = parse(&recipe(""));
+    assert!(!script(&l, &l.plan.services[0]).contains("sample-service-node"));
+
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("llm-1.service-node.jsonl");
+    let o = common::bin()
+        .args([
+            "monitor",
+            "sample-service-node",
+            "--service",
+            "llm",
+            "--out",
+        ])
+        .arg(&out)
+        .env("LD_LIBRARY_PATH", t.path())
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("no GPU telemetry on the service node") && err.contains("`llm`"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing recorded without NVML");
+}
+
 /// Case 7 (ports): vLLM, Triton and ChromaDB all on 8000 in one campaign could land on one node,
 /// where the second job's port check failed after the queue wait. Now a warning at the later
 /// service's `port` that `submit` refuses; ordered services (depends_on) may share a port.
@@ -638,4 +689,38 @@ fn measured_window_starts_at_the_instant_the_batch_step_hands_out() {
     );
     assert!(warm > 0, "the wait until then is warmup");
     assert!(measured > 0);
+}
+
+/// Case 7 (memory): `slurm.mem` is sbatch's `--mem`, checked as sbatch reads it, and has no
+/// default of ours (the cluster's DefMemPerNode / DefMemPerCPU applies; `doctor` says how much).
+#[test]
+fn slurm_mem_is_rendered_as_written_and_checked_as_sbatch_reads_it() {
+    let svc = |mem: &str| {
+        one(&format!(
+            "  - service_name: web\n    service_type: http\n    url: http://127.0.0.1:1/\n    slurm: {{{mem}}}\n"
+        ))
+    };
+    let l = parse(&svc("mem: 16G"));
+    assert_eq!(
+        sbatch(&script(&l, &l.plan.services[0]), "mem").as_deref(),
+        Some("16G")
+    );
+    let l = parse(&svc(""));
+    assert_eq!(
+        sbatch(&script(&l, &l.plan.services[0]), "mem"),
+        None,
+        "no invented default"
+    );
+    for bad in ["16GB", "lots", "-1", "1.5G"] {
+        let e = parse_err(&svc(&format!("mem: \"{bad}\"")));
+        assert!(
+            e.contains("services[0].slurm.mem") && e.contains("is not a memory size"),
+            "{bad}: {e}"
+        );
+    }
+    assert_eq!(factorybench::recipe::plan::mem_mib("512"), Some(512));
+    assert_eq!(factorybench::recipe::plan::mem_mib("2g"), Some(2048));
+    assert_eq!(factorybench::recipe::plan::mem_mib("1T"), Some(1 << 20));
+    assert_eq!(factorybench::recipe::plan::mem_mib("1536K"), Some(2));
+    assert_eq!(factorybench::recipe::plan::mem_mib("0"), Some(0));
 }

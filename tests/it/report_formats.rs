@@ -31,7 +31,7 @@ fn schema_path() -> PathBuf {
 }
 
 /// The checked-in schema is the one generated from the Rust types.
-/// Regenerate with `FB_UPDATE_SCHEMAS=1 cargo test --test report_formats schema`.
+/// Regenerate with `FB_UPDATE_SCHEMAS=1 cargo test --test it -- schema_file_is_current`.
 #[test]
 fn schema_file_is_current() {
     let generated = json_schema();
@@ -42,7 +42,7 @@ fn schema_file_is_current() {
     let on_disk = std::fs::read_to_string(schema_path()).expect("schemas/report.schema.json");
     assert!(
         on_disk == generated,
-        "schemas/report.schema.json is stale: run FB_UPDATE_SCHEMAS=1 cargo test --test report_formats schema"
+        "schemas/report.schema.json is stale: run FB_UPDATE_SCHEMAS=1 cargo test --test it -- schema_file_is_current"
     );
 }
 

@@ -13,63 +13,25 @@ pub(crate) struct PgUrlParts {
     pub database: Option<String>,
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 pub(crate) fn pg_url_parts(url: &str) -> PgUrlParts {
-    let Some((_, rest)) = url.split_once("://") else {
+    let Ok(u) = url::Url::parse(url) else {
         return PgUrlParts::default();
     };
-    let (authority, path) = match rest.find(['/', '?', '#']) {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
+    // `%XX` escapes decoded; invalid ones are kept as written.
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
     };
-    let mut parts = PgUrlParts::default();
-    if let Some((userinfo, _)) = authority.rsplit_once('@') {
-        let (u, p) = match userinfo.split_once(':') {
-            Some((u, p)) => (u, Some(p)),
-            None => (userinfo, None),
-        };
-        parts.user = Some(percent_decode(u)).filter(|s| !s.is_empty());
-        parts.password = p.map(percent_decode);
+    PgUrlParts {
+        user: Some(decode(u.username())).filter(|s| !s.is_empty()),
+        password: u.password().map(decode),
+        database: u
+            .path()
+            .strip_prefix('/')
+            .map(decode)
+            .filter(|s| !s.is_empty()),
     }
-    if let Some(db) = path.strip_prefix('/') {
-        let db = db.split(['?', '#']).next().unwrap_or_default();
-        parts.database = Some(percent_decode(db)).filter(|s| !s.is_empty());
-    }
-    parts
-}
-
-/// `scheme://HOST...` where HOST is `localhost`, 127.0.0.0/8 or `[::1]`.
-pub(crate) fn is_loopback_url(url: &str) -> bool {
-    let Some((_, rest)) = url.split_once("://") else {
-        return false;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = match hostport.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => hostport.split(':').next().unwrap_or_default(),
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// One value of a setting and where it was written.

@@ -209,6 +209,23 @@ fn check_slurm_spec(cx: &mut Ctx, f: &Fields, d: &Fields, path: &str, spec: &Slu
             }
         }
     }
+    if let Some(m) = spec.mem.as_deref() {
+        if !m.chars().any(char::is_whitespace) && crate::recipe::plan::mem_mib(m).is_none() {
+            let pos = f
+                .get("mem")
+                .or(d.get("mem"))
+                .map(|n| n.pos)
+                .unwrap_or_default();
+            cx.error_help(
+                pos,
+                &format!("{path}.mem"),
+                format!("`mem: {m}` is not a memory size as sbatch spells it"),
+                "a whole number with an optional unit K, M (the default), G or T, e.g. `mem: 16G`; \
+                 `0` asks for all of a node's memory"
+                    .into(),
+            );
+        }
+    }
     // A GPU partition without a GPU request: SLURM gives the job no GPU and the container gets
     // no --nv / CDI device, so an LLM server falls back to CPU (or fails) silently.
     if let Some(part) = &spec.partition {

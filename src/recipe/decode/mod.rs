@@ -213,7 +213,7 @@ fn decode_global(cx: &mut Ctx, gf: &Fields) -> Global {
     let pushgateway_url = gf.string(cx, "pushgateway_url");
     if let (Some(u), Some(n)) = (&pushgateway_url, gf.get("pushgateway_url")) {
         check_url(cx, n.pos, "global.pushgateway_url", u, &["http", "https"]);
-        if consistency::is_loopback_url(u) {
+        if crate::recipe::endpoint::is_loopback_url(u) {
             cx.warn(
                 n.pos,
                 "global.pushgateway_url",
@@ -402,10 +402,11 @@ pub(super) fn runtime_field(cx: &mut Ctx, f: &Fields) -> Option<Runtime> {
 }
 
 pub(super) fn check_url(cx: &mut Ctx, pos: Pos, path: &str, url: &str, schemes: &[&str]) {
-    let ok = url.split_once("://").is_some_and(|(scheme, rest)| {
-        schemes.contains(&scheme.to_ascii_lowercase().as_str()) && !rest.is_empty()
-    });
-    if !ok {
+    let ok =
+        url::Url::parse(url).is_ok_and(|u| schemes.contains(&u.scheme()) && u.host().is_some());
+    let blank = url.chars().any(|c| c.is_whitespace() || c.is_control());
+    // A blank inside is said once, below.
+    if !ok && !blank {
         cx.error_help(
             pos,
             path,
@@ -414,7 +415,7 @@ pub(super) fn check_url(cx: &mut Ctx, pos: Pos, path: &str, url: &str, schemes: 
         );
     }
     warn_url_credentials(cx, pos, path, url);
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if blank {
         cx.error(
             pos,
             path,

@@ -125,7 +125,8 @@ impl HttpClient {
                 .any(|(n, _)| n == hyper::header::AUTHORIZATION)
             {
                 use base64::Engine;
-                let ui = percent_decode(&ui);
+                // `%XX` escapes decoded; invalid ones are kept as written.
+                let ui = percent_encoding::percent_decode_str(&ui).decode_utf8_lossy();
                 let b64 = base64::engine::general_purpose::STANDARD.encode(ui.as_bytes());
                 let mut v = HeaderValue::from_str(&format!("Basic {b64}"))
                     .map_err(|_| bad("bad credentials in the url".to_string()))?;
@@ -507,24 +508,4 @@ impl Worker for HttpsWorker {
             status_outcome(t, o, status)
         })
     }
-}
-
-/// `%XX` escapes of a URL's userinfo decoded (invalid escapes are kept as written).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
-            if let Ok(v) = u8::from_str_radix(hex, 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
