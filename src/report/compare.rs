@@ -625,12 +625,21 @@ fn blame_the_generator(
 /// [`jitter_percentile`]), over the runs `run_ids` of `a`: the worst of their recorded
 /// `generator_lag_pN_ms`. `None` for metrics it does not bound, closed-loop runs and files
 /// that predate these metrics.
-pub(super) fn timing_jitter_ms(a: &CampaignAnalysis, run_ids: &[String], metric: &str) -> Option<f64> {
+pub(super) fn timing_jitter_ms(
+    a: &CampaignAnalysis,
+    run_ids: &[String],
+    metric: &str,
+) -> Option<f64> {
     let name = format!("generator_lag_p{}_ms", jitter_percentile(metric)?);
     a.runs
         .iter()
         .filter(|r| run_ids.contains(&r.run_id))
-        .filter_map(|r| r.run_metrics.iter().find(|m| m.name == name).map(|m| m.value))
+        .filter_map(|r| {
+            r.run_metrics
+                .iter()
+                .find(|m| m.name == name)
+                .map(|m| m.value)
+        })
         .reduce(f64::max)
 }
 
@@ -646,8 +655,12 @@ fn jitter_percentile(metric: &str) -> Option<u32> {
     Some(match metric {
         "latency_p50_ms" | "latency_mean_ms" | "ttft_p50_ms" => 50,
         "latency_p90_ms" => 90,
-        "latency_p99_ms" | "latency_uncorrected_p99_ms" | "ttft_p99_ms" | "tpot_p99_ms"
-        | "itl_p99_ms" | "e2el_p99_ms" => 99,
+        "latency_p99_ms"
+        | "latency_uncorrected_p99_ms"
+        | "ttft_p99_ms"
+        | "tpot_p99_ms"
+        | "itl_p99_ms"
+        | "e2el_p99_ms" => 99,
         "latency_p999_ms" => 999,
         _ => return None,
     })

@@ -286,10 +286,13 @@ fn gate(
     // Without a campaign-to-campaign scatter (one point before the newest), the points'
     // errors hold no run-to-run noise: a latency change within the load generator's own
     // timing jitter is not the service's (the rule of `compare`).
-    if scatter(window).is_none() && matches!(j.verdict, Verdict::Regression | Verdict::Improvement) {
+    if scatter(window).is_none() && matches!(j.verdict, Verdict::Regression | Verdict::Improvement)
+    {
         let last = &window[window.len() - 1];
         let jitter = [last.timing_jitter_ms, newest.timing_jitter_ms];
-        if allowed.is_some_and(|a| super::compare::within_jitter(newest.value - last.value, a, jitter).is_some()) {
+        if allowed.is_some_and(|a| {
+            super::compare::within_jitter(newest.value - last.value, a, jitter).is_some()
+        }) {
             return GateStatus::Inconclusive;
         }
     }

@@ -18,6 +18,7 @@ pub mod metric;
 pub mod model;
 pub mod provenance;
 pub mod push;
+pub mod samples;
 pub mod seed;
 pub mod service_node;
 pub mod statistics;

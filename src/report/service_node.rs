@@ -44,7 +44,7 @@ pub fn attach(a: &mut CampaignAnalysis, files: &[PathBuf]) {
         });
         let Some(s) = covering else { continue };
         let (_, _, energy) =
-            super::analysis::summarize_samples(&s.series, start, end, agg.total.ok, None);
+            super::samples::summarize_samples(&s.series, start, end, agg.total.ok, None);
         let output_tokens = agg.llm.as_ref().map_or(0, |l| l.output_tokens);
         let energy = energy.map(|mut e| {
             e.energy_per_output_token_j =

@@ -23,9 +23,9 @@ use std::path::{Path, PathBuf};
 /// and `recipe`: the recipe decoder reads the kinds' table, never the other way round.
 const LAYERS: &[(&str, &[&str])] = &[
     (
-        "0 (leaf: model, rng, exit, compat, out, proc, capacity, redact, crate root)",
+        "0 (leaf: model, rng, exit, compat, out, proc, capacity, redact, shell, crate root)",
         &[
-            "", "model", "rng", "exit", "compat", "out", "proc", "capacity", "redact",
+            "", "model", "rng", "exit", "compat", "out", "proc", "capacity", "redact", "shell",
         ],
     ),
     ("0.5 kinds", &["kinds"]),

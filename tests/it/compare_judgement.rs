@@ -434,7 +434,14 @@ fn a_latency_change_within_the_generators_own_timing_jitter_is_not_the_services(
         let mut db = TestDb::create(&path);
         db.add_run(&RunSpec::new(name, "files", "file_storage"));
         let reqs: Vec<Req> = (0..2000i64)
-            .map(|i| Req::ok("read", T0 + S + i * 5 * MS, 10 * US, (service_us + i % 7) * US))
+            .map(|i| {
+                Req::ok(
+                    "read",
+                    T0 + S + i * 5 * MS,
+                    10 * US,
+                    (service_us + i % 7) * US,
+                )
+            })
             .collect();
         db.add_requests(name, &reqs);
         for p in [50, 90, 99, 999] {
