@@ -1,8 +1,8 @@
 //! `capacity`: find the highest sustainable rate of a service under its `capacity_search`
 //! SLOs (runner::capacity drives it; every step is a recorded run), then print the answer.
 
-use super::InvalidInput;
 use crate::exit;
+use crate::exit::Failure;
 use crate::report::capacity::read_searches;
 use crate::report::model::{ReasonCode, RunAnalysis};
 use crate::runner::capacity::{run_search, Limiter, StepDone, StepFigures, StepHooks};
@@ -53,29 +53,31 @@ pub fn exec(a: &CapacityArgs) -> anyhow::Result<i32> {
         Some(name) => match plan.service(name) {
             Some(s) if s.capacity_search.is_some() => s.clone(),
             Some(_) => {
-                return Err(InvalidInput(format!(
+                return Err(Failure::invalid_input(format!(
                     "service `{name}` has no `capacity_search` in {}",
                     a.recipe.display()
                 ))
                 .into())
             }
             None => {
-                return Err(
-                    InvalidInput(format!("no service `{name}` in {}", a.recipe.display())).into(),
-                )
+                return Err(Failure::invalid_input(format!(
+                    "no service `{name}` in {}",
+                    a.recipe.display()
+                ))
+                .into())
             }
         },
         None => match with.as_slice() {
             [one] => (*one).clone(),
             [] => {
-                return Err(InvalidInput(format!(
+                return Err(Failure::invalid_input(format!(
                     "no service of {} has `capacity_search`",
                     a.recipe.display()
                 ))
                 .into())
             }
             many => {
-                return Err(InvalidInput(format!(
+                return Err(Failure::invalid_input(format!(
                     "several services have `capacity_search` ({}): choose one with --service",
                     many.iter()
                         .map(|s| s.name.as_str())
@@ -90,7 +92,7 @@ pub fn exec(a: &CapacityArgs) -> anyhow::Result<i32> {
         a.db.clone()
             .unwrap_or_else(|| plan.global.metrics_db.clone());
     // On a network filesystem the run file is written node-local and published (see `run`).
-    let mut placement = super::run::placement::Placement::new(&db)?;
+    let mut placement = crate::runner::placement::Placement::new(&db)?;
     let store = Store::open(placement.write_path())?;
     let hooks = StepHooks {
         observers: None,

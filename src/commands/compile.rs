@@ -1,7 +1,7 @@
 //! `compile` (recipe → campaign directory of batch scripts) and the hidden `ready` probe.
 
-use super::InvalidInput;
 use crate::exit;
+use crate::exit::Failure;
 use crate::render::campaign::{write_campaign, CampaignSpec};
 use crate::render::Renderer;
 use clap::Args;
@@ -35,7 +35,7 @@ pub fn exec(a: &CompileArgs) -> anyhow::Result<i32> {
     let renderer = match &a.templates {
         Some(dir) => {
             if !dir.is_dir() {
-                return Err(InvalidInput(format!(
+                return Err(Failure::invalid_input(format!(
                     "--templates {}: not a directory",
                     dir.display()
                 ))
@@ -53,7 +53,7 @@ pub fn exec(a: &CompileArgs) -> anyhow::Result<i32> {
     };
     let out = match write_campaign(&loaded, &renderer, &spec) {
         Ok(o) => o,
-        Err(e) if e.is_invalid_input() => return Err(InvalidInput(e.to_string()).into()),
+        Err(e) if e.is_invalid_input() => return Err(Failure::invalid_input(e.to_string()).into()),
         Err(e) => return Err(e.into()),
     };
     crate::outln!(
@@ -103,7 +103,7 @@ pub fn ready(a: &ReadyArgs) -> anyhow::Result<i32> {
             .iter()
             .map(|s| s.name.as_str())
             .collect();
-        return Err(InvalidInput(format!(
+        return Err(Failure::invalid_input(format!(
             "unknown service `{}` (the recipe has: {})",
             a.service,
             names.join(", ")
@@ -112,7 +112,7 @@ pub fn ready(a: &ReadyArgs) -> anyhow::Result<i32> {
     };
     let budget_s = a.timeout.unwrap_or(f64::from(svc.readiness.timeout_s));
     if !(budget_s.is_finite() && (0.0..=86_400.0 * 365.0).contains(&budget_s)) {
-        return Err(InvalidInput(format!(
+        return Err(Failure::invalid_input(format!(
             "--timeout {budget_s}: must be a number of seconds between 0 and 31536000 (365 days)"
         ))
         .into());

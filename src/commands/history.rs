@@ -1,7 +1,7 @@
 //! `history`: trends over many campaigns, change points, and a CI gate on the newest one.
 
-use super::InvalidInput;
 use crate::exit;
+use crate::exit::Failure;
 use crate::report::compare::{load_side, parse_threshold};
 use crate::report::history::{history, to_html, to_text};
 use clap::{Args, ValueEnum};
@@ -48,7 +48,9 @@ pub struct HistoryArgs {
 /// The campaigns a path names (see the help).
 fn campaigns_of(p: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if !p.exists() {
-        return Err(InvalidInput(format!("{}: no such file or directory", p.display())).into());
+        return Err(
+            Failure::invalid_input(format!("{}: no such file or directory", p.display())).into(),
+        );
     }
     if p.is_file() || p.join("runs").is_dir() || p.join("campaign.db").is_file() {
         return Ok(vec![p.to_path_buf()]);
@@ -64,7 +66,7 @@ fn campaigns_of(p: &Path) -> anyhow::Result<Vec<PathBuf>> {
 pub fn exec(a: &HistoryArgs) -> anyhow::Result<i32> {
     let mut overrides = Vec::new();
     for t in &a.threshold {
-        overrides.push(parse_threshold(t).map_err(|e| InvalidInput(e.to_string()))?);
+        overrides.push(parse_threshold(t).map_err(|e| Failure::invalid_input(e.to_string()))?);
     }
     let known: Vec<&str> = crate::report::compare::METRICS
         .iter()
@@ -75,7 +77,7 @@ pub fn exec(a: &HistoryArgs) -> anyhow::Result<i32> {
             let hint = crate::recipe::diag::did_you_mean(m, &known)
                 .map(|s| format!(" (did you mean `{s}`?)"))
                 .unwrap_or_default();
-            return Err(InvalidInput(format!("unknown metric `{m}`{hint}")).into());
+            return Err(Failure::invalid_input(format!("unknown metric `{m}`{hint}")).into());
         }
     }
     let mut campaigns = Vec::new();
@@ -86,7 +88,7 @@ pub fn exec(a: &HistoryArgs) -> anyhow::Result<i32> {
         }
     }
     if campaigns.is_empty() {
-        return Err(InvalidInput("no campaign found in the given paths".into()).into());
+        return Err(Failure::invalid_input("no campaign found in the given paths").into());
     }
     let h = history(&campaigns, &overrides, &a.metric);
     let content = match a.format {

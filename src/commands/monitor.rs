@@ -2,8 +2,8 @@
 //! (Prometheus + Pushgateway + Alertmanager + Grafana), how to reach it, and its alerts. See
 //! `monitor::stack` for the state directory and `monitor::alerting` for Alertmanager.
 
-use crate::commands::InvalidInput;
 use crate::exit;
+use crate::exit::Failure;
 use crate::monitor::alerting::{Alertmanager, EmailReceiver, Receivers, SlackReceiver};
 use crate::monitor::stack::{
     self, component, BindMode, Endpoint, StackRuntime, StackSpec, ALERTMANAGER_PASSWORD_FILE,
@@ -311,13 +311,13 @@ fn up(a: &UpArgs) -> anyhow::Result<i32> {
         spec.alertmanager_image = i.clone();
     }
     if a.timeout.is_nan() || a.timeout <= 0.0 || a.timeout > 86_400.0 * 365.0 {
-        return Err(InvalidInput(
-            "--timeout must be a positive number of seconds, at most 31536000 (365 days)".into(),
+        return Err(Failure::invalid_input(
+            "--timeout must be a positive number of seconds, at most 31536000 (365 days)",
         )
         .into());
     }
     spec.render()
-        .map_err(|e| InvalidInput(format!("monitor up: {e}")))?;
+        .map_err(|e| Failure::invalid_input(format!("monitor up: {e}")))?;
     let script = spec.install()?;
     let job_id = slurm::sbatch(Some(&script), &SubmitOptions::default(), Some(&dir))
         .context("monitor up submits a SLURM job")?;
@@ -604,7 +604,10 @@ fn tunnel(a: &TunnelArgs) -> anyhow::Result<i32> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
         {
-            return Err(InvalidInput(format!("{what} {v:?} is not a valid host/user name")).into());
+            return Err(Failure::invalid_input(format!(
+                "{what} {v:?} is not a valid host/user name"
+            ))
+            .into());
         }
     }
     let cmd = stack::tunnel_command(&ep, &user, &login, a.login_port);
@@ -734,9 +737,9 @@ fn alerts(a: &AlertsArgs) -> anyhow::Result<i32> {
 
 fn silence(a: &SilenceArgs) -> anyhow::Result<i32> {
     let duration = humantime::parse_duration(&a.duration)
-        .map_err(|e| InvalidInput(format!("--for {:?}: {e}", a.duration)))?;
+        .map_err(|e| Failure::invalid_input(format!("--for {:?}: {e}", a.duration)))?;
     if a.campaign.is_empty() {
-        return Err(InvalidInput("--campaign must not be empty".into()).into());
+        return Err(Failure::invalid_input("--campaign must not be empty").into());
     }
     let dir = absolute(&a.state.state_dir)?;
     let am = alertmanager(&dir)?;

@@ -1,9 +1,9 @@
 //! `factorybench push CAMPAIGN`: a finished campaign's final figures to a Pushgateway (one
 //! group per run and per service measurement; see `report::push`), or `--delete` them.
 
-use super::InvalidInput;
 use crate::compat::CompatNames;
 use crate::exit;
+use crate::exit::Failure;
 use crate::monitor::push::{grouping_path, send_group, GroupOp};
 use crate::monitor::stack::{self, PushTargetError};
 use crate::report::push::{campaign_groups, DEFAULT_JOB};
@@ -50,16 +50,16 @@ pub struct PushArgs {
 
 pub fn exec(a: &PushArgs) -> anyhow::Result<i32> {
     if a.job.is_empty() {
-        return Err(InvalidInput("--job must not be empty".into()).into());
+        return Err(Failure::invalid_input("--job must not be empty").into());
     }
     if !(a.timeout.is_finite() && a.timeout > 0.0 && a.timeout <= 3600.0) {
-        return Err(InvalidInput("--timeout must be between 0 and 3600 seconds".into()).into());
+        return Err(Failure::invalid_input("--timeout must be between 0 and 3600 seconds").into());
     }
     let analysis = crate::report::analyze_path(&a.campaign).map_err(super::report::input_err)?;
     let found =
         stack::one_shot_target(a.gateway.as_deref(), &a.state.state_dir).map_err(|e| match e {
             PushTargetError::Stack(_) => anyhow::Error::from(e),
-            e => InvalidInput(e.to_string()).into(),
+            e => Failure::invalid_input(e.to_string()).into(),
         })?;
     let target = found.target;
     // A campaign directory's runs pushed live under its name (FB_CAMPAIGN_DIR); a campaign

@@ -1,8 +1,8 @@
 //! `report`, `compare`, `verify`.
 
-use super::InvalidInput;
 use crate::compat::CompatNames;
 use crate::exit;
+use crate::exit::Failure;
 use crate::report::analysis::AnalysisError;
 use crate::report::compare::{self, CompareError};
 pub use crate::report::format::{render, render_comparison, CompareFormat, ReportFormat};
@@ -101,7 +101,7 @@ pub struct VerifyArgs {
 
 pub(crate) fn input_err(e: AnalysisError) -> anyhow::Error {
     if e.is_input_error() {
-        InvalidInput(e.to_string()).into()
+        Failure::invalid_input(e.to_string()).into()
     } else {
         e.into()
     }
@@ -145,7 +145,7 @@ pub fn report(a: &ReportArgs) -> anyhow::Result<i32> {
             crate::report::seed::to_seed_json(&doc)
         }
         Some(c) => {
-            return Err(InvalidInput(format!(
+            return Err(Failure::invalid_input(format!(
                 "--compat {} is a JSON view: use it with --format json",
                 c.as_str()
             ))
@@ -205,17 +205,17 @@ pub fn compare(a: &CompareArgs) -> anyhow::Result<i32> {
     };
     for t in &a.threshold {
         opts.thresholds
-            .push(compare::parse_threshold(t).map_err(|e| InvalidInput(e.to_string()))?);
+            .push(compare::parse_threshold(t).map_err(|e| Failure::invalid_input(e.to_string()))?);
     }
     for t in &a.min_change {
         opts.floors
-            .push(compare::parse_floor(t).map_err(|e| InvalidInput(e.to_string()))?);
+            .push(compare::parse_floor(t).map_err(|e| Failure::invalid_input(e.to_string()))?);
     }
     let load = |p: &Path| -> anyhow::Result<_> {
         compare::load_side(p).map_err(|e| match e.downcast::<AnalysisError>() {
             Ok(ae) => input_err(ae),
             Err(e) => match e.downcast::<CompareError>() {
-                Ok(ce) => InvalidInput(ce.to_string()).into(),
+                Ok(ce) => Failure::invalid_input(ce.to_string()).into(),
                 Err(e) => e,
             },
         })
@@ -245,14 +245,14 @@ pub fn compare(a: &CompareArgs) -> anyhow::Result<i32> {
 
 pub fn verify(a: &VerifyArgs) -> anyhow::Result<i32> {
     let bytes = std::fs::read(&a.report)
-        .map_err(|e| InvalidInput(format!("{}: {e}", a.report.display())))?;
+        .map_err(|e| Failure::invalid_input(format!("{}: {e}", a.report.display())))?;
     match integrity::verify(&bytes) {
         Ok(h) => {
             crate::outln!("ok: {} sha256 {h}", a.report.display())?;
             Ok(exit::OK)
         }
         Err(e @ integrity::VerifyError::NoHash) => {
-            Err(InvalidInput(format!("{}: {e}", a.report.display())).into())
+            Err(Failure::invalid_input(format!("{}: {e}", a.report.display())).into())
         }
         Err(e) => {
             eprintln!("TAMPERED: {}: {e}", a.report.display());

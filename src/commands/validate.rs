@@ -1,6 +1,6 @@
 //! `validate` and `explain`.
 
-use crate::exit;
+use crate::exit::{self, Failure};
 use crate::recipe::{self, LoadError, Runtime, Service};
 use clap::Args;
 use serde::Serialize;
@@ -48,7 +48,7 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<i32> {
     if let (Ok(l), Some(name)) = (&lenient, &a.service) {
         if l.plan.service(name).is_none() {
             let names: Vec<&str> = l.plan.services.iter().map(|s| s.name.as_str()).collect();
-            return Err(super::InvalidInput(format!(
+            return Err(Failure::invalid_input(format!(
                 "no service `{name}` in {} (services: {})",
                 a.recipe.display(),
                 names.join(", ")
@@ -113,7 +113,7 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<i32> {
             crate::outln!("{}", serde_json::to_string_pretty(&j)?)?;
             Ok(exit::INVALID_INPUT)
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(super::load_failure(e).into()),
     }
 }
 

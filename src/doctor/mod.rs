@@ -6,7 +6,7 @@
 //! with one, every service too (image, account / partition / QOS / GRES, GPU, ports, paths,
 //! free space). Nothing here prints: `commands::doctor` does.
 
-pub mod fs;
+pub use crate::fsinfo as fs;
 pub mod sys;
 
 use crate::recipe::{Plan, Runtime, Service, ServiceKind, Workload};

@@ -20,6 +20,7 @@ pub mod provenance;
 pub mod push;
 pub mod seed;
 pub mod statistics;
+pub mod summary;
 pub mod svg;
 pub mod table;
 pub mod text;

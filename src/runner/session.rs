@@ -2,7 +2,8 @@
 //! jobs of a plan ([`select_jobs`]), then [`Session::run`] drives each one through
 //! setup → engine → teardown against a campaign file, with signal handling (a first SIGINT /
 //! SIGTERM / SIGUSR1 drains, a second exits) and pluggable live observers and run monitors
-//! (the command plugs in progress output and `monitor::session::RunMonitor`).
+//! (the command plugs in progress output and `monitor::session::RunMonitor`). [`run_plan`] runs
+//! a whole plan as `factorybench run` does (local lifecycles, run file placement, reconciliation).
 
 use super::client::{BoxFuture, RunMetric};
 use super::clients::make_client;
@@ -17,6 +18,9 @@ use crate::store::{
 };
 use std::path::Path;
 use std::sync::Arc;
+
+mod plan;
+pub use plan::{run_plan, PlanDone, PlanRun, RunHooks, RunOptions};
 
 /// A job selection that does not fit the plan (unknown service, sweep index out of range).
 #[derive(Debug, thiserror::Error)]

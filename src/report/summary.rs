@@ -218,3 +218,155 @@ pub fn render_table(runs: &[RunSummary]) -> String {
     out.push_str("latency: from the scheduled start (corrected for coordinated omission), successful measured requests; warmup excluded\n");
     out
 }
+
+/// A finished `success` run shows `invalid` when its validity gates fail: the same analysis
+/// as `report` (one pass over the run's rows), for finished runs only.
+pub fn judge_finished_runs(jobs: &mut [crate::slurm::status::JobStatus]) {
+    for r in jobs.iter_mut().flat_map(|j| j.runs.iter_mut()) {
+        if r.status != crate::store::RunStatus::Success {
+            continue;
+        }
+        let Some(file) = r.file.as_deref() else {
+            continue;
+        };
+        r.valid = crate::store::read::open_read_only(file)
+            .ok()
+            .and_then(|c| analysis::analyze_run(&c, &r.run_id).ok())
+            .map(|a| a.valid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slurm::campaign::{Campaign, JobRecord, JobRole};
+    use crate::slurm::status::{job_rows, run_cell, StateSource};
+    use crate::slurm::{self, AcctSource, ArrayTasks, JobState};
+    use std::path::Path;
+
+    fn run_file(dir: &Path, name: &str, slurm_job_id: &str, task: Option<i64>, requests: i64) {
+        crate::store::campaign::write_test_run(
+            &dir.join("runs").join(name),
+            name,
+            slurm_job_id,
+            task,
+            requests,
+        );
+    }
+
+    fn record(id: &str, service: &str, array_size: Option<u32>) -> JobRecord {
+        JobRecord {
+            job_id: id.into(),
+            service: service.into(),
+            role: JobRole::Service,
+            array_size,
+            script_path: format!("scripts/{service}.sbatch"),
+            submitted_ns: 0,
+            depends_on: vec![],
+        }
+    }
+
+    /// Status merges squeue rows, job completion records (array tasks by their own ids, found
+    /// through the run files) and run files, and says when nothing is known.
+    #[test]
+    fn status_rows_from_every_source() {
+        let t = tempfile::tempdir().unwrap();
+        let camp = Campaign::init(t.path()).unwrap();
+        std::fs::create_dir(t.path().join("runs")).unwrap();
+        run_file(t.path(), "web-10.db", "10", None, 5);
+        run_file(t.path(), "sw-20_0.db", "21", Some(0), 7);
+        run_file(t.path(), "sw-20_1.db", "20", Some(1), 9);
+        let queue = slurm::parse_squeue("10|10|N/A|RUNNING|vm|0:07|5:00|None|fb-web\n").unwrap();
+        let acct =
+            slurm::parse_sacct("21|COMPLETED|vm|00:00:04|5|0:0\n20|TIMEOUT|vm|00:05:00|5|0:0\n")
+                .unwrap();
+        let web = job_rows(
+            &camp,
+            &record("10", "web", None),
+            &queue,
+            &acct,
+            AcctSource::JobComp,
+        );
+        assert_eq!(web.len(), 1);
+        assert_eq!(web[0].state, JobState::Running);
+        assert_eq!(web[0].source, StateSource::Squeue);
+        assert_eq!(web[0].runs[0].requests, 5);
+        assert_eq!(
+            run_cell(&web[0].runs, 0, JobState::Running),
+            "success 5 req"
+        );
+        // Judged like `report` (5 requests: under the 100 a percentile needs), the finished
+        // run shows `invalid`, never `success`; `status --json` carries `valid: false`.
+        let mut judged = web.clone();
+        judge_finished_runs(&mut judged);
+        assert_eq!(judged[0].runs[0].valid, Some(false));
+        assert_eq!(
+            run_cell(&judged[0].runs, 0, JobState::Completed),
+            "invalid 5 req"
+        );
+        let js = serde_json::to_value(&judged[0].runs[0]).unwrap();
+        assert_eq!(js["valid"], false);
+
+        // A multi-node job: one run file per client node, each shown with its node; a run
+        // left `running` by a job that is over is `lost`, with the requests it kept.
+        run_file(t.path(), "web-30-fbn2.db", "30", None, 4);
+        run_file(t.path(), "web-30-fbn3.db", "30", None, 6);
+        rusqlite::Connection::open(t.path().join("runs/web-30-fbn3.db"))
+            .unwrap()
+            .execute("UPDATE runs SET status = 'running', ended_ns = NULL", [])
+            .unwrap();
+        let multi = job_rows(
+            &camp,
+            &record("30", "web", None),
+            &[],
+            &acct,
+            AcctSource::JobComp,
+        );
+        assert_eq!(multi.len(), 1, "{multi:?}");
+        let nodes: Vec<Option<&str>> = multi[0].runs.iter().map(|r| r.node.as_deref()).collect();
+        assert_eq!(nodes, vec![Some("fbn2"), Some("fbn3")]);
+        assert_eq!(
+            run_cell(&multi[0].runs, 0, JobState::Completed),
+            "fbn2: success 4 req; fbn3: lost 6 req (last at 00:00:02)"
+        );
+        assert!(run_cell(&multi[0].runs, 0, JobState::Running).contains("fbn3: running 6 req"));
+
+        let sw = job_rows(
+            &camp,
+            &record("20", "sw", Some(2)),
+            &queue,
+            &acct,
+            AcctSource::JobComp,
+        );
+        assert_eq!(sw.len(), 2, "{sw:?}");
+        assert_eq!(sw[0].array_task, ArrayTasks::Task(0));
+        assert_eq!(sw[0].state, JobState::Completed);
+        assert_eq!(sw[0].source, StateSource::JobComp);
+        assert_eq!(sw[0].runs[0].requests, 7);
+        assert_eq!(sw[1].array_task, ArrayTasks::Task(1));
+        assert_eq!(sw[1].state, JobState::Timeout);
+        assert_eq!(sw[1].elapsed_s, Some(300));
+
+        // No accounting: the run file is all that is left.
+        let sw = job_rows(
+            &camp,
+            &record("20", "sw", Some(2)),
+            &[],
+            &[],
+            AcctSource::Accounting,
+        );
+        assert_eq!(sw[0].state, JobState::Unknown);
+        assert_eq!(sw[0].source, StateSource::RunFile);
+        assert_eq!(sw[0].elapsed_s, Some(3));
+
+        let none = job_rows(
+            &camp,
+            &record("30", "gone", None),
+            &[],
+            &[],
+            AcctSource::Accounting,
+        );
+        assert_eq!(none.len(), 1);
+        assert_eq!(none[0].source, StateSource::None);
+    }
+}

@@ -1,4 +1,5 @@
-//! `run` starting the service itself. A service whose recipe names its runtime (`runtime:
+//! The local lifecycle: `run` (a [`crate::runner::session::run_plan`] caller) starting the
+//! service itself. A service whose recipe names its runtime (`runtime:
 //! podman | apptainer | host`, on the service or in `global`) is not benchmarked in place: `run`
 //! compiles the recipe into a campaign directory beside the run log and runs the service's
 //! batch script with bash, exactly as a SLURM job would (start, readiness, endpoint file, the
@@ -22,7 +23,7 @@ use std::sync::Arc;
 
 /// Whether `run` starts `svc` itself: `--no-start` never, `--start` whenever the service has a
 /// runtime that starts something, else when the recipe names that runtime.
-pub(super) fn starts_service(svc: &Service, start: bool, no_start: bool) -> bool {
+pub fn starts_service(svc: &Service, start: bool, no_start: bool) -> bool {
     if no_start || svc.runtime == Runtime::External {
         return false;
     }
@@ -73,7 +74,14 @@ pub fn run_lifecycles(
             force: false,
             fb_bin: exe.display().to_string(),
         },
-    )?;
+    )
+    .map_err(|e| -> anyhow::Error {
+        if e.is_invalid_input() {
+            crate::exit::Failure::invalid_input(e).into()
+        } else {
+            e.into()
+        }
+    })?;
     let child_pid = Arc::new(AtomicI32::new(0));
     let signalled = Arc::new(AtomicBool::new(false));
     forward_signals(child_pid.clone(), signalled.clone())?;
