@@ -117,65 +117,14 @@ pub fn ready(a: &ReadyArgs) -> anyhow::Result<i32> {
         ))
         .into());
     }
-    let svc = &svc.for_client_node(None, a.endpoint_host.as_deref());
-    let probe = crate::runner::ready::Probe::for_service(svc);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let outcome = rt.block_on(crate::runner::ready::wait_ready(
-        &probe,
-        std::time::Duration::from_secs_f64(budget_s),
-        std::time::Duration::from_secs_f64(svc.readiness.interval_s.max(0.05)),
-        a.watch_pid,
-        &mut |line| eprintln!("{line}"),
-    ));
-    match outcome {
-        Ok(elapsed) => {
-            let port = probe.port().or(svc.endpoint.port);
-            if let (Some(owner), Some(port)) = (a.owner_pid.or(a.watch_pid), port) {
-                use crate::runner::owner::{check, user_name, Ownership};
-                match check(port, owner) {
-                    Ownership::Ours { pid } => {
-                        eprintln!("ready: port {port} is held by this job's service (pid {pid})")
-                    }
-                    Ownership::NoListener => eprintln!(
-                        "ready: no socket listens on port {port} in this network namespace; the service's ownership of it is not checked"
-                    ),
-                    Ownership::Theirs { holders, uid } => {
-                        let who: Vec<String> = holders
-                            .iter()
-                            .map(|(p, c)| format!("pid {p} `{c}`"))
-                            .collect();
-                        eprintln!(
-                            "ready: REFUSED: {} answered {}, but port {port} is held by {} of user {}, not by the service this job started (pid {owner}): another job's or user's server; refusing to measure it",
-                            svc.name,
-                            probe.describe(),
-                            if who.is_empty() {
-                                "a process this user cannot see".to_string()
-                            } else {
-                                who.join(", ")
-                            },
-                            user_name(uid)
-                        );
-                        return Ok(exit::NOT_OURS);
-                    }
-                }
-            }
-            eprintln!(
-                "ready: {} answered {} after {:.1} s",
-                svc.name,
-                probe.describe(),
-                elapsed.as_secs_f64()
-            );
-            Ok(exit::OK)
-        }
-        Err(last) => {
-            eprintln!(
-                "ready: {} did not answer {} (budget {budget_s} s): {last}",
-                svc.name,
-                probe.describe()
-            );
-            Ok(exit::FAILURE)
-        }
-    }
+    let outcome = crate::runner::lifecycle::wait_ready(
+        svc,
+        &crate::runner::lifecycle::ReadyOptions {
+            budget_s,
+            watch_pid: a.watch_pid,
+            owner_pid: a.owner_pid,
+            endpoint_host: a.endpoint_host.clone(),
+        },
+    )?;
+    Ok(outcome.exit_code())
 }

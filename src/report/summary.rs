@@ -236,6 +236,48 @@ pub fn judge_finished_runs(jobs: &mut [crate::slurm::status::JobStatus]) {
     }
 }
 
+/// The figures of one capacity-search step's run (`runner::capacity` judges them against the
+/// SLOs), from the run file `db`.
+pub fn step_figures(
+    db: &std::path::Path,
+    run_id: &str,
+) -> anyhow::Result<crate::runner::capacity::StepFigures> {
+    let conn = crate::store::read::open_read_only(db)?;
+    let r = analysis::analyze_run(&conn, run_id)?;
+    Ok(crate::runner::capacity::StepFigures {
+        requests: r.total.requests,
+        achieved_rate_per_s: r.rate.achieved_rate_rps,
+        latency_p99_ms: r.total.latency_corrected_ms.as_ref().map(|s| s.p99),
+        ttft_p99_ms: r
+            .llm
+            .as_ref()
+            .and_then(|l| l.ttft_from_scheduled_ms.as_ref().or(l.ttft_ms.as_ref()))
+            .map(|s| s.p99),
+        error_rate: r.total.error_rate,
+        limited: generator_limit(&r),
+    })
+}
+
+/// The generator side's limit of a step's run, from its validity gates (generator first: a
+/// generator that fell behind also leaves connections idle).
+fn generator_limit(r: &RunAnalysis) -> Option<(crate::runner::capacity::Limiter, String)> {
+    [
+        (
+            crate::report::model::ReasonCode::GeneratorSaturated,
+            crate::runner::capacity::Limiter::Generator,
+        ),
+        (
+            crate::report::model::ReasonCode::ConnectionLimited,
+            crate::runner::capacity::Limiter::Connections,
+        ),
+    ]
+    .into_iter()
+    .find_map(|(code, lim)| {
+        let why = r.invalid_reasons.iter().find(|x| x.code == code)?;
+        Some((lim, why.message.clone()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
