@@ -348,49 +348,12 @@ fn status(a: &StatusArgs) -> anyhow::Result<i32> {
         }
         return Ok(exit::FAILURE);
     };
-    let ready = p.ready();
     if a.json {
-        let comps: serde_json::Map<String, serde_json::Value> = p
-            .answers
-            .iter()
-            .map(|(n, u, ok)| {
-                (
-                    n.to_lowercase(),
-                    serde_json::json!({"url": u, "answers": ok}),
-                )
-            })
-            .collect();
-        crate::outln!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "running": p.state == Some("RUNNING"),
-                "ready": ready,
-                "job_id": p.job_id,
-                "job_state": p.state,
-                "endpoint": p.endpoint,
-                "components": comps,
-            }))?
-        )?;
+        crate::outln!("{}", serde_json::to_string_pretty(&p.json())?)?;
     } else {
-        crate::outln!(
-            "monitoring job {}: {}",
-            p.job_id,
-            p.state.unwrap_or("not in the queue (ended)")
-        )?;
-        if let Some(ep) = &p.endpoint {
-            crate::outln!("  node         {} (listening on {})", ep.node, ep.address)?;
-        }
-        for (name, url, ok) in &p.answers {
-            crate::outln!(
-                "  {name:<12} {url}  {}",
-                if *ok { "answers" } else { "NOT answering" }
-            )?;
-        }
-        if p.endpoint.as_ref().is_some_and(|e| e.grafana.is_none()) {
-            crate::outln!("  Grafana      not part of this stack (host runtime without Grafana)")?;
-        }
+        crate::out!("{}", p.text())?;
     }
-    Ok(if ready { exit::OK } else { exit::FAILURE })
+    Ok(if p.ready() { exit::OK } else { exit::FAILURE })
 }
 
 fn down(a: &StateArgs) -> anyhow::Result<i32> {

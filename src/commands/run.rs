@@ -2,11 +2,11 @@
 //! every request in the campaign file, print a summary computed from that file.
 
 use crate::exit;
-use crate::report::summary::{render_table, summarize_run, RunSummary};
+use crate::report::summary::{render_table, summarize_run};
 use crate::runner::session::{run_plan, PlanDone, PlanRun, RunHooks, RunOptions};
 use clap::Args;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -169,24 +169,7 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
 /// stored), and the exit code.
 fn print_done(a: &RunArgs, campaign: &str, done: &PlanDone) -> anyhow::Result<i32> {
     let conn = crate::store::read::open_read_only(&done.db)?;
-    for r in &done.lifecycle_failures {
-        eprintln!(
-            "error: the lifecycle of service {}{} ended with {} and recorded no run (its output above; the script's standard output is in {})",
-            r.service,
-            r.sweep_index.map(|i| format!(" (sweep task {i})")).unwrap_or_default(),
-            match r.exit_code {
-                Some(c) => format!("exit code {c}"),
-                None => "a signal".to_string(),
-            },
-            r.stdout_log.display()
-        );
-    }
-    if let Some(dir) = &done.lifecycle_dir {
-        eprintln!(
-            "services were started from {} (scripts, secrets, service logs)",
-            dir.display()
-        );
-    }
+    eprint!("{}", done.lifecycle_notes());
     let mut summaries = Vec::new();
     for f in &done.finished {
         summaries.push(summarize_run(&conn, &f.run_id)?);
@@ -208,46 +191,12 @@ fn print_done(a: &RunArgs, campaign: &str, done: &PlanDone) -> anyhow::Result<i3
         for s in systems.into_iter().filter(|s| !s.is_empty()) {
             crate::out!("system: {s}\n")?;
         }
-        crate::out!(
-            "{}",
-            next_steps(
-                &done.db,
-                campaign,
-                &done.reports_dir,
-                &done.stamp,
-                &summaries
-            )
-        )?;
+        let ids: Vec<&str> = summaries.iter().map(|r| r.run_id.as_str()).collect();
+        crate::out!("{}", done.next_steps(campaign, &ids))?;
         if let Some(p) = &done.log_path {
             crate::out!("log: {}\n", p.display())?;
         }
     }
     crate::out::set_log_file(None);
     Ok(done.exit_code(summaries.iter().any(|s| !s.valid)))
-}
-
-/// Where the results are and what to run next (as `submit` prints).
-fn next_steps(
-    db: &Path,
-    campaign: &str,
-    reports_dir: &Path,
-    stamp: &str,
-    runs: &[RunSummary],
-) -> String {
-    let ids: Vec<&str> = runs.iter().map(|r| r.run_id.as_str()).collect();
-    let html = reports_dir.join(format!(
-        "{}-{stamp}.html",
-        crate::slurm::campaign::slug(campaign),
-    ));
-    let q = |p: &Path| crate::render::shell_quote(&p.display().to_string());
-    format!(
-        "results: {} (run{} {})\nnext:\n  factorybench report {}\n  factorybench report {} --format html --out {}\n  factorybench compare BASELINE.db {}\n",
-        db.display(),
-        if ids.len() == 1 { "" } else { "s" },
-        ids.join(", "),
-        q(db),
-        q(db),
-        q(&html),
-        q(db),
-    )
 }

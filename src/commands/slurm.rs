@@ -8,18 +8,17 @@
 //! so a failed parent cancels it instead of leaving it pending forever.
 
 use crate::exit::{self, Failure};
-use crate::slurm::campaign::{self, Campaign};
+use crate::slurm::campaign::{self, display_path, Campaign};
 use crate::slurm::status::{
-    any_active, cancel_campaign, collect_status, render_status, Controller, JobStatus, LogTail,
+    cancel_campaign, collect_status, render_status, show_logs, Controller, JobStatus,
 };
 use crate::slurm::submit::{
-    now_ns, shell_quote, submit_plan, PlanSubmission, SubmitRequest, SubmittedCampaign,
+    now_ns, render_submitted, submit_plan, PlanSubmission, SubmitRequest, SubmittedCampaign,
 };
 use clap::Args;
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -107,60 +106,9 @@ pub fn submit(a: &SubmitArgs) -> anyhow::Result<i32> {
         dir,
         jobs: submitted,
     } = submit_plan(&loaded, &sub)?;
-    let rel = display_path(&dir);
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "campaign: {rel}")?;
-    if a.dry_run {
-        writeln!(
-            out,
-            "dry run: nothing submitted; these are the sbatch commands:"
-        )?;
-        for s in &submitted {
-            let args: Vec<String> = s.args.iter().map(|x| shell_quote(x)).collect();
-            writeln!(out, "  sbatch {}", args.join(" "))?;
-        }
-        return Ok(exit::OK);
-    }
-    writeln!(
-        out,
-        "{:<24} {:<10} {:<8} {:<7} AFTER",
-        "SERVICE", "JOB ID", "ROLE", "ARRAY"
-    )?;
-    for s in &submitted {
-        let r = &s.record;
-        writeln!(
-            out,
-            "{:<24} {:<10} {:<8} {:<7} {}",
-            r.service,
-            r.job_id,
-            r.role.as_str(),
-            r.array_size
-                .map(|n| format!("0-{}", n.saturating_sub(1)))
-                .unwrap_or_else(|| "-".into()),
-            if r.depends_on.is_empty() {
-                "-".to_string()
-            } else {
-                r.depends_on.join(",")
-            }
-        )?;
-    }
-    writeln!(out, "next:")?;
-    writeln!(out, "  factorybench status {rel}")?;
-    writeln!(out, "  factorybench logs {rel} --follow")?;
-    writeln!(out, "  factorybench cancel {rel}")?;
-    writeln!(
-        out,
-        "  factorybench report {rel} --format html --out {rel}/report.html"
-    )?;
+    let text = render_submitted(&display_path(&dir), &submitted, a.dry_run);
+    std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(exit::OK)
-}
-
-/// Relative to the working directory when inside it (shorter commands to copy).
-fn display_path(p: &Path) -> String {
-    std::env::current_dir()
-        .ok()
-        .and_then(|cwd| p.strip_prefix(cwd).ok().map(|r| r.display().to_string()))
-        .unwrap_or_else(|| p.display().to_string())
 }
 
 // ---------------------------------------------------------------- status
@@ -213,39 +161,12 @@ pub fn status(a: &StatusArgs) -> anyhow::Result<i32> {
 
 pub fn logs(a: &LogsArgs) -> anyhow::Result<i32> {
     let camp = Campaign::open(&a.campaign).map_err(|e| Failure::invalid_input(e.to_string()))?;
-    if let Some(s) = &a.service {
-        let jobs = camp.jobs()?;
-        if !jobs.iter().any(|j| &j.service == s) {
-            let names: Vec<&str> = jobs.iter().map(|j| j.service.as_str()).collect();
-            return Err(Failure::invalid_input(format!(
-                "campaign has no service `{s}` (it has: {})",
-                names.join(", ")
-            ))
-            .into());
-        }
-    }
-    let mut tail = LogTail::default();
     let mut out = std::io::stdout().lock();
-    let mut print_new = |out: &mut dyn Write| -> anyhow::Result<bool> {
-        Ok(tail.print_new(&camp, a.service.as_deref(), out, &|f| display_path(f))?)
-    };
-    let printed = print_new(&mut out)?;
-    if !a.follow {
-        if !printed {
-            eprintln!("no log output yet (are the jobs still pending? see `factorybench status`)");
-        }
-        return Ok(exit::OK);
+    let printed = show_logs(&camp, a.service.as_deref(), a.follow, &mut out)?;
+    if !a.follow && !printed {
+        eprintln!("no log output yet (are the jobs still pending? see `factorybench status`)");
     }
-    loop {
-        std::thread::sleep(Duration::from_millis(500));
-        print_new(&mut out)?;
-        if !any_active(&camp)? {
-            // One last read: SLURM may flush the log after the state changes.
-            std::thread::sleep(Duration::from_millis(500));
-            print_new(&mut out)?;
-            return Ok(exit::OK);
-        }
-    }
+    Ok(exit::OK)
 }
 
 // ---------------------------------------------------------------- cancel

@@ -213,6 +213,50 @@ pub struct Probe {
 }
 
 impl Probe {
+    /// `monitor status --json`.
+    pub fn json(&self) -> serde_json::Value {
+        let comps: serde_json::Map<String, serde_json::Value> = self
+            .answers
+            .iter()
+            .map(|(n, u, ok)| {
+                (
+                    n.to_lowercase(),
+                    serde_json::json!({"url": u, "answers": ok}),
+                )
+            })
+            .collect();
+        serde_json::json!({
+            "running": self.state == Some("RUNNING"),
+            "ready": self.ready(),
+            "job_id": self.job_id,
+            "job_state": self.state,
+            "endpoint": self.endpoint,
+            "components": comps,
+        })
+    }
+
+    /// `monitor status`: the job, where it listens, whether each server answers.
+    pub fn text(&self) -> String {
+        let mut s = format!(
+            "monitoring job {}: {}\n",
+            self.job_id,
+            self.state.unwrap_or("not in the queue (ended)")
+        );
+        if let Some(ep) = &self.endpoint {
+            s += &format!("  node         {} (listening on {})\n", ep.node, ep.address);
+        }
+        for (name, url, ok) in &self.answers {
+            s += &format!(
+                "  {name:<12} {url}  {}\n",
+                if *ok { "answers" } else { "NOT answering" }
+            );
+        }
+        if self.endpoint.as_ref().is_some_and(|e| e.grafana.is_none()) {
+            s += "  Grafana      not part of this stack (host runtime without Grafana)\n";
+        }
+        s
+    }
+
     /// The job runs and every server answers.
     pub fn ready(&self) -> bool {
         self.state == Some("RUNNING")

@@ -230,6 +230,14 @@ pub struct RunFile {
     pub node: Option<String>,
 }
 
+/// Relative to the working directory when inside it (shorter commands to copy).
+pub fn display_path(p: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| p.strip_prefix(cwd).ok().map(|r| r.display().to_string()))
+        .unwrap_or_else(|| p.display().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -662,3 +662,45 @@ pub fn cancel_campaign(camp: &Campaign) -> anyhow::Result<Cancelled> {
             .collect(),
     })
 }
+
+// ---------------------------------------------------------------- logs
+
+/// Print the output of the campaign's job logs (of `service` when given: it must be one of the
+/// campaign's) to `out`; with `follow`, keep printing new output until every job has ended.
+/// True when anything was printed.
+pub fn show_logs(
+    camp: &Campaign,
+    service: Option<&str>,
+    follow: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    if let Some(s) = service {
+        let jobs = camp.jobs()?;
+        if !jobs.iter().any(|j| j.service == s) {
+            let names: Vec<&str> = jobs.iter().map(|j| j.service.as_str()).collect();
+            return Err(crate::exit::Failure::invalid_input(format!(
+                "campaign has no service `{s}` (it has: {})",
+                names.join(", ")
+            ))
+            .into());
+        }
+    }
+    let mut tail = LogTail::default();
+    let mut print_new = |out: &mut dyn Write| -> anyhow::Result<bool> {
+        Ok(tail.print_new(camp, service, out, &|f| campaign::display_path(f))?)
+    };
+    let printed = print_new(out)?;
+    if !follow {
+        return Ok(printed);
+    }
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        print_new(out)?;
+        if !any_active(camp)? {
+            // One last read: SLURM may flush the log after the state changes.
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            print_new(out)?;
+            return Ok(true);
+        }
+    }
+}

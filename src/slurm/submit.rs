@@ -416,6 +416,49 @@ fn compile_into(
     }
 }
 
+/// What `submit` prints: the campaign directory (`rel`), then the sbatch commands of a dry
+/// run, or the jobs with their dependencies and the commands to follow them.
+pub fn render_submitted(rel: &str, submitted: &[Submitted], dry_run: bool) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!("campaign: {rel}\n");
+    if dry_run {
+        out += "dry run: nothing submitted; these are the sbatch commands:\n";
+        for s in submitted {
+            let args: Vec<String> = s.args.iter().map(|x| shell_quote(x)).collect();
+            let _ = writeln!(out, "  sbatch {}", args.join(" "));
+        }
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:<24} {:<10} {:<8} {:<7} AFTER",
+        "SERVICE", "JOB ID", "ROLE", "ARRAY"
+    );
+    for s in submitted {
+        let r = &s.record;
+        let _ = writeln!(
+            out,
+            "{:<24} {:<10} {:<8} {:<7} {}",
+            r.service,
+            r.job_id,
+            r.role.as_str(),
+            r.array_size
+                .map(|n| format!("0-{}", n.saturating_sub(1)))
+                .unwrap_or_else(|| "-".into()),
+            if r.depends_on.is_empty() {
+                "-".to_string()
+            } else {
+                r.depends_on.join(",")
+            }
+        );
+    }
+    let _ = write!(
+        out,
+        "next:\n  factorybench status {rel}\n  factorybench logs {rel} --follow\n  factorybench cancel {rel}\n  factorybench report {rel} --format html --out {rel}/report.html\n"
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

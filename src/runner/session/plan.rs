@@ -121,6 +121,54 @@ impl PlanDone {
     }
 }
 
+impl PlanDone {
+    /// The lines that say which lifecycle recorded no run, and where the services were
+    /// started from (empty without lifecycles).
+    pub fn lifecycle_notes(&self) -> String {
+        let mut s = String::new();
+        for r in &self.lifecycle_failures {
+            s += &format!(
+                "error: the lifecycle of service {}{} ended with {} and recorded no run (its output above; the script's standard output is in {})\n",
+                r.service,
+                r.sweep_index.map(|i| format!(" (sweep task {i})")).unwrap_or_default(),
+                match r.exit_code {
+                    Some(c) => format!("exit code {c}"),
+                    None => "a signal".to_string(),
+                },
+                r.stdout_log.display()
+            );
+        }
+        if let Some(dir) = &self.lifecycle_dir {
+            s += &format!(
+                "services were started from {} (scripts, secrets, service logs)\n",
+                dir.display()
+            );
+        }
+        s
+    }
+
+    /// Where the results are and what to run next (as `submit` prints), for the runs `ids`.
+    pub fn next_steps(&self, campaign: &str, ids: &[&str]) -> String {
+        let db = &self.db;
+        let html = self.reports_dir.join(format!(
+            "{}-{}.html",
+            crate::slurm::campaign::slug(campaign),
+            self.stamp
+        ));
+        let q = |p: &Path| crate::render::shell_quote(&p.display().to_string());
+        format!(
+            "results: {} (run{} {})\nnext:\n  factorybench report {}\n  factorybench report {} --format html --out {}\n  factorybench compare BASELINE.db {}\n",
+            db.display(),
+            if ids.len() == 1 { "" } else { "s" },
+            ids.join(", "),
+            q(db),
+            q(db),
+            q(&html),
+            q(db),
+        )
+    }
+}
+
 /// Run the plan of `loaded` as `opts` say, recording into its campaign file.
 pub fn run_plan(loaded: &Loaded, opts: &RunOptions, hooks: RunHooks) -> anyhow::Result<PlanRun> {
     let plan = Arc::new(loaded.plan.clone());
