@@ -2,7 +2,7 @@
 //! every request in the campaign file, print a summary computed from that file.
 
 use crate::exit;
-use crate::report::summary::{render_table, summarize_run};
+use crate::report::summary::{committed_requests, render_table, summarize_run};
 use crate::runner::session::{run_plan, PlanDone, PlanRun, RunHooks, RunOptions};
 use clap::Args;
 use std::io::IsTerminal;
@@ -124,41 +124,14 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
         progress: show_bars.then_some(multi),
     };
     match run_plan(&loaded, &a.options(), hooks)? {
-        PlanRun::SetupFailureRecorded {
-            db,
-            message,
-            detail,
-            run_ids,
-        } => {
-            if let Some(d) = &detail {
-                eprintln!(
-                    "its own words (last lines, secrets redacted):\n{}",
-                    d.join("\n")
-                );
-            }
-            eprintln!(
-                "recorded failed run{} ({}) in {}: {message}",
-                if run_ids.len() == 1 { "" } else { "s" },
-                run_ids.join(", "),
-                db.display()
-            );
+        PlanRun::SetupFailureRecorded(f) => {
+            eprint!("{}", f.text());
             Ok(exit::FAILURE)
         }
-        PlanRun::StoreFailed {
-            db,
-            error,
-            finished,
-        } => {
-            eprintln!(
-                "error: the campaign file {} could not be written: {error}\n  the run stopped; rows committed before stay readable (the run is recorded as failed where the file allowed it)",
-                db.display()
-            );
-            let conn = crate::store::read::open_read_only(&db)?;
-            for f in &finished {
-                if let Ok(s) = summarize_run(&conn, &f.run_id) {
-                    eprintln!("  run {}: {} requests committed", f.run_id, s.requests);
-                }
-            }
+        PlanRun::StoreFailed(f) => {
+            eprint!("{}", f.text());
+            let ids: Vec<&str> = f.finished.iter().map(|r| r.run_id.as_str()).collect();
+            eprint!("{}", committed_requests(&f.db, &ids)?);
             Ok(exit::STORE_FAILED)
         }
         PlanRun::Done(done) => print_done(a, &loaded.plan.benchmark.name, &done),

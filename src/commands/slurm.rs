@@ -8,17 +8,16 @@
 //! so a failed parent cancels it instead of leaving it pending forever.
 
 use crate::exit::{self, Failure};
-use crate::slurm::campaign::{self, display_path, Campaign};
+use crate::slurm::campaign::{display_path, Campaign};
 use crate::slurm::status::{
-    cancel_campaign, collect_status, render_status, show_logs, Controller, JobStatus,
+    cancel_campaign, collect_status, render_status, show_logs, StatusReport,
 };
 use crate::slurm::submit::{
     now_ns, render_submitted, submit_plan, PlanSubmission, SubmitRequest, SubmittedCampaign,
 };
 use clap::Args;
-use serde::Serialize;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -113,26 +112,8 @@ pub fn submit(a: &SubmitArgs) -> anyhow::Result<i32> {
 
 // ---------------------------------------------------------------- status
 
-#[derive(Debug, Serialize)]
-struct StatusReport {
-    campaign: String,
-    accounting: Option<String>,
-    /// Whether slurmctld answered; when not, the job states are its last answer.
-    controller: Controller,
-    jobs: Vec<JobStatus>,
-}
-
-fn campaign_arg(c: Option<&Path>) -> anyhow::Result<Campaign> {
-    let dir = match c {
-        Some(d) => d.to_path_buf(),
-        None => campaign::newest(Path::new("campaigns"))
-            .map_err(|e| Failure::invalid_input(e.to_string()))?,
-    };
-    Campaign::open(&dir).map_err(|e| Failure::invalid_input(e.to_string()).into())
-}
-
 pub fn status(a: &StatusArgs) -> anyhow::Result<i32> {
-    let camp = campaign_arg(a.campaign.as_deref())?;
+    let camp = Campaign::open_or_newest(a.campaign.as_deref())?;
     let mut st = collect_status(&camp)?;
     crate::report::summary::judge_finished_runs(&mut st.jobs);
     let (rows, note, controller) = (st.jobs, st.accounting, st.controller);

@@ -16,6 +16,7 @@ pub mod integrity;
 pub mod judge;
 pub mod metric;
 pub mod model;
+pub mod ops;
 pub mod provenance;
 pub mod push;
 pub mod seed;

@@ -101,6 +101,18 @@ pub fn summarize_run(conn: &Connection, run_id: &str) -> anyhow::Result<RunSumma
     Ok(RunSummary::from_analysis(&a))
 }
 
+/// The requests each of `run_ids` committed to `db` (after a write error stopped the run).
+pub fn committed_requests(db: &std::path::Path, run_ids: &[&str]) -> anyhow::Result<String> {
+    let conn = crate::store::read::open_read_only(db)?;
+    let mut s = String::new();
+    for id in run_ids {
+        if let Ok(r) = summarize_run(&conn, id) {
+            s += &format!("  run {id}: {} requests committed\n", r.requests);
+        }
+    }
+    Ok(s)
+}
+
 /// The human table.
 pub fn render_table(runs: &[RunSummary]) -> String {
     let mut out = String::new();

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 mod plan;
 mod search;
-pub use plan::{run_plan, PlanDone, PlanRun, RunHooks, RunOptions};
+pub use plan::{run_plan, PlanDone, PlanRun, RunHooks, RunOptions, SetupFailure, StoreFailure};
 pub use search::{run_capacity, CapacityOptions};
 
 /// A job selection that does not fit the plan (unknown service, sweep index out of range).

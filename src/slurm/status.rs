@@ -411,6 +411,16 @@ impl LogTail {
     }
 }
 
+/// `status --json`.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub campaign: String,
+    pub accounting: Option<String>,
+    /// Whether slurmctld answered; when not, the job states are its last answer.
+    pub controller: Controller,
+    pub jobs: Vec<JobStatus>,
+}
+
 // ---------------------------------------------------------------- the `status` table
 
 /// The text `status` prints: the campaign, the controller's state, one row per job (and array

@@ -66,21 +66,63 @@ pub struct RunHooks {
 /// How a plan run ended.
 #[derive(Debug)]
 pub enum PlanRun {
-    /// `fail_setup`: the failed runs recorded (run ids), and the detail lines shown.
-    SetupFailureRecorded {
-        db: PathBuf,
-        message: String,
-        detail: Option<Vec<String>>,
-        run_ids: Vec<String>,
-    },
+    /// `fail_setup`: the failed runs recorded.
+    SetupFailureRecorded(SetupFailure),
     /// The campaign file could not be written: the run stopped.
-    StoreFailed {
-        db: PathBuf,
-        error: String,
-        finished: Vec<Finished>,
-    },
+    StoreFailed(StoreFailure),
     /// The runs ended (each recorded in the campaign file).
     Done(Box<PlanDone>),
+}
+
+/// The failed runs `fail_setup` recorded.
+#[derive(Debug)]
+pub struct SetupFailure {
+    pub db: PathBuf,
+    /// The failure message (with the detail lines, joined).
+    pub message: String,
+    /// The last lines of the detail file (secrets redacted).
+    pub detail: Option<Vec<String>>,
+    pub run_ids: Vec<String>,
+}
+
+impl SetupFailure {
+    /// What `run --fail-setup` prints.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        if let Some(d) = &self.detail {
+            s += &format!(
+                "its own words (last lines, secrets redacted):\n{}\n",
+                d.join("\n")
+            );
+        }
+        s + &format!(
+            "recorded failed run{} ({}) in {}: {}\n",
+            if self.run_ids.len() == 1 { "" } else { "s" },
+            self.run_ids.join(", "),
+            self.db.display(),
+            self.message
+        )
+    }
+}
+
+/// The campaign file's write error that stopped a run.
+#[derive(Debug)]
+pub struct StoreFailure {
+    pub db: PathBuf,
+    pub error: String,
+    /// The runs the session had (their committed rows stay readable).
+    pub finished: Vec<Finished>,
+}
+
+impl StoreFailure {
+    /// The error as `run` prints it.
+    pub fn text(&self) -> String {
+        format!(
+            "error: the campaign file {} could not be written: {}\n  the run stopped; rows committed before stay readable (the run is recorded as failed where the file allowed it)\n",
+            self.db.display(),
+            self.error
+        )
+    }
 }
 
 /// The runs of a plan that ended.
@@ -253,12 +295,12 @@ pub fn run_plan(loaded: &Loaded, opts: &RunOptions, hooks: RunHooks) -> anyhow::
         let run_ids = record_setup_failure(&plan, &groups, &store, &message)?;
         store.close()?;
         placement.finish()?;
-        return Ok(PlanRun::SetupFailureRecorded {
+        return Ok(PlanRun::SetupFailureRecorded(SetupFailure {
             db,
             message,
             detail,
             run_ids,
-        });
+        }));
     }
 
     let earlier = runs_before.len();
@@ -276,11 +318,11 @@ pub fn run_plan(loaded: &Loaded, opts: &RunOptions, hooks: RunHooks) -> anyhow::
         // The writer's error is the outcome's; closing reports it again.
         let _ = store.close();
         let _ = placement.finish();
-        return Ok(PlanRun::StoreFailed {
+        return Ok(PlanRun::StoreFailed(StoreFailure {
             db,
             error,
             finished: outcome.finished,
-        });
+        }));
     }
     store.close()?;
     placement.finish()?;
