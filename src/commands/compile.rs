@@ -1,8 +1,7 @@
 //! `compile` (recipe → campaign directory of batch scripts) and the hidden `ready` probe.
 
-use crate::exit;
-use crate::exit::Failure;
-use crate::render::campaign::{write_campaign, CampaignSpec};
+use crate::exit::{self, Failure};
+use crate::render::campaign::{write_campaign, CampaignError, CampaignSpec};
 use crate::render::Renderer;
 use clap::Args;
 use std::path::PathBuf;
@@ -51,11 +50,7 @@ pub fn exec(a: &CompileArgs) -> anyhow::Result<i32> {
         force: a.force,
         fb_bin: crate::slurm::factorybench_bin()?.display().to_string(),
     };
-    let out = match write_campaign(&loaded, &renderer, &spec) {
-        Ok(o) => o,
-        Err(e) if e.is_invalid_input() => return Err(Failure::invalid_input(e.to_string()).into()),
-        Err(e) => return Err(e.into()),
-    };
+    let out = write_campaign(&loaded, &renderer, &spec).map_err(CampaignError::into_error)?;
     crate::outln!(
         "compiled {} service{} into {}",
         out.services.len(),

@@ -57,6 +57,16 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<i32> {
             .into());
         }
     }
+    let print_json = |valid, services, diagnostics, runnable| {
+        let j = ValidateJson {
+            file: a.recipe.display().to_string(),
+            valid,
+            services,
+            diagnostics,
+            runnable,
+        };
+        crate::outln!("{}", serde_json::to_string_pretty(&j)?)
+    };
     let selected = lenient.and_then(|l| {
         l.select(a.service.as_deref())
             .map_err(|e| LoadError::CannotRun(Box::new(e)))
@@ -71,14 +81,7 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<i32> {
                 );
             }
             if a.json {
-                let j = ValidateJson {
-                    file: a.recipe.display().to_string(),
-                    valid: true,
-                    services: l.plan.services.len(),
-                    diagnostics: &l.warnings,
-                    runnable: None,
-                };
-                crate::outln!("{}", serde_json::to_string_pretty(&j)?)?;
+                print_json(true, l.plan.services.len(), &l.warnings, None)?;
             } else {
                 eprint!("{}", l.render_warnings());
                 crate::outln!(
@@ -93,25 +96,11 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<i32> {
             Ok(exit::OK)
         }
         Err(LoadError::Invalid(e)) if a.json => {
-            let j = ValidateJson {
-                file: a.recipe.display().to_string(),
-                valid: false,
-                services: 0,
-                diagnostics: &e.diagnostics,
-                runnable: None,
-            };
-            crate::outln!("{}", serde_json::to_string_pretty(&j)?)?;
+            print_json(false, 0, &e.diagnostics, None)?;
             Ok(exit::INVALID_INPUT)
         }
         Err(LoadError::CannotRun(e)) if a.json => {
-            let j = ValidateJson {
-                file: a.recipe.display().to_string(),
-                valid: false,
-                services: 0,
-                diagnostics: &e.error.diagnostics,
-                runnable: Some(&e.runnable),
-            };
-            crate::outln!("{}", serde_json::to_string_pretty(&j)?)?;
+            print_json(false, 0, &e.error.diagnostics, Some(&e.runnable))?;
             Ok(exit::INVALID_INPUT)
         }
         Err(e) => Err(super::load_failure(e).into()),

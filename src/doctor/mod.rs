@@ -8,6 +8,7 @@
 
 pub use crate::fsinfo as fs;
 pub mod sys;
+mod view;
 
 use crate::recipe::{Plan, Runtime, Service, ServiceKind, Workload};
 use serde::Serialize;

@@ -75,13 +75,7 @@ pub fn run_lifecycles(
             fb_bin: exe.display().to_string(),
         },
     )
-    .map_err(|e| -> anyhow::Error {
-        if e.is_invalid_input() {
-            crate::exit::Failure::invalid_input(e).into()
-        } else {
-            e.into()
-        }
-    })?;
+    .map_err(crate::render::campaign::CampaignError::into_error)?;
     let child_pid = Arc::new(AtomicI32::new(0));
     let signalled = Arc::new(AtomicBool::new(false));
     forward_signals(child_pid.clone(), signalled.clone())?;

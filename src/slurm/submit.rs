@@ -409,11 +409,9 @@ fn compile_into(
         force: false,
         fb_bin: super::factorybench_bin()?.display().to_string(),
     };
-    match write_campaign(loaded, &crate::render::Renderer::new(), &spec) {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_invalid_input() => Err(crate::exit::Failure::invalid_input(e).into()),
-        Err(e) => Err(e.into()),
-    }
+    write_campaign(loaded, &crate::render::Renderer::new(), &spec)
+        .map(drop)
+        .map_err(crate::render::campaign::CampaignError::into_error)
 }
 
 /// What `submit` prints: the campaign directory (`rel`), then the sbatch commands of a dry
