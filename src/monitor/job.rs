@@ -50,7 +50,7 @@ pub fn already_running(dir: &Path) -> Option<Endpoint> {
 /// How [`submit_and_wait`] ended.
 pub enum UpOutcome {
     /// The stack answers.
-    Ready(Endpoint),
+    Ready(Box<Endpoint>),
     /// Not ready within the timeout: the job stays queued.
     TimedOut { job_id: String, last_state: String },
 }
@@ -83,7 +83,7 @@ pub fn submit_and_wait(spec: &StackSpec, timeout_s: f64) -> anyhow::Result<UpOut
     let mut next_check = Instant::now();
     loop {
         if let Some(ep) = Endpoint::read(dir).filter(|e| e.job_id == job_id) {
-            return Ok(UpOutcome::Ready(ep));
+            return Ok(UpOutcome::Ready(Box::new(ep)));
         }
         if Instant::now() >= next_check {
             next_check = Instant::now() + Duration::from_secs(2);
