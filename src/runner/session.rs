@@ -422,35 +422,7 @@ async fn run_job(
         store.run_metric(&run_id, m.clone());
     }
     let teardown = client.teardown().await;
-    let (mut status, mut stage, mut message) = match out.stop_reason {
-        StopReason::Signal(_) => (RunStatus::Partial, None, None),
-        StopReason::ServiceExited => (
-            RunStatus::Failed,
-            Some(FailureStage::Benchmark),
-            Some(format!(
-                "{}; {} requests recorded before are kept",
-                stop.service_exit().unwrap_or("the service exited"),
-                out.requests
-            )),
-        ),
-        StopReason::StoreFailed => (
-            RunStatus::Failed,
-            Some(FailureStage::Benchmark),
-            Some(format!(
-                "the campaign file could not be written ({}); rows committed before are kept",
-                store.write_error().unwrap_or("write error")
-            )),
-        ),
-        StopReason::MaxErrorRate => (
-            RunStatus::Failed,
-            Some(FailureStage::Benchmark),
-            Some(format!(
-                "error rate exceeded max_error_rate ({} of {} requests failed)",
-                out.errors, out.requests
-            )),
-        ),
-        _ => (RunStatus::Success, None, None),
-    };
+    let (mut status, mut stage, mut message) = end_status(&out, &stop, &store);
     match teardown {
         Ok(ms) => {
             for m in ms {
@@ -480,4 +452,42 @@ async fn run_job(
         // The measured window ends when the load phase ended (teardown is not in it).
         Some(out.ended_ns),
     )
+}
+
+/// How a run that the engine drove to its end ends, by why it stopped (teardown may still fail
+/// it): status, failure stage and message.
+fn end_status(
+    out: &engine::EngineOutcome,
+    stop: &StopFlag,
+    store: &StoreHandle,
+) -> (RunStatus, Option<FailureStage>, Option<String>) {
+    match out.stop_reason {
+        StopReason::Signal(_) => (RunStatus::Partial, None, None),
+        StopReason::ServiceExited => (
+            RunStatus::Failed,
+            Some(FailureStage::Benchmark),
+            Some(format!(
+                "{}; {} requests recorded before are kept",
+                stop.service_exit().unwrap_or("the service exited"),
+                out.requests
+            )),
+        ),
+        StopReason::StoreFailed => (
+            RunStatus::Failed,
+            Some(FailureStage::Benchmark),
+            Some(format!(
+                "the campaign file could not be written ({}); rows committed before are kept",
+                store.write_error().unwrap_or("write error")
+            )),
+        ),
+        StopReason::MaxErrorRate => (
+            RunStatus::Failed,
+            Some(FailureStage::Benchmark),
+            Some(format!(
+                "error rate exceeded max_error_rate ({} of {} requests failed)",
+                out.errors, out.requests
+            )),
+        ),
+        _ => (RunStatus::Success, None, None),
+    }
 }
