@@ -191,6 +191,19 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(code) => code,
-        Err(e) => commands::report_error(&e),
+        Err(e) => report_error(&e),
     }
+}
+
+/// Print an error for a person and return its exit code (the code a `exit::Failure` carries,
+/// else 1). A closed stdout (the reader of a pipe went away) is not an error: quiet exit 0.
+pub fn report_error(e: &anyhow::Error) -> i32 {
+    if crate::out::is_broken_pipe(e) {
+        return exit::OK;
+    }
+    match e.downcast_ref::<exit::Failure>() {
+        Some(f) if f.plain => eprintln!("{e}"),
+        _ => eprintln!("error: {e:#}"),
+    }
+    exit::code_of(e)
 }

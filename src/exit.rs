@@ -20,3 +20,54 @@ pub const STORE_FAILED: i32 = 7;
 /// `ready`: a server answers on the service's port, but it is not the one this job started
 /// (another job's or user's server holds the port): refused rather than measured.
 pub const NOT_OURS: i32 = 8;
+
+/// An error that carries the exit code the process ends with: library functions return it
+/// (wrapped in `anyhow::Error`) where the code is not [`FAILURE`], and `cli` maps any error to
+/// its code in one place ([`code_of`]) instead of downcasting each domain error.
+#[derive(Debug)]
+pub struct Failure {
+    /// The process exit code.
+    pub code: i32,
+    /// What went wrong (shown with its causes).
+    pub error: anyhow::Error,
+    /// Shown as is, without the `error: ` prefix (a recipe's diagnostics are their own text).
+    pub plain: bool,
+}
+
+impl Failure {
+    pub fn new(code: i32, error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            code,
+            error: error.into(),
+            plain: false,
+        }
+    }
+
+    /// Invalid input (exit 2) with this message.
+    pub fn invalid_input(message: impl std::fmt::Display) -> Failure {
+        Failure::new(INVALID_INPUT, anyhow::anyhow!("{message}"))
+    }
+
+    /// A message printed as is (no `error: ` prefix).
+    pub fn plain(code: i32, message: impl std::fmt::Display) -> Failure {
+        Failure {
+            code,
+            error: anyhow::anyhow!("{message}"),
+            plain: true,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// The exit code of an error: the code a [`Failure`] carries (anywhere under added context),
+/// else [`FAILURE`].
+pub fn code_of(e: &anyhow::Error) -> i32 {
+    e.downcast_ref::<Failure>().map_or(FAILURE, |f| f.code)
+}

@@ -13,6 +13,7 @@ pub mod commands;
 pub mod compat;
 pub mod doctor;
 pub mod exit;
+pub mod fsinfo;
 pub mod kinds;
 pub mod model;
 pub mod monitor;

@@ -1,15 +1,12 @@
 //! `capacity`: find the highest sustainable rate of a service under its `capacity_search`
 //! SLOs (runner::capacity drives it; every step is a recorded run), then print the answer.
 
-use super::InvalidInput;
 use crate::exit;
 use crate::report::capacity::read_searches;
-use crate::report::model::{ReasonCode, RunAnalysis};
-use crate::runner::capacity::{run_search, Limiter, StepDone, StepFigures, StepHooks};
-use crate::store::Store;
+use crate::runner::capacity::StepHooks;
+use crate::runner::session::{run_capacity, CapacityOptions};
 use clap::Args;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -43,110 +40,28 @@ pub struct CapacityArgs {
 
 pub fn exec(a: &CapacityArgs) -> anyhow::Result<i32> {
     let loaded = super::load_recipe(&a.recipe, a.service.as_deref())?;
-    let plan = Arc::new(loaded.plan);
-    let with: Vec<&crate::recipe::Service> = plan
-        .services
-        .iter()
-        .filter(|s| s.capacity_search.is_some())
-        .collect();
-    let svc = match &a.service {
-        Some(name) => match plan.service(name) {
-            Some(s) if s.capacity_search.is_some() => s.clone(),
-            Some(_) => {
-                return Err(InvalidInput(format!(
-                    "service `{name}` has no `capacity_search` in {}",
-                    a.recipe.display()
-                ))
-                .into())
-            }
-            None => {
-                return Err(
-                    InvalidInput(format!("no service `{name}` in {}", a.recipe.display())).into(),
-                )
-            }
-        },
-        None => match with.as_slice() {
-            [one] => (*one).clone(),
-            [] => {
-                return Err(InvalidInput(format!(
-                    "no service of {} has `capacity_search`",
-                    a.recipe.display()
-                ))
-                .into())
-            }
-            many => {
-                return Err(InvalidInput(format!(
-                    "several services have `capacity_search` ({}): choose one with --service",
-                    many.iter()
-                        .map(|s| s.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-                .into())
-            }
-        },
-    };
-    let db =
+    // The running count of failed pushes is kept beside the campaign file (`status`).
+    let db_path =
         a.db.clone()
-            .unwrap_or_else(|| plan.global.metrics_db.clone());
-    // On a network filesystem the run file is written node-local and published (see `run`).
-    let mut placement = super::run::placement::Placement::new(&db)?;
-    let store = Store::open(placement.write_path())?;
+            .unwrap_or_else(|| loaded.plan.global.metrics_db.clone());
     let hooks = StepHooks {
         observers: None,
-        watch: Some(crate::monitor::session::watch_factory(Some(db.clone()))),
+        watch: Some(crate::monitor::session::watch_factory(Some(db_path))),
         gpu_facts: Some(crate::monitor::nvml::gpu_facts()),
         service_exit_file: a.service_exit_file.clone(),
     };
-    let db_for_figures = placement.write_path().to_path_buf();
-    let figures = move |run_id: &str| -> anyhow::Result<StepFigures> {
-        let conn = crate::store::read::open_read_only(&db_for_figures)?;
-        let r = crate::report::analysis::analyze_run(&conn, run_id)?;
-        Ok(StepFigures {
-            requests: r.total.requests,
-            achieved_rate_per_s: r.rate.achieved_rate_rps,
-            latency_p99_ms: r.total.latency_corrected_ms.as_ref().map(|s| s.p99),
-            ttft_p99_ms: r
-                .llm
-                .as_ref()
-                .and_then(|l| l.ttft_from_scheduled_ms.as_ref().or(l.ttft_ms.as_ref()))
-                .map(|s| s.p99),
-            error_rate: r.total.error_rate,
-            limited: generator_limit(&r),
-        })
+    let opts = CapacityOptions {
+        recipe: a.recipe.clone(),
+        service: a.service.clone(),
+        db: a.db.clone(),
+        quiet: a.json,
     };
-    let quiet = a.json;
-    let mut on_step = |d: &StepDone| {
-        if !quiet {
-            let x = &d.row;
-            eprintln!(
-                "[{}] step {} {:<7} target {:>9.3}/s achieved {:>9.3}/s p99 {} ms{} → {}",
-                svc.name,
-                x.step,
-                x.phase.as_str(),
-                x.target_rate,
-                d.figures.achieved_rate_per_s,
-                d.figures
-                    .latency_p99_ms
-                    .map(|v| format!("{v:.2}"))
-                    .unwrap_or_else(|| "–".into()),
-                d.figures
-                    .ttft_p99_ms
-                    .map(|v| format!(", TTFT p99 {v:.2} ms"))
-                    .unwrap_or_default(),
-                match &x.reason {
-                    None => "holds SLOs".to_string(),
-                    Some(r) => match r.strip_prefix(crate::runner::capacity::NOT_JUDGED) {
-                        Some(why) => format!("not judged, load generator side ({why})"),
-                        None => format!("fails ({r})"),
-                    },
-                }
-            );
-        }
-    };
-    let done = run_search(&plan, &svc, &store, &hooks, &figures, &mut on_step)?;
-    store.close()?;
-    placement.finish()?;
+    let (db, done) = run_capacity(
+        loaded.plan,
+        &opts,
+        &hooks,
+        &crate::report::summary::step_figures,
+    )?;
     let conn = crate::store::read::open_read_only(&db)?;
     let report = read_searches(&conn)?
         .into_iter()
@@ -169,19 +84,5 @@ pub fn exec(a: &CapacityArgs) -> anyhow::Result<i32> {
         exit::OK
     } else {
         exit::FAILURE
-    })
-}
-
-/// The generator side's limit of a step's run, from its validity gates (generator first: a
-/// generator that fell behind also leaves connections idle).
-fn generator_limit(r: &RunAnalysis) -> Option<(Limiter, String)> {
-    [
-        (ReasonCode::GeneratorSaturated, Limiter::Generator),
-        (ReasonCode::ConnectionLimited, Limiter::Connections),
-    ]
-    .into_iter()
-    .find_map(|(code, lim)| {
-        let why = r.invalid_reasons.iter().find(|x| x.code == code)?;
-        Some((lim, why.message.clone()))
     })
 }

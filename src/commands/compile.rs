@@ -1,8 +1,7 @@
 //! `compile` (recipe → campaign directory of batch scripts) and the hidden `ready` probe.
 
-use super::InvalidInput;
-use crate::exit;
-use crate::render::campaign::{write_campaign, CampaignSpec};
+use crate::exit::{self, Failure};
+use crate::render::campaign::{write_campaign, CampaignError, CampaignSpec};
 use crate::render::Renderer;
 use clap::Args;
 use std::path::PathBuf;
@@ -35,7 +34,7 @@ pub fn exec(a: &CompileArgs) -> anyhow::Result<i32> {
     let renderer = match &a.templates {
         Some(dir) => {
             if !dir.is_dir() {
-                return Err(InvalidInput(format!(
+                return Err(Failure::invalid_input(format!(
                     "--templates {}: not a directory",
                     dir.display()
                 ))
@@ -51,11 +50,7 @@ pub fn exec(a: &CompileArgs) -> anyhow::Result<i32> {
         force: a.force,
         fb_bin: crate::slurm::factorybench_bin()?.display().to_string(),
     };
-    let out = match write_campaign(&loaded, &renderer, &spec) {
-        Ok(o) => o,
-        Err(e) if e.is_invalid_input() => return Err(InvalidInput(e.to_string()).into()),
-        Err(e) => return Err(e.into()),
-    };
+    let out = write_campaign(&loaded, &renderer, &spec).map_err(CampaignError::into_error)?;
     crate::outln!(
         "compiled {} service{} into {}",
         out.services.len(),
@@ -103,7 +98,7 @@ pub fn ready(a: &ReadyArgs) -> anyhow::Result<i32> {
             .iter()
             .map(|s| s.name.as_str())
             .collect();
-        return Err(InvalidInput(format!(
+        return Err(Failure::invalid_input(format!(
             "unknown service `{}` (the recipe has: {})",
             a.service,
             names.join(", ")
@@ -112,70 +107,19 @@ pub fn ready(a: &ReadyArgs) -> anyhow::Result<i32> {
     };
     let budget_s = a.timeout.unwrap_or(f64::from(svc.readiness.timeout_s));
     if !(budget_s.is_finite() && (0.0..=86_400.0 * 365.0).contains(&budget_s)) {
-        return Err(InvalidInput(format!(
+        return Err(Failure::invalid_input(format!(
             "--timeout {budget_s}: must be a number of seconds between 0 and 31536000 (365 days)"
         ))
         .into());
     }
-    let svc = &svc.for_client_node(None, a.endpoint_host.as_deref());
-    let probe = crate::runner::ready::Probe::for_service(svc);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let outcome = rt.block_on(crate::runner::ready::wait_ready(
-        &probe,
-        std::time::Duration::from_secs_f64(budget_s),
-        std::time::Duration::from_secs_f64(svc.readiness.interval_s.max(0.05)),
-        a.watch_pid,
-        &mut |line| eprintln!("{line}"),
-    ));
-    match outcome {
-        Ok(elapsed) => {
-            let port = probe.port().or(svc.endpoint.port);
-            if let (Some(owner), Some(port)) = (a.owner_pid.or(a.watch_pid), port) {
-                use crate::runner::owner::{check, user_name, Ownership};
-                match check(port, owner) {
-                    Ownership::Ours { pid } => {
-                        eprintln!("ready: port {port} is held by this job's service (pid {pid})")
-                    }
-                    Ownership::NoListener => eprintln!(
-                        "ready: no socket listens on port {port} in this network namespace; the service's ownership of it is not checked"
-                    ),
-                    Ownership::Theirs { holders, uid } => {
-                        let who: Vec<String> = holders
-                            .iter()
-                            .map(|(p, c)| format!("pid {p} `{c}`"))
-                            .collect();
-                        eprintln!(
-                            "ready: REFUSED: {} answered {}, but port {port} is held by {} of user {}, not by the service this job started (pid {owner}): another job's or user's server; refusing to measure it",
-                            svc.name,
-                            probe.describe(),
-                            if who.is_empty() {
-                                "a process this user cannot see".to_string()
-                            } else {
-                                who.join(", ")
-                            },
-                            user_name(uid)
-                        );
-                        return Ok(exit::NOT_OURS);
-                    }
-                }
-            }
-            eprintln!(
-                "ready: {} answered {} after {:.1} s",
-                svc.name,
-                probe.describe(),
-                elapsed.as_secs_f64()
-            );
-            Ok(exit::OK)
-        }
-        Err(last) => {
-            eprintln!(
-                "ready: {} did not answer {} (budget {budget_s} s): {last}",
-                svc.name,
-                probe.describe()
-            );
-            Ok(exit::FAILURE)
-        }
-    }
+    let outcome = crate::runner::lifecycle::wait_ready(
+        svc,
+        &crate::runner::lifecycle::ReadyOptions {
+            budget_s,
+            watch_pid: a.watch_pid,
+            owner_pid: a.owner_pid,
+            endpoint_host: a.endpoint_host.clone(),
+        },
+    )?;
+    Ok(outcome.exit_code())
 }

@@ -35,18 +35,7 @@ pub fn exec(a: &DoctorArgs) -> anyhow::Result<i32> {
     if a.json {
         crate::outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        for c in &report.checks {
-            crate::outln!("{:<4}  {:<26} {}", c.status.as_str(), c.name, c.why)?;
-            if let Some(f) = &c.fix {
-                crate::outln!("{:<4}  {:<26} fix: {f}", "", "")?;
-            }
-        }
-        crate::outln!(
-            "{} ok, {} warnings, {} failures",
-            report.count(Status::Ok),
-            report.count(Status::Warn),
-            report.count(Status::Fail)
-        )?;
+        crate::out!("{}", report.text())?;
     }
     Ok(match report.worst() {
         Status::Fail => exit::FAILURE,

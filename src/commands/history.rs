@@ -1,11 +1,12 @@
 //! `history`: trends over many campaigns, change points, and a CI gate on the newest one.
 
-use super::InvalidInput;
 use crate::exit;
-use crate::report::compare::{load_side, parse_threshold};
+use crate::exit::Failure;
+use crate::report::compare::parse_threshold;
 use crate::report::history::{history, to_html, to_text};
+use crate::report::ops::history_campaigns;
 use clap::{Args, ValueEnum};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum HistoryFormat {
@@ -45,49 +46,12 @@ pub struct HistoryArgs {
     pub out: Option<PathBuf>,
 }
 
-/// The campaigns a path names (see the help).
-fn campaigns_of(p: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    if !p.exists() {
-        return Err(InvalidInput(format!("{}: no such file or directory", p.display())).into());
-    }
-    if p.is_file() || p.join("runs").is_dir() || p.join("campaign.db").is_file() {
-        return Ok(vec![p.to_path_buf()]);
-    }
-    let mut out: Vec<PathBuf> = std::fs::read_dir(p)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|c| c.is_dir() || c.extension().is_some_and(|e| e == "db" || e == "json"))
-        .collect();
-    out.sort();
-    Ok(out)
-}
-
 pub fn exec(a: &HistoryArgs) -> anyhow::Result<i32> {
     let mut overrides = Vec::new();
     for t in &a.threshold {
-        overrides.push(parse_threshold(t).map_err(|e| InvalidInput(e.to_string()))?);
+        overrides.push(parse_threshold(t).map_err(|e| Failure::invalid_input(e.to_string()))?);
     }
-    let known: Vec<&str> = crate::report::compare::METRICS
-        .iter()
-        .map(|m| m.name)
-        .collect();
-    for m in &a.metric {
-        if !known.contains(&m.as_str()) {
-            let hint = crate::recipe::diag::did_you_mean(m, &known)
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
-            return Err(InvalidInput(format!("unknown metric `{m}`{hint}")).into());
-        }
-    }
-    let mut campaigns = Vec::new();
-    for p in &a.paths {
-        for c in campaigns_of(p)? {
-            let analysis = load_side(&c)?;
-            campaigns.push((c.display().to_string(), analysis));
-        }
-    }
-    if campaigns.is_empty() {
-        return Err(InvalidInput("no campaign found in the given paths".into()).into());
-    }
+    let campaigns = history_campaigns(&a.paths, &a.metric)?;
     let h = history(&campaigns, &overrides, &a.metric);
     let content = match a.format {
         HistoryFormat::Text => to_text(&h),

@@ -2,18 +2,16 @@
 //! (Prometheus + Pushgateway + Alertmanager + Grafana), how to reach it, and its alerts. See
 //! `monitor::stack` for the state directory and `monitor::alerting` for Alertmanager.
 
-use crate::commands::InvalidInput;
-use crate::exit;
-use crate::monitor::alerting::{Alertmanager, EmailReceiver, Receivers, SlackReceiver};
+use crate::exit::{self, Failure};
+use crate::monitor::alerting::{EmailReceiver, Receivers, SlackReceiver};
+use crate::monitor::job::{self, absolute, endpoint_lines, Down, UpOutcome};
 use crate::monitor::stack::{
     self, component, BindMode, Endpoint, StackRuntime, StackSpec, ALERTMANAGER_PASSWORD_FILE,
     AUTH_USER, GRAFANA_USER, PASSWORD_FILE, PROMETHEUS_PASSWORD_FILE, PUSHGATEWAY_PASSWORD_FILE,
 };
-use crate::slurm::{self, JobState, SubmitOptions};
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, Subcommand};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
 #[derive(Debug, Subcommand)]
 pub enum MonitorCommand {
@@ -239,211 +237,99 @@ pub fn exec(c: &MonitorCommand) -> anyhow::Result<i32> {
         MonitorCommand::SampleServiceNode(a) => {
             if !(a.interval_s.is_finite() && (0.1..=3600.0).contains(&a.interval_s)) {
                 return Err(
-                    InvalidInput("--interval-s must be between 0.1 and 3600".into()).into(),
+                    Failure::invalid_input("--interval-s must be between 0.1 and 3600").into(),
                 );
             }
-            let interval = Duration::from_secs_f64(a.interval_s);
+            let interval = std::time::Duration::from_secs_f64(a.interval_s);
             crate::monitor::service_node::sample(&a.out, &a.service, interval)?;
             Ok(exit::OK)
         }
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
-fn http() -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder().no_proxy().build()?)
-}
-
-fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
-    if p.is_absolute() {
-        Ok(p.to_path_buf())
-    } else {
-        Ok(std::env::current_dir()?.join(p))
-    }
-}
-
-/// The job the state directory knows about: from the endpoint file, else the last submitted.
-fn known_job(dir: &Path) -> Option<String> {
-    Endpoint::read(dir).map(|e| e.job_id).or_else(|| {
-        std::fs::read_to_string(dir.join("job_id"))
-            .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-    })
-}
-
 fn up(a: &UpArgs) -> anyhow::Result<i32> {
     let dir = absolute(&a.state.state_dir)?;
-    if let Some(ep) = Endpoint::read(&dir) {
-        if stack::job_state(&ep.job_id) == Some(JobState::Running) {
-            crate::outln!(
-                "the monitoring stack already runs (job {} on {})",
-                ep.job_id,
-                ep.node
-            )?;
-            print_endpoint(&ep)?;
-            return Ok(exit::OK);
-        }
+    if let Some(ep) = job::already_running(&dir) {
+        crate::outln!(
+            "the monitoring stack already runs (job {} on {})",
+            ep.job_id,
+            ep.node
+        )?;
+        crate::out!("{}", endpoint_lines(&ep))?;
+        return Ok(exit::OK);
     }
-    let fb_bin = crate::slurm::factorybench_bin()?;
-    let mut spec = StackSpec::new(dir.clone(), fb_bin);
-    spec.runtime = a.runtime;
-    spec.bind = a.bind;
-    spec.partition = a.partition.clone();
-    spec.account = a.account.clone();
-    spec.qos = a.qos.clone();
-    spec.sbatch_extra = a.sbatch_args.clone();
-    spec.time = a.time.clone();
-    spec.mem = a.mem.clone();
-    spec.cpus = a.cpus;
-    spec.prometheus_port = a.prometheus_port;
-    spec.pushgateway_port = a.pushgateway_port;
-    spec.grafana_port = a.grafana_port;
-    spec.alertmanager_port = a.alertmanager_port;
-    spec.alert_group_wait = a.alert_group_wait.clone();
-    let slack = match &a.alert_slack_url_file {
-        Some(f) => Some(SlackReceiver {
-            url_file: absolute(f)?,
-            channel: a.alert_slack_channel.clone(),
-        }),
-        None => None,
-    };
-    spec.receivers = Receivers {
-        webhooks: a.alert_webhooks.clone(),
-        slack,
-        email: (!a.alert_email_to.is_empty()).then(|| EmailReceiver {
-            to: a.alert_email_to.clone(),
-            from: a.alert_email_from.clone().unwrap_or_default(),
-            smarthost: a.smtp_relay.clone().unwrap_or_default(),
-            require_tls: a.smtp_require_tls,
-        }),
-    };
-    spec.retention = a.retention.clone();
-    spec.scrape_interval = a.scrape_interval.clone();
-    if let Some(i) = &a.prometheus_image {
-        spec.prometheus_image = i.clone();
-    }
-    if let Some(i) = &a.pushgateway_image {
-        spec.pushgateway_image = i.clone();
-    }
-    if let Some(i) = &a.grafana_image {
-        spec.grafana_image = i.clone();
-    }
-    if let Some(i) = &a.alertmanager_image {
-        spec.alertmanager_image = i.clone();
-    }
-    if a.timeout.is_nan() || a.timeout <= 0.0 || a.timeout > 86_400.0 * 365.0 {
-        return Err(InvalidInput(
-            "--timeout must be a positive number of seconds, at most 31536000 (365 days)".into(),
-        )
-        .into());
-    }
-    spec.render()
-        .map_err(|e| InvalidInput(format!("monitor up: {e}")))?;
-    let script = spec.install()?;
-    let job_id = slurm::sbatch(Some(&script), &SubmitOptions::default(), Some(&dir))
-        .context("monitor up submits a SLURM job")?;
-    std::fs::write(dir.join("job_id"), format!("{job_id}\n"))?;
-    eprintln!(
-        "submitted monitoring job {job_id} ({} runtime); waiting until Prometheus, the Pushgateway{} answer",
-        a.runtime.as_str(),
-        if a.runtime == StackRuntime::Apptainer { " and Grafana" } else { " (and Grafana when installed)" }
-    );
-    let deadline = Instant::now() + Duration::from_secs_f64(a.timeout);
-    let log = dir.join("logs").join(format!("monitor-{job_id}.out"));
-    let mut last_state = String::new();
-    let mut next_check = Instant::now();
-    loop {
-        if let Some(ep) = Endpoint::read(&dir).filter(|e| e.job_id == job_id) {
-            crate::outln!("monitoring stack ready: job {job_id} on {}", ep.node)?;
-            print_endpoint(&ep)?;
+    let spec = a.spec(dir)?;
+    match job::submit_and_wait(&spec, a.timeout)? {
+        UpOutcome::Ready(ep) => {
+            crate::outln!("monitoring stack ready: job {} on {}", ep.job_id, ep.node)?;
+            crate::out!("{}", endpoint_lines(&ep))?;
             if ep.grafana.is_none() {
                 crate::outln!("note: Grafana is not installed on {}: this host-runtime stack has no Grafana (use --runtime apptainer for the dashboard)", ep.node)?;
             }
             crate::outln!("reach it from your laptop: factorybench monitor tunnel")?;
-            return Ok(exit::OK);
+            Ok(exit::OK)
         }
-        if Instant::now() >= next_check {
-            next_check = Instant::now() + Duration::from_secs(2);
-            match stack::job_state(&job_id) {
-                Some(s) => {
-                    if s.as_str() != last_state {
-                        eprintln!("job {job_id}: {s}");
-                        last_state = s.as_str().to_string();
-                    }
-                }
-                None => {
-                    // One more look: the file may have landed just before the job ended.
-                    if Endpoint::read(&dir).is_some_and(|e| e.job_id == job_id) {
-                        continue;
-                    }
-                    let tail = tail_file(&log, 20);
-                    bail!(
-                        "the monitoring job {job_id} ended before it was ready; its log {}:\n{tail}",
-                        log.display()
-                    );
-                }
-            }
-        }
-        if Instant::now() >= deadline {
+        UpOutcome::TimedOut { job_id, last_state } => {
             eprintln!(
                 "job {job_id} is not ready after {} s (state {}); it stays queued: `factorybench monitor status`, `factorybench monitor down`",
                 a.timeout,
                 if last_state.is_empty() { "unknown" } else { &last_state }
             );
-            return Ok(exit::FAILURE);
+            Ok(exit::FAILURE)
         }
-        std::thread::sleep(Duration::from_millis(500));
     }
 }
 
-fn tail_file(p: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(p).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-fn print_endpoint(ep: &Endpoint) -> std::io::Result<()> {
-    crate::outln!("  node         {} (listening on {})", ep.node, ep.address)?;
-    crate::outln!(
-        "  Prometheus   {}{}",
-        ep.prometheus.url,
-        auth_note(ep, &ep.prometheus_password_file)
-    )?;
-    crate::outln!(
-        "  Pushgateway  {}{}",
-        ep.pushgateway.url,
-        auth_note(ep, &ep.pushgateway_password_file)
-    )?;
-    if let Some(am) = &ep.alertmanager {
-        crate::outln!(
-            "  Alertmanager {}{}",
-            am.url,
-            auth_note(ep, &ep.alertmanager_password_file)
-        )?;
-    }
-    match &ep.grafana {
-        Some(g) => crate::outln!(
-            "  Grafana      {}  (user {}, password in {})",
-            g.url,
-            ep.grafana_user,
-            ep.grafana_password_file.display()
-        )?,
-        None => crate::outln!("  Grafana      not part of this stack")?,
-    }
-    Ok(())
-}
-
-/// `  (user factorybench, password in …)` when the server requires basic auth.
-fn auth_note(ep: &Endpoint, file: &Option<PathBuf>) -> String {
-    match (&ep.auth_user, file) {
-        (Some(u), Some(f)) => format!("  (user {u}, password in {})", f.display()),
-        _ => String::new(),
+impl UpArgs {
+    /// The stack these arguments describe, its state in `dir`.
+    fn spec(&self, dir: PathBuf) -> anyhow::Result<StackSpec> {
+        let a = self;
+        let fb_bin = crate::slurm::factorybench_bin()?;
+        let mut spec = StackSpec::new(dir, fb_bin);
+        spec.runtime = a.runtime;
+        spec.bind = a.bind;
+        spec.partition = a.partition.clone();
+        spec.account = a.account.clone();
+        spec.qos = a.qos.clone();
+        spec.sbatch_extra = a.sbatch_args.clone();
+        spec.time = a.time.clone();
+        spec.mem = a.mem.clone();
+        spec.cpus = a.cpus;
+        spec.prometheus_port = a.prometheus_port;
+        spec.pushgateway_port = a.pushgateway_port;
+        spec.grafana_port = a.grafana_port;
+        spec.alertmanager_port = a.alertmanager_port;
+        spec.alert_group_wait = a.alert_group_wait.clone();
+        let slack = match &a.alert_slack_url_file {
+            Some(f) => Some(SlackReceiver {
+                url_file: absolute(f)?,
+                channel: a.alert_slack_channel.clone(),
+            }),
+            None => None,
+        };
+        spec.receivers = Receivers {
+            webhooks: a.alert_webhooks.clone(),
+            slack,
+            email: (!a.alert_email_to.is_empty()).then(|| EmailReceiver {
+                to: a.alert_email_to.clone(),
+                from: a.alert_email_from.clone().unwrap_or_default(),
+                smarthost: a.smtp_relay.clone().unwrap_or_default(),
+                require_tls: a.smtp_require_tls,
+            }),
+        };
+        spec.retention = a.retention.clone();
+        spec.scrape_interval = a.scrape_interval.clone();
+        for (image, given) in [
+            (&mut spec.prometheus_image, &a.prometheus_image),
+            (&mut spec.pushgateway_image, &a.pushgateway_image),
+            (&mut spec.grafana_image, &a.grafana_image),
+            (&mut spec.alertmanager_image, &a.alertmanager_image),
+        ] {
+            if let Some(i) = given {
+                image.clone_from(i);
+            }
+        }
+        Ok(spec)
     }
 }
 
@@ -469,45 +355,16 @@ fn register(a: &RegisterArgs) -> anyhow::Result<i32> {
             .map(|_| dir.join(ALERTMANAGER_PASSWORD_FILE)),
         written_ns: crate::runner::clock::Clock::new().now_ns(),
     };
-    let budget = Duration::from_secs_f64(a.timeout.clamp(1.0, 86_400.0 * 365.0));
-    let rt = runtime()?;
-    let client = http()?;
-    let mut missing = Vec::new();
-    rt.block_on(async {
-        let checks = stack::ready_urls(&ep);
-        let results = futures_util::future::join_all(
-            checks
-                .iter()
-                .map(|(_, url, auth)| stack::wait_http_ok(&client, url, auth.as_ref(), budget)),
-        )
-        .await;
-        for ((name, url, _), ok) in checks.iter().zip(results) {
-            if ok {
-                eprintln!("factorybench-monitor: {name} answers at {url}");
-            } else {
-                missing.push(format!("{name} ({url})"));
-            }
-        }
-    });
-    if !missing.is_empty() {
-        eprintln!(
-            "factorybench-monitor: no answer within {} s from {}",
-            a.timeout,
-            missing.join(", ")
-        );
-        return Ok(exit::FAILURE);
-    }
-    ep.write(&dir)?;
-    eprintln!(
-        "factorybench-monitor: ready; endpoint file {}",
-        dir.join(stack::ENDPOINT_FILE).display()
-    );
-    Ok(exit::OK)
+    Ok(if job::register(&dir, &ep, a.timeout)? {
+        exit::OK
+    } else {
+        exit::FAILURE
+    })
 }
 
 fn status(a: &StatusArgs) -> anyhow::Result<i32> {
     let dir = absolute(&a.state.state_dir)?;
-    let Some(job) = known_job(&dir) else {
+    let Some(p) = job::probe(&dir)? else {
         if a.json {
             crate::outln!("{}", serde_json::json!({"running": false}))?;
         } else {
@@ -518,87 +375,20 @@ fn status(a: &StatusArgs) -> anyhow::Result<i32> {
         }
         return Ok(exit::FAILURE);
     };
-    let state = stack::job_state(&job).map(|s| s.as_str());
-    let ep = Endpoint::read(&dir).filter(|e| e.job_id == job);
-    let mut answers = Vec::new();
-    if let (Some(ep), Some("RUNNING")) = (&ep, state) {
-        let rt = runtime()?;
-        let client = http()?;
-        for (name, url, auth) in stack::ready_urls(ep) {
-            let ok = rt.block_on(stack::wait_http_ok(
-                &client,
-                &url,
-                auth.as_ref(),
-                Duration::from_millis(1),
-            ));
-            answers.push((name, url, ok));
-        }
-    }
-    let ready = state == Some("RUNNING") && ep.is_some() && answers.iter().all(|(_, _, ok)| *ok);
     if a.json {
-        let comps: serde_json::Map<String, serde_json::Value> = answers
-            .iter()
-            .map(|(n, u, ok)| {
-                (
-                    n.to_lowercase(),
-                    serde_json::json!({"url": u, "answers": ok}),
-                )
-            })
-            .collect();
-        crate::outln!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "running": state == Some("RUNNING"),
-                "ready": ready,
-                "job_id": job,
-                "job_state": state,
-                "endpoint": ep,
-                "components": comps,
-            }))?
-        )?;
+        crate::outln!("{}", serde_json::to_string_pretty(&p.json())?)?;
     } else {
-        crate::outln!(
-            "monitoring job {job}: {}",
-            state.unwrap_or("not in the queue (ended)")
-        )?;
-        if let Some(ep) = &ep {
-            crate::outln!("  node         {} (listening on {})", ep.node, ep.address)?;
-        }
-        for (name, url, ok) in &answers {
-            crate::outln!(
-                "  {name:<12} {url}  {}",
-                if *ok { "answers" } else { "NOT answering" }
-            )?;
-        }
-        if ep.as_ref().is_some_and(|e| e.grafana.is_none()) {
-            crate::outln!("  Grafana      not part of this stack (host runtime without Grafana)")?;
-        }
+        crate::out!("{}", p.text())?;
     }
-    Ok(if ready { exit::OK } else { exit::FAILURE })
+    Ok(if p.ready() { exit::OK } else { exit::FAILURE })
 }
 
 fn down(a: &StateArgs) -> anyhow::Result<i32> {
-    let dir = absolute(&a.state_dir)?;
-    let Some(job) = known_job(&dir) else {
-        crate::outln!("the monitoring stack is not running")?;
-        return Ok(exit::OK);
-    };
-    if stack::job_state(&job).is_some() {
-        slurm::scancel(std::slice::from_ref(&job))?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while stack::job_state(&job).is_some_and(|s| s != JobState::Completing)
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        crate::outln!("cancelled monitoring job {job}")?;
-    } else {
-        crate::outln!("monitoring job {job} had already ended")?;
+    match job::down(&absolute(&a.state_dir)?)? {
+        Down::NotRunning => crate::outln!("the monitoring stack is not running")?,
+        Down::Cancelled(job) => crate::outln!("cancelled monitoring job {job}")?,
+        Down::AlreadyEnded(job) => crate::outln!("monitoring job {job} had already ended")?,
     }
-    if Endpoint::read(&dir).is_some_and(|e| e.job_id == job) {
-        let _ = std::fs::remove_file(dir.join(stack::ENDPOINT_FILE));
-    }
-    let _ = std::fs::remove_file(dir.join("job_id"));
     Ok(exit::OK)
 }
 
@@ -611,30 +401,12 @@ fn tunnel(a: &TunnelArgs) -> anyhow::Result<i32> {
         );
         return Ok(exit::FAILURE);
     };
-    let login = a
-        .login_host
-        .clone()
-        .or_else(|| {
-            std::env::var("SLURM_SUBMIT_HOST")
-                .ok()
-                .filter(|s| !s.is_empty())
-        })
-        .unwrap_or_else(full_hostname);
-    let user = a
-        .user
-        .clone()
-        .or_else(|| std::env::var("USER").ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "USER".into());
-    for (what, v) in [("--login-host", &login), ("--user", &user)] {
-        if v.is_empty()
-            || !v
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        {
-            return Err(InvalidInput(format!("{what} {v:?} is not a valid host/user name")).into());
-        }
-    }
-    let cmd = stack::tunnel_command(&ep, &user, &login, a.login_port);
+    let cmd = job::tunnel_command_for(
+        &ep,
+        a.login_host.as_deref(),
+        a.user.as_deref(),
+        a.login_port,
+    )?;
     if a.exec {
         eprintln!("running: {}", cmd.join(" "));
         let st = std::process::Command::new(&cmd[0])
@@ -643,132 +415,33 @@ fn tunnel(a: &TunnelArgs) -> anyhow::Result<i32> {
             .context("cannot run ssh")?;
         return Ok(st.code().unwrap_or(exit::FAILURE));
     }
-    crate::outln!("# Run this on your laptop (keeps running; Ctrl-C closes the tunnel):")?;
-    crate::outln!("{}", cmd.join(" "))?;
-    crate::outln!("# Then open:")?;
-    match &ep.grafana {
-        Some(g) => crate::outln!(
-            "Grafana:    http://localhost:{}  (user {}; password: `cat {}` on the cluster)",
-            g.port,
-            ep.grafana_user,
-            ep.grafana_password_file.display()
-        )?,
-        None => crate::outln!(
-            "Grafana:    not part of this stack ({} runtime without Grafana on {})",
-            ep.runtime.as_str(),
-            ep.node
-        )?,
-    }
-    crate::outln!(
-        "Pushgateway: http://localhost:{} (push from your laptop: PUSHGATEWAY_URL=http://localhost:{})",
-        ep.pushgateway.port,
-        ep.pushgateway.port
-    )?;
-    if let Some(am) = &ep.alertmanager {
-        crate::outln!(
-            "Alertmanager: http://localhost:{}  (user {}; password: `cat {}` on the cluster; `factorybench monitor alerts` lists the alerts)",
-            am.port,
-            ep.auth_user.as_deref().unwrap_or(AUTH_USER),
-            ep.alertmanager_password_file
-                .as_ref()
-                .map(|f| f.display().to_string())
-                .unwrap_or_default()
-        )?;
-    }
-    crate::outln!(
-        "Prometheus: http://localhost:{}{}",
-        ep.prometheus.port,
-        match (&ep.auth_user, &ep.prometheus_password_file) {
-            (Some(u), Some(f)) => format!(
-                "  (user {u}; password: `cat {}` on the cluster)",
-                f.display()
-            ),
-            _ => String::new(),
-        }
-    )?;
+    crate::out!("{}", job::tunnel_instructions(&ep, &cmd))?;
     Ok(exit::OK)
 }
 
-fn full_hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "localhost".into();
-    }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).to_string()
-}
-
-/// The running stack's Alertmanager client.
-fn alertmanager(dir: &Path) -> anyhow::Result<Alertmanager> {
-    let Some(ep) = Endpoint::read(dir) else {
-        bail!(
-            "the monitoring stack is not running (no endpoint file in {}): start it with `factorybench monitor up`",
-            dir.display()
-        );
-    };
-    let am = ep
-        .alertmanager
-        .as_ref()
-        .ok_or(crate::monitor::alerting::AlertingError::NoAlertmanager)?;
-    Ok(Alertmanager::new(&am.url, ep.alertmanager_auth())?)
-}
-
 fn alerts(a: &AlertsArgs) -> anyhow::Result<i32> {
-    let dir = absolute(&a.state.state_dir)?;
-    let am = alertmanager(&dir)?;
-    let mut list = runtime()?.block_on(am.alerts())?;
+    let am = job::alertmanager(&absolute(&a.state.state_dir)?)?;
+    let mut list = job::runtime()?.block_on(am.alerts())?;
     if let Some(c) = &a.campaign {
         list.retain(|x| &x.campaign == c);
     }
     if a.json {
         crate::outln!("{}", serde_json::to_string_pretty(&list)?)?;
-        return Ok(exit::OK);
-    }
-    if list.is_empty() {
-        crate::outln!("no alerts")?;
-        return Ok(exit::OK);
-    }
-    crate::outln!(
-        "{:<36} {:<9} {:<10} {:<24} {:<16} {:<10} summary",
-        "alert",
-        "severity",
-        "state",
-        "campaign",
-        "service",
-        "run"
-    )?;
-    for x in &list {
-        let state = if x.silenced_by.is_empty() {
-            x.state.clone()
-        } else {
-            "silenced".to_string()
-        };
-        crate::outln!(
-            "{:<36} {:<9} {:<10} {:<24} {:<16} {:<10} {}",
-            x.name,
-            x.severity,
-            state,
-            x.campaign,
-            x.service,
-            x.run_id,
-            x.summary
-        )?;
+    } else {
+        crate::out!("{}", job::render_alerts(&list))?;
     }
     Ok(exit::OK)
 }
 
 fn silence(a: &SilenceArgs) -> anyhow::Result<i32> {
     let duration = humantime::parse_duration(&a.duration)
-        .map_err(|e| InvalidInput(format!("--for {:?}: {e}", a.duration)))?;
+        .map_err(|e| Failure::invalid_input(format!("--for {:?}: {e}", a.duration)))?;
     if a.campaign.is_empty() {
-        return Err(InvalidInput("--campaign must not be empty".into()).into());
+        return Err(Failure::invalid_input("--campaign must not be empty").into());
     }
-    let dir = absolute(&a.state.state_dir)?;
-    let am = alertmanager(&dir)?;
+    let am = job::alertmanager(&absolute(&a.state.state_dir)?)?;
     let user = std::env::var("USER").unwrap_or_else(|_| "factorybench".into());
-    let id = runtime()?.block_on(am.silence_stress(&a.campaign, None, duration, &user))?;
+    let id = job::runtime()?.block_on(am.silence_stress(&a.campaign, None, duration, &user))?;
     crate::outln!(
         "silenced {} of campaign {} for {} (silence {id})",
         crate::monitor::alerting::STRESS_ALERTS.join(", "),

@@ -1,15 +1,12 @@
 //! `factorybench push CAMPAIGN`: a finished campaign's final figures to a Pushgateway (one
 //! group per run and per service measurement; see `report::push`), or `--delete` them.
 
-use super::InvalidInput;
 use crate::compat::CompatNames;
 use crate::exit;
-use crate::monitor::push::{grouping_path, send_group, GroupOp};
-use crate::monitor::stack::{self, PushTargetError};
-use crate::report::push::{campaign_groups, DEFAULT_JOB};
+use crate::report::ops::{push_campaign, PushOptions};
+use crate::report::push::DEFAULT_JOB;
 use clap::Args;
 use std::path::PathBuf;
-use std::time::Duration;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -49,77 +46,29 @@ pub struct PushArgs {
 }
 
 pub fn exec(a: &PushArgs) -> anyhow::Result<i32> {
-    if a.job.is_empty() {
-        return Err(InvalidInput("--job must not be empty".into()).into());
-    }
-    if !(a.timeout.is_finite() && a.timeout > 0.0 && a.timeout <= 3600.0) {
-        return Err(InvalidInput("--timeout must be between 0 and 3600 seconds".into()).into());
-    }
-    let analysis = crate::report::analyze_path(&a.campaign).map_err(super::report::input_err)?;
-    let found =
-        stack::one_shot_target(a.gateway.as_deref(), &a.state.state_dir).map_err(|e| match e {
-            PushTargetError::Stack(_) => anyhow::Error::from(e),
-            e => InvalidInput(e.to_string()).into(),
-        })?;
-    let target = found.target;
-    // A campaign directory's runs pushed live under its name (FB_CAMPAIGN_DIR); a campaign
-    // file's under the recipe's benchmark name, which the file records.
-    let campaign = if a.campaign.is_dir() {
-        a.campaign
-            .canonicalize()?
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_else(|| analysis.campaign.clone())
-    } else {
-        analysis.campaign.clone()
-    };
-    let groups = campaign_groups(&analysis, &a.job, &campaign, a.compat);
-    let http = reqwest::Client::builder().no_proxy().build()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let timeout = Duration::from_secs_f64(a.timeout);
-    let mut failed = 0usize;
-    for g in &groups {
-        let labels: Vec<(&str, &str)> = g.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let path = grouping_path(&labels);
-        let op = if a.delete {
-            GroupOp::Delete
-        } else {
-            GroupOp::Replace(&g.body)
-        };
-        let result = rt.block_on(send_group(
-            &http,
-            &target.url,
-            target.auth.as_ref(),
-            &path,
-            op,
-            timeout,
-        ));
-        match result {
-            Ok(()) => crate::outln!(
-                "{} {} {} {}",
-                if a.delete { "deleted" } else { "pushed" },
-                g.label("scope"),
-                g.label("service"),
-                g.label("run_id")
-            )?,
-            Err(e) => {
-                failed += 1;
-                eprintln!("error: {e}");
-            }
-        }
-    }
+    let (pushed, groups, found) = push_campaign(&PushOptions {
+        campaign: a.campaign.clone(),
+        gateway: a.gateway.clone(),
+        job: a.job.clone(),
+        delete: a.delete,
+        compat: a.compat,
+        timeout_s: a.timeout,
+        state_dir: a.state.state_dir.clone(),
+    })?;
     eprintln!(
         "{} {} of {} groups (job {}, campaign {}) {} {} (credentials: {})",
         if a.delete { "deleted" } else { "pushed" },
-        groups.len() - failed,
-        groups.len(),
+        pushed,
+        groups,
         a.job,
-        campaign,
+        found.campaign,
         if a.delete { "from" } else { "to" },
-        crate::recipe::redact::url(&target.url),
+        crate::recipe::redact::url(&found.url),
         found.credentials_from
     );
-    Ok(if failed == 0 { exit::OK } else { exit::FAILURE })
+    Ok(if pushed == groups {
+        exit::OK
+    } else {
+        exit::FAILURE
+    })
 }

@@ -1,14 +1,13 @@
 //! `report`, `compare`, `verify`.
 
-use super::InvalidInput;
 use crate::compat::CompatNames;
 use crate::exit;
-use crate::report::analysis::AnalysisError;
-use crate::report::compare::{self, CompareError};
+use crate::exit::Failure;
 pub use crate::report::format::{render, render_comparison, CompareFormat, ReportFormat};
-use crate::report::{document::ReportDocument, integrity};
+use crate::report::integrity;
+use crate::report::ops::{compare_campaigns, write_report, CompareRequest, ReportOptions};
 use clap::Args;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -99,160 +98,43 @@ pub struct VerifyArgs {
     pub report: PathBuf,
 }
 
-pub(crate) fn input_err(e: AnalysisError) -> anyhow::Error {
-    if e.is_input_error() {
-        InvalidInput(e.to_string()).into()
-    } else {
-        e.into()
-    }
-}
-
-fn write_out(out: Option<&Path>, content: &str) -> anyhow::Result<()> {
-    match out {
-        Some(p) => {
-            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            std::fs::write(p, content)
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))
-        }
-        None => {
-            use std::io::Write;
-            let mut o = std::io::stdout().lock();
-            o.write_all(content.as_bytes())?;
-            Ok(())
-        }
-    }
-}
-
 pub fn report(a: &ReportArgs) -> anyhow::Result<i32> {
-    let analysis = crate::report::analyze_path(&a.campaign).map_err(input_err)?;
-    let doc = ReportDocument::new(analysis, &a.campaign);
-    let format = match (a.format, a.json, &a.out) {
-        (Some(f), _, _) => f,
-        (None, true, _) => ReportFormat::Json,
-        (None, false, Some(p)) => ReportFormat::from_path(p),
-        // The compatibility view is JSON only: no need to say so twice.
-        (None, false, None) if a.compat.is_some() => ReportFormat::Json,
-        (None, false, None) if std::io::IsTerminal::is_terminal(&std::io::stdout()) => {
-            ReportFormat::Text
-        }
-        (None, false, None) => ReportFormat::Json,
-    };
-    let content = match a.compat {
-        None => render(&doc, format),
-        Some(CompatNames::Seed) if format == ReportFormat::Json => {
-            crate::report::seed::to_seed_json(&doc)
-        }
-        Some(c) => {
-            return Err(InvalidInput(format!(
-                "--compat {} is a JSON view: use it with --format json",
-                c.as_str()
-            ))
-            .into())
-        }
-    };
-    write_out(a.out.as_deref(), &content)?;
-    let an = &doc.analysis;
-    if let Some(p) = &a.out {
-        eprintln!(
-            "wrote {} ({} runs, sha256 {})",
-            p.display(),
-            an.runs.len(),
-            integrity::recorded_hash(content.as_bytes()).unwrap_or_default()
-        );
-    }
-    // The text summary on stdout already lists every failed gate.
-    let summary_on_stdout = format == ReportFormat::Text && a.out.is_none();
-    for r in an.runs.iter().filter(|r| !r.valid && !summary_on_stdout) {
-        let reasons: Vec<&str> = r
-            .invalid_reasons
-            .iter()
-            .map(|x| x.message.as_str())
-            .collect();
-        eprintln!(
-            "INVALID {} ({}): {}",
-            r.service,
-            r.run_id,
-            reasons.join("; ")
-        );
-    }
-    let code = if an.partial {
-        exit::PARTIAL
-    } else if !an.valid {
-        exit::INVALID_RUN
-    } else {
-        exit::OK
-    };
-    if a.verdict_in_report {
-        let verdict = match code {
-            exit::PARTIAL => "PARTIAL",
-            exit::INVALID_RUN => "INVALID",
-            _ => "VALID",
-        };
-        eprintln!(
-            "verdict: {verdict} (the report is written; exit 0 with --verdict-in-report, the verdict is in the report)"
-        );
-        return Ok(exit::OK);
-    }
-    Ok(code)
+    write_report(&ReportOptions {
+        campaign: a.campaign.clone(),
+        format: match (a.format, a.json) {
+            (Some(f), _) => Some(f),
+            (None, true) => Some(ReportFormat::Json),
+            (None, false) => None,
+        },
+        out: a.out.clone(),
+        compat: a.compat,
+        verdict_in_report: a.verdict_in_report,
+    })
 }
 
 pub fn compare(a: &CompareArgs) -> anyhow::Result<i32> {
-    let mut opts = compare::CompareOptions {
+    compare_campaigns(&CompareRequest {
+        baseline: a.baseline.clone(),
+        candidate: a.candidate.clone(),
+        thresholds: a.threshold.clone(),
+        min_changes: a.min_change.clone(),
         repeats: a.repeats,
-        ..Default::default()
-    };
-    for t in &a.threshold {
-        opts.thresholds
-            .push(compare::parse_threshold(t).map_err(|e| InvalidInput(e.to_string()))?);
-    }
-    for t in &a.min_change {
-        opts.floors
-            .push(compare::parse_floor(t).map_err(|e| InvalidInput(e.to_string()))?);
-    }
-    let load = |p: &Path| -> anyhow::Result<_> {
-        compare::load_side(p).map_err(|e| match e.downcast::<AnalysisError>() {
-            Ok(ae) => input_err(ae),
-            Err(e) => match e.downcast::<CompareError>() {
-                Ok(ce) => InvalidInput(ce.to_string()).into(),
-                Err(e) => e,
-            },
-        })
-    };
-    let base = load(&a.baseline)?;
-    let cand = load(&a.candidate)?;
-    let c = compare::compare(
-        &a.baseline.display().to_string(),
-        &base,
-        &a.candidate.display().to_string(),
-        &cand,
-        &opts,
-    );
-    let content = render_comparison(&c, a.format)?;
-    write_out(a.out.as_deref(), &content)?;
-    for w in c.hardware_warnings.iter().chain(&c.lost_runs) {
-        eprintln!("warning: {w}");
-    }
-    Ok(
-        if c.regressions > 0 || (a.fail_on_inconclusive && c.inconclusive > 0) {
-            exit::REGRESSION
-        } else {
-            exit::OK
-        },
-    )
+        fail_on_inconclusive: a.fail_on_inconclusive,
+        format: a.format,
+        out: a.out.clone(),
+    })
 }
 
 pub fn verify(a: &VerifyArgs) -> anyhow::Result<i32> {
     let bytes = std::fs::read(&a.report)
-        .map_err(|e| InvalidInput(format!("{}: {e}", a.report.display())))?;
+        .map_err(|e| Failure::invalid_input(format!("{}: {e}", a.report.display())))?;
     match integrity::verify(&bytes) {
         Ok(h) => {
             crate::outln!("ok: {} sha256 {h}", a.report.display())?;
             Ok(exit::OK)
         }
         Err(e @ integrity::VerifyError::NoHash) => {
-            Err(InvalidInput(format!("{}: {e}", a.report.display())).into())
+            Err(Failure::invalid_input(format!("{}: {e}", a.report.display())).into())
         }
         Err(e) => {
             eprintln!("TAMPERED: {}: {e}", a.report.display());

@@ -6,8 +6,9 @@
 //! with one, every service too (image, account / partition / QOS / GRES, GPU, ports, paths,
 //! free space). Nothing here prints: `commands::doctor` does.
 
-pub mod fs;
+pub use crate::fsinfo as fs;
 pub mod sys;
+mod view;
 
 use crate::kinds::{DoctorRule, GpuNeed};
 use crate::recipe::{Plan, Runtime, Service, Workload};

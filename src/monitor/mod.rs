@@ -6,6 +6,7 @@
 pub mod alerting;
 pub mod disk;
 pub mod expo;
+pub mod job;
 pub mod live;
 pub mod nvml;
 pub mod procfs;

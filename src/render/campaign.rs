@@ -29,6 +29,15 @@ pub enum CampaignError {
 }
 
 impl CampaignError {
+    /// As the error a command returns: invalid input (exit 2, its own words), else a failure.
+    pub fn into_error(self) -> anyhow::Error {
+        if self.is_invalid_input() {
+            crate::exit::Failure::invalid_input(self).into()
+        } else {
+            self.into()
+        }
+    }
+
     pub fn is_invalid_input(&self) -> bool {
         matches!(
             self,

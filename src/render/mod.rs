@@ -7,6 +7,7 @@
 //! goes through it. [`campaign`] writes the campaign directory (the one impure part).
 
 pub mod campaign;
+pub mod explain;
 pub mod launch;
 
 use crate::recipe::decode::is_env_name;

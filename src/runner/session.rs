@@ -2,7 +2,8 @@
 //! jobs of a plan ([`select_jobs`]), then [`Session::run`] drives each one through
 //! setup → engine → teardown against a campaign file, with signal handling (a first SIGINT /
 //! SIGTERM / SIGUSR1 drains, a second exits) and pluggable live observers and run monitors
-//! (the command plugs in progress output and `monitor::session::RunMonitor`).
+//! (the command plugs in progress output and `monitor::session::RunMonitor`). [`run_plan`] runs
+//! a whole plan as `factorybench run` does (local lifecycles, run file placement, reconciliation).
 
 use super::client::{BoxFuture, RunMetric};
 use super::clients::make_client;
@@ -17,6 +18,11 @@ use crate::store::{
 };
 use std::path::Path;
 use std::sync::Arc;
+
+mod plan;
+mod search;
+pub use plan::{run_plan, PlanDone, PlanRun, RunHooks, RunOptions, SetupFailure, StoreFailure};
+pub use search::{run_capacity, CapacityOptions};
 
 /// A job selection that does not fit the plan (unknown service, sweep index out of range).
 #[derive(Debug, thiserror::Error)]
@@ -416,35 +422,7 @@ async fn run_job(
         store.run_metric(&run_id, m.clone());
     }
     let teardown = client.teardown().await;
-    let (mut status, mut stage, mut message) = match out.stop_reason {
-        StopReason::Signal(_) => (RunStatus::Partial, None, None),
-        StopReason::ServiceExited => (
-            RunStatus::Failed,
-            Some(FailureStage::Benchmark),
-            Some(format!(
-                "{}; {} requests recorded before are kept",
-                stop.service_exit().unwrap_or("the service exited"),
-                out.requests
-            )),
-        ),
-        StopReason::StoreFailed => (
-            RunStatus::Failed,
-            Some(FailureStage::Benchmark),
-            Some(format!(
-                "the campaign file could not be written ({}); rows committed before are kept",
-                store.write_error().unwrap_or("write error")
-            )),
-        ),
-        StopReason::MaxErrorRate => (
-            RunStatus::Failed,
-            Some(FailureStage::Benchmark),
-            Some(format!(
-                "error rate exceeded max_error_rate ({} of {} requests failed)",
-                out.errors, out.requests
-            )),
-        ),
-        _ => (RunStatus::Success, None, None),
-    };
+    let (mut status, mut stage, mut message) = end_status(&out, &stop, &store);
     match teardown {
         Ok(ms) => {
             for m in ms {
@@ -474,4 +452,42 @@ async fn run_job(
         // The measured window ends when the load phase ended (teardown is not in it).
         Some(out.ended_ns),
     )
+}
+
+/// How a run that the engine drove to its end ends, by why it stopped (teardown may still fail
+/// it): status, failure stage and message.
+fn end_status(
+    out: &engine::EngineOutcome,
+    stop: &StopFlag,
+    store: &StoreHandle,
+) -> (RunStatus, Option<FailureStage>, Option<String>) {
+    match out.stop_reason {
+        StopReason::Signal(_) => (RunStatus::Partial, None, None),
+        StopReason::ServiceExited => (
+            RunStatus::Failed,
+            Some(FailureStage::Benchmark),
+            Some(format!(
+                "{}; {} requests recorded before are kept",
+                stop.service_exit().unwrap_or("the service exited"),
+                out.requests
+            )),
+        ),
+        StopReason::StoreFailed => (
+            RunStatus::Failed,
+            Some(FailureStage::Benchmark),
+            Some(format!(
+                "the campaign file could not be written ({}); rows committed before are kept",
+                store.write_error().unwrap_or("write error")
+            )),
+        ),
+        StopReason::MaxErrorRate => (
+            RunStatus::Failed,
+            Some(FailureStage::Benchmark),
+            Some(format!(
+                "error rate exceeded max_error_rate ({} of {} requests failed)",
+                out.errors, out.requests
+            )),
+        ),
+        _ => (RunStatus::Success, None, None),
+    }
 }

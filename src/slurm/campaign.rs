@@ -230,6 +230,27 @@ pub struct RunFile {
     pub node: Option<String>,
 }
 
+impl Campaign {
+    /// The campaign directory `dir`, else the newest under `./campaigns`; one that is missing
+    /// or not a campaign is invalid input (exit 2).
+    pub fn open_or_newest(dir: Option<&Path>) -> anyhow::Result<Campaign> {
+        use crate::exit::Failure;
+        let dir = match dir {
+            Some(d) => d.to_path_buf(),
+            None => newest(Path::new("campaigns")).map_err(Failure::invalid_input)?,
+        };
+        Campaign::open(&dir).map_err(|e| Failure::invalid_input(e).into())
+    }
+}
+
+/// Relative to the working directory when inside it (shorter commands to copy).
+pub fn display_path(p: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| p.strip_prefix(cwd).ok().map(|r| r.display().to_string()))
+        .unwrap_or_else(|| p.display().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 
 use super::campaign::{self, Campaign, JobRecord, JobRole, RunSummary};
 use super::{AcctRow, AcctSource, ArrayTasks, JobState, QueueRow, SlurmError};
+use crate::store::RunStatus;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -407,5 +408,309 @@ impl LogTail {
             any = true;
         }
         Ok(any)
+    }
+}
+
+/// `status --json`.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub campaign: String,
+    pub accounting: Option<String>,
+    /// Whether slurmctld answered; when not, the job states are its last answer.
+    pub controller: Controller,
+    pub jobs: Vec<JobStatus>,
+}
+
+// ---------------------------------------------------------------- the `status` table
+
+/// The text `status` prints: the campaign, the controller's state, one row per job (and array
+/// task) with its latest run, then failures, lost runs and the accounting note.
+pub fn render_status(
+    campaign: &str,
+    rows: &[JobStatus],
+    note: Option<&str>,
+    controller: &Controller,
+    now_ns: i64,
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!("campaign: {campaign}\n");
+    let stale = match controller {
+        Controller::Answered => false,
+        Controller::NotAnswering {
+            why,
+            last_answer_ns,
+            ..
+        } => {
+            let last = match last_answer_ns {
+                Some(t) => format!(
+                    "STALE: states marked `?` are its last answer, at {} ({} ago)",
+                    rfc3339(*t),
+                    super::format_hms(((now_ns - t).max(0) / 1_000_000_000) as u64)
+                ),
+                None => "no earlier answer is known: only the run files are shown".into(),
+            };
+            let _ = writeln!(out, "controller: NOT ANSWERING ({why}); {last}");
+            true
+        }
+    };
+    out.push_str(&status_table(rows, stale, now_ns));
+    for r in rows {
+        for run in &r.runs {
+            let on = run
+                .node
+                .as_deref()
+                .map(|n| format!(" on {n}"))
+                .unwrap_or_default();
+            if let Some(m) = &run.failure_message {
+                let _ = writeln!(out, "{} {}{on}: {}", r.service, r.job_id, m);
+            }
+            if is_lost(run, r.state) {
+                let _ = writeln!(
+                    out,
+                    "{} {}{on}: LOST: the job is {} but this runner never finished its run; {} requests kept{}",
+                    r.service,
+                    r.job_id,
+                    r.state,
+                    run.requests,
+                    run.last_sent_ns
+                        .map(|t| format!(", the last sent at {}", rfc3339(t)))
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+    if let Some(n) = note {
+        let _ = writeln!(
+            out,
+            "note: {n}; jobs that left squeue are shown from their run files"
+        );
+    }
+    out
+}
+
+/// The job table of [`render_status`] (`stale`: the controller does not answer).
+fn status_table(rows: &[JobStatus], stale: bool, now_ns: i64) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let header = [
+        "SERVICE", "JOB ID", "TASK", "STATE", "NODE", "ELAPSED", "LIMIT", "REASON", "RUN",
+    ];
+    let mut table: Vec<[String; 9]> = vec![header.map(String::from)];
+    for r in rows {
+        table.push([
+            r.service.clone(),
+            r.job_id.clone(),
+            r.array_task.to_string(),
+            {
+                let s = if r.state == JobState::Unknown && !r.state_raw.is_empty() {
+                    r.state_raw.clone()
+                } else {
+                    r.state.to_string()
+                };
+                if stale && r.source == StateSource::LastAnswer {
+                    format!("{s}?")
+                } else {
+                    s
+                }
+            },
+            if r.node.is_empty() {
+                "-".into()
+            } else {
+                r.node.clone()
+            },
+            r.elapsed_s
+                .map(super::format_hms)
+                .unwrap_or_else(|| "-".into()),
+            r.time_limit_s
+                .map(super::format_hms)
+                .unwrap_or_else(|| "UNLIMITED".into()),
+            if r.reason.is_empty() {
+                "-".into()
+            } else {
+                r.reason.clone()
+            },
+            if r.role == JobRole::Service {
+                run_cell(&r.runs, now_ns, r.state)
+            } else {
+                "-".into()
+            },
+        ]);
+    }
+    let widths: Vec<usize> = (0..9)
+        .map(|i| {
+            table
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in &table {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == 8 {
+                    c.clone()
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    out
+}
+
+/// A time stamp as RFC 3339 with milliseconds (UTC).
+fn rfc3339(ns: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Whether a run recorded `running` belongs to a job SLURM says is over (its batch script
+/// ended: finished, or completing): its runner is gone without finishing it, so it is `lost`.
+pub fn is_lost(r: &RunSummary, job: JobState) -> bool {
+    r.status == RunStatus::Running && (job.is_finished() || job == JobState::Completing)
+}
+
+fn clock_time(ns: i64) -> String {
+    rfc3339(ns).get(11..19).unwrap_or_default().to_string()
+}
+
+/// The RUN cell: the latest run, or one entry per client node for a multi-node job.
+pub fn run_cell(runs: &[RunSummary], now_ns: i64, job: JobState) -> String {
+    if runs.iter().any(|r| r.node.is_some()) {
+        let cells: Vec<String> = runs
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}: {}",
+                    r.node.as_deref().unwrap_or("?"),
+                    one_run_cell(r, now_ns, job)
+                )
+            })
+            .collect();
+        return cells.join("; ");
+    }
+    match runs.last() {
+        Some(r) => one_run_cell(r, now_ns, job),
+        None => "-".into(),
+    }
+}
+
+fn one_run_cell(r: &RunSummary, now_ns: i64, job: JobState) -> String {
+    if is_lost(r, job) {
+        return format!(
+            "lost {} req{}",
+            r.requests,
+            r.last_sent_ns
+                .map(|t| format!(" (last at {})", clock_time(t)))
+                .unwrap_or_default()
+        );
+    }
+    let mut s = format!("{} {} req", r.shown_status(), r.requests);
+    if r.errors > 0 {
+        s.push_str(&format!(" ({} err)", r.errors));
+    }
+    if r.status == RunStatus::Running {
+        let elapsed = (now_ns - r.started_ns).max(0) as f64 / 1e9;
+        s.push_str(&format!(
+            " {:.0}/{:.0}s",
+            elapsed,
+            r.duration_s + r.warmup_s
+        ));
+    }
+    if let Some(stage) = &r.failure_stage {
+        s.push_str(&format!(" [{stage}]"));
+    }
+    if let Some(reason) = &r.stop_reason {
+        if r.status != RunStatus::Success {
+            s.push_str(&format!(" ({reason})"));
+        }
+    }
+    if let Some(n) = r.push_failures.filter(|n| *n > 0) {
+        s.push_str(&format!(
+            " [live metrics: {n} push{} failed, see the job log]",
+            if n == 1 { "" } else { "es" }
+        ));
+    }
+    s
+}
+
+// ---------------------------------------------------------------- cancel
+
+/// What [`cancel_campaign`] did.
+pub struct Cancelled {
+    /// The campaign's jobs.
+    pub jobs: usize,
+    /// The jobs cancelled (id, service): those still queued or running.
+    pub cancelled: Vec<(String, String)>,
+}
+
+/// Cancel every job of the campaign that is still queued or running (and nothing else).
+pub fn cancel_campaign(camp: &Campaign) -> anyhow::Result<Cancelled> {
+    let jobs = camp.jobs()?;
+    let queue = super::squeue()?;
+    let active: Vec<&JobRecord> = jobs
+        .iter()
+        .filter(|j| {
+            queue
+                .iter()
+                .any(|q| q.array_job_id == j.job_id && !q.state.is_finished())
+        })
+        .collect();
+    if !active.is_empty() {
+        let ids: Vec<String> = active.iter().map(|j| j.job_id.clone()).collect();
+        super::scancel(&ids)?;
+    }
+    Ok(Cancelled {
+        jobs: jobs.len(),
+        cancelled: active
+            .iter()
+            .map(|j| (j.job_id.clone(), j.service.clone()))
+            .collect(),
+    })
+}
+
+// ---------------------------------------------------------------- logs
+
+/// Print the output of the campaign's job logs (of `service` when given: it must be one of the
+/// campaign's) to `out`; with `follow`, keep printing new output until every job has ended.
+/// True when anything was printed.
+pub fn show_logs(
+    camp: &Campaign,
+    service: Option<&str>,
+    follow: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    if let Some(s) = service {
+        let jobs = camp.jobs()?;
+        if !jobs.iter().any(|j| j.service == s) {
+            let names: Vec<&str> = jobs.iter().map(|j| j.service.as_str()).collect();
+            return Err(crate::exit::Failure::invalid_input(format!(
+                "campaign has no service `{s}` (it has: {})",
+                names.join(", ")
+            ))
+            .into());
+        }
+    }
+    let mut tail = LogTail::default();
+    let mut print_new = |out: &mut dyn Write| -> anyhow::Result<bool> {
+        Ok(tail.print_new(camp, service, out, &|f| campaign::display_path(f))?)
+    };
+    let printed = print_new(out)?;
+    if !follow {
+        return Ok(printed);
+    }
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        print_new(out)?;
+        if !any_active(camp)? {
+            // One last read: SLURM may flush the log after the state changes.
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            print_new(out)?;
+            return Ok(true);
+        }
     }
 }

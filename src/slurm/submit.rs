@@ -240,3 +240,257 @@ pub struct ReportPlacement {
     pub partition: Option<String>,
     pub qos: Option<String>,
 }
+
+/// A recipe's plan to submit as a new campaign (the options of `factorybench submit`).
+#[derive(Debug, Clone, Default)]
+pub struct PlanSubmission {
+    /// The recipe file (named in messages).
+    pub recipe: std::path::PathBuf,
+    /// The directory that holds the campaign directories.
+    pub campaigns_dir: std::path::PathBuf,
+    /// What to submit.
+    pub request: SubmitRequest,
+}
+
+/// A submitted (or, in a dry run, compiled) campaign.
+pub struct SubmittedCampaign {
+    /// The campaign directory (absolute).
+    pub dir: std::path::PathBuf,
+    /// Its jobs in submission order.
+    pub jobs: Vec<Submitted>,
+}
+
+/// Check the selection, compile `loaded` into a fresh campaign directory and submit its jobs.
+/// The recipe's warnings are printed to stderr (the ones that stop a submission as errors).
+/// When a job is refused part way, the jobs already submitted are cancelled (`scancel`) before
+/// the error is returned.
+pub fn submit_plan(
+    loaded: &crate::recipe::Loaded,
+    sub: &PlanSubmission,
+) -> anyhow::Result<SubmittedCampaign> {
+    check_selection(loaded, sub)?;
+    let plan = &loaded.plan;
+    let unix_s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let dir = campaign::create_dir(&sub.campaigns_dir, &plan.benchmark.name, unix_s)?;
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
+    // compile fills the (empty) directory; nothing was submitted yet if it fails, so leave no
+    // half-made campaign behind.
+    if let Err(e) = compile_into(sub.request.service.as_deref(), loaded, &dir) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
+    for s in ["logs", "runs", "endpoints"] {
+        anyhow::Context::with_context(std::fs::create_dir_all(dir.join(s)), || {
+            format!("creating {}", dir.join(s).display())
+        })?;
+    }
+    let camp = Campaign::init(&dir)?;
+    let mut jobs: Vec<Submitted> = Vec::new();
+    let mut ids: HashMap<String, String> = HashMap::new();
+    if let Err(e) = submit_jobs(&sub.request, plan, &camp, &mut jobs, &mut ids) {
+        if !sub.request.dry_run && !jobs.is_empty() {
+            roll_back(&jobs);
+        }
+        return Err(e);
+    }
+    Ok(SubmittedCampaign { dir, jobs })
+}
+
+/// Cancel the jobs a failed submission already made.
+fn roll_back(jobs: &[Submitted]) {
+    let ids: Vec<String> = jobs.iter().map(|s| s.record.job_id.clone()).collect();
+    eprintln!(
+        "submission failed part way: cancelling the {} job(s) already submitted ({})",
+        ids.len(),
+        ids.join(", ")
+    );
+    if let Err(ce) = super::scancel(&ids) {
+        eprintln!("warning: {ce}");
+    }
+}
+
+/// Refuse a selection that cannot be submitted (an unknown service, `--capacity` without a
+/// capacity search, a warning that means the job could not start on the node); print the
+/// other warnings.
+fn check_selection(loaded: &crate::recipe::Loaded, sub: &PlanSubmission) -> anyhow::Result<()> {
+    use crate::exit::Failure;
+    let plan = &loaded.plan;
+    let only = sub.request.service.as_ref();
+    if let Some(s) = only {
+        if plan.service(s).is_none() {
+            let names: Vec<&str> = plan.services.iter().map(|s| s.name.as_str()).collect();
+            return Err(Failure::invalid_input(format!(
+                "no service `{s}` in {} (services: {})",
+                sub.recipe.display(),
+                names.join(", ")
+            ))
+            .into());
+        }
+    }
+    if sub.request.capacity
+        && !plan
+            .services
+            .iter()
+            .filter(|s| only.map_or(true, |n| &s.name == n))
+            .any(|s| s.capacity_search.is_some())
+    {
+        return Err(Failure::invalid_input(format!(
+            "--capacity: no {} of {} has `capacity_search` (docs/capacity.md)",
+            match only {
+                Some(n) => format!("service `{n}`"),
+                None => "service".to_string(),
+            },
+            sub.recipe.display()
+        ))
+        .into());
+    }
+    // Warnings that mean the job could not start on the node (a Triton container without its
+    // model repository): `validate` and `compile` print them; `submit` refuses the service.
+    let stops = |d: &crate::recipe::Diagnostic| {
+        d.stops_submit
+            && match only {
+                None => true,
+                Some(name) => plan
+                    .services
+                    .iter()
+                    .position(|s| &s.name == name)
+                    .is_some_and(|i| {
+                        let p = format!("services[{i}]");
+                        d.path == p || d.path.starts_with(&format!("{p}."))
+                    }),
+            }
+    };
+    for d in loaded.warnings.iter().filter(|d| !stops(d)) {
+        eprint!(
+            "{}",
+            crate::recipe::diag::render(d, &plan.source_path, &loaded.source_text)
+        );
+    }
+    let stopping: Vec<String> = loaded
+        .warnings
+        .iter()
+        .filter(|d| stops(d))
+        .map(|d| {
+            let mut e = d.clone();
+            e.severity = crate::recipe::Severity::Error;
+            crate::recipe::diag::render(&e, &plan.source_path, &loaded.source_text)
+        })
+        .collect();
+    if !stopping.is_empty() {
+        eprint!("{}", stopping.concat());
+        return Err(Failure::invalid_input(format!(
+            "{}: {} service{} could not start on the node (see above); nothing was submitted",
+            sub.recipe.display(),
+            stopping.len(),
+            if stopping.len() == 1 { "" } else { "s" }
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Compile the recipe into the (empty) campaign directory: the same layout `compile --out`
+/// writes (render's campaign writer).
+fn compile_into(
+    service: Option<&str>,
+    loaded: &crate::recipe::Loaded,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    use crate::render::campaign::{write_campaign, CampaignSpec};
+    let spec = CampaignSpec {
+        out: dir.to_path_buf(),
+        service: service.map(str::to_string),
+        force: false,
+        fb_bin: super::factorybench_bin()?.display().to_string(),
+    };
+    write_campaign(loaded, &crate::render::Renderer::new(), &spec)
+        .map(drop)
+        .map_err(crate::render::campaign::CampaignError::into_error)
+}
+
+/// What `submit` prints: the campaign directory (`rel`), then the sbatch commands of a dry
+/// run, or the jobs with their dependencies and the commands to follow them.
+pub fn render_submitted(rel: &str, submitted: &[Submitted], dry_run: bool) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!("campaign: {rel}\n");
+    if dry_run {
+        out += "dry run: nothing submitted; these are the sbatch commands:\n";
+        for s in submitted {
+            let args: Vec<String> = s.args.iter().map(|x| shell_quote(x)).collect();
+            let _ = writeln!(out, "  sbatch {}", args.join(" "));
+        }
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:<24} {:<10} {:<8} {:<7} AFTER",
+        "SERVICE", "JOB ID", "ROLE", "ARRAY"
+    );
+    for s in submitted {
+        let r = &s.record;
+        let _ = writeln!(
+            out,
+            "{:<24} {:<10} {:<8} {:<7} {}",
+            r.service,
+            r.job_id,
+            r.role.as_str(),
+            r.array_size
+                .map(|n| format!("0-{}", n.saturating_sub(1)))
+                .unwrap_or_else(|| "-".into()),
+            if r.depends_on.is_empty() {
+                "-".to_string()
+            } else {
+                r.depends_on.join(",")
+            }
+        );
+    }
+    let _ = write!(
+        out,
+        "next:\n  factorybench status {rel}\n  factorybench logs {rel} --follow\n  factorybench cancel {rel}\n  factorybench report {rel} --format html --out {rel}/report.html\n"
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn order_puts_parents_first() {
+        let text = r#"
+benchmark: {name: t}
+services:
+  - service_name: client
+    service_type: http
+    runtime: external
+    service_url: http://127.0.0.1:1
+    url: /
+    depends_on: [server]
+  - service_name: server
+    service_type: http
+    runtime: external
+    service_url: http://127.0.0.1:1
+    url: /
+"#;
+        let l = crate::recipe::parse_str(text, Path::new("t.yml")).unwrap();
+        let names: Vec<&str> = submission_order(&l.plan, None)
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["server", "client"]);
+        let only: Vec<&str> = submission_order(&l.plan, Some("client"))
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(only, vec!["client"]);
+    }
+}

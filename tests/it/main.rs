@@ -23,6 +23,7 @@ mod doctor_cli;
 mod durability_kill;
 mod hostile_cli;
 mod hostile_values;
+mod library_session;
 mod llm;
 mod llm_run;
 mod migrating_workflow;

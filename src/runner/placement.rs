@@ -5,7 +5,7 @@
 //! filesystem type); `FB_PUBLISH_INTERVAL_S` sets the interval (default 5 s, at least 5 times
 //! the last publication's duration).
 
-use crate::doctor::fs::{run_file_mode, FsType, RunFileMode as Mode};
+use crate::fsinfo::{run_file_mode, FsType, RunFileMode as Mode};
 use crate::store::publish::publish;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

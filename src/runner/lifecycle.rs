@@ -1,4 +1,5 @@
-//! `run` starting the service itself. A service whose recipe names its runtime (`runtime:
+//! The local lifecycle: `run` (a [`crate::runner::session::run_plan`] caller) starting the
+//! service itself. A service whose recipe names its runtime (`runtime:
 //! podman | apptainer | host`, on the service or in `global`) is not benchmarked in place: `run`
 //! compiles the recipe into a campaign directory beside the run log and runs the service's
 //! batch script with bash, exactly as a SLURM job would (start, readiness, endpoint file, the
@@ -22,7 +23,7 @@ use std::sync::Arc;
 
 /// Whether `run` starts `svc` itself: `--no-start` never, `--start` whenever the service has a
 /// runtime that starts something, else when the recipe names that runtime.
-pub(super) fn starts_service(svc: &Service, start: bool, no_start: bool) -> bool {
+pub fn starts_service(svc: &Service, start: bool, no_start: bool) -> bool {
     if no_start || svc.runtime == Runtime::External {
         return false;
     }
@@ -73,7 +74,8 @@ pub fn run_lifecycles(
             force: false,
             fb_bin: exe.display().to_string(),
         },
-    )?;
+    )
+    .map_err(crate::render::campaign::CampaignError::into_error)?;
     let child_pid = Arc::new(AtomicI32::new(0));
     let signalled = Arc::new(AtomicBool::new(false));
     forward_signals(child_pid.clone(), signalled.clone())?;
@@ -195,4 +197,106 @@ fn forward_signals(child_pid: Arc<AtomicI32>, signalled: Arc<AtomicBool>) -> any
         })?;
     ready_rx.recv()??;
     Ok(())
+}
+
+/// How [`wait_ready`] probes (the options of the batch scripts' `factorybench ready`).
+#[derive(Debug, Clone, Default)]
+pub struct ReadyOptions {
+    /// Give up after this many seconds.
+    pub budget_s: f64,
+    /// Give up at once when this process (the service) has exited.
+    pub watch_pid: Option<u32>,
+    /// The process the job started the service as (default: `watch_pid`): the port's
+    /// listening socket must belong to it or a descendant.
+    pub owner_pid: Option<u32>,
+    /// Probe at this address instead of loopback.
+    pub endpoint_host: Option<String>,
+}
+
+/// What [`wait_ready`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// The service answers its health endpoint (and holds its port).
+    Ready,
+    /// It did not answer within the budget.
+    NoAnswer,
+    /// A server answers on the port, but another process holds it.
+    NotOurs,
+}
+
+impl Readiness {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Readiness::Ready => crate::exit::OK,
+            Readiness::NoAnswer => crate::exit::FAILURE,
+            Readiness::NotOurs => crate::exit::NOT_OURS,
+        }
+    }
+}
+
+/// Wait until `svc` really answers its health endpoint and, once it does, check that the
+/// process this job started holds its port (used inside batch scripts; progress on stderr).
+pub fn wait_ready(svc: &Service, o: &ReadyOptions) -> anyhow::Result<Readiness> {
+    let svc = &svc.for_client_node(None, o.endpoint_host.as_deref());
+    let probe = crate::runner::ready::Probe::for_service(svc);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcome = rt.block_on(crate::runner::ready::wait_ready(
+        &probe,
+        std::time::Duration::from_secs_f64(o.budget_s),
+        std::time::Duration::from_secs_f64(svc.readiness.interval_s.max(0.05)),
+        o.watch_pid,
+        &mut |line| eprintln!("{line}"),
+    ));
+    match outcome {
+        Ok(elapsed) => {
+            let port = probe.port().or(svc.endpoint.port);
+            if let (Some(owner), Some(port)) = (o.owner_pid.or(o.watch_pid), port) {
+                use crate::runner::owner::{check, user_name, Ownership};
+                match check(port, owner) {
+                    Ownership::Ours { pid } => {
+                        eprintln!("ready: port {port} is held by this job's service (pid {pid})")
+                    }
+                    Ownership::NoListener => eprintln!(
+                        "ready: no socket listens on port {port} in this network namespace; the service's ownership of it is not checked"
+                    ),
+                    Ownership::Theirs { holders, uid } => {
+                        let who: Vec<String> = holders
+                            .iter()
+                            .map(|(p, c)| format!("pid {p} `{c}`"))
+                            .collect();
+                        eprintln!(
+                            "ready: REFUSED: {} answered {}, but port {port} is held by {} of user {}, not by the service this job started (pid {owner}): another job's or user's server; refusing to measure it",
+                            svc.name,
+                            probe.describe(),
+                            if who.is_empty() {
+                                "a process this user cannot see".to_string()
+                            } else {
+                                who.join(", ")
+                            },
+                            user_name(uid)
+                        );
+                        return Ok(Readiness::NotOurs);
+                    }
+                }
+            }
+            eprintln!(
+                "ready: {} answered {} after {:.1} s",
+                svc.name,
+                probe.describe(),
+                elapsed.as_secs_f64()
+            );
+            Ok(Readiness::Ready)
+        }
+        Err(last) => {
+            eprintln!(
+                "ready: {} did not answer {} (budget {} s): {last}",
+                svc.name,
+                probe.describe(),
+                o.budget_s
+            );
+            Ok(Readiness::NoAnswer)
+        }
+    }
 }
