@@ -45,9 +45,9 @@ pub struct SampleServiceNodeArgs {
     /// The samples file (`runs/<service>-<run>.service-node.jsonl`).
     #[arg(long)]
     pub out: PathBuf,
-    /// Seconds between readings.
-    #[arg(long, default_value_t = 1.0)]
-    pub interval_s: f64,
+    /// Milliseconds between readings.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub interval_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -235,13 +235,8 @@ pub fn exec(c: &MonitorCommand) -> anyhow::Result<i32> {
         MonitorCommand::Silence(a) => silence(a),
         MonitorCommand::Register(a) => register(a),
         MonitorCommand::SampleServiceNode(a) => {
-            if !(a.interval_s.is_finite() && (0.1..=3600.0).contains(&a.interval_s)) {
-                return Err(
-                    Failure::invalid_input("--interval-s must be between 0.1 and 3600").into(),
-                );
-            }
-            let interval = std::time::Duration::from_secs_f64(a.interval_s);
-            crate::monitor::service_node::sample(&a.out, &a.service, interval)?;
+            let every = std::time::Duration::from_millis(a.interval_ms);
+            crate::monitor::service_node::sample(&a.out, &a.service, every)?;
             Ok(exit::OK)
         }
     }

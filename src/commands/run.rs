@@ -147,10 +147,9 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
 fn print_done(a: &RunArgs, campaign: &str, done: &PlanDone) -> anyhow::Result<i32> {
     let conn = crate::store::read::open_read_only(&done.db)?;
     eprint!("{}", done.lifecycle_notes());
-    let mut summaries = Vec::new();
-    for f in &done.finished {
-        summaries.push(summarize_run(&conn, &f.run_id)?);
-    }
+    let summaries = (done.finished.iter())
+        .map(|f| summarize_run(&conn, &f.run_id))
+        .collect::<Result<Vec<_>, _>>()?;
     if a.json {
         crate::outln!(
             "{}",
@@ -163,11 +162,7 @@ fn print_done(a: &RunArgs, campaign: &str, done: &PlanDone) -> anyhow::Result<i3
         let table = render_table(&summaries);
         crate::out::append_log_file(&table);
         crate::out!("{table}")?;
-        let mut systems: Vec<&str> = summaries.iter().map(|s| s.system.as_str()).collect();
-        systems.dedup();
-        for s in systems.into_iter().filter(|s| !s.is_empty()) {
-            crate::out!("system: {s}\n")?;
-        }
+        crate::out!("{}", crate::report::summary::system_lines(&summaries))?;
         let ids: Vec<&str> = summaries.iter().map(|r| r.run_id.as_str()).collect();
         crate::out!("{}", done.next_steps(campaign, &ids))?;
         if let Some(p) = &done.log_path {

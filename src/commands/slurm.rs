@@ -86,8 +86,8 @@ pub struct CancelArgs {
 pub fn submit(a: &SubmitArgs) -> anyhow::Result<i32> {
     // A service this binary cannot run refuses a submission that holds it, with the runnable
     // services and the --service flag in the message. Warnings are printed by `submit_plan`.
-    let loaded = crate::recipe::load_selected(&a.recipe, a.service.as_deref())
-        .map_err(super::load_failure)?;
+    let loaded =
+        crate::recipe::load_selected(&a.recipe, a.service.as_deref()).map_err(Failure::from)?;
     let sub = PlanSubmission {
         recipe: a.recipe.clone(),
         campaigns_dir: a.campaigns_dir.clone(),

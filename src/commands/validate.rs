@@ -4,7 +4,6 @@ use crate::exit::{self, Failure};
 use crate::recipe::{self, LoadError};
 use crate::render::explain::{explain_json, explain_rows, explain_text};
 use clap::Args;
-use serde::Serialize;
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
@@ -33,17 +32,6 @@ pub struct ExplainArgs {
     pub json: bool,
 }
 
-#[derive(Serialize)]
-struct ValidateJson<'a> {
-    file: String,
-    valid: bool,
-    services: usize,
-    diagnostics: &'a [recipe::Diagnostic],
-    /// The services this binary can run (when some cannot).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    runnable: Option<&'a [String]>,
-}
-
 pub fn validate(a: &ValidateArgs) -> anyhow::Result<i32> {
     let lenient = recipe::load_lenient(&a.recipe);
     if let (Ok(l), Some(name)) = (&lenient, &a.service) {
@@ -58,14 +46,8 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<i32> {
         }
     }
     let print_json = |valid, services, diagnostics, runnable| {
-        let j = ValidateJson {
-            file: a.recipe.display().to_string(),
-            valid,
-            services,
-            diagnostics,
-            runnable,
-        };
-        crate::outln!("{}", serde_json::to_string_pretty(&j)?)
+        let j = recipe::diag::validate_json(&a.recipe, valid, services, diagnostics, runnable);
+        crate::outln!("{}", j?)
     };
     let selected = lenient.and_then(|l| {
         l.select(a.service.as_deref())
@@ -103,7 +85,7 @@ pub fn validate(a: &ValidateArgs) -> anyhow::Result<i32> {
             print_json(false, 0, &e.error.diagnostics, Some(&e.runnable))?;
             Ok(exit::INVALID_INPUT)
         }
-        Err(e) => Err(super::load_failure(e).into()),
+        Err(e) => Err(Failure::from(e).into()),
     }
 }
 
@@ -111,7 +93,7 @@ pub fn explain(a: &ExplainArgs) -> anyhow::Result<i32> {
     // `validate` shows the warnings in full; `explain` names how many, once, so a user who
     // runs both does not read every warning twice.
     // Every service is shown; one this binary cannot run is marked (not refused).
-    let l = recipe::load_lenient(&a.recipe).map_err(super::load_failure)?;
+    let l = recipe::load_lenient(&a.recipe).map_err(Failure::from)?;
     if !l.warnings.is_empty() {
         eprintln!(
             "{} warning{} (details: factorybench validate {})",

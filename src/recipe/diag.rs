@@ -208,6 +208,33 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
+/// `validate --json`: the file, whether it is valid, how many services, the diagnostics and,
+/// when some services cannot run here, those that can.
+pub fn validate_json(
+    file: &Path,
+    valid: bool,
+    services: usize,
+    diagnostics: &[Diagnostic],
+    runnable: Option<&[String]>,
+) -> serde_json::Result<String> {
+    #[derive(Serialize)]
+    struct ValidateJson<'a> {
+        file: String,
+        valid: bool,
+        services: usize,
+        diagnostics: &'a [Diagnostic],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        runnable: Option<&'a [String]>,
+    }
+    serde_json::to_string_pretty(&ValidateJson {
+        file: file.display().to_string(),
+        valid,
+        services,
+        diagnostics,
+        runnable,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -355,3 +355,22 @@ impl Service {
         Some(s)
     }
 }
+
+/// A recipe that did not load, as the error `cli` shows: its diagnostics as they are (invalid
+/// input, exit 2; a service this binary cannot run, exit 2 or 1), an unreadable file with
+/// `error: `.
+impl From<LoadError> for crate::exit::Failure {
+    fn from(le: LoadError) -> Self {
+        use crate::exit::{self, Failure};
+        let code = if le.is_invalid_input() {
+            exit::INVALID_INPUT
+        } else {
+            exit::FAILURE
+        };
+        match &le {
+            LoadError::Invalid(r) => Failure::plain(code, r),
+            LoadError::CannotRun(c) => Failure::plain(code, c),
+            LoadError::Io { .. } => Failure::new(code, anyhow::anyhow!("{le}")),
+        }
+    }
+}

@@ -290,6 +290,17 @@ fn generator_limit(r: &RunAnalysis) -> Option<(crate::runner::capacity::Limiter,
     })
 }
 
+/// One `system: …` line per distinct system the runs ran on (in order, repeats folded).
+pub fn system_lines(summaries: &[RunSummary]) -> String {
+    let mut systems: Vec<&str> = summaries.iter().map(|s| s.system.as_str()).collect();
+    systems.dedup();
+    systems
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("system: {s}\n"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
