@@ -668,10 +668,14 @@ fn measured_window_starts_at_the_instant_the_batch_step_hands_out() {
         .current_dir(t.path())
         .output()
         .unwrap();
+    // What is asserted is where the window starts, not the run's verdict: on a loaded 2-core
+    // machine the load generator may fall behind (exit 5, `generator_saturated`), which says
+    // nothing about the instant.
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        out.status.success()
+            || (out.status.code() == Some(5) && stderr.contains("generator_saturated")),
+        "{stderr}"
     );
     let conn = rusqlite::Connection::open(t.path().join("c.db")).unwrap();
     let (start, warm, measured): (i64, i64, i64) = conn
