@@ -6,7 +6,7 @@
 //! Slack-compatible incoming webhook (its URL is a secret: read by Alertmanager from a file,
 //! `api_url_file`), and e-mail through the site's SMTP relay.
 
-use super::stack::BasicAuth;
+use super::auth::BasicAuth;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::PathBuf;

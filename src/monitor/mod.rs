@@ -4,6 +4,7 @@
 //! ([`stack`]), its Alertmanager's receivers, silences and alerts ([`alerting`]).
 
 pub mod alerting;
+pub mod auth;
 pub mod disk;
 pub mod expo;
 pub mod job;

@@ -64,18 +64,7 @@ const DATASOURCE_FILE: &str = "config/grafana/provisioning/datasources/prometheu
 /// and cache the result, so a pushing runner pays it rarely.
 const BCRYPT_COST: u32 = 10;
 
-/// Basic-auth credentials (the password never appears in `Debug`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct BasicAuth {
-    pub user: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for BasicAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "BasicAuth({}, <redacted>)", self.user)
-    }
-}
+pub use super::auth::BasicAuth;
 
 impl BasicAuth {
     /// `user` with the password stored (0600) in `path`.
@@ -85,10 +74,6 @@ impl BasicAuth {
             user: user.to_string(),
             password: password.trim().to_string(),
         })
-    }
-
-    pub fn apply(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        req.basic_auth(&self.user, Some(&self.password))
     }
 }
 
