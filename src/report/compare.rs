@@ -245,6 +245,10 @@ pub struct Comparison {
     /// Validity of each side (an invalid candidate is a regression row `valid`).
     pub baseline_valid: bool,
     pub candidate_valid: bool,
+    /// The candidate is invalid only because its load generator could not keep its schedule
+    /// (`generator_saturated`): an invalid measurement, not a regression (exit 5).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub candidate_generator_invalid: bool,
     /// Set when the two sides ran on different hardware (provenance fingerprints differ):
     /// the comparison still runs, but differences may be the hardware's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -253,6 +257,22 @@ pub struct Comparison {
     /// until when, and how many requests it kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lost_runs: Vec<String>,
+}
+
+/// Whether the runs `run_ids` of `a` are invalid only because the load generator could not
+/// keep its schedule (a rate not reached along with it is the generator's too).
+fn generator_invalid(a: &CampaignAnalysis, run_ids: &[String]) -> bool {
+    use super::model::ReasonCode::{GeneratorSaturated, TargetRateNotReached};
+    let reasons: Vec<_> = a
+        .runs
+        .iter()
+        .filter(|r| run_ids.contains(&r.run_id))
+        .flat_map(|r| r.invalid_reasons.iter().map(|x| x.code))
+        .collect();
+    reasons.contains(&GeneratorSaturated)
+        && reasons
+            .iter()
+            .all(|c| matches!(c, GeneratorSaturated | TargetRateNotReached))
 }
 
 /// One line per run of `side` whose runner was lost (its `lost:` validity reason).
@@ -419,6 +439,7 @@ pub fn compare(
     let mut compared = Vec::new();
     let base_sides = sides(base, opts.repeats);
     let cand_sides = sides(cand, opts.repeats);
+    let mut generator_invalid_candidate = false;
     for b in &base_sides {
         let k = key(b.latest);
         let Some(c) = cand_sides.iter().find(|c| key(c.latest) == k) else {
@@ -458,6 +479,13 @@ pub fn compare(
         r.candidate = Some(cv as u8 as f64);
         r.change = Some(cv as u8 as f64 - bv as u8 as f64);
         r.limit = Limit::Absolute(0.0);
+        if !cv && generator_invalid(cand, &c.run_ids()) {
+            // Invalid because its own load generator fell behind: the measurement failed, not
+            // the service. Not a regression; the comparison ends `INVALID` (exit 5).
+            r.status = Status::Inconclusive;
+            r.note = Some("the candidate run is invalid because its load generator could not keep its schedule (generator_saturated): the measurement failed, not the service; rerun it on a quieter client node, or with more client_nodes".into());
+            generator_invalid_candidate = true;
+        }
         rows.push(r);
         let from_recipe = recipe_thresholds(cand, c.latest);
         let floors_from_recipe = recipe_floors(cand, c.latest);
@@ -546,6 +574,7 @@ pub fn compare(
         inconclusive,
         baseline_valid: base.valid,
         candidate_valid: cand.valid,
+        candidate_generator_invalid: generator_invalid_candidate,
         hardware_warnings: super::provenance::hardware_warnings(base, cand),
         lost_runs: lost_runs("baseline", base)
             .into_iter()
@@ -899,7 +928,9 @@ pub fn compared_lines(c: &Comparison) -> Vec<String> {
 }
 
 fn verdict(c: &Comparison) -> String {
-    if c.regressions > 0 {
+    if c.regressions == 0 && c.candidate_generator_invalid {
+        "INVALID: the candidate run is invalid because its load generator could not keep its schedule; it tells nothing about the service (rerun it on a quieter client node)".into()
+    } else if c.regressions > 0 {
         format!(
             "REGRESSION: {} metric(s) beyond the thresholds, supported by the data",
             c.regressions

@@ -342,6 +342,8 @@ pub fn compare_campaigns(a: &CompareRequest) -> anyhow::Result<i32> {
     Ok(
         if c.regressions > 0 || (a.fail_on_inconclusive && c.inconclusive > 0) {
             exit::REGRESSION
+        } else if c.candidate_generator_invalid {
+            exit::INVALID_RUN
         } else {
             exit::OK
         },

@@ -478,3 +478,43 @@ fn a_latency_change_within_the_generators_own_timing_jitter_is_not_the_services(
     let (code, text) = compare(&base, &cand, &[]);
     assert_eq!(code, Some(4), "{text}");
 }
+
+#[test]
+fn a_candidate_invalid_because_its_generator_fell_behind_is_not_a_regression() {
+    let dir = tempfile::tempdir().unwrap();
+    // The same 2 ms service on both sides; the candidate's load generator recorded a lag p99
+    // of 12 ms (over the 5 ms limit): that run is invalid (generator_saturated).
+    let side = |name: &str, gen_lag_ms: f64| {
+        let path = dir.path().join(format!("{name}.db"));
+        let mut db = TestDb::create(&path);
+        db.add_run(&RunSpec::new(name, "api", "http"));
+        let reqs: Vec<Req> = (0..1000i64)
+            .map(|i| Req::ok("GET", T0 + S + i * 10 * MS, 10 * US, 2 * MS))
+            .collect();
+        db.add_requests(name, &reqs);
+        db.add_metric(name, "generator_lag_p99_ms", gen_lag_ms, "ms");
+        path
+    };
+    let base = side("base", 0.05);
+    let cand = side("cand", 12.0);
+    let (code, text) = compare(&base, &cand, &[]);
+    assert_eq!(
+        code,
+        Some(5),
+        "an invalid measurement, not a regression: {text}"
+    );
+    assert!(
+        text.contains("INVALID: the candidate run is invalid because its load generator"),
+        "{text}"
+    );
+    let valid = text
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("valid"))
+        .unwrap();
+    assert!(valid.ends_with("inconclusive"), "{valid}");
+    // JSON says the same.
+    let (code, json) = compare(&base, &cand, &["--format", "json"]);
+    assert_eq!(code, Some(5));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["candidate_generator_invalid"], true, "{json}");
+}
