@@ -2,9 +2,10 @@
 //!
 //! One ring per client, shared by all its workers. A worker takes a slot (no allocation once
 //! the slab has grown to the number of I/Os in flight), pushes its read or write (with an owned,
-//! aligned buffer) and awaits the slot. Submission is coalesced: the first worker to queue an
-//! entry after a `submit` yields once to the runtime, so the workers woken by the same batch of
-//! completions queue theirs too, and one `io_uring_enter` submits them all. Completions signal
+//! aligned buffer) and awaits the slot. Submission is coalesced without waiting: the worker that
+//! finds nothing unsubmitted submits at once, and entries queued while it is in the kernel go
+//! with its next pass (holding the first entries back for a batch to fill costs a closed loop
+//! more in latency than the syscalls it saves). Completions signal
 //! an eventfd registered with tokio's reactor; a reaper task drains them in one pass and wakes
 //! the workers on the runtime's own threads. Working-set files and worker buffers can be
 //! registered with the ring ([`Uring::register_file`], [`Uring::register_buffer`]): reads and
@@ -23,7 +24,7 @@ use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use tokio::io::unix::AsyncFd;
@@ -150,8 +151,8 @@ struct Inner {
     /// Serialises writers of the submission queue.
     sq: Mutex<()>,
     slab: Mutex<Slab>,
-    /// Entries are queued and a worker will submit them (see [`Uring::io`]).
-    flush_due: AtomicBool,
+    /// Entries queued and not yet covered by a submit (see [`Inner::flush`]).
+    unsubmitted: AtomicUsize,
     /// Set when the last worker is gone: the reaper ends once nothing is in flight.
     finishing: AtomicBool,
     files: Mutex<Table>,
@@ -218,7 +219,7 @@ impl Uring {
             ring,
             sq: Mutex::new(()),
             slab: Mutex::new(Slab::default()),
-            flush_due: AtomicBool::new(false),
+            unsubmitted: AtomicUsize::new(0),
             finishing: AtomicBool::new(false),
             files: Mutex::new(Table::new(files_ok)),
             bufs: Mutex::new(Table::new(bufs_ok)),
@@ -336,32 +337,12 @@ impl Uring {
             idx,
             taken: false,
         };
-        if !self.inner.flush_due.swap(true, Ordering::AcqRel) {
-            // The first entry since the last submit: let the workers woken with this one queue
-            // theirs, then submit them all at once (also when this future is dropped meanwhile).
-            let flush = Flush(&self.inner);
-            tokio::task::yield_now().await;
-            drop(flush);
-        }
+        self.inner.flush();
         let (buf, res) = wait.await;
         if res < 0 {
             (buf, Err(io::Error::from_raw_os_error(-res)))
         } else {
             (buf, Ok(res as usize))
-        }
-    }
-}
-
-/// Submits what is queued when dropped.
-struct Flush<'a>(&'a Inner);
-
-impl Drop for Flush<'_> {
-    fn drop(&mut self) {
-        // Swap, not store: it reads the flag's latest value, so every entry queued by a worker
-        // that found the flag set is visible to this submit.
-        self.0.flush_due.swap(false, Ordering::AcqRel);
-        if let Err(e) = submit(&self.0.ring) {
-            tracing::warn!("io_uring submit: {e} (the requests stay queued)");
         }
     }
 }
@@ -442,6 +423,29 @@ impl Inner {
             }
             // Full: let the kernel take what is queued, then try again.
             submit(&self.ring)?;
+        }
+    }
+
+    /// Submit the entry just queued, coalesced with those queued meanwhile: one caller at a
+    /// time submits (the one that finds nothing unsubmitted), and submits again as long as
+    /// others queued more while it was in the kernel; the others go on without a syscall. No
+    /// entry waits for a batch to fill (a closed loop's latency is its throughput).
+    fn flush(&self) {
+        if self.unsubmitted.fetch_add(1, Ordering::AcqRel) != 0 {
+            return; // the submitter in the kernel now, or its next pass, takes this one
+        }
+        let mut covered = 1;
+        loop {
+            if let Err(e) = submit(&self.ring) {
+                tracing::warn!("io_uring submit: {e} (the requests stay queued)");
+            }
+            // Entries counted before this point were queued before it (AcqRel on one counter),
+            // so the submit above or the next pass has them.
+            let before = self.unsubmitted.fetch_sub(covered, Ordering::AcqRel);
+            if before == covered {
+                return;
+            }
+            covered = before - covered;
         }
     }
 
