@@ -108,9 +108,7 @@ impl Slab {
 
     /// Record the completion of slot `i`; the waker to call, if any.
     fn complete(&mut self, i: u32, res: i32) -> Option<Waker> {
-        let Some(slot) = self.slots.get_mut(i as usize) else {
-            return None;
-        };
+        let slot = self.slots.get_mut(i as usize)?;
         match std::mem::replace(slot, Slot::Free) {
             Slot::Waiting { buf, waker } => {
                 self.in_flight -= 1;
