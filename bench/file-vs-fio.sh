@@ -6,8 +6,9 @@
 # DIR (default /var/tmp), DUR seconds per run (default 10), ROUNDS (default 1; 5 on a quiet
 # machine — a virtual disk's IOPS can vary 2× between consecutive runs, so the per-round ratio is
 # the figure, not the IOPS), ENGINES (default "io_uring threads"), PERF=1: every run under
-# `perf stat -e instructions:u,instructions:k`, and a line of instructions per I/O (user, kernel)
-# per tool.
+# `perf stat -e instructions:u,instructions:k,raw_syscalls:sys_enter,task-clock`, and a line of
+# instructions (user, kernel), syscalls and CPU time per I/O per tool (whole process: setup and
+# the recording of every request included for factorybench).
 # fio: one job, iodepth 16, libaio; and io_uring with --fixedbufs --registerfiles
 # --sqthread_poll (without --sqthread_poll where the kernel refuses it unprivileged; SQPOLL's
 # kernel thread may fall outside what perf counts). factorybench: closed loop, 16 clients
@@ -24,12 +25,12 @@ printf '4 KiB random read, O_DIRECT, QD16, %s s per run on %s, %s round(s)\n' "$
 perf_run() {
   local out="$1"; shift
   if [ "${PERF:-0}" = 1 ]; then
-    perf stat -x, -e instructions:u,instructions:k -o "$out" -- "$@"
+    perf stat -x, -e instructions:u,instructions:k,raw_syscalls:sys_enter,task-clock -o "$out" -- "$@"
   else
     "$@"
   fi
 }
-# per_io OUT IOS : "user + kernel instructions per I/O" from perf's CSV in OUT.
+# per_io OUT IOS : user + kernel instructions, syscalls and CPU time per I/O from perf's CSV in OUT.
 per_io() {
   python3 - "$1" "$2" <<'EOF_PY'
 import sys
@@ -39,8 +40,16 @@ for line in open(sys.argv[1]):
     if len(f) > 2 and f[0].replace('.', '').isdigit():
         c[f[2].split(':')[-1]] = float(f[0])
 ios = float(sys.argv[2])
-u, k = c.get('u', 0) / ios, c.get('k', 0) / ios
-print('%.0f instructions per I/O (user %.0f, kernel %.0f) over %d I/Os' % (u + k, u, k, ios))
+if 'u' in c and 'k' in c:
+    u, k = c['u'] / ios, c['k'] / ios
+    line = '%.0f instructions per I/O (user %.0f, kernel %.0f)' % (u + k, u, k)
+else:
+    line = 'instructions not counted here (no hardware counters)'
+if 'sys_enter' in c:
+    line += ', %.2f syscalls per I/O' % (c['sys_enter'] / ios)
+if 'task-clock' in c:
+    line += ', CPU %.1f us per I/O' % (c['task-clock'] * 1000 / ios)
+print(line + ' over %d I/Os' % ios)
 EOF_PY
 }
 
