@@ -17,8 +17,10 @@
 //!   operation), `dsync` opens files with `O_DSYNC` so every write(2) is synchronous.
 //! - `io_engine`: block I/O (`io_size`) reads, and writes without fsync/fdatasync, go through
 //!   io_uring where the kernel allows it (`auto`, the default; `io_uring` insists, `threads`
-//!   never): the worker submits from its own task. Everything else is blocking I/O on tokio's
-//!   blocking thread pool, one call per operation.
+//!   never): the worker queues it from its own task on the client's ring, whose submits are
+//!   coalesced across workers; its working-set files and buffers are registered with the ring
+//!   where the kernel allows. Everything else is blocking I/O on tokio's blocking thread pool,
+//!   one call per operation.
 
 mod uring;
 
@@ -326,6 +328,9 @@ impl Client for FileStorageClient {
                         }
                     }
                 }
+                let fixed = ring
+                    .as_ref()
+                    .map(|r| Fixed::register(r, &open_files, &rbuf, &wbuf));
                 Ok(State {
                     w,
                     prepared,
@@ -335,6 +340,7 @@ impl Client for FileStorageClient {
                     open_files,
                     written: VecDeque::new(),
                     ring,
+                    fixed,
                 })
             })
             .await
@@ -373,6 +379,55 @@ struct State {
     open_files: Vec<(File, u64)>,
     written: VecDeque<PathBuf>,
     ring: Option<Arc<uring::Uring>>,
+    /// What of this worker is registered with the ring.
+    fixed: Option<Fixed>,
+}
+
+/// A worker's registrations with its client's ring: one index per open file (None: plain
+/// descriptor) and its read and write buffers, by address.
+struct Fixed {
+    files: Vec<Option<u32>>,
+    bufs: Vec<(usize, u16)>,
+}
+
+impl Fixed {
+    fn register(
+        ring: &uring::Uring,
+        files: &[(File, u64)],
+        rbuf: &AlignedBuf,
+        wbuf: &AlignedBuf,
+    ) -> Fixed {
+        let files = files
+            .iter()
+            .map(|(f, _)| ring.register_file(f.as_raw_fd()))
+            .collect();
+        let bufs = [rbuf, wbuf]
+            .into_iter()
+            // SAFETY: State owns both buffers (or the ring does while an I/O holds one), and
+            // State's Drop unregisters them before they are freed.
+            .filter_map(|b| unsafe { ring.register_buffer(b) }.map(|i| (b.ptr as usize, i)))
+            .collect();
+        Fixed { files, bufs }
+    }
+
+    /// The fixed-buffer index of `buf`, if it is the buffer registered.
+    fn buf_index(&self, buf: &AlignedBuf) -> Option<u16> {
+        let at = buf.ptr as usize;
+        self.bufs.iter().find(|(p, _)| *p == at).map(|(_, i)| *i)
+    }
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        if let (Some(ring), Some(fixed)) = (&self.ring, &self.fixed) {
+            for i in fixed.files.iter().flatten() {
+                ring.unregister_file(*i);
+            }
+            for (_, i) in &fixed.bufs {
+                ring.unregister_buffer(*i);
+            }
+        }
+    }
 }
 
 impl State {
@@ -395,9 +450,14 @@ impl State {
 
 /// The open working-set file and the `io`-aligned offset a block I/O operation of `p` uses.
 fn block_target<'s>(files: &'s [(File, u64)], p: &Plan, io: u64) -> (&'s File, u64) {
-    let (f, size) = &files[(p.file % files.len() as u64) as usize];
+    let (f, size) = &files[block_file(files, p)];
     let blocks = (size / io).max(1);
     (f, (p.block % blocks) * io)
+}
+
+/// The index in `files` of the file a block I/O operation of `p` uses.
+fn block_file(files: &[(File, u64)], p: &Plan) -> usize {
+    (p.file % files.len() as u64) as usize
 }
 
 /// A block I/O read or write of `plan` through the ring (the counterpart of [`perform`]).
@@ -405,16 +465,25 @@ async fn perform_ring(st: &mut State, ring: &uring::Uring, p: &Plan) -> Outcome 
     let name = op_name(p.op);
     let io = st.w.io_size_bytes.unwrap_or(ALIGN as u64);
     let (f, off) = block_target(&st.open_files, p, io);
-    let fd = f.as_raw_fd();
+    let target = uring::Target {
+        fd: f.as_raw_fd(),
+        fixed: st.fixed.as_ref().and_then(|x| {
+            x.files
+                .get(block_file(&st.open_files, p))
+                .copied()
+                .flatten()
+        }),
+    };
     let read = p.op == FileOp::Read;
     let slot = if read { &mut st.rbuf } else { &mut st.wbuf };
     let buf = std::mem::replace(slot, AlignedBuf::empty());
+    let fixed_buf = st.fixed.as_ref().and_then(|x| x.buf_index(&buf));
     let dir = if read {
         uring::Dir::Read
     } else {
         uring::Dir::Write
     };
-    let (buf, r) = ring.io(dir, fd, buf, io as usize, off).await;
+    let (buf, r) = ring.io(dir, target, buf, fixed_buf, io as usize, off).await;
     *(if read { &mut st.rbuf } else { &mut st.wbuf }) = buf;
     match r {
         Ok(n) if n as u64 == io => {
