@@ -259,6 +259,35 @@ pub struct Comparison {
     pub lost_runs: Vec<String>,
 }
 
+/// The `valid` row of a service: an invalid candidate is a regression, an invalid baseline an
+/// improvement, except a candidate invalid only because its own load generator fell behind:
+/// the measurement failed, not the service (inconclusive, with a note; the comparison ends
+/// `INVALID`, exit 5).
+fn valid_row(k: &str, cand: &CampaignAnalysis, b: &Side, c: &Side) -> Row {
+    let (bv, cv) = (
+        b.repeats.iter().all(|s| s.valid),
+        c.repeats.iter().all(|s| s.valid),
+    );
+    let status = if !cv {
+        Status::Regression
+    } else if !bv {
+        Status::Improved
+    } else {
+        Status::Ok
+    };
+    let mut r = Row::plain(k.to_string(), "valid", status);
+    r.unit = "bool".into();
+    r.baseline = Some(bv as u8 as f64);
+    r.candidate = Some(cv as u8 as f64);
+    r.change = Some(cv as u8 as f64 - bv as u8 as f64);
+    r.limit = Limit::Absolute(0.0);
+    if !cv && generator_invalid(cand, &c.run_ids()) {
+        r.status = Status::Inconclusive;
+        r.note = Some("the candidate run is invalid because its load generator could not keep its schedule (generator_saturated): the measurement failed, not the service; rerun it on a quieter client node, or with more client_nodes".into());
+    }
+    r
+}
+
 /// Whether the runs `run_ids` of `a` are invalid only because the load generator could not
 /// keep its schedule (a rate not reached along with it is the generator's too).
 fn generator_invalid(a: &CampaignAnalysis, run_ids: &[String]) -> bool {
@@ -459,33 +488,8 @@ pub fn compare(
             baseline_repeats: b.repeats.len(),
             candidate_repeats: c.repeats.len(),
         });
-        let (bv, cv) = (
-            b.repeats.iter().all(|s| s.valid),
-            c.repeats.iter().all(|s| s.valid),
-        );
-        let mut r = Row::plain(
-            k.clone(),
-            "valid",
-            if !cv {
-                Status::Regression
-            } else if !bv {
-                Status::Improved
-            } else {
-                Status::Ok
-            },
-        );
-        r.unit = "bool".into();
-        r.baseline = Some(bv as u8 as f64);
-        r.candidate = Some(cv as u8 as f64);
-        r.change = Some(cv as u8 as f64 - bv as u8 as f64);
-        r.limit = Limit::Absolute(0.0);
-        if !cv && generator_invalid(cand, &c.run_ids()) {
-            // Invalid because its own load generator fell behind: the measurement failed, not
-            // the service. Not a regression; the comparison ends `INVALID` (exit 5).
-            r.status = Status::Inconclusive;
-            r.note = Some("the candidate run is invalid because its load generator could not keep its schedule (generator_saturated): the measurement failed, not the service; rerun it on a quieter client node, or with more client_nodes".into());
-            generator_invalid_candidate = true;
-        }
+        let r = valid_row(&k, cand, b, c);
+        generator_invalid_candidate |= r.note.is_some();
         rows.push(r);
         let from_recipe = recipe_thresholds(cand, c.latest);
         let floors_from_recipe = recipe_floors(cand, c.latest);

@@ -121,9 +121,10 @@ impl Store {
         let (tx, rx) = mpsc::channel();
         let failed = Arc::new(OnceLock::new());
         let f2 = failed.clone();
+        let reserve = Reserve::create(path);
         let thread = std::thread::Builder::new()
             .name("fb-store-writer".into())
-            .spawn(move || writer_loop(conn, rx, f2))
+            .spawn(move || writer_loop(conn, rx, f2, reserve))
             .map_err(|e| StoreError::WriterGone(e.to_string()))?;
         Ok(Store {
             path: path.to_path_buf(),
@@ -380,10 +381,46 @@ fn send_replies(replies: Replies, own_replies: Replies, error: Option<&str>) {
 /// Sync calls waiting for the end of a transaction, with their answers.
 type Replies = Vec<(Reply, Result<(), String>)>;
 
+/// Room kept beside the campaign file for recording a run's end after the disk fills: a file
+/// of [`RESERVE_BYTES`] written when the store opens, removed at the first write error (so
+/// that the end of the run, which is all that is still written, finds space) and when the
+/// writer stops. Without it a disk that fills mid-batch can leave no page for the run's
+/// `failed` status, and the run would read `running` for ever.
+struct Reserve(std::cell::Cell<Option<PathBuf>>);
+
+const RESERVE_BYTES: usize = 512 * 1024;
+
+impl Reserve {
+    fn create(db: &Path) -> Reserve {
+        let mut name = db.as_os_str().to_owned();
+        name.push(".reserve");
+        let path = PathBuf::from(name);
+        // Best effort: a disk already too full for it runs without (and says so at the end).
+        let made = std::fs::write(&path, vec![0u8; RESERVE_BYTES]).is_ok();
+        if !made {
+            let _ = std::fs::remove_file(&path);
+        }
+        Reserve(std::cell::Cell::new(made.then_some(path)))
+    }
+
+    fn release(&self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl Drop for Reserve {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 fn writer_loop(
     conn: Connection,
     rx: Receiver<Msg>,
     failed: Arc<OnceLock<String>>,
+    reserve: Reserve,
 ) -> Result<WriterStats, String> {
     let mut stats = WriterStats::default();
     let mut sinks = Sinks {
@@ -395,6 +432,7 @@ fn writer_loop(
     let mut error: Option<String> = None;
     let note = |error: &mut Option<String>, e: String| {
         if error.is_none() {
+            reserve.release();
             let _ = failed.set(e.clone());
             *error = Some(e);
         }

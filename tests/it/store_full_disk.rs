@@ -98,6 +98,8 @@ fn a_full_disk_stops_the_run_at_once_and_is_recorded() {
         "rows committed before the disk filled stay readable"
     );
     assert_eq!(status, "failed");
+    // The room kept for recording the run's end is given back.
+    assert!(!fs.dir.join("c.db.reserve").exists());
     let message = message.unwrap_or_default();
     assert!(message.contains("full"), "{message}");
 
