@@ -154,7 +154,13 @@ fn inline_credentials(plan: &crate::recipe::Plan) -> Vec<String> {
                 }
             }
             Workload::S3(s3) => out.extend(url_credentials(&s3.endpoint_url)),
-            _ => {}
+            // URLs of these live in `service_url` / the endpoint (above): listed, not `_`, so
+            // that a new workload with a URL of its own is a compile error here.
+            Workload::Llm(_)
+            | Workload::Vectordb(_)
+            | Workload::Database(_)
+            | Workload::FileStorage(_)
+            | Workload::Tensor(_) => {}
         }
     }
     out
