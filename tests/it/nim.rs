@@ -3,14 +3,12 @@
 //! `ready` waits on `/v1/health/ready`, and `run` records real tokens through the
 //! OpenAI-compatible client (`/v1/models` checks the model, chat completions stream tokens).
 //!
-//! The running test server is used when it already serves `/v1/health/ready`; an older copy
-//! (started before that route existed) is left alone, and this test starts its own instance of
-//! this tree's scripts/llm/server.mjs on free ports with the same model.
+//! scripts/start-llm.sh restarts a running test server whose server.mjs is older than the tree's,
+//! so the server here always serves that route.
 
 use crate::common;
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `GET http://{authority}{path}`: the status code, or `None` when nothing answers.
 fn get_status(authority: &str, path: &str) -> Option<u16> {
@@ -26,86 +24,20 @@ fn get_status(authority: &str, path: &str) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
-/// An OpenAI-compatible LLM server that answers NIM's readiness path.
-struct NimServer {
-    url: String,
-    model: String,
-    /// Our own instance (killed on drop), with its directory.
-    own: Option<(Child, tempfile::TempDir)>,
-}
-
-impl Drop for NimServer {
-    fn drop(&mut self) {
-        if let Some((child, _)) = &mut self.own {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn nim_server(env: &std::collections::HashMap<String, String>) -> Option<NimServer> {
-    let url = env["FB_TEST_LLM_OPENAI_URL"].clone();
-    let model = env["FB_TEST_LLM_OPENAI_MODEL"].clone();
-    let authority = url.trim_start_matches("http://").trim_end_matches('/');
-    if get_status(authority, "/v1/health/ready") == Some(200) {
-        return Some(NimServer {
-            url,
-            model,
-            own: None,
-        });
-    }
-    // The running copy predates the route: start this tree's server beside it.
-    let home = std::env::var("FB_LLM_HOME").unwrap_or_else(|_| "/opt/factorybench-llm".into());
-    let home = std::path::Path::new(&home);
-    let gguf = home.join("model/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if !home.join("node_modules").is_dir() || !gguf.is_file() {
-        eprintln!("SKIPPED: no LLM server home at {}", home.display());
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/llm/server.mjs");
-    std::fs::copy(script, dir.path().join("server.mjs")).unwrap();
-    std::os::unix::fs::symlink(home.join("node_modules"), dir.path().join("node_modules")).unwrap();
-    let port = common::free_port();
-    let child = Command::new("node")
-        .arg("server.mjs")
-        .current_dir(dir.path())
-        .env("FB_LLM_MODEL_PATH", &gguf)
-        .env("FB_LLM_OPENAI_PORT", port.to_string())
-        .env("FB_LLM_OLLAMA_PORT", common::free_port().to_string())
-        .env("FB_LLM_OPENAI_MODEL", &model)
-        .env("FB_LLM_THREADS", "1")
-        .env("FB_LLM_SEQUENCES", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node runs scripts/llm/server.mjs");
-    let server = NimServer {
-        url: format!("http://127.0.0.1:{port}"),
-        model,
-        own: Some((child, dir)),
-    };
-    let authority = format!("127.0.0.1:{port}");
-    let start = Instant::now();
-    while get_status(&authority, "/v1/health/ready") != Some(200) {
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "our LLM server did not become ready"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    Some(server)
-}
-
 #[test]
 fn nim_recipe_is_ready_on_v1_health_ready_and_records_real_tokens() {
     let Some(env) = common::server("llm") else {
         return;
     };
     let _one_at_a_time = common::real_llm_lock();
-    let Some(server) = nim_server(&env) else {
-        return;
-    };
+    let url = env["FB_TEST_LLM_OPENAI_URL"].clone();
+    let model = env["FB_TEST_LLM_OPENAI_MODEL"].clone();
+    let authority = url.trim_start_matches("http://").trim_end_matches('/');
+    assert_eq!(
+        get_status(authority, "/v1/health/ready"),
+        Some(200),
+        "the test LLM server does not serve /v1/health/ready: restart it with scripts/start-llm.sh"
+    );
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("nim.db");
     let recipe = dir.path().join("nim.yml");
@@ -132,8 +64,6 @@ services:
     timeout: 120
 "#,
             db = db.display(),
-            url = server.url,
-            model = server.model,
         ),
     )
     .unwrap();
