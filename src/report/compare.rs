@@ -14,7 +14,7 @@
 //! With `--repeats`, every measurement of a service with the latest one's recipe is a repeat:
 //! the side's value is their mean and its interval their run-to-run spread.
 
-use super::analysis::{CampaignAnalysis, ServiceAggregate};
+use super::analysis::{CampaignAnalysis, RunAnalysis, ServiceAggregate};
 use super::document::ReportDocument;
 use super::judge::{self, Basis, Estimate, Judgement, Verdict, DEFAULT_MS_FLOOR};
 use super::svg::{esc, fmt_num};
@@ -587,21 +587,33 @@ pub fn compare(
     }
 }
 
+/// The worst value over the runs `run_ids` of `a` of what `value` reads from a run.
+fn worst_over_runs(
+    a: &CampaignAnalysis,
+    run_ids: &[String],
+    value: impl Fn(&RunAnalysis) -> Option<f64>,
+) -> Option<f64> {
+    a.runs
+        .iter()
+        .filter(|r| run_ids.contains(&r.run_id))
+        .filter_map(value)
+        .reduce(f64::max)
+}
+
+/// A run metric's value (`None` when the run did not record it).
+fn run_metric(r: &RunAnalysis, name: &str) -> Option<f64> {
+    r.run_metrics
+        .iter()
+        .find(|m| m.name == name)
+        .map(|m| m.value)
+}
+
 /// The load generator's own lag (p99, ms) of a side: the worst of its runs' recorded
 /// `generator_lag_p99_ms` (waits for a busy connection left out), else of their schedule lag.
 fn generator_lag_p99_ms(a: &CampaignAnalysis, side: &Side) -> Option<f64> {
-    let ids = side.run_ids();
-    a.runs
-        .iter()
-        .filter(|r| ids.contains(&r.run_id))
-        .filter_map(|r| {
-            r.run_metrics
-                .iter()
-                .find(|m| m.name == "generator_lag_p99_ms")
-                .map(|m| m.value)
-                .or(r.schedule_lag_ms.as_ref().map(|l| l.p99))
-        })
-        .reduce(f64::max)
+    worst_over_runs(a, &side.run_ids(), |r| {
+        run_metric(r, "generator_lag_p99_ms").or(r.schedule_lag_ms.as_ref().map(|l| l.p99))
+    })
 }
 
 /// A corrected latency (from the scheduled time) holds the load generator's lag. When a
@@ -664,16 +676,7 @@ pub(super) fn timing_jitter_ms(
     metric: &str,
 ) -> Option<f64> {
     let name = format!("generator_lag_p{}_ms", jitter_percentile(metric)?);
-    a.runs
-        .iter()
-        .filter(|r| run_ids.contains(&r.run_id))
-        .filter_map(|r| {
-            r.run_metrics
-                .iter()
-                .find(|m| m.name == name)
-                .map(|m| m.value)
-        })
-        .reduce(f64::max)
+    worst_over_runs(a, run_ids, |r| run_metric(r, &name))
 }
 
 /// Whether a change beyond the allowance is still within the load generator's timing jitter
@@ -710,13 +713,14 @@ fn within_timing_jitter(
     (base, b): (&CampaignAnalysis, &Side),
     (cand, c): (&CampaignAnalysis, &Side),
 ) {
+    let (b_ids, c_ids) = (b.run_ids(), c.run_ids());
     for r in rows
         .iter_mut()
         .filter(|r| matches!(r.status, Status::Regression | Status::Improved))
     {
         let jitter = [
-            timing_jitter_ms(base, &b.run_ids(), &r.metric),
-            timing_jitter_ms(cand, &c.run_ids(), &r.metric),
+            timing_jitter_ms(base, &b_ids, &r.metric),
+            timing_jitter_ms(cand, &c_ids, &r.metric),
         ];
         let (Some(change), Some(allowed)) = (r.change, r.judgement.and_then(|j| j.allowed)) else {
             continue;
