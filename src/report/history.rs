@@ -255,7 +255,8 @@ fn gate(
         basis: Basis::Batches,
         n: judge::BATCHES as u32,
     };
-    let (base, cand) = match scatter(window) {
+    let spread = scatter(window);
+    let (base, cand) = match spread {
         Some((sd, dof)) => {
             let n = window.len();
             // One new point scatters like one of the window's, and at least by its own error.
@@ -286,8 +287,7 @@ fn gate(
     // Without a campaign-to-campaign scatter (one point before the newest), the points'
     // errors hold no run-to-run noise: a latency change within the load generator's own
     // timing jitter is not the service's (the rule of `compare`).
-    if scatter(window).is_none() && matches!(j.verdict, Verdict::Regression | Verdict::Improvement)
-    {
+    if spread.is_none() && matches!(j.verdict, Verdict::Regression | Verdict::Improvement) {
         let last = &window[window.len() - 1];
         let jitter = [last.timing_jitter_ms, newest.timing_jitter_ms];
         if allowed.is_some_and(|a| {
