@@ -10,6 +10,8 @@
 #
 # Usage: bench/compare-noise.sh [PAIRS] [TRIES]      (defaults 50 and 10)
 # FB_BENCH_BIN_DIR: where factorybench and fb-testserver are (default: target/release, built).
+# FB_BENCH_KEEP: a folder to keep every campaign file in (to judge them again later); default none.
+# FB_BENCH_DURATIONS: the run lengths to try, seconds (default "10 5").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PAIRS=${1:-50}
@@ -21,7 +23,7 @@ if [ -z "$bin" ]; then
 fi
 FB=$bin/factorybench
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null; [ -n "${FB_BENCH_KEEP:-}" ] && mkdir -p "$FB_BENCH_KEEP" && cp "$work"/*.db "$FB_BENCH_KEEP"/ 2>/dev/null; rm -rf "$work"' EXIT
 
 quickstart() { # DURATION OUT.db
   sed -e "s#metrics_db: quickstart.db#metrics_db: $2#" -e "s#duration: 10#duration: $1#" \
@@ -92,7 +94,7 @@ detection() { # DURATION
 
 fast=$(server 10)
 slow=$(server 13)
-for d in 10 5; do
+for d in ${FB_BENCH_DURATIONS:-10 5}; do
   false_alarms "$d"
   detection "$d"
 done

@@ -553,6 +553,7 @@ pub fn compare(
         let first = rows.len() - rows.iter().rev().take_while(|r| r.service == k).count();
         blame_the_generator(&mut rows[first..], (base, b), (cand, c));
         within_timing_jitter(&mut rows[first..], (base, b), (cand, c));
+        across_the_run(&mut rows[first..], b, c);
     }
     for c in &cand_sides {
         if !base_sides.iter().any(|b| key(b.latest) == key(c.latest)) {
@@ -739,6 +740,44 @@ fn within_timing_jitter(
                 fmt_num(jitter)
             ));
         }
+    }
+}
+
+/// On one measurement per side, a change must hold across the run (see [`judge`]'s module
+/// doc): a regression or improvement that the metric's time batches do not share, by a
+/// Mann–Whitney test over them, came from a few stretches of one run and becomes inconclusive
+/// with the batches' typical shift as its reason. Judgements on repeats keep their verdict.
+fn across_the_run(rows: &mut [Row], b: &Side, c: &Side) {
+    let batches = |s: &Side, metric: &str| {
+        s.latest
+            .spread
+            .get(metric)
+            .map(|sp| sp.values.clone())
+            .unwrap_or_default()
+    };
+    for r in rows
+        .iter_mut()
+        .filter(|r| matches!(r.status, Status::Regression | Status::Improved))
+    {
+        let on_batches = |e: Option<Estimate>| e.is_some_and(|e| e.basis == Basis::Batches);
+        if !on_batches(r.baseline_estimate) || !on_batches(r.candidate_estimate) {
+            continue;
+        }
+        let Some(change) = r.change else { continue };
+        let Some(shift) = judge::across_batches(&batches(b, &r.metric), &batches(c, &r.metric))
+        else {
+            continue;
+        };
+        if shift.supports(change) {
+            continue;
+        }
+        let n = c.latest.spread.get(&r.metric).map_or(0, |sp| sp.batches);
+        let unit = if r.unit == "ms" { " ms" } else { "" };
+        r.status = Status::Inconclusive;
+        r.note = Some(format!(
+            "the change does not hold across the run: over its {n} time batches the typical batch moved by {}{unit} (a change of the whole run moves most of them), so it comes from a few stretches of one run: a stall of the machine, or a service that bursts now and then, which one run per side cannot tell apart (compare --repeats over 3 or more runs per side would)",
+            signed(shift.shift),
+        ));
     }
 }
 

@@ -51,6 +51,10 @@ pub struct HistoryPoint {
     /// matching percentile; see `compare`): a change within it is not the service's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timing_jitter_ms: Option<f64>,
+    /// The metric in each time batch of the campaign's latest measurement (see `compare`):
+    /// with one earlier point, the gate's change must hold across the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batch_values: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -168,6 +172,11 @@ pub fn history(
                     change_point: false,
                     stderr: est.stderr,
                     timing_jitter_ms: super::compare::timing_jitter_ms(a, &s.run_ids, m.name),
+                    batch_values: s
+                        .spread
+                        .get(m.name)
+                        .map(|sp| sp.values.clone())
+                        .unwrap_or_default(),
                 });
             }
             if points.is_empty() {
@@ -293,6 +302,12 @@ fn gate(
         if allowed.is_some_and(|a| {
             super::compare::within_jitter(newest.value - last.value, a, jitter).is_some()
         }) {
+            return GateStatus::Inconclusive;
+        }
+        // …and the change must hold across the newest run's time batches.
+        if judge::across_batches(&last.batch_values, &newest.batch_values)
+            .is_some_and(|s| !s.supports(newest.value - last.value))
+        {
             return GateStatus::Inconclusive;
         }
     }
@@ -541,6 +556,7 @@ mod tests {
             change_point: false,
             stderr,
             timing_jitter_ms: None,
+            batch_values: Vec::new(),
         }
     }
 
@@ -590,6 +606,33 @@ mod tests {
         assert_eq!(
             g(Better::Lower, &tight[..1], pt(12.0, None)),
             GateStatus::Inconclusive
+        );
+        // ... or unless the newest run's time batches do not share the change (a stall in
+        // 2 of 20 batches), while a change of every batch stands.
+        let batched = |v, batches: Vec<f64>| HistoryPoint {
+            batch_values: batches,
+            ..pt(v, Some(0.1))
+        };
+        let steady: Vec<f64> = (0..20).map(|i| 10.0 + 0.1 * (i % 3) as f64).collect();
+        let mut stall = steady.clone();
+        stall[4] = 60.0;
+        stall[5] = 50.0;
+        assert_eq!(
+            g(
+                Better::Lower,
+                &[batched(10.1, steady.clone())],
+                batched(15.0, stall)
+            ),
+            GateStatus::Inconclusive
+        );
+        let slower = steady.iter().map(|v| v * 1.5).collect();
+        assert_eq!(
+            g(
+                Better::Lower,
+                &[batched(10.1, steady)],
+                batched(15.0, slower)
+            ),
+            GateStatus::Regression
         );
         assert_eq!(median(&[3.0, 1.0, 2.0, 10.0]), Some(2.5));
     }

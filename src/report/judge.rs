@@ -18,6 +18,14 @@
 //! - **inconclusive** when it exceeds the allowance but the interval includes zero: the runs
 //!   are too short or too noisy to tell. [`Judgement::more_data_factor`] says how much more
 //!   data (longer runs, or more repeats) would make an interval that narrow.
+//!
+//! On one measurement per side, a change must also **hold across the run**: a stall of the
+//! machine (a virtual disk that stops for a moment, a noisy neighbour) can move a whole run's
+//! tail from a few seconds of it, and its batch-means interval need not include zero. So the
+//! metric's values over the run's time batches are compared as well, by a Mann–Whitney rank
+//! test ([`across_batches`]): a change that most batches do not share is inconclusive, with the
+//! batches' typical shift (Hodges–Lehmann) as its reason. One run per side cannot tell a stall
+//! from a service that bursts now and then; repeats can, and with repeats the rule is theirs.
 
 use crate::capacity::t95;
 use crate::recipe::threshold::{Better, Limit};
@@ -82,12 +90,16 @@ impl Estimate {
 }
 
 /// A stored batch-means spread of one metric (see [`super::model::ServiceAggregate`]).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Spread {
     /// Standard error of the metric (batch means).
     pub stderr: f64,
     /// Batches with a value.
     pub batches: u32,
+    /// The metric in each time batch with a value, in time order (empty in reports written
+    /// before they were kept): what [`across_batches`] compares.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<f64>,
 }
 
 /// Mean and sample standard deviation (0 for one value).
@@ -114,7 +126,91 @@ pub fn batch_spread(batch_values: &[f64]) -> Option<Spread> {
     Some(Spread {
         stderr: sd / (batch_values.len() as f64).sqrt(),
         batches: batch_values.len() as u32,
+        values: batch_values.iter().map(|&v| round_sig(v)).collect(),
     })
+}
+
+/// `v` to 6 significant digits (batch values are kept in every report; more digits than the
+/// clock's are noise and bytes).
+fn round_sig(v: f64) -> f64 {
+    if v == 0.0 || !v.is_finite() {
+        return v;
+    }
+    let scale = 10f64.powi(5 - v.abs().log10().floor() as i32);
+    (v * scale).round() / scale
+}
+
+/// How a metric's time batches moved between two measurements (see [`across_batches`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchShift {
+    /// The typical shift of a batch, candidate − baseline (Hodges–Lehmann: the median of all
+    /// pairwise differences), in the metric's unit.
+    pub shift: f64,
+    /// Mann–Whitney z (normal approximation, ties corrected): positive when the candidate's
+    /// batches rank higher.
+    pub z: f64,
+}
+
+impl BatchShift {
+    /// Whether the batches support a change in the direction of `change` (95 %, two-sided).
+    pub fn supports(&self, change: f64) -> bool {
+        const Z95: f64 = 1.959_964;
+        if change > 0.0 {
+            self.z > Z95
+        } else {
+            self.z < -Z95
+        }
+    }
+}
+
+/// Compare a metric's time-batch values of two measurements by ranks: how the candidate's
+/// batches sit among the baseline's, which a few extreme batches (a stall) cannot decide
+/// alone. `None` below [`MIN_BATCHES`] on either side.
+pub fn across_batches(base: &[f64], cand: &[f64]) -> Option<BatchShift> {
+    let (n1, n2) = (base.len(), cand.len());
+    if n1 < MIN_BATCHES || n2 < MIN_BATCHES {
+        return None;
+    }
+    // Ranks over both sides, ties given their average rank.
+    let mut all: Vec<(f64, bool)> = base
+        .iter()
+        .map(|&v| (v, false))
+        .chain(cand.iter().map(|&v| (v, true)))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (mut rank_sum_cand, mut tie_term, mut i) = (0.0, 0.0, 0);
+    while i < all.len() {
+        let mut j = i;
+        while j + 1 < all.len() && all[j + 1].0 == all[i].0 {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        let t = (j - i + 1) as f64;
+        tie_term += t * t * t - t;
+        rank_sum_cand += rank * all[i..=j].iter().filter(|x| x.1).count() as f64;
+        i = j + 1;
+    }
+    let (f1, f2) = (n1 as f64, n2 as f64);
+    let n = f1 + f2;
+    let u_cand = rank_sum_cand - f2 * (f2 + 1.0) / 2.0;
+    let var = f1 * f2 / 12.0 * ((n + 1.0) - tie_term / (n * (n - 1.0)));
+    let z = if var > 0.0 {
+        (u_cand - f1 * f2 / 2.0) / var.sqrt()
+    } else {
+        0.0
+    };
+    let mut diffs: Vec<f64> = cand
+        .iter()
+        .flat_map(|c| base.iter().map(move |b| c - b))
+        .collect();
+    diffs.sort_by(f64::total_cmp);
+    let m = diffs.len();
+    let shift = if m % 2 == 1 {
+        diffs[m / 2]
+    } else {
+        (diffs[m / 2 - 1] + diffs[m / 2]) / 2.0
+    };
+    Some(BatchShift { shift, z })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -310,5 +406,37 @@ mod tests {
         assert_eq!(Estimate::from_repeats(&[5.0]).unwrap().stderr, None);
         assert!(batch_spread(&[1.0; 7]).is_none());
         assert_eq!(batch_spread(&[1.0; 8]).unwrap().stderr, 0.0);
+    }
+
+    #[test]
+    fn a_stall_in_a_few_batches_does_not_hold_across_the_run() {
+        // 20 batches of p99 ≈ 1.8 ms on each side; the candidate's run stalled in three.
+        let base: Vec<f64> = (0..20).map(|i| 1.8 + 0.01 * (i % 5) as f64).collect();
+        let mut cand: Vec<f64> = (0..20).map(|i| 1.8 + 0.01 * ((i + 2) % 5) as f64).collect();
+        cand[7] = 40.0;
+        cand[8] = 25.0;
+        cand[9] = 9.0;
+        let s = across_batches(&base, &cand).unwrap();
+        assert!(!s.supports(4.8), "{s:?}");
+        assert!(s.shift.abs() < 0.05, "{s:?}");
+        // A slowdown of every batch holds.
+        let slower: Vec<f64> = base.iter().map(|v| v * 1.3).collect();
+        let s = across_batches(&base, &slower).unwrap();
+        assert!(s.supports(0.54), "{s:?}");
+        assert!(!s.supports(-0.54));
+        assert!((s.shift - 0.54).abs() < 0.05, "{s:?}");
+        // Too few batches: no verdict.
+        assert!(across_batches(&base[..7], &slower).is_none());
+        // All tied: no shift, no support.
+        let s = across_batches(&[1.0; 10], &[1.0; 10]).unwrap();
+        assert_eq!((s.z, s.shift), (0.0, 0.0));
+    }
+
+    #[test]
+    fn batch_values_are_kept_to_six_digits() {
+        let sp = batch_spread(&[1.234_567_89; 8]).unwrap();
+        assert_eq!(sp.values, vec![1.234_57; 8]);
+        assert_eq!(round_sig(0.000_123_456_789), 0.000_123_457);
+        assert_eq!(round_sig(0.0), 0.0);
     }
 }

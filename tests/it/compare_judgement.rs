@@ -222,6 +222,62 @@ fn a_change_the_data_cannot_tell_is_inconclusive_and_says_what_would_tell() {
     assert_eq!(code, Some(4), "{text}");
 }
 
+/// One run of `api`: 1000 requests 10 ms apart, each served in about 2 ms; with `stall`, the
+/// requests in that index range took `stall_us` instead (a machine that stopped for a moment).
+fn stalled(path: &Path, run: &str, stall: std::ops::Range<i64>, stall_us: i64) -> PathBuf {
+    let mut db = TestDb::create(path);
+    db.add_run(&RunSpec::new(run, "api", "http"));
+    let reqs: Vec<Req> = (0..1000i64)
+        .map(|i| {
+            let t = if stall.contains(&i) {
+                stall_us
+            } else {
+                2000 + (i * 37 % 11) * 20
+            };
+            Req::ok("GET", T0 + S + i * 10 * MS, 0, t * US)
+        })
+        .collect();
+    db.add_requests(run, &reqs);
+    path.to_path_buf()
+}
+
+#[test]
+fn a_tail_change_from_one_stall_does_not_hold_across_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    // The candidate stalled for 60 consecutive requests (0.6 s of a 10 s run): its p99 and
+    // mean jump, and their batch-means intervals exclude zero, but 18 of its 20 time batches
+    // are the baseline's.
+    let base = stalled(&dir.path().join("b.db"), "run-b", 0..0, 0);
+    let cand = stalled(&dir.path().join("c.db"), "run-c", 300..360, 30_000);
+    let (code, text) = compare(&base, &cand, &[]);
+    assert_eq!(code, Some(0), "one stall is not a regression:\n{text}");
+    let p99 = text
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("latency_p99_ms"))
+        .unwrap_or_else(|| panic!("p99 row in\n{text}"));
+    assert!(p99.ends_with("inconclusive"), "{p99}");
+    assert!(
+        text.contains("does not hold across the run") && text.contains("--repeats"),
+        "says why and what would tell:\n{text}"
+    );
+    // The JSON keeps every time batch's value behind the verdict.
+    let o = common::bin()
+        .args(["report", s(&cand), "--format", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let batches = &v["analysis"]["services"][0]["spread"]["latency_p99_ms"]["values"];
+    assert_eq!(batches.as_array().map(Vec::len), Some(20), "{batches}");
+    // The same 30 ms everywhere in the run is a supported regression.
+    let slow = stalled(&dir.path().join("s.db"), "run-s", 0..1000, 30_000);
+    let (code, text) = compare(&base, &slow, &[]);
+    assert_eq!(code, Some(4), "{text}");
+    // So is a stall that spans most of the run.
+    let long = stalled(&dir.path().join("l.db"), "run-l", 100..900, 30_000);
+    let (code, text) = compare(&base, &long, &[]);
+    assert_eq!(code, Some(4), "{text}");
+}
+
 #[test]
 fn sub_millisecond_noise_is_under_the_floor_unless_asked() {
     let dir = tempfile::tempdir().unwrap();
