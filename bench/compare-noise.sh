@@ -23,7 +23,15 @@ if [ -z "$bin" ]; then
 fi
 FB=$bin/factorybench
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; [ -n "${FB_BENCH_KEEP:-}" ] && mkdir -p "$FB_BENCH_KEEP" && cp "$work"/*.db "$FB_BENCH_KEEP"/ 2>/dev/null; rm -rf "$work"' EXIT
+cleanup() {
+  set +e
+  kill $(cat "$work"/srv-*.pid 2>/dev/null) 2>/dev/null
+  if [ -n "${FB_BENCH_KEEP:-}" ]; then
+    mkdir -p "$FB_BENCH_KEEP" && cp "$work"/*.db "$FB_BENCH_KEEP"/
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 quickstart() { # DURATION OUT.db
   sed -e "s#metrics_db: quickstart.db#metrics_db: $2#" -e "s#duration: 10#duration: $1#" \
@@ -33,7 +41,7 @@ quickstart() { # DURATION OUT.db
 }
 
 false_alarms() { # DURATION
-  local d=$1 alarms=0 inconclusive=0 i
+  local d=$1 alarms=0 inconclusive=0 invalid=0 i
   quickstart "$d" "$work/q-$d-0.db"
   for i in $(seq 1 "$PAIRS"); do
     quickstart "$d" "$work/q-$d-$i.db"
@@ -41,13 +49,14 @@ false_alarms() { # DURATION
     out=$("$FB" compare "$work/q-$d-$((i - 1)).db" "$work/q-$d-$i.db" 2>&1)
     rc=$?
     set -e
-    verdict=$(printf '%s\n' "$out" | grep -E '^(OK|REGRESSION|INCONCLUSIVE)' | head -n1)
+    verdict=$(printf '%s\n' "$out" | grep -E '^(OK|REGRESSION|INCONCLUSIVE|INVALID)' | head -n1 || true)
     [ "$rc" = 4 ] && alarms=$((alarms + 1))
+    [ "$rc" = 5 ] && invalid=$((invalid + 1))
     case "$verdict" in INCONCLUSIVE*) inconclusive=$((inconclusive + 1)) ;; esac
     echo "quickstart ${d}s pair $i: exit $rc: $verdict"
-    [ "$rc" = 4 ] && printf '%s\n' "$out" | grep -E 'REGRESSION|NO ' | sed 's/^/    /'
+    if [ "$rc" = 4 ]; then printf '%s\n' "$out" | grep -E 'REGRESSION|NO ' | sed 's/^/    /' || true; fi
   done
-  echo "SUMMARY quickstart duration ${d}s: false regressions $alarms of $PAIRS pairs, inconclusive $inconclusive"
+  echo "SUMMARY quickstart duration ${d}s: false regressions $alarms of $PAIRS pairs, inconclusive $inconclusive, candidate invalid (exit 5) $invalid"
 }
 
 http_run() { # PORT DURATION OUT.db
@@ -69,6 +78,7 @@ EOF
 
 server() { # DELAY_MS → port on stdout
   "$bin/fb-testserver" --delay-ms "$1" > "$work/srv-$1.out" &
+  echo $! > "$work/srv-$1.pid"
   for _ in $(seq 1 50); do
     grep -q port= "$work/srv-$1.out" 2>/dev/null && break
     sleep 0.1
@@ -86,7 +96,7 @@ detection() { # DURATION
     rc=$?
     set -e
     [ "$rc" = 4 ] && caught=$((caught + 1))
-    p50=$(printf '%s\n' "$out" | grep -E '^web +latency_p50_ms' | tr -s ' ')
+    p50=$(printf '%s\n' "$out" | grep -E '^web +latency_p50_ms' | tr -s ' ' || true)
     echo "30% slower ${d}s try $i: exit $rc: $p50"
   done
   echo "SUMMARY 30% slowdown duration ${d}s: caught $caught of $TRIES"

@@ -436,6 +436,7 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
         let sh2 = sh.clone();
         let load2 = load.clone();
         let (reason, stats) = tokio::task::spawn_blocking(move || {
+            super::cpu::precise_timers_for_this_thread();
             dispatch_open(sh2, rt, sem, &load2, started_ns, measure_start_ns, end_ns)
         })
         .await
