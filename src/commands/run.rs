@@ -147,9 +147,10 @@ pub fn exec(a: &RunArgs) -> anyhow::Result<i32> {
 fn print_done(a: &RunArgs, campaign: &str, done: &PlanDone) -> anyhow::Result<i32> {
     let conn = crate::store::read::open_read_only(&done.db)?;
     eprint!("{}", done.lifecycle_notes());
-    let summaries = (done.finished.iter())
+    let mut summaries = (done.finished.iter())
         .map(|f| summarize_run(&conn, &f.run_id))
         .collect::<Result<Vec<_>, _>>()?;
+    let generator = crate::report::summary::generator_lines(&mut summaries);
     if a.json {
         crate::outln!(
             "{}",
@@ -163,6 +164,7 @@ fn print_done(a: &RunArgs, campaign: &str, done: &PlanDone) -> anyhow::Result<i3
         crate::out::append_log_file(&table);
         crate::out!("{table}")?;
         crate::out!("{}", crate::report::summary::system_lines(&summaries))?;
+        crate::out!("{generator}")?;
         let ids: Vec<&str> = summaries.iter().map(|r| r.run_id.as_str()).collect();
         crate::out!("{}", done.next_steps(campaign, &ids))?;
         if let Some(p) = &done.log_path {

@@ -102,7 +102,7 @@ pub fn explain(a: &ExplainArgs) -> anyhow::Result<i32> {
             crate::render::shell_quote(&a.recipe.display().to_string())
         );
     }
-    let rows = explain_rows(&l);
+    let rows = explain_rows(&l, &measured_generators(&l.plan.global.metrics_db));
     if a.json {
         crate::outln!(
             "{}",
@@ -112,4 +112,29 @@ pub fn explain(a: &ExplainArgs) -> anyhow::Result<i32> {
         crate::out!("{}", explain_text(&l, &rows))?;
     }
     Ok(exit::OK)
+}
+
+/// The load generator's cost per service measured in the recipe's campaign file, when it
+/// exists (an unreadable file only loses this line of `explain`).
+fn measured_generators(
+    db: &std::path::Path,
+) -> std::collections::BTreeMap<String, crate::render::explain::MeasuredGenerator> {
+    if !db.is_file() {
+        return Default::default();
+    }
+    let costs = crate::report::generator::latest_costs(db).unwrap_or_else(|e| {
+        eprintln!("note: no load-generator cost from {}: {e:#}", db.display());
+        Default::default()
+    });
+    costs
+        .into_iter()
+        .map(|(service, (run_id, c))| {
+            let m = crate::render::explain::MeasuredGenerator {
+                run_id,
+                requests_per_core_s: c.requests_per_core_s,
+                lower_bound: c.basis == crate::report::generator::CeilingBasis::LowerBound,
+            };
+            (service, m)
+        })
+        .collect()
 }

@@ -3,6 +3,7 @@
 
 use crate::recipe::{self, Runtime, Service};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// Node-hours a service's job may hold: nodes × (array tasks) × SLURM time limit (or the
@@ -37,9 +38,62 @@ pub struct ExplainService {
     nodes: u32,
     /// Nodes that run the clients (0: beside the service, in the batch step).
     client_nodes: u32,
+    /// Whether the load generator can drive the target rate, by its cost measured in an
+    /// earlier run of this service (absent without a target rate or a measurement).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    generator: Option<GeneratorFit>,
 }
 
-pub fn explain_rows(l: &recipe::Loaded) -> Vec<ExplainService> {
+/// The load generator's cost per request measured in an earlier run of a service (the
+/// caller reads it from the campaign file: `report::generator::latest_costs`).
+#[derive(Debug, Clone, Serialize)]
+pub struct MeasuredGenerator {
+    pub run_id: String,
+    /// Requests one fully used core drove.
+    pub requests_per_core_s: f64,
+    /// Measured far below the ceiling: the ceiling is at least this.
+    pub lower_bound: bool,
+}
+
+/// How many cores and client nodes the target rate needs at the measured cost.
+#[derive(Debug, Clone, Serialize)]
+pub struct GeneratorFit {
+    pub measured: MeasuredGenerator,
+    pub cores_needed: f64,
+    /// CPUs each runner gets (`cpus_per_task`, or SLURM's default of 1 under `submit`).
+    pub cpus_per_runner: u32,
+    /// Runners (client nodes; 1 when the clients run beside the service).
+    pub runners: u32,
+    /// Client nodes that would give the target rate the cores it needs at `cpus_per_runner`.
+    pub client_nodes_needed: u32,
+    pub fits: bool,
+}
+
+fn generator_fit(s: &Service, m: Option<&MeasuredGenerator>) -> Option<GeneratorFit> {
+    let m = m?;
+    let rate = s.load.target_rate_total_per_s()?;
+    if m.requests_per_core_s <= 0.0 {
+        return None;
+    }
+    let cores_needed = rate / m.requests_per_core_s;
+    let cpus = s.cpus_per_task().unwrap_or(1).max(1);
+    let runners = s.slurm.client_nodes.max(1);
+    Some(GeneratorFit {
+        measured: m.clone(),
+        cores_needed,
+        cpus_per_runner: cpus,
+        runners,
+        client_nodes_needed: (cores_needed / f64::from(cpus)).ceil().max(1.0) as u32,
+        fits: cores_needed <= f64::from(cpus * runners),
+    })
+}
+
+/// One row per service; `measured`: the load generator's cost per service name, when an
+/// earlier run measured it.
+pub fn explain_rows(
+    l: &recipe::Loaded,
+    measured: &BTreeMap<String, MeasuredGenerator>,
+) -> Vec<ExplainService> {
     l.plan
         .services
         .iter()
@@ -58,8 +112,55 @@ pub fn explain_rows(l: &recipe::Loaded) -> Vec<ExplainService> {
             cannot_run: l.cannot_run_reason(&s.name).map(|d| d.message.clone()),
             nodes: s.slurm.nodes,
             client_nodes: s.slurm.client_nodes,
+            generator: generator_fit(s, measured.get(&s.name)),
         })
         .collect()
+}
+
+/// The `load generator` lines of `explain`: per service with a measured cost, whether the
+/// cores its runners get drive the target rate, and how many client nodes would.
+fn generator_lines(out: &mut String, rows: &[ExplainService]) {
+    for r in rows {
+        let Some(g) = &r.generator else { continue };
+        let at_least = if g.measured.lower_bound {
+            "at least "
+        } else {
+            ""
+        };
+        let _ = write!(
+            out,
+            "{}: load generator: one core drives {at_least}{:.0} req/s (run {}); {:.0} req/s needs {:.2} core{}",
+            r.name,
+            g.measured.requests_per_core_s,
+            g.measured.run_id,
+            r.target_rate_per_s.unwrap_or(0.0),
+            g.cores_needed,
+            if g.cores_needed == 1.0 { "" } else { "s" },
+        );
+        let given = format!(
+            "{} runner{} × {} CPU{}",
+            g.runners,
+            if g.runners == 1 { "" } else { "s" },
+            g.cpus_per_runner,
+            if g.cpus_per_runner == 1 { "" } else { "s" }
+        );
+        if g.fits {
+            let _ = writeln!(out, ": fits ({given})");
+        } else {
+            let _ = writeln!(
+                out,
+                ": MORE THAN the {given} the SLURM job gives; use `client_nodes: {}` (at {} CPU{} each) or more `cpus_per_task`{}",
+                g.client_nodes_needed,
+                g.cpus_per_runner,
+                if g.cpus_per_runner == 1 { "" } else { "s" },
+                if g.measured.lower_bound {
+                    " (the cost was measured far below the ceiling: a short run at the target rate tells exactly)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
 }
 
 /// The JSON of `explain --json`.
@@ -138,6 +239,7 @@ pub fn explain_text(l: &recipe::Loaded, rows: &[ExplainService]) -> String {
         );
     }
     out.push('\n');
+    generator_lines(&mut out, rows);
     // Placement: the service takes the job's first node; `client_nodes: N`, or the seed's
     // `nodes: N` without it, puts the clients on the other nodes.
     for r in rows.iter().filter(|r| r.client_nodes > 0) {

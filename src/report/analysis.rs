@@ -304,7 +304,8 @@ fn build_campaign(
         .map(|(key, idx)| aggregate(key, &idx, &runs))
         .collect();
 
-    let runs: Vec<RunAnalysis> = runs.into_iter().map(|(r, _)| r).collect();
+    let mut runs: Vec<RunAnalysis> = runs.into_iter().map(|(r, _)| r).collect();
+    super::generator::attach(&mut runs);
     let mut names: Vec<String> = runs.iter().map(|r| r.campaign.clone()).collect();
     names.sort();
     names.dedup();
@@ -740,6 +741,7 @@ fn analyze_run_inner(
         energy,
         cpu_user_s: run.cpu_user_s,
         cpu_system_s: run.cpu_system_s,
+        generator_cost: None,
         timeseries,
         recipe,
     };

@@ -89,6 +89,8 @@ struct RunPage<'a> {
 struct RunView {
     gates: Vec<GateView>,
     provenance: String,
+    /// The load generator's cost per request and ceiling, one line.
+    generator_cost: String,
     charts: String,
     token_source: &'static str,
     llm_charts: String,
@@ -255,6 +257,11 @@ fn run_view(r: &RunAnalysis) -> RunView {
             })
             .collect(),
         provenance: super::provenance::html_block(r),
+        generator_cost: r
+            .generator_cost
+            .as_ref()
+            .map(|c| c.describe())
+            .unwrap_or_default(),
         charts: run_charts(r),
         token_source: match r.llm.as_ref().map(|l| l.tokens_source) {
             Some(TokenSource::Server) => "server-reported counts",

@@ -10,6 +10,7 @@ pub mod capacity;
 pub mod compare;
 pub mod document;
 pub mod format;
+pub mod generator;
 pub mod history;
 pub mod html;
 pub mod integrity;

@@ -348,6 +348,10 @@ pub struct RunAnalysis {
     pub energy: Option<EnergyStats>,
     pub cpu_user_s: Option<f64>,
     pub cpu_system_s: Option<f64>,
+    /// The load generator's cost per request and the ceiling it gives (see
+    /// [`super::generator`]); absent without CPU times or when the run shared its process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_cost: Option<GeneratorCost>,
     pub timeseries: Vec<TimePoint>,
     /// Corrected latency CDF of successful requests.
     pub latency_cdf_ms: Vec<CdfPoint>,
@@ -499,4 +503,38 @@ pub struct CapacitySearchReport {
     /// Wall-clock length of the search, seconds.
     pub elapsed_s: Option<f64>,
     pub steps: Vec<CapacityStep>,
+}
+
+/// How close a run came to its generator's ceiling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CeilingBasis {
+    /// The generator kept the client's cores busy: the figure is its ceiling.
+    NearCeiling,
+    /// The generator was mostly idle: its fixed costs weigh on every request, and the ceiling
+    /// is at least this.
+    LowerBound,
+}
+
+/// The load generator's cost per request in one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GeneratorCost {
+    /// Requests the run sent (warmup included: they cost CPU too).
+    pub requests: u64,
+    /// The runner's user + system CPU seconds over the run.
+    pub cpu_s: f64,
+    /// CPU microseconds per request.
+    pub cpu_us_per_request: f64,
+    /// Requests one fully used core drives for this kind: `requests / cpu_s`.
+    pub requests_per_core_s: f64,
+    /// Cores this process could use on the client node (`cpu.available`), when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cores: Option<u32>,
+    /// `requests_per_core_s × cores`: what this client node drives at most, by this cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_ceiling_rps: Option<f64>,
+    /// CPU seconds over wall seconds over cores: how busy the generator was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utilization: Option<f64>,
+    pub basis: CeilingBasis,
 }

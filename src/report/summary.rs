@@ -43,6 +43,13 @@ pub struct RunSummary {
     pub recall_k: Option<f64>,
     /// One line of what ran the run (hardware, software, service version).
     pub system: String,
+    /// The load generator's cost per request and its ceiling (see `report::generator`);
+    /// `None` when the run shared its process with another run of this invocation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generator_cost: Option<crate::report::generator::GeneratorCost>,
+    /// Start and end of the run (epoch ns) and its host: which runs shared a process.
+    #[serde(skip)]
+    span: (String, i64, i64),
 }
 
 impl RunSummary {
@@ -91,8 +98,26 @@ impl RunSummary {
             recall_at_k: metric("recall_at_k"),
             recall_k: metric("recall_k"),
             system: crate::report::provenance::summary_line(&a.provenance.system),
+            generator_cost: crate::report::generator::cost(a),
+            span: (a.provenance.host.clone(), a.started_ns, a.ended_ns),
         }
     }
+}
+
+/// Drop the generator cost of runs that overlapped another of `summaries` on the same host
+/// (they shared the process's CPU), then one `load generator:` line per run that has one.
+pub fn generator_lines(summaries: &mut [RunSummary]) -> String {
+    let spans: Vec<(String, i64, i64)> = summaries.iter().map(|s| s.span.clone()).collect();
+    let mut out = String::new();
+    for (i, s) in summaries.iter_mut().enumerate() {
+        if crate::report::generator::shares_host(&spans, i) {
+            s.generator_cost = None;
+        }
+        if let Some(c) = &s.generator_cost {
+            out += &format!("load generator [{}]: {}\n", s.service, c.describe());
+        }
+    }
+    out
 }
 
 /// Summarize one run from its rows.

@@ -337,6 +337,9 @@ pub fn to_summary(d: &ReportDocument) -> String {
                 g.gate,
             );
         }
+        if let Some(c) = &r.generator_cost {
+            let _ = writeln!(s, "  load generator: {}", c.describe());
+        }
     }
     let _ = writeln!(
         s,

@@ -528,3 +528,13 @@ pub fn stored_histograms(conn: &Connection, name: &str) -> Result<Vec<Vec<u8>>, 
     let blobs = st.query_map([name], |r| r.get::<_, Vec<u8>>(0))?;
     blobs.collect()
 }
+
+/// Every request row of a run, warmup included (what its load generator sent and finished).
+pub fn request_count(conn: &Connection, run_id: &str) -> Result<u64, DbError> {
+    conn.query_row(
+        "SELECT count(*) FROM requests WHERE run_id = ?1",
+        [run_id],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n.max(0) as u64)
+}

@@ -21,6 +21,7 @@ mod data_vector;
 mod docs_commands;
 mod doctor_cli;
 mod durability_kill;
+mod generator_ceiling;
 mod hostile_cli;
 mod hostile_values;
 mod library_session;
