@@ -288,20 +288,39 @@ fn valid_row(k: &str, cand: &CampaignAnalysis, b: &Side, c: &Side) -> Row {
     r
 }
 
+/// Every figure of a candidate whose load generator could not keep its schedule was timed by
+/// that generator: a change beyond the limit there is not the service's to answer for (the
+/// comparison ends `INVALID`, exit 5, and says to measure again).
+fn starved_candidate(rows: &mut [Row]) {
+    for r in rows
+        .iter_mut()
+        .filter(|r| r.metric != "valid" && r.status == Status::Regression)
+    {
+        r.status = Status::Inconclusive;
+        r.note = Some("measured by a load generator that could not keep its schedule (the candidate is invalid for generator_saturated): rerun it on a quieter client node".into());
+    }
+}
+
 /// Whether the runs `run_ids` of `a` are invalid only because the load generator could not
 /// keep its schedule (a rate not reached along with it is the generator's too).
 fn generator_invalid(a: &CampaignAnalysis, run_ids: &[String]) -> bool {
-    use super::model::ReasonCode::{GeneratorSaturated, TargetRateNotReached};
+    use super::model::ReasonCode::{self, GeneratorSaturated, TargetRateNotReached};
     let reasons: Vec<_> = a
         .runs
         .iter()
         .filter(|r| run_ids.contains(&r.run_id))
         .flat_map(|r| r.invalid_reasons.iter().map(|x| x.code))
         .collect();
+    // A starved generator also notices completions late, which holds connections longer: a
+    // few waits for a connection along with it are its doing too (a slow service alone makes
+    // waits without generator lag, which leaves those out).
     reasons.contains(&GeneratorSaturated)
-        && reasons
-            .iter()
-            .all(|c| matches!(c, GeneratorSaturated | TargetRateNotReached))
+        && reasons.iter().all(|c| {
+            matches!(
+                c,
+                GeneratorSaturated | TargetRateNotReached | ReasonCode::ConnectionLimited
+            )
+        })
 }
 
 /// One line per run of `side` whose runner was lost (its `lost:` validity reason).
@@ -489,7 +508,8 @@ pub fn compare(
             candidate_repeats: c.repeats.len(),
         });
         let r = valid_row(&k, cand, b, c);
-        generator_invalid_candidate |= r.note.is_some();
+        let measured_by_a_starved_generator = r.note.is_some();
+        generator_invalid_candidate |= measured_by_a_starved_generator;
         rows.push(r);
         let from_recipe = recipe_thresholds(cand, c.latest);
         let floors_from_recipe = recipe_floors(cand, c.latest);
@@ -554,6 +574,9 @@ pub fn compare(
         blame_the_generator(&mut rows[first..], (base, b), (cand, c));
         within_timing_jitter(&mut rows[first..], (base, b), (cand, c));
         across_the_run(&mut rows[first..], b, c);
+        if measured_by_a_starved_generator {
+            starved_candidate(&mut rows[first..]);
+        }
     }
     for c in &cand_sides {
         if !base_sides.iter().any(|b| key(b.latest) == key(c.latest)) {

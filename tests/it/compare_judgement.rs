@@ -540,19 +540,22 @@ fn a_candidate_invalid_because_its_generator_fell_behind_is_not_a_regression() {
     let dir = tempfile::tempdir().unwrap();
     // The same 2 ms service on both sides; the candidate's load generator recorded a lag p99
     // of 12 ms (over the 5 ms limit): that run is invalid (generator_saturated).
-    let side = |name: &str, gen_lag_ms: f64| {
+    let side = |name: &str, gen_lag_ms: f64, service_ms: i64, extra: &[(&str, f64)]| {
         let path = dir.path().join(format!("{name}.db"));
         let mut db = TestDb::create(&path);
         db.add_run(&RunSpec::new(name, "api", "http"));
         let reqs: Vec<Req> = (0..1000i64)
-            .map(|i| Req::ok("GET", T0 + S + i * 10 * MS, 10 * US, 2 * MS))
+            .map(|i| Req::ok("GET", T0 + S + i * 10 * MS, 10 * US, service_ms * MS))
             .collect();
         db.add_requests(name, &reqs);
         db.add_metric(name, "generator_lag_p99_ms", gen_lag_ms, "ms");
+        for (metric, value) in extra {
+            db.add_metric(name, metric, *value, "count");
+        }
         path
     };
-    let base = side("base", 0.05);
-    let cand = side("cand", 12.0);
+    let base = side("base", 0.05, 2, &[]);
+    let cand = side("cand", 12.0, 2, &[]);
     let (code, text) = compare(&base, &cand, &[]);
     assert_eq!(
         code,
@@ -573,4 +576,21 @@ fn a_candidate_invalid_because_its_generator_fell_behind_is_not_a_regression() {
     assert_eq!(code, Some(5));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["candidate_generator_invalid"], true, "{json}");
+    // A starved generator also times everything late, and a few of its requests wait for a
+    // connection: its figures that moved (2 → 4 ms here) are not the service's either.
+    let slow = side(
+        "slow",
+        12.0,
+        4,
+        &[
+            ("connection_limited", 1.0),
+            ("requests_waited_for_connection", 7.0),
+        ],
+    );
+    let (code, text) = compare(&base, &slow, &[]);
+    assert_eq!(code, Some(5), "{text}");
+    assert!(
+        text.contains("measured by a load generator that could not keep its schedule"),
+        "{text}"
+    );
 }

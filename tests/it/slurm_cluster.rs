@@ -603,17 +603,37 @@ fn capacity_search_runs_as_a_batch_job() {
 ";
     let mut svc = http_service("web", port, search);
     svc = svc.replace("    arrival: closed\n", "    arrival: constant\n");
-    let c = submit(&recipe("capacity campaign", &[svc]), &["--capacity"]);
-    let camp = Connection::open(c.dir.join("campaign.db")).unwrap();
-    let script: String = camp
-        .query_row(
-            "SELECT script_path FROM jobs WHERE service = 'web'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(script, "scripts/web.capacity.sbatch");
-    let v = c.wait_done(Duration::from_secs(180));
+    // A step whose load generator was starved of CPU (a loaded CI machine: 54 ms late at
+    // 20 req/s was seen) ends the search "generator_limited", truthfully: measure again.
+    let mut attempt = 0;
+    let (c, v) = loop {
+        attempt += 1;
+        let c = submit(
+            &recipe("capacity campaign", &[svc.clone()]),
+            &["--capacity"],
+        );
+        let camp = Connection::open(c.dir.join("campaign.db")).unwrap();
+        let script: String = camp
+            .query_row(
+                "SELECT script_path FROM jobs WHERE service = 'web'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(script, "scripts/web.capacity.sbatch");
+        let v = c.wait_done(Duration::from_secs(180));
+        let starved = c
+            .logs()
+            .contains("the load generator could not keep its schedule");
+        if states(&v) != vec![("web".to_string(), "COMPLETED".to_string())]
+            && starved
+            && attempt < 3
+        {
+            eprintln!("attempt {attempt}: the load generator was starved of CPU; again");
+            continue;
+        }
+        break (c, v);
+    };
     assert_eq!(
         states(&v),
         vec![("web".to_string(), "COMPLETED".to_string())],
