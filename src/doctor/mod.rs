@@ -110,7 +110,7 @@ pub struct Site {
     /// QOS names that exist.
     pub qos: Option<Vec<String>>,
     /// The memory a job without `--mem` gets (DefMemPerNode / DefMemPerCPU).
-    pub mem_default: Option<sys::MemDefault>,
+    pub mem_default: Option<crate::slurm::memory::MemDefault>,
     pub user: String,
 }
 
@@ -129,7 +129,9 @@ impl Site {
             Err(e) => (None, Some(e)),
         };
         let qos = sys::qos_names().ok();
-        let mem_default = partitions.as_ref().and_then(|_| sys::mem_default());
+        let mem_default = partitions
+            .as_ref()
+            .and_then(|_| crate::slurm::memory::mem_default());
         Site {
             mem_default,
             apptainer,
@@ -650,53 +652,46 @@ fn check_slurm(site: &Site, svc: &Service) -> Vec<Check> {
     out
 }
 
-/// What memory the service's job gets: its `slurm.mem`, else the cluster's default (there is
-/// no default of our own); a warning when a server the job starts would get less than its
-/// kind's floor.
+/// What memory the service's job gets: its `slurm.mem`, else the cluster's default; a
+/// warning when a server the job starts would get less than its kind's floor. Without
+/// `slurm.mem`, `submit` then adds `--mem=<floor>` on the sbatch command line
+/// (`slurm::memory::mem_raise`); a script submitted by hand gets the default.
 fn check_memory(site: &Site, svc: &Service) -> Vec<Check> {
-    use sys::MemDefault;
+    use crate::slurm::memory;
     let n = &svc.name;
-    let cpus = u64::from(svc.cpus_per_task().unwrap_or(1));
+    let cpus = memory::job_cpus(svc);
     let (mib, how) = match (svc.slurm.mem.as_deref(), site.mem_default) {
         (Some(m), _) => match crate::recipe::plan::mem_mib(m) {
             Some(0) | None => (None, format!("slurm.mem {m}: all of the node's memory")),
             Some(x) => (Some(x), format!("slurm.mem {m} (--mem)")),
         },
-        (None, Some(MemDefault::PerNode(None))) => (
-            None,
-            "no slurm.mem: the cluster's DefMemPerNode=UNLIMITED gives the job all of the node's memory"
-                .to_string(),
-        ),
-        (None, Some(MemDefault::PerNode(Some(x)))) => (
-            Some(x),
-            format!("no slurm.mem: the cluster's DefMemPerNode gives the job {x} MiB"),
-        ),
-        (None, Some(MemDefault::PerCpu(x))) => (
-            Some(x * cpus),
-            format!(
-                "no slurm.mem: the cluster's DefMemPerCPU={x} MiB x {cpus} CPU(s) gives the job {} MiB",
-                x * cpus
-            ),
+        (None, Some(d)) => (
+            d.job_mib(cpus),
+            format!("no slurm.mem: {}", d.describe(cpus)),
         ),
         (None, None) => return Vec::new(),
     };
-    // The kind's floor (`Kind::mem_floor_mib`), for a server the job starts.
-    let floor = if svc.runtime == crate::recipe::Runtime::External {
-        None
-    } else {
-        svc.kind.spec().mem_floor_mib()
-    };
-    match (mib, floor) {
-        (Some(have), Some(floor)) if have < floor => vec![Check::warn(
-            format!("slurm.mem[{n}]"),
-            format!(
-                "{how}: less than the {} GiB a started {} server should have (it may be \
-                 OOM-killed while loading)",
-                floor / 1024,
-                svc.kind.as_str()
-            ),
-            format!("set `slurm.mem` (e.g. `mem: {}G`) on `{n}`", floor / 1024),
-        )],
+    match (mib, memory::started_floor_mib(svc)) {
+        (Some(have), Some(floor)) if have < floor => {
+            let submit = if svc.slurm.mem.is_none() {
+                format!(
+                    "; `factorybench submit` adds --mem={floor}M on the sbatch command line, a \
+                     script submitted by hand gets the default"
+                )
+            } else {
+                String::new()
+            };
+            vec![Check::warn(
+                format!("slurm.mem[{n}]"),
+                format!(
+                    "{how}: less than the {} GiB a started {} server should have (it may be \
+                     OOM-killed while loading){submit}",
+                    floor / 1024,
+                    svc.kind.as_str()
+                ),
+                format!("set `slurm.mem` (e.g. `mem: {}G`) on `{n}`", floor / 1024),
+            )]
+        }
         _ => vec![Check::ok(format!("slurm.mem[{n}]"), how)],
     }
 }
@@ -1079,7 +1074,7 @@ mod tests {
     /// bound model store.
     #[test]
     fn memory_is_the_recipes_or_the_clusters_default_and_an_llm_gets_a_floor() {
-        use sys::MemDefault;
+        use crate::slurm::memory::MemDefault;
         let svc = |extra: &str| {
             crate::recipe::parse_str(
                 &format!(
@@ -1106,6 +1101,11 @@ mod tests {
         );
         assert!(
             c.fix.as_deref().unwrap_or_default().contains("mem: 16G"),
+            "{c:?}"
+        );
+        assert!(
+            c.why
+                .contains("`factorybench submit` adds --mem=16384M on the sbatch command line"),
             "{c:?}"
         );
         let c = &check_memory(&site(Some(MemDefault::PerNode(None))), &svc(""))[0];

@@ -163,36 +163,6 @@ pub fn accounts_enforced() -> bool {
     })
 }
 
-/// The memory the cluster gives a job that asks for none (`scontrol show config`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MemDefault {
-    /// `DefMemPerNode`: MiB per node; `None`: UNLIMITED (all of the node's memory).
-    PerNode(Option<u64>),
-    /// `DefMemPerCPU`: MiB per allocated CPU.
-    PerCpu(u64),
-}
-
-/// The controller's default job memory (`None` when scontrol does not say).
-pub fn mem_default() -> Option<MemDefault> {
-    parse_mem_default(&run("scontrol", &["show", "config"]).ok()?)
-}
-
-pub fn parse_mem_default(config: &str) -> Option<MemDefault> {
-    let value = |key: &str| {
-        config.lines().find_map(|l| {
-            let (k, v) = l.split_once('=')?;
-            (k.trim() == key).then(|| v.trim().to_string())
-        })
-    };
-    let mib = |v: &str| v.parse::<u64>().ok().filter(|n| *n > 0);
-    if let Some(v) = value("DefMemPerCPU") {
-        if let Some(n) = mib(&v) {
-            return Some(MemDefault::PerCpu(n));
-        }
-    }
-    value("DefMemPerNode").map(|v| MemDefault::PerNode(mib(&v)))
-}
-
 /// The `sbatch` options a service's job asks for.
 pub fn sbatch_test_args(s: &SlurmSpec) -> Vec<String> {
     let mut a = Vec::new();
@@ -313,23 +283,6 @@ mod tests {
         assert_eq!(p.len(), 2);
         assert!(p[0].default && p[0].gres.is_empty());
         assert_eq!(p[1].gres, vec!["gpu:2", "gpu:4"]);
-    }
-
-    #[test]
-    fn default_memory_from_the_controller_config() {
-        assert_eq!(
-            parse_mem_default("DefMemPerNode           = UNLIMITED\nMaxMemPerNode = UNLIMITED\n"),
-            Some(MemDefault::PerNode(None))
-        );
-        assert_eq!(
-            parse_mem_default("DefMemPerCPU = 2048\n"),
-            Some(MemDefault::PerCpu(2048))
-        );
-        assert_eq!(
-            parse_mem_default("DefMemPerNode = 64000\n"),
-            Some(MemDefault::PerNode(Some(64000)))
-        );
-        assert_eq!(parse_mem_default("ClusterName = x\n"), None);
     }
 
     #[test]

@@ -388,8 +388,10 @@ pub struct SlurmSpec {
     /// GPU, the clients' on this partition (default: the cluster's default) without one.
     pub client_partition: Option<String>,
     pub cpus_per_task: Option<u32>,
-    /// `--mem` as sbatch spells it (`16G`, `512M`, `0` = all of a node's memory); no default:
-    /// without it the cluster's DefMemPerNode / DefMemPerCPU applies (`doctor` says how much).
+    /// `--mem` as sbatch spells it (`16G`, `512M`, `0` = all of a node's memory); without it
+    /// the cluster's DefMemPerNode / DefMemPerCPU applies (`doctor` says how much), except that
+    /// `submit` raises a started server to its kind's floor when that default is known and
+    /// lower (`slurm::memory::mem_raise`).
     pub mem: Option<String>,
     pub qos: Option<String>,
     pub gres: Option<String>,

@@ -75,7 +75,18 @@ struct Page<'a> {
     capacity: String,
     service_charts: String,
     sweep_charts: String,
+    /// The service aggregates whose service node's GPUs were sampled.
+    service_nodes: Vec<ServiceNodeView<'a>>,
     runs: Vec<RunPage<'a>>,
+}
+
+/// One service aggregate's service-node GPU telemetry.
+#[derive(Serialize)]
+struct ServiceNodeView<'a> {
+    service: &'a str,
+    /// `param=value` of a sweep point.
+    sweep: Option<String>,
+    telemetry: &'a super::model::ServiceNodeTelemetry,
 }
 
 #[derive(Serialize)]
@@ -131,6 +142,21 @@ pub fn to_html(d: &ReportDocument) -> String {
         capacity: super::capacity::html_section(&a.capacity),
         service_charts: service_charts(&a.services),
         sweep_charts: sweep_charts(&a.services),
+        service_nodes: a
+            .services
+            .iter()
+            .filter_map(|s| {
+                Some(ServiceNodeView {
+                    service: &s.service,
+                    sweep: s
+                        .sweep_param
+                        .as_ref()
+                        .zip(s.sweep_value.as_ref())
+                        .map(|(p, v)| format!("{p}={v}")),
+                    telemetry: s.service_node.as_ref()?,
+                })
+            })
+            .collect(),
         runs: a
             .runs
             .iter()

@@ -116,9 +116,48 @@ mod tests {
         let per_request = e.energy_per_request_j.unwrap();
         assert!((per_request - 300.0 / agg.total.ok as f64).abs() < 1e-9);
         assert_eq!(agg.total.ok, 20);
-        // A report without such a file has none.
+        // The text and HTML reports show it, saying where it was sampled.
+        let mut shown = a.clone();
+        // Two synthetic sweep points beside it: an LLM's (per output token) and one whose
+        // window held no energy reading.
+        let mut llm = agg.clone();
+        llm.sweep_param = Some("model".into());
+        llm.sweep_value = Some("m-8b".into());
+        let sn = llm.service_node.as_mut().unwrap();
+        sn.gpus = 2;
+        let e = sn.energy.as_mut().unwrap();
+        e.energy_per_output_token_j = Some(e.total_energy_j / 1200.0);
+        let mut none = agg.clone();
+        none.sweep_param = Some("model".into());
+        none.sweep_value = Some("m-70b".into());
+        none.service_node.as_mut().unwrap().energy = None;
+        shown.services.extend([llm, none]);
+        insta::assert_snapshot!(
+            "service_node_text",
+            crate::report::text::service_node_lines(&shown.services)
+        );
+        let doc = crate::report::document::ReportDocument::new(shown, t.path());
+        let text = crate::report::text::to_summary(&doc);
+        assert!(
+            text.contains("GPUs sampled on the service node (NVML)")
+                && text.contains("  s: node gpu1, 1 GPU: 300 J, 15 J per request"),
+            "{text}"
+        );
+        let html = crate::report::html::to_html(&doc);
+        let from = html
+            .find("<h2 id=\"service-node\">")
+            .expect("service node section");
+        let to = from + html[from..].find("</table>").unwrap() + "</table>".len();
+        insta::assert_snapshot!(
+            "service_node_html",
+            html[from..to].replace("<tr>", "\n<tr>")
+        );
+        // A report without such a file has none, and no section.
         std::fs::remove_file(runs.join(format!("s-7{SUFFIX}"))).unwrap();
         let a = crate::report::analysis::analyze_path(t.path()).unwrap();
         assert!(a.services[0].service_node.is_none());
+        let doc = crate::report::document::ReportDocument::new(a.clone(), t.path());
+        assert!(!crate::report::html::to_html(&doc).contains("service-node"));
+        assert!(!crate::report::text::to_summary(&doc).contains("service node"));
     }
 }

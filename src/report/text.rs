@@ -326,6 +326,7 @@ pub fn to_summary(d: &ReportDocument) -> String {
             m.measured_from,
         );
     }
+    s += &service_node_lines(&a.services);
     for r in &a.runs {
         let _ = writeln!(s, "\nrun {} ({}, {}):", r.run_id, r.service, r.started_at);
         for g in &r.gates {
@@ -350,5 +351,46 @@ pub fn to_summary(d: &ReportDocument) -> String {
         "full report: factorybench report {} --format html --out report.html  (JSON: --format json)",
         crate::render::shell_quote(&d.provenance.campaign_path)
     );
+    s
+}
+
+/// One line per service aggregate whose service node's GPUs were sampled (a multi-node job:
+/// the runners on the client nodes sample no GPU): the node, its GPUs and their energy over the
+/// aggregate's measured window, per successful request and per output token of all client
+/// nodes together. Empty when no aggregate has such samples.
+pub fn service_node_lines(services: &[super::model::ServiceAggregate]) -> String {
+    let mut s = String::new();
+    for m in services {
+        let Some(sn) = &m.service_node else { continue };
+        if s.is_empty() {
+            s +=
+                "\nGPUs sampled on the service node (NVML), over each service's measured window:\n";
+        }
+        let name = match (&m.sweep_param, &m.sweep_value) {
+            (Some(p), Some(v)) => format!("{} [{p}={v}]", m.service),
+            _ => m.service.clone(),
+        };
+        let energy = match &sn.energy {
+            None => "no energy reading in the window".to_string(),
+            Some(e) => {
+                use super::svg::fmt_num;
+                let mut t = format!("{} J", fmt_num(e.total_energy_j));
+                if let Some(v) = e.energy_per_request_j {
+                    let _ = write!(t, ", {} J per request", fmt_num(v));
+                }
+                if let Some(v) = e.energy_per_output_token_j {
+                    let _ = write!(t, ", {} J per output token", fmt_num(v));
+                }
+                t
+            }
+        };
+        let _ = writeln!(
+            s,
+            "  {name}: node {}, {} GPU{}: {energy}",
+            sn.node,
+            sn.gpus,
+            if sn.gpus == 1 { "" } else { "s" }
+        );
+    }
     s
 }

@@ -18,6 +18,7 @@
 //! kills them), each with `--client-share I/N` and its own run file (docs/slurm.md).
 
 pub mod campaign;
+pub mod memory;
 pub mod status;
 pub mod submit;
 
@@ -264,6 +265,9 @@ pub struct SubmitOptions {
     pub qos: Option<String>,
     /// `--time` (the report job; service scripts carry their own).
     pub time: Option<String>,
+    /// `--mem` (a service job whose server would get less than its kind's floor from the
+    /// cluster's default: [`memory::mem_raise`]); it overrides the script's directives.
+    pub mem: Option<String>,
 }
 
 impl SubmitOptions {
@@ -287,6 +291,9 @@ impl SubmitOptions {
         }
         if let Some(v) = &self.time {
             a.push(format!("--time={v}"));
+        }
+        if let Some(v) = &self.mem {
+            a.push(format!("--mem={v}"));
         }
         if !self.dependency.is_empty() {
             a.push(format!("--dependency={}", self.dependency.to_arg()));

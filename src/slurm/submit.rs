@@ -4,6 +4,7 @@
 //! `campaign.db`.
 
 use super::campaign::{self, Campaign, JobRecord, JobRole};
+use super::memory::{self, MemRaise};
 use super::{DependencyKind, SubmitOptions};
 use crate::recipe::Plan;
 use std::collections::HashMap;
@@ -85,6 +86,9 @@ pub struct Submitted {
     pub record: JobRecord,
     /// The sbatch arguments.
     pub args: Vec<String>,
+    /// The `--mem` that `submit` added to this service job, and why
+    /// ([`super::memory::mem_raise`]).
+    pub mem_raise: Option<MemRaise>,
 }
 
 pub fn submit_jobs(
@@ -99,7 +103,8 @@ pub fn submit_jobs(
                    role: JobRole,
                    script: Option<&Path>,
                    opts: SubmitOptions,
-                   array_size: Option<u32>|
+                   array_size: Option<u32>,
+                   mem_raise: Option<MemRaise>|
      -> anyhow::Result<String> {
         let args = opts.args(script);
         let job_id = if a.dry_run {
@@ -121,7 +126,11 @@ pub fn submit_jobs(
         if !a.dry_run {
             camp.record_job(&record)?;
         }
-        submitted.push(Submitted { record, args });
+        submitted.push(Submitted {
+            record,
+            args,
+            mem_raise,
+        });
         Ok(job_id)
     };
 
@@ -133,14 +142,20 @@ pub fn submit_jobs(
             Some(&monitor),
             SubmitOptions::default(),
             None,
+            None,
         )?;
     }
     let mut previous: Option<String> = None;
     let mut service_ids = Vec::new();
-    for s in submission_order(plan, a.service.as_deref()) {
-        if a.capacity && s.capacity_search.is_none() {
-            continue;
-        }
+    let services: Vec<_> = submission_order(plan, a.service.as_deref())
+        .into_iter()
+        .filter(|s| !a.capacity || s.capacity_search.is_some())
+        .collect();
+    // The cluster's default job memory, asked only when a job could need more than it gives.
+    let mem_default = memory::may_raise(services.iter().copied())
+        .then(memory::mem_default)
+        .flatten();
+    for s in services {
         let script = dir.join("scripts").join(if a.capacity {
             format!("{}.capacity.sbatch", s.name)
         } else {
@@ -153,7 +168,11 @@ pub fn submit_jobs(
                 script.display()
             );
         }
-        let mut opts = SubmitOptions::default();
+        let mem_raise = memory::mem_raise(s, mem_default);
+        let mut opts = SubmitOptions {
+            mem: mem_raise.as_ref().map(MemRaise::mem_value),
+            ..Default::default()
+        };
         let parents: Vec<String> = s
             .depends_on
             .iter()
@@ -171,7 +190,14 @@ pub fn submit_jobs(
             .as_ref()
             .filter(|_| !a.capacity)
             .map(|w| w.values.len() as u32);
-        let id = sub(&s.name, JobRole::Service, Some(&script), opts, array_size)?;
+        let id = sub(
+            &s.name,
+            JobRole::Service,
+            Some(&script),
+            opts,
+            array_size,
+            mem_raise,
+        )?;
         ids.insert(s.name.clone(), id.clone());
         previous = Some(id.clone());
         service_ids.push(id);
@@ -204,7 +230,7 @@ pub fn submit_jobs(
             ..Default::default()
         };
         opts.dependency.add(DependencyKind::AfterAny, &service_ids);
-        sub("report", JobRole::Report, None, opts, None)?;
+        sub("report", JobRole::Report, None, opts, None, None)?;
     }
     Ok(())
 }
@@ -416,6 +442,9 @@ fn compile_into(
 pub fn render_submitted(rel: &str, submitted: &[Submitted], dry_run: bool) -> String {
     use std::fmt::Write as _;
     let mut out = format!("campaign: {rel}\n");
+    for r in submitted.iter().filter_map(|s| s.mem_raise.as_ref()) {
+        let _ = writeln!(out, "{}", r.note());
+    }
     if dry_run {
         out += "dry run: nothing submitted; these are the sbatch commands:\n";
         for s in submitted {

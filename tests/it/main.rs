@@ -58,6 +58,7 @@ mod service_selection;
 mod slurm_cluster;
 mod slurm_faults;
 mod slurm_matrix;
+mod slurm_memory;
 mod slurm_multinode;
 mod store_full_disk;
 mod tensor_infer;

@@ -219,6 +219,46 @@ fn monitor_up_status_down_on_slurm() {
         .collect();
     assert_eq!(ours.len(), 1, "{silences}");
 
+    // Issue 23 case 8: the seed's habit, `export PUSHGATEWAY_URL=http://<monitor-node>:9091`,
+    // names the running stack by its node's name: the run pushes with the stack's credentials
+    // (before, every push got 401 and was only counted). Its failure count is 0.
+    let by_node = format!("http://{}:{}", ep.node, ep.pushgateway.port);
+    let db2 = tmp.path().join("run-by-node.db");
+    let recipe2 = tmp.path().join("recipe-by-node.yml");
+    std::fs::write(
+        &recipe2,
+        format!(
+            "benchmark: {{name: \"{campaign}-by-node\"}}\nglobal: {{metrics_db: \"{db}\", push_interval: 0.5}}\nservices:\n  - service_name: files\n    service_type: file_storage\n    base_path: \"{files}\"\n    client_count: 1\n    requests_per_second: 20\n    warmup: 0\n    duration: 2\n    operation_mix: {{read: 1.0}}\n    file_sizes: {{\"4KB\": 1.0}}\n",
+            db = db2.display(),
+            files = tmp.path().join("files2").display(),
+        ),
+    )
+    .unwrap();
+    let out = common::bin()
+        .args(["run", "--no-progress"])
+        .arg(&recipe2)
+        .env("FACTORYBENCH_MONITOR_DIR", &dir)
+        .env("PUSHGATEWAY_URL", &by_node)
+        .env_remove("PUSHGATEWAY_PASSWORD_FILE")
+        .env_remove("PUSHGATEWAY_PASSWORD")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(5)),
+        "run with PUSHGATEWAY_URL={by_node}: {out:?}"
+    );
+    assert!(!said.contains("401"), "{said}");
+    let failures: f64 = rusqlite::Connection::open(&db2)
+        .unwrap()
+        .query_row(
+            "SELECT value FROM run_metrics WHERE name = 'pushgateway_push_failures'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the run pushed (PUSHGATEWAY_URL) and counted its failures");
+    assert_eq!(failures, 0.0, "pushes to {by_node} failed: {said}");
+
     // down: the job leaves the queue, the servers stop, the endpoint file goes.
     common::bin()
         .args(["monitor", "down", "--state-dir"])

@@ -695,8 +695,10 @@ fn measured_window_starts_at_the_instant_the_batch_step_hands_out() {
     assert!(measured > 0);
 }
 
-/// Case 7 (memory): `slurm.mem` is sbatch's `--mem`, checked as sbatch reads it, and has no
-/// default of ours (the cluster's DefMemPerNode / DefMemPerCPU applies; `doctor` says how much).
+/// Case 7 (memory): `slurm.mem` is sbatch's `--mem`, checked as sbatch reads it, and the
+/// rendered script invents no default (the cluster's DefMemPerNode / DefMemPerCPU applies;
+/// `doctor` says how much, and `submit` raises a started server to its floor on the command
+/// line: `slurm_memory.rs`).
 #[test]
 fn slurm_mem_is_rendered_as_written_and_checked_as_sbatch_reads_it() {
     let svc = |mem: &str| {
