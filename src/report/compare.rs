@@ -858,7 +858,10 @@ pub fn inconclusive_lines(c: &Comparison) -> Vec<String> {
             let j = r.judgement.as_ref();
             let what = format!("{} {}", r.service, r.metric);
             if let Some(n) = &r.note {
-                return format!("{what}: changed by {}; {n}", change_text(r));
+                return match change_text(r) {
+                    c if c.is_empty() => format!("{what}: {n}"),
+                    c => format!("{what}: changed by {c}; {n}"),
+                };
             }
             match j.and_then(|j| j.more_data_factor) {
                 Some(f) => {
