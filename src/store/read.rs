@@ -25,8 +25,9 @@ pub fn open_sqlite_read_only(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Build the `requests(run_id, scheduled_ns)` index when the file lacks it (the writer builds it
-/// when it stops; a killed run leaves it missing). Best effort: a file this process cannot
+/// Build the `requests(run_id, scheduled_ns)` index when a file of several runs lacks it (the
+/// writer builds it when it stops; a killed run leaves it missing; a file of one run is read
+/// without it). Best effort: a file this process cannot
 /// write is read without it (queries are then full scans, still correct). Returns whether the
 /// index exists afterwards.
 pub fn ensure_request_index(path: &Path) -> bool {
@@ -46,6 +47,9 @@ pub fn ensure_request_index(path: &Path) -> bool {
     }
     if has(&ro).unwrap_or(false) {
         return true;
+    }
+    if !super::wants_request_index(&ro) {
+        return false;
     }
     drop(ro);
     let rw = match Connection::open_with_flags(
