@@ -16,6 +16,7 @@
 
 pub mod campaign;
 pub mod publish;
+mod raw;
 pub mod read;
 pub mod service_node;
 mod writer;

@@ -13,6 +13,7 @@
 //! a file of several runs (a one-run file is read with sequential scans); a reader that finds it
 //! missing (a killed run) builds it ([`super::read::ensure_request_index`]).
 
+use super::raw::RawStatement;
 use super::{
     CapacitySearchRow, CapacityStepRow, FinishRun, NewRun, RequestRow, StoreError, COMMIT_INTERVAL,
 };
@@ -299,7 +300,7 @@ impl Sinks {
     /// retrying each one only burns the CPU the load generator needs.
     fn drain(
         &mut self,
-        conn: &Connection,
+        ins: &mut Inserts<'_>,
         stats: &mut WriterStats,
         discard: bool,
     ) -> rusqlite::Result<usize> {
@@ -325,7 +326,7 @@ impl Sinks {
             }
             n += self.spare.len();
             stats.requests += self.spare.len() as u64;
-            if let Err(e) = insert_requests(conn, &sink.run_id, &self.spare) {
+            if let Err(e) = insert_requests(ins, &sink.run_id, &self.spare) {
                 first_err.get_or_insert(e);
             }
             self.spare.clear();
@@ -460,6 +461,7 @@ fn writer_loop(
     };
     let mut disconnected = false;
     let mut last_drain = Instant::now();
+    let mut inserts = Inserts::new(&conn);
     loop {
         // Wait for a message, or (with sinks attached) for the next poll.
         let first = next_message(&rx, !sinks.sinks.is_empty(), &mut disconnected);
@@ -485,7 +487,7 @@ fn writer_loop(
             // Rows pushed before a sync message are committed with (or before) it.
             if urgent || last_drain.elapsed() >= DRAIN_INTERVAL {
                 last_drain = Instant::now();
-                match sinks.drain(&conn, &mut stats, error.is_some()) {
+                match sinks.drain(&mut inserts, &mut stats, error.is_some()) {
                     Ok(k) => n += k,
                     Err(e) => {
                         note(&mut error, e.to_string());
@@ -518,7 +520,7 @@ fn writer_loop(
                     }
                     _ if error.is_some() => {}
                     other => {
-                        if let Err(e) = insert_row(&conn, other, &mut stats) {
+                        if let Err(e) = insert_row(&conn, &mut inserts, other, &mut stats) {
                             note(&mut error, e.to_string());
                             restart(&conn);
                         }
@@ -547,7 +549,7 @@ fn writer_loop(
         }
         // Whatever the engine pushed since the last drain (at shutdown: what it pushed last).
         last_drain = Instant::now();
-        if let Err(e) = sinks.drain(&conn, &mut stats, error.is_some()) {
+        if let Err(e) = sinks.drain(&mut inserts, &mut stats, error.is_some()) {
             note(&mut error, e.to_string());
             restart(&conn);
         }
@@ -610,24 +612,41 @@ fn insert_sql(rows: usize, per_row: usize) -> String {
 /// Rows per statement of the middle size (for what is left after the 64-row statements).
 const ROWS_PER_SMALL_INSERT: usize = 8;
 
-/// The insert statements' SQL, by row count ([`ROWS_PER_INSERT`], [`ROWS_PER_SMALL_INSERT`],
-/// 1), lean and full; built once (`prepare_cached` looks them up by text).
-struct InsertSql {
-    lean: [(usize, String); 3],
-    full: [(usize, String); 3],
+/// Row counts of the insert statements, largest first.
+const STATEMENT_ROWS: [usize; 3] = [ROWS_PER_INSERT, ROWS_PER_SMALL_INSERT, 1];
+
+/// The writer's request insert statements (lean and full, by [`STATEMENT_ROWS`]), prepared
+/// once, when first used.
+struct Inserts<'c> {
+    conn: &'c Connection,
+    lean: [Option<RawStatement<'c>>; 3],
+    full: [Option<RawStatement<'c>>; 3],
 }
 
-fn sql() -> &'static InsertSql {
-    static SQL: OnceLock<InsertSql> = OnceLock::new();
-    SQL.get_or_init(|| {
-        let set = |per_row| {
-            [ROWS_PER_INSERT, ROWS_PER_SMALL_INSERT, 1].map(|n| (n, insert_sql(n, per_row)))
-        };
-        InsertSql {
-            lean: set(LEAN_PARAMS),
-            full: set(FULL_PARAMS),
+impl<'c> Inserts<'c> {
+    fn new(conn: &'c Connection) -> Self {
+        Inserts {
+            conn,
+            lean: [None, None, None],
+            full: [None, None, None],
         }
-    })
+    }
+
+    /// The statement for `STATEMENT_ROWS[k]` rows.
+    fn get(&mut self, full: bool, k: usize) -> rusqlite::Result<&mut RawStatement<'c>> {
+        let (slot, per_row) = if full {
+            (&mut self.full[k], FULL_PARAMS)
+        } else {
+            (&mut self.lean[k], LEAN_PARAMS)
+        };
+        if slot.is_none() {
+            *slot = Some(RawStatement::prepare(
+                self.conn,
+                &insert_sql(STATEMENT_ROWS[k], per_row),
+            )?);
+        }
+        Ok(slot.as_mut().expect("prepared above"))
+    }
 }
 
 /// Whether `r` has none of the LLM columns (it then goes through the lean statement).
@@ -640,56 +659,58 @@ fn is_lean(r: &RequestRow) -> bool {
 
 /// Bind one row's values at parameter `base + 1 ..` (`full`: the LLM columns too).
 fn bind_row(
-    st: &mut rusqlite::CachedStatement<'_>,
+    st: &mut RawStatement<'_>,
     base: usize,
     r: &RequestRow,
     full: bool,
 ) -> rusqlite::Result<()> {
-    st.raw_bind_parameter(base + 1, r.worker)?;
-    st.raw_bind_parameter(base + 2, r.seq as i64)?;
-    st.raw_bind_parameter(base + 3, r.op)?;
-    st.raw_bind_parameter(base + 4, r.scheduled_ns)?;
-    st.raw_bind_parameter(base + 5, r.sent_ns)?;
-    st.raw_bind_parameter(base + 6, r.first_byte_ns)?;
-    st.raw_bind_parameter(base + 7, r.done_ns)?;
-    st.raw_bind_parameter(base + 8, r.error_class.is_none())?;
-    st.raw_bind_parameter(base + 9, r.error_class.map(|c| c.as_str()))?;
-    st.raw_bind_parameter(base + 10, r.http_status)?;
-    st.raw_bind_parameter(base + 11, r.size_bytes as i64)?;
-    st.raw_bind_parameter(base + 12, r.bytes_sent as i64)?;
-    st.raw_bind_parameter(base + 13, r.bytes_received as i64)?;
-    st.raw_bind_parameter(base + 14, r.warmup)?;
+    st.int(base + 1, i64::from(r.worker))?;
+    st.int(base + 2, r.seq as i64)?;
+    st.static_text(base + 3, r.op)?;
+    st.int(base + 4, r.scheduled_ns)?;
+    st.int(base + 5, r.sent_ns)?;
+    st.opt_int(base + 6, r.first_byte_ns)?;
+    st.int(base + 7, r.done_ns)?;
+    st.int(base + 8, i64::from(r.error_class.is_none()))?;
+    match r.error_class {
+        Some(c) => st.static_text(base + 9, c.as_str())?,
+        None => st.null(base + 9)?,
+    }
+    st.opt_int(base + 10, r.http_status.map(i64::from))?;
+    st.int(base + 11, r.size_bytes as i64)?;
+    st.int(base + 12, r.bytes_sent as i64)?;
+    st.int(base + 13, r.bytes_received as i64)?;
+    st.int(base + 14, i64::from(r.warmup))?;
     if full {
-        st.raw_bind_parameter(base + 15, r.input_tokens.map(|v| v as i64))?;
-        st.raw_bind_parameter(base + 16, r.output_tokens.map(|v| v as i64))?;
-        st.raw_bind_parameter(base + 17, r.tokens_from_server)?;
-        st.raw_bind_parameter(base + 18, &r.itl_us)?;
+        st.opt_int(base + 15, r.input_tokens.map(|v| v as i64))?;
+        st.opt_int(base + 16, r.output_tokens.map(|v| v as i64))?;
+        st.opt_int(base + 17, r.tokens_from_server.map(i64::from))?;
+        st.opt_blob(base + 18, r.itl_us.as_deref())?;
     }
     Ok(())
 }
 
 /// Insert `rows` of `run_id`: [`ROWS_PER_INSERT`] rows per prepared statement, then
-/// [`ROWS_PER_SMALL_INSERT`], the rest one by one (the statements stay in the connection's
-/// cache). A batch without any LLM value (every non-LLM service) goes through the lean
-/// statements, which leave the LLM columns NULL.
-fn insert_requests(conn: &Connection, run_id: &str, rows: &[RequestRow]) -> rusqlite::Result<()> {
+/// [`ROWS_PER_SMALL_INSERT`], the rest one by one. A batch without any LLM value (every
+/// non-LLM service) goes through the lean statements, which leave the LLM columns NULL.
+fn insert_requests(
+    ins: &mut Inserts<'_>,
+    run_id: &str,
+    rows: &[RequestRow],
+) -> rusqlite::Result<()> {
     let full = !rows.iter().all(is_lean);
-    let (per_row, statements) = if full {
-        (FULL_PARAMS, &sql().full)
-    } else {
-        (LEAN_PARAMS, &sql().lean)
-    };
+    let per_row = if full { FULL_PARAMS } else { LEAN_PARAMS };
     let mut rest = rows;
-    for (size, text) in statements {
-        let mut chunks = rest.chunks_exact(*size);
+    for (k, size) in STATEMENT_ROWS.into_iter().enumerate() {
+        let mut chunks = rest.chunks_exact(size);
         if chunks.len() > 0 {
-            let mut st = conn.prepare_cached(text)?;
-            st.raw_bind_parameter(1, run_id)?;
+            let st = ins.get(full, k)?;
+            st.text(1, run_id)?;
             for chunk in &mut chunks {
                 for (i, r) in chunk.iter().enumerate() {
-                    bind_row(&mut st, 1 + i * per_row, r, full)?;
+                    bind_row(st, 1 + i * per_row, r, full)?;
                 }
-                st.raw_execute()?;
+                st.execute()?;
             }
         }
         rest = chunks.remainder();
@@ -697,11 +718,16 @@ fn insert_requests(conn: &Connection, run_id: &str, rows: &[RequestRow]) -> rusq
     Ok(())
 }
 
-fn insert_row(conn: &Connection, m: Msg, stats: &mut WriterStats) -> rusqlite::Result<()> {
+fn insert_row(
+    conn: &Connection,
+    ins: &mut Inserts<'_>,
+    m: Msg,
+    stats: &mut WriterStats,
+) -> rusqlite::Result<()> {
     match m {
         Msg::Request(r) => {
             stats.requests += 1;
-            insert_requests(conn, &r.run_id.clone(), std::slice::from_ref(&*r))?;
+            insert_requests(ins, &r.run_id.clone(), std::slice::from_ref(&*r))?;
         }
         Msg::Sample {
             run_id,
