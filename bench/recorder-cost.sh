@@ -6,6 +6,8 @@
 # for the analysis (`store::read::scan_requests`, less the analysis's own per-row work
 # `RequestScan::record`), the analysis's per-row work, and the rest (the I/O engine, tokio,
 # start-up). Every I/O of the process is counted (warmup included); start-up is in "the rest".
+# KIND=http: an HTTP closed loop instead (16 connections against fb-testserver, FB_SRV, default
+# the debug build's; the server's instructions are not counted: it is another process).
 # ENGINE (default io_uring), DUR seconds (default 4; under valgrind a run does ~50x fewer I/Os),
 # DIR (default /var/tmp), FB_BIN (default target/release/factorybench), KEEP=1 keeps the
 # callgrind file (its path is printed).
@@ -15,8 +17,27 @@ ENGINE="${ENGINE:-io_uring}"; DUR="${DUR:-4}"; DIR="${DIR:-/var/tmp}"
 FB="${FB_BIN:-$PWD/target/release/factorybench}"
 command -v valgrind >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
 W="$(mktemp -d "$DIR/fb-reccost.XXXXXX")"
-trap '[ -n "${KEEP:-}" ] || rm -rf "$W"' EXIT
+SRV_PID=""
+trap '[ -z "$SRV_PID" ] || kill "$SRV_PID"; [ -n "${KEEP:-}" ] || rm -rf "$W"' EXIT
 mkdir -p "$W/data"
+if [ "${KIND:-file}" = http ]; then
+  "${FB_SRV:-$PWD/target/debug/fb-testserver}" > "$W/srv.out" &
+  SRV_PID=$!
+  for _ in $(seq 100); do grep -q '^port=' "$W/srv.out" 2>/dev/null && break; sleep 0.05; done
+  cat > "$W/f.yml" <<Y
+benchmark: {name: recorder cost}
+global: {metrics_db: "$W/f.db"}
+services:
+  - service_name: http
+    service_type: http
+    url: http://127.0.0.1:$(sed -n 's/^port=//p' "$W/srv.out")/
+    arrival: closed
+    client_count: 16
+    requests_per_second: 0
+    duration: $DUR
+    warmup: 0
+Y
+else
 cat > "$W/f.yml" <<Y
 benchmark: {name: recorder cost}
 global: {metrics_db: "$W/f.db"}
@@ -36,6 +57,7 @@ services:
     use_direct_io: true
     io_engine: $ENGINE
 Y
+fi
 valgrind --tool=callgrind --callgrind-out-file="$W/fb.cg" --trace-children=no \
   "$FB" run "$W/f.yml" --json --no-progress >"$W/fb.json" 2>"$W/fb.err" || { cat "$W/fb.err"; exit 1; }
 IOS="$(sqlite3 "$W/f.db" 'select count(*) from requests')"
@@ -54,7 +76,7 @@ def incl(rx):
 rec = incl(r"factorybench::store::writer::writer_loop")
 scan = incl(r"factorybench::store::read::scan_requests")
 per_row = incl(r"RequestScan::record")
-print(f"{ios:.0f} I/Os recorded; user-space instructions per I/O (callgrind):")
+print(f"{ios:.0f} requests recorded; user-space instructions per request (callgrind):")
 print(f"  total                                   {total / ios:8.0f}")
 print(f"  recorder (writer thread, SQLite insert) {rec / ios:8.0f}")
 print(f"  read-back (scan_requests, SQLite)       {(scan - per_row) / ios:8.0f}")
