@@ -16,6 +16,7 @@
 
 pub mod campaign;
 pub mod publish;
+mod raw;
 pub mod read;
 pub mod service_node;
 mod writer;
@@ -78,10 +79,20 @@ CREATE TABLE IF NOT EXISTS capacity_steps (
 pub(crate) const SCHEMA_SQL: &str = include_str!("schema.sql");
 
 /// The secondary index of `requests` (run, schedule order). The writer drops it while it writes
-/// and builds it when it stops; readers build it when they find it missing (a killed run).
+/// and builds it when it stops; readers build it when they find it missing (a killed run). Both
+/// only build it in a file of several runs ([`wants_request_index`]).
 pub(crate) const CREATE_REQUEST_INDEX_SQL: &str =
     "CREATE INDEX IF NOT EXISTS requests_run ON requests(run_id, scheduled_ns)";
 pub(crate) const DROP_REQUEST_INDEX_SQL: &str = "DROP INDEX IF EXISTS requests_run";
+
+/// Whether a file needs the `requests_run` index: only one that holds more than one run. A file
+/// of one run (a SLURM job's file, most local runs) is read with sequential scans, which the
+/// index would not speed up, and building it (a sort of every row by a text key) cost about as
+/// much per request as recording it.
+pub(crate) fn wants_request_index(conn: &Connection) -> bool {
+    conn.query_row("SELECT count(*) > 1 FROM runs", [], |r| r.get(0))
+        .unwrap_or(true)
+}
 
 /// The SQLite error type (so that callers outside `store` need not name the driver).
 pub type DbError = rusqlite::Error;

@@ -25,8 +25,9 @@ pub fn open_sqlite_read_only(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Build the `requests(run_id, scheduled_ns)` index when the file lacks it (the writer builds it
-/// when it stops; a killed run leaves it missing). Best effort: a file this process cannot
+/// Build the `requests(run_id, scheduled_ns)` index when a file of several runs lacks it (the
+/// writer builds it when it stops; a killed run leaves it missing; a file of one run is read
+/// without it). Best effort: a file this process cannot
 /// write is read without it (queries are then full scans, still correct). Returns whether the
 /// index exists afterwards.
 pub fn ensure_request_index(path: &Path) -> bool {
@@ -46,6 +47,9 @@ pub fn ensure_request_index(path: &Path) -> bool {
     }
     if has(&ro).unwrap_or(false) {
         return true;
+    }
+    if !super::wants_request_index(&ro) {
+        return false;
     }
     drop(ro);
     let rw = match Connection::open_with_flags(
@@ -330,21 +334,6 @@ pub struct RequestView<'a> {
     pub itl_us: Option<&'a [u8]>,
 }
 
-fn text_of(v: ValueRef<'_>) -> &[u8] {
-    match v {
-        ValueRef::Text(t) | ValueRef::Blob(t) => t,
-        _ => b"",
-    }
-}
-
-fn opt_i64(v: ValueRef<'_>) -> Option<i64> {
-    match v {
-        ValueRef::Integer(i) => Some(i),
-        ValueRef::Real(f) => Some(f as i64),
-        _ => None,
-    }
-}
-
 /// Scan every `requests` row of a run in file order: `f(None)` for a warmup row (not decoded),
 /// `f(Some(row))` for a measured one. LLM columns (first byte, tokens, ITL) are decoded only
 /// when `llm_columns` (SQLite decodes each column it is asked for; skipping them makes a
@@ -355,11 +344,13 @@ pub fn scan_requests(
     llm_columns: bool,
     mut f: impl FnMut(Option<&RequestView<'_>>),
 ) -> Result<(), DbError> {
+    // The LLM columns come last and are only asked for (and decoded) for an LLM service:
+    // SQLite decodes every column a query names, and each one read costs the scan about as
+    // much again through the row API.
     let llm_cols = if llm_columns {
-        "first_byte_ns, done_ns, ok, error_class, bytes_sent, bytes_received, input_tokens, \
-         output_tokens, tokens_from_server, itl_us"
+        ", first_byte_ns, input_tokens, output_tokens, tokens_from_server, itl_us"
     } else {
-        "NULL, done_ns, ok, error_class, bytes_sent, bytes_received, NULL, NULL, NULL, NULL"
+        ""
     };
     // One file per run is the common case (one per SLURM job): a sequential scan is then much
     // faster than walking the (run_id, scheduled_ns) index and fetching every row by rowid.
@@ -368,36 +359,45 @@ pub fn scan_requests(
     } else {
         "requests"
     };
-    let mut st = conn.prepare(&format!(
-        "SELECT op, scheduled_ns, sent_ns, {llm_cols}, warmup FROM {from} WHERE run_id = ?1"
-    ))?;
-    let mut rows = st.query([run_id])?;
-    while let Some(r) = rows.next()? {
-        if opt_i64(r.get_ref(13)?).unwrap_or(0) != 0 {
+    // Read through SQLite's C API: this loop runs once per request of the run.
+    let mut st = super::raw::RawStatement::prepare(
+        conn,
+        &format!(
+            "SELECT warmup, op, scheduled_ns, sent_ns, done_ns, ok, error_class, bytes_sent, \
+             bytes_received{llm_cols} FROM {from} WHERE run_id = ?1"
+        ),
+    )?;
+    st.text(1, run_id)?;
+    while st.next_row()? {
+        if st.column_i64(0) != 0 {
             f(None);
             continue;
         }
-        let view = RequestView {
-            op: text_of(r.get_ref(0)?),
-            scheduled_ns: r.get(1)?,
-            sent_ns: r.get(2)?,
-            first_byte_ns: opt_i64(r.get_ref(3)?),
-            done_ns: r.get(4)?,
-            ok: r.get::<_, i64>(5)? != 0,
-            error_class: match r.get_ref(6)? {
-                ValueRef::Text(t) => Some(t),
-                _ => None,
-            },
-            bytes_sent: opt_i64(r.get_ref(7)?).unwrap_or(0).max(0) as u64,
-            bytes_received: opt_i64(r.get_ref(8)?).unwrap_or(0).max(0) as u64,
-            input_tokens: opt_i64(r.get_ref(9)?),
-            output_tokens: opt_i64(r.get_ref(10)?),
-            tokens_from_server: opt_i64(r.get_ref(11)?),
-            itl_us: match r.get_ref(12)? {
-                ValueRef::Blob(b) => Some(b),
-                _ => None,
-            },
+        let mut view = RequestView {
+            op: st
+                .column_bytes(1, false)
+                .or_else(|| st.column_bytes(1, true))
+                .unwrap_or(b""),
+            scheduled_ns: st.column_i64(2),
+            sent_ns: st.column_i64(3),
+            first_byte_ns: None,
+            done_ns: st.column_i64(4),
+            ok: st.column_i64(5) != 0,
+            error_class: st.column_bytes(6, false),
+            bytes_sent: st.column_i64(7).max(0) as u64,
+            bytes_received: st.column_i64(8).max(0) as u64,
+            input_tokens: None,
+            output_tokens: None,
+            tokens_from_server: None,
+            itl_us: None,
         };
+        if llm_columns {
+            view.first_byte_ns = st.column_opt_i64(9);
+            view.input_tokens = st.column_opt_i64(10);
+            view.output_tokens = st.column_opt_i64(11);
+            view.tokens_from_server = st.column_opt_i64(12);
+            view.itl_us = st.column_bytes(13, true);
+        }
         f(Some(&view));
     }
     Ok(())

@@ -9,9 +9,11 @@
 //! always committed after every row pushed before it.
 //!
 //! The `requests(run_id, scheduled_ns)` index is dropped when the writer opens the file and
-//! rebuilt once when it closes (maintaining it per row was ~30 % of the writer's cost); a
-//! reader that finds it missing (a killed run) builds it ([`super::read::ensure_request_index`]).
+//! rebuilt once when it closes (maintaining it per row was ~30 % of the writer's cost), only in
+//! a file of several runs (a one-run file is read with sequential scans); a reader that finds it
+//! missing (a killed run) builds it ([`super::read::ensure_request_index`]).
 
+use super::raw::RawStatement;
 use super::{
     CapacitySearchRow, CapacityStepRow, FinishRun, NewRun, RequestRow, StoreError, COMMIT_INTERVAL,
 };
@@ -26,12 +28,17 @@ use std::time::Instant;
 /// Largest batch per transaction (keeps a commit short when the queue is deep).
 const MAX_BATCH: usize = 50_000;
 
-/// Rows per multi-row INSERT (19 columns each: 1,216 bound parameters per statement).
+/// Rows per multi-row INSERT (14 bound columns each, 18 with the LLM columns, plus the run id
+/// bound once: at most 1,153 parameters per statement).
 const ROWS_PER_INSERT: usize = 64;
 
-/// How long the writer sleeps when its queue is empty inside a batch (and how often it
-/// takes the sinks' buffers).
+/// How long the writer sleeps when its queue is empty inside a batch.
 const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// How often the writer takes the sinks' buffers (and always before a sync message and before
+/// each commit). Long enough for the rows of a drain to fill multi-row statements: a
+/// statement's execution costs about as much as binding 64 rows.
+const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(25);
 
 type Reply = Sender<Result<(), String>>;
 
@@ -118,6 +125,11 @@ impl Store {
         let conn = super::open(path)?;
         // Built again when the writer stops (see the module doc).
         conn.execute_batch(super::DROP_REQUEST_INDEX_SQL)?;
+        // The bundled SQLite enforces foreign keys by default: every request row would look its
+        // run up in `runs` (a cursor opened and an index seek per row, ~15 % of the insert's
+        // cost). This writer inserts a run's row (`create_run_sync`) before any of its requests,
+        // so the check can never fail here; other connections keep it.
+        conn.pragma_update(None, "foreign_keys", "OFF")?;
         let (tx, rx) = mpsc::channel();
         let failed = Arc::new(OnceLock::new());
         let f2 = failed.clone();
@@ -288,32 +300,36 @@ impl Sinks {
     /// retrying each one only burns the CPU the load generator needs.
     fn drain(
         &mut self,
-        conn: &Connection,
+        ins: &mut Inserts<'_>,
         stats: &mut WriterStats,
         discard: bool,
     ) -> rusqlite::Result<usize> {
         let mut n = 0;
         let mut first_err = None;
         for sink in &self.sinks {
+            // Every shard's rows in one batch: a shard alone holds a few rows per drain (16
+            // clients share the rate), too few for the multi-row statements.
             for shard in sink.shards.iter() {
-                {
-                    let mut g = shard.lock().unwrap_or_else(|e| e.into_inner());
-                    if g.is_empty() {
-                        continue;
-                    }
+                let mut g = shard.lock().unwrap_or_else(|e| e.into_inner());
+                if self.spare.is_empty() {
                     std::mem::swap(&mut *g, &mut self.spare);
+                } else {
+                    self.spare.append(&mut g);
                 }
-                if discard || first_err.is_some() {
-                    self.spare.clear();
-                    continue;
-                }
-                n += self.spare.len();
-                stats.requests += self.spare.len() as u64;
-                if let Err(e) = insert_requests(conn, &sink.run_id, &self.spare) {
-                    first_err.get_or_insert(e);
-                }
-                self.spare.clear();
             }
+            if self.spare.is_empty() {
+                continue;
+            }
+            if discard || first_err.is_some() {
+                self.spare.clear();
+                continue;
+            }
+            n += self.spare.len();
+            stats.requests += self.spare.len() as u64;
+            if let Err(e) = insert_requests(ins, &sink.run_id, &self.spare) {
+                first_err.get_or_insert(e);
+            }
+            self.spare.clear();
         }
         self.sinks.retain(|s| {
             Arc::strong_count(s) > 1
@@ -444,6 +460,8 @@ fn writer_loop(
         let _ = conn.execute_batch("BEGIN");
     };
     let mut disconnected = false;
+    let mut last_drain = Instant::now();
+    let mut inserts = Inserts::new(&conn);
     loop {
         // Wait for a message, or (with sinks attached) for the next poll.
         let first = next_message(&rx, !sinks.sinks.is_empty(), &mut disconnected);
@@ -460,21 +478,25 @@ fn writer_loop(
         let mut n = 0usize;
         let mut msg = first;
         loop {
-            // Rows pushed before any message below are committed with (or before) it.
-            match sinks.drain(&conn, &mut stats, error.is_some()) {
-                Ok(k) => n += k,
-                Err(e) => {
-                    note(&mut error, e.to_string());
-                    restart(&conn);
-                }
-            }
-            let mut urgent = false;
-            if let Some(m) = msg.take() {
-                n += 1;
-                urgent = matches!(
+            let urgent = msg.as_ref().is_some_and(|m| {
+                matches!(
                     m,
                     Msg::CreateRun(..) | Msg::FinishRun(..) | Msg::Flush(_) | Msg::Shutdown
-                );
+                )
+            });
+            // Rows pushed before a sync message are committed with (or before) it.
+            if urgent || last_drain.elapsed() >= DRAIN_INTERVAL {
+                last_drain = Instant::now();
+                match sinks.drain(&mut inserts, &mut stats, error.is_some()) {
+                    Ok(k) => n += k,
+                    Err(e) => {
+                        note(&mut error, e.to_string());
+                        restart(&conn);
+                    }
+                }
+            }
+            if let Some(m) = msg.take() {
+                n += 1;
                 match m {
                     Msg::Shutdown => shutdown = true,
                     Msg::Flush(reply) => replies.push((reply, Ok(()))),
@@ -498,7 +520,7 @@ fn writer_loop(
                     }
                     _ if error.is_some() => {}
                     other => {
-                        if let Err(e) = insert_row(&conn, other, &mut stats) {
+                        if let Err(e) = insert_row(&conn, &mut inserts, other, &mut stats) {
                             note(&mut error, e.to_string());
                             restart(&conn);
                         }
@@ -525,12 +547,11 @@ fn writer_loop(
                 }
             }
         }
-        if shutdown {
-            // Whatever the engine pushed last.
-            if let Err(e) = sinks.drain(&conn, &mut stats, error.is_some()) {
-                note(&mut error, e.to_string());
-                restart(&conn);
-            }
+        // Whatever the engine pushed since the last drain (at shutdown: what it pushed last).
+        last_drain = Instant::now();
+        if let Err(e) = sinks.drain(&mut inserts, &mut stats, error.is_some()) {
+            note(&mut error, e.to_string());
+            restart(&conn);
         }
         if let Err(e) = conn.execute_batch("COMMIT") {
             note(&mut error, e.to_string());
@@ -539,9 +560,12 @@ fn writer_loop(
         stats.transactions += 1;
         send_replies(replies, own_replies, error.as_deref());
         if shutdown {
-            // The run has ended: build the index readers use (dropped at open).
-            if let Err(e) = conn.execute_batch(super::CREATE_REQUEST_INDEX_SQL) {
-                error.get_or_insert(e.to_string());
+            // The run has ended: build the index readers use (dropped at open) where the file
+            // holds several runs.
+            if super::wants_request_index(&conn) {
+                if let Err(e) = conn.execute_batch(super::CREATE_REQUEST_INDEX_SQL) {
+                    error.get_or_insert(e.to_string());
+                }
             }
             let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
             return match error {
@@ -552,82 +576,158 @@ fn writer_loop(
     }
 }
 
-const REQUEST_COLUMNS: &str = "INSERT INTO requests (run_id, worker, seq, op, scheduled_ns, \
-     sent_ns, first_byte_ns, done_ns, ok, error_class, http_status, size_bytes, bytes_sent, \
-     bytes_received, warmup, input_tokens, output_tokens, tokens_from_server, itl_us) VALUES ";
+/// The columns every request row binds (after `run_id`, which is bound once per statement).
+const LEAN_COLUMNS: &str = "worker, seq, op, scheduled_ns, sent_ns, first_byte_ns, done_ns, ok, \
+     error_class, http_status, size_bytes, bytes_sent, bytes_received, warmup";
 
-const PARAMS_PER_ROW: usize = 19;
+/// The LLM columns, bound only by rows that have one of them (the others leave them to their
+/// NULL default: four binds fewer per row).
+const LLM_COLUMNS: &str = "input_tokens, output_tokens, tokens_from_server, itl_us";
 
-/// `INSERT ... VALUES (?,...), ...` for `rows` rows.
-fn insert_sql(rows: usize) -> String {
-    let one = format!("({})", vec!["?"; PARAMS_PER_ROW].join(","));
-    format!("{REQUEST_COLUMNS}{}", vec![one; rows].join(","))
+const LEAN_PARAMS: usize = 14;
+const FULL_PARAMS: usize = LEAN_PARAMS + 4;
+
+/// `INSERT ... VALUES (?1, ?2, ...), (?1, ...)` for `rows` rows of `per_row` parameters each:
+/// `?1` is the run id, shared by every row of the statement (bound once, not once per row).
+fn insert_sql(rows: usize, per_row: usize) -> String {
+    let cols = if per_row == LEAN_PARAMS {
+        LEAN_COLUMNS.to_string()
+    } else {
+        format!("{LEAN_COLUMNS}, {LLM_COLUMNS}")
+    };
+    let values: Vec<String> = (0..rows)
+        .map(|i| {
+            let ps: Vec<String> = (0..per_row)
+                .map(|j| format!("?{}", 2 + i * per_row + j))
+                .collect();
+            format!("(?1,{})", ps.join(","))
+        })
+        .collect();
+    format!(
+        "INSERT INTO requests (run_id, {cols}) VALUES {}",
+        values.join(",")
+    )
 }
 
-/// Bind one row's 19 values at parameter `base + 1 ..`.
+/// Rows per statement of the middle size (for what is left after the 64-row statements).
+const ROWS_PER_SMALL_INSERT: usize = 8;
+
+/// Row counts of the insert statements, largest first.
+const STATEMENT_ROWS: [usize; 3] = [ROWS_PER_INSERT, ROWS_PER_SMALL_INSERT, 1];
+
+/// The writer's request insert statements (lean and full, by [`STATEMENT_ROWS`]), prepared
+/// once, when first used.
+struct Inserts<'c> {
+    conn: &'c Connection,
+    lean: [Option<RawStatement<'c>>; 3],
+    full: [Option<RawStatement<'c>>; 3],
+}
+
+impl<'c> Inserts<'c> {
+    fn new(conn: &'c Connection) -> Self {
+        Inserts {
+            conn,
+            lean: [None, None, None],
+            full: [None, None, None],
+        }
+    }
+
+    /// The statement for `STATEMENT_ROWS[k]` rows.
+    fn get(&mut self, full: bool, k: usize) -> rusqlite::Result<&mut RawStatement<'c>> {
+        let (slot, per_row) = if full {
+            (&mut self.full[k], FULL_PARAMS)
+        } else {
+            (&mut self.lean[k], LEAN_PARAMS)
+        };
+        if slot.is_none() {
+            *slot = Some(RawStatement::prepare(
+                self.conn,
+                &insert_sql(STATEMENT_ROWS[k], per_row),
+            )?);
+        }
+        Ok(slot.as_mut().expect("prepared above"))
+    }
+}
+
+/// Whether `r` has none of the LLM columns (it then goes through the lean statement).
+fn is_lean(r: &RequestRow) -> bool {
+    r.input_tokens.is_none()
+        && r.output_tokens.is_none()
+        && r.tokens_from_server.is_none()
+        && r.itl_us.is_none()
+}
+
+/// Bind one row's values at parameter `base + 1 ..` (`full`: the LLM columns too).
 fn bind_row(
-    st: &mut rusqlite::CachedStatement<'_>,
+    st: &mut RawStatement<'_>,
     base: usize,
-    run_id: &str,
     r: &RequestRow,
+    full: bool,
 ) -> rusqlite::Result<()> {
-    use rusqlite::ToSql;
-    let values: [&dyn ToSql; PARAMS_PER_ROW] = [
-        &run_id,
-        &r.worker,
-        &(r.seq as i64),
-        &r.op,
-        &r.scheduled_ns,
-        &r.sent_ns,
-        &r.first_byte_ns,
-        &r.done_ns,
-        &r.error_class.is_none(),
-        &r.error_class.map(|c| c.as_str()),
-        &r.http_status,
-        &(r.size_bytes as i64),
-        &(r.bytes_sent as i64),
-        &(r.bytes_received as i64),
-        &r.warmup,
-        &r.input_tokens.map(|v| v as i64),
-        &r.output_tokens.map(|v| v as i64),
-        &r.tokens_from_server,
-        &r.itl_us,
-    ];
-    for (i, v) in values.iter().enumerate() {
-        st.raw_bind_parameter(base + i + 1, v)?;
+    st.int(base + 1, i64::from(r.worker))?;
+    st.int(base + 2, r.seq as i64)?;
+    st.static_text(base + 3, r.op)?;
+    st.int(base + 4, r.scheduled_ns)?;
+    st.int(base + 5, r.sent_ns)?;
+    st.opt_int(base + 6, r.first_byte_ns)?;
+    st.int(base + 7, r.done_ns)?;
+    st.int(base + 8, i64::from(r.error_class.is_none()))?;
+    match r.error_class {
+        Some(c) => st.static_text(base + 9, c.as_str())?,
+        None => st.null(base + 9)?,
+    }
+    st.opt_int(base + 10, r.http_status.map(i64::from))?;
+    st.int(base + 11, r.size_bytes as i64)?;
+    st.int(base + 12, r.bytes_sent as i64)?;
+    st.int(base + 13, r.bytes_received as i64)?;
+    st.int(base + 14, i64::from(r.warmup))?;
+    if full {
+        st.opt_int(base + 15, r.input_tokens.map(|v| v as i64))?;
+        st.opt_int(base + 16, r.output_tokens.map(|v| v as i64))?;
+        st.opt_int(base + 17, r.tokens_from_server.map(i64::from))?;
+        st.opt_blob(base + 18, r.itl_us.as_deref())?;
     }
     Ok(())
 }
 
-/// Insert `rows` of `run_id`: [`ROWS_PER_INSERT`] rows per prepared statement, the rest one
-/// by one (both statements stay in the connection's cache).
-fn insert_requests(conn: &Connection, run_id: &str, rows: &[RequestRow]) -> rusqlite::Result<()> {
-    let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
-    if chunks.len() > 0 {
-        let mut st = conn.prepare_cached(&insert_sql(ROWS_PER_INSERT))?;
-        for chunk in &mut chunks {
-            for (i, r) in chunk.iter().enumerate() {
-                bind_row(&mut st, i * PARAMS_PER_ROW, run_id, r)?;
+/// Insert `rows` of `run_id`: [`ROWS_PER_INSERT`] rows per prepared statement, then
+/// [`ROWS_PER_SMALL_INSERT`], the rest one by one. A batch without any LLM value (every
+/// non-LLM service) goes through the lean statements, which leave the LLM columns NULL.
+fn insert_requests(
+    ins: &mut Inserts<'_>,
+    run_id: &str,
+    rows: &[RequestRow],
+) -> rusqlite::Result<()> {
+    let full = !rows.iter().all(is_lean);
+    let per_row = if full { FULL_PARAMS } else { LEAN_PARAMS };
+    let mut rest = rows;
+    for (k, size) in STATEMENT_ROWS.into_iter().enumerate() {
+        let mut chunks = rest.chunks_exact(size);
+        if chunks.len() > 0 {
+            let st = ins.get(full, k)?;
+            st.text(1, run_id)?;
+            for chunk in &mut chunks {
+                for (i, r) in chunk.iter().enumerate() {
+                    bind_row(st, 1 + i * per_row, r, full)?;
+                }
+                st.execute()?;
             }
-            st.raw_execute()?;
         }
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut st = conn.prepare_cached(&insert_sql(1))?;
-        for r in rest {
-            bind_row(&mut st, 0, run_id, r)?;
-            st.raw_execute()?;
-        }
+        rest = chunks.remainder();
     }
     Ok(())
 }
 
-fn insert_row(conn: &Connection, m: Msg, stats: &mut WriterStats) -> rusqlite::Result<()> {
+fn insert_row(
+    conn: &Connection,
+    ins: &mut Inserts<'_>,
+    m: Msg,
+    stats: &mut WriterStats,
+) -> rusqlite::Result<()> {
     match m {
         Msg::Request(r) => {
             stats.requests += 1;
-            insert_requests(conn, &r.run_id.clone(), std::slice::from_ref(&*r))?;
+            insert_requests(ins, &r.run_id.clone(), std::slice::from_ref(&*r))?;
         }
         Msg::Sample {
             run_id,
@@ -861,7 +961,7 @@ mod tests {
 
     /// Rows pushed into a sink from several threads (more than one multi-row statement, plus
     /// a remainder) are all committed by a flush, each once; the index is absent while the
-    /// writer runs and built when it stops.
+    /// writer runs and built when it stops (in a file of two runs).
     #[test]
     fn sink_rows_all_committed_and_index_built_at_close() {
         let dir = tempfile::tempdir().unwrap();
@@ -870,6 +970,7 @@ mod tests {
         let h = store.handle();
         let run_id: Arc<str> = "run1".into();
         h.create_run_sync(new_run("run1")).unwrap();
+        h.create_run_sync(new_run("run2")).unwrap();
         let sink = h.request_sink(&run_id, 3);
         let per_thread = 1000u64;
         std::thread::scope(|s| {
@@ -897,7 +998,68 @@ mod tests {
         assert!(has_index(&p));
     }
 
-    /// A file whose writer never stopped (SIGKILL) lacks the index; a reader builds it.
+    /// A file of one run gets no index: its rows are read with a sequential scan. Every row
+    /// is there, LLM columns included, whichever insert statement (lean or full) wrote it.
+    #[test]
+    fn one_run_file_has_no_index_and_keeps_every_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("one.db");
+        let store = Store::open(&p).unwrap();
+        let h = store.handle();
+        h.create_run_sync(new_run("one")).unwrap();
+        let run_id: Arc<str> = "one".into();
+        let sink = h.request_sink(&run_id, 2);
+        for i in 0..(ROWS_PER_INSERT as u64 + 3) {
+            sink.push(0, row(&run_id, 0, i));
+            let mut llm = row(&run_id, 1, i);
+            llm.first_byte_ns = Some(i as i64);
+            llm.input_tokens = Some(3);
+            llm.output_tokens = Some(i);
+            llm.tokens_from_server = Some(true);
+            llm.itl_us = Some(vec![1, 0, 0, 0]);
+            llm.error_class = (i % 2 == 1).then_some(crate::model::ErrorClass::Timeout);
+            sink.push(1, llm);
+        }
+        drop(sink);
+        store.close().unwrap();
+        assert!(!has_index(&p));
+        assert!(
+            !ensure_request_index(&p),
+            "a one-run file is read without it"
+        );
+        let conn = open_sqlite_read_only(&p).unwrap();
+        let q = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+        let n = ROWS_PER_INSERT as i64 + 3;
+        assert_eq!(
+            q("SELECT count(*) FROM requests WHERE run_id = 'one'"),
+            2 * n
+        );
+        assert_eq!(
+            q(
+                "SELECT count(*) FROM requests WHERE worker = 0 AND input_tokens IS NULL \
+               AND output_tokens IS NULL AND tokens_from_server IS NULL AND itl_us IS NULL \
+               AND first_byte_ns IS NULL AND ok = 1 AND error_class IS NULL \
+               AND http_status = 200 AND bytes_sent = 1 AND bytes_received = 2 AND warmup = 0 \
+               AND op = 'get' AND done_ns = seq + 1"
+            ),
+            n
+        );
+        assert_eq!(
+            q(
+                "SELECT count(*) FROM requests WHERE worker = 1 AND input_tokens = 3 \
+               AND output_tokens = seq AND tokens_from_server = 1 AND itl_us = x'01000000' \
+               AND first_byte_ns = seq AND ok = (error_class IS NULL)"
+            ),
+            n
+        );
+        assert_eq!(
+            q("SELECT count(*) FROM requests WHERE error_class = 'timeout'"),
+            n / 2
+        );
+    }
+
+    /// A file of several runs whose writer never stopped (SIGKILL) lacks the index; a reader
+    /// builds it.
     #[test]
     fn reader_builds_a_missing_index() {
         let dir = tempfile::tempdir().unwrap();
@@ -905,6 +1067,7 @@ mod tests {
         let store = Store::open(&p).unwrap();
         let h = store.handle();
         h.create_run_sync(new_run("k")).unwrap();
+        h.create_run_sync(new_run("k2")).unwrap();
         let run_id: Arc<str> = "k".into();
         h.request(row(&run_id, 0, 1));
         h.flush_sync().unwrap();
