@@ -841,6 +841,7 @@ fn validity(
             run_metrics,
             schedule_lag_ms,
             generator_lag_p99_ms,
+            rate.target_rate_rps,
         );
     }
     (partial, g.reasons, g.gates)
@@ -995,6 +996,7 @@ fn generator_gates(
     run_metrics: &[RunMetricValue],
     schedule_lag_ms: Option<&Summary>,
     generator_lag_p99_ms: Option<f64>,
+    target_rate_rps: Option<f64>,
 ) {
     let metric = |name: &str| run_metrics.iter().find(|m| m.name == name).map(|m| m.value);
     let connection_limited = metric("connection_limited") == Some(1.0);
@@ -1021,7 +1023,10 @@ fn generator_gates(
         let limit = policy.max_generator_lag_p99_ms;
         // The generator lag leaves out waits for a busy connection (those are the
         // connection-limited gate's): the same rule as the runner's own flag.
-        let saturated = lag > limit || not_sent_by_generator > 0.0;
+        // Requests cut at the very end of the run are generator lag too, and count only
+        // when they are more of the schedule than the lag limit (`backlog_over_limit`).
+        let saturated =
+            lag > limit || crate::model::backlog_over_limit(not_sent_by_generator, target_rate_rps);
         g.add(
             ReasonCode::GeneratorSaturated,
             "generator lag p99 (load generator kept its schedule)",

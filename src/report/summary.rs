@@ -295,9 +295,30 @@ pub fn step_figures(
     })
 }
 
+/// A capacity step whose client node's CPUs were this busy (mean over the run's samples, %)
+/// measured the client as much as the service: its runner's sends may keep their schedule
+/// while its receives wait for a CPU, which lands in every latency.
+pub const CLIENT_CPU_SATURATED_PERCENT: f64 = 95.0;
+
 /// The generator side's limit of a step's run, from its validity gates (generator first: a
-/// generator that fell behind also leaves connections idle).
+/// generator that fell behind also leaves connections idle), else from the client node's CPU.
 fn generator_limit(r: &RunAnalysis) -> Option<(crate::runner::capacity::Limiter, String)> {
+    gate_limit(r).or_else(|| {
+        let cpu = r.samples.iter().find(|s| s.name == "node_cpu_percent")?;
+        (cpu.mean >= CLIENT_CPU_SATURATED_PERCENT).then(|| {
+            (
+                crate::runner::capacity::Limiter::Generator,
+                format!(
+                    "the client node's CPUs were {:.0} % busy over the run (from {CLIENT_CPU_SATURATED_PERCENT:.0} % on, the runner's receives wait for a CPU and its latencies measure the client node as much as the service)",
+                    cpu.mean
+                ),
+            )
+        })
+    })
+}
+
+/// The generator side's limit from a run's validity gates.
+fn gate_limit(r: &RunAnalysis) -> Option<(crate::runner::capacity::Limiter, String)> {
     [
         (
             crate::report::model::ReasonCode::GeneratorSaturated,

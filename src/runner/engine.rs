@@ -716,8 +716,11 @@ fn judge_generator(
     gen_lag_ms: GenLagMs,
 ) -> (bool, Vec<RunMetric>) {
     let not_sent_by_generator = dispatch.not_sent - dispatch.not_sent_connection_limited;
-    let generator_saturated =
-        open_loop && (gen_p99_ms > GENERATOR_LAG_LIMIT_MS || not_sent_by_generator > 0);
+    let backlog = crate::model::backlog_over_limit(
+        not_sent_by_generator as f64,
+        load.target_rate_total_per_s(),
+    );
+    let generator_saturated = open_loop && (gen_p99_ms > GENERATOR_LAG_LIMIT_MS || backlog);
     // Connection-limited: requests left late (or never) because every connection was busy,
     // while the generator itself kept up.
     let waits_reach_the_p99 = dispatch.waited_for_connection as f64
@@ -738,7 +741,7 @@ fn judge_generator(
             dispatch.not_sent_connection_limited,
         );
     }
-    if not_sent_by_generator > 0 {
+    if backlog {
         tracing::warn!(
             "[{}] the load generator fell behind its schedule: {} requests scheduled before the end were never sent",
             service,
@@ -748,7 +751,7 @@ fn judge_generator(
     if generator_saturated {
         // State the numbers that actually tripped the flag: the lag, the unsent requests, or
         // both (a lag under the limit with unsent requests is not "lag > limit").
-        let why = match (gen_p99_ms > GENERATOR_LAG_LIMIT_MS, not_sent_by_generator > 0) {
+        let why = match (gen_p99_ms > GENERATOR_LAG_LIMIT_MS, backlog) {
             (true, true) => format!(
                 "generator lag p99 {gen_p99_ms:.1} ms > {GENERATOR_LAG_LIMIT_MS} ms, and {not_sent_by_generator} scheduled requests were never sent"
             ),
@@ -756,7 +759,7 @@ fn judge_generator(
                 format!("generator lag p99 {gen_p99_ms:.1} ms > {GENERATOR_LAG_LIMIT_MS} ms")
             }
             _ => format!(
-                "{not_sent_by_generator} scheduled requests were never sent (generator lag p99 {gen_p99_ms:.1} ms, within {GENERATOR_LAG_LIMIT_MS} ms)"
+                "{not_sent_by_generator} scheduled requests were never sent, more than {GENERATOR_LAG_LIMIT_MS} ms of the schedule (generator lag p99 {gen_p99_ms:.1} ms, within {GENERATOR_LAG_LIMIT_MS} ms)"
             ),
         };
         tracing::warn!(
@@ -1240,6 +1243,18 @@ mod tests {
         metrics
             .iter()
             .any(|m| m.name == "connection_limited" && m.value == 1.0)
+    }
+
+    #[test]
+    fn requests_cut_at_the_end_are_saturation_only_beyond_the_lag_limit() {
+        use crate::model::backlog_over_limit;
+        // 26 requests at 40,000 req/s are 0.65 ms of the schedule: an on-time generator.
+        assert!(!backlog_over_limit(26.0, Some(40_000.0)));
+        // 300 are 7.5 ms: it fell behind.
+        assert!(backlog_over_limit(300.0, Some(40_000.0)));
+        // No target rate (a closed loop paced per client): any request never sent counts.
+        assert!(backlog_over_limit(1.0, None));
+        assert!(!backlog_over_limit(0.0, None));
     }
 
     #[test]
