@@ -594,3 +594,69 @@ fn a_candidate_invalid_because_its_generator_fell_behind_is_not_a_regression() {
         "{text}"
     );
 }
+
+/// A capacity search of a server whose answers take `args` (fb-testserver), SLO p99 ≤ 500 ms,
+/// 20 then 40 req/s in 2 s steps; returns the exit code and the JSON.
+fn search_against(args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let srv = Server::start(args);
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("cap.yml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "benchmark:\n  name: cap\nglobal:\n  metrics_db: {db}\nservices:\n  - service_name: web\n    service_type: http\n    url: http://127.0.0.1:{port}/\n    client_count: 1\n    connections_per_client: 64\n    requests_per_second: 10\n    warmup: 0\n    duration: 1\n    timeout: 10\n    capacity_search:\n      min_rate: 20\n      max_rate: 40\n      ramp_factor: 2\n      bisect_steps: 1\n      repeats: 1\n      step_duration: 2\n      slo: {{latency_p99_ms: 500, max_error_rate: 0.5, min_rate_ratio: 0}}\n",
+            db = dir.path().join("c.db").display(),
+            port = srv.port
+        ),
+    )
+    .unwrap();
+    let out = common::bin()
+        .args(["capacity", s(&recipe), "--json"])
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    (out.status.code(), v)
+}
+
+#[test]
+fn capacity_counts_a_service_failure_only_when_it_reproduces() {
+    // The server stops answering for 1.5 s once, after 10 requests: the first step's p99 is
+    // over the SLO. That step is measured again, holds, and the search goes on to 40 req/s.
+    let (code, v) = search_against(&["--stall-after", "10", "--stall-ms", "1500"]);
+    if code == Some(5) {
+        eprintln!("skipped: the load generator was starved of CPU ({v})");
+        return;
+    }
+    assert_eq!(code, Some(0), "{v:#}");
+    assert_eq!(v["outcome"], "found", "{v:#}");
+    assert_eq!(v["sustainable_rate_per_s"], 40.0, "{v:#}");
+    let steps = v["steps"].as_array().unwrap();
+    let rates: Vec<f64> = steps
+        .iter()
+        .map(|s| s["target_rate_per_s"].as_f64().unwrap())
+        .collect();
+    assert_eq!(rates, vec![20.0, 20.0, 40.0], "{v:#}");
+    let first = steps[0]["reason"].as_str().unwrap();
+    assert!(
+        first.starts_with("not judged: ") && first.contains("a failure must reproduce"),
+        "{first}"
+    );
+    // A server that is always too slow (600 ms > 500 ms) fails twice at the first rate: that
+    // failure reproduced, and it counts.
+    let (code, v) = search_against(&["--delay-ms", "600"]);
+    if code == Some(5) {
+        eprintln!("skipped: the load generator was starved of CPU ({v})");
+        return;
+    }
+    assert_eq!(v["outcome"], "none_sustainable", "{v:#}");
+    let rates: Vec<f64> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["target_rate_per_s"].as_f64().unwrap())
+        .collect();
+    assert_eq!(rates, vec![20.0, 20.0], "{v:#}");
+    assert_eq!(v["first_failing_rate_per_s"], 20.0, "{v:#}");
+}
