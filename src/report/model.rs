@@ -487,7 +487,7 @@ pub struct CapacitySearchReport {
     pub service: String,
     /// The recipe's `capacity_search` (bounds, steps, SLOs) as recorded.
     pub spec: serde_json::Value,
-    /// `found`, `none_sustainable`, `stopped`, or `running`.
+    /// `found`, `none_sustainable`, `generator_limited`, `stopped`, or `running`.
     pub outcome: String,
     /// Highest total rate that held every SLO (the knee).
     pub sustainable_rate_per_s: Option<f64>,

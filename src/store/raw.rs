@@ -153,27 +153,35 @@ impl<'c> RawStatement<'c> {
     #[inline]
     pub(super) fn static_text(&mut self, i: usize, v: &'static str) -> rusqlite::Result<()> {
         // SAFETY: `v` lives for the whole program, so SQLITE_STATIC (no copy) is sound.
-        self.check(unsafe {
-            ffi::sqlite3_bind_text(
-                self.st,
-                i as c_int,
-                v.as_ptr().cast(),
-                c_int::try_from(v.len()).unwrap_or(c_int::MAX),
-                ffi::SQLITE_STATIC(),
-            )
-        })
+        unsafe { self.bind_text(i, v, ffi::SQLITE_STATIC()) }
     }
 
     /// A text SQLite copies (bound once per batch: the run id).
     pub(super) fn text(&mut self, i: usize, v: &str) -> rusqlite::Result<()> {
         // SAFETY: SQLITE_TRANSIENT makes SQLite copy the `len` bytes before returning.
+        unsafe { self.bind_text(i, v, ffi::SQLITE_TRANSIENT()) }
+    }
+
+    /// Bind `v` to parameter `i` with `destructor`.
+    ///
+    /// # Safety
+    /// With `SQLITE_STATIC`, `v` must outlive the binding (until rebound or finalized).
+    #[inline]
+    unsafe fn bind_text(
+        &mut self,
+        i: usize,
+        v: &str,
+        destructor: ffi::sqlite3_destructor_type,
+    ) -> rusqlite::Result<()> {
+        // SAFETY: `st` is a live prepared statement; SQLite reads `len` bytes of `v`, and keeps
+        // the pointer only as the caller's contract on `destructor` allows.
         self.check(unsafe {
             ffi::sqlite3_bind_text(
                 self.st,
                 i as c_int,
                 v.as_ptr().cast(),
                 c_int::try_from(v.len()).unwrap_or(c_int::MAX),
-                ffi::SQLITE_TRANSIENT(),
+                destructor,
             )
         })
     }
