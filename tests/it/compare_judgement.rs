@@ -168,19 +168,22 @@ fn identical_runs_are_never_a_regression_and_a_30_percent_slowdown_is_caught() {
     assert!(low > 0.0, "the interval of the change excludes zero: {row}");
 }
 
-/// A file with one run of service `api` whose requests alternate, in blocks of 50, between
-/// `lo_us` and `hi_us` of service time: a noisy run (the batches disagree), same shape each.
-fn blocky(path: &Path, run: &str, lo_us: i64, hi_us: i64) -> PathBuf {
+/// A file with one run of service `api`: 1000 requests 10 ms apart, request `i` served in
+/// `service_us(i)` microseconds.
+fn one_run(path: &Path, run: &str, service_us: impl Fn(i64) -> i64) -> PathBuf {
     let mut db = TestDb::create(path);
     db.add_run(&RunSpec::new(run, "api", "http"));
     let reqs: Vec<Req> = (0..1000i64)
-        .map(|i| {
-            let t = if (i / 50) % 2 == 0 { lo_us } else { hi_us };
-            Req::ok("GET", T0 + S + i * 10 * MS, 0, t * US)
-        })
+        .map(|i| Req::ok("GET", T0 + S + i * 10 * MS, 0, service_us(i) * US))
         .collect();
     db.add_requests(run, &reqs);
     path.to_path_buf()
+}
+
+/// A file with one run of service `api` whose requests alternate, in blocks of 50, between
+/// `lo_us` and `hi_us` of service time: a noisy run (the batches disagree), same shape each.
+fn blocky(path: &Path, run: &str, lo_us: i64, hi_us: i64) -> PathBuf {
+    one_run(path, run, |i| if (i / 50) % 2 == 0 { lo_us } else { hi_us })
 }
 
 #[test]
@@ -225,20 +228,13 @@ fn a_change_the_data_cannot_tell_is_inconclusive_and_says_what_would_tell() {
 /// One run of `api`: 1000 requests 10 ms apart, each served in about 2 ms; with `stall`, the
 /// requests in that index range took `stall_us` instead (a machine that stopped for a moment).
 fn stalled(path: &Path, run: &str, stall: std::ops::Range<i64>, stall_us: i64) -> PathBuf {
-    let mut db = TestDb::create(path);
-    db.add_run(&RunSpec::new(run, "api", "http"));
-    let reqs: Vec<Req> = (0..1000i64)
-        .map(|i| {
-            let t = if stall.contains(&i) {
-                stall_us
-            } else {
-                2000 + (i * 37 % 11) * 20
-            };
-            Req::ok("GET", T0 + S + i * 10 * MS, 0, t * US)
-        })
-        .collect();
-    db.add_requests(run, &reqs);
-    path.to_path_buf()
+    one_run(path, run, |i| {
+        if stall.contains(&i) {
+            stall_us
+        } else {
+            2000 + (i * 37 % 11) * 20
+        }
+    })
 }
 
 #[test]

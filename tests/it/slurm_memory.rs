@@ -69,44 +69,13 @@ fn shim_dir() -> tempfile::TempDir {
     d
 }
 
-/// `submit recipe.yml ARGS` in a fresh directory, with `shim` first on `PATH` when given.
-/// Returns the campaign and submit's stdout.
+/// `submit recipe.yml --no-report ARGS` in a fresh directory, with `shim` first on `PATH`
+/// when given. Returns the campaign and submit's stdout.
 fn submit(env: &HashMap<String, String>, args: &[&str], shim: Option<&Path>) -> (Camp, String) {
-    let t = tempfile::Builder::new()
-        .prefix("fb-mem-")
-        .tempdir()
-        .unwrap();
-    let root = t.path().to_path_buf();
-    std::fs::write(
-        root.join("recipe.yml"),
-        recipe(env).replace("@ROOT@", &root.display().to_string()),
-    )
-    .unwrap();
-    let mut cmd = common::slurm::fb(&root, JobBin::Env);
-    if let Some(d) = shim {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        let mut dirs = vec![d.to_path_buf()];
-        dirs.extend(std::env::split_paths(&path));
-        cmd.env("PATH", std::env::join_paths(dirs).unwrap());
-    }
-    let out = cmd
-        .args(["submit", "recipe.yml", "--no-report"])
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "submit failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rel = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("campaign: "))
-        .expect("submit prints the campaign")
-        .to_string();
-    let dir = root.join(rel);
-    (Camp::from_dir(t, dir, JobBin::Env), stdout)
+    let args: Vec<&str> = ["--no-report"].iter().chain(args).copied().collect();
+    let c = common::slurm::submit_with_path(&recipe(env), &args, "fb-mem-", JobBin::Env, shim);
+    let stdout = c.submit_stdout.clone();
+    (c, stdout)
 }
 
 /// The real `scontrol show job ID`'s `MinMemoryNode`.

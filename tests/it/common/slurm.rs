@@ -54,6 +54,17 @@ pub fn fb(root: &Path, bin: JobBin) -> assert_cmd::Command {
 /// Write `recipe` (with `@ROOT@` replaced by a fresh temporary directory named `prefix…`)
 /// and `submit` it with `args`; panics when submit fails.
 pub fn submit(recipe: &str, args: &[&str], prefix: &str, bin: JobBin) -> Camp {
+    submit_with_path(recipe, args, prefix, bin, None)
+}
+
+/// [`submit`] with `first_on_path` (a directory of shims) put first on `PATH`.
+pub fn submit_with_path(
+    recipe: &str,
+    args: &[&str],
+    prefix: &str,
+    bin: JobBin,
+    first_on_path: Option<&std::path::Path>,
+) -> Camp {
     let t = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
     let root = t.path().to_path_buf();
     std::fs::write(
@@ -61,7 +72,14 @@ pub fn submit(recipe: &str, args: &[&str], prefix: &str, bin: JobBin) -> Camp {
         recipe.replace("@ROOT@", &root.display().to_string()),
     )
     .unwrap();
-    let out = fb(&root, bin)
+    let mut cmd = fb(&root, bin);
+    if let Some(d) = first_on_path {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs = vec![d.to_path_buf()];
+        dirs.extend(std::env::split_paths(&path));
+        cmd.env("PATH", std::env::join_paths(dirs).unwrap());
+    }
+    let out = cmd
         .args(["submit", "recipe.yml"])
         .args(args)
         .output()
