@@ -771,13 +771,12 @@ fn within_timing_jitter(
 /// Mann–Whitney test over them, came from a few stretches of one run and becomes inconclusive
 /// with the batches' typical shift as its reason. Judgements on repeats keep their verdict.
 fn across_the_run(rows: &mut [Row], b: &Side, c: &Side) {
-    let batches = |s: &Side, metric: &str| {
+    fn batches<'a>(s: &Side<'a>, metric: &str) -> &'a [f64] {
         s.latest
             .spread
             .get(metric)
-            .map(|sp| sp.values.clone())
-            .unwrap_or_default()
-    };
+            .map_or(&[], |sp| sp.values.as_slice())
+    }
     for r in rows
         .iter_mut()
         .filter(|r| matches!(r.status, Status::Regression | Status::Improved))
@@ -787,7 +786,7 @@ fn across_the_run(rows: &mut [Row], b: &Side, c: &Side) {
             continue;
         }
         let Some(change) = r.change else { continue };
-        let Some(shift) = judge::across_batches(&batches(b, &r.metric), &batches(c, &r.metric))
+        let Some(shift) = judge::across_batches(batches(b, &r.metric), batches(c, &r.metric))
         else {
             continue;
         };
