@@ -136,8 +136,12 @@ pub fn latest_costs(path: &Path) -> anyhow::Result<BTreeMap<String, (String, Gen
         .iter()
         .map(|r| (r.host.clone(), r.started_ns, r.ended_ns.unwrap_or(i64::MAX)))
         .collect();
-    // Oldest first: a later run of a service replaces an earlier one.
-    for (i, r) in runs.iter().enumerate() {
+    // Newest first: the latest run of a service with a figure wins, and the older ones are
+    // not read (each costs a count of its requests).
+    for (i, r) in runs.iter().enumerate().rev() {
+        if out.contains_key(&r.service) {
+            continue;
+        }
         let (Some(user), Some(system), Some(ended)) = (r.cpu_user_s, r.cpu_system_s, r.ended_ns)
         else {
             continue;
