@@ -66,6 +66,47 @@ pub trait Client: Send + Sync + 'static {
     fn service_facts(&self) -> BoxFuture<'_, crate::runner::provenance::Facts> {
         Box::pin(async { crate::runner::provenance::Facts::new() })
     }
+    /// Outside the timed region: a driver that runs an unpaced closed loop of `clients`
+    /// clients on one thread of its own, or None (the engine's one task per client). A client
+    /// whose requests complete through a queue it can poll itself (block I/O through io_uring)
+    /// saves the task, the future and the two wake-ups every request costs on the runtime.
+    /// An error fails the run as a failed connect would.
+    fn closed_driver(
+        &self,
+        _clients: u32,
+    ) -> BoxFuture<'_, Result<Option<Box<dyn ClosedDriver>>, ClientError>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// A closed loop run by the client on the calling (blocking) thread; see
+/// [`Client::closed_driver`].
+pub trait ClosedDriver: Send {
+    /// Issue each client's next request as soon as its last one is done, for as long as
+    /// [`DriverCtl::next`] hands out requests, and return once every request issued has been
+    /// given to [`DriverCtl::done`] (or, past a stop's grace, as cancelled).
+    fn run(self: Box<Self>, ctl: &mut dyn DriverCtl);
+}
+
+/// What the engine gives a [`ClosedDriver`]: the schedule, the clock and the recorder.
+pub trait DriverCtl {
+    /// Block until the first request may go.
+    fn wait_start(&self);
+    fn now_ns(&self) -> i64;
+    /// The next request of `client`: its sequence number and its sent time (now), or None
+    /// when this client is done (end time, request budget or a stop).
+    fn next(&mut self, client: u32) -> Option<(u64, i64)>;
+    /// Request `seq` of `client`, sent at `sent_ns`, ended at `done_ns` with `o`.
+    fn done(&mut self, client: u32, seq: u64, sent_ns: i64, done_ns: i64, o: &Outcome);
+    /// A stop (signal, error budget, the store) was requested: what is in flight gets
+    /// [`DriverCtl::grace_ns`] more, then is recorded as cancelled.
+    fn stopping(&self) -> bool;
+    /// How long one request may take before it is recorded as timed out, ns.
+    fn timeout_ns(&self) -> i64;
+    /// How long requests in flight may still take after a stop, ns.
+    fn grace_ns(&self) -> i64;
+    /// The run's seed (requests draw from `Rng::for_stream(seed, seq)`, as the engine's).
+    fn seed(&self) -> u64;
 }
 
 pub trait Worker: Send {

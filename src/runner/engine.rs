@@ -14,7 +14,9 @@
 //! `latency_corrected_us` (done − scheduled) and `latency_service_us` (done − sent), stored
 //! serialized per client (`worker` = client index) and merged (`worker` = -1).
 
-use super::client::{Client, ClientError, ErrorClass, Outcome, RequestCtx, RunMetric, Worker};
+use super::client::{
+    Client, ClientError, DriverCtl, ErrorClass, Outcome, RequestCtx, RunMetric, Worker,
+};
 use super::clock::Clock;
 use super::cpu::process_cpu_s;
 use super::live::{class_index, LiveObserver, LiveSnapshot, Phase, Quantiles};
@@ -405,7 +407,16 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
     } else {
         clients
     };
-    let workers = preconnect(client.as_ref(), &load, pre).await?;
+    // An unpaced closed loop the client can drive on a thread of its own needs no workers.
+    let driver = if open_loop || load.is_paced() {
+        None
+    } else {
+        client.closed_driver(clients).await?
+    };
+    let workers = match driver {
+        Some(_) => Vec::new(),
+        None => preconnect(client.as_ref(), &load, pre).await?,
+    };
 
     let clock = cfg.clock;
     // The first request 1 ms from now. A common start instant (client nodes of one job): the
@@ -450,6 +461,27 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
         .unwrap_or((StopReason::Duration, DispatchStats::default()));
         dispatch = stats;
         reason
+    } else if let Some(driver) = driver {
+        let ctl = Driven {
+            sh: sh.clone(),
+            clients: u64::from(clients),
+            k: vec![0; clients as usize],
+            requests: load.requests,
+            issued: 0,
+            started_ns,
+            measure_start_ns,
+            end_ns,
+            reason: None,
+        };
+        let local = tokio::task::spawn_blocking(move || {
+            let mut ctl = ctl;
+            driver.run(&mut ctl);
+            ctl.reason
+        })
+        .await
+        .ok()
+        .flatten();
+        sh.stop_reason().or(local).unwrap_or(StopReason::Duration)
     } else {
         dispatch_closed(&sh, workers, &load, started_ns, measure_start_ns, end_ns).await
     };
@@ -963,6 +995,83 @@ fn dispatch_open(
         });
         seq += 1;
         stats.sent = seq;
+    }
+}
+
+/// The engine's side of a client-driven closed loop ([`ClosedDriver`]): the same schedule,
+/// budget and stop rules as [`closed_client`], and the same recording.
+struct Driven {
+    sh: Arc<Shared>,
+    clients: u64,
+    /// Requests handed out per client (sequence numbers interleave clients, as
+    /// [`closed_client`]'s).
+    k: Vec<u64>,
+    requests: Option<u64>,
+    issued: u64,
+    started_ns: i64,
+    measure_start_ns: i64,
+    end_ns: i64,
+    reason: Option<StopReason>,
+}
+
+impl DriverCtl for Driven {
+    fn wait_start(&self) {
+        let wait = self.started_ns - self.sh.clock.now_ns();
+        if wait > 0 {
+            std::thread::sleep(Duration::from_nanos(wait as u64));
+        }
+    }
+
+    fn now_ns(&self) -> i64 {
+        self.sh.clock.now_ns()
+    }
+
+    fn next(&mut self, client: u32) -> Option<(u64, i64)> {
+        if self.sh.stop_reason().is_some() {
+            return None;
+        }
+        let now = self.sh.clock.now_ns();
+        if now >= self.end_ns {
+            self.reason.get_or_insert(StopReason::Duration);
+            return None;
+        }
+        if now >= self.measure_start_ns {
+            if let Some(n) = self.requests {
+                if self.issued >= n {
+                    self.reason.get_or_insert(StopReason::Requests);
+                    return None;
+                }
+                self.issued += 1;
+            }
+        }
+        let k = self.k.get_mut(client as usize)?;
+        let seq = *k * self.clients + u64::from(client);
+        *k += 1;
+        self.sh.in_flight.fetch_add(1, Ordering::SeqCst);
+        Some((seq, now))
+    }
+
+    fn done(&mut self, client: u32, seq: u64, sent_ns: i64, done_ns: i64, o: &Outcome) {
+        // Closed loop: a request is scheduled when it is sent.
+        self.sh
+            .record(client, seq, sent_ns, sent_ns, None, done_ns, sent_ns, o);
+        self.sh.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn stopping(&self) -> bool {
+        self.sh.stop_reason().is_some()
+    }
+
+    fn timeout_ns(&self) -> i64 {
+        self.sh.timeout.as_nanos() as i64
+    }
+
+    fn grace_ns(&self) -> i64 {
+        self.sh.timeout.min(DRAIN_AFTER_SIGNAL).as_nanos() as i64
+    }
+
+    fn seed(&self) -> u64 {
+        self.sh.seed
     }
 }
 

@@ -541,14 +541,34 @@ fn max_error_rate_stops_the_run() {
 fn sigterm_mid_run_keeps_finished_requests_and_marks_partial() {
     let srv = Server::start(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("metrics.db");
-    let recipe = write_recipe(
+    sigterm_keeps_finished_requests(
         dir.path(),
         &format!(
             "  - service_name: web\n    service_type: http\n    url: http://127.0.0.1:{}/\n    client_count: 2\n    requests_per_second: 50\n    arrival: constant\n    duration: 300\n",
             srv.port
         ),
     );
+}
+
+/// The same for block I/O in a closed loop, which its client drives on a thread of its own
+/// (`file_storage`'s io_uring driver): the stop reaches it, and what it finished is kept.
+#[test]
+fn sigterm_mid_block_io_keeps_finished_requests_and_marks_partial() {
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    sigterm_keeps_finished_requests(
+        dir.path(),
+        &format!(
+            "  - service_name: blocks\n    service_type: file_storage\n    base_path: {}\n    client_count: 1\n    requests_per_second: 0\n    arrival: closed\n    duration: 300\n    operation_mix: {{read: 0.5, write: 0.5}}\n    file_sizes: {{\"1MB\": 1.0}}\n    working_set_files: 2\n    io_size: 4KB\n    use_direct_io: true\n    io_engine: io_uring\n",
+            dir.path().join("d").display()
+        ),
+    );
+}
+
+/// Run `services` (one service, 300 s), SIGTERM it once 20 requests are committed: exit 3,
+/// `partial`, one row per request sent (sequence numbers 0..n), the summary equal to the DB.
+fn sigterm_keeps_finished_requests(dir: &Path, services: &str) {
+    let db = dir.join("metrics.db");
+    let recipe = write_recipe(dir, services);
     let child = Command::new(env!("CARGO_BIN_EXE_factorybench"))
         .args(["run", recipe.to_str().unwrap(), "--json", "--no-progress"])
         .stdout(Stdio::piped())

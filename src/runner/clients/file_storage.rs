@@ -22,11 +22,13 @@
 //!   where the kernel allows. Everything else is blocking I/O on tokio's blocking thread pool,
 //!   one call per operation.
 
+mod driver;
 mod uring;
 
 use crate::recipe::{FileOp, FileStorageWorkload, IoEngine, SyncMode};
 use crate::runner::client::{
-    BoxFuture, Client, ClientError, ErrorClass, Outcome, RequestCtx, RunMetric, Worker,
+    BoxFuture, Client, ClientError, ClosedDriver, ErrorClass, Outcome, RequestCtx, RunMetric,
+    Worker,
 };
 use crate::runner::rng::Rng;
 use std::collections::VecDeque;
@@ -349,6 +351,28 @@ impl Client for FileStorageClient {
         })
     }
 
+    fn closed_driver(
+        &self,
+        clients: u32,
+    ) -> BoxFuture<'_, Result<Option<Box<dyn ClosedDriver>>, ClientError>> {
+        Box::pin(async move {
+            // Only where the engine path would use the ring too (io_engine and the kernel).
+            if self.ring.get().is_none() {
+                return Ok(None);
+            }
+            let prepared = self
+                .prepared
+                .get()
+                .cloned()
+                .ok_or_else(|| setup_err("connect before setup"))?;
+            let w = self.w.clone();
+            let seed = self.seed;
+            tokio::task::spawn_blocking(move || driver::prepare(&w, &prepared, seed, clients))
+                .await
+                .map_err(|e| setup_err(format!("connect task failed: {e}")))?
+        })
+    }
+
     fn teardown(&self) -> BoxFuture<'_, Result<Vec<RunMetric>, ClientError>> {
         Box::pin(async move {
             let dir = self.run_dir.clone();
@@ -437,7 +461,7 @@ impl State {
         self.w.io_size_bytes?;
         let ok = match op {
             FileOp::Read => true,
-            FileOp::Write => matches!(self.w.sync_mode, SyncMode::None | SyncMode::Dsync),
+            FileOp::Write => ring_writes(self.w.sync_mode),
             FileOp::Stat | FileOp::Delete => false,
         };
         if ok {
@@ -446,6 +470,12 @@ impl State {
             None
         }
     }
+}
+
+/// Whether block I/O writes go through the ring under `sync`: their durability needs no
+/// separate fsync/fdatasync call.
+fn ring_writes(sync: SyncMode) -> bool {
+    matches!(sync, SyncMode::None | SyncMode::Dsync)
 }
 
 /// The open working-set file and the `io`-aligned offset a block I/O operation of `p` uses.

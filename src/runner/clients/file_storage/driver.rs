@@ -1,0 +1,590 @@
+//! The closed loop of block I/O on one thread: every client's read or write goes into one
+//! io_uring owned by that thread, and each completion is recorded and replaced by the client's
+//! next I/O in the same pass, so that one `io_uring_enter` submits the new I/Os and waits for
+//! the next completions (fio's way). No task, future, lock or wake-up per I/O: the engine's
+//! path costs a runtime wake-up of the reaper and another of the worker for every I/O.
+//!
+//! Used for an unpaced closed loop whose operations all go through the ring (block I/O reads,
+//! and writes without fsync/fdatasync), where the kernel has io_uring with timed waits
+//! (Linux 5.11). Every other loop keeps the engine's one task per client.
+//!
+//! Buffers and files: one read and one write buffer per client (the write buffer seeded as
+//! the engine path's), registered with the ring when the kernel agrees; the working-set files
+//! are opened once and registered too. An I/O that outlives the request timeout is recorded
+//! as timed out and its buffer stays with the ring until the kernel completes it; the client
+//! goes on with a fresh buffer. Past a stop's grace, what is still in flight is recorded as
+//! cancelled, and its buffers are leaked rather than freed under the kernel.
+
+use super::{block_file, block_target, op_name, open_options, AlignedBuf, Plan, Prepared};
+use crate::recipe::{FileOp, FileStorageWorkload};
+use crate::runner::client::{ClientError, ClosedDriver, DriverCtl, ErrorClass, Outcome};
+use crate::runner::rng::Rng;
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+
+/// The longest single wait in the kernel, ns: the loop looks at stops and timeouts this often
+/// when no I/O completes.
+const WAIT_NS: u32 = 10_000_000;
+
+/// One client's I/O in flight.
+#[derive(Clone, Copy)]
+struct Flight {
+    seq: u64,
+    sent_ns: i64,
+    op: FileOp,
+    offset: u64,
+    /// Matches the completion's `user_data` (a completion of an abandoned I/O does not).
+    gen: u32,
+}
+
+struct ClientIo {
+    rbuf: AlignedBuf,
+    wbuf: AlignedBuf,
+    /// Registered buffer indices of `rbuf` and `wbuf` (None: plain buffer).
+    rfixed: Option<u16>,
+    wfixed: Option<u16>,
+    flight: Option<Flight>,
+    gen: u32,
+    /// No more requests for this client.
+    stopped: bool,
+}
+
+pub struct FileDriver {
+    // Field order is drop order: the ring goes before the buffers and files it may use.
+    ring: IoUring,
+    w: FileStorageWorkload,
+    io: u64,
+    files: Vec<(File, u64)>,
+    /// Whether the files are registered (the ring's file table index = position in `files`).
+    files_fixed: bool,
+    clients: Vec<ClientIo>,
+    /// Buffers of I/Os that timed out, kept until the kernel completes them (user_data).
+    abandoned: Vec<(u64, AlignedBuf)>,
+}
+
+/// The driver for `clients` clients of `w`, when this loop can have one: every operation of
+/// the mix goes through the ring, and the kernel gives a ring with timed waits. None
+/// otherwise (the engine's path); an error when a working-set file cannot be opened.
+pub fn prepare(
+    w: &FileStorageWorkload,
+    prepared: &Prepared,
+    seed: u64,
+    clients: u32,
+) -> Result<Option<Box<dyn ClosedDriver>>, ClientError> {
+    let Some(io) = w.io_size_bytes else {
+        return Ok(None);
+    };
+    let ring_ops = w.mix.weights.iter().all(|(op, _)| match op {
+        FileOp::Read => true,
+        FileOp::Write => super::ring_writes(w.sync_mode),
+        FileOp::Stat | FileOp::Delete => false,
+    });
+    if !ring_ops || clients == 0 || clients > 4096 {
+        return Ok(None);
+    }
+    let mut files = Vec::new();
+    for (size, paths) in &prepared.classes {
+        if *size < io {
+            continue;
+        }
+        for p in paths {
+            let f = open_options(w, true, false).open(p).map_err(|e| {
+                ClientError::new(
+                    ErrorClass::Io,
+                    "connect",
+                    format!("cannot open {}: {e}", p.display()),
+                )
+            })?;
+            files.push((f, *size));
+        }
+    }
+    Ok(FileDriver::new(w, io, files, clients, seed).map(|d| Box::new(d) as Box<dyn ClosedDriver>))
+}
+
+impl FileDriver {
+    /// A ring for `clients` clients doing `io`-byte I/O on `files` (file, size), with the
+    /// files and every client's buffers registered where the kernel agrees. None where the
+    /// kernel gives no ring with timed waits.
+    fn new(
+        w: &FileStorageWorkload,
+        io: u64,
+        files: Vec<(File, u64)>,
+        clients: u32,
+        seed: u64,
+    ) -> Option<FileDriver> {
+        let entries = clients.next_power_of_two().max(8);
+        let ring = match IoUring::builder()
+            .setup_coop_taskrun()
+            .setup_taskrun_flag()
+            .build(entries)
+            .or_else(|_| IoUring::new(entries))
+        {
+            Ok(r) if r.params().is_feature_ext_arg() => r,
+            Ok(_) => {
+                tracing::debug!("io_uring without timed waits (Linux < 5.11): one task per client");
+                return None;
+            }
+            Err(e) => {
+                tracing::debug!("io_uring refused ({e}): one task per client");
+                return None;
+            }
+        };
+        let fds: Vec<i32> = files.iter().map(|(f, _)| f.as_raw_fd()).collect();
+        let files_fixed = ring.submitter().register_files(&fds).is_ok();
+        let mut cs: Vec<ClientIo> = (0..clients)
+            .map(|i| {
+                let mut wbuf = AlignedBuf::new(io as usize);
+                // The engine path's write payload of this worker.
+                Rng::for_stream(seed, 0xB0F + u64::from(i)).fill_bytes(wbuf.as_mut_slice());
+                ClientIo {
+                    rbuf: AlignedBuf::new(io as usize),
+                    wbuf,
+                    rfixed: None,
+                    wfixed: None,
+                    flight: None,
+                    gen: 0,
+                    stopped: false,
+                }
+            })
+            .collect();
+        let iovs: Vec<libc::iovec> = cs
+            .iter()
+            .flat_map(|c| [&c.rbuf, &c.wbuf])
+            .map(|b| libc::iovec {
+                iov_base: b.ptr.cast(),
+                iov_len: b.len,
+            })
+            .collect();
+        // SAFETY: the buffers live in `cs`, which the driver owns and drops after the ring (field
+        // order); a buffer replaced after a timeout is kept in `abandoned` until its I/O completes.
+        if unsafe { ring.submitter().register_buffers(&iovs) }.is_ok() {
+            for (i, c) in cs.iter_mut().enumerate() {
+                c.rfixed = Some((2 * i) as u16);
+                c.wfixed = Some((2 * i + 1) as u16);
+            }
+        }
+        Some(FileDriver {
+            ring,
+            w: w.clone(),
+            io,
+            files,
+            files_fixed,
+            clients: cs,
+            abandoned: Vec::new(),
+        })
+    }
+}
+
+fn user_data(client: u32, gen: u32) -> u64 {
+    u64::from(client) | (u64::from(gen) << 32)
+}
+
+impl FileDriver {
+    /// Queue `client`'s next I/O, if the engine hands one out. False when the client is done.
+    fn issue(&mut self, ctl: &mut dyn DriverCtl, client: u32, rng_seed: u64) -> bool {
+        let Some((seq, sent_ns)) = ctl.next(client) else {
+            self.clients[client as usize].stopped = true;
+            return false;
+        };
+        // The engine path's draws, in its order (the size class plays no part in block I/O).
+        let mut rng = Rng::for_stream(rng_seed, seq);
+        let op = self.w.mix.pick(rng.next_f64());
+        let _size = rng.next_f64();
+        let plan = Plan {
+            op,
+            class: 0,
+            file: rng.next_u64(),
+            block: rng.next_u64(),
+            seq,
+        };
+        let (f, offset) = block_target(&self.files, &plan, self.io);
+        let fi = block_file(&self.files, &plan) as u32;
+        let c = &mut self.clients[client as usize];
+        c.gen = c.gen.wrapping_add(1);
+        let read = op == FileOp::Read;
+        let (buf, fixed) = if read {
+            (c.rbuf.ptr, c.rfixed)
+        } else {
+            (c.wbuf.ptr, c.wfixed)
+        };
+        let len = self.io as u32;
+        macro_rules! build {
+            ($fd:expr) => {
+                match (read, fixed) {
+                    (true, None) => opcode::Read::new($fd, buf, len).offset(offset).build(),
+                    (false, None) => opcode::Write::new($fd, buf, len).offset(offset).build(),
+                    (true, Some(i)) => opcode::ReadFixed::new($fd, buf, len, i)
+                        .offset(offset)
+                        .build(),
+                    (false, Some(i)) => opcode::WriteFixed::new($fd, buf, len, i)
+                        .offset(offset)
+                        .build(),
+                }
+            };
+        }
+        let e: squeue::Entry = if self.files_fixed {
+            build!(types::Fixed(fi))
+        } else {
+            build!(types::Fd(f.as_raw_fd()))
+        };
+        let e = e.user_data(user_data(client, c.gen));
+        c.flight = Some(Flight {
+            seq,
+            sent_ns,
+            op,
+            offset,
+            gen: c.gen,
+        });
+        // At most one I/O per client is queued and the ring has an entry per client, but a
+        // full queue is submitted rather than trusted.
+        // SAFETY: the buffer stays allocated until the completion (or is leaked).
+        while unsafe { self.ring.submission().push(&e) }.is_err() {
+            if let Err(err) = self.ring.submit() {
+                tracing::warn!("io_uring submit: {err}");
+            }
+        }
+        true
+    }
+
+    /// Record `client`'s I/O as ended with `res` (bytes or -errno) at `done_ns`.
+    fn finish(
+        &mut self,
+        ctl: &mut dyn DriverCtl,
+        client: u32,
+        res: Result<i32, Outcome>,
+        done_ns: i64,
+    ) {
+        let c = &mut self.clients[client as usize];
+        let Some(f) = c.flight.take() else {
+            return;
+        };
+        let name = op_name(f.op);
+        let io = self.io;
+        let o = match res {
+            Err(o) => o,
+            Ok(n) if n >= 0 && n as u64 == io => {
+                let mut o = Outcome::ok(name);
+                o.size_bytes = io;
+                if f.op == FileOp::Read {
+                    o.bytes_received = io;
+                } else {
+                    o.bytes_sent = io;
+                }
+                o
+            }
+            Ok(n) if n >= 0 => Outcome::err(
+                name,
+                ErrorClass::Io,
+                format!("offset {}: short {name}: {n} of {io} bytes", f.offset),
+            ),
+            Ok(n) => Outcome::err(
+                name,
+                ErrorClass::Io,
+                format!("offset {}: {}", f.offset, io::Error::from_raw_os_error(-n)),
+            ),
+        };
+        ctl.done(client, f.seq, f.sent_ns, done_ns, &o);
+    }
+
+    /// `client`'s I/O in flight ends without its completion (timed out or cancelled): its
+    /// buffer stays with the ring until the kernel is done, the client gets a fresh one.
+    fn abandon(
+        &mut self,
+        ctl: &mut dyn DriverCtl,
+        client: u32,
+        class: ErrorClass,
+        message: &str,
+        now_ns: i64,
+    ) {
+        let c = &mut self.clients[client as usize];
+        let Some(f) = c.flight else {
+            return;
+        };
+        let o = Outcome::err(op_name(f.op), class, message);
+        let len = self.io as usize;
+        let (slot, fixed) = if f.op == FileOp::Read {
+            (&mut c.rbuf, &mut c.rfixed)
+        } else {
+            (&mut c.wbuf, &mut c.wfixed)
+        };
+        let mut fresh = AlignedBuf::new(len);
+        if f.op == FileOp::Write {
+            fresh.as_mut_slice().copy_from_slice(slot.as_slice());
+        }
+        let old = std::mem::replace(slot, fresh);
+        *fixed = None;
+        self.abandoned.push((user_data(client, f.gen), old));
+        self.finish(ctl, client, Err(o), now_ns);
+    }
+
+    fn in_flight(&self) -> usize {
+        self.clients.iter().filter(|c| c.flight.is_some()).count()
+    }
+}
+
+impl ClosedDriver for FileDriver {
+    fn run(mut self: Box<Self>, ctl: &mut dyn DriverCtl) {
+        let n = self.clients.len() as u32;
+        let seed = ctl.seed();
+        let timeout_ns = ctl.timeout_ns();
+        let late_message = format!(
+            "no answer within {:?}",
+            std::time::Duration::from_nanos(timeout_ns.max(0) as u64)
+        );
+        ctl.wait_start();
+        for i in 0..n {
+            self.issue(ctl, i, seed);
+        }
+        let mut done: Vec<(u64, i32)> = Vec::with_capacity(self.clients.len() * 2);
+        let mut next_check_ns = ctl.now_ns() + i64::from(WAIT_NS);
+        let mut stop_seen_ns: Option<i64> = None;
+        loop {
+            if self.in_flight() == 0 && self.clients.iter().all(|c| c.stopped) {
+                break;
+            }
+            let ts = types::Timespec::new().nsec(WAIT_NS);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            match self.ring.submitter().submit_with_args(1, &args) {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ETIME)
+                            | Some(libc::EINTR)
+                            | Some(libc::EBUSY)
+                            | Some(libc::EAGAIN)
+                    ) => {}
+                Err(e) => {
+                    // The ring itself failed: nothing more can be issued or waited for.
+                    tracing::warn!("io_uring: {e}; the run stops here");
+                    let now = ctl.now_ns();
+                    let message = format!("io_uring: {e}");
+                    for i in 0..n {
+                        self.clients[i as usize].stopped = true;
+                        self.abandon(ctl, i, ErrorClass::Io, &message, now);
+                    }
+                    break;
+                }
+            }
+            let done_ns = ctl.now_ns();
+            done.clear();
+            {
+                let mut cq = self.ring.completion();
+                cq.sync();
+                done.extend(cq.map(|e: cqueue::Entry| (e.user_data(), e.result())));
+            }
+            for &(ud, res) in &done {
+                let client = (ud & 0xFFFF_FFFF) as u32;
+                let gen = (ud >> 32) as u32;
+                let live = self
+                    .clients
+                    .get(client as usize)
+                    .and_then(|c| c.flight)
+                    .is_some_and(|f| f.gen == gen);
+                if !live {
+                    // An abandoned I/O: now its buffer may go.
+                    self.abandoned.retain(|(u, _)| *u != ud);
+                    continue;
+                }
+                self.finish(ctl, client, Ok(res), done_ns);
+                if !self.clients[client as usize].stopped {
+                    self.issue(ctl, client, seed);
+                }
+            }
+            if done_ns < next_check_ns {
+                continue;
+            }
+            next_check_ns = done_ns + i64::from(WAIT_NS);
+            // Idle clients (a request budget or the end reached) stay stopped; a stop ends
+            // the loop once the grace for what is in flight has passed.
+            if ctl.stopping() {
+                let since = *stop_seen_ns.get_or_insert(done_ns);
+                for c in &mut self.clients {
+                    c.stopped = true;
+                }
+                if done_ns - since >= ctl.grace_ns() {
+                    for i in 0..n {
+                        let m = "run stopped while in flight";
+                        self.abandon(ctl, i, ErrorClass::Cancelled, m, done_ns);
+                    }
+                    break;
+                }
+            }
+            for i in 0..n {
+                let late = self.clients[i as usize]
+                    .flight
+                    .is_some_and(|f| done_ns - f.sent_ns >= timeout_ns);
+                if late {
+                    self.abandon(ctl, i, ErrorClass::Timeout, &late_message, done_ns);
+                    if !self.clients[i as usize].stopped {
+                        self.issue(ctl, i, seed);
+                    }
+                }
+            }
+        }
+        if !self.abandoned.is_empty() {
+            // The kernel may still write into these: never free them under it.
+            tracing::debug!(
+                "{} I/O still in the kernel at the end: buffers kept",
+                self.abandoned.len()
+            );
+            for (_, b) in self.abandoned.drain(..) {
+                std::mem::forget(b);
+            }
+            // The ring's drop waits for nothing; its registered buffers are leaked with it.
+            let me = *self;
+            std::mem::forget(me.ring);
+            std::mem::forget(me.clients);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::workload::{Mix, SizeMix};
+    use crate::recipe::{IoEngine, SyncMode};
+    use std::os::fd::FromRawFd;
+
+    /// The engine's side, scripted: `budget` requests in all, a stop from request `stop_at`.
+    struct Ctl {
+        budget: u64,
+        handed: u64,
+        stop_at: Option<u64>,
+        timeout_ns: i64,
+        done: Vec<(u32, u64, Outcome)>,
+        t0: std::time::Instant,
+    }
+
+    impl DriverCtl for Ctl {
+        fn wait_start(&self) {}
+        fn now_ns(&self) -> i64 {
+            self.t0.elapsed().as_nanos() as i64
+        }
+        fn next(&mut self, _client: u32) -> Option<(u64, i64)> {
+            if self.handed >= self.budget || self.stopping() {
+                return None;
+            }
+            self.handed += 1;
+            Some((self.handed - 1, self.now_ns()))
+        }
+        fn done(&mut self, client: u32, seq: u64, sent_ns: i64, done_ns: i64, o: &Outcome) {
+            assert!(done_ns >= sent_ns);
+            self.done.push((client, seq, o.clone()));
+        }
+        fn stopping(&self) -> bool {
+            self.stop_at.is_some_and(|n| self.handed >= n)
+        }
+        fn timeout_ns(&self) -> i64 {
+            self.timeout_ns
+        }
+        fn grace_ns(&self) -> i64 {
+            30_000_000
+        }
+        fn seed(&self) -> u64 {
+            1
+        }
+    }
+
+    fn workload(op: FileOp) -> FileStorageWorkload {
+        FileStorageWorkload {
+            base_path: "/nonexistent".into(),
+            mix: Mix {
+                weights: vec![(op, 1.0)],
+            },
+            file_sizes: SizeMix {
+                weights: vec![(4096, 1.0)],
+            },
+            use_direct_io: false,
+            sync_mode: SyncMode::None,
+            working_set_files: 1,
+            io_size_bytes: Some(4096),
+            io_engine: IoEngine::IoUring,
+        }
+    }
+
+    /// A pipe's read end as the only "file": a read of it waits until the test writes.
+    fn pipe() -> (File, File) {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills two fresh descriptors we then own.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: as above.
+        unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) }
+    }
+
+    fn ctl(budget: u64, stop_at: Option<u64>, timeout_ms: i64) -> Ctl {
+        Ctl {
+            budget,
+            handed: 0,
+            stop_at,
+            timeout_ns: timeout_ms * 1_000_000,
+            done: Vec::new(),
+            t0: std::time::Instant::now(),
+        }
+    }
+
+    #[test]
+    fn reads_that_complete_are_recorded_whole_with_their_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, vec![7u8; 64 * 1024]).unwrap();
+        let f = File::options().read(true).write(true).open(&p).unwrap();
+        let w = workload(FileOp::Read);
+        let Some(d) = FileDriver::new(&w, 4096, vec![(f, 64 * 1024)], 4, 1) else {
+            eprintln!("no io_uring with timed waits here: nothing to test");
+            return;
+        };
+        let mut c = ctl(100, None, 5_000);
+        Box::new(d).run(&mut c);
+        assert_eq!(c.done.len(), 100);
+        let mut seqs: Vec<u64> = c.done.iter().map(|(_, s, _)| *s).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (0..100).collect::<Vec<_>>());
+        for (client, _, o) in &c.done {
+            assert!(*client < 4);
+            assert_eq!(
+                (o.error, o.op, o.bytes_received),
+                (None, "read", 4096),
+                "{o:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_io_past_the_timeout_is_recorded_as_timed_out_and_the_client_goes_on() {
+        let (r, mut wr) = pipe();
+        let w = workload(FileOp::Read);
+        let Some(d) = FileDriver::new(&w, 4096, vec![(r, 4096)], 1, 1) else {
+            return;
+        };
+        let mut c = ctl(2, None, 40);
+        Box::new(d).run(&mut c);
+        // Both reads wait on the empty pipe: each times out, the second on the fresh buffer.
+        assert_eq!(c.done.len(), 2, "{:?}", c.done);
+        for (_, _, o) in &c.done {
+            assert_eq!(o.error, Some(ErrorClass::Timeout), "{o:?}");
+            assert_eq!(o.op, "read");
+        }
+        // The kernel still holds both reads; they may now complete into the kept buffers.
+        use std::io::Write;
+        let _ = wr.write_all(&[0u8; 8192]);
+    }
+
+    #[test]
+    fn a_stop_cancels_what_is_still_in_flight_after_the_grace() {
+        let (r, _wr) = pipe();
+        let w = workload(FileOp::Read);
+        let Some(d) = FileDriver::new(&w, 4096, vec![(r, 4096)], 1, 1) else {
+            return;
+        };
+        // The stop comes with the first request; the run's timeout is far away.
+        let mut c = ctl(10, Some(1), 60_000);
+        let t = std::time::Instant::now();
+        Box::new(d).run(&mut c);
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(c.done.len(), 1, "{:?}", c.done);
+        assert_eq!(c.done[0].2.error, Some(ErrorClass::Cancelled));
+    }
+}
