@@ -20,14 +20,3 @@ pub fn rss_bytes() -> Option<u64> {
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     Some(pages * page.max(1) as u64)
 }
-
-/// Ask the kernel to wake this thread on time: a sleeping thread's wake-up may be delayed by
-/// its timer slack (50 µs by default), which at 20k arrivals/s is the whole gap between two
-/// requests. The open-loop dispatcher calls it once. Best effort (Linux only; no privilege).
-pub fn precise_timers_for_this_thread() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: PR_SET_TIMERSLACK takes one integer argument and changes only this thread.
-    unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
-    }
-}

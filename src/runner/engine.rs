@@ -1,13 +1,16 @@
 //! The load engine: drives one service's client with an open-loop schedule or a closed loop,
 //! times every request, records it, and stops cleanly.
 //!
-//! Open loop: a dedicated dispatcher thread walks the [`Schedule`] (precise sleeps, not the
-//! 1 ms tokio timer), takes a permit (at most `max_in_flight` in flight) and spawns the
-//! request on the runtime; a request takes an idle connection or opens a new one. When the
+//! Open loop: a dispatcher task walks the [`Schedule`] (sleeping on a timerfd in the runtime's
+//! reactor, to the microsecond, not on the 1 ms tokio timer), takes a permit (at most
+//! `max_in_flight` in flight) and spawns the request on the same worker; a request takes an
+//! idle connection or opens a new one. When the
 //! service is slow the permit wait shows up as schedule lag, and latency counted from the
 //! scheduled start ("corrected") includes it: no coordinated omission.
 //! Closed loop: `clients` tasks, each sending its next request when the previous returns
-//! (`scheduled = sent`), optionally paced to `target_rate_per_client_per_s`.
+//! (`scheduled = sent`), optionally paced to `target_rate_per_client_per_s`. A client that can
+//! drive an unpaced closed loop itself ([`Client::closed_driver`]: block I/O through io_uring)
+//! runs it on one thread of its own, under the same schedule, budget, stop and recording.
 //!
 //! Every request is recorded (warmup included, flagged) with its four timestamps. Successful
 //! measured requests also go into per-client HDR histograms (microseconds) of
@@ -450,12 +453,10 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
         sh.idle.lock().expect("idle lock").extend(workers);
         // One permit per connection: a request takes a permit and an idle connection.
         let sem = Arc::new(Semaphore::new(pre as usize));
-        let rt = tokio::runtime::Handle::current();
         let sh2 = sh.clone();
         let load2 = load.clone();
-        let (reason, stats) = tokio::task::spawn_blocking(move || {
-            super::cpu::precise_timers_for_this_thread();
-            dispatch_open(sh2, rt, sem, &load2, started_ns, measure_start_ns, end_ns)
+        let (reason, stats) = tokio::spawn(async move {
+            dispatch_open(sh2, sem, &load2, started_ns, measure_start_ns, end_ns).await
         })
         .await
         .unwrap_or((StopReason::Duration, DispatchStats::default()));
@@ -840,25 +841,6 @@ fn judge_generator(
     (generator_saturated, metrics)
 }
 
-/// Precise wait until `t_ns` (epoch ns) on a plain thread; gives up early on a stop.
-fn wait_until(sh: &Shared, t_ns: i64) -> bool {
-    loop {
-        let now = sh.clock.now_ns();
-        if now >= t_ns {
-            return true;
-        }
-        if sh.stop_reason().is_some() {
-            return false;
-        }
-        let d = t_ns - now;
-        if d > 20_000_000 {
-            std::thread::sleep(Duration::from_millis(10));
-        } else {
-            std::thread::sleep(Duration::from_nanos(d as u64));
-        }
-    }
-}
-
 /// Requests of `sched` scheduled in `[from_ns, end_ns)` (offsets from `started_ns`), the
 /// first (`first_ns`, already drawn) included; measured ones count against `requests`.
 fn count_rest(
@@ -885,9 +867,12 @@ fn count_rest(
     n
 }
 
-fn dispatch_open(
+/// Open loop: the dispatcher hands out each request at its scheduled instant (a timerfd on
+/// the runtime's reactor, [`super::timer::PreciseTimer`]) as a task of its own, which takes a
+/// free connection; a request that finds every connection busy waits for one (the wait is in
+/// its corrected latency), never past the end of the run.
+async fn dispatch_open(
     sh: Arc<Shared>,
-    rt: tokio::runtime::Handle,
     sem: Arc<Semaphore>,
     load: &Load,
     started_ns: i64,
@@ -904,6 +889,14 @@ fn dispatch_open(
     let mut seq: u64 = 0;
     let mut measured: u64 = 0;
     let mut last_wait_end = i64::MIN;
+    let mut overdue: u64 = 0;
+    let mut timer = match super::timer::PreciseTimer::new() {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::debug!("no timerfd ({e}): arrivals wait on the runtime's 1 ms timers");
+            None
+        }
+    };
     loop {
         let t = started_ns + sched.next_offset_ns();
         if t >= end_ns {
@@ -933,7 +926,14 @@ fn dispatch_open(
         if t >= measure_start_ns && load.requests.is_some_and(|n| measured >= n) {
             return (StopReason::Requests, stats);
         }
-        if !wait_until(&sh, t) {
+        // Behind the schedule nothing awaits: let the request tasks of this worker run.
+        if t <= sh.clock.now_ns() {
+            overdue += 1;
+            if overdue % 32 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        if !wait_until_async(&sh, &mut timer, t).await {
             if sh.clock.now_ns() >= end_ns {
                 // Stopped by the end of the run itself.
                 return cut_at_end(&mut sched, &mut stats, false);
@@ -949,17 +949,15 @@ fn dispatch_open(
                 let sh2 = sh.clone();
                 let sem = sem.clone();
                 let end_at = sh.clock.instant(end_ns);
-                let got = rt.block_on(async move {
-                    tokio::select! {
-                        p = sem.clone().acquire_owned() => Ok(p.ok()),
-                        _ = tokio::time::sleep_until(end_at.into()) => Err(()),
-                        _ = async {
-                            while sh2.stop_reason().is_none() {
-                                tokio::time::sleep(Duration::from_millis(5)).await;
-                            }
-                        } => Ok(None),
-                    }
-                });
+                let got = tokio::select! {
+                    p = sem.clone().acquire_owned() => Ok(p.ok()),
+                    _ = tokio::time::sleep_until(end_at.into()) => Err(()),
+                    _ = async {
+                        while sh2.stop_reason().is_none() {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    } => Ok(None),
+                };
                 match got {
                     Ok(Some(p)) => {
                         last_wait_end = sh.clock.now_ns();
@@ -984,7 +982,7 @@ fn dispatch_open(
         let sh2 = sh.clone();
         let client = (seq % clients) as u32;
         let this_seq = seq;
-        rt.spawn(async move {
+        tokio::spawn(async move {
             let w = sh2.idle.lock().expect("idle lock").pop();
             let back = sh2.one_request(w, client, this_seq, t, gen_ref_ns).await;
             if let Some(w) = back {
@@ -995,6 +993,32 @@ fn dispatch_open(
         });
         seq += 1;
         stats.sent = seq;
+    }
+}
+
+/// Wait until `t_ns` (epoch ns) to the microsecond: true then, false on a stop first.
+async fn wait_until_async(
+    sh: &Shared,
+    timer: &mut Option<super::timer::PreciseTimer>,
+    t_ns: i64,
+) -> bool {
+    loop {
+        let now = sh.clock.now_ns();
+        if now >= t_ns {
+            return true;
+        }
+        if sh.stop_reason().is_some() {
+            return false;
+        }
+        let d = Duration::from_nanos((t_ns - now).min(10_000_000) as u64);
+        let slept = match timer.as_mut() {
+            Some(t) => t.sleep(d).await.is_ok(),
+            None => false,
+        };
+        if !slept {
+            *timer = None;
+            tokio::time::sleep(d).await;
+        }
     }
 }
 

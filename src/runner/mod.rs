@@ -16,3 +16,4 @@ pub mod ready;
 pub use crate::rng;
 pub mod schedule;
 pub mod session;
+pub mod timer;
