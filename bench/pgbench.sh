@@ -24,6 +24,11 @@ trap 'rm -rf "$work"; psql -qAt -c "DROP TABLE IF EXISTS fb_pgbench" >/dev/null 
 py() { python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['runs'][0]; print($1)" "$2"; }
 
 # --- pgbench: the same schema and seed as the factorybench client (src/runner/clients/postgres.rs)
+# fresh_table: pgbench's table as factorybench's setup leaves its own before every run (the
+# mix deletes 5 % of its transactions' rows and inserts others: a table reused across rounds
+# would give pgbench more and more selects, updates and deletes of missing rows, which cost
+# the server less than factorybench's on its freshly seeded table).
+fresh_table() {
 psql -qAt -v ON_ERROR_STOP=1 <<SQL
 DROP TABLE IF EXISTS fb_pgbench;
 CREATE TABLE fb_pgbench (id bigserial PRIMARY KEY, k integer NOT NULL, payload text NOT NULL,
@@ -32,6 +37,7 @@ INSERT INTO fb_pgbench (k, payload) SELECT (g * 7919) % 1000000,
   rpad(md5(g::text), 100, md5((g + 1)::text)) FROM generate_series(1::bigint, $ROWS::bigint) g;
 ANALYZE fb_pgbench;
 SQL
+}
 P=$(printf 'p%.0s' $(seq 100))
 cat > "$work/select.sql" <<S
 \set id random(1, $ROWS)
@@ -78,6 +84,7 @@ echo "PostgreSQL 15, $C clients, ${T}s, $ROWS rows, mix select 70 / insert 10 / 
 echo "$REPEAT alternating rounds (run-to-run noise on a shared 2-core machine is about ±10 %):"
 ratios=()
 for round in $(seq "$REPEAT"); do
+  fresh_table
   pgbench -n -M prepared -c "$C" -j 2 -T "$T" \
     -f "$work/select.sql@70" -f "$work/insert.sql@10" -f "$work/update.sql@15" -f "$work/delete.sql@5" \
     > "$work/pgbench.out" 2>&1
