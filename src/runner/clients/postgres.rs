@@ -16,7 +16,9 @@
 //! # Statements (prepared once per connection; each request is one autocommit transaction)
 //! - select: `SELECT id, k, payload, updated_at FROM t WHERE id = $1`
 //! - insert: `INSERT INTO t (k, payload) SELECT * FROM unnest($1::int4[], $2::text[])` with
-//!   `batch_size` rows (one multi-row statement)
+//!   `batch_size` rows (one multi-row statement); with `batch_size: 1`, the plain
+//!   `INSERT INTO t (k, payload) VALUES ($1, $2)` (pgbench's form: no arrays for the server to
+//!   build and unpack for one row)
 //! - update: `UPDATE t SET k = $2, payload = $3, updated_at = now() WHERE id = $1`
 //! - delete: `DELETE FROM t WHERE id = $1`
 //!
@@ -155,9 +157,11 @@ async fn open_session(
         .await
         .map_err(err)?;
     let insert = c
-        .prepare(&format!(
-            "INSERT INTO \"{t}\" (k, payload) SELECT * FROM unnest($1::int4[], $2::text[])"
-        ))
+        .prepare(&if wl.batch_size == 1 {
+            format!("INSERT INTO \"{t}\" (k, payload) VALUES ($1, $2)")
+        } else {
+            format!("INSERT INTO \"{t}\" (k, payload) SELECT * FROM unnest($1::int4[], $2::text[])")
+        })
         .await
         .map_err(err)?;
     let update = c
@@ -432,7 +436,11 @@ impl Worker for PgWorker {
                         ks.push(ctx.rng.below(1_000_000) as i32);
                         ps.push(self.payload(ctx.rng));
                     }
-                    let r = self.s.c.execute(&self.s.insert, &[&ks, &ps]).await;
+                    let r = if n == 1 {
+                        self.s.c.execute(&self.s.insert, &[&ks[0], &ps[0]]).await
+                    } else {
+                        self.s.c.execute(&self.s.insert, &[&ks, &ps]).await
+                    };
                     if let Ok(rows) = r {
                         self.shared.max_id.fetch_add(rows as i64, Ordering::Relaxed);
                     }
