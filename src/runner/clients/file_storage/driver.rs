@@ -15,11 +15,11 @@
 //! goes on with a fresh buffer. Past a stop's grace, what is still in flight is recorded as
 //! cancelled, and its buffers are leaked rather than freed under the kernel.
 
-use super::{block_file, block_target, op_name, open_options, AlignedBuf, Plan, Prepared};
+use super::{block_file, block_target, op_name, open_options, uring, AlignedBuf, Plan, Prepared};
 use crate::recipe::{FileOp, FileStorageWorkload};
 use crate::runner::client::{ClientError, ClosedDriver, DriverCtl, ErrorClass, Outcome};
 use crate::runner::rng::Rng;
-use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use io_uring::{cqueue, types, IoUring};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -208,26 +208,16 @@ impl FileDriver {
         } else {
             (c.wbuf.ptr, c.wfixed)
         };
-        let len = self.io as u32;
-        macro_rules! build {
-            ($fd:expr) => {
-                match (read, fixed) {
-                    (true, None) => opcode::Read::new($fd, buf, len).offset(offset).build(),
-                    (false, None) => opcode::Write::new($fd, buf, len).offset(offset).build(),
-                    (true, Some(i)) => opcode::ReadFixed::new($fd, buf, len, i)
-                        .offset(offset)
-                        .build(),
-                    (false, Some(i)) => opcode::WriteFixed::new($fd, buf, len, i)
-                        .offset(offset)
-                        .build(),
-                }
-            };
-        }
-        let e: squeue::Entry = if self.files_fixed {
-            build!(types::Fixed(fi))
-        } else {
-            build!(types::Fd(f.as_raw_fd()))
+        let target = uring::Target {
+            fd: f.as_raw_fd(),
+            fixed: self.files_fixed.then_some(fi),
         };
+        let dir = if read {
+            uring::Dir::Read
+        } else {
+            uring::Dir::Write
+        };
+        let e = uring::entry(dir, target, buf, self.io as u32, offset, fixed);
         let e = e.user_data(user_data(client, c.gen));
         c.flight = Some(Flight {
             seq,

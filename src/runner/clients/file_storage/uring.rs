@@ -162,7 +162,7 @@ pub struct Uring {
 }
 
 /// The submission entry of one read or write (plain or registered file, plain or fixed buffer).
-fn entry(
+pub(super) fn entry(
     dir: Dir,
     t: Target,
     buf: *mut u8,
