@@ -219,21 +219,33 @@ impl FileDriver {
         };
         let e = uring::entry(dir, target, buf, self.io as u32, offset, fixed);
         let e = e.user_data(user_data(client, c.gen));
-        c.flight = Some(Flight {
+        let flight = Flight {
             seq,
             sent_ns,
             op,
             offset,
             gen: c.gen,
-        });
+        };
         // At most one I/O per client is queued and the ring has an entry per client, but a
-        // full queue is submitted rather than trusted.
+        // full queue is submitted rather than trusted, and a queue that stays full (a ring
+        // the kernel no longer serves) ends this client with the error, not in a spin.
+        let mut tries = 0;
         // SAFETY: the buffer stays allocated until the completion (or is leaked).
         while unsafe { self.ring.submission().push(&e) }.is_err() {
-            if let Err(err) = self.ring.submit() {
-                tracing::warn!("io_uring submit: {err}");
+            tries += 1;
+            let submitted = self.ring.submit();
+            if tries >= 100 {
+                let why = match submitted {
+                    Err(err) => format!("io_uring submission queue stays full: {err}"),
+                    Ok(_) => "io_uring submission queue stays full".to_string(),
+                };
+                self.clients[client as usize].stopped = true;
+                let o = Outcome::err(op_name(op), ErrorClass::Io, why);
+                ctl.done(client, seq, sent_ns, ctl.now_ns(), &o);
+                return false;
             }
         }
+        self.clients[client as usize].flight = Some(flight);
         // Submitted at once, as fio's libaio engine does: on a device that is not CPU-bound,
         // an I/O held back to share a submit with the next ones costs more in the device's
         // idle time than the system call saves (measured in bench/file-vs-fio.sh: batched
