@@ -129,6 +129,45 @@ impl FileStorageClient {
     fn open_opts(&self, write: bool, create: bool) -> OpenOptions {
         open_options(&self.w, write, create)
     }
+
+    /// The working set that `setup` prepared (connects come after it).
+    fn prepared(&self) -> Result<Arc<Prepared>, ClientError> {
+        self.prepared
+            .get()
+            .cloned()
+            .ok_or_else(|| setup_err("connect before setup"))
+    }
+}
+
+/// Worker `worker`'s write payload: `len` bytes seeded from the run's seed (the same in the
+/// engine's workers and in the driver's clients).
+fn write_payload(seed: u64, worker: u32, len: usize) -> AlignedBuf {
+    let mut b = AlignedBuf::new(len);
+    Rng::for_stream(seed, 0xB0F + u64::from(worker)).fill_bytes(b.as_mut_slice());
+    b
+}
+
+/// The working-set files block I/O of `io` bytes uses (every file at least `io` long), opened
+/// for reads and writes, with their sizes.
+fn open_block_files(
+    w: &FileStorageWorkload,
+    prepared: &Prepared,
+    io: u64,
+) -> Result<Vec<(File, u64)>, ClientError> {
+    let mut open = Vec::new();
+    for (size, paths) in prepared.classes.iter().filter(|(size, _)| *size >= io) {
+        for p in paths {
+            let f = open_options(w, true, false).open(p).map_err(|e| {
+                ClientError::new(
+                    ErrorClass::Io,
+                    "connect",
+                    format!("cannot open {}: {e}", p.display()),
+                )
+            })?;
+            open.push((f, *size));
+        }
+    }
+    Ok(open)
 }
 
 fn open_options(w: &FileStorageWorkload, write: bool, create: bool) -> OpenOptions {
@@ -308,11 +347,7 @@ impl Client for FileStorageClient {
 
     fn connect(&self, worker: u32) -> BoxFuture<'_, Result<Box<dyn Worker>, ClientError>> {
         Box::pin(async move {
-            let prepared = self
-                .prepared
-                .get()
-                .cloned()
-                .ok_or_else(|| setup_err("connect before setup"))?;
+            let prepared = self.prepared()?;
             let w = self.w.clone();
             let seed = self.seed;
             let ring = self.ring.get().cloned();
@@ -321,27 +356,12 @@ impl Client for FileStorageClient {
                     .io_size_bytes
                     .unwrap_or_else(|| w.file_sizes.max_bytes())
                     .max(1) as usize;
-                let mut wbuf = AlignedBuf::new(buf_len);
-                Rng::for_stream(seed, 0xB0F + u64::from(worker)).fill_bytes(wbuf.as_mut_slice());
+                let wbuf = write_payload(seed, worker, buf_len);
                 let rbuf = AlignedBuf::new(buf_len);
-                let mut open_files = Vec::new();
-                if let Some(io) = w.io_size_bytes {
-                    for (size, files) in &prepared.classes {
-                        if *size < io {
-                            continue;
-                        }
-                        for p in files {
-                            let f = open_options(&w, true, false).open(p).map_err(|e| {
-                                ClientError::new(
-                                    ErrorClass::Io,
-                                    "connect",
-                                    format!("cannot open {}: {e}", p.display()),
-                                )
-                            })?;
-                            open_files.push((f, *size));
-                        }
-                    }
-                }
+                let open_files = match w.io_size_bytes {
+                    Some(io) => open_block_files(&w, &prepared, io)?,
+                    None => Vec::new(),
+                };
                 let fixed = ring
                     .as_ref()
                     .map(|r| Fixed::register(r, &open_files, &rbuf, &wbuf));
@@ -372,11 +392,7 @@ impl Client for FileStorageClient {
             if self.ring.get().is_none() {
                 return Ok(None);
             }
-            let prepared = self
-                .prepared
-                .get()
-                .cloned()
-                .ok_or_else(|| setup_err("connect before setup"))?;
+            let prepared = self.prepared()?;
             let w = self.w.clone();
             let seed = self.seed;
             tokio::task::spawn_blocking(move || driver::prepare(&w, &prepared, seed, clients))

@@ -15,7 +15,7 @@
 //! goes on with a fresh buffer. Past a stop's grace, what is still in flight is recorded as
 //! cancelled, and its buffers are leaked rather than freed under the kernel.
 
-use super::{block_file, block_target, op_name, open_options, uring, AlignedBuf, Plan, Prepared};
+use super::{block_file, block_target, op_name, uring, AlignedBuf, Plan, Prepared};
 use crate::recipe::{FileOp, FileStorageWorkload};
 use crate::runner::client::{ClientError, ClosedDriver, DriverCtl, ErrorClass, Outcome};
 use crate::runner::rng::Rng;
@@ -84,22 +84,7 @@ pub fn prepare(
     if !ring_ops || clients == 0 || clients > 4096 {
         return Ok(None);
     }
-    let mut files = Vec::new();
-    for (size, paths) in &prepared.classes {
-        if *size < io {
-            continue;
-        }
-        for p in paths {
-            let f = open_options(w, true, false).open(p).map_err(|e| {
-                ClientError::new(
-                    ErrorClass::Io,
-                    "connect",
-                    format!("cannot open {}: {e}", p.display()),
-                )
-            })?;
-            files.push((f, *size));
-        }
-    }
+    let files = super::open_block_files(w, prepared, io)?;
     Ok(FileDriver::new(w, io, files, clients, seed).map(|d| Box::new(d) as Box<dyn ClosedDriver>))
 }
 
@@ -134,12 +119,10 @@ impl FileDriver {
         let files_fixed = ring.submitter().register_files(&fds).is_ok();
         let mut cs: Vec<ClientIo> = (0..clients)
             .map(|i| {
-                let mut wbuf = AlignedBuf::new(io as usize);
-                // The engine path's write payload of this worker.
-                Rng::for_stream(seed, 0xB0F + u64::from(i)).fill_bytes(wbuf.as_mut_slice());
                 ClientIo {
                     rbuf: AlignedBuf::new(io as usize),
-                    wbuf,
+                    // The engine path's write payload of this worker.
+                    wbuf: super::write_payload(seed, i, io as usize),
                     rfixed: None,
                     wfixed: None,
                     flight: None,
