@@ -359,3 +359,31 @@ fn pushgateway_url_env_takes_precedence() {
         None
     );
 }
+
+#[test]
+fn a_started_service_on_an_ephemeral_port_is_warned_with_its_location() {
+    let started = |port: &str| {
+        format!("services:\n  - {{service_name: h, service_type: http, runtime: host, start_command: [srv], {port}, url: /}}\n")
+    };
+    let w = load(&started("port: 57340")).unwrap().render_warnings();
+    assert!(
+        w.contains("port 57340 is in Linux's default ephemeral range"),
+        "{w}"
+    );
+    assert!(w.contains("services[0].port"), "{w}");
+    assert!(w.contains("below 32768"), "{w}");
+    let w = load(&started("service_url: \"http://127.0.0.1:40000\""))
+        .unwrap()
+        .render_warnings();
+    assert!(w.contains("port 40000"), "{w}");
+    assert!(w.contains("services[0].service_url"), "{w}");
+    // Below or above the range, and a server the job does not start: no warning.
+    for ok in ["port: 32767", "port: 61000"] {
+        let w = load(&started(ok)).unwrap().render_warnings();
+        assert!(!w.contains("ephemeral"), "{ok}: {w}");
+    }
+    let w = load("services:\n  - {service_name: h, service_type: http, runtime: external, service_url: \"http://10.0.0.1:50000\", url: /}\n")
+        .unwrap()
+        .render_warnings();
+    assert!(!w.contains("ephemeral"), "{w}");
+}

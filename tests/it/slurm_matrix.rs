@@ -209,7 +209,7 @@ fn matrix_of_real_kinds_and_placements_on_the_cluster() {
         for &p in kind.placements() {
             let i = cells.len();
             // Two ports per cell (the LLM server opens both APIs); distinct across cells.
-            let port = 20_000 + (std::process::id() % 1000) as u16 * 40 + (i as u16) * 2;
+            let port = matrix_port_base() + (i as u16) * 2;
             let text = recipe(kind, p, i, port, &env);
             let camp = common::slurm::submit(&text, &[], "fb-matrix-", JobBin::Compiled);
             cells.push(Cell {
@@ -399,7 +399,7 @@ fn gpu_service_runs_as_a_heterogeneous_job_on_the_cluster() {
         eprintln!("skipped: the cluster has no GPU partition");
         return;
     };
-    let port = 20_000 + (std::process::id() % 1000) as u16 * 40 + 38;
+    let port = matrix_port_base() + 38;
     let text = format!(
         "benchmark: {{name: \"matrix het\"}}\nglobal:\n  metrics_db: \"@ROOT@/local.db\"\nservices:\n  - service_name: svc\n{}    warmup: 0\n    readiness_timeout: 60\n    slurm: {{account: {}, partition: {gpu_part}, gres: \"gpu:1\", client_partition: {}, client_nodes: 2, time: \"00:05:00\"}}\n",
         RealKind::Http.lines(port, false),
@@ -475,4 +475,11 @@ fn gpu_service_runs_as_a_heterogeneous_job_on_the_cluster() {
         "heterogeneous job {id}: service on {} ({}, {}), clients on {:?} ({})",
         svc_c[2], svc_c[1], svc_c[3], hosts, cli_c[1]
     );
+}
+
+/// The first of this test process's 40 ports. Below Linux's ephemeral range (32768–60999): a
+/// port in it can be held by any outgoing connection on the node (a runner's, slurmd's), and a
+/// service started on it then fails to bind now and then ("Address already in use").
+fn matrix_port_base() -> u16 {
+    20_000 + (std::process::id() % 300) as u16 * 40
 }

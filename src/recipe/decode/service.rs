@@ -113,6 +113,9 @@ pub(super) fn decode_service(
     }
     promote_secret_lookalikes(&mut container, &workload);
     let endpoint = Endpoint::resolve(kind, &workload, port, service_url.as_deref(), host);
+    if starts_service {
+        check_ephemeral_port(cx, &f, endpoint.port);
+    }
     Some(Service {
         name: name?,
         kind,
@@ -470,6 +473,34 @@ fn decode_service_sweep(
         }
     }
     sweep
+}
+
+/// Linux's default ephemeral port range (`net.ipv4.ip_local_port_range`): the local ports the
+/// kernel hands to outgoing connections.
+const EPHEMERAL_PORTS: std::ops::RangeInclusive<u16> = 32_768..=60_999;
+
+/// A service the job starts on a port in the ephemeral range: any outgoing connection on the
+/// node (a runner's, slurmd's, another job's) can hold that port, and the service then fails to
+/// bind ("Address already in use") now and then. A warning; the recipe stays valid.
+fn check_ephemeral_port(cx: &mut Ctx, f: &Fields, port: Option<u16>) {
+    let Some(port) = port.filter(|p| EPHEMERAL_PORTS.contains(p)) else {
+        return;
+    };
+    let key = if f.get("port").is_some() {
+        "port"
+    } else {
+        "service_url"
+    };
+    cx.warn(
+        f.get(key).map_or(f.pos(), |n| n.pos),
+        &f.p(key),
+        format!(
+            "port {port} is in Linux's default ephemeral range ({}–{}): an outgoing connection on the node can hold it, and the service then fails to start with \"Address already in use\" now and then",
+            EPHEMERAL_PORTS.start(),
+            EPHEMERAL_PORTS.end()
+        ),
+        Some("pick a port below 32768 (check `sysctl net.ipv4.ip_local_port_range` on the nodes)".into()),
+    );
 }
 
 /// The kind's checks across keys ([`crate::kinds::Kind::checks`]).
