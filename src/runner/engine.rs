@@ -1149,8 +1149,8 @@ async fn closed_client(
         let seq = k * clients + client as u64;
         k += 1;
         sh.in_flight.fetch_add(1, Ordering::SeqCst);
-        // Closed loop: the request is scheduled when it is sent.
-        let scheduled = sh.clock.now_ns();
+        // Closed loop: the request is scheduled when it is sent (now).
+        let scheduled = now;
         worker = sh
             .one_request(worker.take(), client, seq, scheduled, scheduled)
             .await;

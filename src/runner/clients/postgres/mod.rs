@@ -26,6 +26,12 @@
 //! with every committed insert (like pgbench's `random(1, :scale)`); a select/update/delete of
 //! an id deleted earlier touches zero rows and still counts as one transaction. Payloads are
 //! generated in `setup`, outside the timed region.
+//!
+//! # Two protocol paths
+//! Setup, teardown and the server facts use tokio-postgres. The timed requests go through
+//! [`wire`]: each worker's own session, spoken directly (pgbench's way with libpq).
+
+mod wire;
 
 use super::util::{error_chain, resolve_secret};
 use crate::recipe::{DatabaseWorkload, DbOp, Service};
@@ -37,7 +43,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client as PgClient, NoTls, Statement};
+use tokio_postgres::{Client as PgClient, NoTls};
+use wire::Param;
 
 /// Length of each generated `payload` value, characters.
 pub const PAYLOAD_CHARS: usize = 100;
@@ -53,8 +60,10 @@ struct Shared {
     /// Highest id that may exist (seed rows + inserted rows).
     max_id: AtomicI64,
     payloads: Vec<String>,
-    /// How to open a session (workers reopen theirs when the server ends it).
+    /// How setup, teardown and the server facts open a session (tokio-postgres).
     config: tokio_postgres::Config,
+    /// How workers open theirs (and reopen it when the server ends it).
+    wire: wire::Params,
 }
 
 impl PostgresClient {
@@ -71,19 +80,24 @@ impl PostgresClient {
                     .collect()
             })
             .collect();
+        let host = &svc.endpoint.host;
+        let port = svc.endpoint.port.unwrap_or(5432);
+        let timeout_s = svc.load.timeout_s;
         Ok(PostgresClient {
             wl: wl.clone(),
             seed: svc.load.seed,
             shared: Arc::new(Shared {
                 max_id: AtomicI64::new(wl.seed_rows as i64),
                 payloads,
-                config: config(
-                    wl,
-                    &svc.endpoint.host,
-                    svc.endpoint.port.unwrap_or(5432),
-                    password.as_deref(),
-                    svc.load.timeout_s,
-                ),
+                config: config(wl, host, port, password.as_deref(), timeout_s),
+                wire: wire::Params {
+                    host: host.clone(),
+                    port,
+                    user: wl.user.clone(),
+                    database: wl.database.clone(),
+                    password,
+                    connect_timeout: connect_timeout(timeout_s),
+                },
             }),
         })
     }
@@ -111,11 +125,16 @@ fn config(
         .dbname(&wl.database)
         .user(&wl.user)
         .application_name("factorybench")
-        .connect_timeout(Duration::from_secs_f64(timeout_s.clamp(0.1, 30.0)));
+        .connect_timeout(connect_timeout(timeout_s));
     if let Some(p) = password {
         c.password(p);
     }
     c
+}
+
+/// The connect timeout: the request timeout, within 0.1–30 s.
+fn connect_timeout(timeout_s: f64) -> Duration {
+    Duration::from_secs_f64(timeout_s.clamp(0.1, 30.0))
 }
 
 async fn open(
@@ -133,87 +152,90 @@ async fn open(
     Ok(client)
 }
 
-/// A worker's session with its four statements prepared.
-struct Session {
-    c: PgClient,
-    select: Statement,
-    insert: Statement,
-    update: Statement,
-    delete: Statement,
-}
+/// The worker's four prepared statements.
+const SELECT: &str = "fb_select";
+const INSERT: &str = "fb_insert";
+const UPDATE: &str = "fb_update";
+const DELETE: &str = "fb_delete";
 
+/// A worker's session (the wire path) with its four statements prepared.
 async fn open_session(
-    config: &tokio_postgres::Config,
+    p: &wire::Params,
     wl: &DatabaseWorkload,
     stage: &'static str,
-) -> Result<Session, ClientError> {
-    let c = open(config, wl, stage).await?;
+) -> Result<wire::Conn, ClientError> {
+    let err = |e: wire::WireError| {
+        describe_error(stage, wl, &p.host, p.port, e.class(), e.db(), e.to_string())
+    };
+    let mut c = wire::Conn::connect(p).await.map_err(err)?;
     let t = &wl.table_name;
-    let err = |e: tokio_postgres::Error| setup_error(stage, wl, config, &e);
-    let select = c
-        .prepare(&format!(
-            "SELECT id, k, payload, updated_at FROM \"{t}\" WHERE id = $1"
-        ))
-        .await
-        .map_err(err)?;
-    let insert = c
-        .prepare(&if wl.batch_size == 1 {
-            format!("INSERT INTO \"{t}\" (k, payload) VALUES ($1, $2)")
-        } else {
-            format!("INSERT INTO \"{t}\" (k, payload) SELECT * FROM unnest($1::int4[], $2::text[])")
-        })
-        .await
-        .map_err(err)?;
-    let update = c
-        .prepare(&format!(
-            "UPDATE \"{t}\" SET k = $2, payload = $3, updated_at = now() WHERE id = $1"
-        ))
-        .await
-        .map_err(err)?;
-    let delete = c
-        .prepare(&format!("DELETE FROM \"{t}\" WHERE id = $1"))
-        .await
-        .map_err(err)?;
-    Ok(Session {
-        c,
-        select,
-        insert,
-        update,
-        delete,
-    })
+    let select = format!("SELECT id, k, payload, updated_at FROM \"{t}\" WHERE id = $1");
+    let (insert, insert_types): (String, &[u32]) = if wl.batch_size == 1 {
+        (
+            format!("INSERT INTO \"{t}\" (k, payload) VALUES ($1, $2)"),
+            &[wire::INT4, wire::TEXT],
+        )
+    } else {
+        (
+            format!(
+                "INSERT INTO \"{t}\" (k, payload) SELECT * FROM unnest($1::int4[], $2::text[])"
+            ),
+            &[wire::INT4_ARRAY, wire::TEXT_ARRAY],
+        )
+    };
+    let update =
+        format!("UPDATE \"{t}\" SET k = $2, payload = $3, updated_at = now() WHERE id = $1");
+    let delete = format!("DELETE FROM \"{t}\" WHERE id = $1");
+    c.prepare(&[
+        (SELECT, &select, &[wire::INT8]),
+        (INSERT, &insert, insert_types),
+        (UPDATE, &update, &[wire::INT8, wire::INT4, wire::TEXT]),
+        (DELETE, &delete, &[wire::INT8]),
+    ])
+    .await
+    .map_err(err)?;
+    Ok(c)
 }
 
-/// The classified error of a connection or setup statement.
+/// The classified error of a connection or setup statement (tokio-postgres).
 fn setup_error(
     stage: &'static str,
     wl: &DatabaseWorkload,
     cfg: &tokio_postgres::Config,
     e: &tokio_postgres::Error,
 ) -> ClientError {
-    let class = class_of(e);
     let host = match cfg.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         _ => String::new(),
     };
     let port = cfg.get_ports().first().copied().unwrap_or(5432);
+    let db = e.as_db_error().map(|d| (d.code().code(), d.message()));
+    describe_error(stage, wl, &host, port, class_of(e), db, error_chain(e))
+}
+
+/// The message of a connection or setup error, from either path: `db` is the server's
+/// SQLSTATE and message, `chain` the error's whole text.
+fn describe_error(
+    stage: &'static str,
+    wl: &DatabaseWorkload,
+    host: &str,
+    port: u16,
+    class: ErrorClass,
+    db: Option<(&str, &str)>,
+    chain: String,
+) -> ClientError {
     let target = format!("postgresql://{}@{}:{}/{}", wl.user, host, port, wl.database);
-    let msg = match e.as_db_error() {
-        Some(db) if class == ErrorClass::Auth => format!(
-            "authentication failed for {target}: {} (check user/password)",
-            db.message()
-        ),
-        Some(db) if db.code() == &SqlState::INVALID_CATALOG_NAME => format!(
-            "database `{}` does not exist on {}:{}: {}",
-            wl.database,
-            host,
-            port,
-            db.message()
-        ),
-        Some(db) => format!("{target}: {} ({})", db.message(), db.code().code()),
-        None if class == ErrorClass::Connect => {
-            format!("cannot connect to {target}: {}", error_chain(e))
+    let msg = match db {
+        Some((_, message)) if class == ErrorClass::Auth => {
+            format!("authentication failed for {target}: {message} (check user/password)")
         }
-        None => format!("{target}: {}", error_chain(e)),
+        Some((code, message)) if code == SqlState::INVALID_CATALOG_NAME.code() => format!(
+            "database `{}` does not exist on {}:{}: {}",
+            wl.database, host, port, message
+        ),
+        Some((code, message)) => format!("{target}: {message} ({code})"),
+        None if class == ErrorClass::Connect => format!("cannot connect to {target}: {chain}"),
+        None => format!("{target}: {chain}"),
     };
     ClientError::new(class, stage, msg)
 }
@@ -221,20 +243,7 @@ fn setup_error(
 /// Classify a tokio-postgres error.
 pub fn class_of(e: &tokio_postgres::Error) -> ErrorClass {
     if let Some(db) = e.as_db_error() {
-        let code = db.code();
-        return if code == &SqlState::INVALID_PASSWORD
-            || code == &SqlState::INVALID_AUTHORIZATION_SPECIFICATION
-            || code == &SqlState::INSUFFICIENT_PRIVILEGE
-        {
-            ErrorClass::Auth
-        } else if code == &SqlState::QUERY_CANCELED {
-            ErrorClass::Timeout
-        } else if code.code().starts_with("08") || code.code().starts_with("57P") {
-            // connection exceptions, admin shutdown / crash shutdown
-            ErrorClass::Io
-        } else {
-            ErrorClass::Other
-        };
+        return class_of_sqlstate(db.code().code());
     }
     let chain = error_chain(e);
     let mut src = std::error::Error::source(e);
@@ -258,6 +267,23 @@ pub fn class_of(e: &tokio_postgres::Error) -> ErrorClass {
         ErrorClass::Auth
     } else {
         ErrorClass::Protocol
+    }
+}
+
+/// Classify the server's SQLSTATE.
+fn class_of_sqlstate(code: &str) -> ErrorClass {
+    if code == SqlState::INVALID_PASSWORD.code()
+        || code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION.code()
+        || code == SqlState::INSUFFICIENT_PRIVILEGE.code()
+    {
+        ErrorClass::Auth
+    } else if code == SqlState::QUERY_CANCELED.code() {
+        ErrorClass::Timeout
+    } else if code.starts_with("08") || code.starts_with("57P") {
+        // connection exceptions, admin shutdown / crash shutdown
+        ErrorClass::Io
+    } else {
+        ErrorClass::Other
     }
 }
 
@@ -335,9 +361,9 @@ impl Client for PostgresClient {
 
     fn connect(&self, worker: u32) -> BoxFuture<'_, Result<Box<dyn Worker>, ClientError>> {
         Box::pin(async move {
-            let s = open_session(&self.shared.config, &self.wl, "connect").await?;
+            let conn = open_session(&self.shared.wire, &self.wl, "connect").await?;
             Ok(Box::new(PgWorker {
-                s,
+                conn,
                 wl: self.wl.clone(),
                 shared: self.shared.clone(),
                 _seed: self.seed ^ worker as u64,
@@ -374,20 +400,20 @@ impl Client for PostgresClient {
 }
 
 struct PgWorker {
-    s: Session,
+    conn: wire::Conn,
     wl: DatabaseWorkload,
     shared: Arc<Shared>,
     _seed: u64,
 }
 
-impl PgWorker {
+impl Shared {
     fn pick_id(&self, rng: &mut Rng) -> i64 {
-        let max = self.shared.max_id.load(Ordering::Relaxed).max(1);
+        let max = self.max_id.load(Ordering::Relaxed).max(1);
         1 + rng.below(max as u64) as i64
     }
 
     fn payload(&self, rng: &mut Rng) -> &str {
-        &self.shared.payloads[rng.below(self.shared.payloads.len() as u64) as usize]
+        &self.payloads[rng.below(self.payloads.len() as u64) as usize]
     }
 }
 
@@ -405,62 +431,93 @@ impl Worker for PgWorker {
         Box::pin(async move {
             let op = self.wl.mix.pick(ctx.rng.next_f64());
             let name = op_name(op);
-            if self.s.c.is_closed() {
-                // The server ended this session (idle_session_timeout, a pooler's idle
-                // timeout, pg_terminate_backend, a restart): open a new one inside the
-                // timing, as a connection pool does, rather than failing every later request.
-                match open_session(&self.shared.config, &self.wl, "reconnect").await {
-                    Ok(s) => self.s = s,
-                    Err(e) => return Outcome::err(name, e.class, e.message),
-                }
-            }
-            let res: Result<u64, tokio_postgres::Error> = match op {
-                DbOp::Select => {
-                    let id = self.pick_id(ctx.rng);
-                    match self.s.c.query(&self.s.select, &[&id]).await {
-                        Ok(rows) => {
-                            ctx.mark_first_byte();
-                            Ok(rows
-                                .iter()
-                                .map(|r| r.get::<_, &str>(2).len() as u64 + 24)
-                                .sum())
-                        }
-                        Err(e) => Err(e),
-                    }
+            let PgWorker {
+                conn, wl, shared, ..
+            } = &mut *self;
+            // The request's statement and parameters, drawn once (a resend sends the same).
+            let n = wl.batch_size as usize;
+            let (mut ks, mut ps) = (Vec::new(), Vec::new());
+            let (statement, params) = match op {
+                DbOp::Select => (
+                    SELECT,
+                    [
+                        Param::Int8(shared.pick_id(ctx.rng)),
+                        Param::None,
+                        Param::None,
+                    ],
+                ),
+                DbOp::Insert if n == 1 => {
+                    let k = ctx.rng.below(1_000_000) as i32;
+                    (
+                        INSERT,
+                        [
+                            Param::Int4(k),
+                            Param::Text(shared.payload(ctx.rng)),
+                            Param::None,
+                        ],
+                    )
                 }
                 DbOp::Insert => {
-                    let n = self.wl.batch_size as usize;
-                    let mut ks = Vec::with_capacity(n);
-                    let mut ps = Vec::with_capacity(n);
                     for _ in 0..n {
                         ks.push(ctx.rng.below(1_000_000) as i32);
-                        ps.push(self.payload(ctx.rng));
+                        ps.push(shared.payload(ctx.rng));
                     }
-                    let r = if n == 1 {
-                        self.s.c.execute(&self.s.insert, &[&ks[0], &ps[0]]).await
-                    } else {
-                        self.s.c.execute(&self.s.insert, &[&ks, &ps]).await
-                    };
-                    if let Ok(rows) = r {
-                        self.shared.max_id.fetch_add(rows as i64, Ordering::Relaxed);
-                    }
-                    r.map(|_| 0)
+                    (
+                        INSERT,
+                        [Param::Int4Array(&ks), Param::TextArray(&ps), Param::None],
+                    )
                 }
                 DbOp::Update => {
-                    let id = self.pick_id(ctx.rng);
+                    let id = shared.pick_id(ctx.rng);
                     let k = ctx.rng.below(1_000_000) as i32;
-                    let p = self.payload(ctx.rng);
-                    self.s
-                        .c
-                        .execute(&self.s.update, &[&id, &k, &p])
-                        .await
-                        .map(|_| 0)
+                    (
+                        UPDATE,
+                        [
+                            Param::Int8(id),
+                            Param::Int4(k),
+                            Param::Text(shared.payload(ctx.rng)),
+                        ],
+                    )
                 }
-                DbOp::Delete => {
-                    let id = self.pick_id(ctx.rng);
-                    self.s.c.execute(&self.s.delete, &[&id]).await.map(|_| 0)
+                DbOp::Delete => (
+                    DELETE,
+                    [
+                        Param::Int8(shared.pick_id(ctx.rng)),
+                        Param::None,
+                        Param::None,
+                    ],
+                ),
+            };
+            let params = match op {
+                DbOp::Select | DbOp::Delete => &params[..1],
+                DbOp::Insert => &params[..2],
+                DbOp::Update => &params[..],
+            };
+            let mut resent = false;
+            let res = loop {
+                if !conn.usable() {
+                    // An earlier error left this session unusable, or the server ended it
+                    // (idle_session_timeout, a pooler's idle timeout, pg_terminate_backend, a
+                    // restart): open a new one inside the timing, as a connection pool does,
+                    // rather than failing every later request.
+                    match open_session(&shared.wire, wl, "reconnect").await {
+                        Ok(c) => *conn = c,
+                        Err(e) => return Outcome::err(name, e.class, e.message),
+                    }
+                }
+                match conn.execute(statement, params, ctx).await {
+                    Err(_) if conn.ended_before_reply() && !resent => resent = true,
+                    r => break r,
                 }
             };
+            let res = res.map(|r| match op {
+                DbOp::Select => r.payload_bytes + 24 * r.data_rows,
+                DbOp::Insert => {
+                    shared.max_id.fetch_add(r.rows as i64, Ordering::Relaxed);
+                    0
+                }
+                DbOp::Update | DbOp::Delete => 0,
+            });
             match res {
                 Ok(received) => {
                     let sent = if op == DbOp::Insert {
@@ -476,7 +533,7 @@ impl Worker for PgWorker {
                         ..Default::default()
                     }
                 }
-                Err(e) => Outcome::err(name, class_of(&e), error_chain(&e)),
+                Err(e) => Outcome::err(name, e.class(), e.to_string()),
             }
         })
     }
