@@ -1,47 +1,56 @@
 #!/usr/bin/env bash
 # HTTP: factorybench closed loop (recording every request in SQLite) vs wrk, and vs oha when it
 # is installed (bench/install-oha.sh; skipped otherwise), same server, same number of
-# connections, in alternating rounds. Prints req/s and the ratios (goal: factorybench/wrk ≥ 0.9),
-# with the median over rounds.
+# connections and threads (wrk -t T, factorybench `client_threads: T`, for each T of THREADS,
+# default "1 2"; oha keeps its own runtime), in alternating rounds. Prints req/s and the ratios
+# (goal: factorybench/wrk ≥ 1.0), with the medians over rounds per thread count.
 # TARGET: nginx (default: Debian nginx-light, one worker, `return 200`) or testserver
 # (fb-testserver). CONNS (default 16), DUR seconds (default 10), ROUNDS (default 1; 3 on a quiet
 # machine).
 source "$(dirname "$0")/lib-runner.sh"
 need wrk wrk
-CONNS="${CONNS:-16}"; DUR="${DUR:-10}"; ROUNDS="${ROUNDS:-1}"
+CONNS="${CONNS:-16}"; DUR="${DUR:-10}"; ROUNDS="${ROUNDS:-1}"; THREADS="${THREADS:-1 2}"
 start_target
 URL="http://127.0.0.1:$PORT/"
 if [ -z "$OHA" ]; then echo "oha not installed (bench/install-oha.sh): skipped" >&2; fi
-R="$(recipe http "  - service_name: http
+# recipe_for T: the closed loop with T client threads (wrk's -t T).
+recipe_for() { recipe "http$1" "  - service_name: http
     service_type: http
     url: $URL
     arrival: closed
     client_count: $CONNS
+    client_threads: $1
     requests_per_second: 0
     duration: $DUR
-")"
-printf 'http closed loop against %s, %s connections, %s s, %s round(s)\n' "${TARGET:-nginx}" "$CONNS" "$DUR" "$ROUNDS"
-printf '%6s %12s %12s %14s %10s %10s %10s\n' round wrk oha factorybench fb/wrk fb/oha oha/wrk
-FW=(); FO=(); OW=()
+"; }
+printf 'http closed loop against %s, %s connections, %s s, %s round(s); wrk -t T and factorybench client_threads T for T in %s\n' "${TARGET:-nginx}" "$CONNS" "$DUR" "$ROUNDS" "$THREADS"
+printf '%6s %3s %12s %12s %14s %10s %10s %10s\n' round T wrk oha factorybench fb/wrk fb/oha oha/wrk
+declare -A FW FO OW
 for round in $(seq "$ROUNDS"); do
-  wrk -t2 -c"$CONNS" -d"${DUR}s" "$URL" > "$WORK/wrk.txt"
-  WRK_RPS="$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")"
-  OHA_RPS=""
-  if [ -n "$OHA" ]; then
-    "$OHA" -z "${DUR}s" -c "$CONNS" --no-tui "$URL" > "$WORK/oha.txt"
-    OHA_RPS="$(awk '/Requests\/sec:/ {print $2}' "$WORK/oha.txt")"
-  fi
-  rm -f "$WORK/http.db"
-  "$FB" run "$R" --json --no-progress > "$WORK/fb.json" 2> "$WORK/fb.err" || true
-  FB_RPS="$(json "$WORK/fb.json" "j['runs'][0]['achieved_rps']")"
-  ERRS="$(json "$WORK/fb.json" "j['runs'][0]['errors']")"
-  ROWS="$(sqlite3 "$WORK/http.db" 'select count(*) from requests')"
-  [ "$ERRS" = 0 ] || echo "  factorybench recorded $ERRS errors in round $round" >&2
-  [ "$ROWS" -gt 0 ] || { echo "  factorybench recorded no rows" >&2; exit 1; }
-  line="$(python3 -c "
+  for T in $THREADS; do
+    wrk -t"$T" -c"$CONNS" -d"${DUR}s" "$URL" > "$WORK/wrk.txt"
+    WRK_RPS="$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")"
+    OHA_RPS=""
+    if [ -n "$OHA" ]; then
+      "$OHA" -z "${DUR}s" -c "$CONNS" --no-tui "$URL" > "$WORK/oha.txt"
+      OHA_RPS="$(awk '/Requests\/sec:/ {print $2}' "$WORK/oha.txt")"
+    fi
+    R="$(recipe_for "$T")"
+    rm -f "$WORK/http$T.db"
+    "$FB" run "$R" --json --no-progress > "$WORK/fb.json" 2> "$WORK/fb.err" || true
+    FB_RPS="$(json "$WORK/fb.json" "j['runs'][0]['achieved_rps']")"
+    ERRS="$(json "$WORK/fb.json" "j['runs'][0]['errors']")"
+    ROWS="$(sqlite3 "$WORK/http$T.db" 'select count(*) from requests')"
+    [ "$ERRS" = 0 ] || echo "  factorybench recorded $ERRS errors in round $round" >&2
+    [ "$ROWS" -gt 0 ] || { echo "  factorybench recorded no rows" >&2; cat "$WORK/fb.err" >&2; exit 1; }
+    line="$(python3 -c "
 w, o, f = $WRK_RPS, float('${OHA_RPS:-nan}'), $FB_RPS
-print('%6d %12.0f %12.0f %14.0f %10.3f %10.3f %10.3f' % ($round, w, o, f, f / w, f / o, o / w))")"
-  echo "$line"
-  FW+=("$(awk '{print $5}' <<<"$line")"); FO+=("$(awk '{print $6}' <<<"$line")"); OW+=("$(awk '{print $7}' <<<"$line")")
+print('%6d %3d %12.0f %12.0f %14.0f %10.3f %10.3f %10.3f' % ($round, $T, w, o, f, f / w, f / o, o / w))")"
+    echo "$line"
+    FW[$T]="${FW[$T]:-} $(awk '{print $6}' <<<"$line")"; FO[$T]="${FO[$T]:-} $(awk '{print $7}' <<<"$line")"; OW[$T]="${OW[$T]:-} $(awk '{print $8}' <<<"$line")"
+  done
 done
-printf '%6s %12s %12s %14s %10.3f %10.3f %10.3f\n' median '' '' '' "$(median "${FW[@]}")" "$(median "${FO[@]}")" "$(median "${OW[@]}")"
+for T in $THREADS; do
+  # shellcheck disable=SC2086
+  printf '%6s %3s %12s %12s %14s %10.3f %10.3f %10.3f\n' median "$T" '' '' '' "$(median ${FW[$T]})" "$(median ${FO[$T]})" "$(median ${OW[$T]})"
+done

@@ -3,15 +3,17 @@
 # a comparable transaction mix (closed loop, C clients, prepared statements, one statement per
 # transaction): select 70 %, insert 10 %, update 15 %, delete 5 % by primary key.
 #   pgbench: custom scripts weighted with @70/@10/@15/@5, -M prepared, ids random(1, ROWS)
-#   factorybench: service_type database with the same operation_mix (insert via unnest, batch 1)
-# Prints both TPS and the ratio (goal >= 0.9), then per-kind throughput of the S3 (moto, and
+#   factorybench: service_type database with the same operation_mix (plain insert, batch 1)
+# Each round runs pgbench with every thread count of THREADS (-j J) and factorybench with as many
+# client threads (client_threads: J), alternating. Prints both TPS and the ratio, then per-kind throughput of the S3 (moto, and
 # the strict SeaweedFS server when running) and ChromaDB clients (no peer tool: figures only, with recall@k for ChromaDB).
 # Needs the servers of scripts/test-env.sh (postgres, s3, chroma) and a release build:
 #   CARGO_TARGET_DIR=/work/target-release cargo build --release
-# Usage: bench/pgbench.sh [CLIENTS=8] [SECONDS=20] [ROWS=100000] [REPEAT=3]
+# Usage: [THREADS="1 2"] [KINDS=0] bench/pgbench.sh [CLIENTS=8] [SECONDS=20] [ROWS=100000] [REPEAT=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C=${1:-8}; T=${2:-20}; ROWS=${3:-100000}; REPEAT=${4:-3}
+THREADS=${THREADS:-1 2}
 STATE=${FB_TEST_STATE:-/tmp/factorybench-test}
 FB_BIN=${FB_BIN:-/work/target-release/release/factorybench}
 [ -x "$FB_BIN" ] || FB_BIN="$PWD/target/release/factorybench"
@@ -81,25 +83,39 @@ services:
     timeout: 10
 Y
 echo "PostgreSQL 15, $C clients, ${T}s, $ROWS rows, mix select 70 / insert 10 / update 15 / delete 5,"
-echo "$REPEAT alternating rounds (run-to-run noise on a shared 2-core machine is about ±10 %):"
-ratios=()
+echo "$REPEAT alternating rounds (run-to-run noise on a shared 2-core machine is about ±10 %)."
+echo "CPU per transaction: each tool's whole process (user + system), from its rusage."
+# cpu_us_per_tx TIMEFILE TX: user+system µs per transaction from /usr/bin/time's "%U %S".
+cpu_us_per_tx() { python3 -c "import sys; u,s=map(float,open(sys.argv[1]).read().split()[-2:]); print(f'{(u+s)*1e6/float(sys.argv[2]):.1f}')" "$1" "$2"; }
+declare -A ratios
 for round in $(seq "$REPEAT"); do
-  fresh_table
-  pgbench -n -M prepared -c "$C" -j 2 -T "$T" \
-    -f "$work/select.sql@70" -f "$work/insert.sql@10" -f "$work/update.sql@15" -f "$work/delete.sql@5" \
-    > "$work/pgbench.out" 2>&1
-  PG_TPS=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$work/pgbench.out")
-  PG_LAT=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$work/pgbench.out")
-  "$FB_BIN" run "$work/pg.yml" --json --no-progress > "$work/pg.json" 2> "$work/pg.err" || { cat "$work/pg.err" >&2; exit 1; }
-  FB_TPS=$(py 'round(r["ops_per_s"], 1)' "$work/pg.json")
-  FB_P50=$(py 'r["latency_uncorrected_ms"]["p50"]' "$work/pg.json")
-  FB_ERR=$(py 'r["errors"]' "$work/pg.json")
-  R=$(python3 -c "print(f'{$FB_TPS/$PG_TPS:.3f}')")
-  ratios+=("$R")
-  echo "  round $round: pgbench ${PG_TPS%.*} tps (latency avg ${PG_LAT} ms), factorybench ${FB_TPS%.*} tps (p50 ${FB_P50} ms, errors ${FB_ERR}), ratio $R"
+  for J in $THREADS; do
+    fresh_table
+    /usr/bin/time -f "%U %S" -o "$work/pgbench.time" pgbench -n -M prepared -c "$C" -j "$J" -T "$T" \
+      -f "$work/select.sql@70" -f "$work/insert.sql@10" -f "$work/update.sql@15" -f "$work/delete.sql@5" \
+      > "$work/pgbench.out" 2>&1
+    PG_TPS=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$work/pgbench.out")
+    PG_LAT=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$work/pgbench.out")
+    PG_TX=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/pgbench.out")
+    PG_CPU=$(cpu_us_per_tx "$work/pgbench.time" "$PG_TX")
+    sed "s/^    timeout: 10$/    timeout: 10\n    client_threads: $J/" "$work/pg.yml" > "$work/pg-j.yml"
+    /usr/bin/time -f "%U %S" -o "$work/fb.time" "$FB_BIN" run "$work/pg-j.yml" --json --no-progress > "$work/pg.json" 2> "$work/pg.err" || { cat "$work/pg.err" >&2; exit 1; }
+    FB_TPS=$(py 'round(r["ops_per_s"], 1)' "$work/pg.json")
+    FB_P50=$(py 'r["latency_uncorrected_ms"]["p50"]' "$work/pg.json")
+    FB_ERR=$(py 'r["errors"]' "$work/pg.json")
+    FB_TX=$(py 'r["requests"] + r["warmup_requests"]' "$work/pg.json")
+    FB_CPU=$(cpu_us_per_tx "$work/fb.time" "$FB_TX")
+    R=$(python3 -c "print(f'{$FB_TPS/$PG_TPS:.3f}')")
+    ratios[$J]="${ratios[$J]:-} $R"
+    echo "  round $round, $J thread(s): pgbench -j $J ${PG_TPS%.*} tps (latency avg ${PG_LAT} ms, ${PG_CPU} µs CPU/tx), factorybench ${FB_TPS%.*} tps (p50 ${FB_P50} ms, errors ${FB_ERR}, ${FB_CPU} µs CPU/tx), ratio $R"
+  done
 done
-python3 -c "import statistics,sys; r=[float(x) for x in sys.argv[1:]]; print(f'  ratio factorybench/pgbench: median {statistics.median(r):.3f} (min {min(r):.3f}, max {max(r):.3f}; goal >= 0.9)')" "${ratios[@]}"
+for J in $THREADS; do
+  python3 -c "import statistics,sys; r=[float(x) for x in sys.argv[2:]]; print(f'  {sys.argv[1]} thread(s): ratio factorybench/pgbench median {statistics.median(r):.3f} (min {min(r):.3f}, max {max(r):.3f}; goal >= 1.0)')" "$J" ${ratios[$J]}
+done
 
+# KINDS=0: the PostgreSQL comparison only.
+[ "${KINDS:-1}" = 1 ] || exit 0
 # --- S3 (moto) and ChromaDB: per-kind throughput of the same binary
 # s3_service NAME ENV_PREFIX MIX SIZES: a closed-loop S3 service on the server of ENV_PREFIX.
 s3_service() {

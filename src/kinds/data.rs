@@ -120,6 +120,10 @@ impl Kind for Database {
     fn checks(&self) -> &'static [Check] {
         &[Check::ReconcileDatabase]
     }
+    /// A worker is one wire-protocol session of its own (runner::clients::postgres::wire).
+    fn client_threads(&self) -> bool {
+        true
+    }
 }
 
 fn launch_postgres(cx: &LaunchCtx) -> Launch {
@@ -254,5 +258,9 @@ impl Kind for Http {
     }
     fn server(&self) -> Option<&'static Server> {
         Some(&HTTP_SERVER)
+    }
+    /// Every worker opens its own connection (lean, hyper or TLS) where it runs.
+    fn client_threads(&self) -> bool {
+        true
     }
 }

@@ -147,6 +147,15 @@ pub trait Kind: Sync {
     fn doctor(&self) -> &'static [DoctorRule] {
         &[]
     }
+    /// Whether a closed loop of this kind runs on client threads (`client_threads`): its
+    /// client's `connect` and workers are self-contained, each worker owning its sockets and
+    /// needing no task, pool or other state of the runtime that ran `setup`. Each client thread
+    /// is a single-threaded runtime that opens and drives its share of the clients (pgbench's
+    /// and wrk's threads): a request's wake-ups stay on its thread, with no hand-off between
+    /// a shared runtime's workers.
+    fn client_threads(&self) -> bool {
+        false
+    }
     /// The least memory a started server should get before `doctor` warns, MiB: an LLM
     /// server's model weights pass through host memory ([`LLM_MEM_FLOOR_MIB`]).
     fn mem_floor_mib(&self) -> Option<u64> {
@@ -402,6 +411,7 @@ pub const COMMON_SERVICE_KEYS: &[&str] = &[
     "timeout",
     "max_in_flight",
     "connections_per_client",
+    "client_threads",
     "slurm",
     "environment",
     "binds",

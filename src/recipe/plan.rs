@@ -324,6 +324,11 @@ pub struct Load {
     /// keeps for its whole length, as wrk2's `-c`. A request whose time has come waits for a
     /// free one; the wait counts in the corrected latency.
     pub connections_per_client: u32,
+    /// Closed loop, for the kinds whose workers own their connections (PostgreSQL): the client
+    /// threads, each a single-threaded runtime driving its share of the clients (pgbench's
+    /// `-j`). `None`: [`Load::client_threads_for`]'s default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_threads: Option<u32>,
     /// The measured window starts at this Unix-epoch instant, ns, instead of `warmup` after
     /// the first request: the common start a multi-node job's batch step hands every client
     /// node (`run --measure-from`), so that the nodes measure together; the warmup lasts until
@@ -338,8 +343,27 @@ pub const DEFAULT_CONNECTIONS_PER_CLIENT: u32 = 4;
 pub const DEFAULT_CONNECTIONS_PER_CLIENT_LLM: u32 = 64;
 /// Largest `connections_per_client`.
 pub const MAX_CONNECTIONS_PER_CLIENT: u32 = 4096;
+/// Largest `client_threads`.
+pub const MAX_CLIENT_THREADS: u32 = 1024;
+/// Clients per client thread by default. A thread that serves several clients finds several
+/// replies at each wake-up; one per client (or per core) wakes once per request and spends
+/// the difference in the kernel, on the service's cores when they share a node.
+pub const CLIENTS_PER_CLIENT_THREAD: u32 = 16;
 
 impl Load {
+    /// The client threads of a closed loop: `client_threads`, else one per
+    /// [`CLIENTS_PER_CLIENT_THREAD`] clients; at most one per client and one per core of
+    /// `cores`.
+    pub fn client_threads_for(&self, cores: u32) -> u32 {
+        let clients = self.clients.max(1);
+        match self.client_threads {
+            Some(n) => n.clamp(1, clients),
+            None => clients
+                .div_ceil(CLIENTS_PER_CLIENT_THREAD)
+                .clamp(1, cores.max(1)),
+        }
+    }
+
     /// Connections an open-loop run opens and keeps: `clients × connections_per_client`,
     /// capped by `max_in_flight`.
     pub fn open_loop_connections(&self) -> u32 {

@@ -416,9 +416,15 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
     } else {
         client.closed_driver(clients).await?
     };
-    let workers = match driver {
-        Some(_) => Vec::new(),
-        None => preconnect(client.as_ref(), &load, pre).await?,
+    // A closed loop of self-contained workers runs on client threads that open their own.
+    let mut threads = if driver.is_none() && !open_loop && cfg.kind.spec().client_threads() {
+        Some(ClientThreads::start(client.clone(), &load, clients).await?)
+    } else {
+        None
+    };
+    let workers = match (&driver, &threads) {
+        (None, None) => preconnect(client.as_ref(), &load, pre).await?,
+        _ => Vec::new(),
     };
 
     let clock = cfg.clock;
@@ -483,6 +489,10 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
         .ok()
         .flatten();
         sh.stop_reason().or(local).unwrap_or(StopReason::Duration)
+    } else if let Some(threads) = threads.as_mut() {
+        threads
+            .run(&sh, &load, started_ns, measure_start_ns, end_ns)
+            .await
     } else {
         dispatch_closed(&sh, workers, &load, started_ns, measure_start_ns, end_ns).await
     };
@@ -490,6 +500,11 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
     // Drain: in-flight requests finish (bounded), then whatever remains is cancelled.
     phase.store(1, Ordering::SeqCst);
     drain(&sh, open_loop).await;
+    // Their clients have ended: each thread closes its connections on its own.
+    let thread_metrics = match threads {
+        Some(threads) => threads.join_and_judge(&cfg.service).await,
+        None => Vec::new(),
+    };
     let ended_ns = clock.now_ns();
     // A signal that arrives after the schedule ended does not make the run partial.
     let stop_reason = dispatch_reason;
@@ -499,7 +514,7 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
     // Histograms: per client and merged.
     let (gen_p99_ms, sched_p99_ms, gen_lag_ms) = store_histograms(&sh);
     dispatch.connections = if open_loop { pre } else { 0 };
-    let (generator_saturated, metrics) = judge_generator(
+    let (generator_saturated, mut metrics) = judge_generator(
         &cfg.service,
         &load,
         &dispatch,
@@ -508,6 +523,7 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
         sched_p99_ms,
         gen_lag_ms,
     );
+    metrics.extend(thread_metrics);
     Ok(EngineOutcome {
         stop_reason,
         started_ns,
@@ -521,6 +537,266 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
     })
 }
 
+/// What a client thread is told once every thread has opened its clients: the shared state
+/// and the schedule.
+struct Go {
+    sh: Arc<Shared>,
+    load: Load,
+    started_ns: i64,
+    measure_start_ns: i64,
+    end_ns: i64,
+    issued: Arc<AtomicU64>,
+    reason: Arc<Mutex<Option<StopReason>>>,
+}
+
+/// The client threads of a closed loop ([`crate::kinds::Kind::client_threads`]):
+/// [`Load::client_threads_for`] of them, each a single-threaded runtime that opens its clients
+/// (client `i` on thread `i % threads`) and drives them as [`dispatch_closed`]'s tasks would.
+struct ClientThreads {
+    go: Vec<tokio::sync::oneshot::Sender<Go>>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+    /// Threads whose clients have all ended.
+    done: Arc<AtomicU32>,
+    /// Each thread's CPU time over its wall time while it drove its clients (0–1).
+    busy: Arc<Mutex<Vec<f64>>>,
+}
+
+impl ClientThreads {
+    /// Start the threads and wait until each has opened its clients (before the timed region,
+    /// each connection within the request timeout as [`preconnect`] does). A failure stops
+    /// every thread and is returned.
+    async fn start(
+        client: Arc<dyn Client>,
+        load: &Load,
+        clients: u32,
+    ) -> Result<ClientThreads, ClientError> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        let n = load.client_threads_for(cores);
+        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(n as usize);
+        let done = Arc::new(AtomicU32::new(0));
+        let busy = Arc::new(Mutex::new(Vec::new()));
+        let mut threads = ClientThreads {
+            go: Vec::new(),
+            handles: Vec::new(),
+            done: done.clone(),
+            busy: busy.clone(),
+        };
+        for t in 0..n {
+            let (go_tx, go_rx) = tokio::sync::oneshot::channel::<Go>();
+            let ids: Vec<u32> = (t..clients.max(1)).step_by(n as usize).collect();
+            let (client, load, ready, done, busy) = (
+                client.clone(),
+                load.clone(),
+                ready_tx.clone(),
+                done.clone(),
+                busy.clone(),
+            );
+            let spawned = std::thread::Builder::new()
+                .name(format!("fb-clients-{t}"))
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = ready.blocking_send(Err(ClientError::new(
+                                ErrorClass::Other,
+                                "connect",
+                                format!("cannot start a client thread's runtime: {e}"),
+                            )));
+                            return;
+                        }
+                    };
+                    rt.block_on(client_thread(client, load, ids, ready, go_rx, done, busy));
+                });
+            match spawned {
+                Ok(h) => {
+                    threads.go.push(go_tx);
+                    threads.handles.push(h);
+                }
+                Err(e) => {
+                    threads.join().await;
+                    return Err(ClientError::new(
+                        ErrorClass::Other,
+                        "connect",
+                        format!("cannot start a client thread: {e}"),
+                    ));
+                }
+            }
+        }
+        drop(ready_tx);
+        for _ in 0..n {
+            match ready_rx.recv().await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    threads.join().await;
+                    return Err(e);
+                }
+                None => break,
+            }
+        }
+        Ok(threads)
+    }
+
+    /// Run the schedule on every thread; returns when every client has ended or on a stop
+    /// (as [`dispatch_closed`]).
+    async fn run(
+        &mut self,
+        sh: &Arc<Shared>,
+        load: &Load,
+        started_ns: i64,
+        measure_start_ns: i64,
+        end_ns: i64,
+    ) -> StopReason {
+        let issued = Arc::new(AtomicU64::new(0));
+        let reason = Arc::new(Mutex::new(None::<StopReason>));
+        let n = self.handles.len() as u32;
+        let mut started = 0;
+        for tx in self.go.drain(..) {
+            let go = Go {
+                sh: sh.clone(),
+                load: load.clone(),
+                started_ns,
+                measure_start_ns,
+                end_ns,
+                issued: issued.clone(),
+                reason: reason.clone(),
+            };
+            started += u32::from(tx.send(go).is_ok());
+        }
+        // A thread that has gone (its runtime panicked) counts as done.
+        let _ = self.done.fetch_add(n - started, Ordering::SeqCst);
+        while self.done.load(Ordering::SeqCst) < n && sh.stop_reason().is_none() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let local = *reason.lock().expect("reason lock");
+        sh.stop_reason().or(local).unwrap_or(StopReason::Duration)
+    }
+
+    /// Wait for the threads to end (a thread told nothing ends at once); returns the busiest
+    /// thread's share of its time on the CPU while it drove its clients (0–1), if any ran.
+    async fn join(self) -> Option<f64> {
+        drop(self.go);
+        let handles = self.handles;
+        let _ = tokio::task::spawn_blocking(move || {
+            for h in handles {
+                let _ = h.join();
+            }
+        })
+        .await;
+        let busy = self.busy.lock().expect("busy lock");
+        busy.iter().copied().reduce(f64::max)
+    }
+
+    /// [`ClientThreads::join`], then the run metrics `client_threads` and
+    /// `client_thread_busy_max_percent`, with a warning when the busiest thread may have been
+    /// the limit.
+    async fn join_and_judge(self, service: &str) -> Vec<RunMetric> {
+        let n = self.handles.len();
+        let Some(busiest) = self.join().await else {
+            return Vec::new();
+        };
+        if busiest >= CLIENT_THREAD_BUSY_LIMIT {
+            tracing::warn!(
+                "[{service}] a client thread was on the CPU {:.0} % of the run: the runner may have limited this closed loop's throughput, not the service (raise client_threads above {n})",
+                busiest * 100.0
+            );
+        }
+        let m = |name: &str, value: f64, unit: &str| RunMetric {
+            name: name.into(),
+            value,
+            unit: unit.into(),
+        };
+        vec![
+            m("client_threads", n as f64, "count"),
+            m("client_thread_busy_max_percent", busiest * 100.0, "percent"),
+        ]
+    }
+}
+
+/// A client thread busier than this share of its time was probably the limit of a closed
+/// loop's throughput, not the service.
+const CLIENT_THREAD_BUSY_LIMIT: f64 = 0.9;
+
+/// CPU seconds of the calling thread.
+fn thread_cpu_s() -> f64 {
+    // SAFETY: clock_gettime fills the zeroed timespec we pass.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+/// One client thread: open its clients, say so, wait for the schedule, drive them.
+async fn client_thread(
+    client: Arc<dyn Client>,
+    load: Load,
+    ids: Vec<u32>,
+    ready: tokio::sync::mpsc::Sender<Result<(), ClientError>>,
+    go: tokio::sync::oneshot::Receiver<Go>,
+    done: Arc<AtomicU32>,
+    busy: Arc<Mutex<Vec<f64>>>,
+) {
+    let mut workers = Vec::with_capacity(ids.len());
+    for &i in &ids {
+        match connect_within_timeout(client.as_ref(), &load, i).await {
+            Ok(w) => workers.push(w),
+            Err(e) => {
+                let _ = ready.send(Err(e)).await;
+                return;
+            }
+        }
+    }
+    let _ = ready.send(Ok(())).await;
+    drop(ready);
+    let Ok(go) = go.await else {
+        return;
+    };
+    let clients = ids.into_iter().zip(workers).map(|(i, w)| {
+        closed_client(
+            go.sh.clone(),
+            i,
+            w,
+            go.load.clone(),
+            go.started_ns,
+            go.measure_start_ns,
+            go.end_ns,
+            go.issued.clone(),
+            go.reason.clone(),
+        )
+    });
+    let (cpu0, t0) = (thread_cpu_s(), std::time::Instant::now());
+    futures_util::future::join_all(clients).await;
+    let wall_s = t0.elapsed().as_secs_f64();
+    if wall_s > 0.0 {
+        let share = ((thread_cpu_s() - cpu0) / wall_s).clamp(0.0, 1.0);
+        busy.lock().expect("busy lock").push(share);
+    }
+    done.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Open connection `i` within the request timeout (at least 1 s).
+async fn connect_within_timeout(
+    client: &dyn Client,
+    load: &Load,
+    i: u32,
+) -> Result<Box<dyn Worker>, ClientError> {
+    tokio::time::timeout(
+        Duration::from_secs_f64(load.timeout_s.max(1.0)),
+        client.connect(i),
+    )
+    .await
+    .map_err(|_| {
+        ClientError::new(
+            ErrorClass::Timeout,
+            "connect",
+            format!("connection {i} did not open within {} s", load.timeout_s),
+        )
+    })?
+}
+
 /// Open the first `n` connections before the timed region, each within the request timeout
 /// (at least 1 s).
 async fn preconnect(
@@ -530,19 +806,7 @@ async fn preconnect(
 ) -> Result<Vec<Box<dyn Worker>>, ClientError> {
     let mut workers = Vec::with_capacity(n as usize);
     for i in 0..n {
-        let w = tokio::time::timeout(
-            Duration::from_secs_f64(load.timeout_s.max(1.0)),
-            client.connect(i),
-        )
-        .await
-        .map_err(|_| {
-            ClientError::new(
-                ErrorClass::Timeout,
-                "connect",
-                format!("connection {i} did not open within {} s", load.timeout_s),
-            )
-        })??;
-        workers.push(w);
+        workers.push(connect_within_timeout(client, load, i).await?);
     }
     Ok(workers)
 }
@@ -1365,6 +1629,7 @@ mod tests {
                 timeout_s: 30.0,
                 max_in_flight: 8,
                 connections_per_client: 4,
+                client_threads: None,
                 measure_from_ns: None,
             },
             &dispatch,

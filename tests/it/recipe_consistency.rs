@@ -387,3 +387,57 @@ fn a_started_service_on_an_ephemeral_port_is_warned_with_its_location() {
         .render_warnings();
     assert!(!w.contains("ephemeral"), "{w}");
 }
+
+#[test]
+fn client_threads_default_range_and_where_it_is_ignored() {
+    let pg = |extra: &str| {
+        format!("services:\n  - {{service_name: pg, service_type: database, runtime: external, host: db, client_count: 40, requests_per_second: 0{extra}}}\n")
+    };
+    // Default: one thread per 16 clients, at most one per core.
+    let l = one(&pg("")).load;
+    assert_eq!(l.client_threads, None);
+    assert_eq!(l.client_threads_for(64), 3);
+    assert_eq!(l.client_threads_for(2), 2);
+    // Set: at most one per client, whatever the cores.
+    let l = one(&pg(", client_threads: 8")).load;
+    assert_eq!(l.client_threads_for(2), 8);
+    assert_eq!(
+        one(&pg(", client_threads: 100")).load.client_threads_for(2),
+        40
+    );
+    assert!(load(&pg(", client_threads: 8"))
+        .unwrap()
+        .render_warnings()
+        .is_empty());
+    // Out of range: an error with its location.
+    let e = load(&pg(", client_threads: 0")).err().unwrap().to_string();
+    assert!(e.contains("services[0].client_threads"), "{e}");
+    let e = load(&pg(", client_threads: 5000"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("client_threads"), "{e}");
+    // Ignored (warned): an open loop, another kind.
+    let w = load(
+        &pg(", requests_per_second: 5, arrival: poisson, client_threads: 2")
+            .replace("requests_per_second: 0, ", ""),
+    )
+    .unwrap()
+    .render_warnings();
+    assert!(
+        w.contains("`client_threads` is ignored: an open loop"),
+        "{w}"
+    );
+    let w = load("services:\n  - {service_name: s, service_type: s3, runtime: external, endpoint_url: \"http://10.0.0.1:80\", access_key_env: A, secret_key_env: B, client_threads: 2}\n")
+        .unwrap()
+        .render_warnings();
+    assert!(
+        w.contains("`client_threads` is ignored: `s3` clients"),
+        "{w}"
+    );
+    assert!(w.contains("closed loop of database or http"), "{w}");
+    let w = load("services:\n  - {service_name: h, service_type: http, runtime: external, service_url: \"http://10.0.0.1:80\", url: /, client_count: 4, requests_per_second: 0, client_threads: 2}\n")
+        .unwrap()
+        .render_warnings();
+    assert!(!w.contains("client_threads"), "{w}");
+}

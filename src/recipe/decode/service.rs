@@ -112,6 +112,7 @@ pub(super) fn decode_service(
         add_ambient_secrets(&mut container, kind);
     }
     promote_secret_lookalikes(&mut container, &workload);
+    check_client_threads(cx, &f, kind, &load);
     let endpoint = Endpoint::resolve(kind, &workload, port, service_url.as_deref(), host);
     if starts_service {
         check_ephemeral_port(cx, &f, endpoint.port);
@@ -315,6 +316,12 @@ fn decode_load(
         } else {
             crate::recipe::plan::DEFAULT_CONNECTIONS_PER_CLIENT
         });
+    let client_threads = f.u32_range(
+        cx,
+        "client_threads",
+        1,
+        crate::recipe::plan::MAX_CLIENT_THREADS,
+    );
     Load {
         clients,
         arrival,
@@ -330,6 +337,7 @@ fn decode_load(
         timeout_s,
         max_in_flight,
         connections_per_client,
+        client_threads,
         measure_from_ns: None,
     }
 }
@@ -473,6 +481,35 @@ fn decode_service_sweep(
         }
     }
     sweep
+}
+
+/// `client_threads` where nothing reads it: a kind whose clients run on the shared runtime
+/// ([`crate::kinds::Kind::client_threads`]), or an open loop. A warning.
+fn check_client_threads(cx: &mut Ctx, f: &Fields, kind: ServiceKind, load: &Load) {
+    if load.client_threads.is_none() {
+        return;
+    }
+    let why = if !kind.spec().client_threads() {
+        format!("`{}` clients run on the shared runtime", kind.as_str())
+    } else if load.arrival != Arrival::Closed {
+        "an open loop's requests run on the shared runtime".to_string()
+    } else {
+        return;
+    };
+    let kinds: Vec<&str> = ServiceKind::ALL
+        .iter()
+        .filter(|k| k.spec().client_threads())
+        .map(|k| k.as_str())
+        .collect();
+    cx.warn(
+        f.get("client_threads").map_or(f.pos(), |n| n.pos),
+        &f.p("client_threads"),
+        format!(
+            "`client_threads` is ignored: {why} (it sets the threads of a closed loop of {})",
+            kinds.join(" or ")
+        ),
+        None,
+    );
 }
 
 /// Linux's default ephemeral port range (`net.ipv4.ip_local_port_range`): the local ports the
