@@ -111,6 +111,7 @@ for round in $(seq "$REPEAT"); do
   done
 done
 for J in $THREADS; do
+  # shellcheck disable=SC2086  # the ratios are words
   python3 -c "import statistics,sys; r=[float(x) for x in sys.argv[2:]]; print(f'  {sys.argv[1]} thread(s): ratio factorybench/pgbench median {statistics.median(r):.3f} (min {min(r):.3f}, max {max(r):.3f}; goal >= 1.0)')" "$J" ${ratios[$J]}
 done
 
