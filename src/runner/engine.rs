@@ -32,6 +32,8 @@ use crate::store::{
 };
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -309,7 +311,10 @@ impl Shared {
     }
 
     /// Run one request on `worker` (or a new connection). Returns the worker when it is
-    /// still usable (not after a timeout, a cancel or a failed connect).
+    /// still usable (not after a timeout, a cancel or a failed connect). `sent_ns`: now (the
+    /// caller's clock reading, taken just before). `guards`: the client's stop signal and
+    /// timer (a closed loop keeps them across its requests), or None for fresh ones.
+    #[allow(clippy::too_many_arguments)]
     async fn one_request(
         self: &Arc<Self>,
         worker: Option<Box<dyn Worker>>,
@@ -317,20 +322,31 @@ impl Shared {
         seq: u64,
         scheduled_ns: i64,
         gen_ref_ns: i64,
+        sent_ns: i64,
+        guards: Option<&mut Guards>,
     ) -> Option<Box<dyn Worker>> {
-        let sent_ns = self.clock.now_ns();
-        let mut cancel = self.cancel.subscribe();
+        let mut fresh;
+        let g = match guards {
+            Some(g) => g,
+            None => {
+                fresh = Guards::new(self);
+                &mut fresh
+            }
+        };
+        g.arm(self, sent_ns);
         let mut worker = match worker {
             Some(w) => w,
             None => {
                 let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
                 let connected = tokio::select! {
-                    r = tokio::time::timeout(self.timeout, self.client.connect(id)) => match r {
-                        Ok(Ok(w)) => Ok(w),
-                        Ok(Err(e)) => Err(Outcome::err("connect", e.class, e.message)),
-                        Err(_) => Err(Outcome::err("connect", ErrorClass::Timeout, "connect timed out")),
+                    r = self.client.connect(id) => match r {
+                        Ok(w) => Ok(w),
+                        Err(e) => Err(Outcome::err("connect", e.class, e.message)),
                     },
-                    _ = cancel.wait_for(|c| *c) => {
+                    _ = &mut g.timeout => {
+                        Err(Outcome::err("connect", ErrorClass::Timeout, "connect timed out"))
+                    }
+                    _ = &mut g.cancel => {
                         Err(Outcome::err("connect", ErrorClass::Cancelled, "run stopped"))
                     }
                 };
@@ -364,18 +380,16 @@ impl Shared {
         let (outcome, keep) = {
             let fut = worker.request(&mut ctx);
             tokio::select! {
-                r = tokio::time::timeout(self.timeout, fut) => match r {
-                    Ok(o) => (o, true),
-                    Err(_) => (
-                        Outcome::err(
-                            "unknown",
-                            ErrorClass::Timeout,
-                            format!("no answer within {:?}", self.timeout),
-                        ),
-                        false,
+                o = fut => (o, true),
+                _ = &mut g.timeout => (
+                    Outcome::err(
+                        "unknown",
+                        ErrorClass::Timeout,
+                        format!("no answer within {:?}", self.timeout),
                     ),
-                },
-                _ = cancel.wait_for(|c| *c) => (
+                    false,
+                ),
+                _ = &mut g.cancel => (
                     Outcome::err("unknown", ErrorClass::Cancelled, "run stopped while in flight"),
                     false,
                 ),
@@ -535,6 +549,57 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
         generator_saturated,
         metrics,
     })
+}
+
+/// A request's stop signal and timeout. A closed-loop client keeps one across its requests:
+/// its stop-signal future registers once, and its timer is re-armed with a later deadline,
+/// which Tokio does without taking the timer wheel's lock. Before, each request subscribed to
+/// the stop signal and created, registered and removed a timer of its own.
+struct Guards {
+    cancel: CancelSignal,
+    timeout: Pin<Box<tokio::time::Sleep>>,
+}
+
+/// Ready once the run cancels what is in flight, and at every poll from then on.
+struct CancelSignal {
+    wait: Pin<Box<dyn Future<Output = ()> + Send>>,
+    fired: bool,
+}
+
+impl Future for CancelSignal {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if !self.fired && self.wait.as_mut().poll(cx).is_ready() {
+            self.fired = true;
+        }
+        if self.fired {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+}
+
+impl Guards {
+    fn new(sh: &Shared) -> Guards {
+        let mut rx = sh.cancel.subscribe();
+        Guards {
+            cancel: CancelSignal {
+                wait: Box::pin(async move {
+                    let _ = rx.wait_for(|c| *c).await;
+                }),
+                fired: false,
+            },
+            timeout: Box::pin(tokio::time::sleep(sh.timeout)),
+        }
+    }
+
+    /// The timeout of a request sent at `sent_ns`.
+    fn arm(&mut self, sh: &Shared, sent_ns: i64) {
+        let deadline = sh.clock.instant(sent_ns) + sh.timeout;
+        self.timeout.as_mut().reset(deadline.into());
+    }
 }
 
 /// What a client thread is told once every thread has opened its clients: the shared state
@@ -1248,7 +1313,10 @@ async fn dispatch_open(
         let this_seq = seq;
         tokio::spawn(async move {
             let w = sh2.idle.lock().expect("idle lock").pop();
-            let back = sh2.one_request(w, client, this_seq, t, gen_ref_ns).await;
+            let sent_ns = sh2.clock.now_ns();
+            let back = sh2
+                .one_request(w, client, this_seq, t, gen_ref_ns, sent_ns, None)
+                .await;
             if let Some(w) = back {
                 sh2.idle.lock().expect("idle lock").push(w);
             }
@@ -1381,6 +1449,7 @@ async fn closed_client(
     let mut next_ns = started_ns + (client as i64 * pace_ns.unwrap_or(0)) / clients as i64;
     let mut worker = Some(worker);
     let mut k: u64 = 0;
+    let mut guards = Guards::new(&sh);
     loop {
         if sh.stop_reason().is_some() {
             return;
@@ -1414,9 +1483,8 @@ async fn closed_client(
         k += 1;
         sh.in_flight.fetch_add(1, Ordering::SeqCst);
         // Closed loop: the request is scheduled when it is sent (now).
-        let scheduled = now;
         worker = sh
-            .one_request(worker.take(), client, seq, scheduled, scheduled)
+            .one_request(worker.take(), client, seq, now, now, now, Some(&mut guards))
             .await;
         sh.in_flight.fetch_sub(1, Ordering::SeqCst);
         if let Some(p) = pace_ns {

@@ -729,3 +729,56 @@ fn unknown_service_is_invalid_input() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no service `nope`"));
 }
+
+/// Requests past the timeout, closed loop (client threads: one timer per client, re-armed per
+/// request) and open loop (a timer per request): every one is a `timeout` error that lasted
+/// at least the timeout (a timer left armed with an earlier request's deadline would end the
+/// next one at once), and the client goes on with a new connection.
+#[test]
+fn requests_past_the_timeout_last_the_timeout_and_the_clients_go_on() {
+    let srv = Server::start(&["--delay-ms", "400"]);
+    for arrival in [
+        "client_count: 2\n    requests_per_second: 0\n    arrival: closed",
+        "client_count: 2\n    requests_per_second: 5\n    arrival: constant",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let recipe = write_recipe(
+            dir.path(),
+            &format!(
+                "  - service_name: web\n    service_type: http\n    url: http://127.0.0.1:{}/\n    {arrival}\n    timeout: 0.15\n    requests: 6\n    duration: 30\n",
+                srv.port
+            ),
+        );
+        let out = common::bin()
+            .args(["run", recipe.to_str().unwrap(), "--json", "--no-progress"])
+            .output()
+            .unwrap();
+        let j = json_of(&out.stdout);
+        let run = &j["runs"][0];
+        assert_eq!(run["errors"], 6, "{arrival}: {run}");
+        let db = dir.path().join("metrics.db");
+        assert_summary_matches_db(&db, run);
+        let conn = Connection::open(&db).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT worker, error_class, done_ns - sent_ns FROM requests")
+            .unwrap();
+        let rows: Vec<(i64, String, i64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(rows.len() >= 6, "{arrival}: {rows:?}");
+        for (_, class, took_ns) in &rows {
+            assert_eq!(class, "timeout", "{arrival}: {rows:?}");
+            assert!(
+                *took_ns >= 150_000_000,
+                "{arrival}: ended before the timeout: {rows:?}"
+            );
+        }
+        // Each client timed out more than once: its later requests had timers of their own.
+        for w in 0..2 {
+            let n = rows.iter().filter(|r| r.0 == w).count();
+            assert!(n >= 2, "{arrival}: client {w} sent {n}: {rows:?}");
+        }
+    }
+}
