@@ -514,12 +514,12 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
     // Drain: in-flight requests finish (bounded), then whatever remains is cancelled.
     phase.store(1, Ordering::SeqCst);
     drain(&sh, open_loop).await;
+    let ended_ns = clock.now_ns();
     // Their clients have ended: each thread closes its connections on its own.
     let thread_metrics = match threads {
         Some(threads) => threads.join_and_judge(&cfg.service).await,
         None => Vec::new(),
     };
-    let ended_ns = clock.now_ns();
     // A signal that arrives after the schedule ended does not make the run partial.
     let stop_reason = dispatch_reason;
     phase.store(2, Ordering::SeqCst);
@@ -692,14 +692,17 @@ impl ClientThreads {
         }
         drop(ready_tx);
         for _ in 0..n {
-            match ready_rx.recv().await {
-                Some(Ok(())) => {}
-                Some(Err(e)) => {
-                    threads.join().await;
-                    return Err(e);
-                }
-                None => break,
-            }
+            let e = match ready_rx.recv().await {
+                Some(Ok(())) => continue,
+                Some(Err(e)) => e,
+                None => ClientError::new(
+                    ErrorClass::Other,
+                    "connect",
+                    "a client thread ended before it had opened its clients (see the log above)",
+                ),
+            };
+            threads.join().await;
+            return Err(e);
         }
         Ok(threads)
     }
@@ -730,9 +733,12 @@ impl ClientThreads {
             };
             started += u32::from(tx.send(go).is_ok());
         }
-        // A thread that has gone (its runtime panicked) counts as done.
+        // A thread that has gone counts as done.
         let _ = self.done.fetch_add(n - started, Ordering::SeqCst);
-        while self.done.load(Ordering::SeqCst) < n && sh.stop_reason().is_none() {
+        while self.done.load(Ordering::SeqCst) < n
+            && !self.handles.iter().all(|h| h.is_finished())
+            && sh.stop_reason().is_none()
+        {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let local = *reason.lock().expect("reason lock");

@@ -506,7 +506,11 @@ impl Worker for PgWorker {
                     }
                 }
                 match conn.execute(statement, params, ctx).await {
-                    Err(_) if conn.ended_before_reply() && !resent => resent = true,
+                    Err(_) if conn.ended_before_reply() && !resent => {
+                        // The first byte is the resent request's reply, not the FATAL.
+                        ctx.first_byte_ns = None;
+                        resent = true;
+                    }
                     r => break r,
                 }
             };
