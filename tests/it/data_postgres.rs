@@ -353,3 +353,36 @@ async fn sessions_killed_mid_run() {
     assert!(failed.is_empty(), "{failed:?}");
     c.teardown().await.unwrap();
 }
+
+/// `host` as a directory: setup (tokio-postgres) and the workers (the wire path) reach the
+/// server through its Unix socket, `DIR/.s.PGSQL.PORT`, as libpq does (the test server trusts
+/// local connections: no password is asked).
+#[tokio::test]
+async fn unix_socket_directory_as_host() {
+    let Some(env) = common::server("postgres") else {
+        return;
+    };
+    let sock_dir = env["FB_TEST_PG_DIR"].clone();
+    if std::fs::read_dir(&sock_dir).is_err() {
+        eprintln!(
+            "SKIPPED: {sock_dir} is not readable by this user (the server's socket directory)"
+        );
+        return;
+    }
+    let _serial = SESSIONS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pw = pw_file(&dir, &env["FB_TEST_PG_PASSWORD"]);
+    let mut local = env.clone();
+    local.insert("FB_TEST_PG_HOST".into(), sock_dir);
+    let table = format!("fb_test_unix_{}", std::process::id());
+    let c = client(&recipe(
+        &local,
+        &pw,
+        &format!("    table_name: {table}\n    seed_rows: 100"),
+    ));
+    c.setup().await.unwrap();
+    let recs = drive(&c, 2, 20, 7).await;
+    assert!(errors(&recs).is_empty(), "{:?}", errors(&recs).first());
+    assert_eq!(recs.len(), 40);
+    c.teardown().await.unwrap();
+}
