@@ -133,6 +133,16 @@ pub struct RunMetric {
     pub unit: String,
 }
 
+impl RunMetric {
+    pub fn new(name: &str, value: f64, unit: &str) -> RunMetric {
+        RunMetric {
+            name: name.into(),
+            value,
+            unit: unit.into(),
+        }
+    }
+}
+
 /// `runs.status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -12,6 +12,16 @@ pub fn process_cpu_s() -> (f64, f64) {
     (tv(ru.ru_utime), tv(ru.ru_stime))
 }
 
+/// CPU seconds the calling thread has used so far.
+pub fn thread_cpu_s() -> f64 {
+    // SAFETY: clock_gettime fills the zeroed timespec we pass.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
 /// Resident set size of this process in bytes (from /proc/self/statm), if known.
 pub fn rss_bytes() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/statm").ok()?;

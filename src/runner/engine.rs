@@ -21,7 +21,7 @@ use super::client::{
     Client, ClientError, DriverCtl, ErrorClass, Outcome, RequestCtx, RunMetric, Worker,
 };
 use super::clock::Clock;
-use super::cpu::process_cpu_s;
+use super::cpu::{process_cpu_s, thread_cpu_s};
 use super::live::{class_index, LiveObserver, LiveSnapshot, Phase, Quantiles};
 use super::rng::Rng;
 use super::schedule::Schedule;
@@ -432,7 +432,7 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
     };
     // A closed loop of self-contained workers runs on client threads that open their own.
     let mut threads = if driver.is_none() && !open_loop && cfg.kind.spec().client_threads() {
-        Some(ClientThreads::start(client.clone(), &load, clients).await?)
+        Some(ClientThreads::start(client.clone(), &load).await?)
     } else {
         None
     };
@@ -604,58 +604,34 @@ impl Guards {
 
 /// What a client thread is told once every thread has opened its clients: the shared state
 /// and the schedule.
-struct Go {
-    sh: Arc<Shared>,
-    load: Load,
-    started_ns: i64,
-    measure_start_ns: i64,
-    end_ns: i64,
-    issued: Arc<AtomicU64>,
-    reason: Arc<Mutex<Option<StopReason>>>,
-}
+type Go = (Arc<Shared>, ClosedLoop);
 
 /// The client threads of a closed loop ([`crate::kinds::Kind::client_threads`]):
 /// [`Load::client_threads_for`] of them, each a single-threaded runtime that opens its clients
 /// (client `i` on thread `i % threads`) and drives them as [`dispatch_closed`]'s tasks would.
 struct ClientThreads {
     go: Vec<tokio::sync::oneshot::Sender<Go>>,
-    handles: Vec<std::thread::JoinHandle<()>>,
-    /// Threads whose clients have all ended.
-    done: Arc<AtomicU32>,
-    /// Each thread's CPU time over its wall time while it drove its clients (0–1).
-    busy: Arc<Mutex<Vec<f64>>>,
+    /// Each thread ends when its clients have; it returns its CPU time over its wall time
+    /// while it drove them (0–1), or None when it never did.
+    handles: Vec<std::thread::JoinHandle<Option<f64>>>,
 }
 
 impl ClientThreads {
     /// Start the threads and wait until each has opened its clients (before the timed region,
     /// each connection within the request timeout as [`preconnect`] does). A failure stops
     /// every thread and is returned.
-    async fn start(
-        client: Arc<dyn Client>,
-        load: &Load,
-        clients: u32,
-    ) -> Result<ClientThreads, ClientError> {
+    async fn start(client: Arc<dyn Client>, load: &Load) -> Result<ClientThreads, ClientError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let n = load.client_threads_for(cores);
         let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(n as usize);
-        let done = Arc::new(AtomicU32::new(0));
-        let busy = Arc::new(Mutex::new(Vec::new()));
         let mut threads = ClientThreads {
             go: Vec::new(),
             handles: Vec::new(),
-            done: done.clone(),
-            busy: busy.clone(),
         };
         for t in 0..n {
             let (go_tx, go_rx) = tokio::sync::oneshot::channel::<Go>();
-            let ids: Vec<u32> = (t..clients.max(1)).step_by(n as usize).collect();
-            let (client, load, ready, done, busy) = (
-                client.clone(),
-                load.clone(),
-                ready_tx.clone(),
-                done.clone(),
-                busy.clone(),
-            );
+            let ids: Vec<u32> = (t..load.clients.max(1)).step_by(n as usize).collect();
+            let (client, load, ready) = (client.clone(), load.clone(), ready_tx.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("fb-clients-{t}"))
                 .spawn(move || {
@@ -670,10 +646,10 @@ impl ClientThreads {
                                 "connect",
                                 format!("cannot start a client thread's runtime: {e}"),
                             )));
-                            return;
+                            return None;
                         }
                     };
-                    rt.block_on(client_thread(client, load, ids, ready, go_rx, done, busy));
+                    rt.block_on(client_thread(client.as_ref(), &load, ids, ready, go_rx))
                 });
             match spawned {
                 Ok(h) => {
@@ -717,32 +693,15 @@ impl ClientThreads {
         measure_start_ns: i64,
         end_ns: i64,
     ) -> StopReason {
-        let issued = Arc::new(AtomicU64::new(0));
-        let reason = Arc::new(Mutex::new(None::<StopReason>));
-        let n = self.handles.len() as u32;
-        let mut started = 0;
+        let cl = ClosedLoop::new(load, started_ns, measure_start_ns, end_ns);
         for tx in self.go.drain(..) {
-            let go = Go {
-                sh: sh.clone(),
-                load: load.clone(),
-                started_ns,
-                measure_start_ns,
-                end_ns,
-                issued: issued.clone(),
-                reason: reason.clone(),
-            };
-            started += u32::from(tx.send(go).is_ok());
+            // A thread that has gone has nothing to run.
+            let _ = tx.send((sh.clone(), cl.clone()));
         }
-        // A thread that has gone counts as done.
-        let _ = self.done.fetch_add(n - started, Ordering::SeqCst);
-        while self.done.load(Ordering::SeqCst) < n
-            && !self.handles.iter().all(|h| h.is_finished())
-            && sh.stop_reason().is_none()
-        {
+        while !self.handles.iter().all(|h| h.is_finished()) && sh.stop_reason().is_none() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let local = *reason.lock().expect("reason lock");
-        sh.stop_reason().or(local).unwrap_or(StopReason::Duration)
+        cl.stop_reason(sh)
     }
 
     /// Wait for the threads to end (a thread told nothing ends at once); returns the busiest
@@ -750,14 +709,15 @@ impl ClientThreads {
     async fn join(self) -> Option<f64> {
         drop(self.go);
         let handles = self.handles;
-        let _ = tokio::task::spawn_blocking(move || {
-            for h in handles {
-                let _ = h.join();
-            }
+        tokio::task::spawn_blocking(move || {
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().ok().flatten())
+                .reduce(f64::max)
         })
-        .await;
-        let busy = self.busy.lock().expect("busy lock");
-        busy.iter().copied().reduce(f64::max)
+        .await
+        .ok()
+        .flatten()
     }
 
     /// [`ClientThreads::join`], then the run metrics `client_threads` and
@@ -774,14 +734,9 @@ impl ClientThreads {
                 busiest * 100.0
             );
         }
-        let m = |name: &str, value: f64, unit: &str| RunMetric {
-            name: name.into(),
-            value,
-            unit: unit.into(),
-        };
         vec![
-            m("client_threads", n as f64, "count"),
-            m("client_thread_busy_max_percent", busiest * 100.0, "percent"),
+            RunMetric::new("client_threads", n as f64, "count"),
+            RunMetric::new("client_thread_busy_max_percent", busiest * 100.0, "percent"),
         ]
     }
 }
@@ -790,62 +745,36 @@ impl ClientThreads {
 /// loop's throughput, not the service.
 const CLIENT_THREAD_BUSY_LIMIT: f64 = 0.9;
 
-/// CPU seconds of the calling thread.
-fn thread_cpu_s() -> f64 {
-    // SAFETY: clock_gettime fills the zeroed timespec we pass.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
-        return 0.0;
-    }
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
-}
-
-/// One client thread: open its clients, say so, wait for the schedule, drive them.
+/// One client thread: open its clients, say so, wait for the schedule, drive them. Returns
+/// its CPU time over its wall time while it drove them (0–1).
 async fn client_thread(
-    client: Arc<dyn Client>,
-    load: Load,
+    client: &dyn Client,
+    load: &Load,
     ids: Vec<u32>,
     ready: tokio::sync::mpsc::Sender<Result<(), ClientError>>,
     go: tokio::sync::oneshot::Receiver<Go>,
-    done: Arc<AtomicU32>,
-    busy: Arc<Mutex<Vec<f64>>>,
-) {
+) -> Option<f64> {
     let mut workers = Vec::with_capacity(ids.len());
     for &i in &ids {
-        match connect_within_timeout(client.as_ref(), &load, i).await {
+        match connect_within_timeout(client, load, i).await {
             Ok(w) => workers.push(w),
             Err(e) => {
                 let _ = ready.send(Err(e)).await;
-                return;
+                return None;
             }
         }
     }
     let _ = ready.send(Ok(())).await;
     drop(ready);
-    let Ok(go) = go.await else {
-        return;
-    };
-    let clients = ids.into_iter().zip(workers).map(|(i, w)| {
-        closed_client(
-            go.sh.clone(),
-            i,
-            w,
-            go.load.clone(),
-            go.started_ns,
-            go.measure_start_ns,
-            go.end_ns,
-            go.issued.clone(),
-            go.reason.clone(),
-        )
-    });
+    let (sh, cl) = go.await.ok()?;
+    let clients = ids
+        .into_iter()
+        .zip(workers)
+        .map(|(i, w)| closed_client(sh.clone(), i, w, cl.clone()));
     let (cpu0, t0) = (thread_cpu_s(), std::time::Instant::now());
     futures_util::future::join_all(clients).await;
     let wall_s = t0.elapsed().as_secs_f64();
-    if wall_s > 0.0 {
-        let share = ((thread_cpu_s() - cpu0) / wall_s).clamp(0.0, 1.0);
-        busy.lock().expect("busy lock").push(share);
-    }
-    done.fetch_add(1, Ordering::SeqCst);
+    (wall_s > 0.0).then(|| ((thread_cpu_s() - cpu0) / wall_s).clamp(0.0, 1.0))
 }
 
 /// Open connection `i` within the request timeout (at least 1 s).
@@ -945,20 +874,14 @@ async fn dispatch_closed(
     measure_start_ns: i64,
     end_ns: i64,
 ) -> StopReason {
-    let issued = Arc::new(AtomicU64::new(0));
-    let reason = Arc::new(Mutex::new(None::<StopReason>));
+    let cl = ClosedLoop::new(load, started_ns, measure_start_ns, end_ns);
     let mut tasks = Vec::new();
     for (i, w) in workers.into_iter().enumerate() {
         tasks.push(tokio::spawn(closed_client(
             sh.clone(),
             i as u32,
             w,
-            load.clone(),
-            started_ns,
-            measure_start_ns,
-            end_ns,
-            issued.clone(),
-            reason.clone(),
+            cl.clone(),
         )));
     }
     // Closed-loop clients end on their own at the end time; on a stop they end after
@@ -973,14 +896,51 @@ async fn dispatch_closed(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let r = sh.stop_reason();
-    if r.is_none() {
+    if sh.stop_reason().is_none() {
         for t in set.drain(..) {
             let _ = t.await;
         }
     }
-    let local = *reason.lock().expect("reason lock");
-    r.or(local).unwrap_or(StopReason::Duration)
+    cl.stop_reason(sh)
+}
+
+/// A closed loop's schedule and what its clients share: the request budget's count and why
+/// the loop ended.
+#[derive(Clone)]
+struct ClosedLoop(Arc<ClosedLoopInner>);
+
+struct ClosedLoopInner {
+    load: Load,
+    started_ns: i64,
+    measure_start_ns: i64,
+    end_ns: i64,
+    /// Measured requests issued (against `load.requests`).
+    issued: AtomicU64,
+    /// Why a client ended on its own (the end time, the request budget).
+    reason: Mutex<Option<StopReason>>,
+}
+
+impl ClosedLoop {
+    fn new(load: &Load, started_ns: i64, measure_start_ns: i64, end_ns: i64) -> ClosedLoop {
+        ClosedLoop(Arc::new(ClosedLoopInner {
+            load: load.clone(),
+            started_ns,
+            measure_start_ns,
+            end_ns,
+            issued: AtomicU64::new(0),
+            reason: Mutex::new(None),
+        }))
+    }
+
+    /// Why the loop ended: a stop, else what its clients ended on, else the duration.
+    fn stop_reason(&self, sh: &Shared) -> StopReason {
+        let local = *self.0.reason.lock().expect("reason lock");
+        sh.stop_reason().or(local).unwrap_or(StopReason::Duration)
+    }
+
+    fn end(&self, why: StopReason) {
+        *self.0.reason.lock().expect("reason lock") = Some(why);
+    }
 }
 
 /// Drain: in-flight requests finish (bounded: after a stop signal, after the duration of
@@ -1135,11 +1095,7 @@ fn judge_generator(
             service,
         );
     }
-    let m = |name: &str, value: f64, unit: &str| RunMetric {
-        name: name.into(),
-        value,
-        unit: unit.into(),
-    };
+    let m = RunMetric::new;
     let mut metrics = vec![
         m(
             "generator_saturated",
@@ -1437,18 +1393,16 @@ impl DriverCtl for Driven {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn closed_client(
-    sh: Arc<Shared>,
-    client: u32,
-    worker: Box<dyn Worker>,
-    load: Load,
-    started_ns: i64,
-    measure_start_ns: i64,
-    end_ns: i64,
-    issued: Arc<AtomicU64>,
-    reason: Arc<Mutex<Option<StopReason>>>,
-) {
+async fn closed_client(sh: Arc<Shared>, client: u32, worker: Box<dyn Worker>, cl: ClosedLoop) {
+    let ClosedLoopInner {
+        load,
+        started_ns,
+        measure_start_ns,
+        end_ns,
+        issued,
+        ..
+    } = &*cl.0;
+    let (started_ns, measure_start_ns, end_ns) = (*started_ns, *measure_start_ns, *end_ns);
     let clients = load.clients.max(1) as u64;
     let rate = load.target_rate_per_client_per_s;
     let pace_ns = load.is_paced().then(|| (1e9 / rate) as i64);
@@ -1473,13 +1427,13 @@ async fn closed_client(
         }
         let now = sh.clock.now_ns();
         if now >= end_ns {
-            *reason.lock().expect("reason lock") = Some(StopReason::Duration);
+            cl.end(StopReason::Duration);
             return;
         }
         if now >= measure_start_ns {
             if let Some(n) = load.requests {
                 if issued.fetch_add(1, Ordering::SeqCst) >= n {
-                    *reason.lock().expect("reason lock") = Some(StopReason::Requests);
+                    cl.end(StopReason::Requests);
                     return;
                 }
             }
