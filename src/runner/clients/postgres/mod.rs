@@ -64,6 +64,8 @@ struct Shared {
     config: tokio_postgres::Config,
     /// How workers open theirs (and reopen it when the server ends it).
     wire: wire::Params,
+    /// What every worker's session prepares.
+    statements: Statements,
 }
 
 impl PostgresClient {
@@ -80,24 +82,24 @@ impl PostgresClient {
                     .collect()
             })
             .collect();
-        let host = &svc.endpoint.host;
-        let port = svc.endpoint.port.unwrap_or(5432);
-        let timeout_s = svc.load.timeout_s;
+        let wire = wire::Params {
+            host: svc.endpoint.host.clone(),
+            port: svc.endpoint.port.unwrap_or(5432),
+            user: wl.user.clone(),
+            database: wl.database.clone(),
+            password,
+            // The request timeout, within 0.1–30 s.
+            connect_timeout: Duration::from_secs_f64(svc.load.timeout_s.clamp(0.1, 30.0)),
+        };
         Ok(PostgresClient {
             wl: wl.clone(),
             seed: svc.load.seed,
             shared: Arc::new(Shared {
                 max_id: AtomicI64::new(wl.seed_rows as i64),
                 payloads,
-                config: config(wl, host, port, password.as_deref(), timeout_s),
-                wire: wire::Params {
-                    host: host.clone(),
-                    port,
-                    user: wl.user.clone(),
-                    database: wl.database.clone(),
-                    password,
-                    connect_timeout: connect_timeout(timeout_s),
-                },
+                config: config(&wire),
+                statements: Statements::new(wl),
+                wire,
             }),
         })
     }
@@ -112,29 +114,19 @@ impl PostgresClient {
     }
 }
 
-fn config(
-    wl: &DatabaseWorkload,
-    host: &str,
-    port: u16,
-    password: Option<&str>,
-    timeout_s: f64,
-) -> tokio_postgres::Config {
+/// tokio-postgres's configuration of the same session as the wire path's.
+fn config(p: &wire::Params) -> tokio_postgres::Config {
     let mut c = tokio_postgres::Config::new();
-    c.host(host)
-        .port(port)
-        .dbname(&wl.database)
-        .user(&wl.user)
+    c.host(&p.host)
+        .port(p.port)
+        .dbname(&p.database)
+        .user(&p.user)
         .application_name("factorybench")
-        .connect_timeout(connect_timeout(timeout_s));
-    if let Some(p) = password {
-        c.password(p);
+        .connect_timeout(p.connect_timeout);
+    if let Some(pw) = &p.password {
+        c.password(pw);
     }
     c
-}
-
-/// The connect timeout: the request timeout, within 0.1–30 s.
-fn connect_timeout(timeout_s: f64) -> Duration {
-    Duration::from_secs_f64(timeout_s.clamp(0.1, 30.0))
 }
 
 async fn open(
@@ -158,39 +150,60 @@ const INSERT: &str = "fb_insert";
 const UPDATE: &str = "fb_update";
 const DELETE: &str = "fb_delete";
 
+/// The four statements' text and parameter types, formatted once for every session.
+struct Statements {
+    select: String,
+    insert: String,
+    insert_types: &'static [u32],
+    update: String,
+    delete: String,
+}
+
+impl Statements {
+    fn new(wl: &DatabaseWorkload) -> Statements {
+        let t = &wl.table_name;
+        let (insert, insert_types): (String, &[u32]) = if wl.batch_size == 1 {
+            (
+                format!("INSERT INTO \"{t}\" (k, payload) VALUES ($1, $2)"),
+                &[wire::INT4, wire::TEXT],
+            )
+        } else {
+            (
+                format!(
+                    "INSERT INTO \"{t}\" (k, payload) SELECT * FROM unnest($1::int4[], $2::text[])"
+                ),
+                &[wire::INT4_ARRAY, wire::TEXT_ARRAY],
+            )
+        };
+        Statements {
+            select: format!("SELECT id, k, payload, updated_at FROM \"{t}\" WHERE id = $1"),
+            insert,
+            insert_types,
+            update: format!(
+                "UPDATE \"{t}\" SET k = $2, payload = $3, updated_at = now() WHERE id = $1"
+            ),
+            delete: format!("DELETE FROM \"{t}\" WHERE id = $1"),
+        }
+    }
+}
+
 /// A worker's session (the wire path) with its four statements prepared.
 async fn open_session(
-    p: &wire::Params,
+    shared: &Shared,
     wl: &DatabaseWorkload,
     stage: &'static str,
 ) -> Result<wire::Conn, ClientError> {
+    let p = &shared.wire;
     let err = |e: wire::WireError| {
         describe_error(stage, wl, &p.host, p.port, e.class(), e.db(), e.to_string())
     };
     let mut c = wire::Conn::connect(p).await.map_err(err)?;
-    let t = &wl.table_name;
-    let select = format!("SELECT id, k, payload, updated_at FROM \"{t}\" WHERE id = $1");
-    let (insert, insert_types): (String, &[u32]) = if wl.batch_size == 1 {
-        (
-            format!("INSERT INTO \"{t}\" (k, payload) VALUES ($1, $2)"),
-            &[wire::INT4, wire::TEXT],
-        )
-    } else {
-        (
-            format!(
-                "INSERT INTO \"{t}\" (k, payload) SELECT * FROM unnest($1::int4[], $2::text[])"
-            ),
-            &[wire::INT4_ARRAY, wire::TEXT_ARRAY],
-        )
-    };
-    let update =
-        format!("UPDATE \"{t}\" SET k = $2, payload = $3, updated_at = now() WHERE id = $1");
-    let delete = format!("DELETE FROM \"{t}\" WHERE id = $1");
+    let s = &shared.statements;
     c.prepare(&[
-        (SELECT, &select, &[wire::INT8]),
-        (INSERT, &insert, insert_types),
-        (UPDATE, &update, &[wire::INT8, wire::INT4, wire::TEXT]),
-        (DELETE, &delete, &[wire::INT8]),
+        (SELECT, &s.select, &[wire::INT8]),
+        (INSERT, &s.insert, s.insert_types),
+        (UPDATE, &s.update, &[wire::INT8, wire::INT4, wire::TEXT]),
+        (DELETE, &s.delete, &[wire::INT8]),
     ])
     .await
     .map_err(err)?;
@@ -249,13 +262,7 @@ pub fn class_of(e: &tokio_postgres::Error) -> ErrorClass {
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return match io.kind() {
-                std::io::ErrorKind::ConnectionRefused
-                | std::io::ErrorKind::AddrNotAvailable
-                | std::io::ErrorKind::NotFound => ErrorClass::Connect,
-                std::io::ErrorKind::TimedOut => ErrorClass::Timeout,
-                _ => ErrorClass::Io,
-            };
+            return class_of_io(io.kind());
         }
         src = s.source();
     }
@@ -267,6 +274,16 @@ pub fn class_of(e: &tokio_postgres::Error) -> ErrorClass {
         ErrorClass::Auth
     } else {
         ErrorClass::Protocol
+    }
+}
+
+/// Classify an I/O error of either path (a missing Unix socket is a refused connection).
+fn class_of_io(kind: std::io::ErrorKind) -> ErrorClass {
+    use std::io::ErrorKind::*;
+    match kind {
+        ConnectionRefused | AddrNotAvailable | NotFound => ErrorClass::Connect,
+        TimedOut => ErrorClass::Timeout,
+        _ => ErrorClass::Io,
     }
 }
 
@@ -361,7 +378,7 @@ impl Client for PostgresClient {
 
     fn connect(&self, worker: u32) -> BoxFuture<'_, Result<Box<dyn Worker>, ClientError>> {
         Box::pin(async move {
-            let conn = open_session(&self.shared.wire, &self.wl, "connect").await?;
+            let conn = open_session(&self.shared, &self.wl, "connect").await?;
             Ok(Box::new(PgWorker {
                 conn,
                 wl: self.wl.clone(),
@@ -434,94 +451,51 @@ impl Worker for PgWorker {
             let PgWorker {
                 conn, wl, shared, ..
             } = &mut *self;
-            // The request's statement and parameters, drawn once (a resend sends the same).
-            let n = wl.batch_size as usize;
-            let (mut ks, mut ps) = (Vec::new(), Vec::new());
-            let (statement, params) = match op {
-                DbOp::Select => (
-                    SELECT,
-                    [
-                        Param::Int8(shared.pick_id(ctx.rng)),
-                        Param::None,
-                        Param::None,
-                    ],
-                ),
-                DbOp::Insert if n == 1 => {
-                    let k = ctx.rng.below(1_000_000) as i32;
-                    (
-                        INSERT,
-                        [
-                            Param::Int4(k),
-                            Param::Text(shared.payload(ctx.rng)),
-                            Param::None,
-                        ],
-                    )
+            let res = match op {
+                DbOp::Select => {
+                    let id = shared.pick_id(ctx.rng);
+                    execute(conn, shared, wl, SELECT, &[Param::Int8(id)], ctx)
+                        .await
+                        .map(|r| r.payload_bytes + 24 * r.data_rows)
                 }
                 DbOp::Insert => {
-                    for _ in 0..n {
-                        ks.push(ctx.rng.below(1_000_000) as i32);
-                        ps.push(shared.payload(ctx.rng));
-                    }
-                    (
-                        INSERT,
-                        [Param::Int4Array(&ks), Param::TextArray(&ps), Param::None],
-                    )
+                    let n = wl.batch_size as usize;
+                    let r = if n == 1 {
+                        let k = ctx.rng.below(1_000_000) as i32;
+                        let p = shared.payload(ctx.rng);
+                        let params = [Param::Int4(k), Param::Text(p)];
+                        execute(conn, shared, wl, INSERT, &params, ctx).await
+                    } else {
+                        let mut ks = Vec::with_capacity(n);
+                        let mut ps = Vec::with_capacity(n);
+                        for _ in 0..n {
+                            ks.push(ctx.rng.below(1_000_000) as i32);
+                            ps.push(shared.payload(ctx.rng));
+                        }
+                        let params = [Param::Int4Array(&ks), Param::TextArray(&ps)];
+                        execute(conn, shared, wl, INSERT, &params, ctx).await
+                    };
+                    r.map(|r| {
+                        shared.max_id.fetch_add(r.rows as i64, Ordering::Relaxed);
+                        0
+                    })
                 }
                 DbOp::Update => {
                     let id = shared.pick_id(ctx.rng);
                     let k = ctx.rng.below(1_000_000) as i32;
-                    (
-                        UPDATE,
-                        [
-                            Param::Int8(id),
-                            Param::Int4(k),
-                            Param::Text(shared.payload(ctx.rng)),
-                        ],
-                    )
+                    let p = shared.payload(ctx.rng);
+                    let params = [Param::Int8(id), Param::Int4(k), Param::Text(p)];
+                    execute(conn, shared, wl, UPDATE, &params, ctx)
+                        .await
+                        .map(|_| 0)
                 }
-                DbOp::Delete => (
-                    DELETE,
-                    [
-                        Param::Int8(shared.pick_id(ctx.rng)),
-                        Param::None,
-                        Param::None,
-                    ],
-                ),
-            };
-            let params = match op {
-                DbOp::Select | DbOp::Delete => &params[..1],
-                DbOp::Insert => &params[..2],
-                DbOp::Update => &params[..],
-            };
-            let mut resent = false;
-            let res = loop {
-                if !conn.usable() {
-                    // An earlier error left this session unusable, or the server ended it
-                    // (idle_session_timeout, a pooler's idle timeout, pg_terminate_backend, a
-                    // restart): open a new one inside the timing, as a connection pool does,
-                    // rather than failing every later request.
-                    match open_session(&shared.wire, wl, "reconnect").await {
-                        Ok(c) => *conn = c,
-                        Err(e) => return Outcome::err(name, e.class, e.message),
-                    }
-                }
-                match conn.execute(statement, params, ctx).await {
-                    Err(_) if conn.ended_before_reply() && !resent => {
-                        // The first byte is the resent request's reply, not the FATAL.
-                        ctx.first_byte_ns = None;
-                        resent = true;
-                    }
-                    r => break r,
+                DbOp::Delete => {
+                    let id = shared.pick_id(ctx.rng);
+                    execute(conn, shared, wl, DELETE, &[Param::Int8(id)], ctx)
+                        .await
+                        .map(|_| 0)
                 }
             };
-            let res = res.map(|r| match op {
-                DbOp::Select => r.payload_bytes + 24 * r.data_rows,
-                DbOp::Insert => {
-                    shared.max_id.fetch_add(r.rows as i64, Ordering::Relaxed);
-                    0
-                }
-                DbOp::Update | DbOp::Delete => 0,
-            });
             match res {
                 Ok(received) => {
                     let sent = if op == DbOp::Insert {
@@ -537,8 +511,39 @@ impl Worker for PgWorker {
                         ..Default::default()
                     }
                 }
-                Err(e) => Outcome::err(name, e.class(), e.to_string()),
+                Err((class, message)) => Outcome::err(name, class, message),
             }
         })
+    }
+}
+
+/// Run prepared `statement` with `params` on the worker's session, reopening it first when it
+/// is unusable (an earlier error left it so, or the server ended it: idle_session_timeout, a
+/// pooler's idle timeout, pg_terminate_backend, a restart) inside the timing, as a connection
+/// pool does, rather than failing every later request. A request the ended session never ran
+/// ([`wire::Conn::ended_before_reply`]) is sent once more on a new one.
+async fn execute(
+    conn: &mut wire::Conn,
+    shared: &Shared,
+    wl: &DatabaseWorkload,
+    statement: &str,
+    params: &[Param<'_>],
+    ctx: &mut RequestCtx<'_>,
+) -> Result<wire::Reply, (ErrorClass, String)> {
+    let mut resent = false;
+    loop {
+        if !conn.usable() {
+            *conn = open_session(shared, wl, "reconnect")
+                .await
+                .map_err(|e| (e.class, e.message))?;
+        }
+        match conn.execute(statement, params, ctx).await {
+            Err(_) if conn.ended_before_reply() && !resent => {
+                // The first byte is the resent request's reply, not the FATAL.
+                ctx.first_byte_ns = None;
+                resent = true;
+            }
+            r => return r.map_err(|e| (e.class(), e.to_string())),
+        }
     }
 }

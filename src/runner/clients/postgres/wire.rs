@@ -98,13 +98,7 @@ impl WireError {
     pub fn class(&self) -> ErrorClass {
         match self {
             WireError::Db { code, .. } => super::class_of_sqlstate(code),
-            WireError::Io(e) => match e.kind() {
-                io::ErrorKind::ConnectionRefused
-                | io::ErrorKind::AddrNotAvailable
-                | io::ErrorKind::NotFound => ErrorClass::Connect,
-                io::ErrorKind::TimedOut => ErrorClass::Timeout,
-                _ => ErrorClass::Io,
-            },
+            WireError::Io(e) => super::class_of_io(e.kind()),
             WireError::Closed => ErrorClass::Io,
             WireError::ConnectTimeout => ErrorClass::Timeout,
             WireError::Protocol(_) => ErrorClass::Protocol,
@@ -114,8 +108,6 @@ impl WireError {
 
 /// A parameter of a request, sent in binary.
 pub(super) enum Param<'a> {
-    /// No parameter (a placeholder in a fixed-size list; never sent).
-    None,
     Int8(i64),
     Int4(i32),
     Text(&'a str),
@@ -587,7 +579,6 @@ fn encode_execute(out: &mut Vec<u8>, statement: &str, params: &[Param<'_>]) {
         let len_at = out.len();
         out.extend_from_slice(&[0; 4]);
         match p {
-            Param::None => {}
             Param::Int8(v) => out.extend_from_slice(&v.to_be_bytes()),
             Param::Int4(v) => out.extend_from_slice(&v.to_be_bytes()),
             Param::Text(s) => out.extend_from_slice(s.as_bytes()),
