@@ -324,9 +324,10 @@ pub struct Load {
     /// keeps for its whole length, as wrk2's `-c`. A request whose time has come waits for a
     /// free one; the wait counts in the corrected latency.
     pub connections_per_client: u32,
-    /// Closed loop, for the kinds whose workers own their connections (PostgreSQL): the client
-    /// threads, each a single-threaded runtime driving its share of the clients (pgbench's
-    /// `-j`). `None`: [`Load::client_threads_for`]'s default.
+    /// Closed loop, for the kinds whose workers own their connections
+    /// ([`crate::kinds::Kind::client_threads`]: database, http): the client threads, each a
+    /// single-threaded runtime driving its share of the clients (pgbench's `-j`, wrk's `-t`).
+    /// `None`: [`Load::client_threads_for`]'s default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_threads: Option<u32>,
     /// The measured window starts at this Unix-epoch instant, ns, instead of `warmup` after
