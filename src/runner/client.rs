@@ -20,6 +20,9 @@ pub struct RequestCtx<'a> {
     pub seq: u64,
     pub rng: &'a mut Rng,
     pub clock: &'a Clock,
+    /// When the engine sent this request (epoch ns of `clock`): a worker reads it instead of
+    /// the clock, e.g. to tell how long its connection sat idle.
+    pub sent_ns: i64,
     pub first_byte_ns: Option<i64>,
 }
 

@@ -375,6 +375,7 @@ impl Shared {
             seq,
             rng: &mut rng,
             clock: &self.clock,
+            sent_ns,
             first_byte_ns: None,
         };
         let (outcome, keep) = {

@@ -345,6 +345,7 @@ async fn sessions_killed_mid_run() {
             seq: i,
             rng: &mut rng,
             clock: &clock,
+            sent_ns: clock.now_ns(),
             first_byte_ns: None,
         };
         outcomes.push(w.request(&mut ctx).await);

@@ -199,6 +199,7 @@ async fn server_killed_mid_run() {
             seq: i,
             rng: &mut rng,
             clock: &clock,
+            sent_ns: clock.now_ns(),
             first_byte_ns: None,
         };
         out.push(w.request(&mut ctx).await);

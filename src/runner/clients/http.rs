@@ -160,10 +160,16 @@ impl HttpClient {
 impl HttpClient {
     /// A GET client for `url` (unit tests).
     pub(crate) fn for_test(url: &str) -> HttpClient {
+        Self::for_test_method(url, Method::GET)
+    }
+
+    /// A client sending `method` (no body) to `url` (unit tests).
+    pub(crate) fn for_test_method(url: &str, method: Method) -> HttpClient {
         let t: Uri = url.parse().unwrap();
         let host = t.authority().unwrap().as_str().to_string();
         let mut target = Target {
-            method: Method::GET,
+            op: op_label(&method),
+            method,
             path_and_query: t.path_and_query().unwrap().as_str().to_string(),
             authority: host.clone(),
             host_header: HeaderValue::from_str(&host).unwrap(),
@@ -172,7 +178,6 @@ impl HttpClient {
             body: Bytes::new(),
             expect_status: None,
             https: false,
-            op: "GET",
             wire: Vec::new(),
             hyper: false,
         };

@@ -47,6 +47,7 @@ pub async fn drive(client: &Arc<dyn Client>, workers: u32, per_worker: u64, seed
                     seq: w as u64 * per_worker + i,
                     rng: &mut rng,
                     clock: &clock,
+                    sent_ns: clock.now_ns(),
                     first_byte_ns: None,
                 };
                 let outcome = worker.request(&mut ctx).await;

@@ -63,6 +63,7 @@ pub async fn drive(client: Arc<dyn Client>, n: u64, workers: u32) -> Vec<Row> {
                     seq,
                     rng: &mut rng,
                     clock: &clock,
+                    sent_ns: clock.now_ns(),
                     first_byte_ns: None,
                 };
                 let outcome = worker.request(&mut ctx).await;
