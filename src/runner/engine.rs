@@ -219,6 +219,33 @@ impl Shared {
             .then_some(StopReason::MaxErrorRate)
     }
 
+    /// Whether a request sent at `sent_ns` has lasted its timeout by now.
+    fn lasted_timeout(&self, sent_ns: i64) -> bool {
+        self.clock.now_ns() - sent_ns >= self.timeout.as_nanos() as i64
+    }
+
+    fn timed_out(&self) -> Outcome {
+        Outcome::err(
+            "unknown",
+            ErrorClass::Timeout,
+            format!("no answer within {:?}", self.timeout),
+        )
+    }
+
+    /// A request the run's stop cut off: `cancelled`, unless it had already lasted its timeout
+    /// (the timer wheel rounds a deadline up to its next millisecond, so a stop can come first):
+    /// then it is the timeout it met.
+    fn stopped_in_flight(&self, sent_ns: i64) -> Outcome {
+        if self.lasted_timeout(sent_ns) {
+            return self.timed_out();
+        }
+        Outcome::err(
+            "unknown",
+            ErrorClass::Cancelled,
+            "run stopped while in flight",
+        )
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
@@ -338,7 +365,11 @@ impl Shared {
             Some(w) => w,
             None => {
                 let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+                // Biased, in this order: a connect that completed wins, and a timeout that
+                // fell due in the same timer tick as a stop is a timeout (what the request
+                // met), not a cancel (tokio's select picks at random among ready branches).
                 let connected = tokio::select! {
+                    biased;
                     r = self.client.connect(id) => match r {
                         Ok(w) => Ok(w),
                         Err(e) => Err(Outcome::err("connect", e.class, e.message)),
@@ -346,9 +377,11 @@ impl Shared {
                     _ = &mut g.timeout => {
                         Err(Outcome::err("connect", ErrorClass::Timeout, "connect timed out"))
                     }
-                    _ = &mut g.cancel => {
-                        Err(Outcome::err("connect", ErrorClass::Cancelled, "run stopped"))
-                    }
+                    _ = &mut g.cancel => Err(if self.lasted_timeout(sent_ns) {
+                        Outcome::err("connect", ErrorClass::Timeout, "connect timed out")
+                    } else {
+                        Outcome::err("connect", ErrorClass::Cancelled, "run stopped")
+                    }),
                 };
                 match connected {
                     Ok(w) => w,
@@ -380,20 +413,12 @@ impl Shared {
         };
         let (outcome, keep) = {
             let fut = worker.request(&mut ctx);
+            // Biased as the connect above: an answer, then a timeout, then a stop.
             tokio::select! {
+                biased;
                 o = fut => (o, true),
-                _ = &mut g.timeout => (
-                    Outcome::err(
-                        "unknown",
-                        ErrorClass::Timeout,
-                        format!("no answer within {:?}", self.timeout),
-                    ),
-                    false,
-                ),
-                _ = &mut g.cancel => (
-                    Outcome::err("unknown", ErrorClass::Cancelled, "run stopped while in flight"),
-                    false,
-                ),
+                _ = &mut g.timeout => (self.timed_out(), false),
+                _ = &mut g.cancel => (self.stopped_in_flight(sent_ns), false),
             }
         };
         let first_byte_ns = ctx.first_byte_ns;

@@ -535,11 +535,19 @@ mod tests {
                     first_byte_ns: None,
                 };
                 let o = w.request(&mut ctx).await;
-                assert_eq!((o.error, o.http_status), (None, Some(200)), "{method} {i}: {o:?}");
+                assert_eq!(
+                    (o.error, o.http_status),
+                    (None, Some(200)),
+                    "{method} {i}: {o:?}"
+                );
                 // Let the server's close reach this side before the next request.
                 tokio::time::sleep(std::time::Duration::from_millis(30)).await;
             }
-            assert_eq!(server.await.unwrap(), 2, "{method}: one request per connection");
+            assert_eq!(
+                server.await.unwrap(),
+                2,
+                "{method}: one request per connection"
+            );
         }
     }
 
