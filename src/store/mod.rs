@@ -15,6 +15,7 @@
 //! No other module speaks SQL.
 
 pub mod campaign;
+mod log;
 pub mod publish;
 mod raw;
 pub mod read;
@@ -32,11 +33,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The schema version this build writes (and the newest it reads).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Upgrade steps: `(version reached, SQL)`, applied in order to files older than that version.
 /// Version 1 is the whole of `schema.sql`. Add new steps at the end; never edit old ones.
-pub const MIGRATIONS: &[(u32, &str)] = &[(1, SCHEMA_SQL), (2, MIGRATION_2_PROVENANCE)];
+pub const MIGRATIONS: &[(u32, &str)] = &[
+    (1, SCHEMA_SQL),
+    (2, MIGRATION_2_PROVENANCE),
+    (3, MIGRATION_3_REQUEST_LOG),
+];
+
+/// Version 3: the request log ([`log`]), where a running run's rows wait, in chunks, until
+/// the run ends. Empty in a file whose runs all ended.
+pub(crate) const MIGRATION_3_REQUEST_LOG: &str = "
+CREATE TABLE IF NOT EXISTS request_log (
+  run_id        TEXT NOT NULL,
+  rows          INTEGER NOT NULL,
+  errors        INTEGER NOT NULL,
+  first_sent_ns INTEGER,
+  last_sent_ns  INTEGER,
+  body          BLOB NOT NULL           -- rows encoded by store::log
+);
+";
 
 /// Version 2: what ran each run (hardware, software, service version), one row per fact.
 /// Files of version 1 simply have no provenance rows.

@@ -306,11 +306,19 @@ pub fn job_rows(conn: &Connection) -> Result<Vec<ListedJob>, DbError> {
 
 /// The last measured completion of a run (for a run that never recorded its end).
 pub fn last_measured_done_ns(conn: &Connection, run_id: &str) -> Result<Option<i64>, DbError> {
-    conn.query_row(
+    let stored: Option<i64> = conn.query_row(
         "SELECT max(done_ns) FROM requests WHERE run_id = ?1 AND warmup = 0",
         [run_id],
         |r| r.get(0),
-    )
+    )?;
+    // And the rows of it still in the request log, if any.
+    let mut logged: Option<i64> = None;
+    scan_logged_requests(conn, run_id, false, &mut |v: Option<&RequestView<'_>>| {
+        if let Some(v) = v {
+            logged = Some(logged.map_or(v.done_ns, |t| t.max(v.done_ns)));
+        }
+    })?;
+    Ok(stored.max(logged))
 }
 
 /// One measured `requests` row, borrowed from the statement (no copies on the hot path).
@@ -399,6 +407,56 @@ pub fn scan_requests(
             view.itl_us = st.column_bytes(13, true);
         }
         f(Some(&view));
+    }
+    drop(st);
+    scan_logged_requests(conn, run_id, llm_columns, &mut f)
+}
+
+/// The run's rows still in the request log: a running run's, or a killed run's that could not
+/// be moved (the file is read-only to this user, or its disk is full). Decoded in memory.
+fn scan_logged_requests(
+    conn: &Connection,
+    run_id: &str,
+    llm_columns: bool,
+    f: &mut impl FnMut(Option<&RequestView<'_>>),
+) -> Result<(), DbError> {
+    if !super::log::has_log(conn) {
+        return Ok(());
+    }
+    let mut st = conn.prepare("SELECT body FROM request_log WHERE run_id = ?1 ORDER BY rowid")?;
+    let mut q = st.query([run_id])?;
+    let run: std::sync::Arc<str> = run_id.into();
+    let mut rows = Vec::new();
+    while let Some(r) = q.next()? {
+        rows.clear();
+        super::log::decode(&run, r.get_ref(0)?.as_blob()?, &mut rows).map_err(|e| {
+            DbError::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, e.into())
+        })?;
+        for row in &rows {
+            if row.warmup {
+                f(None);
+                continue;
+            }
+            let llm = |v: Option<u64>| v.filter(|_| llm_columns).map(|v| v as i64);
+            f(Some(&RequestView {
+                op: row.op.as_bytes(),
+                scheduled_ns: row.scheduled_ns,
+                sent_ns: row.sent_ns,
+                first_byte_ns: row.first_byte_ns.filter(|_| llm_columns),
+                done_ns: row.done_ns,
+                ok: row.error_class.is_none(),
+                error_class: row.error_class.map(|c| c.as_str().as_bytes()),
+                bytes_sent: row.bytes_sent,
+                bytes_received: row.bytes_received,
+                input_tokens: llm(row.input_tokens),
+                output_tokens: llm(row.output_tokens),
+                tokens_from_server: row
+                    .tokens_from_server
+                    .filter(|_| llm_columns)
+                    .map(i64::from),
+                itl_us: row.itl_us.as_deref().filter(|_| llm_columns),
+            }));
+        }
     }
     Ok(())
 }
@@ -531,10 +589,19 @@ pub fn stored_histograms(conn: &Connection, name: &str) -> Result<Vec<Vec<u8>>, 
 
 /// Every request row of a run, warmup included (what its load generator sent and finished).
 pub fn request_count(conn: &Connection, run_id: &str) -> Result<u64, DbError> {
+    let logged: i64 = if super::log::has_log(conn) {
+        conn.query_row(
+            "SELECT coalesce(sum(rows), 0) FROM request_log WHERE run_id = ?1",
+            [run_id],
+            |r| r.get(0),
+        )?
+    } else {
+        0
+    };
     conn.query_row(
         "SELECT count(*) FROM requests WHERE run_id = ?1",
         [run_id],
         |r| r.get::<_, i64>(0),
     )
-    .map(|n| n.max(0) as u64)
+    .map(|n| (n + logged).max(0) as u64)
 }

@@ -130,6 +130,8 @@ impl Store {
         // cost). This writer inserts a run's row (`create_run_sync`) before any of its requests,
         // so the check can never fail here; other connections keep it.
         conn.pragma_update(None, "foreign_keys", "OFF")?;
+        // Rows a killed run left in the request log join `requests` before anything new.
+        expand_all(&conn, &mut Inserts::new(&conn))?;
         let (tx, rx) = mpsc::channel();
         let failed = Arc::new(OnceLock::new());
         let f2 = failed.clone();
@@ -292,10 +294,13 @@ impl StoreHandle {
 struct Sinks {
     sinks: Vec<Arc<RequestSink>>,
     spare: Vec<RequestRow>,
+    /// The encoded chunk, reused.
+    body: Vec<u8>,
 }
 
 impl Sinks {
-    /// Insert every buffered row; drop sinks nobody else holds once they are empty.
+    /// Append every buffered row to the request log (a chunk per sink: see [`super::log`]);
+    /// drop sinks nobody else holds once they are empty.
     /// With `discard` (after a write error: a full disk) the rows are taken and dropped:
     /// retrying each one only burns the CPU the load generator needs.
     fn drain(
@@ -326,7 +331,8 @@ impl Sinks {
             }
             n += self.spare.len();
             stats.requests += self.spare.len() as u64;
-            if let Err(e) = insert_requests(ins, &sink.run_id, &self.spare) {
+            let summary = super::log::encode(&self.spare, &mut self.body);
+            if let Err(e) = super::log::append(ins.conn, &sink.run_id, summary, &self.body) {
                 first_err.get_or_insert(e);
             }
             self.spare.clear();
@@ -442,6 +448,7 @@ fn writer_loop(
     let mut sinks = Sinks {
         sinks: Vec::new(),
         spare: Vec::with_capacity(1024),
+        body: Vec::new(),
     };
     // The first write error is kept, published to the handles at once, and reported to every
     // later sync call.
@@ -506,6 +513,14 @@ fn writer_loop(
                         replies.push((reply, r));
                     }
                     Msg::FinishRun(fin, reply) => {
+                        // The run's rows, logged while it ran, into `requests` (its sink was
+                        // drained just above).
+                        if error.is_none() {
+                            if let Err(e) = expand_log(&conn, &mut inserts, &fin.run_id) {
+                                note(&mut error, e.to_string());
+                                restart(&conn);
+                            }
+                        }
                         let r = finish_run(&conn, &fin, error.as_deref());
                         // After a write error (a full disk) the run's end is still recorded
                         // if it can be: it goes alone in a transaction (the failed one was
@@ -560,14 +575,7 @@ fn writer_loop(
         stats.transactions += 1;
         send_replies(replies, own_replies, error.as_deref());
         if shutdown {
-            // The run has ended: build the index readers use (dropped at open) where the file
-            // holds several runs.
-            if super::wants_request_index(&conn) {
-                if let Err(e) = conn.execute_batch(super::CREATE_REQUEST_INDEX_SQL) {
-                    error.get_or_insert(e.to_string());
-                }
-            }
-            let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+            close_file(&conn, &mut inserts, &mut error);
             return match error {
                 Some(e) => Err(e),
                 None => Ok(stats),
@@ -716,6 +724,53 @@ fn insert_requests(
         rest = chunks.remainder();
     }
     Ok(())
+}
+
+/// What the writer does last: the rows of a run that never finished (its engine failed)
+/// leave the request log too, and the index readers use (dropped at open) is built where the
+/// file holds several runs.
+fn close_file(conn: &Connection, inserts: &mut Inserts<'_>, error: &mut Option<String>) {
+    if error.is_none() {
+        if let Err(e) = expand_all(conn, inserts) {
+            error.get_or_insert(e.to_string());
+        }
+    }
+    if super::wants_request_index(conn) {
+        if let Err(e) = conn.execute_batch(super::CREATE_REQUEST_INDEX_SQL) {
+            error.get_or_insert(e.to_string());
+        }
+    }
+    let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+}
+
+/// Move `run_id`'s logged rows into `requests` (in the current transaction).
+fn expand_log(conn: &Connection, ins: &mut Inserts<'_>, run_id: &str) -> rusqlite::Result<u64> {
+    super::log::expand_run(
+        conn,
+        run_id,
+        &mut |run, rows| insert_requests(ins, run, rows),
+        &mut || conn.execute_batch("COMMIT; BEGIN"),
+    )
+}
+
+/// Move every logged row into `requests`, each run in its own transaction: at open (runs of a
+/// process that died) and when the writer stops.
+fn expand_all(conn: &Connection, ins: &mut Inserts<'_>) -> rusqlite::Result<u64> {
+    let mut n = 0;
+    for run in super::log::logged_runs(conn)? {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        match expand_log(conn, ins, &run) {
+            Ok(k) => {
+                conn.execute_batch("COMMIT")?;
+                n += k;
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+    }
+    Ok(n)
 }
 
 fn insert_row(
@@ -985,7 +1040,9 @@ mod tests {
             }
         });
         h.flush_sync().unwrap();
-        assert_eq!(count(&p), (3000, 3000));
+        // Committed, in the request log while the run is on.
+        assert_eq!(logged(&p), 3000);
+        assert_eq!(count(&p), (0, 0));
         assert!(!has_index(&p), "the index is built when the writer stops");
         // Rows pushed after the flush are kept by close (SIGTERM path).
         for i in 0..(ROWS_PER_INSERT as u64 + 5) {
@@ -994,8 +1051,74 @@ mod tests {
         drop(sink);
         let stats = store.close().unwrap();
         assert_eq!(stats.requests, 3000 + ROWS_PER_INSERT as u64 + 5);
-        assert_eq!(count(&p).0, 3000 + ROWS_PER_INSERT as i64 + 5);
+        assert_eq!(count(&p), (3000 + ROWS_PER_INSERT as i64 + 5, 3000 + 69));
+        assert_eq!(logged(&p), 0);
         assert!(has_index(&p));
+    }
+
+    /// Rows in the request log of the file.
+    fn logged(path: &Path) -> i64 {
+        open_sqlite_read_only(path)
+            .unwrap()
+            .query_row("SELECT coalesce(sum(rows), 0) FROM request_log", [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    }
+
+    /// A run's logged rows move into `requests` when the run finishes, each row once with
+    /// every column; another run's rows stay in the log until it finishes too.
+    #[test]
+    fn finishing_a_run_moves_its_logged_rows_into_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.db");
+        let store = Store::open(&p).unwrap();
+        let h = store.handle();
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        h.create_run_sync(new_run("a")).unwrap();
+        h.create_run_sync(new_run("b")).unwrap();
+        let (sa, sb) = (h.request_sink(&a, 2), h.request_sink(&b, 1));
+        for i in 0..500u64 {
+            let mut r = row(&a, (i % 2) as u32, i);
+            if i % 7 == 0 {
+                r.error_class = Some(crate::model::ErrorClass::Timeout);
+                r.first_byte_ns = None;
+            }
+            sa.push((i % 2) as usize, r);
+            sb.push(0, row(&b, 0, i));
+        }
+        h.flush_sync().unwrap();
+        assert_eq!(logged(&p), 1000);
+        h.finish_run_sync(finish("a")).unwrap();
+        assert_eq!(logged(&p), 500, "b is still running");
+        let c = open_sqlite_read_only(&p).unwrap();
+        let (n, errors, timeouts): (i64, i64, i64) = c
+            .query_row(
+                "SELECT count(*), sum(1 - ok), sum(error_class = 'timeout') FROM requests \
+                 WHERE run_id = 'a'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((n, errors, timeouts), (500, 72, 72));
+        drop((sa, sb));
+        store.close().unwrap();
+        assert_eq!(logged(&p), 0);
+        assert_eq!(count(&p).0, 1000);
+    }
+
+    fn finish(run_id: &str) -> FinishRun {
+        FinishRun {
+            run_id: run_id.into(),
+            status: crate::store::RunStatus::Success,
+            failure_stage: None,
+            failure_message: None,
+            stop_reason: Some("duration".into()),
+            measure_start_ns: Some(0),
+            ended_ns: 1,
+            cpu_user_s: None,
+            cpu_system_s: None,
+        }
     }
 
     /// A file of one run gets no index: its rows are read with a sequential scan. Every row

@@ -174,17 +174,6 @@ impl Drop for Killed {
     }
 }
 
-fn committed_rows(db: &std::path::Path) -> i64 {
-    let Ok(conn) = rusqlite::Connection::open_with_flags(
-        db,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    ) else {
-        return 0;
-    };
-    conn.query_row("SELECT count(*) FROM requests", [], |r| r.get(0))
-        .unwrap_or(0)
-}
-
 /// The real model server killed while streams are in flight: the streams cut mid-way are failed
 /// requests classified as I/O or protocol errors that keep the tokens they received, later
 /// requests are connect (or I/O) errors, every request has its row, and the run is not printed
@@ -263,7 +252,7 @@ services:
     // Once the first two streams have finished, the next two have begun: let them stream for a
     // while (200 tokens take seconds on this model), then kill the server under them.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
-    while committed_rows(&db) < 2 {
+    while common::committed_rows(&db).unwrap_or(0) < 2 {
         assert!(std::time::Instant::now() < deadline, "no request finished");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }

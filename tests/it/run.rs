@@ -615,13 +615,8 @@ fn sigterm_keeps_finished_requests(dir: &Path, services: &str) -> Value {
     loop {
         assert!(t0.elapsed() < Duration::from_secs(120), "no rows appeared");
         std::thread::sleep(Duration::from_millis(200));
-        if let Ok(c) = Connection::open(&db) {
-            let n: i64 = c
-                .query_row("SELECT count(*) FROM requests", [], |r| r.get(0))
-                .unwrap_or(0);
-            if n >= 20 {
-                break;
-            }
+        if common::committed_rows(&db).unwrap_or(0) >= 20 {
+            break;
         }
     }
     // SAFETY: kill(2) on our own child's pid.

@@ -10,10 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn count(db: &std::path::Path) -> Option<i64> {
-    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .ok()?;
-    c.query_row("SELECT count(*) FROM requests", [], |r| r.get(0))
-        .ok()
+    common::committed_rows(db)
 }
 
 #[test]

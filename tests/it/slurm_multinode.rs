@@ -114,23 +114,16 @@ fn node_runs(c: &Camp) -> Vec<NodeRun> {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .unwrap();
-        let mut st = conn
-            .prepare(
-                "SELECT done_ns - sent_ns FROM requests WHERE run_id = ?1 AND ok = 1 AND warmup = 0",
-            )
-            .unwrap();
-        let latencies_ns = st
-            .query_map([&run_id], |r| r.get::<_, i64>(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        let rows: i64 = conn
-            .query_row(
-                "SELECT COUNT(*) FROM requests WHERE run_id = ?1",
-                [&run_id],
-                |r| r.get(0),
-            )
-            .unwrap();
+        // Through the library's request scan and count: a killed runner's rows are in its
+        // file's request log (read in place).
+        let mut latencies_ns = Vec::new();
+        factorybench::store::read::scan_requests(&conn, &run_id, false, |v| {
+            if let Some(v) = v.filter(|v| v.ok) {
+                latencies_ns.push(v.done_ns - v.sent_ns);
+            }
+        })
+        .unwrap();
+        let rows = factorybench::store::read::request_count(&conn, &run_id).unwrap() as i64;
         out.push(NodeRun {
             rows,
             file: f.file_name().unwrap().to_string_lossy().into_owned(),
@@ -394,13 +387,7 @@ fn killed_client_node_and_time_limit() {
         let with_rows = files
             .iter()
             .filter(|p| p.extension().is_some_and(|x| x == "db"))
-            .filter(|p| {
-                Connection::open(p)
-                    .and_then(|c| {
-                        c.query_row("SELECT COUNT(*) FROM requests", [], |r| r.get::<_, i64>(0))
-                    })
-                    .is_ok_and(|n| n > 0)
-            })
+            .filter(|p| common::committed_rows(p).is_some_and(|n| n > 0))
             .count();
         if with_rows == 2 {
             break;
@@ -428,11 +415,7 @@ fn killed_client_node_and_time_limit() {
         })
         .expect("the second client node's runner");
     // The survivor is the other node's file (task 0 runs on the first client node).
-    let count = |p: &Path| -> i64 {
-        Connection::open(p)
-            .and_then(|c| c.query_row("SELECT COUNT(*) FROM requests", [], |r| r.get(0)))
-            .unwrap_or(0)
-    };
+    let count = |p: &Path| -> i64 { common::committed_rows(p).unwrap_or(0) };
     let first_client = env["FB_TEST_SLURM_NODES"]
         .split(',')
         .nth(1)
@@ -466,15 +449,7 @@ fn killed_client_node_and_time_limit() {
                 &format!("-{second_client}.db"),
             ),
     );
-    let measured = |p: &Path| -> i64 {
-        Connection::open(p)
-            .and_then(|c| {
-                c.query_row("SELECT COUNT(*) FROM requests WHERE warmup = 0", [], |r| {
-                    r.get(0)
-                })
-            })
-            .unwrap_or(0)
-    };
+    let measured = |p: &Path| -> i64 { common::measured_rows(p) };
     let t2 = Instant::now();
     while measured(&victim_file) == 0 {
         assert!(

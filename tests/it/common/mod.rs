@@ -157,3 +157,53 @@ pub fn prom_query(prom: &str, q: &str) -> Vec<serde_json::Value> {
         .cloned()
         .unwrap_or_default()
 }
+
+/// Request rows committed to campaign file `db` so far (`None` before its first run row): a
+/// reader in WAL mode never blocks the writer. While a run is on its rows are in the request
+/// log, a chunk per drain; they join `requests` when it ends.
+pub fn committed_rows(db: &std::path::Path) -> Option<i64> {
+    let c = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ok()?;
+    c.busy_timeout(std::time::Duration::from_millis(50)).ok()?;
+    let has_run: i64 = c
+        .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+        .ok()?;
+    if has_run == 0 {
+        return None;
+    }
+    c.query_row(
+        "SELECT (SELECT count(*) FROM requests) \
+         + (SELECT coalesce(sum(rows), 0) FROM request_log)",
+        [],
+        |r| r.get(0),
+    )
+    .ok()
+}
+
+/// The newest measured completion in campaign file `db`, the request log's rows included.
+pub fn last_done_ns(db: &std::path::Path) -> Option<i64> {
+    use factorybench::store::read;
+    let c = read::open_sqlite_read_only(db).ok()?;
+    let mut newest = None;
+    for run in read::run_ids(&c).ok()? {
+        newest = newest.max(read::last_measured_done_ns(&c, &run).ok()?);
+    }
+    newest
+}
+
+/// Measured (not warmup) request rows in campaign file `db` so far, the request log's
+/// included (what a report counts).
+pub fn measured_rows(db: &std::path::Path) -> i64 {
+    use factorybench::store::read;
+    let Ok(c) = read::open_sqlite_read_only(db) else {
+        return 0;
+    };
+    let mut n = 0;
+    for run in read::run_ids(&c).unwrap_or_default() {
+        let _ = read::scan_requests(&c, &run, false, |v| n += i64::from(v.is_some()));
+    }
+    n
+}
