@@ -26,23 +26,30 @@ recipe_for() { recipe "http$1" "  - service_name: http
 printf 'http closed loop against %s, %s connections, %s s, %s round(s); wrk -t T and factorybench client_threads T for T in %s\n' "${TARGET:-nginx}" "$CONNS" "$DUR" "$ROUNDS" "$THREADS"
 printf '%6s %3s %12s %12s %14s %10s %10s %10s\n' round T wrk oha factorybench fb/wrk fb/oha oha/wrk
 declare -A FW FO OW
-for round in $(seq "$ROUNDS"); do
-  for T in $THREADS; do
-    wrk -t"$T" -c"$CONNS" -d"${DUR}s" "$URL" > "$WORK/wrk.txt"
+run_peers() {
+    wrk -t"$1" -c"$CONNS" -d"${DUR}s" "$URL" > "$WORK/wrk.txt"
     WRK_RPS="$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")"
     OHA_RPS=""
     if [ -n "$OHA" ]; then
       "$OHA" -z "${DUR}s" -c "$CONNS" --no-tui "$URL" > "$WORK/oha.txt"
       OHA_RPS="$(awk '/Requests\/sec:/ {print $2}' "$WORK/oha.txt")"
     fi
-    R="$(recipe_for "$T")"
-    rm -f "$WORK/http$T.db"
+}
+run_fb() {
+    R="$(recipe_for "$1")"
+    rm -f "$WORK/http$1.db"
     "$FB" run "$R" --json --no-progress > "$WORK/fb.json" 2> "$WORK/fb.err" || true
     FB_RPS="$(json "$WORK/fb.json" "j['runs'][0]['achieved_rps']")"
     ERRS="$(json "$WORK/fb.json" "j['runs'][0]['errors']")"
-    ROWS="$(sqlite3 "$WORK/http$T.db" 'select count(*) from requests')"
+    ROWS="$(sqlite3 "$WORK/http$1.db" 'select count(*) from requests')"
     [ "$ERRS" = 0 ] || echo "  factorybench recorded $ERRS errors in round $round" >&2
     [ "$ROWS" -gt 0 ] || { echo "  factorybench recorded no rows" >&2; cat "$WORK/fb.err" >&2; exit 1; }
+}
+# Odd rounds run the peers first, even rounds factorybench first: a machine that drifts during
+# a series favours neither side.
+for round in $(seq "$ROUNDS"); do
+  for T in $THREADS; do
+    if (( round % 2 )); then run_peers "$T"; run_fb "$T"; else run_fb "$T"; run_peers "$T"; fi
     line="$(python3 -c "
 w, o, f = $WRK_RPS, float('${OHA_RPS:-nan}'), $FB_RPS
 print('%6d %3d %12.0f %12.0f %14.0f %10.3f %10.3f %10.3f' % ($round, $T, w, o, f, f / w, f / o, o / w))")"

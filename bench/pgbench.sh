@@ -88,23 +88,35 @@ echo "CPU per transaction: each tool's whole process (user + system), from its r
 # cpu_us_per_tx TIMEFILE TX: user+system µs per transaction from /usr/bin/time's "%U %S".
 cpu_us_per_tx() { python3 -c "import sys; u,s=map(float,open(sys.argv[1]).read().split()[-2:]); print(f'{(u+s)*1e6/float(sys.argv[2]):.1f}')" "$1" "$2"; }
 declare -A ratios
-for round in $(seq "$REPEAT"); do
-  for J in $THREADS; do
-    fresh_table
-    /usr/bin/time -f "%U %S" -o "$work/pgbench.time" pgbench -n -M prepared -c "$C" -j "$J" -T "$T" \
+# run_pgbench J / run_fb J: one timed run of each tool (pgbench on a fresh table; factorybench
+# seeds its own). A CHECKPOINT before each (when the user may) keeps one tool's table load from
+# being written out during the other's run.
+checkpoint() { psql -qAt -c CHECKPOINT >/dev/null 2>&1 || true; }
+run_pgbench() {
+    fresh_table; checkpoint
+    /usr/bin/time -f "%U %S" -o "$work/pgbench.time" pgbench -n -M prepared -c "$C" -j "$1" -T "$T" \
       -f "$work/select.sql@70" -f "$work/insert.sql@10" -f "$work/update.sql@15" -f "$work/delete.sql@5" \
       > "$work/pgbench.out" 2>&1
     PG_TPS=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$work/pgbench.out")
     PG_LAT=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$work/pgbench.out")
     PG_TX=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/pgbench.out")
     PG_CPU=$(cpu_us_per_tx "$work/pgbench.time" "$PG_TX")
-    sed "s/^    timeout: 10$/    timeout: 10\n    client_threads: $J/" "$work/pg.yml" > "$work/pg-j.yml"
+}
+run_fb() {
+    checkpoint
+    sed "s/^    timeout: 10$/    timeout: 10\n    client_threads: $1/" "$work/pg.yml" > "$work/pg-j.yml"
     /usr/bin/time -f "%U %S" -o "$work/fb.time" "$FB_BIN" run "$work/pg-j.yml" --json --no-progress > "$work/pg.json" 2> "$work/pg.err" || { cat "$work/pg.err" >&2; exit 1; }
     FB_TPS=$(py 'round(r["ops_per_s"], 1)' "$work/pg.json")
     FB_P50=$(py 'r["latency_uncorrected_ms"]["p50"]' "$work/pg.json")
     FB_ERR=$(py 'r["errors"]' "$work/pg.json")
     FB_TX=$(py 'r["requests"] + r["warmup_requests"]' "$work/pg.json")
     FB_CPU=$(cpu_us_per_tx "$work/fb.time" "$FB_TX")
+}
+# Odd rounds run pgbench first, even rounds factorybench first: a machine that drifts during
+# a series favours neither side.
+for round in $(seq "$REPEAT"); do
+  for J in $THREADS; do
+    if (( round % 2 )); then run_pgbench "$J"; run_fb "$J"; else run_fb "$J"; run_pgbench "$J"; fi
     R=$(python3 -c "print(f'{$FB_TPS/$PG_TPS:.3f}')")
     ratios[$J]="${ratios[$J]:-} $R"
     echo "  round $round, $J thread(s): pgbench -j $J ${PG_TPS%.*} tps (latency avg ${PG_LAT} ms, ${PG_CPU} µs CPU/tx), factorybench ${FB_TPS%.*} tps (p50 ${FB_P50} ms, errors ${FB_ERR}, ${FB_CPU} µs CPU/tx), ratio $R"
