@@ -84,6 +84,16 @@ impl DurationHistogram {
         }
     }
 
+    /// Add `other`'s observations (same bounds: both from [`Self::seed`]).
+    pub fn merge(&mut self, other: &DurationHistogram) {
+        debug_assert_eq!(self.bounds_s, other.bounds_s);
+        for (c, o) in self.cumulative.iter_mut().zip(&other.cumulative) {
+            *c += o;
+        }
+        self.count += other.count;
+        self.sum_s += other.sum_s;
+    }
+
     /// From non-cumulative buckets `(upper_s, count)` in increasing order (a report's
     /// histogram): each observation lands in the first seed bound at or above its bucket's
     /// upper edge, so no observation is counted faster than it was. The sum is given.

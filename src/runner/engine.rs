@@ -151,7 +151,9 @@ pub struct EngineOutcome {
     pub metrics: Vec<RunMetric>,
 }
 
+/// The aggregates of one shard of the clients (see [`Shared::agg`]).
 struct Agg {
+    /// Per client of the shard, by [`Shared::shard_of`]'s index.
     corrected: Vec<Histogram<u64>>,
     service: Vec<Histogram<u64>>,
     gen_lag: Histogram<u64>,
@@ -168,6 +170,24 @@ struct Agg {
     success_duration: DurationHistogram,
 }
 
+impl Agg {
+    fn new(clients: usize) -> Agg {
+        Agg {
+            corrected: (0..clients).map(|_| hist()).collect(),
+            service: (0..clients).map(|_| hist()).collect(),
+            gen_lag: hist(),
+            sched_lag: hist(),
+            iv_done: 0,
+            iv_errors: 0,
+            iv_latency: hist(),
+            iv_lag: hist(),
+            iv_ttft: hist(),
+            iv_tpot: hist(),
+            success_duration: DurationHistogram::seed(),
+        }
+    }
+}
+
 fn hist() -> Histogram<u64> {
     Histogram::new(3).expect("3 significant figures is valid")
 }
@@ -182,7 +202,11 @@ struct Shared {
     timeout: Duration,
     seed: u64,
     measure_start_ns: i64,
-    agg: Mutex<Agg>,
+    /// The aggregates, in shards: client `i` records into shard `i % shards` (at index
+    /// `i / shards`), so that each client thread (which drives clients `t`, `t + threads`, ...)
+    /// locks a shard of its own and no lock or cache line is shared between them per request.
+    /// One shard on the shared runtime. The ticker and the end merge them.
+    agg: Box<[Mutex<Agg>]>,
     idle: Mutex<Vec<Box<dyn Worker>>>,
     next_conn: AtomicU32,
     in_flight: AtomicU64,
@@ -217,6 +241,14 @@ impl Shared {
         self.error_stop
             .load(Ordering::SeqCst)
             .then_some(StopReason::MaxErrorRate)
+    }
+
+    /// The shard client `client` records into, and its index there.
+    #[inline]
+    fn shard_of(&self, client: u32) -> (&Mutex<Agg>, usize) {
+        let n = self.agg.len();
+        let c = client as usize;
+        (&self.agg[c % n], c / n)
     }
 
     /// Whether a request sent at `sent_ns` has lasted its timeout by now.
@@ -263,7 +295,8 @@ impl Shared {
         let corrected_us = ((done_ns - scheduled_ns).max(0) / 1000) as u64;
         let service_us = ((done_ns - sent_ns).max(0) / 1000) as u64;
         {
-            let mut a = self.agg.lock().expect("agg lock");
+            let (shard, k) = self.shard_of(client);
+            let mut a = shard.lock().expect("agg lock");
             a.iv_done += 1;
             let _ = a.iv_lag.record(lag_us);
             if o.error.is_some() {
@@ -285,8 +318,8 @@ impl Shared {
                 let _ = a.gen_lag.record(gen_us);
                 let _ = a.sched_lag.record(lag_us);
                 if o.error.is_none() {
-                    let _ = a.corrected[client as usize].record(corrected_us);
-                    let _ = a.service[client as usize].record(service_us);
+                    let _ = a.corrected[k].record(corrected_us);
+                    let _ = a.service[k].record(service_us);
                 }
             }
         }
@@ -478,7 +511,8 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
         None => started_ns + (load.warmup_s * 1e9) as i64,
     };
     let end_ns = measure_start_ns + (load.duration_s * 1e9) as i64;
-    let sh = new_shared(&cfg, client.clone(), clients, pre, measure_start_ns);
+    let shards = threads.as_ref().map_or(1, |t| t.handles.len() as u32);
+    let sh = new_shared(&cfg, client.clone(), clients, pre, measure_start_ns, shards);
 
     let phase = Arc::new(AtomicU8::new(0)); // 0 load, 1 drain, 2 done
     let ticker = tokio::spawn(ticker(
@@ -844,7 +878,9 @@ fn new_shared(
     clients: u32,
     pre: u32,
     measure_start_ns: i64,
+    shards: u32,
 ) -> Arc<Shared> {
+    let shards = shards.clamp(1, clients.max(1)) as usize;
     let load = &cfg.load;
     let clock = cfg.clock;
     let (cancel, _) = watch::channel(false);
@@ -857,19 +893,13 @@ fn new_shared(
         timeout: Duration::from_secs_f64(load.timeout_s.max(0.001)),
         seed: load.seed,
         measure_start_ns,
-        agg: Mutex::new(Agg {
-            corrected: (0..clients).map(|_| hist()).collect(),
-            service: (0..clients).map(|_| hist()).collect(),
-            gen_lag: hist(),
-            sched_lag: hist(),
-            iv_done: 0,
-            iv_errors: 0,
-            iv_latency: hist(),
-            iv_lag: hist(),
-            iv_ttft: hist(),
-            iv_tpot: hist(),
-            success_duration: DurationHistogram::seed(),
-        }),
+        agg: (0..shards)
+            .map(|k| {
+                Mutex::new(Agg::new(
+                    (clients as usize).saturating_sub(k).div_ceil(shards),
+                ))
+            })
+            .collect(),
         idle: Mutex::new(Vec::new()),
         next_conn: AtomicU32::new(pre),
         in_flight: AtomicU64::new(0),
@@ -1007,10 +1037,19 @@ type GenLagMs = [(u32, f64); 3];
 /// p99 of the generator lag and of the schedule lag, and the generator lag's other
 /// percentiles, ms.
 fn store_histograms(sh: &Shared) -> (f64, f64, GenLagMs) {
-    let a = sh.agg.lock().expect("agg lock");
+    let shards: Vec<_> = sh.agg.iter().map(|m| m.lock().expect("agg lock")).collect();
     let mut merged_c = hist();
     let mut merged_s = hist();
-    for (i, (c, s)) in a.corrected.iter().zip(a.service.iter()).enumerate() {
+    let mut sched_lag = hist();
+    let mut gen_lag = hist();
+    for a in &shards {
+        let _ = sched_lag.add(&a.sched_lag);
+        let _ = gen_lag.add(&a.gen_lag);
+    }
+    let clients = shards.iter().map(|a| a.corrected.len()).sum::<usize>();
+    for i in 0..clients {
+        let a = &shards[i % shards.len()];
+        let (c, s) = (&a.corrected[i / shards.len()], &a.service[i / shards.len()]);
         sh.store.histogram(
             &sh.run_id,
             i as i32,
@@ -1047,12 +1086,12 @@ fn store_histograms(sh: &Shared) -> (f64, f64, GenLagMs) {
         -1,
         "schedule_lag_us",
         None,
-        encode_histogram(&a.sched_lag),
+        encode_histogram(&sched_lag),
     );
-    let gen_q = |q: f64| a.gen_lag.value_at_quantile(q) as f64 / 1000.0;
+    let gen_q = |q: f64| gen_lag.value_at_quantile(q) as f64 / 1000.0;
     (
         gen_q(0.99),
-        a.sched_lag.value_at_quantile(0.99) as f64 / 1000.0,
+        sched_lag.value_at_quantile(0.99) as f64 / 1000.0,
         [(50, gen_q(0.5)), (90, gen_q(0.9)), (999, gen_q(0.999))],
     )
 }
@@ -1545,27 +1584,34 @@ async fn ticker(sh: Arc<Shared>, cfg: TickerCfg, phase: Arc<AtomicU8>) {
         let dt_s = ((now - last_ns) as f64 / 1e9).max(1e-6);
         last_ns = now;
         let (iv_done, iv_errors, lat, lag_p99_ms, ttft, tpot, success_duration) = {
-            let mut a = sh.agg.lock().expect("agg lock");
-            let lat = (!a.iv_latency.is_empty()).then(|| quantiles(&a.iv_latency));
-            let lag = a.iv_lag.value_at_quantile(0.99) as f64 / 1000.0;
-            let ttft = (!a.iv_ttft.is_empty()).then(|| quantiles(&a.iv_ttft));
-            let tpot = (!a.iv_tpot.is_empty()).then(|| quantiles(&a.iv_tpot));
-            let r = (
-                a.iv_done,
-                a.iv_errors,
-                lat,
-                lag,
-                ttft,
-                tpot,
-                a.success_duration.clone(),
-            );
-            a.iv_done = 0;
-            a.iv_errors = 0;
-            a.iv_latency.reset();
-            a.iv_lag.reset();
-            a.iv_ttft.reset();
-            a.iv_tpot.reset();
-            r
+            // Each shard's interval, taken and reset under its own lock, then merged.
+            let mut iv = Agg::new(0);
+            for m in sh.agg.iter() {
+                let mut a = m.lock().expect("agg lock");
+                iv.iv_done += a.iv_done;
+                iv.iv_errors += a.iv_errors;
+                let _ = iv.iv_latency.add(&a.iv_latency);
+                let _ = iv.iv_lag.add(&a.iv_lag);
+                let _ = iv.iv_ttft.add(&a.iv_ttft);
+                let _ = iv.iv_tpot.add(&a.iv_tpot);
+                iv.success_duration.merge(&a.success_duration);
+                a.iv_done = 0;
+                a.iv_errors = 0;
+                a.iv_latency.reset();
+                a.iv_lag.reset();
+                a.iv_ttft.reset();
+                a.iv_tpot.reset();
+            }
+            let q = |h: &Histogram<u64>| (!h.is_empty()).then(|| quantiles(h));
+            (
+                iv.iv_done,
+                iv.iv_errors,
+                q(&iv.iv_latency),
+                iv.iv_lag.value_at_quantile(0.99) as f64 / 1000.0,
+                q(&iv.iv_ttft),
+                q(&iv.iv_tpot),
+                iv.success_duration,
+            )
         };
         let cpu = process_cpu_s();
         let cpu_pct = ((cpu.0 + cpu.1) - (last_cpu.0 + last_cpu.1)) / dt_s * 100.0;
