@@ -3,8 +3,9 @@
 //! Request rows do not travel through the channel one by one: the engine pushes them into a
 //! [`RequestSink`] (per-client shards, a mutex each, a `Vec` push: no allocation once the
 //! buffers have grown, no channel send, no wake-up), and the writer takes each shard's whole
-//! buffer in one swap every [`POLL_INTERVAL`], inserting it with multi-row prepared statements.
-//! Every other message (samples, histograms, run rows, flushes) still goes through the channel;
+//! buffer in one swap every [`DRAIN_INTERVAL`]. While a run is on, each drain is appended to
+//! the request log as one chunk ([`super::log`]); when the run finishes (its `FinishRun`) the
+//! writer moves its rows into `requests` with multi-row prepared statements. Every other message (samples, histograms, run rows, flushes) still goes through the channel;
 //! before handling any of them the writer drains the sinks, so a `FinishRun` or `Flush` is
 //! always committed after every row pushed before it.
 //!
