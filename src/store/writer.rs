@@ -514,14 +514,6 @@ fn writer_loop(
                         replies.push((reply, r));
                     }
                     Msg::FinishRun(fin, reply) => {
-                        // The run's rows, logged while it ran, into `requests` (its sink was
-                        // drained just above).
-                        if error.is_none() {
-                            if let Err(e) = expand_log(&conn, &mut inserts, &fin.run_id) {
-                                note(&mut error, e.to_string());
-                                restart(&conn);
-                            }
-                        }
                         let r = finish_run(&conn, &fin, error.as_deref());
                         // After a write error (a full disk) the run's end is still recorded
                         // if it can be: it goes alone in a transaction (the failed one was
@@ -532,6 +524,16 @@ fn writer_loop(
                                 own_replies.push((reply, r.map_err(|e| e.to_string())));
                             }
                             (r, _) => replies.push((reply, r.map_err(|e| e.to_string()))),
+                        }
+                        if error.is_none() {
+                            if let Err(e) = move_rows(&conn, &mut inserts, &fin) {
+                                note(&mut error, e.to_string());
+                                restart(&conn);
+                                // Its end says the file could not be written (its rows stay
+                                // in the log, read in place).
+                                let _ = finish_run(&conn, &fin, error.as_deref())
+                                    .and_then(|_| conn.execute_batch("COMMIT; BEGIN"));
+                            }
                         }
                     }
                     _ if error.is_some() => {}
@@ -742,6 +744,14 @@ fn close_file(conn: &Connection, inserts: &mut Inserts<'_>, error: &mut Option<S
         }
     }
     let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+}
+
+/// A finished run's logged rows into `requests` (its sink was drained before its
+/// `FinishRun`). Its end is committed first: a SLURM time limit's SIGKILL during a long move
+/// leaves the run `partial` with the rest of its rows in the log, not a run that never ended.
+fn move_rows(conn: &Connection, ins: &mut Inserts<'_>, fin: &FinishRun) -> rusqlite::Result<u64> {
+    conn.execute_batch("COMMIT; BEGIN")?;
+    expand_log(conn, ins, &fin.run_id)
 }
 
 /// Move `run_id`'s logged rows into `requests` (in the current transaction).
