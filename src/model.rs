@@ -14,6 +14,25 @@ use serde::Serialize;
 /// milliseconds (files, HTTP, S3, PostgreSQL). Rate and latency then measure the runner.
 pub const GENERATOR_LAG_P99_LIMIT_MS: f64 = 5.0;
 
+/// A name as `&'static str`, for the small, bounded sets the store takes by reference (sample
+/// names: node figures plus eight per GPU; a kind's operation names): each distinct name is
+/// leaked once per process.
+pub fn intern(name: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut set = NAMES
+        .get_or_init(|| Mutex::new(HashSet::new()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = set.get(name) {
+        return n;
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    set.insert(leaked);
+    leaked
+}
+
 /// Whether requests the generator never sent before the run ended mean it fell behind its
 /// schedule by more than [`GENERATOR_LAG_P99_LIMIT_MS`]: `not_sent` requests at the target
 /// rate are that far behind. The requests due in the last moments of a run that a generator

@@ -12,25 +12,9 @@ use super::telemetry::{SampleSink, Telemetry, TelemetryData};
 use crate::recipe::{Plan, Service, Workload};
 use crate::runner::client::RunMetric;
 use crate::runner::clock::Clock;
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Sample names as `&'static str` (the store takes static names; the set is small and bounded:
-/// node figures plus eight per GPU).
-pub fn intern(name: &str) -> &'static str {
-    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut set = NAMES
-        .get_or_init(|| Mutex::new(HashSet::new()))
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if let Some(n) = set.get(name) {
-        return n;
-    }
-    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
-    set.insert(leaked);
-    leaked
-}
 
 /// The campaign label: the campaign directory's name inside a batch job (`FB_CAMPAIGN_DIR`),
 /// else the benchmark name.
@@ -248,7 +232,7 @@ pub fn watch_factory(run_file: Option<std::path::PathBuf>) -> crate::runner::ses
             svc,
             run_id,
             clock,
-            Box::new(move |s| sink_store.sample(&sink_run, s.t_ns, intern(&s.name), s.value)),
+            Box::new(move |s| sink_store.sample(&sink_run, s.t_ns, crate::model::intern(&s.name), s.value)),
             run_file.as_deref(),
         ))
     })

@@ -111,23 +111,6 @@ pub(super) fn encode(rows: &[RequestRow], out: &mut Vec<u8>) -> ChunkSummary {
     s
 }
 
-/// Operation names as `&'static str` (what a row holds): the set is small and bounded (a
-/// kind's operations), each name leaked once per process.
-fn intern(name: &str) -> &'static str {
-    static NAMES: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<&'static str>>> =
-        std::sync::OnceLock::new();
-    let mut set = NAMES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if let Some(n) = set.get(name) {
-        return n;
-    }
-    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
-    set.insert(leaked);
-    leaked
-}
-
 fn class_code(c: ErrorClass) -> u8 {
     ErrorClass::ALL
         .iter()
@@ -193,7 +176,7 @@ pub(super) fn decode(
         let op_bytes = b.take(n)?;
         if op_bytes != last_op.as_bytes() {
             let op = std::str::from_utf8(op_bytes).map_err(|_| "operation name is not UTF-8")?;
-            last_op = intern(op);
+            last_op = crate::model::intern(op);
         }
         let scheduled_ns = b.i64()?;
         let sent_ns = b.i64()?;
