@@ -197,34 +197,14 @@ impl RunSummary {
 pub fn read_runs(path: &Path) -> Result<Vec<RunSummary>, DbError> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     conn.busy_timeout(Duration::from_secs(2))?;
-    // A running run's rows are in the request log until it ends (store::log): its chunks'
-    // counts and send times join those of `requests`.
-    let sql = if super::log::has_log(&conn) {
-        format!(
-            "SELECT {RUN_COLUMNS},
-                (SELECT COUNT(*) FROM requests q WHERE q.run_id = runs.run_id)
-                  + (SELECT COALESCE(SUM(rows), 0) FROM request_log l WHERE l.run_id = runs.run_id),
-                (SELECT COUNT(*) FROM requests q WHERE q.run_id = runs.run_id AND q.ok = 0)
-                  + (SELECT COALESCE(SUM(errors), 0) FROM request_log l WHERE l.run_id = runs.run_id),
-                (SELECT MIN(t) FROM (
-                  SELECT MIN(sent_ns) AS t FROM requests q WHERE q.run_id = runs.run_id
-                  UNION ALL SELECT MIN(first_sent_ns) FROM request_log l WHERE l.run_id = runs.run_id)),
-                (SELECT MAX(t) FROM (
-                  SELECT MAX(sent_ns) AS t FROM requests q WHERE q.run_id = runs.run_id
-                  UNION ALL SELECT MAX(last_sent_ns) FROM request_log l WHERE l.run_id = runs.run_id))
-             FROM runs ORDER BY runs.started_ns"
-        )
-    } else {
-        format!(
-            "SELECT {RUN_COLUMNS},
+    let mut st = conn.prepare(&format!(
+        "SELECT {RUN_COLUMNS},
                 (SELECT COUNT(*) FROM requests q WHERE q.run_id = runs.run_id),
                 (SELECT COUNT(*) FROM requests q WHERE q.run_id = runs.run_id AND q.ok = 0),
                 (SELECT MIN(sent_ns) FROM requests q WHERE q.run_id = runs.run_id),
                 (SELECT MAX(sent_ns) FROM requests q WHERE q.run_id = runs.run_id)
-             FROM runs ORDER BY runs.started_ns"
-        )
-    };
-    let mut st = conn.prepare(&sql)?;
+         FROM runs ORDER BY runs.started_ns"
+    ))?;
     let n = super::read::RUN_COLUMN_COUNT;
     let rows = st.query_map([], |r| {
         Ok(RunSummary::new(
@@ -237,6 +217,12 @@ pub fn read_runs(path: &Path) -> Result<Vec<RunSummary>, DbError> {
     })?;
     let mut runs: Vec<RunSummary> = rows.collect::<Result<_, _>>()?;
     for r in &mut runs {
+        // A running run's rows are in the request log until it ends (store::log).
+        let l = super::log::logged(&conn, &r.run_id)?;
+        r.requests += l.rows;
+        r.errors += l.errors;
+        r.first_sent_ns = r.first_sent_ns.into_iter().chain(l.first_sent_ns).min();
+        r.last_sent_ns = r.last_sent_ns.max(l.last_sent_ns);
         r.file = Some(path.to_path_buf());
         r.push_failures = super::read::run_metrics(&conn, &r.run_id)
             .ok()

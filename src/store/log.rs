@@ -322,6 +322,26 @@ pub(super) fn expand_run(
     Ok(moved)
 }
 
+/// What the log holds of `run_id`, summed over its chunks (nothing for a file without the
+/// log's table).
+pub(super) fn logged(conn: &Connection, run_id: &str) -> rusqlite::Result<ChunkSummary> {
+    if !has_log(conn) {
+        return Ok(ChunkSummary::default());
+    }
+    conn.prepare_cached(
+        "SELECT coalesce(sum(rows), 0), coalesce(sum(errors), 0), min(first_sent_ns), \
+         max(last_sent_ns) FROM request_log WHERE run_id = ?1",
+    )?
+    .query_row([run_id], |r| {
+        Ok(ChunkSummary {
+            rows: r.get(0)?,
+            errors: r.get(1)?,
+            first_sent_ns: r.get(2)?,
+            last_sent_ns: r.get(3)?,
+        })
+    })
+}
+
 /// The runs that have chunks in the log.
 pub(super) fn logged_runs(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     if !has_log(conn) {

@@ -589,15 +589,7 @@ pub fn stored_histograms(conn: &Connection, name: &str) -> Result<Vec<Vec<u8>>, 
 
 /// Every request row of a run, warmup included (what its load generator sent and finished).
 pub fn request_count(conn: &Connection, run_id: &str) -> Result<u64, DbError> {
-    let logged: i64 = if super::log::has_log(conn) {
-        conn.query_row(
-            "SELECT coalesce(sum(rows), 0) FROM request_log WHERE run_id = ?1",
-            [run_id],
-            |r| r.get(0),
-        )?
-    } else {
-        0
-    };
+    let logged = super::log::logged(conn, run_id)?.rows;
     conn.query_row(
         "SELECT count(*) FROM requests WHERE run_id = ?1",
         [run_id],

@@ -757,9 +757,7 @@ fn move_rows(conn: &Connection, ins: &mut Inserts<'_>, fin: &FinishRun) -> rusql
 /// Move `run_id`'s logged rows into `requests` (in the current transaction).
 fn expand_log(conn: &Connection, ins: &mut Inserts<'_>, run_id: &str) -> rusqlite::Result<u64> {
     // A long run's move takes a while (about a second per million rows): say so first.
-    let pending: i64 = conn
-        .prepare_cached("SELECT coalesce(sum(rows), 0) FROM request_log WHERE run_id = ?1")?
-        .query_row([run_id], |r| r.get(0))?;
+    let pending = super::log::logged(conn, run_id)?.rows;
     if pending >= 2_000_000 {
         tracing::info!(
             "storing the {pending} request rows of run {run_id} in the campaign file (about {} s)",
