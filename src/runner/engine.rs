@@ -398,6 +398,8 @@ impl Shared {
             Some(w) => w,
             None => {
                 let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+                let connect_timed_out =
+                    || Outcome::err("connect", ErrorClass::Timeout, "connect timed out");
                 // Biased, in this order: a connect that completed wins, and a timeout that
                 // fell due in the same timer tick as a stop is a timeout (what the request
                 // met), not a cancel (tokio's select picks at random among ready branches).
@@ -407,11 +409,9 @@ impl Shared {
                         Ok(w) => Ok(w),
                         Err(e) => Err(Outcome::err("connect", e.class, e.message)),
                     },
-                    _ = &mut g.timeout => {
-                        Err(Outcome::err("connect", ErrorClass::Timeout, "connect timed out"))
-                    }
+                    _ = &mut g.timeout => Err(connect_timed_out()),
                     _ = &mut g.cancel => Err(if self.lasted_timeout(sent_ns) {
-                        Outcome::err("connect", ErrorClass::Timeout, "connect timed out")
+                        connect_timed_out()
                     } else {
                         Outcome::err("connect", ErrorClass::Cancelled, "run stopped")
                     }),
@@ -563,12 +563,12 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
         .ok()
         .flatten();
         sh.stop_reason().or(local).unwrap_or(StopReason::Duration)
-    } else if let Some(threads) = threads.as_mut() {
-        threads
-            .run(&sh, &load, started_ns, measure_start_ns, end_ns)
-            .await
     } else {
-        dispatch_closed(&sh, workers, &load, started_ns, measure_start_ns, end_ns).await
+        let cl = ClosedLoop::new(&load, started_ns, measure_start_ns, end_ns);
+        match threads.as_mut() {
+            Some(threads) => threads.run(&sh, cl).await,
+            None => dispatch_closed(&sh, workers, cl).await,
+        }
     };
 
     // Drain: in-flight requests finish (bounded), then whatever remains is cancelled.
@@ -745,15 +745,7 @@ impl ClientThreads {
 
     /// Run the schedule on every thread; returns when every client has ended or on a stop
     /// (as [`dispatch_closed`]).
-    async fn run(
-        &mut self,
-        sh: &Arc<Shared>,
-        load: &Load,
-        started_ns: i64,
-        measure_start_ns: i64,
-        end_ns: i64,
-    ) -> StopReason {
-        let cl = ClosedLoop::new(load, started_ns, measure_start_ns, end_ns);
+    async fn run(&mut self, sh: &Arc<Shared>, cl: ClosedLoop) -> StopReason {
         for tx in self.go.drain(..) {
             // A thread that has gone has nothing to run.
             let _ = tx.send((sh.clone(), cl.clone()));
@@ -925,12 +917,8 @@ fn new_shared(
 async fn dispatch_closed(
     sh: &Arc<Shared>,
     workers: Vec<Box<dyn Worker>>,
-    load: &Load,
-    started_ns: i64,
-    measure_start_ns: i64,
-    end_ns: i64,
+    cl: ClosedLoop,
 ) -> StopReason {
-    let cl = ClosedLoop::new(load, started_ns, measure_start_ns, end_ns);
     let mut tasks = Vec::new();
     for (i, w) in workers.into_iter().enumerate() {
         tasks.push(tokio::spawn(closed_client(
