@@ -15,7 +15,6 @@ use crate::runner::clock::Clock;
 use std::sync::Arc;
 use std::time::Duration;
 
-
 /// The campaign label: the campaign directory's name inside a batch job (`FB_CAMPAIGN_DIR`),
 /// else the benchmark name.
 pub fn campaign_label(plan: &Plan) -> String {
@@ -232,7 +231,9 @@ pub fn watch_factory(run_file: Option<std::path::PathBuf>) -> crate::runner::ses
             svc,
             run_id,
             clock,
-            Box::new(move |s| sink_store.sample(&sink_run, s.t_ns, crate::model::intern(&s.name), s.value)),
+            Box::new(move |s| {
+                sink_store.sample(&sink_run, s.t_ns, crate::model::intern(&s.name), s.value)
+            }),
             run_file.as_deref(),
         ))
     })
