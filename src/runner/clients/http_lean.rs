@@ -13,6 +13,7 @@
 //! stand in for it: before a request that is not idempotent, or on a connection idle for
 //! [`PEEK_AFTER_IDLE_NS`] or more. A closed loop's back-to-back GETs skip it, as wrk does.
 
+use super::http_decode::{Decoder, Progress, ReadError, Response, BUF_BYTES};
 use super::http_target::{classify_io, status_outcome, Target};
 use crate::runner::client::{BoxFuture, ErrorClass, Outcome, RequestCtx, Worker};
 use std::os::fd::AsRawFd;
@@ -20,9 +21,6 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Read buffer per connection (a response head must fit in it).
-const BUF_BYTES: usize = 64 * 1024;
-const MAX_HEADERS: usize = 64;
 /// A kept connection idle this long (from the previous request's send to this one's) is
 /// checked for a close before an idempotent request goes out on it. Keep-alive timeouts are
 /// seconds (nginx 75 s, uvicorn 5 s); 1 ms leaves three orders of magnitude.
@@ -64,14 +62,6 @@ pub(crate) struct LeanWorker {
     last_sent_ns: i64,
 }
 
-/// Why a response could not be read.
-enum ReadError {
-    /// The connection ended (or was reset) before any byte of a response.
-    ClosedBeforeResponse(String),
-    Io(String),
-    Protocol(String),
-}
-
 /// Whether a kept connection is still open: `recv(MSG_PEEK | MSG_DONTWAIT)` says EOF (0), an
 /// error, or unexpected bytes (all: not reusable), or would block (open and quiet).
 fn still_open(s: &TcpStream) -> bool {
@@ -110,244 +100,32 @@ impl LeanWorker {
     }
 }
 
-/// Parse a chunk-size line at `buf[pos..end]`: `Some((size, line_len))` when complete.
-fn chunk_size(line: &[u8]) -> Result<Option<(u64, usize)>, String> {
-    let Some(nl) = line.iter().position(|&b| b == b'\n') else {
-        return Ok(None);
-    };
-    let text = &line[..nl];
-    let hex_end = text
-        .iter()
-        .position(|b| !b.is_ascii_hexdigit())
-        .unwrap_or(text.len());
-    if hex_end == 0 || hex_end > 15 {
-        return Err("bad chunk size line".into());
-    }
-    let size = u64::from_str_radix(std::str::from_utf8(&text[..hex_end]).unwrap_or("x"), 16)
-        .map_err(|_| "bad chunk size".to_string())?;
-    Ok(Some((size, nl + 1)))
-}
-
-/// Read one response on `s`; returns (status, body bytes, keep-alive).
+/// Read one response on `s` into `buf`.
 async fn read_response(
     s: &mut TcpStream,
     buf: &mut [u8],
     ctx: &mut RequestCtx<'_>,
     head_request: bool,
-) -> Result<(u16, u64, bool), ReadError> {
+) -> Result<Response, ReadError> {
+    let mut d = Decoder::new(head_request);
     let mut end = 0usize;
-    // Head.
-    let mut need_read = true;
-    let (status, head_len, body, keep) = loop {
-        if need_read {
-            let n = s.read(&mut buf[end..]).await.map_err(|e| {
-                if end == 0 {
-                    ReadError::ClosedBeforeResponse(e.to_string())
-                } else {
-                    ReadError::Io(e.to_string())
-                }
-            })?;
-            if n == 0 {
-                return Err(if end == 0 {
-                    ReadError::ClosedBeforeResponse("connection closed before any response".into())
-                } else {
-                    ReadError::Io("connection closed inside the response head".into())
-                });
-            }
-            end += n;
-        }
-        need_read = true;
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut headers);
-        match resp.parse(&buf[..end]) {
-            Ok(httparse::Status::Complete(len)) => {
-                let (status, body, keep) = framing(&resp, head_request)?;
-                if status < 200 && status != 101 {
-                    // An interim response (100 Continue): drop it and read the final one.
-                    buf.copy_within(len..end, 0);
-                    end -= len;
-                    need_read = end == 0;
-                    continue;
-                }
-                break (status, len, body, keep);
-            }
-            Ok(httparse::Status::Partial) => {
-                if end == buf.len() {
-                    return Err(ReadError::Protocol(format!(
-                        "response head larger than {BUF_BYTES} bytes"
-                    )));
-                }
-            }
-            Err(e) => return Err(ReadError::Protocol(format!("bad response head: {e}"))),
-        }
-    };
-    ctx.mark_first_byte();
-    let io = |e: std::io::Error| ReadError::Io(format!("reading body: {e}"));
-    let eof = || ReadError::Io("connection closed inside the body".into());
-    let have = end - head_len; // body bytes already in buf[head_len..end]
-    match body {
-        Body::Length(l) => {
-            let mut got = have as u64;
-            while got < l {
-                let n = s.read(buf).await.map_err(io)?;
-                if n == 0 {
-                    return Err(eof());
-                }
-                got += n as u64;
-            }
-            if got > l {
-                return Err(ReadError::Protocol("bytes after the response body".into()));
-            }
-            Ok((status, l, keep))
-        }
-        Body::UntilClose => {
-            let mut got = have as u64;
-            loop {
-                let n = s.read(buf).await.map_err(io)?;
-                if n == 0 {
-                    return Ok((status, got, false));
-                }
-                got += n as u64;
-            }
-        }
-        Body::Chunked => {
-            let total = read_chunked(s, buf, head_len, end).await?;
-            Ok((status, total, keep))
-        }
-    }
-}
-
-/// How a parsed response head frames its body (length, chunked, or until the connection
-/// closes) and whether the connection stays open after it.
-#[inline]
-fn framing(
-    resp: &httparse::Response<'_, '_>,
-    head_request: bool,
-) -> Result<(u16, Body, bool), ReadError> {
-    let status = resp.code.unwrap_or(0);
-    let mut keep = resp.version == Some(1);
-    let mut length = None;
-    let mut chunked = false;
-    for h in resp.headers.iter() {
-        if h.name.eq_ignore_ascii_case("content-length") {
-            length = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            if length.is_none() {
-                return Err(ReadError::Protocol("bad content-length".into()));
-            }
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = h
-                .value
-                .rsplit(|&b| b == b',')
-                .next()
-                .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if h.name.eq_ignore_ascii_case("connection") {
-            if h.value.eq_ignore_ascii_case(b"close") {
-                keep = false;
-            } else if h.value.eq_ignore_ascii_case(b"keep-alive") {
-                keep = true;
-            }
-        }
-    }
-    let no_body = head_request || status == 204 || status == 304 || status < 200;
-    let body = if no_body {
-        Body::Length(0)
-    } else if chunked {
-        Body::Chunked
-    } else if let Some(l) = length {
-        Body::Length(l)
-    } else {
-        keep = false;
-        Body::UntilClose
-    };
-    Ok((status, body, keep))
-}
-
-/// Read a chunked body whose first bytes are `buf[head_len..end]`: decoded in place in `buf`,
-/// refilled as needed; returns the data bytes (trailers are read and dropped).
-#[inline]
-async fn read_chunked(
-    s: &mut TcpStream,
-    buf: &mut [u8],
-    head_len: usize,
-    end: usize,
-) -> Result<u64, ReadError> {
-    let io = |e: std::io::Error| ReadError::Io(format!("reading body: {e}"));
-    let eof = || ReadError::Io("connection closed inside the body".into());
-    // Move what follows the head to the front; decode in place, refilling as needed.
-    buf.copy_within(head_len..end, 0);
-    let mut have = end - head_len;
-    let mut pos = 0usize;
-    let mut total = 0u64;
     loop {
-        // A size line.
-        let (size, line) = loop {
-            if let Some(x) = chunk_size(&buf[pos..have]).map_err(ReadError::Protocol)? {
-                break x;
-            }
-            if pos > 0 {
-                buf.copy_within(pos..have, 0);
-                have -= pos;
-                pos = 0;
-            }
-            if have == buf.len() {
-                return Err(ReadError::Protocol("chunk size line too long".into()));
-            }
-            let n = s.read(&mut buf[have..]).await.map_err(io)?;
-            if n == 0 {
-                return Err(eof());
-            }
-            have += n;
-        };
-        pos += line;
-        if size == 0 {
-            // Trailers until an empty line.
-            loop {
-                if let Some(nl) = buf[pos..have].iter().position(|&b| b == b'\n') {
-                    let empty = nl == 0 || (nl == 1 && buf[pos] == b'\r');
-                    pos += nl + 1;
-                    if empty {
-                        return Ok(total);
-                    }
-                    continue;
-                }
-                buf.copy_within(pos..have, 0);
-                have -= pos;
-                pos = 0;
-                if have == buf.len() {
-                    return Err(ReadError::Protocol("trailer too long".into()));
-                }
-                let n = s.read(&mut buf[have..]).await.map_err(io)?;
-                if n == 0 {
-                    return Err(eof());
-                }
-                have += n;
-            }
+        let n = s
+            .read(&mut buf[end..])
+            .await
+            .map_err(|e| d.read_failed(end, &e))?;
+        if n == 0 {
+            return d.eof(end);
         }
-        total += size;
-        // Skip `size` data bytes and the CRLF after them.
-        let mut skip = size + 2;
-        loop {
-            let avail = (have - pos) as u64;
-            if avail >= skip {
-                pos += skip as usize;
-                break;
-            }
-            skip -= avail;
-            pos = 0;
-            have = s.read(buf).await.map_err(io)?;
-            if have == 0 {
-                return Err(eof());
-            }
+        end += n;
+        let p = d.advance(buf, &mut end)?;
+        if d.head_done() {
+            ctx.mark_first_byte();
+        }
+        if let Progress::Done(r) = p {
+            return Ok(r);
         }
     }
-}
-
-enum Body {
-    Length(u64),
-    Chunked,
-    UntilClose,
 }
 
 impl Worker for LeanWorker {
@@ -382,7 +160,11 @@ impl Worker for LeanWorker {
                     );
                 }
                 match read_response(&mut s, &mut self.buf, ctx, head_request).await {
-                    Ok((status, n, keep)) => {
+                    Ok(Response {
+                        status,
+                        body_bytes: n,
+                        keep,
+                    }) => {
                         if keep {
                             self.stream = Some(s);
                         }
@@ -549,13 +331,5 @@ mod tests {
                 "{method}: one request per connection"
             );
         }
-    }
-
-    #[test]
-    fn chunk_size_lines() {
-        assert_eq!(chunk_size(b"1a\r\nxx").unwrap(), Some((26, 4)));
-        assert_eq!(chunk_size(b"0;ext=1\r\n").unwrap(), Some((0, 9)));
-        assert_eq!(chunk_size(b"1a").unwrap(), None);
-        assert!(chunk_size(b"zz\r\n").is_err());
     }
 }
