@@ -1,10 +1,11 @@
 //! The single writer thread: batched transactions into the campaign file.
 //!
 //! Request rows do not travel through the channel one by one: the engine pushes them into a
-//! [`RequestSink`] (per-client shards, a mutex each, a `Vec` push: no allocation once the
-//! buffers have grown, no channel send, no wake-up), and the writer takes each shard's whole
-//! buffer in one swap every [`DRAIN_INTERVAL`]. While a run is on, each drain is appended to
-//! the request log as one chunk ([`super::log`]); when the run finishes (its `FinishRun`) the
+//! [`RequestSink`] (per-client shards, a mutex each; a row is encoded into the shard's buffer
+//! in the request log's compact form, on the engine's thread: no allocation once the buffers
+//! have grown, no channel send, no wake-up), and the writer takes each shard's whole buffer
+//! in one swap every [`DRAIN_INTERVAL`]. While a run is on, each drain is appended to the
+//! request log as one chunk ([`super::log`]: each shard's buffer a segment of it); when the run finishes (its `FinishRun`) the
 //! writer moves its rows into `requests` with multi-row prepared statements. Every other message (samples, histograms, run rows, flushes) still goes through the channel;
 //! before handling any of them the writer drains the sinks, so a `FinishRun` or `Flush` is
 //! always committed after every row pushed before it.
@@ -101,10 +102,20 @@ pub struct StoreHandle {
 }
 
 /// Request rows of one run, buffered per shard (the engine uses one shard per client) until
-/// the writer takes them. Pushing is a short uncontended lock and a `Vec::push`.
+/// the writer takes them. Pushing is a short uncontended lock and the row's encoding into the
+/// shard's buffer (about 17 bytes for an HTTP request; see [`super::log`]): the encoding
+/// costs the engine's thread less than moving the whole row would, and leaves the writer,
+/// which shares the cores with the load, a quarter of the bytes to write.
 pub struct RequestSink {
     run_id: Arc<str>,
-    shards: Box<[Mutex<Vec<RequestRow>>]>,
+    shards: Box<[Mutex<Shard>]>,
+}
+
+/// One shard's rows: a segment of the request log being encoded.
+#[derive(Default)]
+struct Shard {
+    bytes: Vec<u8>,
+    enc: super::log::Encoder,
 }
 
 impl RequestSink {
@@ -112,11 +123,19 @@ impl RequestSink {
     pub fn push(&self, shard: usize, row: RequestRow) {
         debug_assert_eq!(&*row.run_id, &*self.run_id);
         let s = &self.shards[shard % self.shards.len()];
-        s.lock().unwrap_or_else(|e| e.into_inner()).push(row);
+        let mut g = s.lock().unwrap_or_else(|e| e.into_inner());
+        let Shard { bytes, enc } = &mut *g;
+        enc.push(bytes, &row);
     }
 
     pub fn run_id(&self) -> &Arc<str> {
         &self.run_id
+    }
+
+    fn any_pending(&self) -> bool {
+        self.shards
+            .iter()
+            .any(|x| !x.lock().unwrap_or_else(|e| e.into_inner()).bytes.is_empty())
     }
 }
 
@@ -196,7 +215,12 @@ impl StoreHandle {
         let sink = Arc::new(RequestSink {
             run_id: run_id.clone(),
             shards: (0..shards.max(1))
-                .map(|_| Mutex::new(Vec::with_capacity(1024)))
+                .map(|_| {
+                    Mutex::new(Shard {
+                        bytes: Vec::with_capacity(16 * 1024),
+                        enc: Default::default(),
+                    })
+                })
                 .collect(),
         });
         let _ = self.tx.send(Msg::Attach(sink.clone()));
@@ -294,14 +318,14 @@ impl StoreHandle {
 /// (capacity circulates between shards and the writer: no allocation in steady state).
 struct Sinks {
     sinks: Vec<Arc<RequestSink>>,
-    spare: Vec<RequestRow>,
-    /// The encoded chunk, reused.
+    spare: Vec<u8>,
+    /// The chunk, reused.
     body: Vec<u8>,
 }
 
 impl Sinks {
-    /// Append every buffered row to the request log (a chunk per sink: see [`super::log`]);
-    /// drop sinks nobody else holds once they are empty.
+    /// Append every buffered row to the request log (a chunk per sink, a segment per shard:
+    /// see [`super::log`]); drop sinks nobody else holds once they are empty.
     /// With `discard` (after a write error: a full disk) the rows are taken and dropped:
     /// retrying each one only burns the CPU the load generator needs.
     fn drain(
@@ -313,37 +337,34 @@ impl Sinks {
         let mut n = 0;
         let mut first_err = None;
         for sink in &self.sinks {
-            // Every shard's rows in one batch: a shard alone holds a few rows per drain (16
-            // clients share the rate), too few for the multi-row statements.
+            let mut summary = super::log::ChunkSummary::default();
+            super::log::begin_chunk(&mut self.body);
             for shard in sink.shards.iter() {
-                let mut g = shard.lock().unwrap_or_else(|e| e.into_inner());
-                if self.spare.is_empty() {
-                    std::mem::swap(&mut *g, &mut self.spare);
-                } else {
-                    self.spare.append(&mut g);
+                let seg = {
+                    let mut g = shard.lock().unwrap_or_else(|e| e.into_inner());
+                    if g.bytes.is_empty() {
+                        continue;
+                    }
+                    std::mem::swap(&mut g.bytes, &mut self.spare);
+                    std::mem::take(&mut g.enc).summary()
+                };
+                summary = summary.merge(seg);
+                if !discard && first_err.is_none() {
+                    super::log::append_segment(&mut self.body, &self.spare);
                 }
-            }
-            if self.spare.is_empty() {
-                continue;
-            }
-            if discard || first_err.is_some() {
                 self.spare.clear();
+            }
+            if summary.rows == 0 || discard || first_err.is_some() {
                 continue;
             }
-            n += self.spare.len();
-            stats.requests += self.spare.len() as u64;
-            let summary = super::log::encode(&self.spare, &mut self.body);
+            n += summary.rows as usize;
+            stats.requests += summary.rows as u64;
             if let Err(e) = super::log::append(ins.conn, &sink.run_id, summary, &self.body) {
                 first_err.get_or_insert(e);
             }
-            self.spare.clear();
         }
-        self.sinks.retain(|s| {
-            Arc::strong_count(s) > 1
-                || s.shards
-                    .iter()
-                    .any(|x| !x.lock().unwrap_or_else(|e| e.into_inner()).is_empty())
-        });
+        self.sinks
+            .retain(|s| Arc::strong_count(s) > 1 || s.any_pending());
         match first_err {
             Some(e) => Err(e),
             None => Ok(n),
@@ -351,11 +372,7 @@ impl Sinks {
     }
 
     fn any_pending(&self) -> bool {
-        self.sinks.iter().any(|s| {
-            s.shards
-                .iter()
-                .any(|x| !x.lock().unwrap_or_else(|e| e.into_inner()).is_empty())
-        })
+        self.sinks.iter().any(|s| s.any_pending())
     }
 }
 
@@ -448,7 +465,7 @@ fn writer_loop(
     let mut stats = WriterStats::default();
     let mut sinks = Sinks {
         sinks: Vec::new(),
-        spare: Vec::with_capacity(1024),
+        spare: Vec::with_capacity(16 * 1024),
         body: Vec::new(),
     };
     // The first write error is kept, published to the handles at once, and reported to every
