@@ -69,15 +69,17 @@ pub trait Client: Send + Sync + 'static {
     fn service_facts(&self) -> BoxFuture<'_, crate::runner::provenance::Facts> {
         Box::pin(async { crate::runner::provenance::Facts::new() })
     }
-    /// Outside the timed region: a driver that runs an unpaced closed loop of `clients`
-    /// clients on one thread of its own, or None (the engine's one task per client). A client
-    /// whose requests complete through a queue it can poll itself (block I/O through io_uring)
-    /// saves the task, the future and the two wake-ups every request costs on the runtime.
-    /// An error fails the run as a failed connect would.
-    fn closed_driver(
-        &self,
-        _clients: u32,
-    ) -> BoxFuture<'_, Result<Option<Box<dyn ClosedDriver>>, ClientError>> {
+    /// Outside the timed region: a driver that runs an unpaced closed loop of the clients
+    /// `clients` (the engine's client ids) on one thread of its own, or None (the engine's
+    /// one task per client). A client whose requests complete through a queue it can poll
+    /// itself (block I/O through io_uring, sockets through epoll) saves the task, the future
+    /// and the wake-ups every request costs on the runtime. A kind with client threads
+    /// ([`crate::kinds::KindSpec::client_threads`]) is asked once per thread, each time for
+    /// that thread's share of the clients. An error fails the run as a failed connect would.
+    fn closed_driver<'a>(
+        &'a self,
+        _clients: &'a [u32],
+    ) -> BoxFuture<'a, Result<Option<Box<dyn ClosedDriver>>, ClientError>> {
         Box::pin(async { Ok(None) })
     }
 }
@@ -99,8 +101,17 @@ pub trait DriverCtl {
     /// The next request of `client`: its sequence number and its sent time (now), or None
     /// when this client is done (end time, request budget or a stop).
     fn next(&mut self, client: u32) -> Option<(u64, i64)>;
-    /// Request `seq` of `client`, sent at `sent_ns`, ended at `done_ns` with `o`.
-    fn done(&mut self, client: u32, seq: u64, sent_ns: i64, done_ns: i64, o: &Outcome);
+    /// Request `seq` of `client`, sent at `sent_ns`, its first byte at `first_byte_ns` (where
+    /// the client times one), ended at `done_ns` with `o`.
+    fn done(
+        &mut self,
+        client: u32,
+        seq: u64,
+        sent_ns: i64,
+        first_byte_ns: Option<i64>,
+        done_ns: i64,
+        o: &Outcome,
+    );
     /// A stop (signal, error budget, the store) was requested: what is in flight gets
     /// [`DriverCtl::grace_ns`] more, then is recorded as cancelled.
     fn stopping(&self) -> bool;
@@ -114,4 +125,81 @@ pub trait DriverCtl {
 
 pub trait Worker: Send {
     fn request<'a>(&'a mut self, ctx: &'a mut RequestCtx<'_>) -> BoxFuture<'a, Outcome>;
+}
+
+/// The engine's side of a [`ClosedDriver`], scripted for the drivers' tests.
+#[cfg(test)]
+pub(crate) mod scripted {
+    use super::{DriverCtl, Outcome};
+
+    /// `budget` requests in all, handed to whichever client asks; a stop from the request
+    /// `stop_at` on; every request that ended, in order.
+    pub(crate) struct Ctl {
+        pub budget: u64,
+        pub handed: u64,
+        pub stop_at: Option<u64>,
+        pub timeout_ns: i64,
+        /// (client, request, first byte after the send, outcome)
+        pub done: Vec<(u32, u64, Option<i64>, Outcome)>,
+        pub t0: std::time::Instant,
+        /// How long each request after the first waits before it is handed out.
+        pub pace: std::time::Duration,
+    }
+
+    pub(crate) fn ctl(budget: u64, stop_at: Option<u64>, timeout_ms: i64) -> Ctl {
+        Ctl {
+            budget,
+            handed: 0,
+            stop_at,
+            timeout_ns: timeout_ms * 1_000_000,
+            done: Vec::new(),
+            t0: std::time::Instant::now(),
+            pace: std::time::Duration::ZERO,
+        }
+    }
+
+    impl DriverCtl for Ctl {
+        fn wait_start(&self) {}
+        fn now_ns(&self) -> i64 {
+            self.t0.elapsed().as_nanos() as i64
+        }
+        fn next(&mut self, _client: u32) -> Option<(u64, i64)> {
+            if self.handed >= self.budget || self.stopping() {
+                return None;
+            }
+            if self.handed > 0 {
+                std::thread::sleep(self.pace);
+            }
+            self.handed += 1;
+            Some((self.handed - 1, self.now_ns()))
+        }
+        fn done(
+            &mut self,
+            client: u32,
+            seq: u64,
+            sent_ns: i64,
+            first_byte_ns: Option<i64>,
+            done_ns: i64,
+            o: &Outcome,
+        ) {
+            assert!(done_ns >= sent_ns);
+            if let Some(fb) = first_byte_ns {
+                assert!(sent_ns <= fb && fb <= done_ns, "{sent_ns} {fb} {done_ns}");
+            }
+            let fb = first_byte_ns.map(|t| t - sent_ns);
+            self.done.push((client, seq, fb, o.clone()));
+        }
+        fn stopping(&self) -> bool {
+            self.stop_at.is_some_and(|n| self.handed >= n)
+        }
+        fn timeout_ns(&self) -> i64 {
+            self.timeout_ns
+        }
+        fn grace_ns(&self) -> i64 {
+            30_000_000
+        }
+        fn seed(&self) -> u64 {
+            1
+        }
+    }
 }

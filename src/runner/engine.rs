@@ -9,8 +9,9 @@
 //! scheduled start ("corrected") includes it: no coordinated omission.
 //! Closed loop: `clients` tasks, each sending its next request when the previous returns
 //! (`scheduled = sent`), optionally paced to `target_rate_per_client_per_s`. A client that can
-//! drive an unpaced closed loop itself ([`Client::closed_driver`]: block I/O through io_uring)
-//! runs it on one thread of its own, under the same schedule, budget, stop and recording.
+//! drive an unpaced closed loop itself ([`Client::closed_driver`]: block I/O through io_uring,
+//! plain HTTP through epoll) runs it on threads of its own (one, or one per client thread
+//! with a share of the clients), under the same schedule, budget, stop and recording.
 //!
 //! Every request is recorded (warmup included, flagged) with its four timestamps. Successful
 //! measured requests also go into per-client HDR histograms (microseconds) of
@@ -18,7 +19,8 @@
 //! serialized per client (`worker` = client index) and merged (`worker` = -1).
 
 use super::client::{
-    Client, ClientError, DriverCtl, ErrorClass, Outcome, RequestCtx, RunMetric, Worker,
+    Client, ClientError, ClosedDriver, DriverCtl, ErrorClass, Outcome, RequestCtx, RunMetric,
+    Worker,
 };
 use super::clock::Clock;
 use super::cpu::{process_cpu_s, thread_cpu_s};
@@ -483,19 +485,19 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
     } else {
         clients
     };
-    // An unpaced closed loop the client can drive on a thread of its own needs no workers.
-    let driver = if open_loop || load.is_paced() {
+    // An unpaced closed loop the client can drive on threads of its own needs no workers.
+    let drivers = if open_loop || load.is_paced() {
         None
     } else {
-        client.closed_driver(clients).await?
+        closed_drivers(client.as_ref(), cfg.kind, &load).await?
     };
     // A closed loop of self-contained workers runs on client threads that open their own.
-    let mut threads = if driver.is_none() && !open_loop && cfg.kind.spec().client_threads() {
+    let mut threads = if drivers.is_none() && !open_loop && cfg.kind.spec().client_threads() {
         Some(ClientThreads::start(client.clone(), &load).await?)
     } else {
         None
     };
-    let workers = match (&driver, &threads) {
+    let workers = match (&drivers, &threads) {
         (None, None) => preconnect(client.as_ref(), &load, pre).await?,
         _ => Vec::new(),
     };
@@ -511,7 +513,11 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
         None => started_ns + (load.warmup_s * 1e9) as i64,
     };
     let end_ns = measure_start_ns + (load.duration_s * 1e9) as i64;
-    let shards = threads.as_ref().map_or(1, |t| t.handles.len() as u32);
+    let shards = match (&drivers, &threads) {
+        (Some(d), _) => d.len() as u32,
+        (None, Some(t)) => t.handles.len() as u32,
+        (None, None) => 1,
+    };
     let sh = new_shared(&cfg, client.clone(), clients, pre, measure_start_ns, shards);
 
     let phase = Arc::new(AtomicU8::new(0)); // 0 load, 1 drain, 2 done
@@ -529,6 +535,8 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
     ));
 
     let mut dispatch = DispatchStats::default();
+    // Driver threads that ran: how many, and the busiest one's share of its time on the CPU.
+    let mut driver_threads: Option<(usize, Option<f64>)> = None;
     let dispatch_reason = if open_loop {
         sh.idle.lock().expect("idle lock").extend(workers);
         // One permit per connection: a request takes a permit and an idle connection.
@@ -542,27 +550,15 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
         .unwrap_or((StopReason::Duration, DispatchStats::default()));
         dispatch = stats;
         reason
-    } else if let Some(driver) = driver {
-        let ctl = Driven {
-            sh: sh.clone(),
-            clients: u64::from(clients),
-            k: vec![0; clients as usize],
-            requests: load.requests,
-            issued: 0,
-            started_ns,
-            measure_start_ns,
-            end_ns,
-            reason: None,
-        };
-        let local = tokio::task::spawn_blocking(move || {
-            let mut ctl = ctl;
-            driver.run(&mut ctl);
-            ctl.reason
-        })
-        .await
-        .ok()
-        .flatten();
-        sh.stop_reason().or(local).unwrap_or(StopReason::Duration)
+    } else if let Some(drivers) = drivers {
+        let cl = ClosedLoop::new(&load, started_ns, measure_start_ns, end_ns);
+        let n = drivers.len();
+        let (reason, busiest) = run_drivers(&sh, drivers, clients, cl).await;
+        // Only a kind with client threads has the knob the judgement names.
+        if cfg.kind.spec().client_threads() {
+            driver_threads = Some((n, busiest));
+        }
+        reason
     } else {
         let cl = ClosedLoop::new(&load, started_ns, measure_start_ns, end_ns);
         match threads.as_mut() {
@@ -576,9 +572,10 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
     drain(&sh, open_loop).await;
     let ended_ns = clock.now_ns();
     // Their clients have ended: each thread closes its connections on its own.
-    let thread_metrics = match threads {
-        Some(threads) => threads.join_and_judge(&cfg.service).await,
-        None => Vec::new(),
+    let thread_metrics = match (threads, driver_threads) {
+        (Some(threads), _) => threads.join_and_judge(&cfg.service).await,
+        (None, Some((n, busiest))) => judge_client_threads(&cfg.service, n, busiest),
+        (None, None) => Vec::new(),
     };
     // A signal that arrives after the schedule ended does not make the run partial.
     let stop_reason = dispatch_reason;
@@ -772,25 +769,31 @@ impl ClientThreads {
         .flatten()
     }
 
-    /// [`ClientThreads::join`], then the run metrics `client_threads` and
-    /// `client_thread_busy_max_percent`, with a warning when the busiest thread may have been
-    /// the limit.
+    /// [`ClientThreads::join`], then [`judge_client_threads`].
     async fn join_and_judge(self, service: &str) -> Vec<RunMetric> {
         let n = self.handles.len();
-        let Some(busiest) = self.join().await else {
-            return Vec::new();
-        };
-        if busiest >= CLIENT_THREAD_BUSY_LIMIT {
-            tracing::warn!(
-                "[{service}] a client thread was on the CPU {:.0} % of the run: the runner may have limited this closed loop's throughput, not the service (raise client_threads above {n})",
-                busiest * 100.0
-            );
-        }
-        vec![
-            RunMetric::new("client_threads", n as f64, "count"),
-            RunMetric::new("client_thread_busy_max_percent", busiest * 100.0, "percent"),
-        ]
+        let busiest = self.join().await;
+        judge_client_threads(service, n, busiest)
     }
+}
+
+/// The run metrics `client_threads` and `client_thread_busy_max_percent` of `n` client
+/// threads whose busiest was on the CPU `busiest` (0–1) of its time, with a warning when it
+/// may have been the limit; nothing when no thread drove clients.
+fn judge_client_threads(service: &str, n: usize, busiest: Option<f64>) -> Vec<RunMetric> {
+    let Some(busiest) = busiest else {
+        return Vec::new();
+    };
+    if busiest >= CLIENT_THREAD_BUSY_LIMIT {
+        tracing::warn!(
+            "[{service}] a client thread was on the CPU {:.0} % of the run: the runner may have limited this closed loop's throughput, not the service (raise client_threads above {n})",
+            busiest * 100.0
+        );
+    }
+    vec![
+        RunMetric::new("client_threads", n as f64, "count"),
+        RunMetric::new("client_thread_busy_max_percent", busiest * 100.0, "percent"),
+    ]
 }
 
 /// A client thread busier than this share of its time was probably the limit of a closed
@@ -1369,25 +1372,78 @@ async fn wait_until_async(
     }
 }
 
-/// The engine's side of a client-driven closed loop ([`ClosedDriver`]): the same schedule,
-/// budget and stop rules as [`closed_client`], and the same recording.
+/// The closed-loop drivers of `client` ([`Client::closed_driver`]): one per client thread
+/// (one in all for a kind without client threads), each with that thread's share of the
+/// clients as [`ClientThreads`] deals them; None when the client has none.
+async fn closed_drivers(
+    client: &dyn Client,
+    kind: ServiceKind,
+    load: &Load,
+) -> Result<Option<Vec<Box<dyn ClosedDriver>>>, ClientError> {
+    let clients = load.clients.max(1);
+    let n = if kind.spec().client_threads() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        load.client_threads_for(cores)
+    } else {
+        1
+    };
+    let mut drivers = Vec::with_capacity(n as usize);
+    for t in 0..n {
+        let ids: Vec<u32> = (t..clients).step_by(n as usize).collect();
+        match client.closed_driver(&ids).await? {
+            Some(d) => drivers.push(d),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(drivers))
+}
+
+/// Run each driver on a thread of its own under the closed loop `cl` of `clients` clients; returns why the loop
+/// ended and the busiest thread's share of its time on the CPU (0–1) while it drove.
+async fn run_drivers(
+    sh: &Arc<Shared>,
+    drivers: Vec<Box<dyn ClosedDriver>>,
+    clients: u32,
+    cl: ClosedLoop,
+) -> (StopReason, Option<f64>) {
+    let runs: Vec<_> = drivers
+        .into_iter()
+        .map(|driver| {
+            let mut ctl = Driven {
+                sh: sh.clone(),
+                cl: cl.clone(),
+                k: vec![0; clients as usize],
+            };
+            tokio::task::spawn_blocking(move || {
+                let (cpu0, t0) = (thread_cpu_s(), std::time::Instant::now());
+                driver.run(&mut ctl);
+                let wall_s = t0.elapsed().as_secs_f64();
+                (wall_s > 0.0).then(|| ((thread_cpu_s() - cpu0) / wall_s).clamp(0.0, 1.0))
+            })
+        })
+        .collect();
+    let mut busiest: Option<f64> = None;
+    for r in runs {
+        if let Ok(Some(b)) = r.await {
+            busiest = Some(busiest.map_or(b, |x| x.max(b)));
+        }
+    }
+    (cl.stop_reason(sh), busiest)
+}
+
+/// The engine's side of a client-driven closed loop ([`ClosedDriver`]): the schedule, budget
+/// and stop rules of [`closed_client`], and the same recording.
 struct Driven {
     sh: Arc<Shared>,
-    clients: u64,
+    cl: ClosedLoop,
     /// Requests handed out per client (sequence numbers interleave clients, as
     /// [`closed_client`]'s).
     k: Vec<u64>,
-    requests: Option<u64>,
-    issued: u64,
-    started_ns: i64,
-    measure_start_ns: i64,
-    end_ns: i64,
-    reason: Option<StopReason>,
 }
 
 impl DriverCtl for Driven {
     fn wait_start(&self) {
-        let wait = self.started_ns - self.sh.clock.now_ns();
+        let wait = self.cl.0.started_ns - self.sh.clock.now_ns();
         if wait > 0 {
             std::thread::sleep(Duration::from_nanos(wait as u64));
         }
@@ -1401,31 +1457,48 @@ impl DriverCtl for Driven {
         if self.sh.stop_reason().is_some() {
             return None;
         }
+        let c = &*self.cl.0;
         let now = self.sh.clock.now_ns();
-        if now >= self.end_ns {
-            self.reason.get_or_insert(StopReason::Duration);
+        if now >= c.end_ns {
+            self.cl.end(StopReason::Duration);
             return None;
         }
-        if now >= self.measure_start_ns {
-            if let Some(n) = self.requests {
-                if self.issued >= n {
-                    self.reason.get_or_insert(StopReason::Requests);
+        if now >= c.measure_start_ns {
+            if let Some(n) = c.load.requests {
+                if c.issued.fetch_add(1, Ordering::SeqCst) >= n {
+                    self.cl.end(StopReason::Requests);
                     return None;
                 }
-                self.issued += 1;
             }
         }
+        let clients = self.k.len() as u64;
         let k = self.k.get_mut(client as usize)?;
-        let seq = *k * self.clients + u64::from(client);
+        let seq = *k * clients + u64::from(client);
         *k += 1;
         self.sh.in_flight.fetch_add(1, Ordering::SeqCst);
         Some((seq, now))
     }
 
-    fn done(&mut self, client: u32, seq: u64, sent_ns: i64, done_ns: i64, o: &Outcome) {
+    fn done(
+        &mut self,
+        client: u32,
+        seq: u64,
+        sent_ns: i64,
+        first_byte_ns: Option<i64>,
+        done_ns: i64,
+        o: &Outcome,
+    ) {
         // Closed loop: a request is scheduled when it is sent.
-        self.sh
-            .record(client, seq, sent_ns, sent_ns, None, done_ns, sent_ns, o);
+        self.sh.record(
+            client,
+            seq,
+            sent_ns,
+            sent_ns,
+            first_byte_ns,
+            done_ns,
+            sent_ns,
+            o,
+        );
         self.sh.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 

@@ -383,10 +383,10 @@ impl Client for FileStorageClient {
         })
     }
 
-    fn closed_driver(
-        &self,
-        clients: u32,
-    ) -> BoxFuture<'_, Result<Option<Box<dyn ClosedDriver>>, ClientError>> {
+    fn closed_driver<'a>(
+        &'a self,
+        clients: &'a [u32],
+    ) -> BoxFuture<'a, Result<Option<Box<dyn ClosedDriver>>, ClientError>> {
         Box::pin(async move {
             // Only where the engine path would use the ring too (io_engine and the kernel).
             if self.ring.get().is_none() {
@@ -395,7 +395,8 @@ impl Client for FileStorageClient {
             let prepared = self.prepared()?;
             let w = self.w.clone();
             let seed = self.seed;
-            tokio::task::spawn_blocking(move || driver::prepare(&w, &prepared, seed, clients))
+            let clients = clients.to_vec();
+            tokio::task::spawn_blocking(move || driver::prepare(&w, &prepared, seed, &clients))
                 .await
                 .map_err(|e| setup_err(format!("connect task failed: {e}")))?
         })

@@ -1,8 +1,9 @@
 //! `http`: a generic HTTP endpoint (method, URL, headers, body, expected status).
 //!
 //! Plain `http://`: the lean HTTP/1.1 path (`http_lean`: the request serialized once, the
-//! response parsed in place, nothing allocated per request); `FB_HTTP_CLIENT=hyper` selects
-//! hyper instead, as before: one hyper HTTP/1.1 connection per worker, kept alive and reopened when the
+//! response parsed in place, nothing allocated per request; an unpaced closed loop runs on
+//! epoll driver threads, `http_driver`, with no task per request; `FB_HTTP_CLIENT=tasks`
+//! keeps it on the engine's tasks); `FB_HTTP_CLIENT=hyper` selects hyper instead, as before: one hyper HTTP/1.1 connection per worker, kept alive and reopened when the
 //! server closes it (the reopen is inside the timed request). A request that finds its kept
 //! connection closed by the server (idle keep-alive timeout) goes out once more on a new
 //! connection, as HTTP clients do: when the connection never took it, or when it is idempotent
@@ -11,10 +12,11 @@
 //! response head; the body is read to the end and counted.
 
 pub(crate) use super::http_target::Target;
-use super::http_target::{classify_io, status_outcome};
+use super::http_target::{classify_io, status_outcome, PlainClient};
 use crate::recipe::{HttpWorkload, Service};
 use crate::runner::client::{
-    BoxFuture, Client, ClientError, ErrorClass, Outcome, RequestCtx, RunMetric, Worker,
+    BoxFuture, Client, ClientError, ClosedDriver, ErrorClass, Outcome, RequestCtx, RunMetric,
+    Worker,
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -28,6 +30,9 @@ use std::sync::Arc;
 
 pub struct HttpClient {
     t: Arc<Target>,
+    /// How long the driver's connections opened at setup may take (the request timeout, at
+    /// least 1 s, as the engine's).
+    connect_timeout: std::time::Duration,
 }
 
 fn bad(msg: impl Into<String>) -> ClientError {
@@ -149,10 +154,13 @@ impl HttpClient {
             expect_status: w.expect_status,
             https,
             wire: Vec::new(),
-            hyper: std::env::var("FB_HTTP_CLIENT").is_ok_and(|v| v == "hyper"),
+            plain: PlainClient::from_env(),
         };
         t.wire = super::http_lean::serialize_request(&t);
-        Ok(HttpClient { t: Arc::new(t) })
+        Ok(HttpClient {
+            t: Arc::new(t),
+            connect_timeout: std::time::Duration::from_secs_f64(svc.load.timeout_s.max(1.0)),
+        })
     }
 }
 
@@ -179,11 +187,12 @@ impl HttpClient {
             expect_status: None,
             https: false,
             wire: Vec::new(),
-            hyper: false,
+            plain: PlainClient::Lean,
         };
         target.wire = super::http_lean::serialize_request(&target);
         HttpClient {
             t: Arc::new(target),
+            connect_timeout: std::time::Duration::from_secs(1),
         }
     }
 
@@ -327,7 +336,7 @@ impl Client for HttpClient {
                     .map_err(|e| bad(format!("TLS client: {e}")))?;
                 return Ok(Box::new(HttpsWorker { t, c }) as Box<dyn Worker>);
             }
-            if !t.hyper {
+            if t.plain != PlainClient::Hyper {
                 let s = super::http_lean::connect(&t)
                     .await
                     .map_err(|(class, m)| ClientError::new(class, "connect", m))?;
@@ -345,6 +354,33 @@ impl Client for HttpClient {
 
     fn teardown(&self) -> BoxFuture<'_, Result<Vec<RunMetric>, ClientError>> {
         Box::pin(async move { Ok(Vec::new()) })
+    }
+
+    fn closed_driver<'a>(
+        &'a self,
+        clients: &'a [u32],
+    ) -> BoxFuture<'a, Result<Option<Box<dyn ClosedDriver>>, ClientError>> {
+        Box::pin(async move {
+            if self.t.https || self.t.plain != PlainClient::Lean {
+                return Ok(None);
+            }
+            let open = super::http_driver::HttpDriver::open(self.t.clone(), clients);
+            let d = tokio::time::timeout(self.connect_timeout, open)
+                .await
+                .map_err(|_| {
+                    ClientError::new(
+                        ErrorClass::Timeout,
+                        "connect",
+                        format!(
+                            "{} connections to {} did not open within {:?}",
+                            clients.len(),
+                            self.t.authority,
+                            self.connect_timeout
+                        ),
+                    )
+                })??;
+            Ok(Some(Box::new(d) as Box<dyn ClosedDriver>))
+        })
     }
 }
 

@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 /// A kept connection idle this long (from the previous request's send to this one's) is
 /// checked for a close before an idempotent request goes out on it. Keep-alive timeouts are
 /// seconds (nginx 75 s, uvicorn 5 s); 1 ms leaves three orders of magnitude.
-const PEEK_AFTER_IDLE_NS: i64 = 1_000_000;
+pub(crate) const PEEK_AFTER_IDLE_NS: i64 = 1_000_000;
 
 /// The request bytes, built once.
 pub(crate) fn serialize_request(t: &Target) -> Vec<u8> {
@@ -64,12 +64,12 @@ pub(crate) struct LeanWorker {
 
 /// Whether a kept connection is still open: `recv(MSG_PEEK | MSG_DONTWAIT)` says EOF (0), an
 /// error, or unexpected bytes (all: not reusable), or would block (open and quiet).
-fn still_open(s: &TcpStream) -> bool {
+pub(crate) fn still_open(fd: std::os::fd::RawFd) -> bool {
     let mut b = [0u8; 1];
     // SAFETY: a valid fd and a 1-byte buffer we own.
     let n = unsafe {
         libc::recv(
-            s.as_raw_fd(),
+            fd,
             b.as_mut_ptr().cast(),
             1,
             libc::MSG_PEEK | libc::MSG_DONTWAIT,
@@ -139,7 +139,10 @@ impl Worker for LeanWorker {
             self.last_sent_ns = ctx.sent_ns;
             let check = !t.method.is_idempotent() || idle_ns >= PEEK_AFTER_IDLE_NS;
             loop {
-                let kept = self.stream.take().filter(|s| !check || still_open(s));
+                let kept = self
+                    .stream
+                    .take()
+                    .filter(|s| !check || still_open(s.as_raw_fd()));
                 let reused = kept.is_some();
                 let mut s = match kept {
                     Some(s) => s,

@@ -22,9 +22,31 @@ pub(crate) struct Target {
     pub(crate) op: &'static str,
     /// The whole request as the lean path writes it (plain `http://`).
     pub(crate) wire: Vec<u8>,
-    /// Plain `http://` through hyper instead of the lean path (`FB_HTTP_CLIENT=hyper`, for
-    /// comparisons).
-    pub(crate) hyper: bool,
+    /// How plain `http://` is sent (`FB_HTTP_CLIENT`, for comparisons).
+    pub(crate) plain: PlainClient,
+}
+
+/// The client of plain `http://`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlainClient {
+    /// The lean path: an unpaced closed loop on epoll driver threads (`http_driver`), every
+    /// other loop on the engine's tasks (`http_lean`). The default.
+    Lean,
+    /// The lean path on the engine's tasks only (`FB_HTTP_CLIENT=tasks`).
+    LeanTasks,
+    /// hyper's HTTP/1.1 client (`FB_HTTP_CLIENT=hyper`).
+    Hyper,
+}
+
+impl PlainClient {
+    /// What `FB_HTTP_CLIENT` asks for (unset or anything else: [`PlainClient::Lean`]).
+    pub(crate) fn from_env() -> PlainClient {
+        match std::env::var("FB_HTTP_CLIENT").as_deref() {
+            Ok("hyper") => PlainClient::Hyper,
+            Ok("tasks") => PlainClient::LeanTasks,
+            _ => PlainClient::Lean,
+        }
+    }
 }
 
 pub(crate) fn classify_io(e: &std::io::Error) -> ErrorClass {

@@ -5,6 +5,7 @@
 pub mod file_storage;
 pub mod http;
 mod http_decode;
+mod http_driver;
 mod http_lean;
 mod http_target;
 pub mod llm;

@@ -40,6 +40,8 @@ struct Flight {
 }
 
 struct ClientIo {
+    /// The engine's id of this client.
+    id: u32,
     rbuf: AlignedBuf,
     wbuf: AlignedBuf,
     /// Registered buffer indices of `rbuf` and `wbuf` (None: plain buffer).
@@ -64,14 +66,14 @@ pub struct FileDriver {
     abandoned: Vec<(u64, AlignedBuf)>,
 }
 
-/// The driver for `clients` clients of `w`, when this loop can have one: every operation of
+/// The driver for the clients `clients` (the engine's ids) of `w`, when this loop can have one: every operation of
 /// the mix goes through the ring, and the kernel gives a ring with timed waits. None
 /// otherwise (the engine's path); an error when a working-set file cannot be opened.
 pub fn prepare(
     w: &FileStorageWorkload,
     prepared: &Prepared,
     seed: u64,
-    clients: u32,
+    clients: &[u32],
 ) -> Result<Option<Box<dyn ClosedDriver>>, ClientError> {
     let Some(io) = w.io_size_bytes else {
         return Ok(None);
@@ -81,7 +83,7 @@ pub fn prepare(
         FileOp::Write => super::ring_writes(w.sync_mode),
         FileOp::Stat | FileOp::Delete => false,
     });
-    if !ring_ops || clients == 0 || clients > 4096 {
+    if !ring_ops || clients.is_empty() || clients.len() > 4096 {
         return Ok(None);
     }
     let files = super::open_block_files(w, prepared, io)?;
@@ -89,17 +91,17 @@ pub fn prepare(
 }
 
 impl FileDriver {
-    /// A ring for `clients` clients doing `io`-byte I/O on `files` (file, size), with the
+    /// A ring for the clients `clients` (the engine's ids) doing `io`-byte I/O on `files` (file, size), with the
     /// files and every client's buffers registered where the kernel agrees. None where the
     /// kernel gives no ring with timed waits.
     fn new(
         w: &FileStorageWorkload,
         io: u64,
         files: Vec<(File, u64)>,
-        clients: u32,
+        clients: &[u32],
         seed: u64,
     ) -> Option<FileDriver> {
-        let entries = clients.next_power_of_two().max(8);
+        let entries = (clients.len() as u32).next_power_of_two().max(8);
         let built = IoUring::builder()
             .setup_coop_taskrun()
             .setup_taskrun_flag()
@@ -117,12 +119,14 @@ impl FileDriver {
         };
         let fds: Vec<i32> = files.iter().map(|(f, _)| f.as_raw_fd()).collect();
         let files_fixed = ring.submitter().register_files(&fds).is_ok();
-        let mut cs: Vec<ClientIo> = (0..clients)
-            .map(|i| {
+        let mut cs: Vec<ClientIo> = clients
+            .iter()
+            .map(|&id| {
                 ClientIo {
+                    id,
                     rbuf: AlignedBuf::new(io as usize),
                     // The engine path's write payload of this worker.
-                    wbuf: super::write_payload(seed, i, io as usize),
+                    wbuf: super::write_payload(seed, id, io as usize),
                     rfixed: None,
                     wfixed: None,
                     flight: None,
@@ -166,7 +170,8 @@ fn user_data(client: u32, gen: u32) -> u64 {
 impl FileDriver {
     /// Queue `client`'s next I/O, if the engine hands one out. False when the client is done.
     fn issue(&mut self, ctl: &mut dyn DriverCtl, client: u32, rng_seed: u64) -> bool {
-        let Some((seq, sent_ns)) = ctl.next(client) else {
+        let id = self.clients[client as usize].id;
+        let Some((seq, sent_ns)) = ctl.next(id) else {
             self.clients[client as usize].stopped = true;
             return false;
         };
@@ -224,7 +229,7 @@ impl FileDriver {
                 };
                 self.clients[client as usize].stopped = true;
                 let o = Outcome::err(op_name(op), ErrorClass::Io, why);
-                ctl.done(client, seq, sent_ns, ctl.now_ns(), &o);
+                ctl.done(id, seq, sent_ns, None, ctl.now_ns(), &o);
                 return false;
             }
         }
@@ -297,7 +302,7 @@ impl FileDriver {
         *fixed = None;
         self.abandoned.push((user_data(client, f.gen), old));
         c.flight = None;
-        ctl.done(client, f.seq, f.sent_ns, now_ns, &o);
+        ctl.done(c.id, f.seq, f.sent_ns, None, now_ns, &o);
     }
 
     fn in_flight(&self) -> usize {
@@ -377,7 +382,8 @@ impl ClosedDriver for FileDriver {
             }
             for (client, f, res) in &ended {
                 let o = self.outcome(f, *res);
-                ctl.done(*client, f.seq, f.sent_ns, done_ns, &o);
+                let id = self.clients[*client as usize].id;
+                ctl.done(id, f.seq, f.sent_ns, None, done_ns, &o);
             }
             if done_ns < next_check_ns {
                 continue;
@@ -432,47 +438,8 @@ mod tests {
     use super::*;
     use crate::kinds::workload::{Mix, SizeMix};
     use crate::recipe::{IoEngine, SyncMode};
+    use crate::runner::client::scripted::ctl;
     use std::os::fd::FromRawFd;
-
-    /// The engine's side, scripted: `budget` requests in all, a stop from request `stop_at`.
-    struct Ctl {
-        budget: u64,
-        handed: u64,
-        stop_at: Option<u64>,
-        timeout_ns: i64,
-        done: Vec<(u32, u64, Outcome)>,
-        t0: std::time::Instant,
-    }
-
-    impl DriverCtl for Ctl {
-        fn wait_start(&self) {}
-        fn now_ns(&self) -> i64 {
-            self.t0.elapsed().as_nanos() as i64
-        }
-        fn next(&mut self, _client: u32) -> Option<(u64, i64)> {
-            if self.handed >= self.budget || self.stopping() {
-                return None;
-            }
-            self.handed += 1;
-            Some((self.handed - 1, self.now_ns()))
-        }
-        fn done(&mut self, client: u32, seq: u64, sent_ns: i64, done_ns: i64, o: &Outcome) {
-            assert!(done_ns >= sent_ns);
-            self.done.push((client, seq, o.clone()));
-        }
-        fn stopping(&self) -> bool {
-            self.stop_at.is_some_and(|n| self.handed >= n)
-        }
-        fn timeout_ns(&self) -> i64 {
-            self.timeout_ns
-        }
-        fn grace_ns(&self) -> i64 {
-            30_000_000
-        }
-        fn seed(&self) -> u64 {
-            1
-        }
-    }
 
     fn workload(op: FileOp) -> FileStorageWorkload {
         FileStorageWorkload {
@@ -500,17 +467,6 @@ mod tests {
         unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) }
     }
 
-    fn ctl(budget: u64, stop_at: Option<u64>, timeout_ms: i64) -> Ctl {
-        Ctl {
-            budget,
-            handed: 0,
-            stop_at,
-            timeout_ns: timeout_ms * 1_000_000,
-            done: Vec::new(),
-            t0: std::time::Instant::now(),
-        }
-    }
-
     #[test]
     fn reads_that_complete_are_recorded_whole_with_their_client() {
         let dir = tempfile::tempdir().unwrap();
@@ -518,17 +474,17 @@ mod tests {
         std::fs::write(&p, vec![7u8; 64 * 1024]).unwrap();
         let f = File::options().read(true).write(true).open(&p).unwrap();
         let w = workload(FileOp::Read);
-        let Some(d) = FileDriver::new(&w, 4096, vec![(f, 64 * 1024)], 4, 1) else {
+        let Some(d) = FileDriver::new(&w, 4096, vec![(f, 64 * 1024)], &[0, 1, 2, 3], 1) else {
             eprintln!("no io_uring with timed waits here: nothing to test");
             return;
         };
         let mut c = ctl(100, None, 5_000);
         Box::new(d).run(&mut c);
         assert_eq!(c.done.len(), 100);
-        let mut seqs: Vec<u64> = c.done.iter().map(|(_, s, _)| *s).collect();
+        let mut seqs: Vec<u64> = c.done.iter().map(|(_, s, _, _)| *s).collect();
         seqs.sort_unstable();
         assert_eq!(seqs, (0..100).collect::<Vec<_>>());
-        for (client, _, o) in &c.done {
+        for (client, _, _, o) in &c.done {
             assert!(*client < 4);
             assert_eq!(
                 (o.error, o.op, o.bytes_received),
@@ -542,14 +498,14 @@ mod tests {
     fn an_io_past_the_timeout_is_recorded_as_timed_out_and_the_client_goes_on() {
         let (r, mut wr) = pipe();
         let w = workload(FileOp::Read);
-        let Some(d) = FileDriver::new(&w, 4096, vec![(r, 4096)], 1, 1) else {
+        let Some(d) = FileDriver::new(&w, 4096, vec![(r, 4096)], &[0], 1) else {
             return;
         };
         let mut c = ctl(2, None, 40);
         Box::new(d).run(&mut c);
         // Both reads wait on the empty pipe: each times out, the second on the fresh buffer.
         assert_eq!(c.done.len(), 2, "{:?}", c.done);
-        for (_, _, o) in &c.done {
+        for (_, _, _, o) in &c.done {
             assert_eq!(o.error, Some(ErrorClass::Timeout), "{o:?}");
             assert_eq!(o.op, "read");
         }
@@ -562,7 +518,7 @@ mod tests {
     fn a_stop_cancels_what_is_still_in_flight_after_the_grace() {
         let (r, _wr) = pipe();
         let w = workload(FileOp::Read);
-        let Some(d) = FileDriver::new(&w, 4096, vec![(r, 4096)], 1, 1) else {
+        let Some(d) = FileDriver::new(&w, 4096, vec![(r, 4096)], &[0], 1) else {
             return;
         };
         // The stop comes with the first request; the run's timeout is far away.
@@ -571,6 +527,6 @@ mod tests {
         Box::new(d).run(&mut c);
         assert!(t.elapsed() < std::time::Duration::from_secs(5));
         assert_eq!(c.done.len(), 1, "{:?}", c.done);
-        assert_eq!(c.done[0].2.error, Some(ErrorClass::Cancelled));
+        assert_eq!(c.done[0].3.error, Some(ErrorClass::Cancelled));
     }
 }
