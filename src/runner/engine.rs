@@ -211,16 +211,9 @@ struct Shared {
     agg: Box<[Mutex<Agg>]>,
     idle: Mutex<Vec<Box<dyn Worker>>>,
     next_conn: AtomicU32,
-    in_flight: AtomicU64,
-    completed: AtomicU64,
-    errors: AtomicU64,
-    measured_completed: AtomicU64,
-    measured_errors: AtomicU64,
-    by_class: [AtomicU64; 9],
-    bytes_sent: AtomicU64,
-    bytes_received: AtomicU64,
-    input_tokens: AtomicU64,
-    output_tokens: AtomicU64,
+    /// The counters, in the shards of [`Shared::agg`]: a client thread updates only its own
+    /// (no cache line bounces between the threads per request); readers sum them.
+    counters: Box<[Counters]>,
     cancel: watch::Sender<bool>,
     logged: Mutex<[bool; 9]>,
     service: String,
@@ -229,7 +222,35 @@ struct Shared {
     global_stop: Arc<StopFlag>,
 }
 
+/// The request counters of one shard of the clients, on cache lines of their own.
+#[derive(Default)]
+#[repr(align(128))]
+struct Counters {
+    in_flight: AtomicU64,
+    completed: AtomicU64,
+    errors: AtomicU64,
+    by_class: [AtomicU64; 9],
+    bytes_sent: AtomicU64,
+    bytes_received: AtomicU64,
+    input_tokens: AtomicU64,
+    output_tokens: AtomicU64,
+}
+
 impl Shared {
+    /// Counter `f` summed over the shards.
+    fn total(&self, f: impl Fn(&Counters) -> &AtomicU64) -> u64 {
+        self.counters
+            .iter()
+            .map(|c| f(c).load(Ordering::SeqCst))
+            .sum()
+    }
+
+    /// The counters of the shard client `client` records into.
+    #[inline]
+    fn counters_of(&self, client: u32) -> &Counters {
+        &self.counters[client as usize % self.counters.len()]
+    }
+
     fn stop_reason(&self) -> Option<StopReason> {
         if let Some(s) = self.global_stop.get() {
             return Some(StopReason::Signal(s));
@@ -325,35 +346,30 @@ impl Shared {
                 }
             }
         }
-        self.completed.fetch_add(1, Ordering::Relaxed);
-        if !warmup {
-            self.measured_completed.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Some(c) = o.error {
-            self.errors.fetch_add(1, Ordering::Relaxed);
-            if !warmup {
-                self.measured_errors.fetch_add(1, Ordering::Relaxed);
-            }
-            let i = class_index(c);
-            self.by_class[i].fetch_add(1, Ordering::Relaxed);
+        let c = self.counters_of(client);
+        c.completed.fetch_add(1, Ordering::Relaxed);
+        if let Some(class) = o.error {
+            c.errors.fetch_add(1, Ordering::Relaxed);
+            let i = class_index(class);
+            c.by_class[i].fetch_add(1, Ordering::Relaxed);
             let mut logged = self.logged.lock().expect("log lock");
             if !logged[i] {
                 logged[i] = true;
                 tracing::warn!(
                     "[{}] first {} error: {}",
                     self.service,
-                    c.as_str(),
+                    class.as_str(),
                     o.error_message.as_deref().unwrap_or("(no message)")
                 );
             }
         }
-        self.bytes_sent.fetch_add(o.bytes_sent, Ordering::Relaxed);
-        self.bytes_received
+        c.bytes_sent.fetch_add(o.bytes_sent, Ordering::Relaxed);
+        c.bytes_received
             .fetch_add(o.bytes_received, Ordering::Relaxed);
         if let Some(l) = &o.llm {
-            self.input_tokens
+            c.input_tokens
                 .fetch_add(l.input_tokens.unwrap_or(0), Ordering::Relaxed);
-            self.output_tokens
+            c.output_tokens
                 .fetch_add(l.output_tokens.unwrap_or(0), Ordering::Relaxed);
         }
         self.rows.push(
@@ -600,8 +616,8 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
         started_ns,
         measure_start_ns,
         ended_ns,
-        requests: sh.completed.load(Ordering::SeqCst),
-        errors: sh.errors.load(Ordering::SeqCst),
+        requests: sh.total(|c| &c.completed),
+        errors: sh.total(|c| &c.errors),
         generator_lag_p99_ms: gen_p99_ms,
         generator_saturated,
         metrics,
@@ -897,16 +913,7 @@ fn new_shared(
             .collect(),
         idle: Mutex::new(Vec::new()),
         next_conn: AtomicU32::new(pre),
-        in_flight: AtomicU64::new(0),
-        completed: AtomicU64::new(0),
-        errors: AtomicU64::new(0),
-        measured_completed: AtomicU64::new(0),
-        measured_errors: AtomicU64::new(0),
-        by_class: Default::default(),
-        bytes_sent: AtomicU64::new(0),
-        bytes_received: AtomicU64::new(0),
-        input_tokens: AtomicU64::new(0),
-        output_tokens: AtomicU64::new(0),
+        counters: (0..shards).map(|_| Counters::default()).collect(),
         cancel,
         logged: Mutex::new([false; 9]),
         service: cfg.service.clone(),
@@ -996,7 +1003,7 @@ async fn drain(sh: &Shared, open_loop: bool) {
     let drain_start = std::time::Instant::now();
     let mut signal_seen_at: Option<std::time::Instant> = None;
     loop {
-        if sh.in_flight.load(Ordering::SeqCst) == 0 {
+        if sh.total(|c| &c.in_flight) == 0 {
             break;
         }
         let reason = sh.stop_reason();
@@ -1012,7 +1019,7 @@ async fn drain(sh: &Shared, open_loop: bool) {
         if limit_hit {
             sh.cancel.send_replace(true);
             let t = std::time::Instant::now();
-            while sh.in_flight.load(Ordering::SeqCst) > 0 && t.elapsed() < Duration::from_secs(2) {
+            while sh.total(|c| &c.in_flight) > 0 && t.elapsed() < Duration::from_secs(2) {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             break;
@@ -1325,9 +1332,11 @@ async fn dispatch_open(
         // Lag caused by waiting for a free connection (the service is slow) is not the
         // generator's: its lag is counted from the later of schedule and last wait.
         let gen_ref_ns = t.max(last_wait_end);
-        sh.in_flight.fetch_add(1, Ordering::SeqCst);
-        let sh2 = sh.clone();
         let client = (seq % clients) as u32;
+        sh.counters_of(client)
+            .in_flight
+            .fetch_add(1, Ordering::SeqCst);
+        let sh2 = sh.clone();
         let this_seq = seq;
         tokio::spawn(async move {
             let w = sh2.idle.lock().expect("idle lock").pop();
@@ -1338,7 +1347,9 @@ async fn dispatch_open(
             if let Some(w) = back {
                 sh2.idle.lock().expect("idle lock").push(w);
             }
-            sh2.in_flight.fetch_sub(1, Ordering::SeqCst);
+            sh2.counters_of(client)
+                .in_flight
+                .fetch_sub(1, Ordering::SeqCst);
             drop(permit);
         });
         seq += 1;
@@ -1475,7 +1486,10 @@ impl DriverCtl for Driven {
         let k = self.k.get_mut(client as usize)?;
         let seq = *k * clients + u64::from(client);
         *k += 1;
-        self.sh.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.sh
+            .counters_of(client)
+            .in_flight
+            .fetch_add(1, Ordering::SeqCst);
         Some((seq, now))
     }
 
@@ -1499,7 +1513,10 @@ impl DriverCtl for Driven {
             sent_ns,
             o,
         );
-        self.sh.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.sh
+            .counters_of(client)
+            .in_flight
+            .fetch_sub(1, Ordering::SeqCst);
     }
 
     fn stopping(&self) -> bool {
@@ -1567,12 +1584,16 @@ async fn closed_client(sh: Arc<Shared>, client: u32, worker: Box<dyn Worker>, cl
         // Sequence numbers: client-interleaved so they are unique across clients.
         let seq = k * clients + client as u64;
         k += 1;
-        sh.in_flight.fetch_add(1, Ordering::SeqCst);
+        sh.counters_of(client)
+            .in_flight
+            .fetch_add(1, Ordering::SeqCst);
         // Closed loop: the request is scheduled when it is sent (now).
         worker = sh
             .one_request(worker.take(), client, seq, now, now, now, Some(&mut guards))
             .await;
-        sh.in_flight.fetch_sub(1, Ordering::SeqCst);
+        sh.counters_of(client)
+            .in_flight
+            .fetch_sub(1, Ordering::SeqCst);
         if let Some(p) = pace_ns {
             next_ns += p;
         }
@@ -1603,9 +1624,8 @@ fn quantiles(h: &Histogram<u64>) -> Quantiles {
 /// stop when the rate exceeds `max_error_rate`.
 fn check_error_rate(sh: &Shared, max_error_rate: Option<f64>) {
     let Some(max) = max_error_rate else { return };
-    let n = sh.completed.load(Ordering::SeqCst);
-    let e = sh.errors.load(Ordering::SeqCst)
-        - sh.by_class[class_index(ErrorClass::Cancelled)].load(Ordering::SeqCst);
+    let n = sh.total(|c| &c.completed);
+    let e = sh.total(|c| &c.errors) - sh.total(|c| &c.by_class[class_index(ErrorClass::Cancelled)]);
     if n >= 10 && e as f64 / n as f64 > max && !sh.error_stop.load(Ordering::SeqCst) {
         tracing::error!(
             "[{}] error rate {:.1}% exceeds max_error_rate {:.1}%: stopping the run",
@@ -1626,8 +1646,8 @@ async fn ticker(sh: Arc<Shared>, cfg: TickerCfg, phase: Arc<AtomicU8>) {
     // Whole seconds in a row with connect/timeout errors and no success.
     let mut silent_s: u32 = 0;
     let unanswered = |sh: &Shared| {
-        sh.by_class[class_index(ErrorClass::Connect)].load(Ordering::Relaxed)
-            + sh.by_class[class_index(ErrorClass::Timeout)].load(Ordering::Relaxed)
+        sh.total(|c| &c.by_class[class_index(ErrorClass::Connect)])
+            + sh.total(|c| &c.by_class[class_index(ErrorClass::Timeout)])
     };
     let mut unanswered_before = unanswered(&sh);
     loop {
@@ -1678,7 +1698,7 @@ async fn ticker(sh: Arc<Shared>, cfg: TickerCfg, phase: Arc<AtomicU8>) {
         let cpu_pct = ((cpu.0 + cpu.1) - (last_cpu.0 + last_cpu.1)) / dt_s * 100.0;
         last_cpu = cpu;
         let achieved = iv_done as f64 / dt_s;
-        let in_flight = sh.in_flight.load(Ordering::SeqCst);
+        let in_flight = sh.total(|c| &c.in_flight);
         if now > cfg.started_ns && (iv_done > 0 || !done) {
             let s = |name: &'static str, v: f64| sh.store.sample(&sh.run_id, now, name, v);
             s("achieved_rps", achieved);
@@ -1718,7 +1738,7 @@ async fn ticker(sh: Arc<Shared>, cfg: TickerCfg, phase: Arc<AtomicU8>) {
         if !cfg.observers.is_empty() {
             let mut by_class = BTreeMap::new();
             for (i, c) in ErrorClass::ALL.iter().enumerate() {
-                let v = sh.by_class[i].load(Ordering::Relaxed);
+                let v = sh.total(|c| &c.by_class[i]);
                 if v > 0 {
                     by_class.insert(c.as_str(), v);
                 }
@@ -1737,8 +1757,8 @@ async fn ticker(sh: Arc<Shared>, cfg: TickerCfg, phase: Arc<AtomicU8>) {
                 t_ns: now,
                 elapsed_s: ((now - cfg.started_ns) as f64 / 1e9).max(0.0),
                 planned_s: cfg.planned_s,
-                requests_total: sh.completed.load(Ordering::Relaxed),
-                errors_total: sh.errors.load(Ordering::Relaxed),
+                requests_total: sh.total(|c| &c.completed),
+                errors_total: sh.total(|c| &c.errors),
                 errors_by_class: by_class,
                 in_flight,
                 achieved_rps: achieved,
@@ -1747,10 +1767,10 @@ async fn ticker(sh: Arc<Shared>, cfg: TickerCfg, phase: Arc<AtomicU8>) {
                 ttft,
                 tpot,
                 schedule_lag_p99_ms: lag_p99_ms,
-                bytes_sent_total: sh.bytes_sent.load(Ordering::Relaxed),
-                bytes_received_total: sh.bytes_received.load(Ordering::Relaxed),
-                input_tokens_total: sh.input_tokens.load(Ordering::Relaxed),
-                output_tokens_total: sh.output_tokens.load(Ordering::Relaxed),
+                bytes_sent_total: sh.total(|c| &c.bytes_sent),
+                bytes_received_total: sh.total(|c| &c.bytes_received),
+                input_tokens_total: sh.total(|c| &c.input_tokens),
+                output_tokens_total: sh.total(|c| &c.output_tokens),
                 runner_cpu_percent: cpu_pct,
                 success_duration,
             };
