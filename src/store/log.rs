@@ -270,11 +270,11 @@ pub(super) fn decode(
 ) -> Result<(), String> {
     let mut b = Bytes(body);
     match b.u8()? {
-        V1 => decode_v1(run_id, b, out),
+        V1 => decode_rows(run_id, b, V1, out),
         V2 => {
             while !b.0.is_empty() {
                 let n = usize::try_from(b.varint()?).map_err(|_| "segment too long")?;
-                decode_segment(run_id, Bytes(b.take(n)?), out)?;
+                decode_rows(run_id, Bytes(b.take(n)?), V2, out)?;
             }
             Ok(())
         }
@@ -284,145 +284,73 @@ pub(super) fn decode(
     }
 }
 
-/// The rows of one format-2 segment.
-fn decode_segment(
+/// `f()` where `on`, else None.
+fn opt<T>(on: bool, f: impl FnOnce() -> Result<T, String>) -> Result<Option<T>, String> {
+    on.then(f).transpose()
+}
+
+/// The rows of a format-1 chunk (after its version byte) or of a format-2 segment.
+fn decode_rows(
     run_id: &Arc<str>,
     mut b: Bytes<'_>,
+    format: u8,
     out: &mut Vec<RequestRow>,
 ) -> Result<(), String> {
+    let v2 = format == V2;
+    // Format 2: each row relative to the one before.
     let (mut worker, mut seq, mut sent_ns, mut op) = (0u32, 0u64, 0i64, "");
     while !b.0.is_empty() {
         let flags = b.u8()?;
         let on = |bit: u8| flags & bit != 0;
-        let llm = if on(LLM) { b.u8()? & LLM_FLAGS } else { 0 };
+        let llm = match (v2, on(LLM)) {
+            (true, true) => b.u8()? & LLM_FLAGS,
+            (true, false) => 0,
+            (false, _) => flags & LLM_FLAGS,
+        };
         let has = |bit: u8| llm & bit != 0;
-        worker = u32::try_from(i64::from(worker) + b.zigzag()?)
-            .map_err(|_| "worker out of range in the request log")?;
-        seq = seq.wrapping_add(b.zigzag()? as u64);
-        if on(NEW_OP) {
+        let (scheduled_ns, done_ns, first_byte_ns);
+        if v2 {
+            worker = u32::try_from(i64::from(worker) + b.zigzag()?)
+                .map_err(|_| "worker out of range in the request log")?;
+            seq = seq.wrapping_add(b.zigzag()? as u64);
+            if on(NEW_OP) {
+                let n = usize::from(b.u8()?);
+                op = op_name(b.take(n)?)?;
+            }
+            sent_ns = sent_ns.wrapping_add(b.zigzag()?);
+            scheduled_ns = sent_ns.wrapping_sub(b.zigzag()?);
+            done_ns = sent_ns.wrapping_add(b.zigzag()?);
+            first_byte_ns = opt(on(FIRST_BYTE), || Ok(sent_ns.wrapping_add(b.zigzag()?)))?;
+        } else {
+            (worker, seq) = (b.u32()?, b.u64()?);
             let n = usize::from(b.u8()?);
-            op = op_name(b.take(n)?)?;
+            let name = b.take(n)?;
+            if name != op.as_bytes() {
+                op = op_name(name)?;
+            }
+            (scheduled_ns, sent_ns, done_ns) = (b.i64()?, b.i64()?, b.i64()?);
+            first_byte_ns = opt(on(FIRST_BYTE), || b.i64())?;
         }
-        sent_ns = sent_ns.wrapping_add(b.zigzag()?);
-        let scheduled_ns = sent_ns.wrapping_sub(b.zigzag()?);
-        let done_ns = sent_ns.wrapping_add(b.zigzag()?);
-        let first_byte_ns = if on(FIRST_BYTE) {
-            Some(sent_ns.wrapping_add(b.zigzag()?))
-        } else {
-            None
-        };
-        let error_class = if on(ERROR) {
-            Some(error_class(b.u8()?)?)
-        } else {
-            None
-        };
-        let http_status = if on(HTTP_STATUS) {
-            Some(u16::try_from(b.varint()?).map_err(|_| "HTTP status out of range")?)
-        } else {
-            None
-        };
-        let (size_bytes, bytes_sent, bytes_received) = (b.varint()?, b.varint()?, b.varint()?);
-        let input_tokens = if has(INPUT_TOKENS) {
-            Some(b.varint()?)
-        } else {
-            None
-        };
-        let output_tokens = if has(OUTPUT_TOKENS) {
-            Some(b.varint()?)
-        } else {
-            None
-        };
-        let tokens_from_server = if has(TOKENS_FROM_SERVER) {
-            Some(b.u8()? != 0)
-        } else {
-            None
-        };
-        let itl_us = if has(ITL) {
-            let n = usize::try_from(b.varint()?).map_err(|_| "gaps too long")?;
-            Some(b.take(n)?.to_vec())
-        } else {
-            None
-        };
+        let error_class = opt(on(ERROR), || error_class(b.u8()?))?;
+        let http_status = opt(on(HTTP_STATUS), || match v2 {
+            true => u16::try_from(b.varint()?).map_err(|_| "HTTP status out of range".into()),
+            false => b.u16(),
+        })?;
+        let mut num = || if v2 { b.varint() } else { b.u64() };
+        let (size_bytes, bytes_sent, bytes_received) = (num()?, num()?, num()?);
+        let input_tokens = opt(has(INPUT_TOKENS), &mut num)?;
+        let output_tokens = opt(has(OUTPUT_TOKENS), &mut num)?;
+        let tokens_from_server = opt(has(TOKENS_FROM_SERVER), || Ok(b.u8()? != 0))?;
+        let itl_us = opt(has(ITL), || {
+            let n = if v2 { b.varint()? } else { u64::from(b.u32()?) };
+            let n = usize::try_from(n).map_err(|_| "gaps too long")?;
+            Ok(b.take(n)?.to_vec())
+        })?;
         out.push(RequestRow {
             run_id: run_id.clone(),
             worker,
             seq,
             op,
-            scheduled_ns,
-            sent_ns,
-            first_byte_ns,
-            done_ns,
-            error_class,
-            http_status,
-            size_bytes,
-            bytes_sent,
-            bytes_received,
-            warmup: on(WARMUP),
-            input_tokens,
-            output_tokens,
-            tokens_from_server,
-            itl_us,
-        });
-    }
-    Ok(())
-}
-
-/// The rows of a format-1 chunk (after its version byte).
-fn decode_v1(run_id: &Arc<str>, mut b: Bytes<'_>, out: &mut Vec<RequestRow>) -> Result<(), String> {
-    let mut last_op: &'static str = "";
-    while !b.0.is_empty() {
-        let flags = b.u8()?;
-        let on = |bit: u8| flags & bit != 0;
-        let worker = b.u32()?;
-        let seq = b.u64()?;
-        let n = usize::from(b.u8()?);
-        let op_bytes = b.take(n)?;
-        if op_bytes != last_op.as_bytes() {
-            last_op = op_name(op_bytes)?;
-        }
-        let scheduled_ns = b.i64()?;
-        let sent_ns = b.i64()?;
-        let done_ns = b.i64()?;
-        let first_byte_ns = if on(FIRST_BYTE) { Some(b.i64()?) } else { None };
-        let error_class = if on(ERROR) {
-            Some(error_class(b.u8()?)?)
-        } else {
-            None
-        };
-        let http_status = if on(HTTP_STATUS) {
-            Some(b.u16()?)
-        } else {
-            None
-        };
-        let size_bytes = b.u64()?;
-        let bytes_sent = b.u64()?;
-        let bytes_received = b.u64()?;
-        let input_tokens = if on(INPUT_TOKENS) {
-            Some(b.u64()?)
-        } else {
-            None
-        };
-        let output_tokens = if on(OUTPUT_TOKENS) {
-            Some(b.u64()?)
-        } else {
-            None
-        };
-        let tokens_from_server = if on(TOKENS_FROM_SERVER) {
-            Some(b.u8()? != 0)
-        } else {
-            None
-        };
-        let itl_us = if on(ITL) {
-            let n = b.u32()? as usize;
-            Some(b.take(n)?.to_vec())
-        } else {
-            None
-        };
-        out.push(RequestRow {
-            run_id: run_id.clone(),
-            worker,
-            seq,
-            op: last_op,
             scheduled_ns,
             sent_ns,
             first_byte_ns,
