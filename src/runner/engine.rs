@@ -1424,6 +1424,7 @@ async fn run_drivers(
                 sh: sh.clone(),
                 cl: cl.clone(),
                 k: vec![0; clients as usize],
+                counted: vec![None; clients as usize],
             };
             tokio::task::spawn_blocking(move || {
                 let (cpu0, t0) = (thread_cpu_s(), std::time::Instant::now());
@@ -1450,6 +1451,11 @@ struct Driven {
     /// Requests handed out per client (sequence numbers interleave clients, as
     /// [`closed_client`]'s).
     k: Vec<u64>,
+    /// Per client, the request counted in flight. A driver may hand out a client's next
+    /// request before it records the last one (the next goes out first): the count then
+    /// passes from the one to the other, so that a closed loop never shows more requests in
+    /// flight than it has clients.
+    counted: Vec<Option<u64>>,
 }
 
 impl DriverCtl for Driven {
@@ -1486,10 +1492,12 @@ impl DriverCtl for Driven {
         let k = self.k.get_mut(client as usize)?;
         let seq = *k * clients + u64::from(client);
         *k += 1;
-        self.sh
-            .counters_of(client)
-            .in_flight
-            .fetch_add(1, Ordering::SeqCst);
+        if let Some(c) = self.counted.get_mut(client as usize) {
+            if c.replace(seq).is_none() {
+                let f = &self.sh.counters_of(client).in_flight;
+                f.fetch_add(1, Ordering::SeqCst);
+            }
+        }
         Some((seq, now))
     }
 
@@ -1513,10 +1521,13 @@ impl DriverCtl for Driven {
             sent_ns,
             o,
         );
-        self.sh
-            .counters_of(client)
-            .in_flight
-            .fetch_sub(1, Ordering::SeqCst);
+        if let Some(c) = self.counted.get_mut(client as usize) {
+            if *c == Some(seq) {
+                *c = None;
+                let f = &self.sh.counters_of(client).in_flight;
+                f.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
     }
 
     fn stopping(&self) -> bool {
