@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 /// Format versions, the first byte of every chunk. 1: rows of fixed-width fields (still
 /// read). 2 (written): segments of rows, each field a LEB128 varint and each row's times and
-/// sequence number relative to the row before it (about 17 bytes for an HTTP request against
+/// sequence number relative to the row before it (about 18 bytes for an HTTP request against
 /// 75), so that the writer has a quarter of the bytes to write while the load is on.
 const V1: u8 = 1;
 const V2: u8 = 2;

@@ -103,7 +103,7 @@ pub struct StoreHandle {
 
 /// Request rows of one run, buffered per shard (the engine uses one shard per client) until
 /// the writer takes them. Pushing is a short uncontended lock and the row's encoding into the
-/// shard's buffer (about 17 bytes for an HTTP request; see [`super::log`]): the encoding
+/// shard's buffer (about 18 bytes for an HTTP request; see [`super::log`]): the encoding
 /// costs the engine's thread less than moving the whole row would, and leaves the writer,
 /// which shares the cores with the load, a quarter of the bytes to write.
 pub struct RequestSink {
