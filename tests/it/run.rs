@@ -505,7 +505,16 @@ fn http_run_against_loopback_server() {
     };
     let a = offsets(run["run_id"].as_str().unwrap());
     let b = offsets(json_of(&out2.stdout)["runs"][0]["run_id"].as_str().unwrap());
-    assert_eq!(a, b);
+    // An arrival in the run's last milliseconds that its dispatcher reached only after the
+    // end is not sent (counted in requests_not_sent): on a busy machine one run may end one
+    // or two arrivals short. Every arrival both runs sent is at the same offset.
+    let n = a.len().min(b.len());
+    assert_eq!(a[..n], b[..n]);
+    let longer = if a.len() > n { &a[n..] } else { &b[n..] };
+    assert!(
+        longer.len() <= 2 && longer.iter().all(|t| *t >= 950_000_000),
+        "only the last arrivals may be cut: {longer:?}"
+    );
 }
 
 #[test]
