@@ -694,16 +694,15 @@ impl ClientThreads {
     /// each connection within the request timeout as [`preconnect`] does). A failure stops
     /// every thread and is returned.
     async fn start(client: Arc<dyn Client>, load: &Load) -> Result<ClientThreads, ClientError> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-        let n = load.client_threads_for(cores);
+        let shares = thread_shares(load, load.client_threads_for(cores()));
+        let n = shares.len() as u32;
         let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(n as usize);
         let mut threads = ClientThreads {
             go: Vec::new(),
             handles: Vec::new(),
         };
-        for t in 0..n {
+        for (t, ids) in shares.into_iter().enumerate() {
             let (go_tx, go_rx) = tokio::sync::oneshot::channel::<Go>();
-            let ids: Vec<u32> = (t..load.clients.max(1)).step_by(n as usize).collect();
             let (client, load, ready) = (client.clone(), load.clone(), ready_tx.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("fb-clients-{t}"))
@@ -1383,6 +1382,19 @@ async fn wait_until_async(
     }
 }
 
+fn cores() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
+
+/// The clients of each of `n` client threads: thread `t` drives clients `t`, `t + n`, ...
+/// (so client `i` records into shard `i % n`, see [`Shared::agg`]).
+fn thread_shares(load: &Load, n: u32) -> Vec<Vec<u32>> {
+    let n = n.max(1);
+    (0..n)
+        .map(|t| (t..load.clients.max(1)).step_by(n as usize).collect())
+        .collect()
+}
+
 /// The closed-loop drivers of `client` ([`Client::closed_driver`]): one per client thread
 /// (one in all for a kind without client threads), each with that thread's share of the
 /// clients as [`ClientThreads`] deals them; None when the client has none.
@@ -1391,16 +1403,13 @@ async fn closed_drivers(
     kind: ServiceKind,
     load: &Load,
 ) -> Result<Option<Vec<Box<dyn ClosedDriver>>>, ClientError> {
-    let clients = load.clients.max(1);
     let n = if kind.spec().client_threads() {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-        load.client_threads_for(cores)
+        load.client_threads_for(cores())
     } else {
         1
     };
     let mut drivers = Vec::with_capacity(n as usize);
-    for t in 0..n {
-        let ids: Vec<u32> = (t..clients).step_by(n as usize).collect();
+    for ids in thread_shares(load, n) {
         match client.closed_driver(&ids).await? {
             Some(d) => drivers.push(d),
             None => return Ok(None),
