@@ -1,9 +1,7 @@
-//! The closed loop of plain-HTTP requests on one thread, as wrk runs it: every client's
-//! connection is a non-blocking socket in one epoll set, registered once (level-triggered,
-//! readable). One wait returns every connection with bytes to read; each response is decoded
-//! in place ([`super::http_decode`]), its client's next request is written at once, and only
-//! then is the response recorded. No task, future, timer or wake-up per request (the engine's
-//! path has all four), and no `epoll_ctl` per request (wrk makes two).
+//! The closed loop of plain-HTTP requests on one thread, as wrk runs it, on the shared epoll
+//! loop ([`super::epoll_driver`]): each response is decoded in place
+//! ([`super::http_decode`]), its client's next request is written at once, and only then is
+//! the response recorded. No `epoll_ctl` per request (wrk makes two).
 //!
 //! It behaves as the lean worker ([`super::http_lean`]) does: the connection is kept alive;
 //! before a request that is not idempotent, or on a connection idle for
@@ -17,17 +15,15 @@
 //! Used for an unpaced closed loop of the lean path (the default for `http://`); one driver
 //! per client thread, each with its share of the clients.
 
+use super::epoll_driver::{self as ed, Core, Epoll, Protocol};
 use super::http_decode::{Decoder, Progress, ReadError, Response, BUF_BYTES};
 use super::http_lean::{still_open, PEEK_AFTER_IDLE_NS};
 use super::http_target::{classify_io, status_outcome, Target};
 use crate::runner::client::{ClientError, ClosedDriver, DriverCtl, ErrorClass, Outcome};
-use socket2::{Protocol, SockAddr, Socket, Type};
+use socket2::{Protocol as IpProtocol, SockAddr, Socket, Type};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
-
-/// The longest wait in the kernel: the loop looks at stops at least this often.
-const WAIT_NS: i64 = 10_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -41,21 +37,7 @@ enum Phase {
     Reading,
 }
 
-/// A client's request in flight.
-#[derive(Debug, Clone, Copy)]
-struct Flight {
-    seq: u64,
-    sent_ns: i64,
-    first_byte_ns: Option<i64>,
-    /// It went out on a kept connection (not one opened for it).
-    reused: bool,
-    /// It went out once more on a new connection already.
-    retried: bool,
-}
-
 struct Conn {
-    /// The engine's id of this client.
-    id: u32,
     sock: Option<Socket>,
     phase: Phase,
     /// The registration asks for writability too (a connect or a partial write).
@@ -66,27 +48,18 @@ struct Conn {
     /// Response bytes in `buf` not yet consumed by `dec`.
     end: usize,
     dec: Decoder,
-    flight: Option<Flight>,
     /// When the previous request was sent (`i64::MIN` before the first).
     last_sent_ns: i64,
-    /// No more requests for this client.
-    stopped: bool,
 }
 
 pub(crate) struct HttpDriver {
     t: Arc<Target>,
     /// Where the connections opened at setup went: new ones go there too.
     addr: SockAddr,
-    epoll: OwnedFd,
+    core: Core,
     conns: Vec<Conn>,
     head_request: bool,
     idempotent: bool,
-    /// Connections whose client needs its next request issued (after an error: issuing it
-    /// at once could fail at once again, so it waits for the loop's next turn).
-    pending: Vec<usize>,
-    /// Requests ended in this turn of the loop, recorded once every connection with
-    /// something to read has had its next request sent: (client, request, done, outcome).
-    ended: Vec<(u32, Flight, i64, Outcome)>,
 }
 
 fn setup_err(class: ErrorClass, m: String) -> ClientError {
@@ -114,30 +87,25 @@ impl HttpDriver {
             })?,
             None => SockAddr::from(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
         };
-        // SAFETY: epoll_create1 returns a new descriptor we own, or -1.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            let e = io::Error::last_os_error();
-            return Err(setup_err(ErrorClass::Other, format!("epoll_create1: {e}")));
-        }
-        // SAFETY: as above: a valid descriptor nobody else owns.
-        let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
+        let epoll = Epoll::new()
+            .map_err(|e| setup_err(ErrorClass::Other, format!("epoll_create1: {e}")))?;
         let mut d = HttpDriver {
             head_request: t.method == hyper::Method::HEAD,
             idempotent: t.method.is_idempotent(),
             t,
             addr,
-            epoll,
+            core: Core::new(epoll, clients),
             conns: Vec::with_capacity(clients.len()),
-            pending: Vec::new(),
-            ended: Vec::new(),
         };
-        for (i, (&id, s)) in clients.iter().zip(socks).enumerate() {
+        for (i, s) in socks.into_iter().enumerate() {
             s.set_nonblocking(true)
-                .and_then(|()| d.register(libc::EPOLL_CTL_ADD, s.as_raw_fd(), i, false))
+                .and_then(|()| {
+                    d.core
+                        .epoll
+                        .register(libc::EPOLL_CTL_ADD, s.as_raw_fd(), i as u64, false)
+                })
                 .map_err(|e| setup_err(ErrorClass::Other, format!("epoll: {e}")))?;
             d.conns.push(Conn {
-                id,
                 sock: Some(s),
                 phase: Phase::Idle,
                 want_out: false,
@@ -145,25 +113,10 @@ impl HttpDriver {
                 buf: vec![0u8; BUF_BYTES].into_boxed_slice(),
                 end: 0,
                 dec: Decoder::new(d.head_request),
-                flight: None,
                 last_sent_ns: i64::MIN,
-                stopped: false,
             });
         }
         Ok(d)
-    }
-
-    fn register(&self, op: i32, fd: RawFd, i: usize, out: bool) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLRDHUP | if out { libc::EPOLLOUT } else { 0 })
-                as u32,
-            u64: i as u64,
-        };
-        // SAFETY: both descriptors are open; `ev` lives across the call.
-        if unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut ev) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
     }
 
     /// Ask for writability of connection `i` too, or no longer.
@@ -175,44 +128,11 @@ impl HttpDriver {
         let Some(fd) = c.sock.as_ref().map(|s| s.as_raw_fd()) else {
             return Ok(());
         };
-        self.register(libc::EPOLL_CTL_MOD, fd, i, out)?;
+        self.core
+            .epoll
+            .register(libc::EPOLL_CTL_MOD, fd, i as u64, out)?;
         self.conns[i].want_out = out;
         Ok(())
-    }
-
-    /// Close connection `i` (its descriptor leaves the epoll set as it closes).
-    fn close(&mut self, i: usize) {
-        let c = &mut self.conns[i];
-        c.sock = None;
-        c.want_out = false;
-        c.phase = Phase::Idle;
-    }
-
-    /// Hand out client `i`'s next request, if the engine has one, and start it.
-    fn issue(&mut self, ctl: &mut dyn DriverCtl, i: usize) {
-        let c = &mut self.conns[i];
-        if c.stopped {
-            return;
-        }
-        let Some((seq, sent_ns)) = ctl.next(c.id) else {
-            c.stopped = true;
-            return;
-        };
-        let idle_ns = sent_ns.saturating_sub(c.last_sent_ns);
-        c.last_sent_ns = sent_ns;
-        let check = !self.idempotent || idle_ns >= PEEK_AFTER_IDLE_NS;
-        if check && c.sock.as_ref().is_some_and(|s| !still_open(s.as_raw_fd())) {
-            self.close(i);
-        }
-        let c = &mut self.conns[i];
-        c.flight = Some(Flight {
-            seq,
-            sent_ns,
-            first_byte_ns: None,
-            reused: c.sock.is_some(),
-            retried: false,
-        });
-        self.start(ctl, i);
     }
 
     /// Send connection `i`'s request from its first byte: on the kept connection, or on a
@@ -231,13 +151,13 @@ impl HttpDriver {
 
     /// A new connection for connection `i`'s request (inside the timed request).
     fn connect(&mut self, ctl: &mut dyn DriverCtl, i: usize) {
-        if let Some(f) = self.conns[i].flight.as_mut() {
+        if let Some(f) = self.core.flight(i) {
             f.reused = false;
         }
         let opened = Socket::new(
             self.addr.domain(),
             Type::STREAM.nonblocking().cloexec(),
-            Some(Protocol::TCP),
+            Some(IpProtocol::TCP),
         );
         let s = match opened {
             Ok(s) => s,
@@ -249,7 +169,11 @@ impl HttpDriver {
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => true,
             Err(e) => return self.connect_failed(ctl, i, &e),
         };
-        if let Err(e) = self.register(libc::EPOLL_CTL_ADD, s.as_raw_fd(), i, in_progress) {
+        let added =
+            self.core
+                .epoll
+                .register(libc::EPOLL_CTL_ADD, s.as_raw_fd(), i as u64, in_progress);
+        if let Err(e) = added {
             return self.connect_failed(ctl, i, &e);
         }
         let c = &mut self.conns[i];
@@ -264,7 +188,7 @@ impl HttpDriver {
 
     fn connect_failed(&mut self, ctl: &mut dyn DriverCtl, i: usize, e: &io::Error) {
         let m = format!("connect {}: {e}", self.t.authority);
-        self.fail(ctl, i, classify_io(e), m);
+        ed::fail(self, ctl, i, classify_io(e), m);
     }
 
     /// Write (the rest of) connection `i`'s request.
@@ -307,45 +231,15 @@ impl HttpDriver {
                 }
                 _ => {}
             }
-            let retry = c.flight.is_some_and(|f| f.reused && !f.retried);
-            if retry {
-                if let Some(f) = c.flight.as_mut() {
-                    f.retried = true;
-                }
+            if let Some(f) = self.core.flight(i).filter(|f| f.reused && !f.retried) {
+                f.retried = true;
                 self.close(i);
                 self.start(ctl, i);
                 return;
             }
             let m = format!("{} {}: writing the request: {e}", self.t.method, self.t.uri);
-            self.fail(ctl, i, classify_io(&e), m);
+            ed::fail(self, ctl, i, classify_io(&e), m);
             return;
-        }
-    }
-
-    /// Connection `i` is readable (or its connect ended, or it can take more of the request).
-    fn event(&mut self, ctl: &mut dyn DriverCtl, i: usize, events: u32) {
-        let Some(c) = self.conns.get(i) else {
-            return;
-        };
-        let out_or_err = events & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0;
-        match c.phase {
-            // Bytes (or a close) on a connection with no request: the server closed it or
-            // said something nobody asked for. Either way it cannot carry the next request.
-            Phase::Idle => self.close(i),
-            Phase::Connecting if out_or_err => {
-                let err = c.sock.as_ref().map(|s| s.take_error());
-                match err {
-                    Some(Ok(None)) => {
-                        self.conns[i].phase = Phase::Writing;
-                        self.write(ctl, i);
-                    }
-                    Some(Ok(Some(e)) | Err(e)) => self.connect_failed(ctl, i, &e),
-                    None => {}
-                }
-            }
-            Phase::Writing if out_or_err => self.write(ctl, i),
-            Phase::Reading => self.read(ctl, i),
-            Phase::Connecting | Phase::Writing => {}
         }
     }
 
@@ -380,7 +274,7 @@ impl HttpDriver {
         match c.dec.advance(&mut c.buf, &mut c.end) {
             Ok(p) => {
                 if c.dec.head_done() {
-                    if let Some(f) = c.flight.as_mut() {
+                    if let Some(f) = self.core.flight(i) {
                         f.first_byte_ns.get_or_insert(now);
                     }
                 }
@@ -398,19 +292,16 @@ impl HttpDriver {
         if !r.keep {
             self.close(i);
         }
-        let c = &mut self.conns[i];
-        c.phase = Phase::Idle;
-        let Some(f) = c.flight.take() else {
-            return;
-        };
+        self.conns[i].phase = Phase::Idle;
         let t = &self.t;
         let mut o = Outcome::ok(t.op);
         o.bytes_sent = t.body.len() as u64;
         o.size_bytes = t.body.len() as u64;
         o.bytes_received = r.body_bytes;
         let o = status_outcome(t, o, r.status);
-        self.issue(ctl, i);
-        self.ended.push((self.conns[i].id, f, done_ns, o));
+        if self.core.finished(i, o, done_ns) {
+            self.issue(ctl, i);
+        }
     }
 
     /// Connection `i`'s response could not be read: a request cut off on a kept connection
@@ -420,9 +311,9 @@ impl HttpDriver {
         let (method, uri) = (&self.t.method, &self.t.uri);
         let (class, m) = match e {
             ReadError::ClosedBeforeResponse(m) => {
-                let c = &mut self.conns[i];
-                if let Some(f) = c.flight.as_mut().filter(|f| f.reused && !f.retried) {
-                    if self.idempotent {
+                let idempotent = self.idempotent;
+                if let Some(f) = self.core.flight(i).filter(|f| f.reused && !f.retried) {
+                    if idempotent {
                         f.retried = true;
                         self.close(i);
                         return self.start(ctl, i);
@@ -436,163 +327,74 @@ impl HttpDriver {
             ReadError::Io(m) => (ErrorClass::Io, format!("{method} {uri}: {m}")),
             ReadError::Protocol(m) => (ErrorClass::Protocol, format!("{method} {uri}: {m}")),
         };
-        self.fail(ctl, i, class, m);
+        ed::fail(self, ctl, i, class, m);
+    }
+}
+
+impl Protocol for HttpDriver {
+    fn core(&mut self) -> &mut Core {
+        &mut self.core
     }
 
-    /// Connection `i`'s request ends with an error now: the connection is closed, the error
-    /// recorded, and the client's next request waits for the loop's next turn.
-    fn fail(&mut self, ctl: &mut dyn DriverCtl, i: usize, class: ErrorClass, m: String) {
-        let now = ctl.now_ns();
-        self.end_with(i, Outcome::err(self.t.op, class, m), now);
-    }
-
-    /// Connection `i`'s request ends with `o` at `done_ns` (an error, a timeout, a cancel).
-    fn end_with(&mut self, i: usize, o: Outcome, done_ns: i64) {
-        self.close(i);
-        let c = &mut self.conns[i];
-        let Some(f) = c.flight.take() else {
+    fn issue(&mut self, ctl: &mut dyn DriverCtl, i: usize) {
+        let Some(f) = self.core.next(ctl, i, self.t.op) else {
             return;
         };
-        let id = c.id;
-        self.pending.push(i);
-        self.ended.push((id, f, done_ns, o));
-    }
-
-    /// Record the requests that ended.
-    fn record(&mut self, ctl: &mut dyn DriverCtl) {
-        for (id, f, done_ns, o) in self.ended.drain(..) {
-            ctl.done(id, f.seq, f.sent_ns, f.first_byte_ns, done_ns, &o);
+        let c = &mut self.conns[i];
+        let idle_ns = f.sent_ns.saturating_sub(c.last_sent_ns);
+        c.last_sent_ns = f.sent_ns;
+        let check = !self.idempotent || idle_ns >= PEEK_AFTER_IDLE_NS;
+        if check && c.sock.as_ref().is_some_and(|s| !still_open(s.as_raw_fd())) {
+            self.close(i);
         }
+        let reused = self.conns[i].sock.is_some();
+        if let Some(f) = self.core.flight(i) {
+            f.reused = reused;
+        }
+        self.start(ctl, i);
     }
 
-    /// End every request in flight now, each with `outcome(its flight)`; no client gets
-    /// another.
-    fn end_all(&mut self, ctl: &mut dyn DriverCtl, outcome: impl Fn(&Flight) -> Outcome) {
-        let now = ctl.now_ns();
-        for i in 0..self.conns.len() {
-            self.conns[i].stopped = true;
-            if let Some(f) = self.conns[i].flight {
-                self.end_with(i, outcome(&f), now);
+    /// Connection `i` is readable (or its connect ended, or it can take more of the request).
+    fn event(&mut self, ctl: &mut dyn DriverCtl, token: u64, events: u32) {
+        let i = token as usize;
+        let Some(c) = self.conns.get(i) else {
+            return;
+        };
+        let out_or_err = events & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0;
+        match c.phase {
+            // Bytes (or a close) on a connection with no request: the server closed it or
+            // said something nobody asked for. Either way it cannot carry the next request.
+            Phase::Idle => self.close(i),
+            Phase::Connecting if out_or_err => {
+                let err = c.sock.as_ref().map(|s| s.take_error());
+                match err {
+                    Some(Ok(None)) => {
+                        self.conns[i].phase = Phase::Writing;
+                        self.write(ctl, i);
+                    }
+                    Some(Ok(Some(e)) | Err(e)) => self.connect_failed(ctl, i, &e),
+                    None => {}
+                }
             }
+            Phase::Writing if out_or_err => self.write(ctl, i),
+            Phase::Reading => self.read(ctl, i),
+            Phase::Connecting | Phase::Writing => {}
         }
-        self.pending.clear();
-        self.record(ctl);
     }
 
-    fn in_flight(&self) -> bool {
-        self.conns.iter().any(|c| c.flight.is_some())
-    }
-
-    /// Requests past their timeout are recorded as timed out (their connections closed);
-    /// returns the earliest deadline of those still in flight.
-    fn expire(&mut self, now: i64, timeout_ns: i64) -> Option<i64> {
-        let mut earliest: Option<i64> = None;
-        for i in 0..self.conns.len() {
-            let Some(f) = self.conns[i].flight else {
-                continue;
-            };
-            let deadline = f.sent_ns.saturating_add(timeout_ns);
-            if now >= deadline {
-                let m = format!(
-                    "no answer within {:?}",
-                    std::time::Duration::from_nanos(timeout_ns.max(0) as u64)
-                );
-                self.end_with(i, Outcome::err(self.t.op, ErrorClass::Timeout, m), now);
-            } else {
-                earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
-            }
-        }
-        earliest
+    /// Close connection `i` (its descriptor leaves the epoll set as it closes).
+    fn close(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        c.sock = None;
+        c.want_out = false;
+        c.phase = Phase::Idle;
     }
 }
 
 impl ClosedDriver for HttpDriver {
     fn run(mut self: Box<Self>, ctl: &mut dyn DriverCtl) {
-        let n = self.conns.len();
-        let timeout_ns = ctl.timeout_ns().max(1);
-        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; n.max(1)];
-        ctl.wait_start();
-        for i in 0..n {
-            self.issue(ctl, i);
-        }
-        let mut next_check_ns = ctl.now_ns() + timeout_ns.min(WAIT_NS);
-        let mut stop_seen_ns: Option<i64> = None;
-        loop {
-            for i in std::mem::take(&mut self.pending) {
-                self.issue(ctl, i);
-            }
-            self.record(ctl);
-            if !self.in_flight() && self.pending.is_empty() {
-                break;
-            }
-            let now = ctl.now_ns();
-            let wait_ms = if self.pending.is_empty() {
-                ((next_check_ns - now).max(0) as u64).div_ceil(1_000_000) as i32
-            } else {
-                0
-            };
-            // SAFETY: the epoll descriptor is open; `events` has room for `len` entries.
-            let k = unsafe {
-                libc::epoll_wait(
-                    self.epoll.as_raw_fd(),
-                    events.as_mut_ptr(),
-                    events.len() as i32,
-                    wait_ms,
-                )
-            };
-            if k < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    // The epoll set itself failed: nothing more can be waited for.
-                    tracing::warn!("epoll_wait: {e}; the run stops here");
-                    let o = Outcome::err(self.t.op, ErrorClass::Io, format!("epoll_wait: {e}"));
-                    self.end_all(ctl, |_| o.clone());
-                    break;
-                }
-            }
-            for ev in &events[..k.max(0) as usize] {
-                let (i, evs) = (ev.u64 as usize, ev.events);
-                self.event(ctl, i, evs);
-            }
-            // Every connection that had a response has its next request out: now record.
-            self.record(ctl);
-            let now = ctl.now_ns();
-            if now < next_check_ns {
-                continue;
-            }
-            // A stop ends the loop once the grace for what is in flight has passed.
-            if ctl.stopping() {
-                let since = *stop_seen_ns.get_or_insert(now);
-                if now - since >= ctl.grace_ns() {
-                    let t = self.t.clone();
-                    self.end_all(ctl, |f| {
-                        if now - f.sent_ns >= timeout_ns {
-                            timed_out(&t, timeout_ns)
-                        } else {
-                            let m = "run stopped while in flight";
-                            Outcome::err(t.op, ErrorClass::Cancelled, m)
-                        }
-                    });
-                    break;
-                }
-                for c in &mut self.conns {
-                    c.stopped = true;
-                }
-            }
-            let earliest = self.expire(now, timeout_ns);
-            next_check_ns = now + timeout_ns.min(WAIT_NS);
-            if let Some(e) = earliest {
-                next_check_ns = next_check_ns.min(e);
-            }
-        }
-        self.record(ctl);
+        ed::run(&mut *self, ctl);
     }
-}
-
-/// The outcome of a request that had no answer within `timeout_ns`.
-fn timed_out(t: &Target, timeout_ns: i64) -> Outcome {
-    let d = std::time::Duration::from_nanos(timeout_ns.max(0) as u64);
-    Outcome::err(t.op, ErrorClass::Timeout, format!("no answer within {d:?}"))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! client constructor of each kind's descriptor ([`crate::kinds`]). A new kind adds its module
 //! and its arm in [`make_client`]; a new vector backend only its arm in [`vector::make`].
 
+mod epoll_driver;
 pub mod file_storage;
 pub mod http;
 mod http_decode;
