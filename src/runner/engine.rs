@@ -153,8 +153,13 @@ pub struct EngineOutcome {
     pub metrics: Vec<RunMetric>,
 }
 
-/// The aggregates of one shard of the clients (see [`Shared::agg`]).
+/// The aggregates of one shard of the clients (see [`Shared::agg`]), on cache lines of their
+/// own (the client threads write theirs on every request).
+#[repr(align(128))]
 struct Agg {
+    /// The run's id in an allocation of this shard's own: every request row holds a
+    /// reference, and a count shared by the client threads would bounce between their cores.
+    run_id: Arc<str>,
     /// Per client of the shard, by [`Shared::shard_of`]'s index.
     corrected: Vec<Histogram<u64>>,
     service: Vec<Histogram<u64>>,
@@ -173,8 +178,9 @@ struct Agg {
 }
 
 impl Agg {
-    fn new(clients: usize) -> Agg {
+    fn new(run_id: &str, clients: usize) -> Agg {
         Agg {
+            run_id: Arc::from(run_id),
             corrected: (0..clients).map(|_| hist()).collect(),
             service: (0..clients).map(|_| hist()).collect(),
             gen_lag: hist(),
@@ -317,7 +323,7 @@ impl Shared {
         let lag_us = ((sent_ns - scheduled_ns).max(0) / 1000) as u64;
         let corrected_us = ((done_ns - scheduled_ns).max(0) / 1000) as u64;
         let service_us = ((done_ns - sent_ns).max(0) / 1000) as u64;
-        {
+        let run_id = {
             let (shard, k) = self.shard_of(client);
             let mut a = shard.lock().expect("agg lock");
             a.iv_done += 1;
@@ -345,7 +351,8 @@ impl Shared {
                     let _ = a.service[k].record(service_us);
                 }
             }
-        }
+            a.run_id.clone()
+        };
         let c = self.counters_of(client);
         c.completed.fetch_add(1, Ordering::Relaxed);
         if let Some(class) = o.error {
@@ -375,7 +382,7 @@ impl Shared {
         self.rows.push(
             client as usize,
             RequestRow::from_outcome(
-                self.run_id.clone(),
+                run_id,
                 client,
                 seq,
                 scheduled_ns,
@@ -906,6 +913,7 @@ fn new_shared(
         agg: (0..shards)
             .map(|k| {
                 Mutex::new(Agg::new(
+                    &cfg.run_id,
                     (clients as usize).saturating_sub(k).div_ceil(shards),
                 ))
             })
@@ -1686,7 +1694,7 @@ async fn ticker(sh: Arc<Shared>, cfg: TickerCfg, phase: Arc<AtomicU8>) {
         last_ns = now;
         let (iv_done, iv_errors, lat, lag_p99_ms, ttft, tpot, success_duration) = {
             // Each shard's interval, taken and reset under its own lock, then merged.
-            let mut iv = Agg::new(0);
+            let mut iv = Agg::new(&sh.run_id, 0);
             for m in sh.agg.iter() {
                 let mut a = m.lock().expect("agg lock");
                 iv.iv_done += a.iv_done;

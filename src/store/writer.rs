@@ -111,8 +111,10 @@ pub struct RequestSink {
     shards: Box<[Mutex<Shard>]>,
 }
 
-/// One shard's rows: a segment of the request log being encoded.
+/// One shard's rows: a segment of the request log being encoded, on cache lines of its own
+/// (neighbouring shards belong to different client threads).
 #[derive(Default)]
+#[repr(align(128))]
 struct Shard {
     bytes: Vec<u8>,
     enc: super::log::Encoder,

@@ -136,46 +136,59 @@ async fn mix_seed_drop_and_commit_count() {
     drop(m);
     // The commit counter is read from another database, so the reads do not count themselves.
     let stats = monitor_db(&env, "postgres").await;
-    wait_no_sessions(&stats, &db).await;
-    let before = xact_commit(&stats, &db).await;
-
     let workers = 4u32;
-    let recs = drive(&c, workers, 250, 42).await;
-    assert!(errors(&recs).is_empty(), "{:?}", errors(&recs).first());
-    let ok = recs.len() as i64;
-    let inserts = count(&recs, "insert") as i64;
-    assert!(
-        count(&recs, "select") > 450 && inserts > 100,
-        "mix not followed"
-    );
-    assert!(recs
-        .iter()
-        .filter(|r| r.outcome.op == "select")
-        .all(|r| r.first_byte));
-    // Workers are dropped when `drive` returns: their sessions end and flush their stats.
-    wait_no_sessions(&stats, &db).await;
-    let after = xact_commit(&stats, &db).await;
-    let delta = after - before;
-    // Expected: one commit per recorded successful request, plus per worker session 2 commits
-    // that are not requests: the session start (catalog lookups at login) and its statement
-    // preparations (4 Parse, one Sync: one implicit transaction). Measured exactly so on PG 15; up to
-    // 3 more are tolerated for an autovacuum/autoanalyze of the table landing in the window.
-    // Nothing else uses this database meanwhile (the tests of this file are serialised and the
-    // counter is read from another database).
-    let extra = delta - ok;
-    eprintln!("xact_commit delta {delta}, recorded ok requests {ok}, extra {extra}");
-    let fixed = 2 * workers as i64;
-    assert!(
+    let mut rows_expected = 5000;
+    // The engine's tasks (one worker per client), then the epoll driver (the default for an
+    // unpaced closed loop): the same mix and the same count of commits.
+    for driven in [false, true] {
+        wait_no_sessions(&stats, &db).await;
+        let before = xact_commit(&stats, &db).await;
+        let recs = if driven {
+            drive_closed(&c, workers, 1000, 42, |_| {})
+                .await
+                .expect("a driver")
+        } else {
+            drive(&c, workers, 250, 42).await
+        };
+        assert_eq!(recs.len(), 1000);
+        assert!(errors(&recs).is_empty(), "{:?}", errors(&recs).first());
+        let ok = recs.len() as i64;
+        let inserts = count(&recs, "insert") as i64;
+        assert!(
+            count(&recs, "select") > 450 && inserts > 100,
+            "mix not followed"
+        );
+        assert!(recs
+            .iter()
+            .filter(|r| r.outcome.op == "select")
+            .all(|r| r.first_byte));
+        // Workers (the driver) are dropped when `drive` (`drive_closed`) returns: their sessions
+        // end and flush their stats.
+        wait_no_sessions(&stats, &db).await;
+        let after = xact_commit(&stats, &db).await;
+        let delta = after - before;
+        // Expected: one commit per recorded successful request, plus per worker session 2 commits
+        // that are not requests: the session start (catalog lookups at login) and its statement
+        // preparations (4 Parse, one Sync: one implicit transaction). Measured exactly so on PG 15; up to
+        // 3 more are tolerated for an autovacuum/autoanalyze of the table landing in the window.
+        // Nothing else uses this database meanwhile (the tests of this file are serialised and the
+        // counter is read from another database).
+        let extra = delta - ok;
+        eprintln!("xact_commit delta {delta}, recorded ok requests {ok}, extra {extra}");
+        let fixed = 2 * workers as i64;
+        assert!(
         (fixed..=fixed + 3).contains(&extra),
-        "pg_stat_database says {delta} commits, factorybench recorded {ok} ok requests (+{fixed} session commits expected)"
+        "driven {driven}: pg_stat_database says {delta} commits, factorybench recorded {ok} ok requests (+{fixed} session commits expected)"
     );
+        rows_expected += inserts * 5 - count(&recs, "delete") as i64;
+    }
     let m = monitor(&env).await;
     let rows: i64 = m
         .query_one(&format!("SELECT count(*) FROM {table}"), &[])
         .await
         .unwrap()
         .get(0);
-    assert!(rows >= 5000 + inserts * 5 - count(&recs, "delete") as i64);
+    assert!(rows >= rows_expected);
 
     assert!(c.teardown().await.unwrap().is_empty());
     let exists: bool = m
@@ -351,6 +364,71 @@ async fn sessions_killed_mid_run() {
         outcomes.push(w.request(&mut ctx).await);
     }
     let failed: Vec<_> = outcomes.iter().filter(|o| o.error.is_some()).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    c.teardown().await.unwrap();
+}
+
+/// The epoll driver through sessions the server ends mid-run: every session is terminated
+/// while the driver waits for its 100th request; each client's next request finds its session
+/// gone (a FATAL, then the close), and goes out on a new one, opened off the driver's thread.
+/// Nothing fails, and the other clients go on meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driver_reopens_sessions_killed_mid_run() {
+    let Some(env) = common::server("postgres") else {
+        return;
+    };
+    let _serial = SESSIONS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pw = pw_file(&dir, &env["FB_TEST_PG_PASSWORD"]);
+    let table = format!("fb_test_dkill_{}", std::process::id());
+    let c = client(&recipe(
+        &env,
+        &pw,
+        &format!("    table_name: {table}\n    seed_rows: 100"),
+    ));
+    c.setup().await.unwrap();
+    let m = std::sync::Arc::new(monitor(&env).await);
+    let rt = tokio::runtime::Handle::current();
+    let killed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (m2, k2) = (m.clone(), killed.clone());
+    let recs = drive_closed(&c, 4, 400, 7, move |k| {
+        if k != 100 {
+            return;
+        }
+        rt.block_on(async {
+            let pids: Vec<i32> = m2
+                .query(
+                    "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE application_name = 'factorybench' AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            k2.store(pids.len(), std::sync::atomic::Ordering::SeqCst);
+            for _ in 0..100 {
+                let left: i64 = m2
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)",
+                        &[&pids],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                if left == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+    })
+    .await
+    .expect("a driver");
+    assert!(killed.load(std::sync::atomic::Ordering::SeqCst) >= 4);
+    assert_eq!(recs.len(), 400);
+    let failed: Vec<_> = errors(&recs);
     assert!(failed.is_empty(), "{failed:?}");
     c.teardown().await.unwrap();
 }

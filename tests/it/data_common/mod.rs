@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use factorybench::recipe::{self, Service};
-use factorybench::runner::client::{Client, Outcome, RequestCtx, RunMetric};
+use factorybench::runner::client::{Client, DriverCtl, Outcome, RequestCtx, RunMetric};
 use factorybench::runner::clients::make_client;
 use factorybench::runner::clock::Clock;
 use factorybench::runner::rng::Rng;
@@ -86,4 +86,88 @@ pub fn metric(ms: &[RunMetric], name: &str) -> Option<f64> {
 pub fn dead_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
+}
+
+/// `budget` requests through the client's closed-loop driver ([`Client::closed_driver`]) of
+/// `clients` clients, on a blocking thread as the engine runs it; `at(k)` runs on that thread
+/// before the `k`-th request is handed out (it may block: the requests in flight wait).
+/// Returns every request recorded, in order, or None when the client has no driver.
+pub async fn drive_closed(
+    client: &Arc<dyn Client>,
+    clients: u32,
+    budget: u64,
+    seed: u64,
+    at: impl FnMut(u64) + Send + 'static,
+) -> Option<Vec<Rec>> {
+    let ids: Vec<u32> = (0..clients).collect();
+    let driver = client.closed_driver(&ids).await.expect("driver")?;
+    let mut ctl = Ctl {
+        clock: Clock::new(),
+        budget,
+        handed: 0,
+        seed,
+        at: Box::new(at),
+        recs: Vec::new(),
+    };
+    let recs = tokio::task::spawn_blocking(move || {
+        driver.run(&mut ctl);
+        ctl.recs
+    })
+    .await
+    .expect("driver thread");
+    Some(recs)
+}
+
+struct Ctl {
+    clock: Clock,
+    budget: u64,
+    handed: u64,
+    seed: u64,
+    at: Box<dyn FnMut(u64) + Send>,
+    recs: Vec<Rec>,
+}
+
+impl DriverCtl for Ctl {
+    fn wait_start(&self) {}
+    fn now_ns(&self) -> i64 {
+        self.clock.now_ns()
+    }
+    fn next(&mut self, _client: u32) -> Option<(u64, i64)> {
+        if self.handed >= self.budget {
+            return None;
+        }
+        (self.at)(self.handed);
+        self.handed += 1;
+        Some((self.handed - 1, self.clock.now_ns()))
+    }
+    fn done(
+        &mut self,
+        _client: u32,
+        _seq: u64,
+        sent_ns: i64,
+        first_byte_ns: Option<i64>,
+        done_ns: i64,
+        o: &Outcome,
+    ) {
+        assert!(sent_ns <= done_ns);
+        if let Some(fb) = first_byte_ns {
+            assert!(sent_ns <= fb && fb <= done_ns);
+        }
+        self.recs.push(Rec {
+            outcome: o.clone(),
+            first_byte: first_byte_ns.is_some(),
+        });
+    }
+    fn stopping(&self) -> bool {
+        false
+    }
+    fn timeout_ns(&self) -> i64 {
+        10_000_000_000
+    }
+    fn grace_ns(&self) -> i64 {
+        1_000_000_000
+    }
+    fn seed(&self) -> u64 {
+        self.seed
+    }
 }

@@ -31,12 +31,14 @@
 //! Setup, teardown and the server facts use tokio-postgres. The timed requests go through
 //! [`wire`]: each worker's own session, spoken directly (pgbench's way with libpq).
 
+mod driver;
 mod wire;
 
 use super::util::{error_chain, resolve_secret};
 use crate::recipe::{DatabaseWorkload, DbOp, Service};
 use crate::runner::client::{
-    BoxFuture, Client, ClientError, ErrorClass, Outcome, RequestCtx, RunMetric, Worker,
+    BoxFuture, Client, ClientError, ClosedDriver, ErrorClass, Outcome, RequestCtx, RunMetric,
+    Worker,
 };
 use crate::runner::rng::Rng;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -51,12 +53,11 @@ pub const PAYLOAD_CHARS: usize = 100;
 const PAYLOAD_POOL: usize = 256;
 
 pub struct PostgresClient {
-    wl: DatabaseWorkload,
-    seed: u64,
     shared: Arc<Shared>,
 }
 
 struct Shared {
+    wl: DatabaseWorkload,
     /// Highest id that may exist (seed rows + inserted rows).
     max_id: AtomicI64,
     payloads: Vec<String>,
@@ -92,9 +93,8 @@ impl PostgresClient {
             connect_timeout: Duration::from_secs_f64(svc.load.timeout_s.clamp(0.1, 30.0)),
         };
         Ok(PostgresClient {
-            wl: wl.clone(),
-            seed: svc.load.seed,
             shared: Arc::new(Shared {
+                wl: wl.clone(),
                 max_id: AtomicI64::new(wl.seed_rows as i64),
                 payloads,
                 config: config(&wire),
@@ -105,12 +105,12 @@ impl PostgresClient {
     }
 
     async fn open(&self, stage: &'static str) -> Result<PgClient, ClientError> {
-        open(&self.shared.config, &self.wl, stage).await
+        open(&self.shared.config, &self.shared.wl, stage).await
     }
 
     fn table(&self) -> &str {
         // Validated as a plain identifier by the recipe decoder; quoted anyway.
-        &self.wl.table_name
+        &self.shared.wl.table_name
     }
 }
 
@@ -188,12 +188,8 @@ impl Statements {
 }
 
 /// A worker's session (the wire path) with its four statements prepared.
-async fn open_session(
-    shared: &Shared,
-    wl: &DatabaseWorkload,
-    stage: &'static str,
-) -> Result<wire::Conn, ClientError> {
-    let p = &shared.wire;
+async fn open_session(shared: &Shared, stage: &'static str) -> Result<wire::Conn, ClientError> {
+    let (p, wl) = (&shared.wire, &shared.wl);
     let err = |e: wire::WireError| {
         describe_error(stage, wl, &p.host, p.port, e.class(), e.db(), e.to_string())
     };
@@ -309,8 +305,9 @@ impl Client for PostgresClient {
         Box::pin(async move {
             let c = self.open("setup").await?;
             let t = self.table();
-            let err =
-                |e: tokio_postgres::Error| setup_error("setup", &self.wl, &self.shared.config, &e);
+            let err = |e: tokio_postgres::Error| {
+                setup_error("setup", &self.shared.wl, &self.shared.config, &e)
+            };
             let cols: Vec<(String, String)> = c
                 .query(
                     "SELECT column_name::text, data_type::text FROM information_schema.columns \
@@ -354,14 +351,14 @@ impl Client for PostgresClient {
                     ),
                 ));
             }
-            if self.wl.seed_rows > 0 {
+            if self.shared.wl.seed_rows > 0 {
                 c.execute(
                     &format!(
                         "INSERT INTO \"{t}\" (k, payload) SELECT (g * 7919) % 1000000, \
                          rpad(md5(g::text), {PAYLOAD_CHARS}, md5((g + 1)::text)) \
                          FROM generate_series(1::bigint, $1::bigint) AS g"
                     ),
-                    &[&(self.wl.seed_rows as i64)],
+                    &[&(self.shared.wl.seed_rows as i64)],
                 )
                 .await
                 .map_err(err)?;
@@ -371,32 +368,48 @@ impl Client for PostgresClient {
                 .map_err(err)?;
             self.shared
                 .max_id
-                .store(self.wl.seed_rows as i64, Ordering::Relaxed);
+                .store(self.shared.wl.seed_rows as i64, Ordering::Relaxed);
             Ok(())
         })
     }
 
-    fn connect(&self, worker: u32) -> BoxFuture<'_, Result<Box<dyn Worker>, ClientError>> {
+    fn connect(&self, _worker: u32) -> BoxFuture<'_, Result<Box<dyn Worker>, ClientError>> {
         Box::pin(async move {
-            let conn = open_session(&self.shared, &self.wl, "connect").await?;
+            let conn = open_session(&self.shared, "connect").await?;
             Ok(Box::new(PgWorker {
                 conn,
-                wl: self.wl.clone(),
                 shared: self.shared.clone(),
-                _seed: self.seed ^ worker as u64,
+                request: Vec::with_capacity(256),
             }) as Box<dyn Worker>)
         })
     }
 
     fn teardown(&self) -> BoxFuture<'_, Result<Vec<RunMetric>, ClientError>> {
         Box::pin(async move {
-            if !self.wl.keep_table {
+            if !self.shared.wl.keep_table {
                 let c = self.open("teardown").await?;
                 c.batch_execute(&format!("DROP TABLE IF EXISTS \"{}\"", self.table()))
                     .await
-                    .map_err(|e| setup_error("teardown", &self.wl, &self.shared.config, &e))?;
+                    .map_err(|e| {
+                        setup_error("teardown", &self.shared.wl, &self.shared.config, &e)
+                    })?;
             }
             Ok(Vec::new())
+        })
+    }
+
+    /// The epoll driver ([`driver`]), unless `FB_PG_CLIENT=tasks` asks for the engine's
+    /// tasks (for comparisons).
+    fn closed_driver<'a>(
+        &'a self,
+        clients: &'a [u32],
+    ) -> BoxFuture<'a, Result<Option<Box<dyn ClosedDriver>>, ClientError>> {
+        Box::pin(async move {
+            if std::env::var("FB_PG_CLIENT").is_ok_and(|v| v == "tasks") {
+                return Ok(None);
+            }
+            let d = driver::PgDriver::open(self.shared.clone(), clients).await?;
+            Ok(Some(Box::new(d) as Box<dyn ClosedDriver>))
         })
     }
 
@@ -418,9 +431,9 @@ impl Client for PostgresClient {
 
 struct PgWorker {
     conn: wire::Conn,
-    wl: DatabaseWorkload,
     shared: Arc<Shared>,
-    _seed: u64,
+    /// The request being made, encoded (sent once more as it is when its session had ended).
+    request: Vec<u8>,
 }
 
 impl Shared {
@@ -431,6 +444,74 @@ impl Shared {
 
     fn payload(&self, rng: &mut Rng) -> &str {
         &self.payloads[rng.below(self.payloads.len() as u64) as usize]
+    }
+
+    /// Draw the next request from `rng` (the operation by the mix, then its parameters) and
+    /// encode it into `out`.
+    fn encode_request(&self, rng: &mut Rng, out: &mut Vec<u8>) -> DbOp {
+        let wl = &self.wl;
+        let op = wl.mix.pick(rng.next_f64());
+        match op {
+            DbOp::Select => {
+                let id = self.pick_id(rng);
+                wire::encode_execute(out, SELECT, &[Param::Int8(id)]);
+            }
+            DbOp::Insert => {
+                let n = wl.batch_size as usize;
+                if n == 1 {
+                    let k = rng.below(1_000_000) as i32;
+                    let p = self.payload(rng);
+                    wire::encode_execute(out, INSERT, &[Param::Int4(k), Param::Text(p)]);
+                } else {
+                    let mut ks = Vec::with_capacity(n);
+                    let mut ps = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        ks.push(rng.below(1_000_000) as i32);
+                        ps.push(self.payload(rng));
+                    }
+                    let params = [Param::Int4Array(&ks), Param::TextArray(&ps)];
+                    wire::encode_execute(out, INSERT, &params);
+                }
+            }
+            DbOp::Update => {
+                let id = self.pick_id(rng);
+                let k = rng.below(1_000_000) as i32;
+                let p = self.payload(rng);
+                let params = [Param::Int8(id), Param::Int4(k), Param::Text(p)];
+                wire::encode_execute(out, UPDATE, &params);
+            }
+            DbOp::Delete => {
+                let id = self.pick_id(rng);
+                wire::encode_execute(out, DELETE, &[Param::Int8(id)]);
+            }
+        }
+        op
+    }
+
+    /// The outcome of a request of `op` that ended with `r`; a committed insert raises the
+    /// highest id.
+    fn outcome(&self, op: DbOp, r: Result<wire::Reply, (ErrorClass, String)>) -> Outcome {
+        let name = op_name(op);
+        let r = match r {
+            Ok(r) => r,
+            Err((class, message)) => return Outcome::err(name, class, message),
+        };
+        let (sent, received) = match op {
+            DbOp::Select => (0, r.payload_bytes + 24 * r.data_rows),
+            DbOp::Insert => {
+                self.max_id.fetch_add(r.rows as i64, Ordering::Relaxed);
+                let n = self.wl.batch_size as usize;
+                ((n * (PAYLOAD_CHARS + 4)) as u64, 0)
+            }
+            DbOp::Update | DbOp::Delete => (0, 0),
+        };
+        Outcome {
+            op: name,
+            size_bytes: sent.max(received),
+            bytes_sent: sent,
+            bytes_received: received,
+            ..Default::default()
+        }
     }
 }
 
@@ -446,73 +527,9 @@ fn op_name(op: DbOp) -> &'static str {
 impl Worker for PgWorker {
     fn request<'a>(&'a mut self, ctx: &'a mut RequestCtx<'_>) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            let op = self.wl.mix.pick(ctx.rng.next_f64());
-            let name = op_name(op);
-            let PgWorker {
-                conn, wl, shared, ..
-            } = &mut *self;
-            let res = match op {
-                DbOp::Select => {
-                    let id = shared.pick_id(ctx.rng);
-                    execute(conn, shared, wl, SELECT, &[Param::Int8(id)], ctx)
-                        .await
-                        .map(|r| r.payload_bytes + 24 * r.data_rows)
-                }
-                DbOp::Insert => {
-                    let n = wl.batch_size as usize;
-                    let r = if n == 1 {
-                        let k = ctx.rng.below(1_000_000) as i32;
-                        let p = shared.payload(ctx.rng);
-                        let params = [Param::Int4(k), Param::Text(p)];
-                        execute(conn, shared, wl, INSERT, &params, ctx).await
-                    } else {
-                        let mut ks = Vec::with_capacity(n);
-                        let mut ps = Vec::with_capacity(n);
-                        for _ in 0..n {
-                            ks.push(ctx.rng.below(1_000_000) as i32);
-                            ps.push(shared.payload(ctx.rng));
-                        }
-                        let params = [Param::Int4Array(&ks), Param::TextArray(&ps)];
-                        execute(conn, shared, wl, INSERT, &params, ctx).await
-                    };
-                    r.map(|r| {
-                        shared.max_id.fetch_add(r.rows as i64, Ordering::Relaxed);
-                        0
-                    })
-                }
-                DbOp::Update => {
-                    let id = shared.pick_id(ctx.rng);
-                    let k = ctx.rng.below(1_000_000) as i32;
-                    let p = shared.payload(ctx.rng);
-                    let params = [Param::Int8(id), Param::Int4(k), Param::Text(p)];
-                    execute(conn, shared, wl, UPDATE, &params, ctx)
-                        .await
-                        .map(|_| 0)
-                }
-                DbOp::Delete => {
-                    let id = shared.pick_id(ctx.rng);
-                    execute(conn, shared, wl, DELETE, &[Param::Int8(id)], ctx)
-                        .await
-                        .map(|_| 0)
-                }
-            };
-            match res {
-                Ok(received) => {
-                    let sent = if op == DbOp::Insert {
-                        (self.wl.batch_size as usize * (PAYLOAD_CHARS + 4)) as u64
-                    } else {
-                        0
-                    };
-                    Outcome {
-                        op: name,
-                        size_bytes: sent.max(received),
-                        bytes_sent: sent,
-                        bytes_received: received,
-                        ..Default::default()
-                    }
-                }
-                Err((class, message)) => Outcome::err(name, class, message),
-            }
+            let op = self.shared.encode_request(ctx.rng, &mut self.request);
+            let r = execute(&mut self.conn, &self.shared, &self.request, ctx).await;
+            self.shared.outcome(op, r)
         })
     }
 }
@@ -525,19 +542,17 @@ impl Worker for PgWorker {
 async fn execute(
     conn: &mut wire::Conn,
     shared: &Shared,
-    wl: &DatabaseWorkload,
-    statement: &str,
-    params: &[Param<'_>],
+    request: &[u8],
     ctx: &mut RequestCtx<'_>,
 ) -> Result<wire::Reply, (ErrorClass, String)> {
     let mut resent = false;
     loop {
         if !conn.usable() {
-            *conn = open_session(shared, wl, "reconnect")
+            *conn = open_session(shared, "reconnect")
                 .await
                 .map_err(|e| (e.class, e.message))?;
         }
-        match conn.execute(statement, params, ctx).await {
+        match conn.execute(request, ctx).await {
             Err(_) if conn.ended_before_reply() && !resent => {
                 // The first byte is the resent request's reply, not the FATAL.
                 ctx.first_byte_ns = None;

@@ -147,19 +147,32 @@ impl Stream {
     }
 }
 
-/// One logged-in session.
-pub(super) struct Conn {
-    stream: Stream,
+/// One session's protocol state apart from its socket: the received bytes and the reply
+/// being read. The async [`Conn`] and the epoll driver ([`super::driver`]) both read through
+/// it.
+pub(super) struct Codec {
     /// Received bytes; `start..end` is not parsed yet.
     buf: Vec<u8>,
     start: usize,
     end: usize,
-    /// The next message(s) to send.
-    out: Vec<u8>,
     /// An error left the protocol state unknown: the session must not be used again.
     broken: bool,
-    /// See [`Conn::ended_before_reply`].
+    /// See [`Codec::ended_before_reply`].
     ended_before_reply: bool,
+    /// The reply being read: what it held so far, its error, whether any byte or message of
+    /// it arrived.
+    reply: Reply,
+    err: Option<WireError>,
+    got_bytes: bool,
+    seen_any: bool,
+}
+
+/// One logged-in session.
+pub(super) struct Conn {
+    stream: Stream,
+    codec: Codec,
+    /// The next message(s) to send (login and prepare).
+    out: Vec<u8>,
 }
 
 /// Start a message with `tag` in `out`; [`end_msg`] writes its length.
@@ -260,12 +273,8 @@ impl Conn {
         };
         let mut c = Conn {
             stream,
-            buf: vec![0; BUF_BYTES],
-            start: 0,
-            end: 0,
+            codec: Codec::new(),
             out: Vec::with_capacity(512),
-            broken: false,
-            ended_before_reply: false,
         };
         // StartupMessage: no tag, protocol 3.0, then name/value pairs.
         let at = c.out.len();
@@ -413,82 +422,40 @@ impl Conn {
         }
     }
 
-    /// Whether the session can take a request: no earlier error left its protocol state
-    /// unknown.
+    /// The session's socket (non-blocking) and protocol state, for the epoll driver.
+    pub fn into_std(self) -> io::Result<(std::os::fd::OwnedFd, Codec)> {
+        let fd = match self.stream {
+            Stream::Tcp(s) => s.into_std()?.into(),
+            Stream::Unix(s) => s.into_std()?.into(),
+        };
+        Ok((fd, self.codec))
+    }
+
     pub fn usable(&self) -> bool {
-        !self.broken
+        self.codec.usable()
     }
 
-    /// Whether the last [`Conn::execute`] failed because the session had ended before the
-    /// request reached it: the connection closed (or was reset) before any reply byte, or the
-    /// reply began with a FATAL error (the backend ends the session and aborts what it had
-    /// not committed: `pg_terminate_backend`, `idle_session_timeout`, a shutdown). The request
-    /// did not run, and may run again on a new session.
     pub fn ended_before_reply(&self) -> bool {
-        self.ended_before_reply
+        self.codec.ended_before_reply()
     }
 
-    /// Run prepared `statement` with `params` (binary) and read its reply up to
+    /// Send `request` (encoded by [`encode_execute`]) and read its reply up to
     /// `ReadyForQuery`. The request's first byte is marked when the first reply bytes arrive.
     pub async fn execute(
         &mut self,
-        statement: &str,
-        params: &[Param<'_>],
+        request: &[u8],
         ctx: &mut RequestCtx<'_>,
     ) -> Result<Reply, WireError> {
-        encode_execute(&mut self.out, statement, params);
-        // Whatever fails from here on leaves the protocol state unknown.
-        self.broken = true;
-        self.ended_before_reply = false;
-        if let Err(e) = self.send().await {
-            self.ended_before_reply = true;
-            return Err(WireError::Io(e));
+        self.codec.begin();
+        if let Err(e) = self.stream.write_all(request).await {
+            return Err(self.codec.write_failed(e));
         }
-        let mut reply = Reply::default();
-        let mut err = None;
-        let mut first = true;
-        let mut seen_any = false;
         loop {
-            while let Some((tag, b0, b1)) = self.parse_one()? {
-                self.start = b1;
-                let body = &self.buf[b0..b1];
-                if !std::mem::replace(&mut seen_any, true) && tag == b'E' {
-                    let e = db_error(body);
-                    if let WireError::Db { severity, .. } = &e {
-                        if severity == "FATAL" || severity == "PANIC" {
-                            self.ended_before_reply = true;
-                            return Err(e);
-                        }
-                    }
-                }
-                match tag {
-                    b'D' => {
-                        reply.data_rows += 1;
-                        reply.payload_bytes += third_column_len(body);
-                    }
-                    b'C' => reply.rows = tag_rows(body),
-                    b'E' => err = Some(db_error(body)),
-                    b'Z' => {
-                        self.broken = false;
-                        return err.map_or(Ok(reply), Err);
-                    }
-                    // BindComplete, EmptyQueryResponse, NoData, notices, parameter status,
-                    // notifications.
-                    b'2' | b'I' | b'n' | b'N' | b'S' | b'A' => {}
-                    t => {
-                        return Err(WireError::Protocol(format!(
-                            "unexpected message `{}` in a reply",
-                            t as char
-                        )))
-                    }
-                }
+            if let Some(r) = self.codec.reply() {
+                return r;
             }
-            if let Err(e) = self.fill().await {
-                self.ended_before_reply = first;
-                return Err(e);
-            }
-            if first {
-                first = false;
+            let r = self.stream.read(self.codec.room()).await;
+            if self.codec.filled(r)? {
                 ctx.mark_first_byte();
             }
         }
@@ -499,6 +466,144 @@ impl Conn {
         let r = self.stream.write_all(&self.out).await;
         self.out.clear();
         r
+    }
+
+    /// The next message, copied out (login and prepare, not the timed path).
+    async fn next_message(&mut self) -> Result<(u8, Vec<u8>), WireError> {
+        loop {
+            if let Some((tag, b0, b1)) = self.codec.parse_one()? {
+                self.codec.start = b1;
+                return Ok((tag, self.codec.buf[b0..b1].to_vec()));
+            }
+            let r = self.stream.read(self.codec.room()).await;
+            self.codec.filled(r)?;
+        }
+    }
+}
+
+impl Codec {
+    fn new() -> Codec {
+        Codec {
+            buf: vec![0; BUF_BYTES],
+            start: 0,
+            end: 0,
+            broken: false,
+            ended_before_reply: false,
+            reply: Reply::default(),
+            err: None,
+            got_bytes: false,
+            seen_any: false,
+        }
+    }
+
+    /// Whether the session can take a request: no earlier error left its protocol state
+    /// unknown.
+    pub fn usable(&self) -> bool {
+        !self.broken
+    }
+
+    /// Whether the last request failed because the session had ended before the request
+    /// reached it: the connection closed (or was reset) before any reply byte, the request
+    /// could not be written, or the reply began with a FATAL error (the backend ends the
+    /// session and aborts what it had not committed: `pg_terminate_backend`,
+    /// `idle_session_timeout`, a shutdown). The request did not run, and may run again on a
+    /// new session.
+    pub fn ended_before_reply(&self) -> bool {
+        self.ended_before_reply
+    }
+
+    /// A request goes out now: until its reply is whole, a failure leaves the protocol state
+    /// unknown.
+    pub fn begin(&mut self) {
+        self.broken = true;
+        self.ended_before_reply = false;
+        self.reply = Reply::default();
+        self.err = None;
+        self.got_bytes = false;
+        self.seen_any = false;
+    }
+
+    /// The request could not be written: it did not reach the server.
+    pub fn write_failed(&mut self, e: io::Error) -> WireError {
+        self.broken = true;
+        self.ended_before_reply = true;
+        WireError::Io(e)
+    }
+
+    /// Where the next read goes (at least one byte).
+    pub fn room(&mut self) -> &mut [u8] {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end == self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// What a read into [`Codec::room`] returned. Ok(true) when these are the reply's first
+    /// bytes; a close (0 bytes) or an error breaks the session.
+    pub fn filled(&mut self, r: io::Result<usize>) -> Result<bool, WireError> {
+        let e = match r {
+            Ok(0) => WireError::Closed,
+            Ok(n) => {
+                self.end += n;
+                return Ok(!std::mem::replace(&mut self.got_bytes, true));
+            }
+            Err(e) => WireError::Io(e),
+        };
+        self.broken = true;
+        self.ended_before_reply = !self.got_bytes;
+        Err(e)
+    }
+
+    /// The reply to the request since [`Codec::begin`], once the buffer holds it whole up to
+    /// `ReadyForQuery` (an `ErrorResponse` in it is the error, the session usable); None
+    /// while it needs more bytes. A FATAL error first, or a protocol error, ends it at once
+    /// (the session is broken).
+    pub fn reply(&mut self) -> Option<Result<Reply, WireError>> {
+        loop {
+            let (tag, b0, b1) = match self.parse_one() {
+                Ok(Some(m)) => m,
+                Ok(None) => return None,
+                Err(e) => return Some(Err(e)),
+            };
+            self.start = b1;
+            let body = &self.buf[b0..b1];
+            if !std::mem::replace(&mut self.seen_any, true) && tag == b'E' {
+                let e = db_error(body);
+                if let WireError::Db { severity, .. } = &e {
+                    if severity == "FATAL" || severity == "PANIC" {
+                        self.ended_before_reply = true;
+                        return Some(Err(e));
+                    }
+                }
+            }
+            match tag {
+                b'D' => {
+                    self.reply.data_rows += 1;
+                    self.reply.payload_bytes += third_column_len(body);
+                }
+                b'C' => self.reply.rows = tag_rows(body),
+                b'E' => self.err = Some(db_error(body)),
+                b'Z' => {
+                    self.broken = false;
+                    return Some(self.err.take().map_or(Ok(self.reply), Err));
+                }
+                // BindComplete, EmptyQueryResponse, NoData, notices, parameter status,
+                // notifications.
+                b'2' | b'I' | b'n' | b'N' | b'S' | b'A' => {}
+                t => {
+                    self.broken = true;
+                    return Some(Err(WireError::Protocol(format!(
+                        "unexpected message `{}` in a reply",
+                        t as char
+                    ))));
+                }
+            }
+        }
     }
 
     /// The next whole message in the buffer: tag and body range.
@@ -528,46 +633,11 @@ impl Conn {
         }
         Ok(Some((self.buf[s], s + 5, s + total)))
     }
-
-    /// Read more bytes (at least one) into the buffer.
-    async fn fill(&mut self) -> Result<(), WireError> {
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        } else if self.end == self.buf.len() {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        let n = match self.stream.read(&mut self.buf[self.end..]).await {
-            Ok(n) => n,
-            Err(e) => {
-                self.broken = true;
-                return Err(WireError::Io(e));
-            }
-        };
-        if n == 0 {
-            self.broken = true;
-            return Err(WireError::Closed);
-        }
-        self.end += n;
-        Ok(())
-    }
-
-    /// The next message, copied out (login and prepare, not the timed path).
-    async fn next_message(&mut self) -> Result<(u8, Vec<u8>), WireError> {
-        loop {
-            if let Some((tag, b0, b1)) = self.parse_one()? {
-                self.start = b1;
-                return Ok((tag, self.buf[b0..b1].to_vec()));
-            }
-            self.fill().await?;
-        }
-    }
 }
 
-/// `Bind` (unnamed portal, binary parameters and results), `Execute`, `Sync`.
-fn encode_execute(out: &mut Vec<u8>, statement: &str, params: &[Param<'_>]) {
+/// `Bind` (unnamed portal, binary parameters and results), `Execute`, `Sync`: one request
+/// of prepared `statement`, in `out` (cleared first).
+pub(super) fn encode_execute(out: &mut Vec<u8>, statement: &str, params: &[Param<'_>]) {
     out.clear();
     let at = begin_msg(out, b'B');
     out.push(0);
