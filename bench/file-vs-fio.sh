@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # File storage: 4 KiB random reads, O_DIRECT, 16 in flight, factorybench vs fio on the same
-# directory, in alternating rounds (fio libaio, fio io_uring, then factorybench, per round).
+# directory, in alternating rounds (odd rounds: fio libaio, fio io_uring, then factorybench;
+# even rounds: factorybench, then fio io_uring, fio libaio).
 # Prints IOPS per run, and every ratio with fio's own IOPS beside it (which side was the
 # bottleneck), then the median ratios (goals: ≥ 1.0 against libaio, ≥ 0.9 against io_uring).
 # DIR (default /var/tmp), DUR seconds per run (default 10), ROUNDS (default 1; 5 on a quiet
@@ -89,10 +90,10 @@ fio_run() {
   fi
 }
 
-for round in $(seq "$ROUNDS"); do
-  fio_run libaio
-  fio_run io_uring
-  for ENGINE in $ENGINES; do
+# fb_run ENGINE : one factorybench run; sets FB_IOPS[ENGINE].
+declare -A FB_IOPS
+fb_run() {
+    local ENGINE="$1" R DB CPU
     R="$(recipe "file-$ENGINE" "  - service_name: files
     service_type: file_storage
     base_path: $D
@@ -110,23 +111,37 @@ for round in $(seq "$ROUNDS"); do
     DB="$DB_DIR/fb-file-$ENGINE-$$.db"
     sed -i "s|metrics_db: .*|metrics_db: $DB|" "$R"
     rm -f "$DB"
-    perf_run "$WORK/perf-fb-$ENGINE.txt" "$FB" run "$R" --json --no-progress > "$WORK/fb.json" 2> "$WORK/fb.err" || true
-    FB_IOPS="$(json "$WORK/fb.json" "j['runs'][0]['ops_per_s']")"
+    perf_run "$WORK/perf-fb-$ENGINE.txt" "$FB" run "$R" --json --no-progress > "$WORK/fb-$ENGINE.json" 2> "$WORK/fb.err" || true
+    FB_IOPS[$ENGINE]="$(json "$WORK/fb-$ENGINE.json" "j['runs'][0]['ops_per_s']")"
     # CPU of the whole process (runner, recorder, setup) over the measured duration.
-    FB_CPU="$(sqlite3 "$DB" "select cast(round(100.0 * (cpu_user_s + cpu_system_s) / duration_s) as int) from runs")"
+    CPU="$(sqlite3 "$DB" "select cast(round(100.0 * (cpu_user_s + cpu_system_s) / duration_s) as int) from runs")"
     rm -f "$DB" "$DB-wal" "$DB-shm"
-    printf '  round %s %-32s %10.0f IOPS, CPU %s %% of a core\n' "$round" "factorybench (io_engine $ENGINE):" "$FB_IOPS" "$FB_CPU"
-    for FIO in libaio io_uring; do
-      RATIO="$(python3 -c "print('%.3f' % ($FB_IOPS / ${FIO_IOPS[$FIO]}))")"
-      RATIOS[$ENGINE-$FIO]="${RATIOS[$ENGINE-$FIO]:-} $RATIO"
-      printf '           ratio factorybench (%s)/%s: %s (fio %.0f IOPS)\n' "$ENGINE" "${FIO_NAME[$FIO]}" "$RATIO" "${FIO_IOPS[$FIO]}"
-    done
+    printf '  round %s %-32s %10.0f IOPS, CPU %s %% of a core\n' "$round" "factorybench (io_engine $ENGINE):" "${FB_IOPS[$ENGINE]}" "$CPU"
     if [ "${PERF:-0}" = 1 ]; then
       # Every I/O the process made, warmup included (setup's own work is in the count too).
-      IOS="$(json "$WORK/fb.json" "j['runs'][0]['requests'] + j['runs'][0]['warmup_requests']")"
+      local IOS
+      IOS="$(json "$WORK/fb-$ENGINE.json" "j['runs'][0]['requests'] + j['runs'][0]['warmup_requests']")"
       IPIO["fb-$ENGINE"]="$(per_io "$WORK/perf-fb-$ENGINE.txt" "$IOS")"
       printf '           %s\n' "${IPIO["fb-$ENGINE"]}"
     fi
+}
+
+# Odd rounds run fio first, even rounds factorybench first: a disk that drifts during a series
+# favours neither side.
+for round in $(seq "$ROUNDS"); do
+  if (( round % 2 )); then
+    fio_run libaio; fio_run io_uring
+    for ENGINE in $ENGINES; do fb_run "$ENGINE"; done
+  else
+    for ENGINE in $ENGINES; do fb_run "$ENGINE"; done
+    fio_run io_uring; fio_run libaio
+  fi
+  for ENGINE in $ENGINES; do
+    for FIO in libaio io_uring; do
+      RATIO="$(python3 -c "print('%.3f' % (${FB_IOPS[$ENGINE]} / ${FIO_IOPS[$FIO]}))")"
+      RATIOS[$ENGINE-$FIO]="${RATIOS[$ENGINE-$FIO]:-} $RATIO"
+      printf '           round %s ratio factorybench (%s)/%s: %s (fio %.0f IOPS)\n' "$round" "$ENGINE" "${FIO_NAME[$FIO]}" "$RATIO" "${FIO_IOPS[$FIO]}"
+    done
   done
 done
 for ENGINE in $ENGINES; do

@@ -180,11 +180,18 @@ impl PgDriver {
         self.conns[i].phase = Phase::Opening;
         let (shared, mailbox) = (self.shared.clone(), self.mailbox.clone());
         self.rt.spawn(async move {
-            let r = match open_session(&shared, "reconnect").await {
-                Ok(c) => c
+            // The login has the connect timeout; the statements' preparation gets it again.
+            let within = 2 * shared.wire.connect_timeout;
+            let r = match tokio::time::timeout(within, open_session(&shared, "reconnect")).await {
+                Ok(Ok(c)) => c
                     .into_std()
                     .map_err(|e| ClientError::new(ErrorClass::Io, "reconnect", e.to_string())),
-                Err(e) => Err(e),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(ClientError::new(
+                    ErrorClass::Timeout,
+                    "reconnect",
+                    format!("no new session within {within:?}"),
+                )),
             };
             mailbox.post(i, r);
         });
@@ -402,6 +409,8 @@ mod tests {
         Error,
         /// A FATAL `ErrorResponse` (admin shutdown), then the close.
         Fatal,
+        /// `BindComplete`, then a FATAL and the close: the session ended during the request.
+        FatalMidReply,
         /// No answer, until the client closes.
         Stall,
     }
@@ -467,7 +476,10 @@ mod tests {
                             msg(&mut out, b'C', b"DELETE 1\0");
                         }
                         Act::Error => msg(&mut out, b'E', &error("ERROR", "23505")),
-                        Act::Fatal => {
+                        Act::Fatal | Act::FatalMidReply => {
+                            if act(n) == Act::FatalMidReply {
+                                msg(&mut out, b'2', b"");
+                            }
                             msg(&mut out, b'E', &error("FATAL", "57P01"));
                             c.write_all(&out).unwrap();
                             return n;
@@ -587,6 +599,30 @@ mod tests {
         driver(&rt, port, &[0]).run(&mut c);
         assert_eq!(classes(&c.done), vec![None; 10]);
         assert_eq!(srv.join().unwrap(), vec![3, 8]);
+    }
+
+    /// A session that ends during a request (its reply began) fails that request with the
+    /// server's error: the request reached the server, which cut it short. The next request
+    /// goes out on a new session.
+    #[test]
+    fn a_fatal_mid_reply_fails_the_request() {
+        let (port, srv) = server(2, |k, n| {
+            if k == 0 && n == 2 {
+                Act::FatalMidReply
+            } else {
+                Act::Ok
+            }
+        });
+        let rt = runtime();
+        let mut c = ctl(4, None, 5_000);
+        driver(&rt, port, &[0]).run(&mut c);
+        let mut want = vec![None; 4];
+        want[1] = Some(ErrorClass::Io);
+        assert_eq!(classes(&c.done), want);
+        let m = c.done[1].3.error_message.as_deref().unwrap_or_default();
+        assert!(m.contains("FATAL") && m.contains("57P01"), "{m}");
+        assert!(c.done[1].2.is_some(), "the reply's first byte came");
+        assert_eq!(srv.join().unwrap(), vec![2, 2]);
     }
 
     /// A request unanswered within its timeout is recorded as timed out, its session closed,

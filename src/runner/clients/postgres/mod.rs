@@ -29,7 +29,10 @@
 //!
 //! # Two protocol paths
 //! Setup, teardown and the server facts use tokio-postgres. The timed requests go through
-//! [`wire`]: each worker's own session, spoken directly (pgbench's way with libpq).
+//! [`wire`]: each client's own session, spoken directly (pgbench's way with libpq). An
+//! unpaced closed loop runs on [`driver`] threads, each with its clients' sessions in one
+//! epoll set (`FB_PG_CLIENT=tasks` keeps the engine's tasks); other loops use async workers
+//! ([`PgWorker`]). Both draw their requests and build their outcomes through [`Shared`].
 
 mod driver;
 mod wire;

@@ -544,10 +544,11 @@ impl Codec {
     }
 
     /// What a read into [`Codec::room`] returned. Ok(true) when these are the reply's first
-    /// bytes; a close (0 bytes) or an error breaks the session.
+    /// bytes; a close (0 bytes) or an error breaks the session. A close after an error the
+    /// server sent in the reply (a FATAL that cut it short) is that error.
     pub fn filled(&mut self, r: io::Result<usize>) -> Result<bool, WireError> {
         let e = match r {
-            Ok(0) => WireError::Closed,
+            Ok(0) => self.err.take().unwrap_or(WireError::Closed),
             Ok(n) => {
                 self.end += n;
                 return Ok(!std::mem::replace(&mut self.got_bytes, true));
