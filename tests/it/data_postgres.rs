@@ -67,6 +67,37 @@ async fn monitor_db(env: &HashMap<String, String>, db: &str) -> tokio_postgres::
     c
 }
 
+/// Terminate every factorybench session (`pg_terminate_backend`) and wait until their
+/// backends have exited (their sockets are closed); returns their pids.
+async fn terminate_sessions(m: &tokio_postgres::Client) -> Vec<i32> {
+    let pids: Vec<i32> = m
+        .query(
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = 'factorybench' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for _ in 0..100 {
+        let left: i64 = m
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)",
+                &[&pids],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    pids
+}
+
 async fn xact_commit(m: &tokio_postgres::Client, db: &str) -> i64 {
     m.batch_execute("SELECT pg_stat_clear_snapshot()")
         .await
@@ -323,34 +354,8 @@ async fn sessions_killed_mid_run() {
     let m = monitor(&env).await;
     for i in 0..40u64 {
         if i == 20 {
-            let killed: Vec<i32> = m
-                .query(
-                    "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity \
-                     WHERE application_name = 'factorybench' AND pid <> pg_backend_pid()",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            assert!(!killed.is_empty());
-            // The killed backends have exited (their sockets are closed) ...
-            for _ in 0..100 {
-                let left: i64 = m
-                    .query_one(
-                        "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)",
-                        &[&killed],
-                    )
-                    .await
-                    .unwrap()
-                    .get(0);
-                if left == 0 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            // ... and the client's connection task has read the end of its session.
+            // The killed backends have exited; give the client time to see its session end.
+            assert!(!terminate_sessions(&m).await.is_empty());
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let mut ctx = factorybench::runner::client::RequestCtx {
@@ -387,10 +392,10 @@ async fn driver_reopens_sessions_killed_mid_run() {
         &format!("    table_name: {table}\n    seed_rows: 100"),
     ));
     c.setup().await.unwrap();
-    let m = std::sync::Arc::new(monitor(&env).await);
+    let m = monitor(&env).await;
     let rt = tokio::runtime::Handle::current();
     let killed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (m2, k2) = (m.clone(), killed.clone());
+    let k2 = killed.clone();
     let recs = drive_closed(&c, 4, 400, 7, move |k| {
         if k != 100 {
             return;
@@ -399,34 +404,8 @@ async fn driver_reopens_sessions_killed_mid_run() {
         // middle of a request fails that request (the server cut it short), which is not what
         // this test is about.
         std::thread::sleep(Duration::from_millis(100));
-        rt.block_on(async {
-            let pids: Vec<i32> = m2
-                .query(
-                    "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity \
-                     WHERE application_name = 'factorybench' AND pid <> pg_backend_pid()",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            k2.store(pids.len(), std::sync::atomic::Ordering::SeqCst);
-            for _ in 0..100 {
-                let left: i64 = m2
-                    .query_one(
-                        "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)",
-                        &[&pids],
-                    )
-                    .await
-                    .unwrap()
-                    .get(0);
-                if left == 0 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        });
+        let pids = rt.block_on(terminate_sessions(&m));
+        k2.store(pids.len(), std::sync::atomic::Ordering::SeqCst);
     })
     .await
     .expect("a driver");

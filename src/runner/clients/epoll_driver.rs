@@ -46,6 +46,23 @@ impl Epoll {
         Ok(())
     }
 
+    /// Ask for writability of `fd` (registered with `token`) too, or no longer, when
+    /// `*registered` (what its registration asks for now) says otherwise.
+    pub(crate) fn want_out(
+        &self,
+        fd: Option<RawFd>,
+        token: u64,
+        registered: &mut bool,
+        out: bool,
+    ) -> io::Result<()> {
+        let Some(fd) = fd.filter(|_| *registered != out) else {
+            return Ok(());
+        };
+        self.register(libc::EPOLL_CTL_MOD, fd, token, out)?;
+        *registered = out;
+        Ok(())
+    }
+
     fn wait(&self, events: &mut [libc::epoll_event], wait_ms: i32) -> io::Result<usize> {
         // SAFETY: the epoll descriptor is open; `events` has room for `len` entries.
         let k = unsafe {
@@ -60,6 +77,50 @@ impl Epoll {
             return Err(io::Error::last_os_error());
         }
         Ok(k as usize)
+    }
+}
+
+/// How far [`send_rest`] got.
+pub(crate) enum Sent {
+    All,
+    /// The socket's buffer is full: the rest goes once it is writable.
+    WouldBlock,
+    Failed(io::Error),
+}
+
+/// Send `buf[*written..]` on the non-blocking socket `fd`, advancing `*written`, until all of
+/// it is out, the socket is full, or an error.
+pub(crate) fn send_rest(fd: RawFd, buf: &[u8], written: &mut usize) -> Sent {
+    while *written < buf.len() {
+        let rest = &buf[*written..];
+        // SAFETY: a valid descriptor and a buffer we own, `rest.len()` bytes long.
+        let n = unsafe { libc::send(fd, rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            *written += n as usize;
+            continue;
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => {}
+            io::ErrorKind::WouldBlock => return Sent::WouldBlock,
+            _ => return Sent::Failed(e),
+        }
+    }
+    Sent::All
+}
+
+/// Read what the non-blocking socket `fd` has into `room`: the byte count (0: the peer
+/// closed) or the error; None when there was nothing after all.
+pub(crate) fn recv(fd: RawFd, room: &mut [u8]) -> Option<io::Result<usize>> {
+    // SAFETY: a valid descriptor and a buffer we own, `room.len()` bytes long.
+    let n = unsafe { libc::recv(fd, room.as_mut_ptr().cast(), room.len(), 0) };
+    if n >= 0 {
+        return Some(Ok(n as usize));
+    }
+    let e = io::Error::last_os_error();
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => None,
+        _ => Some(Err(e)),
     }
 }
 

@@ -15,7 +15,7 @@
 //! Used for an unpaced closed loop of the lean path (the default for `http://`); one driver
 //! per client thread, each with its share of the clients.
 
-use super::epoll_driver::{self as ed, Core, Epoll, Protocol};
+use super::epoll_driver::{self as ed, Core, Epoll, Protocol, Sent};
 use super::http_decode::{Decoder, Progress, ReadError, Response, BUF_BYTES};
 use super::http_lean::{still_open, PEEK_AFTER_IDLE_NS};
 use super::http_target::{classify_io, status_outcome, Target};
@@ -121,18 +121,9 @@ impl HttpDriver {
 
     /// Ask for writability of connection `i` too, or no longer.
     fn want_out(&mut self, i: usize, out: bool) -> io::Result<()> {
-        let c = &self.conns[i];
-        if c.want_out == out {
-            return Ok(());
-        }
-        let Some(fd) = c.sock.as_ref().map(|s| s.as_raw_fd()) else {
-            return Ok(());
-        };
-        self.core
-            .epoll
-            .register(libc::EPOLL_CTL_MOD, fd, i as u64, out)?;
-        self.conns[i].want_out = out;
-        Ok(())
+        let c = &mut self.conns[i];
+        let fd = c.sock.as_ref().map(|s| s.as_raw_fd());
+        self.core.epoll.want_out(fd, i as u64, &mut c.want_out, out)
     }
 
     /// Send connection `i`'s request from its first byte: on the kept connection, or on a
@@ -193,53 +184,26 @@ impl HttpDriver {
 
     /// Write (the rest of) connection `i`'s request.
     fn write(&mut self, ctl: &mut dyn DriverCtl, i: usize) {
-        loop {
-            let c = &mut self.conns[i];
-            let Some(s) = c.sock.as_ref() else {
-                return;
-            };
-            let rest = &self.t.wire[c.written..];
-            // SAFETY: a valid descriptor and a buffer we own, `rest.len()` bytes long.
-            let n = unsafe {
-                libc::send(
-                    s.as_raw_fd(),
-                    rest.as_ptr().cast(),
-                    rest.len(),
-                    libc::MSG_NOSIGNAL,
-                )
-            };
-            if n >= 0 {
-                c.written += n as usize;
-                if c.written < self.t.wire.len() {
-                    continue;
-                }
-                c.phase = Phase::Reading;
-                if let Err(e) = self.want_out(i, false) {
-                    self.read_failed(ctl, i, ReadError::Io(format!("epoll: {e}")));
-                }
-                return;
-            }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => {
-                    c.phase = Phase::Writing;
-                    if let Err(e) = self.want_out(i, true) {
-                        self.read_failed(ctl, i, ReadError::Io(format!("epoll: {e}")));
-                    }
-                    return;
-                }
-                _ => {}
-            }
-            if let Some(f) = self.core.flight(i).filter(|f| f.reused && !f.retried) {
-                f.retried = true;
-                self.close(i);
-                self.start(ctl, i);
-                return;
-            }
-            let m = format!("{} {}: writing the request: {e}", self.t.method, self.t.uri);
-            ed::fail(self, ctl, i, classify_io(&e), m);
+        let c = &mut self.conns[i];
+        let Some(fd) = c.sock.as_ref().map(|s| s.as_raw_fd()) else {
             return;
+        };
+        let (phase, out) = match ed::send_rest(fd, &self.t.wire, &mut c.written) {
+            Sent::All => (Phase::Reading, false),
+            Sent::WouldBlock => (Phase::Writing, true),
+            Sent::Failed(e) => {
+                if let Some(f) = self.core.flight(i).filter(|f| f.reused && !f.retried) {
+                    f.retried = true;
+                    self.close(i);
+                    return self.start(ctl, i);
+                }
+                let m = format!("{} {}: writing the request: {e}", self.t.method, self.t.uri);
+                return ed::fail(self, ctl, i, classify_io(&e), m);
+            }
+        };
+        c.phase = phase;
+        if let Err(e) = self.want_out(i, out) {
+            self.read_failed(ctl, i, ReadError::Io(format!("epoll: {e}")));
         }
     }
 
@@ -249,20 +213,14 @@ impl HttpDriver {
         let Some(s) = c.sock.as_ref() else {
             return;
         };
-        let room = &mut c.buf[c.end..];
-        // SAFETY: a valid descriptor and a buffer we own, `room.len()` bytes long.
-        let n = unsafe { libc::recv(s.as_raw_fd(), room.as_mut_ptr().cast(), room.len(), 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ) {
-                return;
+        let n = match ed::recv(s.as_raw_fd(), &mut c.buf[c.end..]) {
+            None => return,
+            Some(Ok(n)) => n,
+            Some(Err(e)) => {
+                let err = c.dec.read_failed(c.end, &e);
+                return self.read_failed(ctl, i, err);
             }
-            let err = c.dec.read_failed(c.end, &e);
-            return self.read_failed(ctl, i, err);
-        }
+        };
         let now = ctl.now_ns();
         if n == 0 {
             return match c.dec.eof(c.end) {
@@ -270,7 +228,7 @@ impl HttpDriver {
                 Err(e) => self.read_failed(ctl, i, e),
             };
         }
-        c.end += n as usize;
+        c.end += n;
         match c.dec.advance(&mut c.buf, &mut c.end) {
             Ok(p) => {
                 if c.dec.head_done() {

@@ -13,7 +13,7 @@
 //! back through an eventfd in the epoll set, so that the other clients' requests go on
 //! meanwhile.
 
-use super::super::epoll_driver::{self as ed, Core, Epoll, Protocol};
+use super::super::epoll_driver::{self as ed, Core, Epoll, Protocol, Sent};
 use super::wire::{self, Codec};
 use super::{open_session, Shared};
 use crate::recipe::DbOp;
@@ -145,18 +145,9 @@ impl PgDriver {
 
     /// Ask for writability of client `i`'s socket too, or no longer.
     fn want_out(&mut self, i: usize, out: bool) -> io::Result<()> {
-        let c = &self.conns[i];
-        if c.want_out == out {
-            return Ok(());
-        }
-        let Some(fd) = c.fd.as_ref().map(|s| s.as_raw_fd()) else {
-            return Ok(());
-        };
-        self.core
-            .epoll
-            .register(libc::EPOLL_CTL_MOD, fd, i as u64, out)?;
-        self.conns[i].want_out = out;
-        Ok(())
+        let c = &mut self.conns[i];
+        let fd = c.fd.as_ref().map(|s| s.as_raw_fd());
+        self.core.epoll.want_out(fd, i as u64, &mut c.want_out, out)
     }
 
     /// Send client `i`'s request from its first byte: on its session, or on a new one.
@@ -232,46 +223,21 @@ impl PgDriver {
 
     /// Write (the rest of) client `i`'s request.
     fn write(&mut self, ctl: &mut dyn DriverCtl, i: usize) {
-        loop {
-            let c = &mut self.conns[i];
-            let Some(fd) = c.fd.as_ref() else {
-                return;
-            };
-            let rest = &c.request[c.written..];
-            // SAFETY: a valid descriptor and a buffer we own, `rest.len()` bytes long.
-            let n = unsafe {
-                libc::send(
-                    fd.as_raw_fd(),
-                    rest.as_ptr().cast(),
-                    rest.len(),
-                    libc::MSG_NOSIGNAL,
-                )
-            };
-            if n >= 0 {
-                c.written += n as usize;
-                if c.written < c.request.len() {
-                    continue;
-                }
-                c.phase = Phase::Reading;
-                if let Err(e) = self.want_out(i, false) {
-                    self.failed(ctl, i, wire::WireError::Io(e));
-                }
-                return;
+        let c = &mut self.conns[i];
+        let Some(fd) = c.fd.as_ref().map(|s| s.as_raw_fd()) else {
+            return;
+        };
+        let (phase, out) = match ed::send_rest(fd, &c.request, &mut c.written) {
+            Sent::All => (Phase::Reading, false),
+            Sent::WouldBlock => (Phase::Writing, true),
+            Sent::Failed(e) => {
+                let e = c.codec.write_failed(e);
+                return self.failed(ctl, i, e);
             }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => {
-                    c.phase = Phase::Writing;
-                    if let Err(e) = self.want_out(i, true) {
-                        self.failed(ctl, i, wire::WireError::Io(e));
-                    }
-                    return;
-                }
-                _ => {}
-            }
-            let e = c.codec.write_failed(e);
-            return self.failed(ctl, i, e);
+        };
+        c.phase = phase;
+        if let Err(e) = self.want_out(i, out) {
+            self.failed(ctl, i, wire::WireError::Io(e));
         }
     }
 
@@ -281,20 +247,8 @@ impl PgDriver {
         let Some(fd) = c.fd.as_ref() else {
             return;
         };
-        let room = c.codec.room();
-        // SAFETY: a valid descriptor and a buffer we own, `room.len()` bytes long.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), room.as_mut_ptr().cast(), room.len(), 0) };
-        let r = if n < 0 {
-            let e = io::Error::last_os_error();
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ) {
-                return;
-            }
-            Err(e)
-        } else {
-            Ok(n as usize)
+        let Some(r) = ed::recv(fd.as_raw_fd(), c.codec.room()) else {
+            return;
         };
         let now = ctl.now_ns();
         match c.codec.filled(r) {
