@@ -601,6 +601,11 @@ fn measured_window(conn: &Connection, run: &db::RunRow) -> Result<(i64, i64), Db
     Ok((start_ns, end_ns))
 }
 
+/// The value of the run metric `name`, if the run recorded it.
+fn metric_value(run_metrics: &[RunMetricValue], name: &str) -> Option<f64> {
+    run_metrics.iter().find(|m| m.name == name).map(|m| m.value)
+}
+
 /// The achieved rate over the measured window, against the target (when one was set).
 fn rate_stats(target_rate: Option<f64>, requests: u64, window_s: f64) -> RateStats {
     let achieved = ratio(requests as f64, window_s);
@@ -672,10 +677,7 @@ fn analyze_run_inner(
 
     let timeseries = timeseries(&buckets, bucket_ns, window_ns);
 
-    let generator_lag_p99_ms = run_metrics
-        .iter()
-        .find(|m| m.name == "generator_lag_p99_ms")
-        .map(|m| m.value);
+    let generator_lag_p99_ms = metric_value(&run_metrics, "generator_lag_p99_ms");
     let (partial, reasons, gates) = validity(
         &run,
         &recipe,
@@ -825,10 +827,7 @@ fn validity(
     // window. What the generator owed is what it scheduled there: every measured request,
     // plus those it never sent.
     let scheduled_rps = (run.arrival == "poisson" && window_s > 0.0).then(|| {
-        let not_sent = run_metrics
-            .iter()
-            .find(|m| m.name == "requests_not_sent")
-            .map_or(0.0, |m| m.value);
+        let not_sent = metric_value(run_metrics, "requests_not_sent").unwrap_or(0.0);
         (total.requests as f64 + not_sent) / window_s
     });
     measurement_gates(
@@ -1020,7 +1019,7 @@ fn generator_gates(
     generator_lag_p99_ms: Option<f64>,
     target_rate_rps: Option<f64>,
 ) {
-    let metric = |name: &str| run_metrics.iter().find(|m| m.name == name).map(|m| m.value);
+    let metric = |name: &str| metric_value(run_metrics, name);
     let connection_limited = metric("connection_limited") == Some(1.0);
     g.add(
         ReasonCode::ConnectionLimited,

@@ -124,6 +124,12 @@ pub(crate) fn recv(fd: RawFd, room: &mut [u8]) -> Option<io::Result<usize>> {
     }
 }
 
+/// Whether `events` (of a connection being connected or written) say it can go on: writable,
+/// or an error or hang-up for the next write or connect check to report.
+pub(crate) fn out_or_err(events: u32) -> bool {
+    events & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0
+}
+
 /// A client's request in flight.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Flight {
@@ -132,7 +138,8 @@ pub(crate) struct Flight {
     pub first_byte_ns: Option<i64>,
     /// The operation, for the outcome of a timeout or a cancel.
     pub op: &'static str,
-    /// It went out on a kept connection (not one opened for it).
+    /// It went out on a kept connection, not one opened for it (HTTP: only such a request is
+    /// resent when its connection closes before answering).
     pub reused: bool,
     /// It went out once more on a new connection already.
     pub retried: bool,
@@ -151,7 +158,7 @@ pub(crate) struct Slot {
 /// in both).
 pub(crate) struct Core {
     pub epoll: Epoll,
-    pub slots: Vec<Slot>,
+    slots: Vec<Slot>,
     /// Clients whose next request waits for the loop's next turn (after an error: issuing it
     /// at once could fail at once again).
     pending: Vec<usize>,
@@ -246,7 +253,7 @@ pub(crate) trait Protocol {
 
 /// Client `i`'s request ends with `o` at `done_ns` (an error, a timeout, a cancel): its
 /// connection is closed, and its next request waits for the loop's next turn.
-pub(crate) fn end_with<P: Protocol + ?Sized>(p: &mut P, i: usize, o: Outcome, done_ns: i64) {
+fn end_with<P: Protocol + ?Sized>(p: &mut P, i: usize, o: Outcome, done_ns: i64) {
     p.close(i);
     let core = p.core();
     let s = &mut core.slots[i];
@@ -274,7 +281,7 @@ pub(crate) fn fail<P: Protocol + ?Sized>(
 }
 
 /// The outcome of a request of `op` that had no answer within `timeout_ns`.
-pub(crate) fn timed_out(op: &'static str, timeout_ns: i64) -> Outcome {
+fn timed_out(op: &'static str, timeout_ns: i64) -> Outcome {
     let d = std::time::Duration::from_nanos(timeout_ns.max(0) as u64);
     Outcome::err(op, ErrorClass::Timeout, format!("no answer within {d:?}"))
 }

@@ -318,7 +318,7 @@ impl Protocol for HttpDriver {
         let Some(c) = self.conns.get(i) else {
             return;
         };
-        let out_or_err = events & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0;
+        let out_or_err = ed::out_or_err(events);
         match c.phase {
             // Bytes (or a close) on a connection with no request: the server closed it or
             // said something nobody asked for. Either way it cannot carry the next request.

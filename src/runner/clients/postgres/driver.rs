@@ -214,8 +214,7 @@ impl PgDriver {
             let c = &mut self.conns[i];
             c.fd = Some(fd);
             c.codec = codec;
-            if let Some(f) = self.core.flight(i) {
-                f.reused = false;
+            if self.core.flight(i).is_some() {
                 self.start(ctl, i);
             }
         }
@@ -300,10 +299,9 @@ impl Protocol for PgDriver {
         let c = &mut self.conns[i];
         let mut rng = Rng::for_stream(ctl.seed(), f.seq);
         c.op = self.shared.encode_request(&mut rng, &mut c.request);
-        let (op, reused) = (super::op_name(c.op), c.fd.is_some());
+        let op = super::op_name(c.op);
         if let Some(f) = self.core.flight(i) {
             f.op = op;
-            f.reused = reused;
         }
         self.start(ctl, i);
     }
@@ -316,7 +314,7 @@ impl Protocol for PgDriver {
         let Some(c) = self.conns.get(i) else {
             return;
         };
-        let out_or_err = events & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0;
+        let out_or_err = ed::out_or_err(events);
         match c.phase {
             // Bytes (or a close) on a session with no request: the server ends it (a FATAL
             // error, then the close) or says something nobody asked for. The client's next
