@@ -19,6 +19,7 @@ use crate::store::{
 use std::path::Path;
 use std::sync::Arc;
 
+mod gate;
 mod plan;
 mod search;
 pub use plan::{run_plan, PlanDone, PlanRun, RunHooks, RunOptions, SetupFailure, StoreFailure};
@@ -171,8 +172,17 @@ impl Session {
                 watch_service_exit(f, stop.clone());
             }
             let sem = Arc::new(tokio::sync::Semaphore::new(max_par.min(1 << 20)));
+            // Services started together begin their load together ([`gate`]): only when every
+            // group starts at once (a group that waits for a permit would hold the others).
+            let groups = self.groups.len();
+            let mut tickets = if groups <= max_par {
+                gate::Gate::tickets(groups)
+            } else {
+                None
+            };
             let mut tasks = Vec::new();
             for jobs in self.groups {
+                let mut ticket = tickets.as_mut().and_then(Vec::pop);
                 let sem = sem.clone();
                 let plan = self.plan.clone();
                 let handle = handle.clone();
@@ -182,24 +192,20 @@ impl Session {
                 let gpu_facts = self.gpu_facts.clone();
                 tasks.push(tokio::spawn(async move {
                     let _permit = sem.acquire_owned().await.expect("semaphore open");
+                    let ctx = JobContext {
+                        plan: &plan,
+                        store: handle,
+                        stop: stop.clone(),
+                        watch: watch.as_ref(),
+                        gpu_facts: gpu_facts.as_ref(),
+                    };
                     let mut out = Vec::new();
                     for job in jobs {
                         if stop.get().is_some() {
                             break;
                         }
                         let obs = observers.as_ref().map(|f| f(&job.svc)).unwrap_or_default();
-                        out.push(
-                            run_job(
-                                &plan,
-                                job,
-                                handle.clone(),
-                                stop.clone(),
-                                obs,
-                                watch.as_ref(),
-                                gpu_facts.as_ref(),
-                            )
-                            .await,
-                        );
+                        out.push(run_job(&ctx, job, obs, ticket.take()).await);
                     }
                     out
                 }));
@@ -320,15 +326,31 @@ pub fn install_signal_handlers(stop: Arc<StopFlag>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_job(
-    plan: &Plan,
-    job: Job,
+/// What every job of a group shares.
+struct JobContext<'a> {
+    plan: &'a Plan,
     store: StoreHandle,
     stop: Arc<StopFlag>,
+    watch: Option<&'a WatchFactory>,
+    gpu_facts: Option<&'a super::provenance::GpuFacts>,
+}
+
+/// One job: setup, the start gate (`ticket`, the group's first job when services start
+/// together), the engine, teardown; the run recorded from its start to its end.
+async fn run_job(
+    ctx: &JobContext<'_>,
+    job: Job,
     observers: Vec<Arc<dyn LiveObserver>>,
-    watch: Option<&WatchFactory>,
-    gpu_facts: Option<&super::provenance::GpuFacts>,
+    ticket: Option<gate::Ticket>,
 ) -> Finished {
+    let JobContext {
+        plan,
+        store,
+        stop,
+        watch,
+        gpu_facts,
+    } = ctx;
+    let (plan, watch, gpu_facts) = (*plan, *watch, *gpu_facts);
     let clock = Clock::new();
     let svc = job.svc;
     let row = NewRun::for_service(plan, &svc, job.sweep, clock.now_ns());
@@ -388,12 +410,30 @@ async fn run_job(
         Ok(c) => c,
         Err(e) => return setup_failed(e.to_string()),
     };
+    let setup_t0 = std::time::Instant::now();
     if let Err(e) = client.setup().await {
         return setup_failed(e.to_string());
     }
+    let setup_s = setup_t0.elapsed().as_secs_f64();
+    store.run_metric(&run_id, RunMetric::new("setup_s", setup_s, "s"));
     store.provenance(&run_id, client.service_facts().await.into_iter().collect());
+    if let Some(ticket) = ticket {
+        let passed = ticket.pass(stop).await;
+        if passed.waited_for > 0 {
+            tracing::info!(
+                "[{}] setup done in {setup_s:.1} s; waited {:.1} s for the setup of {} other service(s), so that the loads start together",
+                svc.name,
+                passed.waited.as_secs_f64(),
+                passed.waited_for
+            );
+        }
+        store.run_metric(
+            &run_id,
+            RunMetric::new("start_gate_wait_s", passed.waited.as_secs_f64(), "s"),
+        );
+    }
     // Live monitoring: node/GPU samples into the run file, pushes to the Pushgateway.
-    let monitor = watch.map(|w| w(plan, &svc, &run_id, clock, &store));
+    let monitor = watch.map(|w| w(plan, &svc, &run_id, clock, store));
     let mut observers = observers;
     if let Some(m) = &monitor {
         observers.push(m.observer());
@@ -422,7 +462,7 @@ async fn run_job(
         store.run_metric(&run_id, m.clone());
     }
     let teardown = client.teardown().await;
-    let (mut status, mut stage, mut message) = end_status(&out, &stop, &store);
+    let (mut status, mut stage, mut message) = end_status(&out, stop, store);
     match teardown {
         Ok(ms) => {
             for m in ms {

@@ -138,6 +138,32 @@ fn postgres_s3_chroma_recipe_runs_locally() {
         )
         .unwrap();
     assert_eq!(recall_rows, 1);
+
+    // The start gate: the three services started together, so each one's measured window
+    // begins only after every other one's setup ended (ChromaDB's encodes its vectors while
+    // PostgreSQL's seeds its table). A run's setup begins after its row is created
+    // (`started_ns`) and lasts `setup_s`; 1 ms of slack for the two clocks' rounding.
+    let windows: Vec<(String, i64, i64, f64, f64)> = db
+        .prepare(
+            "SELECT r.service, r.started_ns, r.measure_start_ns, s.value, w.value FROM runs r \
+             JOIN run_metrics s ON s.run_id = r.run_id AND s.name = 'setup_s' \
+             JOIN run_metrics w ON w.run_id = r.run_id AND w.name = 'start_gate_wait_s'",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(windows.len(), 3, "{windows:?}");
+    for (a, _, a_measure, _, _) in &windows {
+        for (b, b_started, _, b_setup_s, _) in &windows {
+            let b_setup_end = b_started + (b_setup_s * 1e9) as i64;
+            assert!(
+                *a_measure >= b_setup_end - 1_000_000,
+                "{a} measured from {a_measure}, before {b}'s setup ended at {b_setup_end}: {windows:?}"
+            );
+        }
+    }
 }
 
 /// Servers down at start and a wrong password: a clear setup error, exit 1, a failed run
