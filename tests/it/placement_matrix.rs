@@ -364,6 +364,22 @@ fn check_cell(
     svc: &recipe::Service,
     s: &str,
 ) {
+    // No command substitution once the signal traps are set, not even in a function body: bash
+    // 5.2 aborts the script with a syntax error (exit 2, the signal lost) when a trapped signal
+    // arrives while it parses one (arithmetic `$((` is not one).
+    let (_, trapped) = s
+        .split_once("trap 'fb_on_signal USR1' USR1")
+        .unwrap_or_else(|| panic!("{name}: no USR1 trap"));
+    if let Some((i, _)) = trapped
+        .match_indices("$(")
+        .find(|(i, _)| !trapped[*i..].starts_with("$(("))
+    {
+        let line = trapped[..i].lines().count();
+        panic!(
+            "{name}: a command substitution {line} lines after the traps: {}",
+            trapped[i..].lines().next().unwrap_or("")
+        );
+    }
     let (nodes, client_nodes) = p.nodes();
     // A GPU service with client nodes is a heterogeneous job: the service's component (one
     // node, the GPU), then the clients' (`#SBATCH hetjob`, no GRES).
