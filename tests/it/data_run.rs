@@ -150,7 +150,9 @@ fn postgres_s3_chroma_recipe_runs_locally() {
              JOIN run_metrics w ON w.run_id = r.run_id AND w.name = 'start_gate_wait_s'",
         )
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
