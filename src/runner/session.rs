@@ -418,19 +418,7 @@ async fn run_job(
     store.run_metric(&run_id, RunMetric::new("setup_s", setup_s, "s"));
     store.provenance(&run_id, client.service_facts().await.into_iter().collect());
     if let Some(ticket) = ticket {
-        let passed = ticket.pass(stop).await;
-        if passed.waited_for > 0 {
-            tracing::info!(
-                "[{}] setup done in {setup_s:.1} s; waited {:.1} s for the setup of {} other service(s), so that the loads start together",
-                svc.name,
-                passed.waited.as_secs_f64(),
-                passed.waited_for
-            );
-        }
-        store.run_metric(
-            &run_id,
-            RunMetric::new("start_gate_wait_s", passed.waited.as_secs_f64(), "s"),
-        );
+        pass_gate(ticket, ctx, &svc.name, &run_id, setup_s).await;
     }
     // Live monitoring: node/GPU samples into the run file, pushes to the Pushgateway.
     let monitor = watch.map(|w| w(plan, &svc, &run_id, clock, store));
@@ -492,6 +480,29 @@ async fn run_job(
         // The measured window ends when the load phase ended (teardown is not in it).
         Some(out.ended_ns),
     )
+}
+
+/// Wait at the start gate until every other service started with this one has done its setup;
+/// the wait is the run metric `start_gate_wait_s`.
+async fn pass_gate(
+    ticket: gate::Ticket,
+    ctx: &JobContext<'_>,
+    service: &str,
+    run_id: &Arc<str>,
+    setup_s: f64,
+) {
+    let passed = ticket.pass(&ctx.stop).await;
+    if passed.waited_for > 0 {
+        tracing::info!(
+            "[{service}] setup done in {setup_s:.1} s; waited {:.1} s for the setup of {} other service(s), so that the loads start together",
+            passed.waited.as_secs_f64(),
+            passed.waited_for
+        );
+    }
+    ctx.store.run_metric(
+        run_id,
+        RunMetric::new("start_gate_wait_s", passed.waited.as_secs_f64(), "s"),
+    );
 }
 
 /// How a run that the engine drove to its end ends, by why it stopped (teardown may still fail

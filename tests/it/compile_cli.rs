@@ -167,7 +167,10 @@ fn no_secret_value_in_scripts_or_plan() {
     // Env secrets are checked by name; file secrets read on the node.
     let pgenv = std::fs::read_to_string(out.join("scripts/pgenv.sbatch")).unwrap();
     assert!(pgenv.contains(": \"${PGPASS_FROM_ENV:?"));
-    assert!(pgenv.contains("head -n 1 -- /run/secrets/pg"));
+    assert!(
+        pgenv.contains("IFS= read -r PG_EXTRA_PASSWORD < /run/secrets/pg || true"),
+        "{pgenv}"
+    );
 }
 
 #[test]

@@ -469,7 +469,7 @@ fn containers_get_the_pass_through_env_and_a_campaign_model_cache() {
     // What bash makes of the pass-through: set ones cross, unset ones stay unset.
     let body: String = s
         .lines()
-        .filter(|l| l.trim_start().starts_with("if [[ -n \"${"))
+        .filter(|l| l.trim_start().starts_with("if [[ -n \"${") && l.contains("; fi"))
         .collect::<Vec<_>>()
         .join("\n");
     let out = std::process::Command::new("bash")
