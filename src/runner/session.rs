@@ -343,14 +343,13 @@ async fn run_job(
     observers: Vec<Arc<dyn LiveObserver>>,
     ticket: Option<gate::Ticket>,
 ) -> Finished {
-    let JobContext {
+    let &JobContext {
         plan,
-        store,
-        stop,
+        ref store,
+        ref stop,
         watch,
         gpu_facts,
     } = ctx;
-    let (plan, watch, gpu_facts) = (*plan, *watch, *gpu_facts);
     let clock = Clock::new();
     let svc = job.svc;
     let row = NewRun::for_service(plan, &svc, job.sweep, clock.now_ns());
