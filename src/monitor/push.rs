@@ -236,6 +236,9 @@ pub struct Pusher {
     stop: watch::Sender<Option<FinalState>>,
     task: tokio::task::JoinHandle<PushSummary>,
     timeout: Duration,
+    /// The counts so far, for a finish that runs out of time: they are the run's, and must not
+    /// read 0 because the task was cut short.
+    so_far: Arc<std::sync::Mutex<PushSummary>>,
 }
 
 impl Pusher {
@@ -244,22 +247,33 @@ impl Pusher {
     pub fn start(cfg: PushConfig, sources: Vec<Arc<dyn LiveSource>>) -> Pusher {
         let (stop, rx) = watch::channel(None);
         let timeout = cfg.timeout;
-        let task = tokio::spawn(run(cfg, sources, rx));
+        let so_far = Arc::new(std::sync::Mutex::new(PushSummary::default()));
+        let task = tokio::spawn(run(cfg, sources, rx, so_far.clone()));
         Pusher {
             stop,
             task,
             timeout,
+            so_far,
         }
     }
 
     /// Push the final state, delete the group and return what happened. Bounded: at most
-    /// about two request timeouts plus one in-flight push.
+    /// about two request timeouts plus one in-flight push. Past the bound (a starved machine)
+    /// the task is cut short: the pushes it counted stand, and the final push counts as failed.
     pub async fn finish(self, state: FinalState) -> PushSummary {
         let _ = self.stop.send(Some(state));
         let bound = self.timeout * 4 + Duration::from_secs(1);
+        let abort = self.task.abort_handle();
         match tokio::time::timeout(bound, self.task).await {
             Ok(Ok(s)) => s,
-            _ => PushSummary::default(),
+            _ => {
+                abort.abort();
+                let mut s = self.so_far.lock().map(|s| s.clone()).unwrap_or_default();
+                s.pushes_failed += 1;
+                s.final_pushed = false;
+                s.deleted = false;
+                s
+            }
         }
     }
 }
@@ -399,7 +413,13 @@ async fn run(
     cfg: PushConfig,
     sources: Vec<Arc<dyn LiveSource>>,
     mut stop: watch::Receiver<Option<FinalState>>,
+    so_far: Arc<std::sync::Mutex<PushSummary>>,
 ) -> PushSummary {
+    let keep = |s: &PushSummary| {
+        if let Ok(mut k) = so_far.lock() {
+            *k = s.clone();
+        }
+    };
     let http = match reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(cfg.timeout)
@@ -434,6 +454,7 @@ async fn run(
                     sh.summary.pushes_failed += 1;
                     sh.keep_live_count();
                 }
+                keep(&sh.summary);
             }
         }
     };

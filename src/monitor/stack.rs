@@ -930,6 +930,26 @@ mod tests {
             .unwrap());
     }
 
+    /// No command substitution after the trap, for every runtime and bind mode: bash 5.2 aborts
+    /// the script (exit 2, the signal lost) when a trapped signal arrives while it parses one.
+    #[test]
+    fn no_command_substitution_after_the_trap() {
+        for runtime in [StackRuntime::Apptainer, StackRuntime::Host] {
+            for bind in [BindMode::Node, BindMode::Loopback] {
+                let script = spec(runtime, bind).render().unwrap();
+                let (_, trapped) = script
+                    .split_once("\ntrap '")
+                    .unwrap_or_else(|| panic!("{runtime:?}/{bind:?}: no trap"));
+                assert!(
+                    !trapped.replace("$((", "").contains("$(")
+                        && !trapped.contains("<(")
+                        && !trapped.contains('`'),
+                    "{runtime:?}/{bind:?}: a command substitution after the trap:\n{trapped}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn rejects_unsafe_values() {
         let mut s = spec(StackRuntime::Host, BindMode::Node);
