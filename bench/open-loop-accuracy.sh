@@ -29,7 +29,9 @@ ${CONNS:+    connections_per_client: $CONNS
   G="$(sqlite3 "$WORK/ol$rate.db" "select value from run_metrics where name='generator_lag_p99_ms'")"
   S="$(json "$WORK/ol$rate.json" "j['runs'][0]['generator_saturated']")"
   P99="$(json "$WORK/ol$rate.json" "(j['runs'][0].get('latency_corrected_ms') or {}).get('p99')")"
-  python3 -c "print('%8d %12.1f %8.3f %16.3f %20.3f %8d %10s %10s   corrected p99 %s ms' % ($rate, $A, $A / $rate, $L, ${G:-float('nan')}, $E, '$WALL', '$S', '$P99'))"
+  V="$(json "$WORK/ol$rate.json" "'valid' if j['runs'][0]['valid'] else 'INVALID: ' + '; '.join(j['runs'][0]['invalid_reasons'])")"
+  python3 -c "print('%8d %12.1f %8.3f %16.3f %20.3f %8d %10s %10s   corrected p99 %s ms, %s' % ($rate, $A, $A / $rate, $L, ${G:-float('nan')}, $E, '$WALL', '$S', '$P99', '$V'))"
+  grep -i "connection-limited\|fell behind\|saturated" "$WORK/ol$rate.err" | head -3 || true
   # The peer: oha at the same rate and connection count, latency corrected for coordinated
   # omission (its open-loop mode); it reports no schedule lag, so its corrected p99 is the
   # figure to compare.
