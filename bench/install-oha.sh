@@ -10,7 +10,7 @@ if [ -x "$PREFIX/bin/oha" ]; then "$PREFIX/bin/oha" --version; exit 0; fi
 start=$(date +%s)
 mkdir -p "$PREFIX"
 CARGO_TARGET_DIR="${OHA_BUILD_DIR:-/var/tmp/oha-build}" nice -n 19 \
-  cargo install oha ${OHA_VERSION:+--version "$OHA_VERSION"} --locked -j1 --root "$PREFIX"
+  cargo install oha ${OHA_VERSION:+--version "$OHA_VERSION"} --locked -j"${OHA_JOBS:-1}" --root "$PREFIX"
 rm -rf "${OHA_BUILD_DIR:-/var/tmp/oha-build}"
 "$PREFIX/bin/oha" --version
 echo "oha built in $(( $(date +%s) - start ))s"

@@ -269,8 +269,11 @@ impl Pusher {
             _ => {
                 abort.abort();
                 let mut s = self.so_far.lock().map(|s| s.clone()).unwrap_or_default();
-                s.pushes_failed += 1;
-                s.final_pushed = false;
+                // The task records the final push as soon as it has its answer: a final push
+                // that went through stands, and only the delete was cut short.
+                if !s.final_pushed {
+                    s.pushes_failed += 1;
+                }
                 s.deleted = false;
                 s
             }
@@ -462,6 +465,7 @@ async fn run(
     sh.summary.final_pushed = sh.send(reqwest::Method::PUT, Some(body)).await;
     if sh.summary.final_pushed {
         sh.summary.pushes_ok += 1;
+        keep(&sh.summary);
         sh.summary.deleted = sh.send(reqwest::Method::DELETE, None).await;
     } else {
         sh.summary.pushes_failed += 1;

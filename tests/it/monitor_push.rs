@@ -268,3 +268,58 @@ services:
     );
     assert!(!live_push_failures_path(&db, &done.run_id).exists());
 }
+
+/// A Pushgateway that takes every PUT and never answers a DELETE: the final push went through
+/// and stands; only the delete failed, and it is not counted as a failed push.
+#[tokio::test]
+async fn a_hanging_delete_keeps_the_final_push() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let _serve = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in l.incoming().take(64).flatten() {
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            let mut len = 0usize;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let _ = r.read_exact(&mut vec![0; len]);
+            if line.starts_with("DELETE") {
+                held.push(c);
+            } else {
+                let mut c = c;
+                let _ = c.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        }
+    });
+    let stats = Arc::new(Stats::default());
+    let pusher = Pusher::start(
+        PushConfig::new(&url, GroupingKey::new("c", "s", &unique("del")), 0.2),
+        vec![stats.clone() as Arc<dyn LiveSource>],
+    );
+    feed(&stats, 10);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let summary = tokio::time::timeout(
+        Duration::from_secs(30),
+        pusher.finish(FinalState {
+            status: "success".into(),
+        }),
+    )
+    .await
+    .expect("finish is bounded");
+    assert!(summary.final_pushed, "{summary:?}");
+    assert!(!summary.deleted, "{summary:?}");
+    assert_eq!(summary.pushes_failed, 0, "{summary:?}");
+    assert!(summary.pushes_ok >= 2, "{summary:?}");
+}

@@ -25,6 +25,11 @@ esac
 
 const APPTAINER_STUB: &str = r#"#!/bin/bash
 echo "$*" >> "$STUB_CALLS/apptainer.log"
+if [[ "$1 $2" == "instance run" && -n "${STUB_START_HANGS:-}" ]]; then
+  echo "apptainer: pulling the image" >&2
+  echo $$ > "$STUB_CALLS/in-start.tmp" && mv "$STUB_CALLS/in-start.tmp" "$STUB_CALLS/in-start"
+  exec sleep 600
+fi
 "#;
 
 fn setup() -> (tempfile::TempDir, PathBuf) {
@@ -119,6 +124,56 @@ fn term_during_readiness_stops_the_instance() {
     let app = std::fs::read_to_string(t.path().join("calls/apptainer.log")).unwrap();
     assert!(app.contains("instance stop"), "{app}");
     // The runner never started.
+    assert!(!t.path().join("calls/running").exists());
+}
+
+/// A signal while the runtime starts the service: the job log (the script's stderr) says why
+/// the job stopped; the runtime's own stderr file gets the runtime's words only.
+#[test]
+fn term_while_the_runtime_starts_is_said_in_the_job_log() {
+    let (t, script) = setup();
+    let path = format!(
+        "{}:{}",
+        t.path().join("stubs").display(),
+        std::env::var("PATH").unwrap()
+    );
+    let log = t.path().join("job.err");
+    let mut child = std::process::Command::new("bash")
+        .arg(&script)
+        .env("PATH", path)
+        .env("FB_BIN", t.path().join("stubs/factorybench"))
+        .env("STUB_CALLS", t.path().join("calls"))
+        .env("STUB_START_HANGS", "1")
+        .env("TMPDIR", t.path())
+        .env_remove("SLURM_JOB_ID")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_file(&t.path().join("calls/in-start"));
+    kill(child.id(), libc::SIGTERM);
+    // The trap runs once the foreground `apptainer` returns: end the stub as a runtime would.
+    let stub: u32 = std::fs::read_to_string(t.path().join("calls/in-start"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    kill(stub, libc::SIGTERM);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    let job = std::fs::read_to_string(&log).unwrap();
+    assert!(job.contains("SIGTERM during setup, stopping"), "{job}");
+    let camp = script.parent().unwrap().parent().unwrap();
+    let runtime_err: String = std::fs::read_dir(camp.join("logs"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".runtime.err"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert!(runtime_err.contains("pulling the image"), "{runtime_err}");
+    assert!(!runtime_err.contains("SIGTERM"), "{runtime_err}");
+    let app = std::fs::read_to_string(t.path().join("calls/apptainer.log")).unwrap();
+    assert!(app.contains("instance stop"), "{app}");
     assert!(!t.path().join("calls/running").exists());
 }
 
