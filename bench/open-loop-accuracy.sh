@@ -27,10 +27,13 @@ ${CONNS:+    connections_per_client: $CONNS
   L="$(json "$WORK/ol$rate.json" "j['runs'][0]['schedule_lag_p99_ms']")"
   E="$(json "$WORK/ol$rate.json" "j['runs'][0]['errors']")"
   G="$(sqlite3 "$WORK/ol$rate.db" "select value from run_metrics where name='generator_lag_p99_ms'")"
+  # The runner's own stalls (its 1 ms hiccup probe): longest overrun, and how many over 5 ms.
+  HMAX="$(sqlite3 "$WORK/ol$rate.db" "select printf('%.1f', value) from run_metrics where name='runner_hiccup_max_ms'")"
+  HN="$(sqlite3 "$WORK/ol$rate.db" "select cast(value as int) from run_metrics where name='runner_stalls'")"
   S="$(json "$WORK/ol$rate.json" "j['runs'][0]['generator_saturated']")"
   P99="$(json "$WORK/ol$rate.json" "(j['runs'][0].get('latency_corrected_ms') or {}).get('p99')")"
   V="$(json "$WORK/ol$rate.json" "'valid' if j['runs'][0]['valid'] else 'INVALID: ' + '; '.join(j['runs'][0]['invalid_reasons'])")"
-  python3 -c "print('%8d %12.1f %8.3f %16.3f %20.3f %8d %10s %10s   corrected p99 %s ms, %s' % ($rate, $A, $A / $rate, $L, ${G:-float('nan')}, $E, '$WALL', '$S', '$P99', '$V'))"
+  python3 -c "print('%8d %12.1f %8.3f %16.3f %20.3f %8d %10s %10s   corrected p99 %s ms, runner stalls >5 ms: %s (longest %s ms), %s' % ($rate, $A, $A / $rate, $L, ${G:-float('nan')}, $E, '$WALL', '$S', '$P99', '${HN:-?}', '${HMAX:-?}', '$V'))"
   grep -i "connection-limited\|fell behind\|saturated" "$WORK/ol$rate.err" | head -3 || true
   # The peer: oha at the same rate and connection count, latency corrected for coordinated
   # omission (its open-loop mode); it reports no schedule lag, so its corrected p99 is the

@@ -1021,6 +1021,18 @@ fn generator_gates(
 ) {
     let metric = |name: &str| metric_value(run_metrics, name);
     let connection_limited = metric("connection_limited") == Some(1.0);
+    // A stalled client frees its connections late: say so beside the verdict.
+    let stalled = crate::runner::hiccup::describe_stalls(
+        metric("runner_stalls").unwrap_or(0.0),
+        metric("runner_hiccup_max_ms").unwrap_or(0.0),
+        metric("runner_stalled_ms").unwrap_or(0.0),
+    );
+    let cause = match &stalled {
+        Some(s) => format!(
+            "raise connections_per_client, or the service cannot keep this rate, or the client could not: {s}, and a stalled client frees its connections late"
+        ),
+        None => "raise connections_per_client, or the service cannot keep this rate".to_string(),
+    };
     g.add(
         ReasonCode::ConnectionLimited,
         "connections sufficed (no request had to wait for a busy connection or went unsent)",
@@ -1030,7 +1042,7 @@ fn generator_gates(
         "bool",
         connection_limited.then(|| {
             format!(
-                "connection-limited: all {} connections were busy; {} requests waited for one (p99 schedule lag {:.1} ms, in the corrected latency) and {} were never sent (raise connections_per_client, or the service cannot keep this rate)",
+                "connection-limited: all {} connections were busy; {} requests waited for one (p99 schedule lag {:.1} ms, in the corrected latency) and {} were never sent ({cause})",
                 metric("connections").unwrap_or(0.0),
                 metric("requests_waited_for_connection").unwrap_or(0.0),
                 schedule_lag_ms.map(|l| l.p99).unwrap_or(0.0),

@@ -102,6 +102,8 @@ struct RunView {
     provenance: String,
     /// The load generator's cost per request and ceiling, one line.
     generator_cost: String,
+    /// The runner's own stalls (`runner::hiccup`), one line; empty when not measured.
+    runner_stalls: String,
     charts: String,
     token_source: &'static str,
     llm_charts: String,
@@ -288,6 +290,7 @@ fn run_view(r: &RunAnalysis) -> RunView {
             .as_ref()
             .map(|c| c.describe())
             .unwrap_or_default(),
+        runner_stalls: runner_stalls(r),
         charts: run_charts(r),
         token_source: match r.llm.as_ref().map(|l| l.tokens_source) {
             Some(TokenSource::Server) => "server-reported counts",
@@ -531,4 +534,31 @@ mod svg_series {
 #[allow(dead_code)]
 fn _palette() -> &'static [&'static str] {
     &svg::PALETTE
+}
+
+/// The runner's own stalls as measured by its hiccup probe, or "" for a run without the figures.
+fn runner_stalls(r: &RunAnalysis) -> String {
+    let m = |name: &str| {
+        r.run_metrics
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.value)
+    };
+    let (Some(p99), Some(max)) = (m("runner_hiccup_p99_ms"), m("runner_hiccup_max_ms")) else {
+        return String::new();
+    };
+    let stalls = crate::runner::hiccup::describe_stalls(
+        m("runner_stalls").unwrap_or(0.0),
+        max,
+        m("runner_stalled_ms").unwrap_or(0.0),
+    );
+    match stalls {
+        Some(s) => format!(
+            "{s}; latencies around those moments include the client's stall (hiccup p99 {p99:.2} ms)"
+        ),
+        None => format!(
+            "none over {} ms (a 1 ms sleep overran by p99 {p99:.2} ms, at most {max:.2} ms)",
+            crate::runner::hiccup::STALL_LIMIT_MS
+        ),
+    }
 }

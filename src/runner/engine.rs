@@ -542,6 +542,7 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
         (None, None) => 1,
     };
     let sh = new_shared(&cfg, client.clone(), clients, pre, measure_start_ns, shards);
+    let hiccups = super::hiccup::HiccupProbe::start(clock, measure_start_ns, end_ns);
 
     let phase = Arc::new(AtomicU8::new(0)); // 0 load, 1 drain, 2 done
     let ticker = tokio::spawn(ticker(
@@ -594,6 +595,7 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
     phase.store(1, Ordering::SeqCst);
     drain(&sh, open_loop).await;
     let ended_ns = clock.now_ns();
+    let hiccups = hiccups.map(|p| p.finish()).unwrap_or_default();
     // Their clients have ended: each thread closes its connections on its own.
     let thread_metrics = match (threads, driver_threads) {
         (Some(threads), _) => threads.join_and_judge(&cfg.service).await,
@@ -606,18 +608,12 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
     let _ = ticker.await;
 
     // Histograms: per client and merged.
-    let (gen_p99_ms, sched_p99_ms, gen_lag_ms) = store_histograms(&sh);
+    let lags = store_histograms(&sh);
     dispatch.connections = if open_loop { pre } else { 0 };
-    let (generator_saturated, mut metrics) = judge_generator(
-        &cfg.service,
-        &load,
-        &dispatch,
-        open_loop,
-        gen_p99_ms,
-        sched_p99_ms,
-        gen_lag_ms,
-    );
+    let (generator_saturated, mut metrics) =
+        judge_generator(&cfg.service, &load, &dispatch, open_loop, &lags, &hiccups);
     metrics.extend(thread_metrics);
+    metrics.extend(hiccups.metrics());
     Ok(EngineOutcome {
         stop_reason,
         started_ns,
@@ -625,7 +621,7 @@ pub async fn run(client: Arc<dyn Client>, cfg: EngineConfig) -> Result<EngineOut
         ended_ns,
         requests: sh.total(|c| &c.completed),
         errors: sh.total(|c| &c.errors),
-        generator_lag_p99_ms: gen_p99_ms,
+        generator_lag_p99_ms: lags.gen_p99_ms,
         generator_saturated,
         metrics,
     })
@@ -1035,13 +1031,20 @@ async fn drain(sh: &Shared, open_loop: bool) {
     }
 }
 
-/// The generator's own lag at p50, p90 and p99.9, ms (beside its p99).
-type GenLagMs = [(u32, f64); 3];
+/// The lags of a run's measured requests, ms.
+#[derive(Clone, Copy)]
+struct Lags {
+    /// The generator's own lag at p99.
+    gen_p99_ms: f64,
+    /// The schedule lag (waits for a connection included) at p99.
+    sched_p99_ms: f64,
+    /// The generator's own lag at p50, p90 and p99.9.
+    gen_ms: [(u32, f64); 3],
+}
 
 /// Store the latency histograms (per client and merged) and the schedule lag; returns the
-/// p99 of the generator lag and of the schedule lag, and the generator lag's other
-/// percentiles, ms.
-fn store_histograms(sh: &Shared) -> (f64, f64, GenLagMs) {
+/// lags.
+fn store_histograms(sh: &Shared) -> Lags {
     let shards: Vec<_> = sh.agg.iter().map(|m| m.lock().expect("agg lock")).collect();
     let mut merged_c = hist();
     let mut merged_s = hist();
@@ -1094,11 +1097,11 @@ fn store_histograms(sh: &Shared) -> (f64, f64, GenLagMs) {
         encode_histogram(&sched_lag),
     );
     let gen_q = |q: f64| gen_lag.value_at_quantile(q) as f64 / 1000.0;
-    (
-        gen_q(0.99),
-        sched_lag.value_at_quantile(0.99) as f64 / 1000.0,
-        [(50, gen_q(0.5)), (90, gen_q(0.9)), (999, gen_q(0.999))],
-    )
+    Lags {
+        gen_p99_ms: gen_q(0.99),
+        sched_p99_ms: sched_lag.value_at_quantile(0.99) as f64 / 1000.0,
+        gen_ms: [(50, gen_q(0.5)), (90, gen_q(0.9)), (999, gen_q(0.999))],
+    }
 }
 
 /// Whether the load generator (not the service) limited the run: its own lag or unsent
@@ -1109,10 +1112,14 @@ fn judge_generator(
     load: &Load,
     dispatch: &DispatchStats,
     open_loop: bool,
-    gen_p99_ms: f64,
-    sched_p99_ms: f64,
-    gen_lag_ms: GenLagMs,
+    lags: &Lags,
+    hiccups: &super::hiccup::Hiccups,
 ) -> (bool, Vec<RunMetric>) {
+    let Lags {
+        gen_p99_ms,
+        sched_p99_ms,
+        gen_ms: gen_lag_ms,
+    } = *lags;
     let not_sent_by_generator = dispatch.not_sent - dispatch.not_sent_connection_limited;
     let backlog = crate::model::backlog_over_limit(
         not_sent_by_generator as f64,
@@ -1127,9 +1134,17 @@ fn judge_generator(
         && dispatch.waited_for_connection > 0
         && ((sched_p99_ms > GENERATOR_LAG_LIMIT_MS && waits_reach_the_p99)
             || dispatch.not_sent_connection_limited > 0);
+    let stalled = hiccups.describe();
     if connection_limited {
+        // A stalled client reads its responses late, and its connections look busy meanwhile.
+        let cause = match &stalled {
+            Some(s) => format!(
+                "the service did not keep the rate with this many connections, or the client did: {s}, and a stalled client frees its connections late"
+            ),
+            None => "the service did not keep the rate with this many connections (raise connections_per_client to measure it with more)".to_string(),
+        };
         tracing::warn!(
-            "[{}] connection-limited: all {} connections ({} per client, max_in_flight {}) were busy; {} requests waited for one (schedule lag p99 {:.1} ms, counted in the corrected latency) and {} were never sent before the run ended: the service did not keep the rate with this many connections (raise connections_per_client to measure it with more)",
+            "[{}] connection-limited: all {} connections ({} per client, max_in_flight {}) were busy; {} requests waited for one (schedule lag p99 {:.1} ms, counted in the corrected latency) and {} were never sent before the run ended: {cause}",
             service,
             dispatch.connections,
             load.connections_per_client,
@@ -1137,6 +1152,10 @@ fn judge_generator(
             dispatch.waited_for_connection,
             sched_p99_ms,
             dispatch.not_sent_connection_limited,
+        );
+    } else if let Some(s) = &stalled {
+        tracing::warn!(
+            "[{service}] {s}: the latencies around those moments include the client's stall, not only the service's time"
         );
     }
     if backlog {
@@ -1843,9 +1862,12 @@ mod tests {
             },
             &dispatch,
             true,
-            1.0,
-            sched_p99_ms,
-            [(50, 0.1), (90, 0.5), (999, 2.0)],
+            &Lags {
+                gen_p99_ms: 1.0,
+                sched_p99_ms,
+                gen_ms: [(50, 0.1), (90, 0.5), (999, 2.0)],
+            },
+            &crate::runner::hiccup::Hiccups::default(),
         );
         metrics
             .iter()

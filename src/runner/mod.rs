@@ -6,6 +6,7 @@ pub mod clients;
 pub mod clock;
 pub mod cpu;
 pub mod engine;
+pub mod hiccup;
 pub mod lifecycle;
 pub mod live;
 pub mod owner;

@@ -152,3 +152,80 @@ fn connections_per_client_is_validated() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("connections_per_client"), "{err}");
 }
+
+/// The runner measures its own stalls (its hiccup probe): a runner process stopped for 300 ms in
+/// the middle of its window records a stall at least that long, stores it with the run and says
+/// so. No timing assertion beyond the stop itself: a stopped process cannot run its probe.
+#[test]
+fn a_stopped_runner_records_its_own_stall() {
+    let srv = Server::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("recipe.yml");
+    let db = dir.path().join("metrics.db");
+    std::fs::write(
+        &p,
+        format!(
+            "benchmark:\n  name: stall\nglobal:\n  metrics_db: {}\nservices:\n  - service_name: web\n    service_type: http\n    url: http://127.0.0.1:{}/\n    client_count: 1\n    requests_per_second: 50\n    arrival: constant\n    warmup: 0\n    duration: 4\n",
+            db.display(),
+            srv.port
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("factorybench"))
+        .args(["run", "--no-progress", p.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The runner's once-a-second status line says when its measured window is on (warmup 0).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains(": Measure ") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the run reports its measured window");
+    let pid = child.id() as i32;
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    child.wait().unwrap();
+    let err = reader.join().unwrap();
+    let conn = Connection::open(&db).unwrap();
+    assert!(metric(&conn, "runner_stalls") >= 1.0, "{err}");
+    assert!(metric(&conn, "runner_hiccup_max_ms") >= 250.0, "{err}");
+    assert!(metric(&conn, "runner_stalled_ms") >= 250.0, "{err}");
+    assert!(err.contains("the runner's own process stalled"), "{err}");
+    // The report says it too, on the HTML run page.
+    let html = dir.path().join("r.html");
+    let o = common::bin()
+        .args(["report", db.to_str().unwrap(), "--format", "html", "--out"])
+        .arg(&html)
+        .output()
+        .unwrap();
+    // Exit 5: the run is invalid (its backlog after the stop is beyond the lag limit).
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("runner stalls"), "no stall row");
+    assert!(
+        page.contains("the runner&#x27;s own process stalled")
+            || page.contains("the runner's own process stalled")
+    );
+}
