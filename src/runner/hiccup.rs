@@ -65,7 +65,7 @@ impl Hiccups {
 pub fn describe_stalls(stalls: f64, max_ms: f64, stalled_ms: f64) -> Option<String> {
     (stalls > 0.0).then(|| {
         format!(
-            "the runner's own process stalled {stalls:.0} time{} for more than {STALL_LIMIT_MS} ms (longest {max_ms:.1} ms, {stalled_ms:.1} ms in all)",
+            "the runner stalled: {stalls:.0} time{} its host ran it more than {STALL_LIMIT_MS} ms late (longest {max_ms:.1} ms, {stalled_ms:.1} ms in all)",
             if stalls == 1.0 { "" } else { "s" }
         )
     })
@@ -183,7 +183,7 @@ mod tests {
         );
         assert_eq!(
             h.describe().unwrap(),
-            "the runner's own process stalled 1 time for more than 5 ms (longest 40.0 ms, 40.0 ms in all)"
+            "the runner stalled: 1 time its host ran it more than 5 ms late (longest 40.0 ms, 40.0 ms in all)"
         );
     }
 
