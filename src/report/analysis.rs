@@ -602,7 +602,7 @@ fn measured_window(conn: &Connection, run: &db::RunRow) -> Result<(i64, i64), Db
 }
 
 /// The value of the run metric `name`, if the run recorded it.
-fn metric_value(run_metrics: &[RunMetricValue], name: &str) -> Option<f64> {
+pub(crate) fn metric_value(run_metrics: &[RunMetricValue], name: &str) -> Option<f64> {
     run_metrics.iter().find(|m| m.name == name).map(|m| m.value)
 }
 

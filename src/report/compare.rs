@@ -626,10 +626,7 @@ fn worst_over_runs(
 
 /// A run metric's value (`None` when the run did not record it).
 fn run_metric(r: &RunAnalysis, name: &str) -> Option<f64> {
-    r.run_metrics
-        .iter()
-        .find(|m| m.name == name)
-        .map(|m| m.value)
+    super::analysis::metric_value(&r.run_metrics, name)
 }
 
 /// The load generator's own lag (p99, ms) of a side: the worst of its runs' recorded

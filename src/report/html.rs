@@ -538,12 +538,7 @@ fn _palette() -> &'static [&'static str] {
 
 /// The runner's own stalls as measured by its hiccup probe, or "" for a run without the figures.
 fn runner_stalls(r: &RunAnalysis) -> String {
-    let m = |name: &str| {
-        r.run_metrics
-            .iter()
-            .find(|m| m.name == name)
-            .map(|m| m.value)
-    };
+    let m = |name: &str| super::analysis::metric_value(&r.run_metrics, name);
     let (Some(p99), Some(max)) = (m("runner_hiccup_p99_ms"), m("runner_hiccup_max_ms")) else {
         return String::new();
     };

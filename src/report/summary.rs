@@ -54,12 +54,7 @@ pub struct RunSummary {
 
 impl RunSummary {
     pub fn from_analysis(a: &RunAnalysis) -> RunSummary {
-        let metric = |name: &str| {
-            a.run_metrics
-                .iter()
-                .find(|m| m.name == name)
-                .map(|m| m.value)
-        };
+        let metric = |name: &str| analysis::metric_value(&a.run_metrics, name);
         RunSummary {
             run_id: a.run_id.clone(),
             service: a.service.clone(),
