@@ -15,7 +15,7 @@ use factorybench::monitor::expo::Exposition;
 use factorybench::monitor::live::LiveSource;
 use factorybench::monitor::push::{node_name, FinalState, GroupingKey, PushConfig, Pusher};
 use factorybench::monitor::stack::{BindMode, Endpoint, StackRuntime, StackSpec, ALERTS_YML};
-use std::io::{BufRead, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -149,19 +149,8 @@ fn webhook_receiver() -> (String, mpsc::Receiver<serde_json::Value>) {
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { return };
-            let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
-            let mut len = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; len];
-            let _ = reader.read_exact(&mut body);
+            let (_, body) =
+                common::read_http_request(&mut std::io::BufReader::new(conn.try_clone().unwrap()));
             let _ = conn
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
             if let Ok(v) = serde_json::from_slice(&body) {

@@ -278,26 +278,13 @@ services:
 /// and stands; only the delete failed, and it is not counted as a failed push.
 #[tokio::test]
 async fn a_hanging_delete_keeps_the_final_push() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{BufReader, Write};
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
     let _serve = std::thread::spawn(move || {
         let mut held = Vec::new();
         for c in l.incoming().take(64).flatten() {
-            let mut r = BufReader::new(c.try_clone().unwrap());
-            let mut line = String::new();
-            let _ = r.read_line(&mut line);
-            let mut len = 0usize;
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let _ = r.read_exact(&mut vec![0; len]);
+            let (line, _) = common::read_http_request(&mut BufReader::new(c.try_clone().unwrap()));
             if line.starts_with("DELETE") {
                 held.push(c);
             } else {

@@ -207,3 +207,25 @@ pub fn measured_rows(db: &std::path::Path) -> i64 {
     }
     n
 }
+
+/// One HTTP/1.1 request read by a test's fake server: its request line and its body (the
+/// `Content-Length` bytes after the headers). Both empty when the peer closed first.
+pub fn read_http_request(r: &mut impl std::io::BufRead) -> (String, Vec<u8>) {
+    let mut line = String::new();
+    if r.read_line(&mut line).unwrap_or(0) == 0 {
+        return (line, Vec::new());
+    }
+    let mut len = 0usize;
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+            break;
+        }
+        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; len];
+    let _ = r.read_exact(&mut body);
+    (line, body)
+}
