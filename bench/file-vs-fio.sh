@@ -76,13 +76,15 @@ declare -A FIO_IOPS
 fio_run() {
   local opts
   if [ "$1" = libaio ]; then opts=(--ioengine=libaio); else opts=("${URING_OPTS[@]}"); fi
+  local m; m="$(cpu_mark)"
   perf_run "$WORK/perf-fio-$1.txt" fio "${FIO_COMMON[@]}" "${opts[@]}" --runtime="$DUR" --time_based \
     > "$WORK/fio-$1.json"
   FIO_IOPS[$1]="$(json "$WORK/fio-$1.json" "j['jobs'][0]['read']['iops']")"
-  local cpu ios
+  local cpu ios steal
+  steal="$(steal_since "$m")"
   cpu="$(json "$WORK/fio-$1.json" "round(j['jobs'][0]['usr_cpu'] + j['jobs'][0]['sys_cpu'])")"
   rm -f "$D"/rr*
-  printf '  round %s %-32s %10.0f IOPS, CPU %s %% of a core\n' "$round" "${FIO_NAME[$1]}:" "${FIO_IOPS[$1]}" "$cpu"
+  printf '  round %s %-32s %10.0f IOPS, CPU %s %% of a core, steal %s %%\n' "$round" "${FIO_NAME[$1]}:" "${FIO_IOPS[$1]}" "$cpu" "$steal"
   if [ "${PERF:-0}" = 1 ]; then
     ios="$(json "$WORK/fio-$1.json" "j['jobs'][0]['read']['total_ios']")"
     IPIO["fio-$1"]="$(per_io "$WORK/perf-fio-$1.txt" "$ios")"
@@ -93,7 +95,7 @@ fio_run() {
 # fb_run ENGINE : one factorybench run; sets FB_IOPS[ENGINE].
 declare -A FB_IOPS
 fb_run() {
-    local ENGINE="$1" R DB CPU
+    local ENGINE="$1" R DB CPU m STEAL
     R="$(recipe "file-$ENGINE" "  - service_name: files
     service_type: file_storage
     base_path: $D
@@ -111,12 +113,14 @@ fb_run() {
     DB="$DB_DIR/fb-file-$ENGINE-$$.db"
     sed -i "s|metrics_db: .*|metrics_db: $DB|" "$R"
     rm -f "$DB"
+    m="$(cpu_mark)"
     perf_run "$WORK/perf-fb-$ENGINE.txt" "$FB" run "$R" --json --no-progress > "$WORK/fb-$ENGINE.json" 2> "$WORK/fb.err" || true
+    STEAL="$(steal_since "$m")"
     FB_IOPS[$ENGINE]="$(json "$WORK/fb-$ENGINE.json" "j['runs'][0]['ops_per_s']")"
     # CPU of the whole process (runner, recorder, setup) over the measured duration.
     CPU="$(sqlite3 "$DB" "select cast(round(100.0 * (cpu_user_s + cpu_system_s) / duration_s) as int) from runs")"
     rm -f "$DB" "$DB-wal" "$DB-shm"
-    printf '  round %s %-32s %10.0f IOPS, CPU %s %% of a core\n' "$round" "factorybench (io_engine $ENGINE):" "${FB_IOPS[$ENGINE]}" "$CPU"
+    printf '  round %s %-32s %10.0f IOPS, CPU %s %% of a core, steal %s %%\n' "$round" "factorybench (io_engine $ENGINE):" "${FB_IOPS[$ENGINE]}" "$CPU" "$STEAL"
     if [ "${PERF:-0}" = 1 ]; then
       # Every I/O the process made, warmup included (setup's own work is in the count too).
       local IOS

@@ -4,6 +4,8 @@
 # mean nothing).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/lib-machine.sh
+source "$ROOT/bench/lib-machine.sh"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-release}"
 FB_BENCH_PROFILE="${FB_BENCH_PROFILE:-release}"
 # FB_BENCH_BIN_DIR: binaries built before (factorybench, fb-testserver): no build here, so a

@@ -12,6 +12,8 @@
 # Usage: [THREADS="1 2"] [KINDS=0] bench/pgbench.sh [CLIENTS=8] [SECONDS=20] [ROWS=100000] [REPEAT=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib-machine.sh
+source bench/lib-machine.sh
 C=${1:-8}; T=${2:-20}; ROWS=${3:-100000}; REPEAT=${4:-3}
 THREADS=${THREADS:-1 2}
 STATE=${FB_TEST_STATE:-/tmp/factorybench-test}
@@ -84,7 +86,8 @@ services:
 Y
 echo "PostgreSQL 15, $C clients, ${T}s, $ROWS rows, mix select 70 / insert 10 / update 15 / delete 5,"
 echo "$REPEAT alternating rounds (run-to-run noise on a shared 2-core machine is about ±10 %)."
-echo "CPU per transaction: each tool's whole process (user + system), from its rusage."
+echo "CPU per transaction: each tool's whole process (user + system), from its rusage; steal: the"
+echo "share of the VM's CPU time the host took during that tool's run (bench/lib-machine.sh)."
 # cpu_us_per_tx TIMEFILE TX: user+system µs per transaction from /usr/bin/time's "%U %S".
 cpu_us_per_tx() { python3 -c "import sys; u,s=map(float,open(sys.argv[1]).read().split()[-2:]); print(f'{(u+s)*1e6/float(sys.argv[2]):.1f}')" "$1" "$2"; }
 declare -A ratios
@@ -94,9 +97,11 @@ declare -A ratios
 checkpoint() { psql -qAt -c CHECKPOINT >/dev/null 2>&1 || true; }
 run_pgbench() {
     fresh_table; checkpoint
+    local m; m="$(cpu_mark)"
     /usr/bin/time -f "%U %S" -o "$work/pgbench.time" pgbench -n -M prepared -c "$C" -j "$1" -T "$T" \
       -f "$work/select.sql@70" -f "$work/insert.sql@10" -f "$work/update.sql@15" -f "$work/delete.sql@5" \
       > "$work/pgbench.out" 2>&1
+    PG_STEAL=$(steal_since "$m")
     PG_TPS=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$work/pgbench.out")
     PG_LAT=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$work/pgbench.out")
     PG_TX=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/pgbench.out")
@@ -107,8 +112,10 @@ run_fb() {
     # index over all of them at the end, which the CPU per transaction would count.
     rm -f "$work"/pg.db*
     checkpoint
+    local m; m="$(cpu_mark)"
     sed "s/^    timeout: 10$/    timeout: 10\n    client_threads: $1/" "$work/pg.yml" > "$work/pg-j.yml"
     /usr/bin/time -f "%U %S" -o "$work/fb.time" "$FB_BIN" run "$work/pg-j.yml" --json --no-progress > "$work/pg.json" 2> "$work/pg.err" || { cat "$work/pg.err" >&2; exit 1; }
+    FB_STEAL=$(steal_since "$m")
     FB_TPS=$(py 'round(r["ops_per_s"], 1)' "$work/pg.json")
     FB_P50=$(py 'r["latency_uncorrected_ms"]["p50"]' "$work/pg.json")
     FB_ERR=$(py 'r["errors"]' "$work/pg.json")
@@ -122,7 +129,7 @@ for round in $(seq "$REPEAT"); do
     if (( round % 2 )); then run_pgbench "$J"; run_fb "$J"; else run_fb "$J"; run_pgbench "$J"; fi
     R=$(python3 -c "print(f'{$FB_TPS/$PG_TPS:.3f}')")
     ratios[$J]="${ratios[$J]:-} $R"
-    echo "  round $round, $J thread(s): pgbench -j $J ${PG_TPS%.*} tps (latency avg ${PG_LAT} ms, ${PG_CPU} µs CPU/tx), factorybench ${FB_TPS%.*} tps (p50 ${FB_P50} ms, errors ${FB_ERR}, ${FB_CPU} µs CPU/tx), ratio $R"
+    echo "  round $round, $J thread(s): pgbench -j $J ${PG_TPS%.*} tps (latency avg ${PG_LAT} ms, ${PG_CPU} µs CPU/tx, steal ${PG_STEAL} %), factorybench ${FB_TPS%.*} tps (p50 ${FB_P50} ms, errors ${FB_ERR}, ${FB_CPU} µs CPU/tx, steal ${FB_STEAL} %), ratio $R"
   done
 done
 for J in $THREADS; do
