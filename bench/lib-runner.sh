@@ -98,6 +98,20 @@ start_target() {
   esac
 }
 
+# target_pid : the process that serves the HTTP target (nginx's one worker, or fb-testserver).
+target_pid() {
+  if [ -n "$NGINX_PID" ]; then pgrep -P "$NGINX_PID" | head -n 1; else echo "$SRV_PID"; fi
+}
+
+# cpu_ticks PID : the user + system clock ticks PID (all its threads) has used so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# server_us_per_req TICKS0 TICKS1 REQUESTS : the target's CPU per request it served, in µs (the
+# server's own figure: at the same work per request, a higher one means a slower machine).
+server_us_per_req() {
+  python3 -c "import os,sys; t0,t1,n=map(float,sys.argv[1:]); print('%.2f' % ((t1-t0)/os.sysconf('SC_CLK_TCK')*1e6/n) if n else 'nan')" "$@"
+}
+
 # OHA: the oha binary (bench/install-oha.sh), empty when it is not installed.
 OHA="${OHA:-$(command -v oha || true)}"
 if [ -z "$OHA" ] && [ -x /opt/factorybench/bench/bin/oha ]; then OHA=/opt/factorybench/bench/bin/oha; fi
