@@ -103,13 +103,15 @@ target_pid() {
   if [ -n "$NGINX_PID" ]; then pgrep -P "$NGINX_PID" | head -n 1; else echo "$SRV_PID"; fi
 }
 
-# cpu_ticks PID : the user + system clock ticks PID (all its threads) has used so far.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# cpu_ticks PID : the user + system clock ticks PID (all its threads) has used so far (fields
+# 14 and 15 of /proc/PID/stat, counted after the command name, which may hold spaces).
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
 
 # server_us_per_req TICKS0 TICKS1 REQUESTS : the target's CPU per request it served, in µs (the
-# server's own figure: at the same work per request, a higher one means a slower machine).
+# server's own figure: at the same work per request, a higher one means a slower machine);
+# "nan" when the tool's request count could not be read.
 server_us_per_req() {
-  python3 -c "import os,sys; t0,t1,n=map(float,sys.argv[1:]); print('%.2f' % ((t1-t0)/os.sysconf('SC_CLK_TCK')*1e6/n) if n else 'nan')" "$@"
+  python3 -c "import os,sys; t0,t1,n=map(float,sys.argv[1:]); print('%.2f' % ((t1-t0)/os.sysconf('SC_CLK_TCK')*1e6/n) if n else 'nan')" "$1" "$2" "${3:-0}"
 }
 
 # OHA: the oha binary (bench/install-oha.sh), empty when it is not installed.
