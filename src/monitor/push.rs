@@ -239,6 +239,8 @@ pub struct Pusher {
     /// The counts so far, for a finish that runs out of time: they are the run's, and must not
     /// read 0 because the task was cut short.
     so_far: Arc<std::sync::Mutex<PushSummary>>,
+    /// The Pushgateway, without credentials, for what a cut-short finish says.
+    shown_url: String,
 }
 
 impl Pusher {
@@ -247,6 +249,7 @@ impl Pusher {
     pub fn start(cfg: PushConfig, sources: Vec<Arc<dyn LiveSource>>) -> Pusher {
         let (stop, rx) = watch::channel(None);
         let timeout = cfg.timeout;
+        let shown_url = crate::recipe::redact::url(&cfg.url);
         let so_far = Arc::new(std::sync::Mutex::new(PushSummary::default()));
         let task = tokio::spawn(run(cfg, sources, rx, so_far.clone()));
         Pusher {
@@ -254,6 +257,7 @@ impl Pusher {
             task,
             timeout,
             so_far,
+            shown_url,
         }
     }
 
@@ -271,9 +275,18 @@ impl Pusher {
                 let mut s = self.so_far.lock().map(|s| s.clone()).unwrap_or_default();
                 // The task records the final push as soon as it has its answer: a final push
                 // that went through stands, and only the delete was cut short.
-                if !s.final_pushed {
+                let lost = if s.final_pushed {
+                    "the final push went through, the group's delete was cut short"
+                } else {
                     s.pushes_failed += 1;
-                }
+                    "the final push is counted as failed"
+                };
+                // Said, so that a failure count no request error explains is explained.
+                tracing::warn!(
+                    "live metrics: the last pushes to {} did not end within {bound:?} (a starved \
+                     machine, or a Pushgateway that holds requests): {lost}",
+                    self.shown_url
+                );
                 s.deleted = false;
                 s
             }

@@ -309,3 +309,51 @@ async fn a_hanging_delete_keeps_the_final_push() {
     // The final push at least (a starved runtime may stop before its first tick's push).
     assert!(summary.pushes_ok >= 1, "{summary:?}");
 }
+
+/// A source whose rendering stalls once `stall` is set: the pusher's task is stuck, as on a
+/// starved machine.
+#[derive(Default)]
+struct Stalling {
+    stall: std::sync::atomic::AtomicBool,
+}
+
+impl LiveSource for Stalling {
+    fn render(&self, out: &mut Exposition) {
+        if self.stall.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_secs(8));
+        }
+        out.gauge("stalling", "A test gauge.", 1.0);
+    }
+}
+
+/// A finish whose task cannot end in time is cut short at its bound: the pushes it counted
+/// stand, and the final push it never made counts as one failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_pusher_is_cut_short_and_counts_its_final_push() {
+    use std::io::{BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let _serve = std::thread::spawn(move || {
+        for c in l.incoming().take(64).flatten() {
+            let _ = common::read_http_request(&mut BufReader::new(c.try_clone().unwrap()));
+            let mut c = c;
+            let _ =
+                c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    let source = Arc::new(Stalling::default());
+    // Interval 0.2 s: request timeout 0.2 s, finish bound 1.8 s.
+    let pusher = Pusher::start(
+        PushConfig::new(&url, GroupingKey::new("c", "s", &unique("stuck")), 0.2),
+        vec![source.clone() as Arc<dyn LiveSource>],
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    source.stall.store(true, Ordering::SeqCst);
+    let t0 = Instant::now();
+    let summary = finish_bounded(pusher).await;
+    // Cut at its bound, not when the stuck render ends 8 s on.
+    assert!(t0.elapsed() < Duration::from_secs(7), "{:?}", t0.elapsed());
+    assert!(!summary.final_pushed, "{summary:?}");
+    assert!(!summary.deleted, "{summary:?}");
+    assert_eq!(summary.pushes_failed, 1, "{summary:?}");
+}
