@@ -274,27 +274,34 @@ services:
     assert!(!live_push_failures_path(&db, &done.run_id).exists());
 }
 
-/// A Pushgateway that takes every PUT and never answers a DELETE: the final push went through
-/// and stands; only the delete failed, and it is not counted as a failed push.
-#[tokio::test]
-async fn a_hanging_delete_keeps_the_final_push() {
+/// A fake Pushgateway on 127.0.0.1 for its first 64 requests: each is read and answered 200,
+/// except those whose request line `hold` picks, which get no answer (their connections are
+/// kept open). Returns its URL.
+fn fake_pushgateway(hold: fn(&str) -> bool) -> String {
     use std::io::{BufReader, Write};
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
-    let _serve = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         let mut held = Vec::new();
-        for c in l.incoming().take(64).flatten() {
+        for mut c in l.incoming().take(64).flatten() {
             let (line, _) = common::read_http_request(&mut BufReader::new(c.try_clone().unwrap()));
-            if line.starts_with("DELETE") {
+            if hold(&line) {
                 held.push(c);
             } else {
-                let mut c = c;
                 let _ = c.write_all(
                     b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                 );
             }
         }
     });
+    url
+}
+
+/// A Pushgateway that takes every PUT and never answers a DELETE: the final push went through
+/// and stands; only the delete failed, and it is not counted as a failed push.
+#[tokio::test]
+async fn a_hanging_delete_keeps_the_final_push() {
+    let url = fake_pushgateway(|line| line.starts_with("DELETE"));
     let stats = Arc::new(Stats::default());
     let pusher = Pusher::start(
         PushConfig::new(&url, GroupingKey::new("c", "s", &unique("del")), 0.2),
@@ -330,17 +337,7 @@ impl LiveSource for Stalling {
 /// stand, and the final push it never made counts as one failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_pusher_is_cut_short_and_counts_its_final_push() {
-    use std::io::{BufReader, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    let _serve = std::thread::spawn(move || {
-        for c in l.incoming().take(64).flatten() {
-            let _ = common::read_http_request(&mut BufReader::new(c.try_clone().unwrap()));
-            let mut c = c;
-            let _ =
-                c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
+    let url = fake_pushgateway(|_| false);
     let source = Arc::new(Stalling::default());
     // Interval 0.2 s: request timeout 0.2 s, finish bound 1.8 s.
     let pusher = Pusher::start(
